@@ -1,0 +1,22 @@
+import os, sys, subprocess
+from pathlib import Path
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / 'shared'
+DEV_CSV = SHARED / 'data' / 'cas2023' / 'APSIPA2025_GC_ASC_dev_metadata.csv'
+EVAL_CSV = SHARED / 'data' / 'cas2023' / 'APSIPA2025_GC_ASC_eval_metadata.csv'
+REAL_WAV = SHARED / 'data' / 'audio' / 'acoustic_scene.wav'
+os.environ.setdefault('MPLBACKEND', 'Agg')
+
+def run_cli(*args, check=True, timeout=600, **kw):
+    "Run a command-line tool of the package in a fresh process; returns the CompletedProcess"
+    r = subprocess.run([str(a) for a in args], capture_output=True, text=True, timeout=timeout, **kw)
+    if check and r.returncode != 0:
+        raise AssertionError(f"{args} exited {r.returncode}\nstdout:\n{r.stdout[-3000:]}\nstderr:\n{r.stderr[-3000:]}")
+    return r
+
+@pytest.fixture
+def shared_data():
+    if not DEV_CSV.exists(): pytest.skip(f'real CAS metadata not found at {DEV_CSV}')
+    return SHARED / 'data'
