@@ -7,11 +7,11 @@ Docs: https://asc-nbdev.github.io/asc_nbdev/all.html.md"""
 # %% auto #0
 __all__ = []
 
-# %% ../nbs/99_all.ipynb #14416b7d
+# %% ../nbs/99_all.ipynb #ebc4b54f
 import importlib
 from .core import *
 from .data.metadata import *
 
-# %% ../nbs/99_all.ipynb #1fbc4ce6
+# %% ../nbs/99_all.ipynb #76581d77
 _modules = ['core', 'data.metadata']
 __all__ = [n for m in _modules for n in importlib.import_module(f'asc_nbdev.{m}').__all__]
