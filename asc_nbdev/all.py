@@ -7,11 +7,28 @@ Docs: https://asc-nbdev.github.io/asc_nbdev/all.html.md"""
 # %% auto #0
 __all__ = []
 
-# %% ../nbs/99_all.ipynb #ebc4b54f
+# %% ../nbs/99_all.ipynb #783ef8f7
 import importlib
 from .core import *
 from .data.metadata import *
+from .data.synthetic import *
+from .features import *
+from .data.loaders import *
+from .augment import *
+from .models.fusion import *
+from .models.se_trans import *
+from .models.resnet import *
+from .models.mobileascnet import *
+from .models.fcnn import *
+from .models.zoo import *
+from .learner import *
+from .recipes import *
+from .hard_samples import *
+from .plots import *
+from .pseudo import *
+from .external import *
+from .pipeline import *
 
-# %% ../nbs/99_all.ipynb #76581d77
-_modules = ['core', 'data.metadata']
+# %% ../nbs/99_all.ipynb #24213cdc
+_modules = ['core', 'data.metadata', 'data.synthetic', 'features', 'data.loaders', 'augment', 'models.fusion', 'models.se_trans', 'models.resnet', 'models.mobileascnet', 'models.fcnn', 'models.zoo', 'learner', 'recipes', 'hard_samples', 'plots', 'pseudo', 'external', 'pipeline']
 __all__ = [n for m in _modules for n in importlib.import_module(f'asc_nbdev.{m}').__all__]

@@ -1,0 +1,108 @@
+"End to end: `asc-train --demo` with tiny settings, `asc-predict` on its output, resuming, safe model files, bad input."
+import json, os, shutil, subprocess, sys, time
+from pathlib import Path
+import numpy as np, pandas as pd, pytest, torch
+from conftest import run_cli
+from asc_nbdev.all import *
+
+ARGS = ['--demo', '--recipe', 'li2025', '--epochs', '3', '--n-clips', '240']
+
+@pytest.fixture(scope='module')
+def run(tmp_path_factory):
+    out = tmp_path_factory.mktemp('demo')/'run'
+    r = run_cli('asc-train', *ARGS, '--out', out)
+    return out, r
+
+def test_demo_outputs(run):
+    out, r = run
+    for f in ['model.pt', 'submission.csv', 'eval_probs.csv', 'report.json', 'features/features.npy',
+              'stage1_train/model.pt', 'stage1_train/curves.png', 'stage1_train/confusion.png', 'stage1_train/done.json',
+              'stage2_pseudo_r1/pseudo_labels.csv', 'stage2_pseudo_r1/confidence.png', 'stage3_retrain_r1/done.json',
+              'data/truth.csv', 'data/dev_metadata.csv']:
+        assert (out/f).exists(), f
+    rep = json.loads((out/'report.json').read_text())
+    assert [s['name'] for s in rep['stages']] == ['stage1_train', 'stage3_retrain_r1']
+    for s in rep['stages']:
+        assert {'name', 'split', 'accuracy', 'balanced_accuracy', 'n_train', 'n_valid', 'seconds'} <= set(s)
+        assert s['split'] == 'session' and 0 <= s['accuracy'] <= 1
+    assert rep['stages'][1]['n_train'] > rep['stages'][0]['n_train']      # pseudo-labeled clips were added
+    assert {'accepted', 'total', 'accuracy'} <= set(rep['pseudo_labels'])
+    assert {'accuracy', 'balanced_accuracy'} <= set(rep['test'])
+    # the table printed at the end
+    assert 'stage1_train' in r.stdout and 'session' in r.stdout and 'pseudo-labels:' in r.stdout and 'test (held-out' in r.stdout
+
+def test_submission_format(run):
+    out, _ = run
+    sub = pd.read_csv(out/'submission.csv', dtype=str, keep_default_na=False)
+    ev = pd.read_csv(out/'data'/'eval_metadata.csv', dtype=str, keep_default_na=False)
+    assert list(sub.columns) == ['filename', 'location', 'record_time', 'scene_label']
+    assert list(sub.filename) == list(ev.filename) and list(sub.record_time) == list(ev.record_time)
+    assert sub.scene_label.isin(CLASSES).all()                             # every row labeled
+
+def test_predict_fresh_process_matches(run, tmp_path):
+    out, _ = run
+    r = run_cli('asc-predict', '--model', out/'model.pt', '--meta', out/'data'/'eval_metadata.csv',
+                '--audio', out/'data'/'audio', '--out', tmp_path/'sub.csv', '--probs', tmp_path/'p.csv')
+    a, b = pd.read_csv(tmp_path/'sub.csv'), pd.read_csv(out/'submission.csv')
+    assert a.equals(b), 'asc-predict disagrees with the pipeline on the same model and clips'
+    p = pd.read_csv(tmp_path/'p.csv'); assert list(p.columns) == ['filename'] + CLASSES
+    np.testing.assert_allclose(p[CLASSES].sum(axis=1), 1, atol=1e-3)
+
+def test_model_file_is_plain_data(run):
+    out, _ = run
+    obj = torch.load(out/'model.pt', weights_only=True)            # no pickled code needed
+    assert obj['format'] == MODEL_FORMAT and obj['classes'] == CLASSES and obj['recipe']['name'] == 'li2025-quick'
+    assert len(obj['stats']['mean']) == 64 and obj['features']['clip_seconds'] == 2.0
+    m, info = load_model(out/'model.pt')
+    assert m.arch == 'mobileascnet' and not m.training
+
+class _Evil:
+    def __reduce__(self): return (os.system, (f'touch {self.path}',))
+
+def test_model_file_from_a_stranger_cannot_run_code(tmp_path):
+    evil = _Evil(); evil.path = tmp_path/'pwned'
+    torch.save({'format': MODEL_FORMAT, 'x': evil}, tmp_path/'evil.pt')
+    with pytest.raises(ValueError, match='not a loadable asc_nbdev model file'): load_model(tmp_path/'evil.pt')
+    assert not (tmp_path/'pwned').exists()
+    r = run_cli('asc-predict', '--model', tmp_path/'evil.pt', '--meta', 'x.csv', '--audio', '.', check=False)
+    assert r.returncode == 2 and 'not a loadable' in r.stderr and not (tmp_path/'pwned').exists()
+
+def test_rerun_skips_finished_stages_and_restarts_a_killed_one(run, tmp_path):
+    out, _ = run
+    work = tmp_path/'run'; shutil.copytree(out, work)
+    before = json.loads((work/'report.json').read_text())
+    # stage 3 "killed half-way": no done.json, a half-written file
+    (work/'stage3_retrain_r1'/'done.json').unlink(); (work/'stage3_retrain_r1'/'model.pt').write_bytes(b'half')
+    r = run_cli('asc-train', *ARGS, '--out', work)
+    assert '[stage1_train] done before, skipped' in r.stdout and '[stage2_pseudo_r1] done before, skipped' in r.stdout
+    assert '[stage3_retrain_r1] done before' not in r.stdout
+    after = json.loads((work/'report.json').read_text())
+    assert after['stages'][0] == before['stages'][0]
+    load_model(work/'stage3_retrain_r1'/'model.pt')                 # rebuilt whole
+
+def test_predict_bad_audio_and_unknown_city(run, tmp_path):
+    out, _ = run
+    audio = tmp_path/'audio'; shutil.copytree(out/'data'/'audio', audio)
+    ev = pd.read_csv(out/'data'/'eval_metadata.csv', dtype=str, keep_default_na=False).head(6)
+    ev.loc[0, 'location'] = 'Atlantis'
+    (audio/f"{ev.filename[1]}.wav").write_bytes(b'not audio at all')
+    (audio/f"{ev.filename[2]}.wav").unlink()
+    ev.to_csv(tmp_path/'m.csv', index=False)
+    r = run_cli('asc-predict', '--model', out/'model.pt', '--meta', tmp_path/'m.csv', '--audio', audio, '--out', tmp_path/'s.csv', check=False)
+    assert r.returncode == 2 and (ev.filename[1] in r.stderr or ev.filename[2] in r.stderr)
+    r = run_cli('asc-predict', '--model', out/'model.pt', '--meta', tmp_path/'m.csv', '--audio', audio, '--out', tmp_path/'s.csv',
+                '--on-error', 'skip')
+    s = pd.read_csv(tmp_path/'s.csv'); sk = pd.read_csv(tmp_path/'s_skipped.csv')
+    assert len(s) == 4 and set(sk.filename) == {ev.filename[1], ev.filename[2]}
+    assert 'Atlantis' in r.stdout and 'Atlantis' in set(s.location)
+
+@pytest.mark.parametrize('args,msg', [
+    ([], 'give --demo, or --audio DIR and --meta CSV'),
+    (['--demo', '--recipe', 'nope'], "valid recipes: ['baseline', 'yang2025', 'li2025', 'atmaja2025']"),
+    (['--demo', '--audio', 'x'], 'leave out --audio'),
+    (['--demo', '--pretrain', 'tau2020'], 'NAME=DIR'),
+    (['--audio', '.', '--meta', 'missing.csv'], 'metadata file not found'),
+])
+def test_train_bad_arguments(tmp_path, args, msg):
+    r = run_cli('asc-train', *args, '--out', tmp_path/'o', check=False)
+    assert r.returncode == 2 and msg in r.stderr, r.stderr
