@@ -17,7 +17,7 @@ def render(nb_path=ROOT/'nbs'/'index.ipynb') -> str:
     for c in nb['cells']:
         src = _src(c).rstrip()
         if c['cell_type'] == 'markdown':
-            src = re.sub(r'^> (.*)$', r'> \1', src, flags=re.M)
+            src = src.replace('```{mermaid}', '```mermaid')   # Quarto's diagram block -> GitHub's
             out += [src, ""]
         elif c['cell_type'] == 'code':
             lines = src.splitlines()
