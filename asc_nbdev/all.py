@@ -7,7 +7,7 @@ Docs: https://asc-nbdev.github.io/asc_nbdev/all.html.md"""
 # %% auto #0
 __all__ = []
 
-# %% ../nbs/99_all.ipynb #783ef8f7
+# %% ../nbs/99_all.ipynb #5401c936
 import importlib
 from .core import *
 from .data.metadata import *
@@ -28,7 +28,9 @@ from .plots import *
 from .pseudo import *
 from .external import *
 from .pipeline import *
+from .evaluate import *
+from .explorer import *
 
-# %% ../nbs/99_all.ipynb #24213cdc
-_modules = ['core', 'data.metadata', 'data.synthetic', 'features', 'data.loaders', 'augment', 'models.fusion', 'models.se_trans', 'models.resnet', 'models.mobileascnet', 'models.fcnn', 'models.zoo', 'learner', 'recipes', 'hard_samples', 'plots', 'pseudo', 'external', 'pipeline']
+# %% ../nbs/99_all.ipynb #abf7409e
+_modules = ['core', 'data.metadata', 'data.synthetic', 'features', 'data.loaders', 'augment', 'models.fusion', 'models.se_trans', 'models.resnet', 'models.mobileascnet', 'models.fcnn', 'models.zoo', 'learner', 'recipes', 'hard_samples', 'plots', 'pseudo', 'external', 'pipeline', 'evaluate', 'explorer']
 __all__ = [n for m in _modules for n in importlib.import_module(f'asc_nbdev.{m}').__all__]
