@@ -150,6 +150,9 @@ def test_out_and_no_truth(runs, cli, tmp_path):
     run, _ = runs
     cp = tmp_path/'copy'
     shutil.copytree(run, cp, ignore=shutil.ignore_patterns('data', 'report', 'features'))
+    rj = json.loads((cp/'report.json').read_text())          # and without the data paths report.json records
+    for k in ('audio', 'meta', 'eval_meta', 'truth'): rj['data'][k] = None
+    (cp/'report.json').write_text(json.dumps(rj))
     r = cli(cp, '--out', tmp_path/'rep', '--no-siblings')
     assert r.returncode == 0, r.stderr
     s = json.loads((tmp_path/'rep'/'summary.json').read_text())
@@ -171,6 +174,9 @@ def test_not_a_run(runs, cli, tmp_path):
     assert r.returncode == 2 and 'report.json is missing' in r.stderr and 'Traceback' not in r.stderr
     cp = tmp_path/'broken'
     shutil.copytree(run, cp, ignore=shutil.ignore_patterns('data', 'report', 'features'))
+    rj = json.loads((cp/'report.json').read_text())          # and without the data paths report.json records
+    for k in ('audio', 'meta', 'eval_meta', 'truth'): rj['data'][k] = None
+    (cp/'report.json').write_text(json.dumps(rj))
     (cp/'stage1_train'/'valid_probs.csv').unlink()
     r = cli(cp)
     assert r.returncode == 2 and 'stage1_train/valid_probs.csv is missing' in r.stderr

@@ -339,6 +339,6 @@ def test_cli_arguments():
     assert (a.audio_dir, a.csv, a.out, a.batch_size, a.workers, a.dtype, a.on_error, a.clip_seconds, a.device) == \
            ('A', 'B.csv', 'OUT', 8, 2, 'float32', 'skip', 2.5, 'cuda')
     a = p.parse_args(['A', 'B.csv', 'OUT'])
-    assert (a.batch_size, a.workers, a.dtype, a.on_error, a.clip_seconds, a.device) == (16, 0, 'float16', 'raise', None, 'cpu')
+    assert (a.batch_size, a.workers, a.dtype, a.on_error, a.clip_seconds, a.device) == (16, 2, 'float16', 'raise', None, 'cpu')
     for bad in [['--dtype', 'int8'], ['--on-error', 'ignore']]:
         with pytest.raises(SystemExit): p.parse_args(['A', 'B.csv', 'OUT'] + bad)
