@@ -160,7 +160,6 @@ def run_pipeline(out, # output folder
         log(f"recipe {recipe.name} freezes {recipe.freeze_blocks} low-level block(s) after pre-training; no pre-training here, so nothing is frozen")
         recipe = recipe.replace(freeze_blocks=0)
     if split not in SPLITS: raise ValueError(f"unknown split {split!r}; expected one of {list(SPLITS)}")
-    if device: torch.set_default_device('cpu')  # tensors are created on the CPU and moved by the loaders
     dev = read_meta(meta); ev = read_meta(eval_meta) if eval_meta else None
     names = list(dev.filename) + ([] if ev is None else list(ev.filename))
     log(f"[features] {len(names)} clips from {audio}")
@@ -181,7 +180,8 @@ def run_pipeline(out, # output folder
                             skipped=len(missing), audio=str(Path(audio).resolve()), meta=str(Path(meta).resolve()),
                             eval_meta=None if eval_meta is None else str(Path(eval_meta).resolve()),
                             truth=None if truth is None else str(Path(truth).resolve())))
-    base_dls = asc_dataloaders(dev, cache, split, bs=recipe.bs, city_dropout=recipe.city_dropout, seed=recipe.seed,
+    torch_device = default_device(device)   # where training runs: the one asked for, else the best available
+    base_dls = asc_dataloaders(dev, cache, split, bs=recipe.bs, city_dropout=recipe.city_dropout, seed=recipe.seed, device=torch_device,
                                valid_pct=recipe.valid_pct)
     sp = base_dls.split
     model = None
@@ -213,7 +213,8 @@ def run_pipeline(out, # output folder
         pl = pl[pl.accepted].reset_index(drop=True)
         if recipe.pseudo != 'soft': pl = pl[['filename', 'label']]
         else: pl = pl[['filename'] + list(CLASSES)]
-        dls = asc_dataloaders(dev, cache, sp, bs=recipe.bs, pseudo=pl, city_dropout=recipe.city_dropout, seed=recipe.seed)
+        dls = asc_dataloaders(dev, cache, sp, bs=recipe.bs, pseudo=pl, city_dropout=recipe.city_dropout, seed=recipe.seed,
+                              device=torch_device)
         name = f'stage3_retrain_r{r}'
         log(f"[{name}] on {len(dls.train.items)} clips (labeled + pseudo-labeled), validation: {sp.strategy} split")
         def _retrain(d, last=last, dls=dls, name=name):

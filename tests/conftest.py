@@ -20,3 +20,7 @@ def run_cli(*args, check=True, timeout=600, **kw):
 def shared_data():
     if not DEV_CSV.exists(): pytest.skip(f'real CAS metadata not found at {DEV_CSV}')
     return SHARED / 'data'
+
+def cli_runner(name, timeout=300):
+    "A function running console script `name` with arguments, unchecked (tests read returncode, stdout, stderr)"
+    return lambda *args: run_cli(name, *args, check=False, timeout=timeout)

@@ -29,15 +29,10 @@ def runs(tmp_path_factory):
 
 
 @pytest.fixture(scope='module')
-def cli(tmp_path_factory):
-    "Run asc-report: the installed console script, or the same wrapper pip generates for it"
-    exe = shutil.which('asc-report')
-    if exe: cmd = [exe]
-    else:
-        w = tmp_path_factory.mktemp('cli')/'asc-report'
-        w.write_text('import sys\nfrom asc_nbdev.evaluate import asc_report\nif __name__ == "__main__": sys.exit(asc_report())\n')
-        cmd = [sys.executable, str(w)]
-    return lambda *args: subprocess.run(cmd + [str(a) for a in args], capture_output=True, text=True, timeout=300)
+def cli():
+    "Run asc-report (installed by the test command) in a fresh process"
+    from conftest import cli_runner
+    return cli_runner('asc-report', timeout=300)
 
 
 @pytest.fixture(scope='module')

@@ -298,15 +298,10 @@ def test_cache_resume_after_sigkill(folder, tmp_path):
 
 # ---------------------------------------------------------------- the asc-features command
 @pytest.fixture(scope='module')
-def run_cli(tmp_path_factory):
-    "Run asc-features: the installed console script, or the same wrapper pip generates for it"
-    exe = shutil.which('asc-features')
-    if exe: cmd = [exe]
-    else:
-        w = tmp_path_factory.mktemp('cli')/'asc-features'
-        w.write_text('import sys\nfrom asc_nbdev.features import asc_features\nif __name__ == "__main__": sys.exit(asc_features())\n')
-        cmd = [sys.executable, str(w)]
-    return lambda *args: subprocess.run(cmd + [str(a) for a in args], capture_output=True, text=True, timeout=180)
+def run_cli():
+    "Run asc-features (installed by the test command) in a fresh process"
+    from conftest import cli_runner
+    return cli_runner('asc-features', timeout=180)
 
 def write_meta(path, names):
     pd.DataFrame({'filename': names, 'location': 'Beijing', 'record_time': '2023-06-18 18:44:34', 'scene_label': ''}).to_csv(path, index=False, encoding='utf-8-sig')
