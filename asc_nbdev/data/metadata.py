@@ -1,4 +1,4 @@
-"""Read and validate CAS 2023 metadata, make correct time features, find recording sessions, split honestly, and measure leakage.
+"""Read and validate CAS 2023 metadata, make correct time features, group clips into sessions and recordings, split honestly, measure leakage and the dev/eval overlap.
 
 Docs: https://asc-nbdev.github.io/asc_nbdev/data.metadata.html.md"""
 
@@ -14,10 +14,21 @@ from fastcore.script import call_parse, store_true
 from ..core import *
 
 # %% auto #0
-__all__ = ['META_COLUMNS', 'TIME_FORMAT', 'TIME_FEATURE_NAMES', 'SPLITS', 'MetadataError', 'parse_times', 'session_ids',
-           'read_meta', 'time_features', 'Split', 'split_random', 'split_session', 'split_city', 'make_split',
-           'lookup_accuracy', 'leakage_table', 'plot_label_city', 'plot_hours', 'summarize_meta', 'format_summary',
-           'asc_meta']
+__all__ = ['CAS2023_FILES', 'META_COLUMNS', 'TIME_FORMAT', 'RECORDING_GAP', 'TIME_FEATURE_NAMES', 'SPLITS', 'LOOKUPS',
+           'cas2023_metadata', 'MetadataError', 'parse_times', 'session_ids', 'recording_ids', 'read_meta',
+           'time_features', 'Split', 'split_random', 'split_session', 'split_recording', 'split_city', 'make_split',
+           'lookup_accuracy', 'leakage_table', 'dev_eval_overlap', 'format_overlap', 'plot_label_city', 'plot_hours',
+           'summarize_meta', 'format_summary', 'asc_meta']
+
+# %% ../../nbs/01_data.metadata.ipynb #50e11159
+CAS2023_FILES = {'dev': 'APSIPA2025_GC_ASC_dev_metadata.csv.gz', 'eval': 'APSIPA2025_GC_ASC_eval_metadata.csv.gz'}
+
+def cas2023_metadata(part:str='dev', # 'dev' (8,700 clips, 1,740 labeled) or 'eval' (1,100 clips, unlabeled)
+                    ) -> Path:
+    "Path of the real CAS 2023 metadata CSV (gzip) that ships with the package (MIT, see `LICENSE_CAS2023.md` beside it)"
+    if part not in CAS2023_FILES: raise ValueError(f"part must be one of {list(CAS2023_FILES)}, not {part!r}")
+    import asc_nbdev
+    return Path(asc_nbdev.__file__).resolve().parent/'data'/'cas2023'/CAS2023_FILES[part]
 
 # %% ../../nbs/01_data.metadata.ipynb #e904c6f1
 META_COLUMNS = ['filename', 'location', 'record_time', 'scene_label']
@@ -46,19 +57,39 @@ def parse_times(values, # strings like '2023-06-18 18:44:34' (seconds optional)
     return t.reset_index(drop=True)
 
 # %% ../../nbs/01_data.metadata.ipynb #b9318a60
+RECORDING_GAP = 30 # minutes: consecutive sessions of a location starting at most this far apart are one recording
+
 def session_ids(df:pd.DataFrame) -> pd.Series:
-    "Recording-session id of each clip: clips sharing `(location, record_time)` come from one recording"
+    "Recording-session id of each clip: clips sharing `(location, record_time)` come from one session"
     t = pd.to_datetime(df['record_time']).dt.strftime(TIME_FORMAT)
     return (df['location'].astype(str) + '|' + t.fillna('NaT')).rename('session')
 
-def read_meta(path, # a CAS-format metadata CSV
+def recording_ids(df:pd.DataFrame, # needs `location` and `record_time`
+                  gap:float=RECORDING_GAP, # largest start-to-start distance (minutes) that chains two sessions
+                 ) -> pd.Series:
+    "Recording id of each clip, `location|first session's start`: the sessions of a location chained while consecutive starts are at most `gap` minutes apart"
+    if not gap >= 0: raise ValueError(f"gap must be a number of minutes >= 0, not {gap!r}")
+    loc = df['location'].astype(str).to_numpy()
+    t = pd.to_datetime(pd.Series(df['record_time'].to_numpy()), format='ISO8601', errors='coerce')
+    s = pd.DataFrame({'location': loc, 't': t})
+    u = s.dropna().drop_duplicates().sort_values(['location', 't'])
+    new = (u['location'] != u['location'].shift()) | (u['t'].diff() > pd.Timedelta(minutes=gap))
+    u['recording'] = u['location'] + '|' + u['t'].where(new).ffill().dt.strftime(TIME_FORMAT)
+    rec = s.merge(u, on=['location', 't'], how='left')['recording']
+    rec = rec.where(rec.notna(), s['location'] + '|NaT')   # an unparseable time: its session is a recording of its own
+    return pd.Series(rec.to_numpy(dtype=object), index=df.index, name='recording')
+
+def read_meta(path, # a CAS-format metadata CSV (or a gzip of one, `.csv.gz`)
               on_bad_time:str='raise', # 'raise' or 'mask' (unparseable times become NaT and `time_ok` False)
               require_labels:bool=False, # every row must carry a scene label
              ) -> pd.DataFrame:
-    "Read and validate a CAS 2023 metadata CSV; adds `label`, `city`, `session` and `time_ok` columns"
+    "Read and validate a CAS 2023 metadata CSV; adds `label`, `city`, `session`, `recording` and `time_ok` columns"
     path = Path(path)
     if not path.exists(): raise FileNotFoundError(f"metadata file not found: {path}")
     raw = path.read_bytes()
+    if path.suffix == '.gz':
+        import gzip
+        raw = gzip.decompress(raw)
     if not raw.decode('utf-8-sig', errors='replace').strip(): raise MetadataError(f"{path}: the file is empty")
     try: df = pd.read_csv(io.BytesIO(raw), encoding='utf-8-sig', dtype=str, keep_default_na=False, skipinitialspace=True)
     except (pd.errors.ParserError, UnicodeDecodeError) as e: raise MetadataError(f"{path}: not a readable CSV file ({e})") from None
@@ -89,6 +120,7 @@ def read_meta(path, # a CAS-format metadata CSV
     df['label'] = np.array([class_index(l) if l else -1 for l in lab], dtype=np.int64)
     df['city'] = np.array([city_index(c) for c in df['location']], dtype=np.int64)
     df['session'] = session_ids(df)
+    df['recording'] = recording_ids(df)
     return df.reset_index(drop=True)
 
 # %% ../../nbs/01_data.metadata.ipynb #2c75e11c
@@ -114,17 +146,40 @@ def time_features(times, # timestamps (Series, array or list of str/Timestamp)
     return out
 
 # %% ../../nbs/01_data.metadata.ipynb #cb496d00
-SPLITS = ('random', 'session', 'city')
+SPLITS = ('recording', 'session', 'random', 'city')
 
 @dataclass
 class Split:
     "Train/validation positions into a metadata frame, and how they were made"
     train: np.ndarray # positional indices of the training rows
     valid: np.ndarray # positional indices of the validation rows
-    strategy: str # 'random', 'session' or 'city'
+    strategy: str # 'recording' (the default), 'session', 'random' or 'city'
     seed: int = 1234
     info: dict = field(default_factory=dict)
     def __repr__(self): return f"Split({self.strategy!r}, seed={self.seed}, train={len(self.train)}, valid={len(self.valid)})"
+
+def _majority(keys, labels) -> pd.Series:
+    "Majority label per key (labeled rows, >= 0, first; ties go to the smaller class index); NaN keys are ignored"
+    c = pd.DataFrame({'k': np.asarray(keys, dtype=object), 'y': np.asarray(labels)}).dropna(subset=['k'])
+    c = c.groupby(['k', 'y']).size().rename('n').reset_index()
+    c['unlabeled'] = c['y'] < 0
+    c = c.sort_values(['k', 'unlabeled', 'n', 'y'], ascending=[True, True, False, True])
+    return c.drop_duplicates('k').set_index('k')['y']
+
+def _draw_groups(groups, labels, sizes, valid_pct, rng):
+    "Groups for validation, drawn per (majority) class in random order up to `valid_pct` of its clips, one group of each class kept for training"
+    maj = _majority(groups, labels); chosen = []
+    for c in sorted(maj.unique()):
+        gs = maj.index[maj.to_numpy() == c].to_numpy()
+        if len(gs) < 2: continue  # the class's only group stays in training
+        gs = gs[rng.permutation(len(gs))]
+        target, got, mine = valid_pct * sizes[gs].sum(), 0, []
+        for g in gs:  # skip a group that would overshoot the target by half
+            if got >= target or len(mine) == len(gs) - 1: break
+            if got + sizes[g] <= 1.5 * target: mine.append(g); got += sizes[g]
+        if not mine: mine = [gs[np.argmin(sizes[gs].to_numpy())]]  # every group is large: the smallest
+        chosen += mine
+    return chosen, maj
 
 def split_random(df:pd.DataFrame, valid_pct:float=0.2, seed:int=1234, stratify:bool=True) -> Split:
     "Clip-level split, stratified by label (the papers' 8:2 with seed 1234): leaks recording sessions"
@@ -156,6 +211,25 @@ def split_session(df:pd.DataFrame, valid_pct:float=0.2, seed:int=1234) -> Split:
     isv = np.isin(sess, valid_sessions)
     return Split(np.flatnonzero(~isv), np.flatnonzero(isv), 'session', seed, {'valid_sessions': len(valid_sessions)})
 
+def split_recording(df:pd.DataFrame, valid_pct:float=0.2, seed:int=1234,
+                    gap:float=RECORDING_GAP, # minutes; the `recording` column is used when `df` has one and `gap` is the default
+                   ) -> Split:
+    "Recording-grouped split (the default): whole recordings go to one side, drawn per majority class; every class keeps a recording in training where it has two"
+    rec = (df['recording'] if 'recording' in df.columns and gap == RECORDING_GAP else recording_ids(df, gap)).to_numpy()
+    lab = df['label'].to_numpy(); sizes = pd.Series(rec).value_counts()
+    if len(sizes) < 2: raise ValueError(f"a recording split needs at least 2 recordings, found {len(sizes)} (gap {gap} min)")
+    rng = np.random.default_rng(seed)
+    valid, maj = _draw_groups(rec, lab, sizes, valid_pct, rng)
+    info = {'recordings': len(sizes), 'valid_recordings': len(valid), 'gap': gap}
+    if not valid:  # no class has two recordings: hold out the recording of the class with the most clips
+        n = pd.Series(lab).value_counts(); n = n[n.index.isin(maj.to_numpy())]
+        c = (n[n.index >= 0] if (n.index >= 0).any() else n).index[0]   # a labeled class if there is one
+        valid = [maj.index[maj.to_numpy() == c][0]]
+        info.update(valid_recordings=1, fallback=f"no class has two recordings: held out the recording of class {c} "
+                    "(the class with the most clips), which is then missing from training")
+    isv = np.isin(rec, valid)
+    return Split(np.flatnonzero(~isv), np.flatnonzero(isv), 'recording', seed, info)
+
 def split_city(df:pd.DataFrame, valid_pct:float=0.2, seed:int=1234, valid_cities=None) -> Split:
     "Held-out cities: every clip of the chosen cities (or random cities up to `valid_pct` of the clips) is validation"
     loc = df['location'].to_numpy(); cities = pd.Series(loc).value_counts()
@@ -173,34 +247,116 @@ def split_city(df:pd.DataFrame, valid_pct:float=0.2, seed:int=1234, valid_cities
     isv = np.isin(loc, list(valid_cities))
     return Split(np.flatnonzero(~isv), np.flatnonzero(isv), 'city', seed, {'valid_cities': sorted(valid_cities)})
 
-def make_split(df:pd.DataFrame, strategy:str='session', valid_pct:float=0.2, seed:int=1234, **kwargs) -> Split:
-    "Split `df` with `strategy` ('random', 'session' or 'city')"
-    fs = {'random': split_random, 'session': split_session, 'city': split_city}
+def make_split(df:pd.DataFrame, strategy:str='recording', valid_pct:float=0.2, seed:int=1234, **kwargs) -> Split:
+    "Split `df` with `strategy` ('recording', the default, 'session', 'random' or 'city')"
+    fs = {'recording': split_recording, 'session': split_session, 'random': split_random, 'city': split_city}
     if strategy not in fs: raise ValueError(f"unknown split strategy {strategy!r}; expected one of {list(SPLITS)}")
     return fs[strategy](df, valid_pct=valid_pct, seed=seed, **kwargs)
 
 # %% ../../nbs/01_data.metadata.ipynb #f2f8824c
-def lookup_accuracy(df:pd.DataFrame, split:Split) -> dict:
-    "Accuracy of a metadata-only lookup (session majority, else city majority, else global) on `split`'s validation rows"
+LOOKUPS = ('session', 'nearest', 'day')
+
+def _day_ids(df): return df['location'].astype(str) + '|' + pd.to_datetime(df['record_time']).dt.strftime('%Y-%m-%d')
+
+def _nearest_labels(tr:pd.DataFrame, va:pd.DataFrame) -> pd.Series:
+    "For each row of `va`: the majority label of the training session of the same location nearest in time (NaN if none)"
+    maj = _majority(tr['session'], tr['label'])
+    S = pd.DataFrame({'location': tr['location'].to_numpy(), 't': pd.to_datetime(tr['record_time']).to_numpy(),
+                      'session': tr['session'].to_numpy()}).dropna().drop_duplicates('session')
+    S['y'] = S['session'].map(maj)
+    vt = pd.to_datetime(va['record_time']).to_numpy(); vl = va['location'].to_numpy()
+    out = np.full(len(va), np.nan)
+    for loc, g in S.groupby('location'):
+        m = (vl == loc) & ~pd.isna(vt)
+        if not m.any(): continue
+        g = g.sort_values('t'); T, Y = g['t'].to_numpy(), g['y'].to_numpy(dtype=float)
+        i = np.searchsorted(T, vt[m]); lo, hi = np.clip(i - 1, 0, len(T) - 1), np.clip(i, 0, len(T) - 1)
+        out[m] = np.where(np.abs(T[hi] - vt[m]) < np.abs(vt[m] - T[lo]), Y[hi], Y[lo])   # a tie goes to the earlier session
+    return pd.Series(out, index=va.index)
+
+def lookup_accuracy(df:pd.DataFrame, split:Split,
+                    lookup:str='session', # 'session', 'nearest' or 'day' (see `LOOKUPS`)
+                   ) -> dict:
+    "Accuracy of a metadata-only lookup on `split`'s labeled validation rows; where the lookup finds nothing: city majority, else global"
+    if lookup not in LOOKUPS: raise ValueError(f"unknown lookup {lookup!r}; expected one of {list(LOOKUPS)}")
     tr, va = df.iloc[split.train], df.iloc[split.valid]
     tr, va = tr[tr.label >= 0], va[va.label >= 0]
-    if len(tr) == 0 or len(va) == 0: return dict(split=split.strategy, accuracy=float('nan'), by_session=0., n_valid=len(va))
-    maj = lambda g: g.groupby(level=0).agg(lambda x: x.value_counts().index[0])
-    by_sess = maj(tr.set_index('session')['label']); by_city = maj(tr.set_index('location')['label'])
-    glob = tr['label'].value_counts().index[0]
-    ps = va['session'].map(by_sess); pc = va['location'].map(by_city)
-    pred = ps.fillna(pc).fillna(glob).astype(int)
-    return dict(split=split.strategy, accuracy=float((pred.to_numpy() == va['label'].to_numpy()).mean()),
-                by_session=float(ps.notna().mean()), n_valid=len(va))
+    res = dict(split=split.strategy, lookup=lookup, seed=split.seed, n_valid=len(va))
+    if len(tr) == 0 or len(va) == 0: return dict(res, accuracy=float('nan'), coverage=0.)
+    if lookup == 'session': p = va['session'].map(_majority(tr['session'], tr['label']))
+    elif lookup == 'day': p = _day_ids(va).map(_majority(_day_ids(tr), tr['label']))
+    else: p = _nearest_labels(tr, va)
+    glob = _majority(np.zeros(len(tr)), tr['label']).iloc[0]
+    pred = p.fillna(va['location'].map(_majority(tr['location'], tr['label']))).fillna(glob).astype(int)
+    return dict(res, accuracy=float((pred.to_numpy() == va['label'].to_numpy()).mean()), coverage=float(p.notna().mean()))
 
-def leakage_table(df:pd.DataFrame, strategies=SPLITS, valid_pct:float=0.2, seed:int=1234) -> pd.DataFrame:
-    "Metadata-only lookup accuracy on the labeled rows of `df` under each split strategy"
+def leakage_table(df:pd.DataFrame, strategies=SPLITS, valid_pct:float=0.2,
+                  seeds=(1234,), # split seeds; the table holds the mean over them
+                  seed:int|None=None, # one seed (same as `seeds=(seed,)`)
+                  lookups=LOOKUPS) -> pd.DataFrame:
+    "Metadata-only lookup accuracy on the labeled rows of `df`: one row per split strategy, one column per lookup, `best` of them and `n_valid`"
+    if seed is not None: seeds = (seed,)
+    seeds = (seeds,) if isinstance(seeds, (int, np.integer)) else tuple(seeds)
+    lookups = list(lookups)
     lab = df[df.label >= 0].reset_index(drop=True)
     rows = []
     for s in strategies:
-        try: rows.append(lookup_accuracy(lab, make_split(lab, s, valid_pct=valid_pct, seed=seed)))
-        except ValueError as e: rows.append(dict(split=s, accuracy=float('nan'), by_session=float('nan'), n_valid=0, note=str(e)))
-    return pd.DataFrame(rows).set_index('split')
+        for sd in seeds:
+            try: sp = make_split(lab, s, valid_pct=valid_pct, seed=sd)
+            except ValueError as e: rows.append(dict(split=s, seed=sd, note=str(e))); continue
+            r = [lookup_accuracy(lab, sp, lk) for lk in lookups]
+            rows.append(dict(split=s, seed=sd, n_valid=r[0]['n_valid'], **{lk: x['accuracy'] for lk, x in zip(lookups, r)}))
+    R = pd.DataFrame(rows).reindex(columns=['split', 'seed', 'n_valid', 'note'] + lookups)
+    T = R.groupby('split', sort=False)[lookups + ['n_valid']].mean().reindex(list(strategies))
+    T['best'] = T[lookups].max(axis=1)
+    if len(seeds) > 1:  # spread over seeds of the best lookup
+        T['best_sd'] = [R.loc[R.split == s, T.loc[s, lookups].astype(float).idxmax()].std() if T.loc[s, lookups].notna().any()
+                        else float('nan') for s in T.index]
+    T['n_valid'] = T['n_valid'].round().astype('Int64')
+    if R['note'].notna().any(): T['note'] = R.groupby('split', sort=False)['note'].first().reindex(T.index)
+    T.attrs['seeds'] = list(seeds)
+    return T[lookups + ['best'] + (['best_sd'] if len(seeds) > 1 else []) + ['n_valid'] + (['note'] if 'note' in T else [])]
+
+# %% ../../nbs/01_data.metadata.ipynb #a1c0e00e
+def dev_eval_overlap(dev:pd.DataFrame, # the dev metadata (`read_meta`)
+                     ev:pd.DataFrame, # the eval metadata (`read_meta`)
+                     gap:float=RECORDING_GAP, # minutes: "near" means a start at most this far from a labeled dev session's
+                    ) -> dict:
+    "How much of the eval part is dev again: eval sessions equal to a dev session, starting near a (labeled) dev session of the same location, or in cities dev never saw"
+    sess = lambda d: d['session'] if 'session' in d.columns else session_ids(d)
+    es = pd.DataFrame({'session': sess(ev).to_numpy(), 'location': ev['location'].astype(str).to_numpy(),
+                       't': pd.to_datetime(ev['record_time']).to_numpy()})
+    clips = es['session'].value_counts(); es = es.drop_duplicates('session').reset_index(drop=True)
+    same = es['session'].isin(set(sess(dev)))
+    def near(d):  # eval sessions starting at most `gap` minutes from a session of `d` in the same location
+        dt = pd.DataFrame({'location': d['location'].astype(str).to_numpy(), 't': pd.to_datetime(d['record_time']).to_numpy()}).dropna()
+        out = np.zeros(len(es), bool)
+        for loc, g in dt.groupby('location'):
+            m = (es['location'] == loc).to_numpy() & es['t'].notna().to_numpy()
+            if not m.any(): continue
+            T = np.unique(g['t'].to_numpy()); v = es['t'].to_numpy()[m]
+            i = np.searchsorted(T, v); lo, hi = np.clip(i - 1, 0, len(T) - 1), np.clip(i, 0, len(T) - 1)
+            out[m] = np.minimum(np.abs(v - T[lo]), np.abs(T[hi] - v)) <= np.timedelta64(int(round(gap * 60e6)), 'us')
+        return out
+    near_lab, near_dev = near(dev[dev['label'] >= 0]), near(dev)
+    unseen = sorted(set(es['location']) - set(dev['location'].astype(str)))
+    uns = es['location'].isin(unseen).to_numpy()
+    n = lambda m: int(clips[es['session'][m]].sum())
+    return dict(gap_minutes=gap, eval_sessions=len(es), eval_clips=int(len(ev)),
+                same_session=int(same.sum()), same_session_clips=n(same.to_numpy()),
+                near_labeled=int(near_lab.sum()), near_labeled_clips=n(near_lab),
+                near_dev=int(near_dev.sum()), near_dev_clips=n(near_dev),
+                unseen_cities=unseen, unseen_city_sessions=int(uns.sum()), unseen_city_clips=n(uns))
+
+def format_overlap(o:dict) -> str:
+    "Human-readable text of `dev_eval_overlap`'s result"
+    pct = lambda k: f"{o[k]} ({o[k + '_clips']} clips)"
+    return '\n'.join([f"eval vs dev: {o['eval_sessions']} eval sessions, {o['eval_clips']} clips",
+        f"  equal to a dev session (same location and record_time): {pct('same_session')}",
+        f"  starting within {o['gap_minutes']:g} min of a labeled dev session:  {pct('near_labeled')}",
+        f"  starting within {o['gap_minutes']:g} min of any dev session:        {pct('near_dev')}",
+        f"  in cities dev never saw ({', '.join(o['unseen_cities']) or 'none'}): "
+        f"{o['unseen_city_sessions']} ({o['unseen_city_clips']} clips)"])
 
 # %% ../../nbs/01_data.metadata.ipynb #2c918c52
 def plot_label_city(df:pd.DataFrame, ax=None, title:str='labeled clips per class and city'):
@@ -223,40 +379,56 @@ def plot_hours(df:pd.DataFrame, ax=None, title:str='clips per hour of day'):
     return ax
 
 # %% ../../nbs/01_data.metadata.ipynb #d04c5854
-def summarize_meta(df:pd.DataFrame, leakage:bool=True) -> dict:
-    "A JSON-ready summary of a metadata frame: rows, labels, cities (unknown flagged), sessions, leakage"
+def _num(v): return None if v is None or pd.isna(v) else round(float(v), 4)
+
+def summarize_meta(df:pd.DataFrame, leakage:bool=True,
+                   seeds=(1234,), # split seeds of the leakage table (their mean is reported)
+                  ) -> dict:
+    "A JSON-ready summary of a metadata frame: rows, labels, cities (unknown flagged), sessions, recordings, leakage"
     cities = df['location'].value_counts()
     out = dict(rows=len(df), labeled=int((df.label >= 0).sum()), unlabeled=int((df.label < 0).sum()),
                sessions=int(df['session'].nunique()),
+               recordings=int((df['recording'] if 'recording' in df.columns else recording_ids(df)).nunique()),
                cities={str(k): int(v) for k, v in cities.items()},
                unknown_cities=sorted(str(c) for c in cities.index if not is_known_city(c)),
                label_counts={c: int((df.label == i).sum()) for i, c in enumerate(CLASSES) if (df.label == i).any()},
                bad_times=int((~df['time_ok']).sum()) if 'time_ok' in df else 0)
     if leakage:
-        lt = leakage_table(df) if out['labeled'] else pd.DataFrame(columns=['accuracy'])
-        out['leakage'] = {k: (None if np.isnan(v) else round(float(v), 4)) for k, v in lt['accuracy'].items()}
+        lt = leakage_table(df, seeds=seeds) if out['labeled'] else pd.DataFrame(columns=list(LOOKUPS) + ['best'])
+        out['leakage'] = {k: _num(v) for k, v in lt['best'].items()}
+        out['leakage_detail'] = {k: {lk: _num(lt.loc[k, lk]) for lk in LOOKUPS} for k in lt.index}
     return out
 
 def format_summary(s:dict) -> str:
-    "Human-readable text of `summarize_meta`'s result"
-    lines = [f"rows: {s['rows']}  labeled: {s['labeled']}  unlabeled: {s['unlabeled']}  sessions: {s['sessions']}",
+    "Human-readable text of `summarize_meta`'s result (and of the `overlap` that `asc-meta --eval` adds)"
+    lines = [f"rows: {s['rows']}  labeled: {s['labeled']}  unlabeled: {s['unlabeled']}  sessions: {s['sessions']}"
+             + (f"  recordings: {s['recordings']}" if 'recordings' in s else ''),
              f"cities ({len(s['cities'])}): " + ', '.join(f"{k} {v}" + (' [UNKNOWN]' if k in s['unknown_cities'] else '')
                                                     for k, v in s['cities'].items())]
     if s.get('bad_times'): lines.append(f"unparseable record_time: {s['bad_times']} rows")
     if s['label_counts']: lines += ['label counts:'] + [f"  {k:<18} {v}" for k, v in s['label_counts'].items()]
     if s.get('leakage'):
+        f = lambda v: '  n/a' if v is None else f'{v:.3f}'
+        det = s.get('leakage_detail', {}); lks = list(next(iter(det.values()), {}))
         lines.append('leakage (metadata-only lookup accuracy on the validation part of each split):')
-        lines += [f"  {k:<8} {'n/a' if v is None else f'{v:.3f}'}" for k, v in s['leakage'].items()]
+        lines.append(f"  {'split':<10} " + ' '.join(f'{k:>7}' for k in lks + ['best']))
+        lines += [f"  {k:<10} " + ' '.join(f'{f(det.get(k, {}).get(lk)):>7}' for lk in lks) + f' {f(v):>7}'
+                  for k, v in s['leakage'].items()]
+    if s.get('overlap'): lines.append(format_overlap(s['overlap']))
     return '\n'.join(lines)
 
 @call_parse
-def asc_meta(csv:str, # a CAS-format metadata CSV
+def asc_meta(csv:str, # a CAS-format metadata CSV (the development part)
              json:store_true=False, # print one JSON object instead of text
+             eval:str=None, # the eval metadata CSV: also report how much of it is dev again (`overlap`)
             ):
-    "Summarise and check a CAS metadata CSV: rows, labels, cities, sessions, label counts and the leakage table"
+    "Summarise and check a CAS metadata CSV: rows, labels, cities, sessions, recordings, label counts, the leakage table, and the dev/eval overlap"
     import json as _json
+    def fail(msg): print(f"asc-meta: error: {msg}", file=sys.stderr); sys.exit(2)
     try: df = read_meta(csv)
-    except (MetadataError, FileNotFoundError) as e:
-        print(f"asc-meta: error: {e}", file=sys.stderr); sys.exit(2)
+    except (MetadataError, FileNotFoundError) as e: fail(e)
+    try: ev = read_meta(eval) if eval else None
+    except (MetadataError, FileNotFoundError) as e: fail(f"--eval: {e}")
     s = summarize_meta(df)
+    if ev is not None: s['overlap'] = dev_eval_overlap(df, ev)
     print(_json.dumps(s, indent=2) if json else format_summary(s))
