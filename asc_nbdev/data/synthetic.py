@@ -14,18 +14,21 @@ from fastcore.script import call_parse, store_true
 from ..core import *
 
 # %% auto #0
-__all__ = ['DEV_CITIES', 'DEV_CITY_WEIGHTS', 'UNSEEN_CITIES', 'EVAL_CITIES', 'SCENE_HOURS', 'SCENE_BEDS', 'SCENE_ROOMS',
-           'SYNTH_VERSION', 'SYNTH_DEFAULTS', 'SYNTH_PRESETS', 'CONFUSABLE_PAIRS', 'synth_plan', 'city_character',
-           'scene_activity', 'session_params', 'render_clip', 'synth_settings', 'make_synthetic', 'synth_summary',
-           'format_synth_summary', 'logmel_means', 'synth_baselines', 'asc_synth']
+__all__ = ['DEV_CITIES', 'DEV_CITY_WEIGHTS', 'UNSEEN_CITIES', 'EVAL_CITIES', 'SESSION_MINUTES', 'SCENE_HOURS', 'SCENE_BEDS',
+           'SCENE_ROOMS', 'SYNTH_VERSION', 'SYNTH_DEFAULTS', 'SYNTH_PRESETS', 'TWIN_CLIPS', 'CONFUSABLE_PAIRS',
+           'synth_plan', 'city_character', 'scene_activity', 'session_params', 'render_clip', 'synth_settings',
+           'make_synthetic', 'synth_summary', 'format_synth_summary', 'twin_labels', 'twin_plan', 'logmel_means',
+           'synth_baselines', 'asc_synth']
 
 # %% ../../nbs/02_data.synthetic.ipynb #6dee5790
 DEV_CITIES = ["Xi'an", 'Luoyang', 'Hefei', 'Shanghai', 'Chongqing', 'Jinan', 'Shangrao', 'Liupanshui']
-DEV_CITY_WEIGHTS = (0.28, 0.16, 0.12, 0.10, 0.10, 0.08, 0.08, 0.08)   # Xi'an the largest, as in CAS
+DEV_CITY_WEIGHTS = (0.448, 0.144, 0.109, 0.080, 0.075, 0.052, 0.052, 0.040)   # the real dev clips' shares (measured above)
 UNSEEN_CITIES = ['Shenyang', 'Tianjin', 'Nanchang', 'Guangzhou', 'Changchun', 'Taiyuan']
 EVAL_CITIES = ["Xi'an", 'Luoyang', 'Chongqing', 'Shanghai', 'Shangrao', 'Liupanshui'] + UNSEEN_CITIES
+SESSION_MINUTES = 10   # a session is a 10-minute chunk of a recording
+from .metadata import RECORDING_GAP   # minutes: sessions of a location at most this far apart are one recording
 
-SCENE_HOURS = {  # class -> mixture of (mean hour, sd, weight) of the session start time
+SCENE_HOURS = {  # class -> mixture of (mean hour, sd, weight) of the recording's start time
     'Bus': [(8, 1.2, .35), (18, 1.5, .35), (13, 3, .3)],
     'Airport': [(13, 4.5, 1.)],
     'Metro': [(8.3, 1., .35), (18, 1.3, .35), (14, 3, .3)],
@@ -43,79 +46,195 @@ def _sample_hour(rng, cls):
     return float(np.clip(rng.normal(m, s), 5, 23.99))   # CAS clips were recorded between 5 and 23 h
 
 def _session_sizes(rng, n, lo, hi, min_sessions):
-    "Random session sizes in [lo, hi] summing to `n`; `hi` shrinks so that there are at least `min_sessions`"
+    "Random sizes in [lo, hi] summing to `n` (clips per session, sessions per recording); `hi` shrinks so that there are at least `min_sessions`"
     hi = max(lo, min(hi, n // max(min_sessions, 1)))
     sizes = []
     while n > 0:
-        if n <= hi: s = n                      # the rest fits in one session
+        if n <= hi: s = n                      # the rest fits in one
         else:
             s = int(rng.integers(lo, hi + 1))
             if n - s < lo: s = n - lo if n - lo >= lo else n
         sizes.append(s); n -= s
     return sizes
 
+def _chain_recordings(location, # the clips' (or sessions') locations
+                      times, # their record_time (strings or timestamps)
+                      gap:float=RECORDING_GAP, # minutes
+                     ) -> np.ndarray:
+    "Recording number of each row: the sessions of a location, chained while consecutive start times are at most `gap` minutes apart"
+    d = pd.DataFrame({'loc': pd.Series(location).astype(str).to_numpy(), 't': pd.to_datetime(pd.Series(times)).to_numpy()})
+    if d.t.isna().any(): raise ValueError(f"record_time missing or unparseable on {int(d.t.isna().sum())} rows: cannot chain sessions")
+    s = d.drop_duplicates().sort_values(['loc', 't'])
+    s['rec'] = ((s['loc'] != s['loc'].shift()) | (s['t'].diff() > pd.Timedelta(minutes=gap))).cumsum() - 1
+    return d.merge(s, on=['loc', 't'], how='left')['rec'].to_numpy()
+
+# %% ../../nbs/02_data.synthetic.ipynb #5a7c0d01
+def _real_meta(part:str) -> pd.DataFrame:
+    "The real CAS 2023 metadata CSV `part` ('dev' or 'eval') that ships with the package, as strings (blank label = '')"
+    from asc_nbdev.data.metadata import cas2023_metadata
+    return pd.read_csv(cas2023_metadata(part), dtype=str, keep_default_na=False, encoding='utf-8-sig')
+
+def _structure(dev, # dev metadata: filename, location, record_time, scene_label ('' = unlabeled)
+               ev, # eval metadata, same columns (its labels are ignored)
+               truth=None, # filename -> true label: class-city counts use it (default: the visible dev labels)
+               gap:float=RECORDING_GAP) -> dict:
+    "Recordings, class-city structure and dev/eval overlap of a pair of CAS-format metadata frames"
+    dev = dev.assign(t=pd.to_datetime(dev.record_time)); ev = ev.assign(t=pd.to_datetime(ev.record_time))
+    dev['rec'] = _chain_recordings(dev.location, dev.t, gap); ev['rec'] = _chain_recordings(ev.location, ev.t, gap)
+    dev['lab'] = dev.filename.map(truth).fillna('') if truth is not None else dev.scene_label
+    S = lambda d: d[['location', 't']].drop_duplicates().reset_index(drop=True)
+    Ds, Ls, Es = S(dev), S(dev[dev.scene_label != '']), S(ev)
+    def near(E, D):   # eval sessions within `gap` minutes of a session in D (same location)
+        m = E.reset_index().merge(D, on='location', suffixes=('', '_d'))
+        return set(m['index'][(m.t - m.t_d).abs() <= pd.Timedelta(minutes=gap)])
+    same = set(Es.index[pd.MultiIndex.from_frame(Es).isin(pd.MultiIndex.from_frame(Ds))])
+    shared = ev.rec[ev.set_index(['location', 't']).index.isin(pd.MultiIndex.from_frame(Es.loc[sorted(near(Es, Ds))]))]
+    unseen = ~ev.location.isin(set(dev.location))
+    steps = dev[['rec', 't']].drop_duplicates().sort_values(['rec', 't']).groupby('rec').t.diff().dropna()
+    lab = dev[dev.lab != '']
+    return dict(sessions={'dev': len(Ds), 'dev_labeled': len(Ls), 'eval': len(Es)},
+                recordings={'dev': int(dev.rec.nunique()), 'dev_labeled': int(dev.rec[dev.scene_label != ''].nunique()),
+                            'eval': int(ev.rec.nunique()), 'eval_shared_with_dev': int(shared.nunique())},
+                ten_minute_steps=round(float((steps == pd.Timedelta(minutes=SESSION_MINUTES)).mean()), 3) if len(steps) else None,
+                overlap={'eval_sessions': len(Es), 'same_session': len(same), 'near_labeled': len(near(Es, Ls)),
+                         'near_dev': len(near(Es, Ds)), 'unseen_sessions': int(Es.location.isin(set(ev.location[unseen])).sum()),
+                         'unseen_clips': int(unseen.sum())},
+                class_cities={c: sorted(set(lab.location[lab.lab == c])) for c in CLASSES},
+                recordings_per_class={c: int(lab.rec[lab.lab == c].nunique()) for c in CLASSES},
+                labeled_recordings_per_class={c: int(dev.rec[dev.scene_label == c].nunique()) for c in CLASSES})
+
 # %% ../../nbs/02_data.synthetic.ipynb #72287f76
+def _class_cities(rng, k=(1, 3)):
+    "Each class's dev cities, `k` (smallest, largest) per class: every dev city holds a class, big cities hold more"
+    w = np.array(DEV_CITY_WEIGHTS); out = {}
+    for j, c in enumerate(rng.permutation(N_CLASSES)):
+        first = j if j < len(DEV_CITIES) else int(rng.choice(len(w), p=w / w.sum()))   # one class per city first
+        rest = np.array([i for i in range(len(w)) if i != first]); n = min(int(rng.integers(k[0], k[1] + 1)) - 1, len(rest))
+        extra = rng.choice(rest, n, replace=False, p=w[rest] / w[rest].sum()) if n > 0 else []
+        out[CLASSES[c]] = [DEV_CITIES[first]] + [DEV_CITIES[i] for i in extra]
+    return {c: out[c] for c in CLASSES}
+
 def synth_plan(n_clips:int=400, # clips in all, dev + eval
                labeled_frac:float=0.2, # fraction of dev clips that show their label
                eval_frac:float=0.15, # fraction of the clips in the eval part
                seed:int=0, # the dataset's seed
-               session_size:tuple=(2, 8), # smallest and largest number of clips per recording session
-               eval_shared:float=0.3, # chance that an eval session in a seen city continues a dev session
+               session_size:tuple=(2, 8), # smallest and largest number of clips per session
+               recording_size:tuple=(2, 6), # smallest and largest number of sessions per recording
+               eval_session_size:tuple=None, # clips per eval session (default: `session_size`)
+               cities_per_class:tuple=(1, 3), # smallest and largest number of dev cities of a class
+               eval_same:float=0.37, # share of eval sessions that are more clips of a dev session (CAS: 59 of 160)
+               eval_near:float=0.055, # share that are new sessions of a dev recording, 10-20 min from it (CAS: 9 of 160)
+               eval_unseen:float=0.325, # share in cities dev never heard (CAS: 52 of 160)
               ) -> pd.DataFrame:
-    "The clips of a synthetic dataset (no audio): file name, city, time, true label, split, session, hour, labeled"
+    "The clips of a synthetic dataset (no audio): name, city, time, true label, split, session, recording, labeled..."
     rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(0,)))
     n_eval = int(round(n_clips * eval_frac)); n_dev = n_clips - n_eval
-    lo, hi = session_size
-    aff = rng.gamma(0.7, size=(N_CLASSES, len(CITIES))) + 0.15   # this dataset's class-city affinity
-    used, sessions = set(), []
-    def stamp(city, cls):
+    step = pd.Timedelta(minutes=SESSION_MINUTES); room = 2   # sessions an eval part may add at either end
+    cities = _class_cities(rng, cities_per_class)
+    busy, recs, sessions = {}, [], []
+    def place(city, cls, n):
+        "start time of a new `n`-session recording, more than `RECORDING_GAP` minutes from the others of `city`"
         while True:
             day = pd.Timestamp('2023-04-01') + pd.Timedelta(days=int(rng.integers(0, 153)))
-            h = _sample_hour(rng, cls)
-            ts = day + pd.Timedelta(seconds=int(h * 3600) + int(rng.integers(0, 60)))
-            if (city, ts) not in used: used.add((city, ts)); return ts, h
-    def add(split, size, lab, city):
-        ts, h = stamp(city, CLASSES[lab])
-        sessions.append(dict(session=len(sessions), split=split, size=size, label=int(lab), city=city, time=ts, hour=h))
-    sizes = _session_sizes(rng, n_dev, lo, hi, 2 * N_CLASSES)
-    labels = np.concatenate([rng.permutation(N_CLASSES) for _ in range(-(-len(sizes) // N_CLASSES))])
-    dev_idx, base = [CITIES.index(c) for c in DEV_CITIES], np.array(DEV_CITY_WEIGHTS)
-    for size, lab in zip(sizes, labels):
-        p = base * aff[lab, dev_idx]
-        add('dev', size, lab, DEV_CITIES[rng.choice(len(dev_idx), p=p / p.sum())])
-    n_dev_sessions = len(sessions)
+            h = min(max(_sample_hour(rng, cls), 5 + room / 6), 24 - (n - 1 + room) / 6 - 0.05)
+            t0 = day + pd.Timedelta(seconds=int(h * 3600))
+            a, b = t0 - room * step, t0 + (n - 1 + room) * step
+            if all(b + pd.Timedelta(minutes=RECORDING_GAP + 5) < a2 or b2 + pd.Timedelta(minutes=RECORDING_GAP + 5) < a
+                   for a2, b2 in busy.get(city, [])):
+                busy.setdefault(city, []).append((a, b)); return t0
+    def session(r, k, split, size, kind):
+        t = r['start'] + k * step
+        sessions.append(dict(session=len(sessions), recording=r['recording'], k=k, split=split, size=size, label=r['label'],
+                             city=r['city'], time=t, hour=t.hour + t.minute / 60 + t.second / 3600, kind=kind))
+    def record(split, sizes, lab, city, kind):
+        r = dict(recording=len(recs), label=int(lab), city=city, n=len(sizes), split=split, start=place(city, CLASSES[lab], len(sizes)),
+                 before=0, after=0)
+        recs.append(r)
+        for k, size in enumerate(sizes): session(r, k, split, size, kind)
+    # dev: recordings of consecutive sessions; classes dealt round-robin over recordings, cities from the class's few
+    lo, hi = session_size
+    ses = _session_sizes(rng, n_dev, lo, hi, 2 * N_CLASSES)
+    per_rec = _session_sizes(rng, len(ses), recording_size[0], recording_size[1], N_CLASSES)
+    labels = np.concatenate([rng.permutation(N_CLASSES) for _ in range(-(-len(per_rec) // N_CLASSES))])
+    used = {c: 0 for c in CLASSES}; i = 0
+    for n, lab in zip(per_rec, labels):
+        c = CLASSES[lab]; cs = cities[c]
+        w = np.array([DEV_CITY_WEIGHTS[DEV_CITIES.index(x)] for x in cs])
+        city = cs[used[c]] if used[c] < len(cs) else cs[rng.choice(len(cs), p=w / w.sum())]   # each of its cities first
+        used[c] += 1; record('dev', ses[i:i + n], lab, city, 'dev'); i += n
+    n_dev_recs = len(recs)
     if n_eval:
-        # the first sessions visit every eval city (an unseen one first), then cities at random
-        cyc = [str(c) for pair in zip(rng.permutation(UNSEEN_CITIES), rng.permutation(EVAL_CITIES[:6])) for c in pair]
-        for j, size in enumerate(_session_sizes(rng, n_eval, lo, hi, len(EVAL_CITIES))):
-            city = cyc[j] if j < len(cyc) else EVAL_CITIES[int(rng.integers(len(EVAL_CITIES)))]
-            same = [d for d in sessions[:n_dev_sessions] if d['city'] == city]
-            if j >= len(cyc) and same and rng.random() < eval_shared:   # more clips of a dev session, as in CAS
-                sessions.append(dict(same[rng.integers(len(same))], split='eval', size=size)); continue
-            a = aff[:, CITIES.index(city)]
-            add('eval', size, rng.choice(N_CLASSES, p=a / a.sum()), city)
+        elo, ehi = eval_session_size or session_size
+        es = _session_sizes(rng, n_eval, elo, ehi, len(EVAL_CITIES))
+        n_same, n_near, n_unseen = (int(round(f * len(es))) for f in (eval_same, eval_near, eval_unseen))
+        n_same = min(n_same, len(es) - n_unseen - n_near)
+        seen = EVAL_CITIES[:len(EVAL_CITIES) - len(UNSEEN_CITIES)]
+        covered, shared, j = set(), [], 0
+        by_rk = {(d['recording'], d['k']): d for d in sessions if d['city'] in seen}
+        while j < n_same and by_rk:   # more clips of a run of sessions of a dev recording (a new seen city first)
+            rs = sorted({r for r, _ in by_rk})
+            pool = [r for r in rs if recs[r]['city'] not in covered and r not in shared] or [r for r in rs if r not in shared] or rs
+            r = recs[pool[rng.integers(len(pool))]]
+            ks = sorted(k for rr, k in by_rk if rr == r['recording']); k = ks[rng.integers(len(ks))]
+            m = min(n_same - j, int(rng.integers(recording_size[0], recording_size[1] + 1)))
+            while m > 0 and (r['recording'], k) in by_rk:
+                d = by_rk.pop((r['recording'], k))
+                sessions.append({**d, 'split': 'eval', 'size': es[j], 'kind': 'same'}); j += 1; m -= 1; k += 1
+            covered.add(r['city']); shared.append(r['recording'])
+        for _ in range(n_near):   # a new session 10-20 min before or after a dev recording (one the eval part shares first)
+            ok = [r for r in recs[:n_dev_recs] if r['city'] in seen and r['before'] + r['after'] < 2 * room]
+            if not ok: break
+            pool = [r for r in ok if r['recording'] in shared] or ok; r = pool[rng.integers(len(pool))]
+            if r['after'] < room: k = r['n'] + r['after']; r['after'] += 1
+            else: r['before'] += 1; k = -r['before']
+            session(r, k, 'eval', es[j], 'near'); covered.add(r['city']); j += 1
+        n_new = len(es) - n_unseen - j
+        todo = [str(c) for c in rng.permutation(seen) if c not in covered]
+        for part, n, pool in (('new', n_new, todo), ('unseen', n_unseen, [str(c) for c in rng.permutation(UNSEEN_CITIES)])):
+            if n <= 0: continue
+            for m, nr in enumerate(_session_sizes(rng, n, 1, recording_size[1], min(len(pool), n) if pool else 1)):
+                if part == 'new':   # a new recording in a seen city, of one of the classes dev recorded there
+                    city = pool[m] if m < len(pool) else seen[int(rng.integers(len(seen)))]
+                    opts = [CLASSES.index(c) for c in CLASSES if city in cities[c]] or list(range(N_CLASSES))
+                    lab = opts[int(rng.integers(len(opts)))]
+                else: city = pool[m] if m < len(pool) else pool[int(rng.integers(len(pool)))]; lab = int(rng.integers(N_CLASSES))
+                record('eval', es[j:j + nr], lab, city, part); j += nr
     rows = []
     for d in sessions:
         for _ in range(d['size']):
             name = rng.bytes(16).hex() + f"{rng.integers(1, 61)}_{rng.integers(1, 3)}"
             rows.append(dict(filename=name, location=d['city'], record_time=d['time'].strftime('%Y-%m-%d %H:%M:%S'),
-                             scene_label=CLASSES[d['label']], split=d['split'], session=d['session'], hour=d['hour']))
+                             scene_label=CLASSES[d['label']], split=d['split'], session=d['session'], recording=d['recording'],
+                             k=d['k'], hour=d['hour'], kind=d['kind']))
     df = pd.DataFrame(rows); df.insert(0, 'clip', np.arange(len(df)))
     if not df.filename.is_unique: raise RuntimeError('synthetic file names collide; try another seed')
-    # labels: inside every dev session about `labeled_frac` of its clips (systematic sampling: exact total)
-    lab = np.zeros(len(df), bool)
-    groups = df[df.split == 'dev'].groupby('session', sort=True).indices
-    exp = np.array([len(ix) for ix in groups.values()]) * labeled_frac
-    k = np.diff(np.floor(np.concatenate([[0], np.cumsum(exp)]) + rng.random())).astype(int)
-    for ix, ks in zip(groups.values(), k): lab[rng.choice(ix, min(ks, len(ix)), replace=False)] = True
-    df['labeled'] = lab
-    for c in CLASSES:   # every class gets a labeled clip, moved from the class with the most labels
-        m = (df.split == 'dev') & (df.scene_label == c)
-        if df.labeled[m].any(): continue
-        df.loc[rng.choice(df.index[m]), 'labeled'] = True
-        donor = df[(df.split == 'dev') & df.labeled].scene_label.value_counts().index[0]
-        df.loc[rng.choice(df.index[(df.split == 'dev') & df.labeled & (df.scene_label == donor)]), 'labeled'] = False
+    df['labeled'] = _label_clips(rng, df, labeled_frac)
     return df.iloc[rng.permutation(len(df))].reset_index(drop=True)
+
+def _label_clips(rng, df, frac):
+    "Which dev clips show their label: about `frac` of every session, then every class in at least 2 recordings (or 1)"
+    lab = np.zeros(len(df), bool); dev = (df.split == 'dev').to_numpy()
+    groups = df[dev].groupby('session', sort=True).indices   # sessions are numbered in recording order
+    exp = np.array([len(ix) for ix in groups.values()]) * frac
+    k = np.diff(np.floor(np.concatenate([[0], np.cumsum(exp)]) + rng.random())).astype(int)   # systematic: exact total
+    idx = df.index.to_numpy()[dev]
+    for ix, ks in zip(groups.values(), k): lab[idx[rng.choice(ix, min(ks, len(ix)), replace=False)]] = True
+    rec, cls = df.recording.to_numpy(), df.scene_label.to_numpy()
+    def n_rec(c): return len(set(rec[lab & (cls == c)]))
+    n_all = {c: len(set(rec[dev & (cls == c)])) for c in CLASSES}
+    for target in (1, 2):   # move labels from where they are plentiful to classes with too few labeled recordings
+        if target == 2 and lab.sum() < 2 * N_CLASSES: break
+        for c in CLASSES:
+            while n_rec(c) < min(target, n_all[c]):
+                have = set(rec[lab & (cls == c)])
+                free = np.flatnonzero(dev & (cls == c) & ~np.isin(rec, list(have)))
+                per, nr = pd.Series(rec[lab]).value_counts(), {k: n_rec(k) for k in CLASSES}
+                donors = [i for i in np.flatnonzero(lab) if per[rec[i]] > 1 or nr[cls[i]] > min(target, n_all[cls[i]])]
+                if not donors: break
+                most = max(per[rec[i]] for i in donors)
+                d = [i for i in donors if per[rec[i]] == most]
+                lab[d[rng.integers(len(d))]] = False; lab[free[rng.integers(len(free))]] = True
+    return lab
 
 # %% ../../nbs/02_data.synthetic.ipynb #9aa9155a
 _F32 = np.float32
@@ -264,21 +383,39 @@ SCENE_ROOMS = {  # class -> reverberation time range (s), reverberant level rang
     'Construction site': ((.4, 1.2), (-16, -8)), 'Bar': ((.4, .9), (-10, -4))}
 _INDOOR = {'Bus', 'Airport', 'Metro', 'Restaurant', 'Shopping mall', 'Bar'}
 
+_DRIFT = np.array([.06, .05, .05, .05, .25, .25, .25, .03, .03, .3, .03, .4, .06, .05, .05, .05, .25, .25, .25, .25])
+# per-session steps of: device tilt (dB/oct), its 3 resonances (octaves, dB), low and high cut (octaves), gain (dB),
+# rt60 (log), reverberant level (dB), bed tilt, the bed's 3 random resonances (octaves, dB), bed level (dB)
+
+def _drift(seed, recording, k, rho=0.9):
+    "Offsets of session `k` of `recording` from the recording's own draw: a random walk of small steps pulled back to it (0 at k=0)"
+    z = np.zeros(len(_DRIFT))
+    if k:
+        r = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(5, recording, int(k < 0))))   # k < 0: walks backwards
+        for e in r.standard_normal((abs(int(k)), len(_DRIFT))): z = rho * z + e
+    return z * _DRIFT
+
 def session_params(seed:int, # the dataset's seed
                    session:int, # the session's number in the plan
-                   cls:str, city:str, hour:float) -> dict:
-    "What the clips of one recording session share: scene, city character, activity, device, room, bed"
-    r = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(1, session)))
+                   cls:str, city:str, hour:float,
+                   recording:int=None, # the recording the session belongs to (None: a recording of its own)
+                   k:int=0, # the session's place in its recording (10-minute steps from its first session)
+                  ) -> dict:
+    "What the clips of one session share: scene, city character, activity, device, room, bed (drifting slowly along a recording)"
+    r = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(1, session) if recording is None else (4, recording)))
     tilt, bumps, lvl, hicut = SCENE_BEDS[cls]; cc = city_character(city)
     (r0, r1), (w0, w1) = SCENE_ROOMS[cls]
     logu = lambda a, b: float(np.exp(r.uniform(np.log(a), np.log(b))))
+    eq_tilt = r.normal(0, 0.6); eq_b = [(logu(150, 9000), r.normal(0, 2.5), r.uniform(.4, 1.5)) for _ in range(3)]
+    lowcut, highcut, gain, rt60, wet = r.uniform(20, 160), r.uniform(7000, 20000), r.normal(0, 3.), r.uniform(r0, r1), r.uniform(w0, w1)
+    bed_tilt = tilt + cc['tilt'] + r.normal(0, 0.6); bed_b = [(logu(60, 12000), r.normal(0, 2.5), r.uniform(.3, 1.2)) for _ in range(3)]
+    level, s = lvl + r.normal(0, 2.5), int(r.integers(2 ** 31))
+    z = _drift(seed, recording, k) if recording is not None else np.zeros(len(_DRIFT))
+    bump = lambda b, o: tuple((float(f * 2 ** z[o + i]), float(g + z[o + 3 + i]), float(w)) for i, (f, g, w) in enumerate(b))
     return dict(cls=cls, city=city, hour=hour, act=scene_activity(cls, hour), cc=cc,
-        eq=(float(r.normal(0, 0.6)), tuple((logu(150, 9000), float(r.normal(0, 2.5)), float(r.uniform(.4, 1.5))) for _ in range(3)),
-            float(r.uniform(20, 160)), float(r.uniform(7000, 20000)), 1),
-        gain=float(r.normal(0, 3.)), rt60=float(r.uniform(r0, r1)), wet=float(r.uniform(w0, w1)),
-        bed=(tilt + cc['tilt'] + float(r.normal(0, 0.6)),
-             tuple(bumps) + tuple((logu(60, 12000), float(r.normal(0, 2.5)), float(r.uniform(.3, 1.2))) for _ in range(3)), 20, hicut, 1),
-        level=lvl + float(r.normal(0, 2.5)), seed=int(r.integers(2 ** 31)))
+                eq=(float(eq_tilt + z[0]), bump(eq_b, 1), float(lowcut * 2 ** z[7]), float(highcut * 2 ** z[8]), 1),
+                gain=float(gain + z[9]), rt60=float(rt60 * np.exp(z[10])), wet=float(wet + z[11]),
+                bed=(float(bed_tilt + z[12]), tuple(bumps) + bump(bed_b, 13), 20, hicut, 1), level=float(level + z[19]), seed=s)
 
 class _SessionSound:
     "Frequency responses shared by a session's clips: bed colour and level, device EQ and gain, room reverberation"
@@ -574,15 +711,19 @@ def render_clip(ss:_SessionSound, # the session's sound (`_SessionSound(session_
     return y * _F32(0.98 / peak) if peak > 0.98 else y
 
 # %% ../../nbs/02_data.synthetic.ipynb #7a1b9fb4
-SYNTH_VERSION = 1   # bump when the sound recipes change, so that old folders are not reused
-SYNTH_DEFAULTS = dict(labeled_frac=0.2, eval_frac=0.15, seed=0, session_size=(2, 8), eval_shared=0.3)
+SYNTH_VERSION = 2   # bump when the sound recipes or the plan change, so that old folders are not reused
+SYNTH_DEFAULTS = dict(labeled_frac=0.2, eval_frac=0.15, seed=0, session_size=(2, 8), recording_size=(2, 6), eval_session_size=None,
+                      cities_per_class=(1, 3), eval_same=0.37, eval_near=0.055, eval_unseen=0.325)
 SYNTH_PRESETS = {
-    'tiny': dict(n_clips=60, duration=0.5, sr=16000, session_size=(2, 4)),        # unit tests: about a second
-    'quick': dict(n_clips=400, duration=2.0, sr=44100, session_size=(2, 6)),      # notebooks and tests
-    'demo': dict(n_clips=800, duration=2.0, sr=44100, session_size=(2, 6)),       # quick clips, twice as many: `asc-train --demo`, training notebooks
-    'default': dict(n_clips=1000, duration=10.0, sr=44100),                        # CAS-format clips: 10 s at 44.1 kHz
-    'cas': dict(n_clips=9800, duration=10.0, sr=44100, eval_frac=1100 / 9800, session_size=(10, 45)),  # CAS 2023's size (8.6 GB)
+    'tiny': dict(n_clips=60, duration=0.5, sr=16000, session_size=(2, 4), recording_size=(1, 2)),  # unit tests: about a second
+    'quick': dict(n_clips=400, duration=2.0, sr=44100, session_size=(2, 6), recording_size=(2, 3)),  # notebooks and tests
+    'demo': dict(n_clips=800, duration=2.0, sr=44100, session_size=(2, 6), recording_size=(2, 4)),   # `asc-train --demo`, training notebooks
+    'default': dict(n_clips=1000, duration=10.0, sr=44100),                                          # CAS-format clips: 10 s at 44.1 kHz
+    'cas': dict(n_clips=9800, duration=10.0, sr=44100, eval_frac=1100 / 9800, session_size=(10, 45),  # CAS 2023's size (8.6 GB)
+                recording_size=(2, 12), eval_session_size=(1, 14)),
+    'twin': dict(duration=1.0, sr=16000),   # every row of the real CAS 2023 metadata (9,800 clips: 314 MB at 1 s, 16 kHz)
 }
+TWIN_CLIPS = 9800
 
 def synth_settings(preset:str='default', # one of `SYNTH_PRESETS`
                    **kwargs) -> dict:
@@ -590,7 +731,13 @@ def synth_settings(preset:str='default', # one of `SYNTH_PRESETS`
     if preset not in SYNTH_PRESETS: raise ValueError(f"unknown preset {preset!r}; choose one of {list(SYNTH_PRESETS)}")
     unknown = set(kwargs) - set(SYNTH_DEFAULTS) - {'n_clips', 'duration', 'sr'}
     if unknown: raise TypeError(f"unknown synthetic-data settings {sorted(unknown)}")
-    s = {**SYNTH_DEFAULTS, **SYNTH_PRESETS[preset], **{k: v for k, v in kwargs.items() if v is not None}}
+    given = {k: v for k, v in kwargs.items() if v is not None}
+    if preset == 'twin':
+        fixed = sorted(set(given) - {'n_clips', 'duration', 'sr', 'seed'})
+        if fixed: raise ValueError(f"the twin preset copies the real CAS 2023 metadata, so {fixed} cannot be set "
+                                   f"(only n_clips, a subset of its {TWIN_CLIPS} rows, duration, sr and seed)")
+        s = {'twin': True, 'seed': 0, 'n_clips': TWIN_CLIPS, **SYNTH_PRESETS['twin'], **given}
+    else: s = {**SYNTH_DEFAULTS, **SYNTH_PRESETS[preset], **given}
     def num(k, lo, hi, integer=False, lo_open=False):
         v = s[k]
         ok = isinstance(v, (int, np.integer)) if integer else isinstance(v, (int, float, np.number))
@@ -600,17 +747,26 @@ def synth_settings(preset:str='default', # one of `SYNTH_PRESETS`
             raise ValueError(f"{k} must be in {'(' if lo_open else '['}{fmt(lo)}, {fmt(hi)}], got {fmt(v)}")
         s[k] = int(v) if integer else float(v)
     num('duration', 0.05, 60.); num('sr', 8000, 96000, integer=True); num('seed', 0, 2 ** 32 - 1, integer=True)
-    num('labeled_frac', 0, 1, lo_open=True); num('eval_frac', 0, 0.5, lo_open=True); num('eval_shared', 0, 1)
-    ses = s['session_size']
-    if (not isinstance(ses, (tuple, list)) or len(ses) != 2 or not all(isinstance(x, (int, np.integer)) for x in ses)
-        or not 1 <= ses[0] <= ses[1]):
-        raise ValueError(f"session_size must be two integers (smallest, largest) with 1 <= smallest <= largest, got {ses!r}")
-    s['session_size'] = (int(ses[0]), int(ses[1]))
+    if s.get('twin'): num('n_clips', 20, TWIN_CLIPS, integer=True); return s
+    num('labeled_frac', 0, 1, lo_open=True); num('eval_frac', 0, 0.5, lo_open=True)
+    for k in ('eval_same', 'eval_near', 'eval_unseen'): num(k, 0, 1)
+    if s['eval_same'] + s['eval_near'] + s['eval_unseen'] > 1:
+        raise ValueError(f"eval_same + eval_near + eval_unseen must be at most 1, got {s['eval_same'] + s['eval_near'] + s['eval_unseen']:g}")
+    def pair(k, hi, what):
+        v = s[k]
+        if (not isinstance(v, (tuple, list)) or len(v) != 2 or not all(isinstance(x, (int, np.integer)) and not isinstance(x, bool) for x in v)
+            or not 1 <= v[0] <= v[1] <= hi):
+            raise ValueError(f"{k} must be two integers (smallest, largest) {what} with 1 <= smallest <= largest <= {hi}, got {v!r}")
+        s[k] = (int(v[0]), int(v[1]))
+    pair('session_size', 10 ** 6, 'clips per session'); pair('recording_size', 48, 'sessions per recording')
+    pair('cities_per_class', len(DEV_CITIES), 'dev cities per class')
+    if s['eval_session_size'] is not None: pair('eval_session_size', 10 ** 6, 'clips per eval session')
     n, lo, ef = s['n_clips'], s['session_size'][0], s['eval_frac']
+    elo = (s['eval_session_size'] or s['session_size'])[0]
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)): raise ValueError(f"n_clips must be an integer, got {n!r}")
-    need = next(m for m in range(1, 10 ** 7) if m - round(m * ef) >= 2 * N_CLASSES * lo and round(m * ef) >= 2 * lo)
+    need = next(m for m in range(1, 10 ** 7) if m - round(m * ef) >= 2 * N_CLASSES * lo and round(m * ef) >= 2 * elo)
     if n < need:
-        raise ValueError(f"n_clips={n} is too small for {N_CLASSES} classes: dev needs at least 2 recording sessions of "
+        raise ValueError(f"n_clips={n} is too small for {N_CLASSES} classes: dev needs at least 2 sessions of "
                          f"{lo} clips per class and eval at least 2 sessions (eval_frac={ef:g}); use n_clips >= {need}")
     s['n_clips'] = int(n)
     n_dev = n - round(n * ef)
@@ -631,19 +787,34 @@ def _write_csv(df, path):
 
 def _json_params(s): return json.loads(json.dumps({**s, 'version': SYNTH_VERSION}))
 
+_PLAN_ARGS = ('n_clips', 'labeled_frac', 'eval_frac', 'seed', 'session_size', 'recording_size', 'eval_session_size',
+              'cities_per_class', 'eval_same', 'eval_near', 'eval_unseen')
+
+def _settings_plan(s:dict) -> pd.DataFrame:
+    "The plan of checked settings `s` (`synth_settings`): `synth_plan`, or for the twin `twin_plan` (a seeded subset of `n_clips` rows)"
+    if not s.get('twin'): return synth_plan(**{k: s[k] for k in _PLAN_ARGS})
+    plan = twin_plan(s['seed'])
+    if s['n_clips'] >= len(plan): return plan
+    rng = np.random.default_rng(np.random.SeedSequence(s['seed'], spawn_key=(7,)))
+    n_ev = min(max(1, round(s['n_clips'] * (plan.split == 'eval').mean())), s['n_clips'] - 1)   # dev and eval in proportion
+    keep = [rng.choice(np.flatnonzero(plan.split == p), n, replace=False) for p, n in (('dev', s['n_clips'] - n_ev), ('eval', n_ev))]
+    return plan.iloc[np.sort(np.concatenate(keep))].reset_index(drop=True)
+
 def make_synthetic(out, # output folder: audio/, dev_metadata.csv, eval_metadata.csv, truth.csv, synth.json
-                   preset:str='default', # starting settings, one of `SYNTH_PRESETS`
-                   n_clips:int=None, duration:float=None, sr:int=None, # clips (dev + eval), seconds per clip, Hz
+                   preset:str='default', # starting settings, one of `SYNTH_PRESETS` ('twin': the real CAS 2023 metadata)
+                   n_clips:int=None, duration:float=None, sr:int=None, # clips (dev + eval; twin: a subset), seconds per clip, Hz
                    labeled_frac:float=None, # fraction of dev clips that show their label, in (0, 1]
                    eval_frac:float=None, # fraction of clips in the eval part, in (0, 0.5]
                    seed:int=None, # same seed and settings, same bytes
-                   session_size:tuple=None, eval_shared:float=None, # see `synth_plan`
+                   session_size:tuple=None, recording_size:tuple=None, eval_session_size:tuple=None, # see `synth_plan`
+                   cities_per_class:tuple=None, eval_same:float=None, eval_near:float=None, eval_unseen:float=None, # see `synth_plan`
                    overwrite:bool=False, # replace a dataset made with other settings (or files of unknown origin)
                    progress:bool=True, # show a progress bar
                   ) -> dict:
     "Make (or reuse) a synthetic CAS-like dataset in `out`; returns its `synth_summary` plus `seconds` and `reused`"
-    s = synth_settings(preset, n_clips=n_clips, duration=duration, sr=sr, labeled_frac=labeled_frac,
-                       eval_frac=eval_frac, seed=seed, session_size=session_size, eval_shared=eval_shared)
+    s = synth_settings(preset, n_clips=n_clips, duration=duration, sr=sr, labeled_frac=labeled_frac, eval_frac=eval_frac, seed=seed,
+                       session_size=session_size, recording_size=recording_size, eval_session_size=eval_session_size,
+                       cities_per_class=cities_per_class, eval_same=eval_same, eval_near=eval_near, eval_unseen=eval_unseen)
     out = Path(out); audio = out / 'audio'; marker = out / 'synth.json'; t0 = time.perf_counter()
     params = _json_params(s)
     old = load_json(marker) if marker.exists() else None
@@ -661,19 +832,18 @@ def make_synthetic(out, # output folder: audio/, dev_metadata.csv, eval_metadata
         if old is not None and (out / 'truth.csv').exists():   # remove the clips of the old synthetic dataset
             for f in pd.read_csv(out / 'truth.csv', dtype=str, keep_default_na=False).filename: (audio / f'{f}.wav').unlink(missing_ok=True)
     save_json({'params': params, 'complete': False}, marker)
-    plan = synth_plan(s['n_clips'], s['labeled_frac'], s['eval_frac'], s['seed'], s['session_size'], s['eval_shared'])
+    plan = _settings_plan(s)
     n = int(round(s['duration'] * s['sr'])); audio.mkdir(parents=True, exist_ok=True)
     order = plan.sort_values(['session', 'clip'])
     from fastprogress.fastprogress import progress_bar
     ss = None
-    for i in (progress_bar(range(len(order)), leave=False) if progress else range(len(order))):
-        row = order.iloc[i]
+    for row in (progress_bar(order.itertuples(), total=len(order), leave=False) if progress else order.itertuples()):
         path = audio / f'{row.filename}.wav'
         if same and path.exists(): continue   # resuming: finished files are complete and identical
-        if ss is None or ss.sp['session'] != row.session:
-            ss = _SessionSound({**session_params(s['seed'], int(row.session), row.scene_label, row.location, row.hour),
-                                'session': row.session}, n, s['sr'])
-        rng = np.random.default_rng(np.random.SeedSequence(s['seed'], spawn_key=(2, int(row['clip']))))
+        if ss is None or ss.sp['session'] != row.session:   # sessions of a recording share its draw, drifting with k
+            sp = session_params(s['seed'], int(row.session), row.scene_label, row.location, row.hour, recording=int(row.recording), k=int(row.k))
+            ss = _SessionSound({**sp, 'session': row.session}, n, s['sr'])
+        rng = np.random.default_rng(np.random.SeedSequence(s['seed'], spawn_key=(2, int(row.clip))))
         _write_wav(path, render_clip(ss, rng), s['sr'])
     for split in ('dev', 'eval'):
         d = plan[plan.split == split]
@@ -689,7 +859,7 @@ def _read_csv(path):
     return pd.read_csv(path, dtype=str, keep_default_na=False, encoding='utf-8-sig')
 
 def synth_summary(out) -> dict:
-    "Counts of the dataset in `out`: clips, labels, sessions, cities (unseen ones), classes, audio format"
+    "Counts of the dataset in `out`: clips, labels, sessions, recordings, cities (unseen ones), classes and their cities, eval overlap, audio format"
     import soundfile as sf
     out = Path(out)
     dev, ev, truth = (_read_csv(out / f) for f in ('dev_metadata.csv', 'eval_metadata.csv', 'truth.csv'))
@@ -702,28 +872,83 @@ def synth_summary(out) -> dict:
     ses = lambda d: set(zip(d.location, d.record_time))
     counts = lambda names: {c: int(v) for c, v in lab[names].value_counts().reindex(CLASSES, fill_value=0).items()}
     n_lab = int((dev.scene_label != '').sum())
+    st = _structure(dev, ev, truth=lab)
     return dict(out=str(out), clips=len(dev) + len(ev), dev=len(dev), eval=len(ev), labeled=n_lab, unlabeled=len(dev) - n_lab,
                 labeled_frac=round(n_lab / max(len(dev), 1), 4),
                 sessions={'dev': len(ses(dev)), 'eval': len(ses(ev)), 'eval_shared_with_dev': len(ses(ev) & ses(dev))},
+                recordings=st['recordings'], overlap=st['overlap'],
                 cities={'dev': sorted(set(dev.location)), 'eval': sorted(set(ev.location)),
                         'unseen': sorted(set(ev.location) - set(dev.location))},
                 classes={'dev': counts(dev.filename), 'labeled': counts(dev.filename[dev.scene_label != '']), 'eval': counts(ev.filename)},
+                class_cities=st['class_cities'], recordings_per_class=st['recordings_per_class'],
+                labeled_recordings_per_class=st['labeled_recordings_per_class'],
                 duration=round(info.frames / info.samplerate, 4) if info else None, sr=info.samplerate if info else None,
                 missing_audio=len(missing))
 
 def format_synth_summary(s:dict) -> str:
     "A few lines describing the summary `s` of `synth_summary`"
-    c = s['classes']
+    c, r, o = s['classes'], s['recordings'], s['overlap']
+    pct = lambda k: f"{o[k]} ({o[k] / max(o['eval_sessions'], 1):.0%})"
     lines = [f"synthetic CAS-like dataset in {s['out']}" + (' (reused)' if s.get('reused') else ''),
              f"  audio    {s['clips']} clips of {s['duration'] or 0:g} s at {s['sr']} Hz, mono 16-bit wav; {s['missing_audio']} missing"
              + (f"; made in {s['seconds']:.1f} s" if 'seconds' in s and not s.get('reused') else ''),
-             f"  dev      {s['dev']} clips, {s['sessions']['dev']} sessions, {len(s['cities']['dev'])} cities; "
+             f"  dev      {s['dev']} clips, {s['sessions']['dev']} sessions in {r['dev']} recordings, {len(s['cities']['dev'])} cities; "
              f"{s['labeled']} labeled ({s['labeled_frac']:.1%}), {s['unlabeled']} unlabeled",
-             f"  eval     {s['eval']} clips, {s['sessions']['eval']} sessions ({s['sessions']['eval_shared_with_dev']} continue dev "
-             f"sessions), {len(s['cities']['eval'])} cities, {len(s['cities']['unseen'])} unseen in dev: {', '.join(s['cities']['unseen'])}",
-             '  classes  (dev, true labels; labeled in brackets)',
-             *['    ' + '  '.join(f"{k} {c['dev'][k]} ({c['labeled'][k]})" for k in CLASSES[i:i + 5]) for i in (0, 5)]]
+             f"  eval     {s['eval']} clips, {s['sessions']['eval']} sessions in {r['eval']} recordings ({r['eval_shared_with_dev']} shared "
+             f"with dev), {len(s['cities']['eval'])} cities, {len(s['cities']['unseen'])} unseen in dev: {', '.join(s['cities']['unseen'])}",
+             f"  overlap  eval sessions equal to a dev session {pct('same_session')}, within {RECORDING_GAP} min of a labeled one "
+             f"{pct('near_labeled')}, in unseen cities {pct('unseen_sessions')} ({o['unseen_clips']} clips)",
+             '  classes  (dev, true labels: clips, labeled clips, recordings, cities)',
+             *[f"    {k:18s}{c['dev'][k]:6d} {c['labeled'][k]:5d} {s['recordings_per_class'][k]:4d}  {', '.join(s['class_cities'][k])}"
+               for k in CLASSES]]
     return '\n'.join(lines)
+
+# %% ../../nbs/02_data.synthetic.ipynb #5a7c0d05
+def twin_labels(df:pd.DataFrame, # clips: location, record_time, scene_label ('' or None = hidden)
+                seed:int=0, # draws the labels of recordings with no labeled clip
+                gap:float=RECORDING_GAP, # minutes between sessions chained into one recording
+               ) -> pd.Series:
+    "A label for every clip: a recording keeps its label (rule in the text); aligned with `df`"
+    lab = df.scene_label.fillna('').astype(str).to_numpy()
+    d = pd.DataFrame({'loc': df.location.astype(str).to_numpy(), 't': pd.to_datetime(df.record_time).to_numpy(), 'lab': lab})
+    d['rec'] = _chain_recordings(d['loc'], d['t'], gap)
+    S = d[['loc', 't', 'rec']].drop_duplicates().sort_values(['rec', 't']).reset_index(drop=True)
+    seen = d[d.lab != ''].groupby(['loc', 't']).lab.agg(lambda v: v.value_counts().sort_index().idxmax())   # 1. the session's label
+    S['lab'] = pd.MultiIndex.from_frame(S[['loc', 't']]).map(seen.to_dict().get)
+    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(6,)))
+    done = S.dropna(subset=['lab']).drop_duplicates(['rec', 'lab'])   # (recording, label) pairs the CSV shows
+    for r, g in S.groupby('rec', sort=True):
+        known = g.dropna(subset=['lab'])
+        if len(known):   # 2. the label of the nearest labeled session of the recording (the earlier one on a tie)
+            for i in g.index[g.lab.isna()]:
+                S.loc[i, 'lab'] = known.lab.iloc[int(np.argmin(np.abs((known.t - g.t[i]).to_numpy())))]
+        else:            # 3. drawn from the labels of the city's labeled recordings, else of all labeled recordings
+            pool = done[done['loc'] == g['loc'].iloc[0]]
+            p = (pool if len(pool) else done).lab.value_counts().sort_index()
+            S.loc[g.index, 'lab'] = p.index[rng.choice(len(p), p=(p / p.sum()).to_numpy())] if len(p) else CLASSES[rng.integers(N_CLASSES)]
+    ses = S.set_index(['loc', 't']).lab
+    out = np.where(lab != '', lab, ses.reindex(pd.MultiIndex.from_frame(d[['loc', 't']])).to_numpy())
+    return pd.Series(out, index=df.index, name='scene_label')
+
+def twin_plan(seed:int=0, # draws hidden labels, session colouring and clip events
+              gap:float=RECORDING_GAP) -> pd.DataFrame:
+    "The plan of the `twin` preset: every row of the real CAS 2023 dev and eval metadata, with a (true or hidden) label"
+    dev, ev = _real_meta('dev'), _real_meta('eval')
+    df = pd.concat([dev.assign(split='dev'), ev.assign(split='eval', scene_label='')], ignore_index=True)
+    df['labeled'] = df.scene_label != ''
+    df['scene_label'] = twin_labels(df, seed, gap).to_numpy()
+    t = pd.to_datetime(df.record_time)
+    df['recording'] = _chain_recordings(df.location, t, gap)
+    ses = df[['location']].assign(t=t).drop_duplicates().sort_values(['location', 't'])
+    ses['session'] = np.arange(len(ses)); ses['k'] = ses.groupby(_chain_recordings(ses.location, ses.t, gap)).cumcount()
+    df = df.merge(ses.rename(columns={'t': '_t'}), left_on=['location', t.rename('_t')], right_on=['location', '_t'], how='left')
+    dk = set(zip(df.location[df.split == 'dev'], df._t[df.split == 'dev']))
+    drec = set(df.recording[df.split == 'dev'])
+    df['kind'] = np.select([df.split == 'dev', [(l, x) in dk for l, x in zip(df.location, df._t)], df.recording.isin(drec),
+                            df.location.isin(set(dev.location))], ['dev', 'same', 'near', 'new'], 'unseen')
+    df['hour'] = df._t.dt.hour + df._t.dt.minute / 60 + df._t.dt.second / 3600
+    df.insert(0, 'clip', np.arange(len(df)))
+    return df[['clip', 'filename', 'location', 'record_time', 'scene_label', 'split', 'session', 'recording', 'k', 'hour', 'kind', 'labeled']]
 
 # %% ../../nbs/02_data.synthetic.ipynb #472cb8ff
 def logmel_means(paths, # wav files
@@ -746,9 +971,11 @@ def logmel_means(paths, # wav files
 CONFUSABLE_PAIRS = [('Restaurant', 'Bar'), ('Airport', 'Shopping mall'), ('Bus', 'Metro'), ('Public square', 'Traffic street')]
 
 def synth_baselines(out, # a dataset folder made by `make_synthetic`
-                    seeds=(0, 1, 2, 3, 4), # seeds of the session-grouped splits
-                    valid_pct:float=0.2) -> dict:
-    "Accuracy of audio logistic regression, city and hour lookups on session splits of all dev clips; audio confusions"
+                    seeds=(0, 1, 2, 3, 4), # seeds of the splits
+                    valid_pct:float=0.2,
+                    split:str='session', # a `make_split` strategy: 'session' (held-out sessions), 'recording', 'random', 'city'
+                   ) -> dict:
+    "Accuracy of audio logistic regression, city and hour lookups on `split` splits of all dev clips; audio confusions"
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
@@ -764,7 +991,7 @@ def synth_baselines(out, # a dataset folder made by `make_synthetic`
         return np.mean(pd.Series(key[va]).map(maj).fillna(pd.Series(y[tr]).value_counts().index[0]).to_numpy() == y[va])
     res, cm = {'audio': [], 'city': [], 'hour': []}, np.zeros((N_CLASSES, N_CLASSES), int)
     for seed in seeds:
-        sp = make_split(df, 'session', valid_pct=valid_pct, seed=seed); tr, va = sp.train, sp.valid
+        sp = make_split(df, split, valid_pct=valid_pct, seed=seed); tr, va = sp.train, sp.valid
         pred = make_pipeline(StandardScaler(), LogisticRegression(max_iter=3000)).fit(X[tr], y[tr]).predict(X[va])
         res['audio'].append(np.mean(pred == y[va])); np.add.at(cm, (y[va], pred), 1)
         res['city'].append(lookup(df.location.to_numpy(), tr, va)); res['hour'].append(lookup(hour, tr, va))
@@ -772,14 +999,14 @@ def synth_baselines(out, # a dataset folder made by `make_synthetic`
     return dict(**{k: round(float(np.mean(v)), 3) for k, v in res.items()},
                 audio_sd=round(float(np.std(res['audio'])), 3), chance=round(1 / N_CLASSES, 3),
                 pair_error_share=round(float(pair / max(cm.sum() - np.trace(cm), 1)), 3),
-                clips=len(df), sessions=int(df.session.nunique()), split=f'session, valid_pct={valid_pct}, seeds={list(seeds)}',
+                clips=len(df), sessions=int(df.session.nunique()), split=f'{split}, valid_pct={valid_pct}, seeds={list(seeds)}',
                 confusion=cm.tolist())
 
 # %% ../../nbs/02_data.synthetic.ipynb #b83a5eab
 @call_parse
 def asc_synth(out:str, # output folder: audio/, dev_metadata.csv, eval_metadata.csv, truth.csv
-              preset:str='default', # starting settings: tiny, quick, default or cas (see SYNTH_PRESETS)
-              n_clips:int=None, # number of clips, dev + eval (default: the preset's)
+              preset:str='default', # starting settings: tiny, quick, demo, default, cas, or twin (the real CAS 2023 metadata)
+              n_clips:int=None, # number of clips, dev + eval (default: the preset's; twin: a subset of its 9,800 rows)
               duration:float=None, # seconds per clip
               sr:int=None, # sample rate (Hz)
               labeled_frac:float=None, # fraction of dev clips that show their label, in (0, 1]
