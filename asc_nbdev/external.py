@@ -12,38 +12,93 @@ import numpy as np, pandas as pd, soundfile as sf
 from .core import *
 
 # %% auto #0
-__all__ = ['TAU2020_LABELS', 'TAU2020_MAP', 'COCHLSCENE_LABELS', 'COCHLSCENE_SPLITS', 'EXTERNAL_READERS', 'cochlscene_map',
-           'mapping_table', 'ExternalDataError', 'read_tau2020', 'read_cochlscene', 'fake_tau2020', 'fake_cochlscene',
-           'read_external', 'external_meta', 'pretrain_stage']
+__all__ = ['TAU2020_LABELS', 'COCHLSCENE_LABELS', 'COCHLSCENE_SPLITS', 'EXTERNAL_DATASETS', 'EXTERNAL_LABEL_MAPS',
+           'EXTERNAL_MAP_SOURCES', 'TAU2020_MAP', 'EXTERNAL_READERS', 'ExternalDataError', 'cochlscene_map',
+           'recipe_base_name', 'external_map_name', 'external_label_map', 'mapping_table', 'read_tau2020',
+           'read_cochlscene', 'fake_tau2020', 'fake_cochlscene', 'read_external', 'external_meta', 'pretrain_stage']
 
 # %% ../nbs/17_external.ipynb #db076018
+class ExternalDataError(ValueError):
+    "A dataset folder that does not have the expected layout, or a mapping that does not fit; the message says what is wrong and what was expected"
+
 TAU2020_LABELS = ['airport', 'bus', 'metro', 'metro_station', 'park', 'public_square', 'shopping_mall',
                   'street_pedestrian', 'street_traffic', 'tram']
-TAU2020_MAP = {'airport': 'Airport', 'bus': 'Bus', 'metro': 'Metro', 'metro_station': 'Metro', 'park': 'Urban park',
-               'public_square': 'Public square', 'shopping_mall': 'Shopping mall', 'street_traffic': 'Traffic street'}
 COCHLSCENE_LABELS = ['Bus', 'Cafe', 'Car', 'CrowdedIndoor', 'Elevator', 'Kitchen', 'Park', 'ResidentialArea',
                      'Restaurant', 'Restroom', 'Street', 'Subway', 'SubwayStation']
 COCHLSCENE_SPLITS = ['Train', 'Val', 'Test']
+EXTERNAL_DATASETS = ('tau2020', 'cochlscene')   # plus the old name 'cochlscene_bar': CochlScene with Cafe -> Bar
 
-def cochlscene_map(cafe_as_bar:bool=False) -> dict:
-    "CochlScene -> challenge labels; Cafe -> Bar is seed 000's choice, seed 002 drops it"
-    m = {'Bus': 'Bus', 'Subway': 'Metro', 'SubwayStation': 'Metro', 'Restaurant': 'Restaurant',
-         'Park': 'Urban park', 'Street': 'Traffic street'}
+_TAU_SHARED = {'airport': 'Airport', 'bus': 'Bus', 'metro': 'Metro', 'park': 'Urban park', 'public_square': 'Public square',
+               'shopping_mall': 'Shopping mall', 'street_traffic': 'Traffic street'}
+_COCHL_SHARED = {'Bus': 'Bus', 'Subway': 'Metro', 'Restaurant': 'Restaurant', 'Park': 'Urban park', 'Street': 'Traffic street'}
+
+EXTERNAL_LABEL_MAPS = {  # recipe base name -> dataset -> {source class: challenge class}; a source class not listed is dropped
+    'yang2025': dict(tau2020={**_TAU_SHARED, 'metro_station': 'Metro'},
+                     cochlscene={**_COCHL_SHARED, 'SubwayStation': 'Metro', 'Cafe': 'Bar'}),
+    'li2025': dict(tau2020=dict(_TAU_SHARED), cochlscene=dict(_COCHL_SHARED)),
+    'default': dict(tau2020={**_TAU_SHARED, 'metro_station': 'Metro'}, cochlscene={**_COCHL_SHARED, 'SubwayStation': 'Metro'}),
+}
+EXTERNAL_MAP_SOURCES = {
+    'yang2025': 'seed 000, Table I: stations -> Metro, CochlScene Cafe -> Bar',
+    'li2025': 'seed 002, Table 1: 8 classes; Metro = TAU metro + CochlScene Subway only; no Bar',
+    'default': "recipes whose paper does not pre-train: seed 000's table without Cafe -> Bar (the dataset name cochlscene_bar adds it)",
+}
+TAU2020_MAP = EXTERNAL_LABEL_MAPS['default']['tau2020']
+
+def cochlscene_map(cafe_as_bar:bool=False, # also map Cafe to Bar
+                  ) -> dict:
+    "The default CochlScene -> challenge mapping, optionally with Cafe -> Bar (what the dataset name `cochlscene_bar` asks for)"
+    m = dict(EXTERNAL_LABEL_MAPS['default']['cochlscene'])
     if cafe_as_bar: m['Cafe'] = 'Bar'
     return m
 
-def mapping_table() -> pd.DataFrame:
-    "The harmonization as a table: one row per challenge class"
-    rows = []
-    for c in CLASSES:
-        rows.append({'challenge': c, 'TAU 2020 Mobile': ', '.join(k for k, v in TAU2020_MAP.items() if v == c) or '-',
-                     'CochlScene': ', '.join(k for k, v in cochlscene_map(True).items() if v == c) or '-'})
-    t = pd.DataFrame(rows).set_index('challenge'); t.loc['Bar', 'CochlScene'] += ' (if cafe_as_bar)'
+def recipe_base_name(recipe, # a `Recipe` or a recipe name ('li2025', 'li2025-quick', ...)
+                    ) -> str:
+    "The recipe's name without variant suffixes: 'li2025-quick' -> 'li2025'"
+    name = recipe if isinstance(recipe, str) else getattr(recipe, 'name', None)
+    if not isinstance(name, str) or not name: raise TypeError(f"expected a Recipe or a recipe name, got {type(recipe).__name__}")
+    return name.split('-', 1)[0]
+
+def external_map_name(recipe, # a `Recipe` or recipe name; None: the default table
+                     ) -> str:
+    "The key of `EXTERNAL_LABEL_MAPS` that `recipe` gets: its base name if it has a table of its own, else 'default'"
+    base = 'default' if recipe is None else recipe_base_name(recipe)
+    return base if base in EXTERNAL_LABEL_MAPS else 'default'
+
+def external_label_map(recipe, # a `Recipe` or recipe name; None: the default table
+                       dataset:str, # 'tau2020', 'cochlscene', or 'cochlscene_bar' (CochlScene with Cafe -> Bar)
+                      ) -> dict:
+    "The `{source class: challenge class}` mapping of `dataset` for `recipe`: the recipe decides, the dataset name may only agree"
+    key = str(dataset).lower()
+    if key not in EXTERNAL_DATASETS + ('cochlscene_bar',):
+        raise ExternalDataError(f"unknown external dataset {dataset!r}; expected one of {list(EXTERNAL_DATASETS) + ['cochlscene_bar']}")
+    base = external_map_name(recipe); own = base != 'default'
+    table = EXTERNAL_LABEL_MAPS[base]
+    if key != 'cochlscene_bar': return dict(table[key])
+    m = dict(table['cochlscene'])
+    if own and m.get('Cafe') != 'Bar':
+        raise ExternalDataError(f"the dataset name 'cochlscene_bar' asks for CochlScene's Cafe -> Bar, but recipe {base} maps the external "
+                                f"labels itself ({EXTERNAL_MAP_SOURCES[base]}) and drops Cafe; pass 'cochlscene' (the recipe decides the mapping)")
+    m['Cafe'] = 'Bar'
+    return m
+
+def mapping_table(recipe=None, # a `Recipe` or recipe name; None: the default table
+                 ) -> pd.DataFrame:
+    "The recipe's harmonization as a table: one row per challenge class, the source classes of each dataset"
+    maps = {'TAU 2020 Mobile': external_label_map(recipe, 'tau2020'), 'CochlScene': external_label_map(recipe, 'cochlscene')}
+    t = pd.DataFrame([{'challenge': c, **{n: ', '.join(k for k, v in m.items() if v == c) or '-' for n, m in maps.items()}}
+                      for c in CLASSES]).set_index('challenge')
+    t.attrs['table'] = external_map_name(recipe)
     return t
 
 # %% ../nbs/17_external.ipynb #15ff04d2
-class ExternalDataError(ValueError):
-    "A dataset folder that does not have the expected layout; the message says what is missing and what was expected"
+def _check_map(label_map, labels, dataset):
+    "Validate a `{source class: challenge class}` mapping"
+    bad_src = sorted(set(label_map) - set(labels))
+    bad_dst = sorted({v for v in label_map.values()} - set(CLASSES))
+    if bad_src: raise ExternalDataError(f"{dataset} label map: unknown source class(es) {bad_src}; {dataset} has {labels}")
+    if bad_dst: raise ExternalDataError(f"{dataset} label map: unknown challenge class(es) {bad_dst}; the challenge has {CLASSES}")
+    return dict(label_map)
 
 def _table(rows, dataset, dropped):
     df = pd.DataFrame(rows, columns=['filename', 'scene_label', 'source_label', 'fold'])
@@ -54,8 +109,10 @@ def _table(rows, dataset, dropped):
 
 def read_tau2020(path, # the TAU Urban Acoustic Scenes 2020 Mobile development folder (with meta.csv and audio/)
                  check_audio:bool=True, # verify that every listed audio file exists
+                 label_map:dict|None=None, # {TAU class: challenge class} (a recipe's: `external_label_map`); None: the default table
                 ) -> pd.DataFrame:
     "Read TAU 2020 Mobile's `meta.csv` (and its fold files) into the clip table with challenge labels"
+    lm = _check_map(TAU2020_MAP if label_map is None else label_map, TAU2020_LABELS, 'TAU 2020')
     path = Path(path)
     if not path.is_dir(): raise ExternalDataError(f"TAU 2020 folder not found: {path}")
     mf = path/'meta.csv'
@@ -82,21 +139,24 @@ def read_tau2020(path, # the TAU Urban Acoustic Scenes 2020 Mobile development f
         if missing: raise ExternalDataError(f"{path}: {len(missing)} audio files listed in meta.csv are missing, e.g. {missing[:3]}")
     rows, dropped = [], {}
     for f, lab, src in zip(meta.filename, meta.scene_label, meta.source_label):
-        if lab not in TAU2020_MAP: dropped[lab] = dropped.get(lab, 0) + 1; continue
-        rows.append((f[:-4] if f.lower().endswith('.wav') else f, TAU2020_MAP[lab], lab, fold[f]))
+        if lab not in lm: dropped[lab] = dropped.get(lab, 0) + 1; continue
+        rows.append((f[:-4] if f.lower().endswith('.wav') else f, lm[lab], lab, fold[f]))
     return _table(rows, 'tau2020', dropped)
 
 def read_cochlscene(path, # the CochlScene folder (with Train/, Val/, Test/)
-                    cafe_as_bar:bool=False, # map Cafe to Bar (seed 000) instead of dropping it (seed 002)
+                    cafe_as_bar:bool=False, # add Cafe -> Bar to the default table (not together with `label_map`)
+                    label_map:dict|None=None, # {CochlScene class: challenge class} (a recipe's: `external_label_map`); None: the default table
                    ) -> pd.DataFrame:
     "Read CochlScene's `Train/Val/Test/<Class>/*.wav` layout into the clip table with challenge labels"
+    if label_map is not None and cafe_as_bar: raise ValueError("read_cochlscene: give label_map or cafe_as_bar, not both")
+    m = _check_map(cochlscene_map(cafe_as_bar) if label_map is None else label_map, COCHLSCENE_LABELS, 'CochlScene')
     path = Path(path)
     if not path.is_dir(): raise ExternalDataError(f"CochlScene folder not found: {path}")
     splits = [s for s in COCHLSCENE_SPLITS if (path/s).is_dir()]
     if not splits:
         raise ExternalDataError(f"{path}: none of the folders {COCHLSCENE_SPLITS}; expected the CochlScene layout "
                                 f"Train/, Val/, Test/, each with one folder per class ({', '.join(COCHLSCENE_LABELS)})")
-    m = cochlscene_map(cafe_as_bar); rows, dropped, n_audio = [], {}, 0
+    rows, dropped, n_audio = [], {}, 0
     for s in splits:
         for d in sorted(p for p in (path/s).iterdir() if p.is_dir()):
             if d.name not in COCHLSCENE_LABELS:
@@ -122,7 +182,12 @@ def _scene_audio(cls_idx, n, sr, rng, channels=1):
     x = x.astype(np.float32)
     return np.stack([x, 0.9 * x], 1) if channels == 2 else x
 
-def fake_tau2020(root, n_per_class:int=3, seconds:float=2.0, sr:int=44_100, seed:int=0) -> Path:
+def fake_tau2020(root, # the folder to write (created)
+                 n_per_class:int=3, # clips per TAU class
+                 seconds:float=2.0, # clip length
+                 sr:int=44_100, # sample rate
+                 seed:int=0, # random seed of the audio
+                ) -> Path:
     "Write a small TAU 2020 Mobile-layout folder (meta.csv, audio/, evaluation_setup/) with synthetic 24-bit audio"
     root = Path(root); (root/'audio').mkdir(parents=True, exist_ok=True); (root/'evaluation_setup').mkdir(exist_ok=True)
     rng = np.random.default_rng(seed); rows = []
@@ -140,7 +205,12 @@ def fake_tau2020(root, n_per_class:int=3, seconds:float=2.0, sr:int=44_100, seed
     meta.loc[tr, ['filename', 'scene_label']].to_csv(root/'evaluation_setup'/'fold1_evaluate.csv', sep='\t', index=False)
     return root
 
-def fake_cochlscene(root, n_per_class:int=2, seconds:float=2.0, sr:int=22_050, seed:int=1) -> Path:
+def fake_cochlscene(root, # the folder to write (created)
+                    n_per_class:int=2, # training clips per class (validation and test get one each)
+                    seconds:float=2.0, # nominal clip length (clips alternate 10% longer and shorter)
+                    sr:int=22_050, # sample rate
+                    seed:int=1, # random seed of the audio
+                   ) -> Path:
     "Write a small CochlScene-layout folder (Train/Val/Test/<Class>/*.wav) with synthetic stereo audio"
     root = Path(root); rng = np.random.default_rng(seed)
     for s in COCHLSCENE_SPLITS:
@@ -152,21 +222,24 @@ def fake_cochlscene(root, n_per_class:int=2, seconds:float=2.0, sr:int=22_050, s
     return root
 
 # %% ../nbs/17_external.ipynb #0c2dd147
-def read_external(specs) -> pd.DataFrame:
-    "Read `[(name, folder), ...]` (names: tau2020, cochlscene, cochlscene_bar) into one clip table with a `root` column"
-    parts = []
+def read_external(specs, # [(name, folder), ...]; names: tau2020, cochlscene, cochlscene_bar
+                  recipe=None, # the `Recipe` (or recipe name) whose label mapping applies (`external_label_map`); None: the default table
+                 ) -> pd.DataFrame:
+    "Read the external datasets into one clip table with a `root` column, labels mapped as `recipe` says"
+    parts, maps = [], {}
     for name, folder in specs:
-        key = name.lower()
-        if key == 'cochlscene_bar': t = read_cochlscene(folder, cafe_as_bar=True)
-        elif key in EXTERNAL_READERS: t = EXTERNAL_READERS[key](folder)
-        else: raise ExternalDataError(f"unknown external dataset {name!r}; expected one of {list(EXTERNAL_READERS) + ['cochlscene_bar']}")
-        parts.append(t.assign(root=str(Path(folder).resolve()), source=key))
+        key = str(name).lower()
+        m = maps[key] = external_label_map(recipe, key)   # checks the name, and that it agrees with the recipe
+        reader = EXTERNAL_READERS['cochlscene' if key == 'cochlscene_bar' else key]
+        parts.append(reader(folder, label_map=m).assign(root=str(Path(folder).resolve()), source=key))
     if not parts: raise ExternalDataError("no external dataset given")
     df = pd.concat(parts, ignore_index=True)
     df.attrs['dropped'] = {p.source.iloc[0] if len(p) else i: p.attrs['dropped'] for i, p in enumerate(parts)}
+    df.attrs['label_maps'], df.attrs['mapping'] = maps, external_map_name(recipe)
     return df
 
-def external_meta(df:pd.DataFrame) -> pd.DataFrame:
+def external_meta(df:pd.DataFrame, # the clip table of `read_external`
+                 ) -> pd.DataFrame:
     "A metadata frame for the external clips (no city: unknown; no time: masked), one session per clip"
     m = pd.DataFrame({'filename': (df.source + '/' + df.filename).to_numpy(), 'location': 'external',
                       'record_time': pd.NaT, 'scene_label': df.scene_label.to_numpy(), 'time_ok': False,
@@ -174,19 +247,26 @@ def external_meta(df:pd.DataFrame) -> pd.DataFrame:
     m['session'] = m['filename']
     return m
 
-def pretrain_stage(d, recipe, specs, metadata:bool=True, device=None, clip_seconds=None, progress:bool=True) -> dict:
-    "Stage 0: pre-train `recipe`'s model (audio only) on the external datasets `specs`; saves `d/model.pt`"
+def pretrain_stage(d, # the stage folder (model.pt, features/, audio links)
+                   recipe, # the `Recipe`: its model, training settings and external label mapping
+                   specs, # [(dataset name, folder), ...], names: tau2020, cochlscene, cochlscene_bar
+                   metadata:bool=True, # unused: pre-training is audio only (kept for the pipeline's call)
+                   device=None, # feature and training device (None: `default_device`)
+                   clip_seconds=None, # clip length of the features (None: 10 s, the challenge's)
+                   progress:bool=True, # show progress bars
+                  ) -> dict:
+    "Stage 0: pre-train `recipe`'s model (audio only) on the external datasets `specs`, labels mapped by the recipe's table; saves `d/model.pt`"
     from asc_nbdev.features import build_feature_cache
     from asc_nbdev.data.loaders import asc_dataloaders
     from asc_nbdev.recipes import fit_recipe, make_model
     from asc_nbdev.pipeline import save_model
-    d = Path(d); df = read_external(specs)
+    d = Path(d); df = read_external(specs, recipe)
     links = d/'audio'; links.mkdir(parents=True, exist_ok=True)
     for src, root in df[['source', 'root']].drop_duplicates().itertuples(index=False):
         if not (links/src).exists(): os.symlink(root, links/src, target_is_directory=True)
     meta = external_meta(df)
     cache = build_feature_cache(links, meta.filename, d/'features', clip_seconds=clip_seconds or CLIP_SECONDS,
-                                device=str(device or 'cpu'), progress=progress)
+                                device=str(default_device(device)), progress=progress)
     dls = asc_dataloaders(meta, cache, 'random', valid_pct=0.2, seed=1234, bs=recipe.bs)
     r = recipe.replace(epochs=max(1, recipe.pretrain_epochs), freeze_blocks=0)
     learn, s = fit_recipe(r, dls, model=make_model(recipe, metadata=False), stage='pretrain', path=d, progress=progress)
@@ -195,4 +275,5 @@ def pretrain_stage(d, recipe, specs, metadata:bool=True, device=None, clip_secon
     counts = {c: int(v) for c, v in df.scene_label.value_counts().items()}
     return dict(name='stage0_pretrain', split='random', accuracy=s['accuracy'], balanced_accuracy=s['balanced_accuracy'],
                 n_train=len(dls.train.items), n_valid=len(dls.valid.items), epochs_run=s['epochs_run'],
-                datasets=[n for n, _ in specs], class_counts=counts, dropped=df.attrs['dropped'])
+                datasets=[n for n, _ in specs], class_counts=counts, dropped=df.attrs['dropped'],
+                label_mapping=df.attrs['mapping'], label_maps=df.attrs['label_maps'])

@@ -6,22 +6,30 @@ Docs: https://asc-nbdev.github.io/asc_nbdev/models.se_trans.html.md"""
 
 # %% ../../nbs/07_models.se_trans.ipynb #db3bec06
 from __future__ import annotations
+from pathlib import Path
 import torch, torch.nn as nn, torch.nn.functional as F
+import pandas as pd
+from ..core import CITIES, UNKNOWN_CITY, N_CITY_TOKENS, N_TIME_FEATURES
 from .fusion import ASCModel
 
 # %% auto #0
-__all__ = ['MelNorm', 'SELayer', 'SEBlock', 'SETransBody', 'SETrans']
+__all__ = ['OFFICIAL_CITIES', 'OFFICIAL_KEY_MAP', 'MelNorm', 'SELayer', 'SEBlock', 'TimePool', 'SETransBody', 'SETrans',
+           'official_se_trans_keys', 'official_to_library_key', 'official_key_table', 'OfficialCheckpointError',
+           'official_model_kwargs', 'map_official_state_dict', 'load_official_se_trans']
 
 # %% ../../nbs/07_models.se_trans.ipynb #87a161d3
 class MelNorm(nn.Module):
     "Batch norm over the mel axis of a `(batch, 1, frames, n_mels)` input (the baseline's `bn0`)"
-    def __init__(self, n_mels:int=64):
+    def __init__(self, n_mels:int=64, # mel bands
+                ):
         super().__init__(); self.bn = nn.BatchNorm2d(n_mels)
     def forward(self, x): return self.bn(x.transpose(1, 3)).transpose(1, 3)
 
 class SELayer(nn.Module):
     "Squeeze-and-excitation: rescale each channel by a gate computed from its global average"
-    def __init__(self, channels:int, reduction:int=16):
+    def __init__(self, channels:int, # channels in and out
+                 reduction:int=16, # the gate's hidden size is channels // reduction
+                ):
         super().__init__()
         self.fc = nn.Sequential(nn.Linear(channels, channels // reduction, bias=False), nn.ReLU(inplace=True),
                                 nn.Linear(channels // reduction, channels, bias=False), nn.Sigmoid())
@@ -29,7 +37,12 @@ class SELayer(nn.Module):
 
 class SEBlock(nn.Module):
     "Two (3x3 conv -> BN -> SE -> ReLU), then 2x2 pooling ('avg', 'max' or 'avg+max')"
-    def __init__(self, c_in:int, c_out:int, reduction:int=16, pool=(2, 2), pool_type:str='avg'):
+    def __init__(self, c_in:int, # input channels
+                 c_out:int, # output channels
+                 reduction:int=16, # SE reduction
+                 pool=(2, 2), # pooling size (time, mel)
+                 pool_type:str='avg', # 'avg', 'max' or 'avg+max'
+                ):
         super().__init__()
         if pool_type not in ('avg', 'max', 'avg+max'): raise ValueError(f"pool_type must be 'avg', 'max' or 'avg+max', not {pool_type!r}")
         self.conv1 = nn.Conv2d(c_in, c_out, 3, padding=1, bias=False)
@@ -48,6 +61,18 @@ class SEBlock(nn.Module):
         return F.avg_pool2d(x, p, ceil_mode=True) + F.max_pool2d(x, p, ceil_mode=True)
 
 # %% ../../nbs/07_models.se_trans.ipynb #1a82ba7e
+class TimePool(nn.Module):
+    "`nn.AdaptiveAvgPool2d((n_steps, 1))` as a pooling matrix: the same numbers, and ONNX export keeps the frame count dynamic"
+    def __init__(self, n_steps:int=16, # time steps out
+                ): super().__init__(); self.n_steps = n_steps
+
+    def forward(self, x): # (batch, channels, frames, bins) -> (batch, channels, n_steps)
+        t, n = x.shape[2], self.n_steps
+        i, f = torch.arange(n, device=x.device), torch.arange(t, device=x.device)
+        start, end = (i * t) // n, ((i + 1) * t + n - 1) // n   # adaptive pooling's windows [start, end)
+        w = ((f >= start[:, None]) & (f < end[:, None])).to(x.dtype)
+        return x.mean(3) @ (w / w.sum(1, keepdim=True)).T
+
 class SETransBody(nn.Module):
     "Input BN, two SE conv blocks, pooling to `n_steps` steps, Transformer encoder, max over time"
     def __init__(self, n_mels:int=64, # mel bands of the input
@@ -64,14 +89,14 @@ class SETransBody(nn.Module):
         c1, c2 = channels
         self.blocks = nn.ModuleList([nn.Sequential(MelNorm(n_mels), SEBlock(1, c1, reduction, pool_type=pool_type)),
                                      SEBlock(c1, c2, reduction, pool_type=pool_type)])
-        self.pool = nn.AdaptiveAvgPool2d((n_steps, 1))
+        self.pool = TimePool(n_steps)
         layer = nn.TransformerEncoderLayer(c2, nhead, dim_feedforward, dropout, batch_first=True)
         self.encoder = nn.TransformerEncoder(layer, n_layers, enable_nested_tensor=False)
         self.out_dim = c2
 
     def forward(self, x):
         for b in self.blocks: x = b(x)
-        x = self.pool(x).flatten(2).transpose(1, 2)   # (batch, n_steps, channels)
+        x = self.pool(x).transpose(1, 2)   # (batch, n_steps, channels)
         return self.encoder(x).amax(1)
 
 # %% ../../nbs/07_models.se_trans.ipynb #f9130591
@@ -105,3 +130,178 @@ class SETrans(ASCModel):
     def init_head(self, head):
         for m in head.modules():
             if isinstance(m, nn.Linear): nn.init.xavier_uniform_(m.weight); nn.init.zeros_(m.bias)
+
+# %% ../../nbs/07_models.se_trans.ipynb #0f1c1a02
+OFFICIAL_CITIES = len(CITIES)  # rows of the official city table (`config.location_list`: the 22 cities, no unknown row)
+
+def official_se_trans_keys(n_classes:int=10, # classes of the official `fc`
+                           n_mels:int=64, # mel bands (`bn0`)
+                           n_layers:int=1, # Transformer layers
+                           dim_feedforward:int=32, # Transformer feed-forward size
+                           metadata:bool=True, # `enable_multimodal`: city embedding, time mapping and fusion layer
+                           n_cities:int=OFFICIAL_CITIES, # rows of `location_embedding`
+                           city_dim:int=16, # `location_embedding_dim`
+                           time_dim:int=16, # `time_mapping_dim`
+                          ) -> dict:
+    "Key -> shape of the official `SE_Trans` state dict (`models/baseline.py`, APSIPA ASC 2025 baseline), in its order"
+    sd = {}
+    def bn(p, c): sd.update({f'{p}.{n}': (c,) for n in ('weight', 'bias', 'running_mean', 'running_var')}); sd[f'{p}.num_batches_tracked'] = ()
+    def se_block(p, ci, co):   # SEBlock: conv1, conv2, bn1, bn2, se1, se2 (SELayer reduction 16, no biases)
+        sd[f'{p}.conv1.weight'], sd[f'{p}.conv2.weight'] = (co, ci, 3, 3), (co, co, 3, 3)
+        bn(f'{p}.bn1', co); bn(f'{p}.bn2', co)
+        for s in ('se1', 'se2'): sd[f'{p}.{s}.fc.0.weight'], sd[f'{p}.{s}.fc.2.weight'] = (co // 16, co), (co, co // 16)
+    def layer(p, d=128, ff=dim_feedforward):   # nn.TransformerEncoderLayer(128, nhead, ff, dropout)
+        sd.update({f'{p}.self_attn.in_proj_weight': (3 * d, d), f'{p}.self_attn.in_proj_bias': (3 * d,),
+                   f'{p}.self_attn.out_proj.weight': (d, d), f'{p}.self_attn.out_proj.bias': (d,),
+                   f'{p}.linear1.weight': (ff, d), f'{p}.linear1.bias': (ff,), f'{p}.linear2.weight': (d, ff),
+                   f'{p}.linear2.bias': (d,), f'{p}.norm1.weight': (d,), f'{p}.norm1.bias': (d,),
+                   f'{p}.norm2.weight': (d,), f'{p}.norm2.bias': (d,)})
+    se_block('SE_block1', 1, 64); se_block('SE_block2', 64, 128)
+    layer('encoder_layer')
+    for i in range(n_layers): layer(f'encoder.layers.{i}')
+    if metadata:
+        sd['location_embedding.weight'] = (n_cities, city_dim)
+        sd['time_mapping.weight'], sd['time_mapping.bias'] = (time_dim, N_TIME_FEATURES), (time_dim,)
+        sd['fusion_layer.weight'], sd['fusion_layer.bias'] = (128, 128 + city_dim + time_dim), (128,)
+    sd['fc.weight'], sd['fc.bias'] = (n_classes, 128), (n_classes,)
+    bn('bn0', n_mels)
+    return sd
+
+OFFICIAL_KEY_MAP = [  # (official prefix, library prefix or None: unused by the forward pass, part)
+    ('bn0.', 'body.blocks.0.0.bn.', 'body'),
+    ('SE_block1.', 'body.blocks.0.1.', 'body'),
+    ('SE_block2.', 'body.blocks.1.', 'body'),
+    ('encoder.layers.', 'body.encoder.layers.', 'body'),
+    ('encoder_layer.', None, 'template'),
+    ('location_embedding.', 'head.context.city.', 'context'),
+    ('time_mapping.', 'head.context.time.0.', 'context'),
+    ('fusion_layer.', 'head.fusion.linear.', 'context'),
+    ('fc.', 'head.fc.', 'fc'),
+]
+
+def official_to_library_key(key:str, # a key of the official state dict
+                           ) -> tuple:
+    "`(library key or None, part)` for an official key; `(None, None)` for a key the official module does not have"
+    for old, new, part in OFFICIAL_KEY_MAP:
+        if key.startswith(old): return (None if new is None else new + key[len(old):]), part
+    return None, None
+
+def official_key_table(**kwargs, # settings of `official_se_trans_keys`
+                      ) -> pd.DataFrame:
+    "The official keys with their shapes, the library key each maps to and its part (body, context, fc, template)"
+    rows = [dict(official=k, shape=s, library=official_to_library_key(k)[0] or '(skipped)', part=official_to_library_key(k)[1])
+            for k, s in official_se_trans_keys(**kwargs).items()]
+    return pd.DataFrame(rows)
+
+# %% ../../nbs/07_models.se_trans.ipynb #0f1c1a04
+class OfficialCheckpointError(ValueError):
+    "An official SE-Trans checkpoint that does not fit the model: the message names every missing or unexpected key and shape mismatch"
+
+def _official_state_dict(src):
+    "The state dict inside `src`: a path, a checkpoint dict (`model_state_dict`), or a state dict"
+    name = 'the checkpoint'
+    if isinstance(src, (str, Path)):
+        p = name = Path(src)
+        if not p.is_file(): raise FileNotFoundError(f"official SE-Trans checkpoint not found: {p}")
+        try: src = torch.load(p, map_location='cpu', weights_only=True)
+        except Exception as e: raise OfficialCheckpointError(f"{p} is not a loadable PyTorch checkpoint ({type(e).__name__}: {e})") from None
+    if isinstance(src, dict):
+        for k in ('model_state_dict', 'state_dict'):
+            if isinstance(src.get(k), dict): src = src[k]; break
+    if not isinstance(src, dict) or not src or not all(torch.is_tensor(v) for v in src.values()):
+        raise OfficialCheckpointError(f"{name}: expected a state dict of tensors, or a checkpoint with 'model_state_dict' "
+                                      f"(as the official baseline's trainer saves it), got {type(src).__name__}"
+                                      + (f" with keys {list(src)[:6]}" if isinstance(src, dict) else ''))
+    if all(k.startswith('module.') for k in src): src = {k[len('module.'):]: v for k, v in src.items()}   # saved from DataParallel
+    return dict(src)
+
+def official_model_kwargs(src, # a checkpoint path, a checkpoint dict or an official state dict
+                         ) -> dict:
+    "The `SETrans` settings that hold the official weights of `src`, read off their shapes (`nhead` and `dropout` are not in the weights: 8 and 0.1 in the official config)"
+    sd = _official_state_dict(src)
+    def shape(k):
+        if k not in sd: raise OfficialCheckpointError(f"not an official SE-Trans state dict: no key {k!r} (keys: {list(sd)[:6]}...)")
+        return tuple(sd[k].shape)
+    c1, c2 = shape('SE_block1.conv1.weight')[0], shape('SE_block2.conv1.weight')[0]
+    layers = {int(k.split('.')[2]) for k in sd if k.startswith('encoder.layers.')}
+    kw = dict(n_classes=shape('fc.weight')[0], n_mels=shape('bn0.weight')[0], channels=(c1, c2), n_layers=len(layers),
+              dim_feedforward=shape('encoder.layers.0.linear1.weight')[0], reduction=c1 // shape('SE_block1.se1.fc.0.weight')[0],
+              metadata='location_embedding.weight' in sd)
+    if kw['metadata']:
+        kw.update(fusion='concat', city_dim=shape('location_embedding.weight')[1], time_dim=shape('time_mapping.weight')[0],
+                  fusion_dim=shape('fusion_layer.weight')[0])
+    return kw
+
+def _few(xs, n=8): return ', '.join(map(str, xs[:n])) + (f' ... ({len(xs)} in all)' if len(xs) > n else '')
+
+def map_official_state_dict(src, # a checkpoint path, a checkpoint dict or an official state dict
+                            target:dict, # the state dict of the library model to fill (`model.state_dict()`)
+                            fc:bool|None=True, # load `fc`: True (shapes must match), False (keep the target's, as `remove_fc=True`), None (if it fits)
+                            context:bool|None=True, # load city embedding, time mapping and fusion layer: True (required), False (keep the target's), None (if the checkpoint has them)
+                            unknown_city:str='mean', # the unknown-city row the official table lacks: 'mean' of the 22 rows, 'zeros', or 'keep' the target's
+                           ) -> tuple:
+    "Map an official SE-Trans state dict onto `target`'s keys and shapes; returns `(state_dict, report)` or raises `OfficialCheckpointError`"
+    if unknown_city not in ('mean', 'zeros', 'keep'): raise ValueError(f"unknown_city must be 'mean', 'zeros' or 'keep', not {unknown_city!r}")
+    sd = _official_state_dict(src)
+    out = {k: v.clone() for k, v in target.items()}
+    has_ctx = any(official_to_library_key(k)[1] == 'context' for k in sd)
+    want = dict(body=True, fc=fc, context=context if context is not None else has_ctx, template=False)
+    unexpected, mismatched, loaded, skipped = [], [], set(), []
+    for k, v in sd.items():
+        new, part = official_to_library_key(k)
+        if part is None: unexpected.append(k); continue
+        if want[part] is False: skipped.append(k); continue
+        if new not in target:
+            if part == 'context' and context is None: skipped.append(k); continue   # an audio-only model: nothing to load them into
+            unexpected.append(f"{k} (-> {new}, not in the model)"); continue
+        t = target[new]
+        if new == 'head.context.city.weight' and v.ndim == 2 and t.ndim == 2 and v.shape[1] == t.shape[1] \
+           and v.shape[0] == OFFICIAL_CITIES and t.shape[0] == N_CITY_TOKENS:
+            w = out[new]; w[:OFFICIAL_CITIES] = v
+            if unknown_city == 'mean': w[UNKNOWN_CITY] = v.mean(0)
+            elif unknown_city == 'zeros': w[UNKNOWN_CITY] = 0
+            loaded.add(new); continue
+        if tuple(v.shape) != tuple(t.shape):
+            if part == 'fc' and fc is None: skipped.append(k); continue
+            mismatched.append(f"{k} {tuple(v.shape)} -> {new} {tuple(t.shape)}"); continue
+        out[new] = v.detach().to(t.dtype).clone(); loaded.add(new)
+    def part_of(key):   # the part of a library key
+        for _, new, part in OFFICIAL_KEY_MAP:
+            if new and key.startswith(new): return part
+    kept = [k for k in target if k not in loaded]
+    missing = [k for k in kept if k != 'head.context.city_map' and want.get(part_of(k), True) is True]
+    if missing or unexpected or mismatched:
+        hints = []
+        if mismatched: hints.append("build the model with the checkpoint's sizes: SETrans(**official_model_kwargs(checkpoint)) "
+                                    "(the quick recipes' narrower channels cannot hold the official weights)")
+        layers = {int(k.split('.')[2]) for k in sd if k.startswith('encoder.layers.')}
+        if any('encoder.layers.' in k for k in missing + unexpected):
+            hints.append(f"the checkpoint has {len(layers)} Transformer layer(s): build the model with n_layers={len(layers)} "
+                         "(SETrans(**official_model_kwargs(checkpoint)) has every size of the checkpoint)")
+        if any(m.startswith('fc.') for m in mismatched): hints.append("fc=False keeps the model's own classifier (the baseline's remove_fc=True)")
+        if any(part_of(m) == 'context' for m in missing): hints.append("the checkpoint has no city/time layers: context=None keeps the model's own")
+        if any(u.startswith(('location_embedding', 'time_mapping', 'fusion_layer')) for u in unexpected):
+            hints.append("the model has no city/time input (metadata=False): context=None or False skips those layers")
+        msg = ["the official SE-Trans checkpoint does not fit the model:"]
+        if missing: msg.append(f"missing keys (the model has them, the checkpoint does not): {_few(missing)}")
+        if unexpected: msg.append(f"unexpected keys: {_few(unexpected)}")
+        if mismatched: msg.append(f"shape mismatches (checkpoint -> model): {_few(mismatched)}")
+        raise OfficialCheckpointError('\n  '.join(msg + [f"hint: {h}" for h in hints]))
+    report = dict(loaded=len(loaded), kept=kept, skipped=skipped, unknown_city=unknown_city if 'head.context.city.weight' in loaded else None)
+    return out, report
+
+def load_official_se_trans(src, # the official checkpoint (path, checkpoint dict with 'model_state_dict', or state dict)
+                           model:SETrans|None=None, # the SE-Trans to load into; None: one built by `official_model_kwargs`
+                           fc:bool|None=True, # load the classifier: True, False (keep the model's, as the baseline's `remove_fc=True`), None (if it fits)
+                           context:bool|None=True, # load the city/time/fusion layers: True, False (keep the model's), None (if the checkpoint has them)
+                           unknown_city:str='mean', # the unknown-city row: 'mean' of the 22 official rows, 'zeros', or 'keep'
+                           **model_kw, # further `SETrans` settings for the model built when `model` is None (e.g. `nhead`, `dropout`)
+                          ) -> SETrans:
+    "Load the official baseline's SE-Trans weights into the library's `SETrans`; `model.official_init` says what was loaded and kept"
+    sd = _official_state_dict(src)
+    if model is None: model = SETrans(**{**official_model_kwargs(sd), **model_kw})
+    elif not isinstance(model, SETrans): raise TypeError(f"load_official_se_trans loads into an SETrans, not {type(model).__name__}")
+    new, report = map_official_state_dict(sd, model.state_dict(), fc=fc, context=context, unknown_city=unknown_city)
+    model.load_state_dict(new)
+    model.official_init = report
+    return model

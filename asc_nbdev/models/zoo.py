@@ -7,8 +7,11 @@ Docs: https://asc-nbdev.github.io/asc_nbdev/models.zoo.html.md"""
 # %% ../../nbs/11_models.zoo.ipynb #0b5fa280
 from __future__ import annotations
 import inspect
+from pathlib import Path
 import torch, torch.nn as nn
 import pandas as pd
+from fastcore.script import call_parse, store_true
+from ..core import N_CITY_TOKENS, N_TIME_FEATURES, UNKNOWN_CITY
 from .fusion import ASCModel, FusionHead
 from .se_trans import SETrans
 from .resnet import ResNetAttention
@@ -16,8 +19,9 @@ from .mobileascnet import MobileASCNet
 from .fcnn import FCNN
 
 # %% auto #0
-__all__ = ['MODELS', 'MODEL_INFO', 'create_model', 'asc_splitter', 'count_params', 'replace_head', 'freeze_blocks', 'unfreeze',
-           'param_table']
+__all__ = ['MODELS', 'MODEL_INFO', 'ONNX_INPUTS', 'ONNX_EXPORTERS', 'create_model', 'asc_splitter', 'count_params',
+           'replace_head', 'freeze_blocks', 'unfreeze', 'param_table', 'check_onnx', 'export_onnx', 'onnx_metadata',
+           'asc_export']
 
 # %% ../../nbs/11_models.zoo.ipynb #645df0ba
 MODELS = {'se_trans': SETrans, 'resnet_attention': ResNetAttention, 'mobileascnet': MobileASCNet, 'fcnn': FCNN}
@@ -48,7 +52,8 @@ def create_model(name:str, # one of `MODELS`
     return cls(n_classes=n_classes, metadata=metadata, **kwargs)
 
 # %% ../../nbs/11_models.zoo.ipynb #7dab3635
-def asc_splitter(model:ASCModel) -> list:
+def asc_splitter(model:ASCModel, # a model of the zoo
+                ) -> list:
     "Two parameter groups for fastai: the body, and everything else (the head)"
     body = list(model.body.parameters()); ids = {id(p) for p in body}
     return [body, [p for p in model.parameters() if id(p) not in ids]]
@@ -83,7 +88,8 @@ def freeze_blocks(model:ASCModel, # a model of the zoo
             for p in mod.parameters(recurse=False): p.requires_grad_(train_bn and is_bn)
     return model
 
-def unfreeze(model:nn.Module) -> nn.Module:
+def unfreeze(model:nn.Module, # any module
+            ) -> nn.Module:
     "Make every parameter of `model` trainable"
     for p in model.parameters(): p.requires_grad_(True)
     return model
@@ -102,3 +108,116 @@ def param_table(n_classes:int=10, # output classes
                          params_M=round(n / 1e6, 3), body_M=round(count_params(m.body) / 1e6, 3),
                          head_M=round(count_params(m.head) / 1e6, 3), paper=info['paper_params'], vs_paper=diff))
     return pd.DataFrame(rows)
+
+# %% ../../nbs/11_models.zoo.ipynb #5b0e0a02
+ONNX_INPUTS = ('spectrogram', 'city', 'time')   # (batch, 1, frames, n_mels) float32, (batch,) int64, (batch, 8) float32
+ONNX_EXPORTERS = ('auto', 'dynamo', 'torchscript')
+
+def _onnx_exporter(model, exporter):
+    "'auto': the older TorchScript exporter for recurrent models without attention (the dynamo exporter fails on `nn.GRU`), else dynamo"
+    if exporter not in ONNX_EXPORTERS: raise ValueError(f"exporter must be one of {ONNX_EXPORTERS}, not {exporter!r}")
+    if exporter != 'auto': return exporter
+    mods = list(model.modules())
+    rnn, attn = any(isinstance(m, nn.RNNBase) for m in mods), any(isinstance(m, nn.MultiheadAttention) for m in mods)
+    return 'torchscript' if rnn and not attn else 'dynamo'
+
+def check_onnx(path, # the .onnx file
+               model:nn.Module, # the PyTorch model it was exported from
+               batches:tuple=(1, 3), # batch sizes tried
+               frames:tuple=(34, 201), # frame counts tried
+               atol:float=1e-4, # largest absolute difference of the logits allowed
+               seed:int=0, # seed of the random inputs
+              ) -> float:
+    "Run the ONNX file with onnxruntime on random inputs of each batch size and frame count; returns the largest difference from PyTorch, raises `ValueError` above `atol`"
+    try: import onnxruntime as ort
+    except ImportError: raise ImportError("checking an ONNX file needs onnxruntime: pip install onnxruntime (or pass check=False / --no-check)") from None
+    import numpy as np
+    sess = ort.InferenceSession(str(path), providers=['CPUExecutionProvider'])
+    names, g, worst = {i.name for i in sess.get_inputs()}, torch.Generator().manual_seed(seed), 0.
+    model = model.eval()
+    for b in batches:
+        for f in frames:
+            x, city = torch.randn(b, 1, f, model.n_mels, generator=g), torch.randint(0, N_CITY_TOKENS, (b,), generator=g)
+            time = torch.randn(b, N_TIME_FEATURES, generator=g)
+            with torch.no_grad(): ref = model(x, city, time).numpy()
+            feed = {k: v.numpy() for k, v in zip(ONNX_INPUTS, (x, city, time)) if k in names}
+            out = sess.run(['logits'], feed)[0]
+            d = float(np.abs(out - ref).max()) if out.shape == ref.shape else float('inf')
+            if not d <= atol:
+                raise ValueError(f"{path}: the ONNX model's logits differ from PyTorch's by {d:.3g} (> {atol}) at batch {b}, {f} frames"
+                                 + ('' if out.shape == ref.shape else f" (shape {out.shape}, expected {ref.shape})"))
+            worst = max(worst, d)
+    return worst
+
+def export_onnx(model_file, # a model file saved by `save_model` (e.g. a run's model.pt)
+                path, # the .onnx file to write (atomically: a failed export leaves nothing behind)
+                frames:int=100, # frames of the example input traced; the file takes any batch size and number of frames
+                exporter:str='auto', # 'dynamo' (`torch.export`), 'torchscript' (the older tracer), or 'auto' (see `_onnx_exporter`)
+                opset:int|None=None, # ONNX opset (None: the exporter's default; 17 for 'torchscript')
+                check:bool=True, # run the file with onnxruntime at other batch sizes and frame counts and compare with PyTorch
+                atol:float=1e-4, # the largest logit difference `check` accepts
+               ) -> Path:
+    "Export a saved model to ONNX: inputs spectrogram (batch, 1, frames, n_mels) float32, city (batch,) int64, time (batch, 8) float32; output logits"
+    import json, warnings
+    from pathlib import Path
+    from asc_nbdev.core import atomic_path
+    from asc_nbdev.pipeline import load_model
+    if exporter not in ONNX_EXPORTERS: raise ValueError(f"exporter must be one of {ONNX_EXPORTERS}, not {exporter!r}")
+    path = Path(path)
+    if path.is_dir(): raise IsADirectoryError(f"{path} is a directory; give the .onnx file to write, e.g. {path/'model.onnx'}")
+    model, info = load_model(model_file)
+    kind = _onnx_exporter(model, exporter)
+    try: import onnx
+    except ImportError: raise ImportError("export_onnx needs the onnx package: pip install onnx onnxscript") from None
+    if kind == 'dynamo':
+        try: import onnxscript
+        except ImportError: raise ImportError("the dynamo exporter needs onnxscript: pip install onnxscript (or exporter='torchscript')") from None
+    model.eval()
+    args = (torch.randn(2, 1, frames, model.n_mels), torch.tensor([0, UNKNOWN_CITY]), torch.zeros(2, N_TIME_FEATURES))
+    with atomic_path(path) as tmp, warnings.catch_warnings():
+        warnings.simplefilter('ignore')   # the exporters' own deprecation and tracer notices
+        if kind == 'dynamo':
+            b, f = torch.export.Dim('batch', min=1), torch.export.Dim('frames', min=1)
+            prog = torch.onnx.export(model, args, input_names=list(ONNX_INPUTS), output_names=['logits'], opset_version=opset,
+                                     dynamic_shapes=({0: b, 2: f}, {0: b}, {0: b}), dynamo=True, external_data=False, verbose=False)
+            prog.save(str(tmp), external_data=False)
+        else:
+            torch.onnx.export(model, args, str(tmp), input_names=list(ONNX_INPUTS), output_names=['logits'], opset_version=opset or 17,
+                              dynamic_axes={'spectrogram': {0: 'batch', 2: 'frames'}, 'city': {0: 'batch'}, 'time': {0: 'batch'},
+                                            'logits': {0: 'batch'}}, dynamo=False)
+        m = onnx.load(str(tmp))
+        meta = dict(format='asc_nbdev.onnx/1', source=str(Path(model_file).name), arch=info['arch'], exporter=kind,
+                    classes=info['classes'], cities=info['cities'], unknown_city=info['unknown_city'],
+                    known_cities=info.get('known_cities'), metadata=model.metadata, stats=info.get('stats'),
+                    features=info.get('features'), inputs=[i.name for i in m.graph.input])
+        for k, v in meta.items(): m.metadata_props.add(key=k, value=v if isinstance(v, str) else json.dumps(v))
+        onnx.save(m, str(tmp))
+        if check: check_onnx(tmp, model, frames=(max(1, frames // 3), 2 * frames + 1), atol=atol)
+    return path
+
+def onnx_metadata(path, # an .onnx file written by `export_onnx`
+                 ) -> dict:
+    "The metadata `export_onnx` stores in the file: classes, cities, normalisation statistics, feature parameters, ..."
+    import json, onnx
+    out = {}
+    for p in onnx.load(str(path), load_external_data=False).metadata_props:
+        try: out[p.key] = json.loads(p.value)
+        except ValueError: out[p.key] = p.value
+    return out
+
+# %% ../../nbs/11_models.zoo.ipynb #5b0e0a09
+@call_parse
+def asc_export(model:str, # a model file saved by asc-train (e.g. OUT/model.pt)
+               out:str, # the .onnx file to write
+               frames:int=100, # frames of the example input traced (the file takes any number)
+               exporter:str='auto', # auto, dynamo or torchscript
+               opset:int=None, # ONNX opset (default: the exporter's)
+               no_check:store_true=False, # skip the onnxruntime comparison with PyTorch
+              ):
+    "Export a trained model file to ONNX (inputs spectrogram, city, time; output logits), checked against PyTorch with onnxruntime"
+    import sys
+    try: p = export_onnx(model, out, frames=frames, exporter=exporter, opset=opset, check=not no_check)
+    except (FileNotFoundError, IsADirectoryError, ValueError, ImportError) as e:
+        print(f"asc-export: error: {e}", file=sys.stderr); sys.exit(2)
+    md = onnx_metadata(p)
+    print(f"wrote {p} ({p.stat().st_size / 1e6:.1f} MB, {md['arch']}, {md['exporter']} exporter); inputs: {', '.join(md['inputs'])}; output: logits")
