@@ -14,7 +14,7 @@ warnings.filterwarnings('ignore', message=r'`torch\.jit\.script` is deprecated',
 
 # %% auto #0
 __all__ = ['CLASSES', 'CITIES', 'N_CLASSES', 'UNKNOWN_CITY', 'N_CITY_TOKENS', 'N_TIME_FEATURES', 'SAMPLE_RATE', 'CLIP_SECONDS',
-           'class_index', 'city_index', 'is_known_city', 'seed_everything', 'default_device', 'atomic_write',
+           'class_index', 'city_index', 'is_known_city', 'seed_everything', 'expect', 'default_device', 'atomic_write',
            'atomic_path', 'save_json', 'load_json']
 
 # %% ../nbs/00_core.ipynb #985be1c2
@@ -61,10 +61,30 @@ def seed_everything(seed:int=1234, # the seed of the papers' 8:2 split and train
         import torch
         torch.manual_seed(seed)
         if torch.cuda.is_available(): torch.cuda.manual_seed_all(seed)
-        if deterministic:
+        if deterministic:   # cuDNN's fastest convolutions and CUDA's atomic adds differ from run to run on a GPU
+            os.environ.setdefault('CUBLAS_WORKSPACE_CONFIG', ':4096:8')   # cuBLAS needs it for repeatable matrix products
             torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
+            torch.use_deterministic_algorithms(True, warn_only=True)   # warn where an op has no deterministic kernel
     except ImportError: pass
     return seed
+
+# %% ../nbs/00_core.ipynb #3e5c0a12
+_OPS = {'>': lambda a, b: a > b, '>=': lambda a, b: a >= b, '<': lambda a, b: a < b, '<=': lambda a, b: a <= b}
+
+def expect(value:float, # the figure, e.g. a validation accuracy
+           op:str, # '>', '>=', '<' or '<='
+           bound:float, # what it is compared with (e.g. chance + a margin)
+           what:str='figure', # named in the printed line and the error
+           quiet:bool=False, # print nothing when the check holds
+          ) -> float:
+    "Check `value op bound`, print the figures and the margin; an `AssertionError` naming them when it fails"
+    if op not in _OPS: raise ValueError(f"op must be one of {list(_OPS)}, not {op!r}")
+    v, b = float(value), float(bound)
+    ok = bool(_OPS[op](v, b)); margin = (v - b) if op[0] == '>' else (b - v)
+    line = f"check {what}: {v:.4g} {op} {b:.4g} (margin {margin:+.4g})"
+    if not ok: raise AssertionError(f"FAILED {line}")
+    if not quiet: print(line)
+    return margin
 
 # %% ../nbs/00_core.ipynb #57578ace
 def default_device(device:str|None=None) -> 'torch.device':

@@ -29,7 +29,7 @@ TEST_SPLIT = 'test (eval part, truth)'          # the eval clips, scored against
 PSEUDO_SPLIT = 'unlabeled dev clips (truth)'    # pseudo-labels, scored against a truth file
 
 def valid_split(strategy:str) -> str:
-    "The name of a validation split, e.g. 'validation (session split)'"
+    "The name of a validation split, e.g. 'validation (recording split)'"
     return f'validation ({strategy} split)'
 
 class RunError(ValueError):
@@ -274,7 +274,7 @@ class RunReport:
                          **{f'{k}_path': (None if v is None else str(v)) for k, v in run.data.items()})
         self.stages = stage_table(rep)
         self.splits = {}
-        final = next(reversed(run.valid), None)
+        final = rep.get('kept') if rep.get('kept') in run.valid else next(reversed(run.valid), None)   # the stage model.pt holds
         dev = run.dev
         if final is not None:
             vp = run.valid[final]
@@ -488,8 +488,9 @@ def blocks(self:RunReport, figures=None) -> list:
     else: B.append(('p', 'No run with the other metadata setting was found beside this one (give one with --compare DIR).'))
     if self.leakage is not None:
         B += [('h', 2, 'Leakage: what metadata alone gets'),
-              ('table', self.leakage, 'Accuracy of a metadata-only lookup (session majority, else city, else global) on the '
-               'validation part of each split strategy, labeled dev clips (leakage_table)')]
+              ('table', self.leakage, 'Accuracy of metadata-only lookups on the validation part of each split strategy, labeled dev '
+               'clips (leakage_table): session = majority of the same session, nearest = the nearest labeled session of the same '
+               'location in time, day = majority of the same location and day (each falls back to the city, then the global majority)')]
     return B
 
 @patch

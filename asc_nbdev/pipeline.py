@@ -11,18 +11,20 @@ from pathlib import Path
 import numpy as np, pandas as pd, torch
 from fastcore.script import call_parse, store_true
 from .core import *
+from . import __version__
 from .data.metadata import read_meta, make_split, TIME_FORMAT, SPLITS, MetadataError
 from .data.loaders import asc_dataloaders, ASCItems, ASCDataLoader
 from .features import build_feature_cache, FeatureCache, AudioError
 from .learner import predict_probs, history_frame, balanced_accuracy_score, per_city_accuracy
-from .recipes import Recipe, get_recipe, fit_recipe, make_model
+from .recipes import Recipe, get_recipe, fit_recipe, make_model, load_recipe, apply_overrides
 from .hard_samples import weight_hard_samples
 from .pseudo import pseudo_label, pseudo_report, plot_pseudo_confidence
 from .plots import plot_history, plot_confusion, plot_confidence
 
 # %% auto #0
-__all__ = ['MODEL_FORMAT', 'save_model', 'load_model', 'model_loader', 'run_stage', 'evaluate_test', 'run_pipeline',
-           'write_submission', 'format_report', 'predict_files', 'asc_train', 'asc_predict']
+__all__ = ['MODEL_FORMAT', 'AGGREGATES', 'DEFAULT_AGGREGATE', 'save_model', 'load_model', 'model_loader', 'StageMismatch',
+           'fingerprint_diff', 'run_stage', 'aggregate_probs', 'evaluate_test', 'run_pipeline', 'write_submission',
+           'format_report', 'predict_files', 'asc_train', 'asc_predict']
 
 # %% ../nbs/18_pipeline.ipynb #35712a60
 MODEL_FORMAT = 'asc_nbdev.model/1'
@@ -37,6 +39,7 @@ def save_model(model, path, recipe:Recipe|None=None, stats=None, feature_params:
     obj = dict(format=MODEL_FORMAT, arch=model.arch, hparams=_plain(model.hparams),
                state_dict={k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
                recipe=None if recipe is None else _plain(recipe.to_dict()), classes=list(CLASSES), cities=list(CITIES),
+               known_cities=None if getattr(model, 'known_cities', None) is None else [CITIES[i] for i in model.known_cities],
                unknown_city=UNKNOWN_CITY, features=_plain(feature_params or {}),
                stats=dict(mean=None if mean is None else [float(v) for v in mean], std=None if std is None else [float(v) for v in std]),
                extra=_plain(extra or {}))
@@ -54,7 +57,11 @@ def load_model(path, device=None):
         raise ValueError(f"{path} is not an asc_nbdev model file (format {obj.get('format') if isinstance(obj, dict) else type(obj).__name__!r}, expected {MODEL_FORMAT!r})")
     if obj['classes'] != list(CLASSES): raise ValueError(f"{path} was trained on classes {obj['classes']}, this library uses {CLASSES}")
     hp = dict(obj['hparams']); model = create_model(obj['arch'], **hp)
-    model.load_state_dict(obj['state_dict'])
+    sd = dict(obj['state_dict'])
+    for k, v in model.state_dict().items():   # files of 0.1 have no city map: every vocabulary city keeps its row
+        if k.endswith('city_map') and k not in sd: sd[k] = v
+    try: model.load_state_dict(sd)
+    except RuntimeError as e: raise ValueError(f"{path}: the weights do not fit the {obj['arch']} architecture ({e})") from None
     model.eval()
     if device is not None: model.to(default_device(device))
     info = {k: v for k, v in obj.items() if k != 'state_dict'}
@@ -70,16 +77,43 @@ def model_loader(cache, df:pd.DataFrame, info:dict, bs:int=64) -> ASCDataLoader:
     return ASCDataLoader(ASCItems(cache.features, cache.rows(names), city, tf), bs=bs, mean=mean, std=std)
 
 # %% ../nbs/18_pipeline.ipynb #d1104262
-def run_stage(out, name:str, fn, force:bool=False, log=print) -> dict:
-    "Run `fn(stage_dir) -> dict` unless `out/name/done.json` exists; returns the stage's results"
+class StageMismatch(ValueError):
+    "A finished stage in the output folder was made from other inputs than this run's"
+
+def _flat(d, pre=''):
+    out = {}
+    for k, v in (d or {}).items():
+        if isinstance(v, dict): out.update(_flat(v, f'{pre}{k}.'))
+        else: out[f'{pre}{k}'] = v
+    return out
+
+def fingerprint_diff(old:dict|None, new:dict|None) -> list:
+    "What differs between two fingerprints, as 'key: old -> new' lines"
+    a, b = _flat(_plain(old or {})), _flat(_plain(new or {}))
+    return [f"{k}: {a.get(k, '(none)')!r} -> {b.get(k, '(none)')!r}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+
+def run_stage(out, # the run's output folder
+              name:str, # the stage (its folder's name)
+              fn, # `fn(stage_dir) -> dict` does the work
+              force:bool=False, # run it even if it finished before
+              log=print,
+              fingerprint:dict|None=None, # everything the result depends on; a finished stage with another one stops the run
+             ) -> dict:
+    "Run `fn(stage_dir) -> dict` unless `out/name/done.json` exists with the same fingerprint; returns the stage's results"
     d = Path(out)/name; done = d/'done.json'
     if done.exists() and not force:
+        res = load_json(done)
+        if fingerprint is not None and res.get('fingerprint') is not None and _plain(res['fingerprint']) != _plain(fingerprint):
+            diff = fingerprint_diff(res['fingerprint'], fingerprint)
+            raise StageMismatch(f"{d} was made from other inputs than this run's ({len(diff)} differ: " + '; '.join(diff[:6])
+                                + ('; ...' if len(diff) > 6 else '') + "); use another output folder, or force=True (asc-train --force) to recompute")
         log(f"[{name}] done before, skipped (remove {d} to run it again)")
-        return load_json(done)
+        return res
     if d.exists(): shutil.rmtree(d)
     d.mkdir(parents=True)
     t0 = time.time(); res = fn(d) or {}
     res = dict(res, seconds=round(time.time() - t0, 1))
+    if fingerprint is not None: res['fingerprint'] = _plain(fingerprint)
     save_json(res, done)
     return res
 
@@ -90,20 +124,47 @@ def _score(probs, targ, city=None) -> dict:
     if city is not None: out['per_city'] = per_city_accuracy(pred, targ, city)
     return out
 
-def evaluate_test(model, dls, test_meta:pd.DataFrame|None, seen_cities=()) -> dict|None:
-    "Accuracy of `model` on the test clips (metadata rows with `label` from truth), seen and unseen cities apart"
+AGGREGATES = ('none', 'session', 'recording')
+DEFAULT_AGGREGATE = 'session'   # chosen by measurement: bench/metadata.md
+
+def aggregate_probs(probs:np.ndarray, # (clips, classes) class probabilities
+                    meta:pd.DataFrame, # the clips' metadata (`read_meta`): `session` and `recording` columns
+                    how:str=DEFAULT_AGGREGATE, # 'none', 'session' (clips sharing location and record_time) or 'recording'
+                   ) -> np.ndarray:
+    "Average class probabilities over the clips of one session or recording (metadata only, no labels); 'none' returns them as they are"
+    if how not in AGGREGATES: raise ValueError(f"aggregate must be one of {list(AGGREGATES)}, not {how!r}")
+    probs = np.asarray(probs, np.float32)
+    if len(probs) != len(meta): raise ValueError(f"{len(probs)} rows of probabilities for {len(meta)} clips")
+    if how == 'none' or len(probs) == 0: return probs
+    if how not in meta: raise ValueError(f"the metadata has no {how!r} column: read it with read_meta")
+    g = pd.factorize(meta[how])[0]
+    sums = np.zeros((g.max() + 1, probs.shape[1]), np.float64); np.add.at(sums, g, probs)
+    return (sums / np.bincount(g)[:, None])[g].astype(np.float32)
+
+def evaluate_test(model, dls, test_meta:pd.DataFrame|None, seen_cities=(), # cities of the training data
+                  aggregate:str=DEFAULT_AGGREGATE, # the aggregation of the main figures; every mode is reported under `aggregates`
+                 ) -> dict|None:
+    "Accuracy of `model` on the test clips (metadata rows with `label` from truth), seen and unseen cities apart, per aggregation"
     if test_meta is None or len(test_meta) == 0: return None
-    probs = predict_probs(model, dls.test_dl(test_meta))
+    raw = predict_probs(model, dls.test_dl(test_meta))
     t = test_meta['label'].to_numpy(); seen = test_meta['location'].isin(set(seen_cities)).to_numpy()
-    res = _score(probs, t, test_meta['city'].to_numpy())
-    if seen.any(): res['seen_cities_accuracy'] = float((probs.argmax(1)[seen] == t[seen]).mean())
-    if (~seen).any(): res['unseen_cities_accuracy'] = float((probs.argmax(1)[~seen] == t[~seen]).mean())
+    modes = {}
+    for how in AGGREGATES:
+        if how != 'none' and how not in test_meta: continue
+        probs = aggregate_probs(raw, test_meta, how); ok = probs.argmax(1) == t
+        m = _score(probs, t, test_meta['city'].to_numpy())
+        if seen.any(): m['seen_cities_accuracy'] = float(ok[seen].mean())
+        if (~seen).any(): m['unseen_cities_accuracy'] = float(ok[~seen].mean())
+        modes[how] = m
+    res = dict(modes[aggregate if aggregate in modes else 'none'], aggregate=aggregate)
+    res['aggregates'] = {k: {x: v[x] for x in ('accuracy', 'balanced_accuracy', 'seen_cities_accuracy', 'unseen_cities_accuracy') if x in v}
+                         for k, v in modes.items()}
     return res
 
 def _save_stage_plots(d, learn, summary, dls, title):
     import matplotlib; matplotlib.use('Agg', force=False)
     import matplotlib.pyplot as plt
-    h = history_frame(learn); h.to_csv(d/'history.csv')
+    h = history_frame(learn)   # history.csv: written each epoch by fastai's CSVLogger
     fig = plot_history(h, title=title, best=summary.get('best_epoch')); _savefig(fig, d/'curves.png')
     probs = predict_probs(learn.model, dls.valid)
     ax = plot_confusion(probs.argmax(1), dls.valid_meta['label'].to_numpy(), title=f'{title}: validation ({dls.split.strategy} split)')
@@ -119,19 +180,22 @@ def _savefig(fig, path):
     plt.close(fig)
 
 # %% ../nbs/18_pipeline.ipynb #aa1a5570
-def _stage_train(d, recipe, dls, model, stage, title, truth_meta, seen, metadata, progress):
-    learn, s = fit_recipe(recipe, dls, model=model, stage=stage, metadata=metadata, path=d, progress=progress)
+def _stage_train(d, recipe, dls, model, stage, title, truth_meta, seen, metadata, progress, aggregate=DEFAULT_AGGREGATE, epoch_log=None,
+                 deterministic=False):
+    learn, s = fit_recipe(recipe, dls, model=model, stage=stage, metadata=metadata, path=d, progress=progress, fname=title, epoch_log=epoch_log,
+                          deterministic=deterministic)
     if recipe.hard_samples:   # seed 003: weight every training clip by its hardness, then train on
         hs = weight_hard_samples(dls, learn.model, recipe.hard_threshold)
         from asc_nbdev.hard_samples import plot_hard_samples
         _savefig(plot_hard_samples(hs), d/'hard_samples.png')
-        learn, s = fit_recipe(recipe, dls, model=learn.model, stage=stage, metadata=metadata, path=d, progress=progress)
+        learn, s = fit_recipe(recipe, dls, model=learn.model, stage=stage, metadata=metadata, path=d, progress=progress, fname=title, epoch_log=epoch_log,
+                              deterministic=deterministic)
         s['hard_samples'] = int(hs['hard'].sum())
     save_model(learn.model, d/'model.pt', recipe, dls.stats)
     save_json(recipe.to_dict(), d/'recipe.json')
     _save_stage_plots(d, learn, s, dls, title)
     (d/'models').exists() and shutil.rmtree(d/'models')   # fastai's best-epoch checkpoints: no longer needed
-    test = evaluate_test(learn.model, dls, truth_meta, seen)
+    test = evaluate_test(learn.model, dls, truth_meta, seen, aggregate)
     return dict(name=title, split=dls.split.strategy, accuracy=s['accuracy'],
                 balanced_accuracy=s['balanced_accuracy'], city_accuracy=s['city_accuracy'],
                 n_train=len(dls.train.items), n_valid=len(dls.valid.items), epochs_run=s['epochs_run'],
@@ -144,27 +208,42 @@ def run_pipeline(out, # output folder
                  recipe:Recipe|str='li2025', # a recipe or its name
                  eval_meta=None, # evaluation metadata CSV: predicted into OUT/submission.csv
                  truth=None, # truth CSV (filename, scene_label), e.g. the synthetic data's: scores pseudo-labels and test
-                 split:str='session', # validation split of the labeled clips: 'random', 'session' or 'city'
+                 split:str='recording', # validation split of the labeled clips: 'recording', 'session', 'random' or 'city'
                  rounds:int|None=None, # pseudo-label + retrain rounds (default: the recipe's)
                  epochs:int|None=None, # override the recipe's epoch limit
                  metadata:bool=True, # city/time fusion on or off
+                 aggregate:str=DEFAULT_AGGREGATE, # average predictions over a 'session' or 'recording' of the eval (and unlabeled) clips, or 'none'
                  pretrain=None, # [(dataset name, folder)] for stage 0, e.g. [('tau2020', '/data/TAU')]
                  device=None, on_error:str='raise', # audio that cannot be read: 'raise' or 'skip' (listed)
-                 progress:bool=True, log=print) -> dict:
+                 progress:bool=True, log=print,
+                 epoch_lines:bool=False, # one `log` line per epoch (for logs and terminals without progress bars)
+                 force:bool=False, # recompute finished stages even when their inputs differ from this run's
+                 deterministic:bool=False, # deterministic kernels: a GPU run repeats exactly (slower)
+                 init_official=None, # the official baseline's pretrained SE-Trans checkpoint to start stage 1 from (baseline recipe)
+                ) -> dict:
     "Run the semi-supervised pipeline; returns the report (also written to OUT/report.json)"
     out = Path(out); out.mkdir(parents=True, exist_ok=True)
     recipe = get_recipe(recipe) if isinstance(recipe, str) else recipe
     if epochs: recipe = recipe.replace(epochs=epochs, pretrain_epochs=min(recipe.pretrain_epochs, epochs) if recipe.pretrain_epochs else 0)
     rounds = recipe.rounds if rounds is None else rounds
+    elog = log if epoch_lines else None
     if recipe.freeze_blocks and not pretrain:
         log(f"recipe {recipe.name} freezes {recipe.freeze_blocks} low-level block(s) after pre-training; no pre-training here, so nothing is frozen")
         recipe = recipe.replace(freeze_blocks=0)
     if split not in SPLITS: raise ValueError(f"unknown split {split!r}; expected one of {list(SPLITS)}")
+    init_model = None
+    if init_official is not None:   # the official checkpoint's sizes decide the architecture; its classifier is not used
+        from asc_nbdev.models.se_trans import load_official_se_trans, official_model_kwargs
+        if recipe.model != 'se_trans': raise ValueError(f"--init official=... starts an SE-Trans; recipe {recipe.name} trains {recipe.model}")
+        arch = {k: v for k, v in official_model_kwargs(init_official).items() if k not in ('n_classes', 'metadata')}
+        recipe = recipe.replace(model_kwargs={**recipe.model_kwargs, **arch})
+        init_model = load_official_se_trans(init_official, make_model(recipe, metadata=metadata), fc=False, context=None)
+    if aggregate not in AGGREGATES: raise ValueError(f"unknown aggregate {aggregate!r}; expected one of {list(AGGREGATES)}")
     dev = read_meta(meta); ev = read_meta(eval_meta) if eval_meta else None
     names = list(dev.filename) + ([] if ev is None else list(ev.filename))
     log(f"[features] {len(names)} clips from {audio}")
     cache = build_feature_cache(audio, names, out/'features', clip_seconds=recipe.clip_seconds, on_error=on_error,
-                                device=str(device or 'cpu'), progress=progress)
+                                device=str(default_device(device)), progress=progress)
     missing = [n for n in names if n not in cache]
     if missing: log(f"[features] {len(missing)} clips have no features (listed in {out/'features'/'skipped.csv'}) and are left out")
     dev = dev[dev.filename.isin(set(cache.index.index))].reset_index(drop=True)
@@ -175,64 +254,93 @@ def run_pipeline(out, # output folder
         test_meta = test_meta[test_meta.filename.isin(set(cache.index.index))]
         test_meta['label'] = [class_index(c) for c in test_meta['true']]; test_meta = test_meta.reset_index(drop=True)
     seen = sorted(set(dev.location))
-    report = dict(recipe=recipe.name, split=split, metadata=metadata, rounds=rounds, stages=[],
+    report = dict(recipe=recipe.name, split=split, metadata=metadata, aggregate=aggregate, rounds=rounds, stages=[],
                   data=dict(dev_clips=len(dev), labeled=int((dev.label >= 0).sum()), eval_clips=0 if ev is None else len(ev),
                             skipped=len(missing), audio=str(Path(audio).resolve()), meta=str(Path(meta).resolve()),
                             eval_meta=None if eval_meta is None else str(Path(eval_meta).resolve()),
                             truth=None if truth is None else str(Path(truth).resolve())))
     torch_device = default_device(device)   # where training runs: the one asked for, else the best available
-    base_dls = asc_dataloaders(dev, cache, split, bs=recipe.bs, city_dropout=recipe.city_dropout, seed=recipe.seed, device=torch_device,
-                               valid_pct=recipe.valid_pct)
+    save_json(recipe.to_dict(), out/'recipe.json')   # the exact recipe of this run (asc-train --recipe OUT/recipe.json repeats it)
+    drop = dict(city_dropout=recipe.city_dropout, time_dropout=recipe.time_dropout) if metadata else {}
+    base_dls = asc_dataloaders(dev, cache, split, bs=recipe.bs, seed=recipe.seed, device=torch_device, valid_pct=recipe.valid_pct, **drop)
     sp = base_dls.split
-    model = None
+    def _file(p):
+        if p is None: return None
+        st = Path(p).stat(); return dict(name=Path(p).name, size=st.st_size, mtime=round(st.st_mtime, 3))
+    fp = dict(version=__version__, recipe=recipe.to_dict(), split=sp.strategy, split_seed=sp.seed, valid_pct=recipe.valid_pct,
+              metadata=metadata, features=cache.params, audio=Path(audio).name, meta=_file(meta),
+              pretrain=[list(p) for p in pretrain or []], valid=len(sp.valid), train=len(sp.train),
+              init=None if init_official is None else _file(init_official))
+    stage_fp = lambda **kw: dict(fp, **kw)
+    model = init_model
     if pretrain:
         from asc_nbdev.external import pretrain_stage
         res = run_stage(out, 'stage0_pretrain', lambda d: pretrain_stage(d, recipe, pretrain, metadata=metadata, device=device,
-                                                                         clip_seconds=cache.clip_seconds, progress=progress), log=log)
+                                                                         clip_seconds=cache.clip_seconds, progress=progress), log=log,
+                        force=force, fingerprint=stage_fp(stage='stage0_pretrain'))
         report['stages'].append(res)
         model, _ = load_model(out/'stage0_pretrain'/'model.pt')
         model.reset_head(N_CLASSES, metadata)   # new head for the 10 challenge classes; the body is kept
     log(f"[stage1_train] {recipe.name} on {len(base_dls.train.items)} labeled clips, validation: {sp.strategy} split ({len(base_dls.valid.items)} clips)")
     res = run_stage(out, 'stage1_train', lambda d: _stage_train(d, recipe, base_dls, model, 'train', 'stage1_train', test_meta, seen,
-                                                                metadata, progress), log=log)
+                                                                metadata, progress, aggregate, elog, deterministic), log=log,
+                    force=force, fingerprint=stage_fp(stage='stage1_train'))
     report['stages'].append(res); last = out/'stage1_train'
-    pseudo_rep = None
+    pseudo_rep, rounds_rep = None, []
     unl = dev[dev.label < 0].reset_index(drop=True)
     for r in range(1, rounds + 1):
         if len(unl) == 0: log('no unlabeled clips: no pseudo-labeling'); break
         def _pseudo(d, last=last):
             m, minfo = load_model(last/'model.pt')
-            probs = predict_probs(m, model_loader(cache, unl, minfo))   # normalised as that model was trained
+            probs = aggregate_probs(predict_probs(m, model_loader(cache, unl, minfo)), unl, aggregate)   # normalised as that model was trained
             pl = pseudo_label(probs, unl, recipe.pseudo, recipe.pseudo_threshold, recipe.session_agreement, labeled=dev)
             with atomic_write(d/'pseudo_labels.csv', 'w') as f: pl.to_csv(f, index=False)
             _savefig(plot_pseudo_confidence(pl, title=f'pseudo-labels round {r}').figure, d/'confidence.png')
             rep = pseudo_report(pl, tr); rep['name'] = f'stage2_pseudo_r{r}'
+            rep['mean_confidence'] = float(pl.confidence.mean()) if len(pl) else float('nan')
+            rep['mean_confidence_accepted'] = float(pl.confidence[pl.accepted].mean()) if pl.accepted.any() else float('nan')
             return rep
-        pseudo_rep = run_stage(out, f'stage2_pseudo_r{r}', _pseudo, log=log)
+        pseudo_rep = run_stage(out, f'stage2_pseudo_r{r}', _pseudo, log=log, force=force,
+                               fingerprint=stage_fp(stage=f'stage2_pseudo_r{r}', aggregate=aggregate))
         pl = pd.read_csv(out/f'stage2_pseudo_r{r}'/'pseudo_labels.csv', dtype={'filename': str})
         pl = pl[pl.accepted].reset_index(drop=True)
+        teacher = next(s for s in report['stages'] if s['name'] == last.name)
+        rounds_rep.append(dict(round=r, teacher=last.name, teacher_valid_accuracy=teacher['accuracy'],
+                               **{k: pseudo_rep.get(k) for k in ('accepted', 'total', 'mean_confidence', 'mean_confidence_accepted', 'accuracy')}))
+        log(f"[stage2_pseudo_r{r}] {pseudo_rep['accepted']} of {pseudo_rep['total']} clips accepted (mean confidence "
+            f"{pseudo_rep.get('mean_confidence_accepted', float('nan')):.3f}); teacher {last.name}, validation accuracy {teacher['accuracy']:.3f}")
+        if len(pl) == 0:
+            log(f"[stage3_retrain_r{r}] no pseudo-labels accepted: retraining skipped (it would train on the labeled clips alone again)")
+            rounds_rep[-1]['retrained'] = False; break
+        rounds_rep[-1]['retrained'] = True
         if recipe.pseudo != 'soft': pl = pl[['filename', 'label']]
         else: pl = pl[['filename'] + list(CLASSES)]
-        dls = asc_dataloaders(dev, cache, sp, bs=recipe.bs, pseudo=pl, city_dropout=recipe.city_dropout, seed=recipe.seed,
-                              device=torch_device)
+        dls = asc_dataloaders(dev, cache, sp, bs=recipe.bs, pseudo=pl, seed=recipe.seed, device=torch_device, **drop)
         name = f'stage3_retrain_r{r}'
         log(f"[{name}] on {len(dls.train.items)} clips (labeled + pseudo-labeled), validation: {sp.strategy} split")
         def _retrain(d, last=last, dls=dls, name=name):
             m, _ = load_model(last/'model.pt')
-            return _stage_train(d, recipe, dls, m, 'retrain', name, test_meta, seen, metadata, progress)
-        res = run_stage(out, name, _retrain, log=log)
+            return _stage_train(d, recipe, dls, m, 'retrain', name, test_meta, seen, metadata, progress, aggregate, elog, deterministic)
+        res = run_stage(out, name, _retrain, log=log, force=force, fingerprint=stage_fp(stage=name, aggregate=aggregate))
         report['stages'].append(res); last = out/name
-    # the final model: the last stage's, with the feature parameters it needs
-    final, info = load_model(last/'model.pt')
-    stats = (info['stats']['mean'], info['stats']['std'])   # the statistics the last stage trained with
-    save_model(final, out/'model.pt', recipe, stats, cache.params, extra=dict(split=sp.strategy, stage=last.name))
+    # the final model: the trained stage with the best validation figure (ties: the later one), with its feature parameters
+    trained = [s for s in report['stages'] if s['name'] != 'stage0_pretrain']
+    kept = max(reversed(trained), key=lambda s: s[recipe.monitor])
+    report['kept'] = kept['name']
+    if len(trained) > 1:
+        log(f"[final] kept {kept['name']}: validation {recipe.monitor} {kept[recipe.monitor]:.3f} ("
+            + ', '.join(f"{s['name']} {s[recipe.monitor]:.3f}" for s in trained) + ')')
+    final, info = load_model(out/kept['name']/'model.pt')
+    stats = (info['stats']['mean'], info['stats']['std'])   # the statistics the kept stage trained with
+    save_model(final, out/'model.pt', recipe, stats, cache.params, extra=dict(split=sp.strategy, stage=kept['name']))
     if pseudo_rep is not None:
         report['pseudo_labels'] = {k: pseudo_rep[k] for k in ('accepted', 'total', 'accuracy', 'per_class') if k in pseudo_rep}
-    last_res = report['stages'][-1]
+    if rounds_rep: report['pseudo_rounds'] = rounds_rep
+    last_res = kept
     if 'test' in last_res: report['test'] = {k: last_res['test'][k] for k in last_res['test'] if k != 'per_city'}
     if ev is not None:
         evk = ev[ev.filename.isin(set(cache.index.index))].reset_index(drop=True)
-        probs = predict_probs(final, model_loader(cache, evk, info))
+        probs = aggregate_probs(predict_probs(final, model_loader(cache, evk, info)), evk, aggregate)
         write_submission(evk, probs, out/'submission.csv', out/'eval_probs.csv')
         report['submission'] = dict(path=str(out/'submission.csv'), rows=len(evk), skipped=len(ev) - len(evk))
     save_json(report, out/'report.json')
@@ -258,8 +366,15 @@ def format_report(rep:dict) -> str:
         rows.append(dict(stage=s['name'], split=s.get('split', '-'), accuracy=s.get('accuracy'), balanced_accuracy=s.get('balanced_accuracy'),
                          test_accuracy=t.get('accuracy'), n_train=s.get('n_train'), n_valid=s.get('n_valid'), seconds=s.get('seconds')))
     df = pd.DataFrame(rows)
-    lines = [f"recipe {rep['recipe']}, metadata {'on' if rep['metadata'] else 'off'}, validation on the {rep['split']} split",
+    lines = [f"recipe {rep['recipe']}, metadata {'on' if rep['metadata'] else 'off'}, validation on the {rep['split']} split"
+             + (f", predictions averaged per {rep['aggregate']}" if rep.get('aggregate', 'none') != 'none' else ''),
              df.to_string(index=False, float_format=lambda v: f'{v:.3f}')]
+    for pr in rep.get('pseudo_rounds', []):
+        lines.append(f"round {pr['round']}: {pr['accepted']} of {pr['total']} pseudo-labels accepted, mean confidence "
+                     f"{pr['mean_confidence_accepted'] if pr['mean_confidence_accepted'] == pr['mean_confidence_accepted'] else float('nan'):.3f}"
+                     + (f", accuracy {pr['accuracy']:.3f} (against truth)" if pr.get('accuracy') is not None and pr['accuracy'] == pr['accuracy'] else '')
+                     + f"; teacher {pr['teacher']} (validation {pr['teacher_valid_accuracy']:.3f})" + ('' if pr.get('retrained', True) else '; retraining skipped'))
+    if rep.get('kept'): lines.append(f"final model: {rep['kept']} (the best validation figure)")
     if rep.get('pseudo_labels'):
         p = rep['pseudo_labels']
         lines.append(f"pseudo-labels: {p['accepted']} of {p['total']} accepted" + (f", accuracy {p['accuracy']:.3f} (against truth)" if p.get('accuracy') is not None else ''))
@@ -271,19 +386,25 @@ def format_report(rep:dict) -> str:
 
 # %% ../nbs/18_pipeline.ipynb #26c6eb1f
 def predict_files(model_path, meta, audio, out_csv, probs_csv=None, device=None, on_error:str='raise',
-                  features_dir=None, batch_size:int=64, progress:bool=True, log=print) -> pd.DataFrame:
+                  features_dir=None, batch_size:int=64, progress:bool=True, log=print,
+                  aggregate:str=DEFAULT_AGGREGATE, # average over each 'session' or 'recording' of `meta`, or 'none'
+                 ) -> pd.DataFrame:
     "Predict the clips of metadata CSV `meta` with a saved model into a submission CSV"
     import tempfile
+    if aggregate not in AGGREGATES: raise ValueError(f"unknown aggregate {aggregate!r}; expected one of {list(AGGREGATES)}")
     model, info = load_model(model_path)
     df = read_meta(meta, on_bad_time='mask')
     unknown = sorted(set(df.location[df.city == UNKNOWN_CITY]))
     if unknown: log(f"cities outside the vocabulary (predicted with the unknown-city input): {unknown}")
+    kc = info.get('known_cities')
+    untrained = sorted(set(df.location[df.city != UNKNOWN_CITY]) - set(kc)) if kc is not None else []
+    if untrained: log(f"cities the model never trained on (predicted as the unknown city): {untrained}")
     fp = info.get('features') or {}
     tmp = None
     if features_dir is None: tmp = features_dir = tempfile.mkdtemp(prefix='asc-predict-')
     try:
         cache = build_feature_cache(audio, df.filename, features_dir, clip_seconds=fp.get('clip_seconds'), on_error=on_error,
-                                    device=str(device or 'cpu'), progress=progress)
+                                    device=str(default_device(device)), progress=progress)
         keep = df.filename.isin(set(cache.index.index)).to_numpy()
         if (~keep).any():
             log(f"{(~keep).sum()} clips could not be read and are not predicted:")
@@ -292,7 +413,7 @@ def predict_files(model_path, meta, audio, out_csv, probs_csv=None, device=None,
             with atomic_write(sk, 'w') as f: cache.skipped.to_csv(f, index=False)
             log(f"the list is in {sk}")
         dk = df[keep].reset_index(drop=True)
-        probs = predict_probs(model, model_loader(cache, dk, info, batch_size), device=device)
+        probs = aggregate_probs(predict_probs(model, model_loader(cache, dk, info, batch_size), device=device), dk, aggregate)
     finally:
         if tmp is not None: shutil.rmtree(tmp, ignore_errors=True)
     return write_submission(dk, probs, out_csv, probs_csv)
@@ -304,29 +425,50 @@ def _fail(msg):
     print(msg, file=sys.stderr); sys.exit(2)
 
 @call_parse
-def asc_train(recipe:str='li2025', # recipe: baseline, yang2025, li2025 or atmaja2025
+def asc_train(recipe:str='li2025', # recipe: baseline, yang2025, li2025, atmaja2025, or a recipe JSON file (a run's recipe.json)
               demo:store_true=False, # make the synthetic dataset (demo preset: 800 quick 2 s clips) under OUT/data and run on it
               audio:str=None, # audio folder (FILENAME.wav) of a CAS-format dataset
               meta:str=None, # its dev metadata CSV
               eval_meta:str=None, # its eval metadata CSV: predicted into OUT/submission.csv
               truth:str=None, # a truth CSV (filename,scene_label) to score pseudo-labels and the eval part
               out:str='runs/asc', # output folder (re-running resumes finished stages)
-              split:Annotated[str, dict(choices=list(SPLITS))]='session', # validation split
+              split:Annotated[str, dict(choices=list(SPLITS))]='recording', # validation split (recording: grouped by recording, leak-free)
               rounds:int=None, # pseudo-label + retrain rounds (default: the recipe's)
               epochs:int=None, # override the recipe's epoch limit
               no_metadata:store_true=False, # audio only: switch city/time fusion off
-              device:str=None, # cpu, cuda, or auto (default: cpu)
+              city_dropout:float=None, # rate of training clips whose city is replaced by the unknown city (default: the recipe's)
+              time_dropout:float=None, # rate of training clips whose time is replaced by 'no time' (default: the recipe's)
+              aggregate:Annotated[str, dict(choices=list(AGGREGATES))]=DEFAULT_AGGREGATE, # average predictions per session or recording, or none
+              device:str='auto', # cpu, cuda (cuda:N), mps, or auto: a GPU when there is one, for features and every stage
+              set:Annotated[str, dict(action='append')]=None, # override a recipe field, FIELD=VALUE (e.g. lr=3e-4); repeatable
               quick:store_true=False, # the recipe's quick CPU variant (always on with --demo)
               pretrain:Annotated[str, dict(action='append')]=None, # stage 0 data, NAME=DIR (tau2020, cochlscene); repeatable
               on_error:Annotated[str, dict(choices=['raise', 'skip'])]='raise', # unreadable audio: stop, or skip and list
               n_clips:int=None, # demo: number of clips, dev + eval (default: the demo preset's 800)
-              seed:int=None, # demo: seed of the synthetic data
+              seed:int=None, # training seed (the recipe's, 1234, by default); with --demo also the data's unless --data-seed
+              data_seed:int=None, # demo: seed of the synthetic data (default: --seed, else the preset's)
+              force:store_true=False, # recompute finished stages even if this run's settings differ from theirs
+              deterministic:store_true=False, # deterministic kernels, so that a GPU run repeats exactly (slower)
+              init:str=None, # official=PATH: start the baseline recipe from the official pretrained SE-Trans checkpoint
              ):
     "Train a recipe through the semi-supervised pipeline and predict the eval clips"
     from asc_nbdev.data.synthetic import make_synthetic
     out = Path(out)
-    try: r = get_recipe(recipe, quick=quick or demo)
+    try:
+        r = load_recipe(recipe, quick=quick or demo)
+        if seed is not None: r = r.replace(seed=seed)
+        r = apply_overrides(r, set)
     except KeyError as e: _fail(f"asc-train: error: {e.args[0]}")
+    except (ValueError, TypeError, FileNotFoundError) as e: _fail(f"asc-train: error: {e}")
+    for k, v in (('city_dropout', city_dropout), ('time_dropout', time_dropout)):
+        if v is None: continue
+        if not 0 <= v < 1: _fail(f"asc-train: error: --{k.replace('_', '-')} must be in [0, 1), got {v}")
+        r = r.replace(**{k: v})
+    init_path = None
+    if init:
+        k, _, v = init.partition('=')
+        if k.strip() != 'official' or not v.strip(): _fail(f"asc-train: error: --init takes official=PATH, got {init!r}")
+        init_path = v.strip()
     pre = []
     for p in pretrain or []:
         if '=' not in p: _fail(f"asc-train: error: --pretrain takes NAME=DIR, got {p!r}")
@@ -337,15 +479,15 @@ def asc_train(recipe:str='li2025', # recipe: baseline, yang2025, li2025 or atmaj
         if not (data/'truth.csv').exists():
             kw = dict(preset='demo')
             if n_clips: kw['n_clips'] = n_clips
-            if seed is not None: kw['seed'] = seed
-            try: make_synthetic(data, **kw)
+            if data_seed is not None or seed is not None: kw['seed'] = data_seed if data_seed is not None else seed
+            try: make_synthetic(data, progress=sys.stdout.isatty(), **kw)
             except (ValueError, FileExistsError) as e: _fail(f"asc-train: error: {e}")
         audio, meta, eval_meta, truth = data/'audio', data/'dev_metadata.csv', data/'eval_metadata.csv', data/'truth.csv'
     elif not (audio and meta): _fail("asc-train: error: give --demo, or --audio DIR and --meta CSV")
     try:
         return run_pipeline(out, audio, meta, r, eval_meta=eval_meta, truth=truth, split=split, rounds=rounds, epochs=epochs,
-                            metadata=not no_metadata, pretrain=pre or None, device=device, on_error=on_error,
-                            progress=sys.stdout.isatty())   # progress bars on a terminal; stage lines and the table always
+                            metadata=not no_metadata, aggregate=aggregate, force=force, deterministic=deterministic, init_official=init_path, pretrain=pre or None, device=device, on_error=on_error,
+                            progress=sys.stdout.isatty(), epoch_lines=not sys.stdout.isatty())   # bars on a terminal, else a line per epoch
     except (MetadataError, AudioError, FileNotFoundError, ValueError) as e:
         _fail(f"asc-train: error: {e}")
 
@@ -355,14 +497,15 @@ def asc_predict(model:str=None, # a model file saved by asc-train (OUT/model.pt)
                 audio:str=None, # their audio folder (FILENAME.wav)
                 out:str='submission.csv', # the submission CSV to write
                 probs:str=None, # also write class probabilities to this CSV
-                device:str=None, # cpu, cuda or auto
+                device:str='auto', # cpu, cuda (cuda:N), mps or auto (a GPU when there is one)
                 on_error:Annotated[str, dict(choices=['raise', 'skip'])]='raise', # unreadable audio: stop, or skip and list
+                aggregate:Annotated[str, dict(choices=list(AGGREGATES))]=DEFAULT_AGGREGATE, # average predictions per session or recording, or none
                ):
     "Predict scene labels for the clips of a metadata CSV with a trained model file"
     miss = [f'--{k}' for k, v in (('model', model), ('meta', meta), ('audio', audio)) if not v]
     if miss: _fail(f"asc-predict: error: missing {', '.join(miss)}; usage: asc-predict --model PATH --meta CSV --audio DIR --out submission.csv")
     try:
-        sub = predict_files(model, meta, audio, out, probs, device=device, on_error=on_error)
+        sub = predict_files(model, meta, audio, out, probs, device=device, on_error=on_error, aggregate=aggregate)
     except (MetadataError, AudioError, FileNotFoundError, ValueError, KeyError) as e:
         _fail(f"asc-predict: error: {e}")
     print(f"wrote {len(sub)} predictions to {out}" + (f" and probabilities to {probs}" if probs else ''))

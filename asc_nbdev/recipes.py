@@ -6,16 +6,20 @@ Docs: https://asc-nbdev.github.io/asc_nbdev/recipes.html.md"""
 
 # %% ../nbs/13_recipes.ipynb #c063db32
 from __future__ import annotations
-import copy, dataclasses, time, contextlib, io
+import copy, dataclasses, time, contextlib, io, sys
 from dataclasses import dataclass, field, asdict
 import numpy as np, pandas as pd, torch
 from .core import *
 from .learner import *
-from fastai.callback.progress import ProgressCallback
+from fastai.callback.progress import ProgressCallback, CSVLogger
+from fastai.callback.core import Callback
+from fastcore.basics import store_attr
 from .augment import SpecAugmentCallback, TimeRollCallback, MixupCallback
 
 # %% auto #0
-__all__ = ['QUICK_MODEL_KWARGS', 'RECIPES', 'Recipe', 'get_recipe', 'recipe_callbacks', 'make_model', 'fit_recipe']
+__all__ = ['QUICK_MODEL_KWARGS', 'PAPER_ADAM', 'CITY_DROPOUT', 'TIME_DROPOUT', 'RECIPES', 'Recipe', 'get_recipe',
+           'apply_overrides', 'load_recipe', 'recipe_callbacks', 'recipe_opt_func', 'make_model', 'EpochLines',
+           'fit_recipe']
 
 # %% ../nbs/13_recipes.ipynb #69ddd782
 QUICK_MODEL_KWARGS = {  # narrower models for the quick CPU variant (same architecture, fewer channels)
@@ -25,6 +29,9 @@ QUICK_MODEL_KWARGS = {  # narrower models for the quick CPU variant (same archit
     'fcnn': dict(channels=(36, 72, 144)),
 }
 
+PAPER_ADAM = dict(name='adam', betas=(0.9, 0.999), eps=1e-8, weight_decay=0.)   # torch.optim.Adam's defaults (fastai's differ)
+CITY_DROPOUT, TIME_DROPOUT = 0.2, 0.1   # defaults of every recipe: see bench/metadata.md for the measurement
+
 @dataclass
 class Recipe:
     "Architecture and training settings of one system"
@@ -33,6 +40,7 @@ class Recipe:
     model: str # a `create_model` name
     model_kwargs: dict = field(default_factory=dict)
     lr: float = 1e-4 # Adam's initial learning rate
+    optimizer: dict = field(default_factory=lambda: dict(PAPER_ADAM)) # `torch.optim.Adam`'s settings, as every paper and the baseline use them
     bs: int = 64
     epochs: int = 20 # upper limit; early stopping decides
     patience: int = 10 # epochs without improvement of `monitor`
@@ -40,7 +48,6 @@ class Recipe:
     step: int = 2 # step decay: lr x gamma every `step` epochs
     gamma: float = 0.9
     seed: int = 1234
-    split: str = 'random' # the paper's split (8:2, seed 1234); the pipeline defaults to 'session'
     valid_pct: float = 0.2
     smoothing: float = 0. # label smoothing alpha
     hard_samples: bool = False # seed 003's confidence-based sample weights
@@ -56,7 +63,8 @@ class Recipe:
     rounds: int = 1 # pseudo-label + retrain rounds
     pretrain_epochs: int = 0 # stage 0 on external data (0: no pre-training)
     freeze_blocks: int = 0 # low-level blocks frozen after pre-training (seed 002)
-    city_dropout: float = 0.
+    city_dropout: float = CITY_DROPOUT # rate of training clips whose city is replaced by the unknown city (trains that row)
+    time_dropout: float = TIME_DROPOUT # rate of training clips whose time is replaced by 'no time' (zeros)
     clip_seconds: float|None = None # None: the data's own length
     notes: str = ''
 
@@ -68,11 +76,12 @@ class Recipe:
     def to_dict(self) -> dict: return asdict(self)
     @classmethod
     def from_dict(cls, d:dict) -> 'Recipe':
-        d = dict(d)
+        d = dict(d); d.pop('split', None)   # a field of 0.1 that nothing read
         for k in ('time_roll', 'augment_stages'):
             if isinstance(d.get(k), list): d[k] = tuple(d[k])
         for k in ('mixup_alpha', 'mixup_p'):
             if isinstance(d.get(k), list): d[k] = tuple(d[k])
+        if isinstance(d.get('optimizer'), dict): d['optimizer'] = {k: tuple(v) if isinstance(v, list) else v for k, v in d['optimizer'].items()}
         return cls(**d)
     def quick(self, epochs:int=20, patience:int=8, lr:float|None=None, bs:int=16) -> 'Recipe':
         "The CPU variant for notebooks, tests and the demo: few epochs, small batches, a higher rate, a narrower model"
@@ -93,18 +102,20 @@ RECIPES = {
         notes='macro accuracy as the monitored metric; pseudo-labels: argmax of every unlabeled clip, then retrain'),
     'yang2025': Recipe(
         'yang2025', 'seed 000 (Yang et al., APSIPA ASC 2025)', 'resnet_attention', lr=5e-4, epochs=1000, patience=20,
-        spec_augment=dict(n_time_masks=2, time_width=20, n_freq_masks=2, freq_width=8), mixup_alpha=1.0, mixup_p=1.0,
-        pseudo='threshold', pseudo_threshold=0.9, pretrain_epochs=30,
-        notes='SpecAugment widths and the pseudo-label confidence threshold (0.9) are not given in the paper; '
-              'pre-training epochs not given (early stopping decides)'),
+        spec_augment=dict(n_time_masks=2, time_width=20, n_freq_masks=2, freq_width=8), time_roll=(0.1, 0.3), mixup_alpha=1.0, mixup_p=1.0,
+        pseudo='threshold', pseudo_threshold=0.9, pretrain_epochs=1000,
+        notes='SpecAugment (time shifting, frequency and time masking): widths and shift range not given in the paper; '
+              'the pseudo-label confidence threshold (0.9) is not given; pre-training runs under the same early stopping '
+              '(up to 1000 epochs, patience 20)'),
     'li2025': Recipe(
         'li2025', 'seed 002 (Li et al., MobileASCNet)', 'mobileascnet', model_kwargs=dict(fusion='gated'),
         lr=1e-4, epochs=100, patience=10, monitor='accuracy',
         spec_augment=dict(n_time_masks=2, time_width=20, n_freq_masks=2, freq_width=8), time_roll=(0.1, 0.3),
         mixup_alpha=(0.6, 0.8), mixup_p=(0.3, 0.8), augment_stages=('train', 'retrain'),
-        pseudo='soft', pretrain_epochs=30, freeze_blocks=0,
+        pseudo='soft', pretrain_epochs=100, freeze_blocks=0,
         notes='augmentation only when fine-tuning on CAS; gated fusion (the best of Table 3); set freeze_blocks=1 '
-              'for the "Pretrained + Freeze" variant; SpecAugment widths not given'),
+              'for the "Pretrained + Freeze" variant; SpecAugment widths not given; pre-training under the same early stopping '
+              '(up to 100 epochs, patience 10)'),
     'atmaja2025': Recipe(
         'atmaja2025', 'seed 003 (Atmaja et al.)', 'fcnn', lr=1e-4, epochs=20, patience=10,
         monitor='balanced_accuracy', smoothing=0.1, hard_samples=True, hard_threshold=0.7, pseudo='argmax',
@@ -118,6 +129,67 @@ def get_recipe(name:str, quick:bool=False, **overrides) -> Recipe:
     if quick: r = r.quick()
     return r.replace(**overrides) if overrides else r
 
+# %% ../nbs/13_recipes.ipynb #0a7d1e03
+def _parse_value(key, text, cur):
+    import json as _json
+    t = text.strip()
+    if isinstance(cur, bool):
+        if t.lower() in ('true', '1', 'yes', 'on'): return True
+        if t.lower() in ('false', '0', 'no', 'off'): return False
+        raise ValueError(f"{key} takes true or false, got {text!r}")
+    if isinstance(cur, int) and not isinstance(cur, bool):
+        try: return int(t)
+        except ValueError: raise ValueError(f"{key} takes a whole number, got {text!r}") from None
+    if isinstance(cur, float):
+        try: return float(t)
+        except ValueError: raise ValueError(f"{key} takes a number, got {text!r}") from None
+    if isinstance(cur, str) and not t.startswith(('[', '{', '"')) and t.lower() not in ('null', 'none'): return t
+    if t.lower() in ('none', 'null'): return None
+    try: v = _json.loads(t)
+    except ValueError: 
+        if cur is None or isinstance(cur, str): return t
+        raise ValueError(f"{key} takes JSON like {_json.dumps(cur)!s}, got {text!r}") from None
+    return tuple(v) if isinstance(v, list) else v
+
+def apply_overrides(recipe:Recipe, # the recipe to change (a copy is returned)
+                    overrides, # 'field=value' strings, e.g. ['lr=3e-4', 'bs=32', 'time_roll=[0.1, 0.2]']
+                   ) -> Recipe:
+    "A copy of `recipe` with fields set from `field=value` text (command-line `--set`), checked: a clear error naming the valid fields"
+    names = [f.name for f in dataclasses.fields(recipe)]; kw = {}
+    for o in overrides or []:
+        if '=' not in o: raise ValueError(f"--set takes FIELD=VALUE, got {o!r}")
+        k, v = (s.strip() for s in o.split('=', 1))
+        if k not in names: raise ValueError(f"recipe has no field {k!r}; fields: {names}")
+        kw[k] = _parse_value(k, v, getattr(recipe, k))
+    r = recipe.replace(**kw)
+    for k in ('lr', 'city_dropout', 'time_dropout', 'valid_pct', 'smoothing', 'pseudo_threshold', 'gamma'):
+        v = getattr(r, k)
+        if not isinstance(v, (int, float)) or v < 0 or (k != 'lr' and k != 'gamma' and v >= 1) or (k == 'lr' and v == 0):
+            raise ValueError(f"{k} = {v!r} is out of range")
+    for k in ('bs', 'epochs', 'patience', 'step'):
+        if getattr(r, k) < 1: raise ValueError(f"{k} must be at least 1, got {getattr(r, k)}")
+    if r.pseudo not in ('argmax', 'threshold', 'soft'): raise ValueError(f"pseudo must be 'argmax', 'threshold' or 'soft', got {r.pseudo!r}")
+    if r.monitor not in ('accuracy', 'balanced_accuracy'): raise ValueError(f"monitor must be 'accuracy' or 'balanced_accuracy', got {r.monitor!r}")
+    return r
+
+def load_recipe(name_or_path:str, # a recipe name, or a JSON file saved from `Recipe.to_dict` (e.g. a run's recipe.json)
+                quick:bool=False, # the quick CPU variant (names only; a file is taken as it is)
+               ) -> Recipe:
+    "A recipe by name or from a JSON file"
+    from pathlib import Path
+    p = Path(name_or_path)
+    if name_or_path.endswith('.json') or p.is_file():
+        if not p.is_file(): raise FileNotFoundError(f"recipe file not found: {p}")
+        try: d = load_json(p)
+        except ValueError as e: raise ValueError(f"{p} is not a JSON file ({e})") from None
+        if not isinstance(d, dict): raise ValueError(f"{p}: expected a JSON object with recipe fields")
+        names = {f.name for f in dataclasses.fields(Recipe)} | {'split'}
+        bad = sorted(set(d) - names)
+        if bad: raise ValueError(f"{p}: unknown recipe field(s) {bad}; fields: {sorted(names - {'split'})}")
+        try: return Recipe.from_dict(d)
+        except TypeError as e: raise ValueError(f"{p}: not a complete recipe ({e})") from None
+    return get_recipe(name_or_path, quick=quick)
+
 # %% ../nbs/13_recipes.ipynb #9c5cd937
 def recipe_callbacks(recipe:Recipe, stage:str='train') -> list:
     "Augmentation callbacks of `recipe` for `stage` ('pretrain', 'train' or 'retrain')"
@@ -128,21 +200,56 @@ def recipe_callbacks(recipe:Recipe, stage:str='train') -> list:
     if recipe.mixup_alpha: cbs.append(MixupCallback(recipe.mixup_alpha, recipe.mixup_p))
     return cbs
 
+def recipe_opt_func(recipe:Recipe):
+    "fastai's `Adam` set up as `torch.optim.Adam` with the recipe's betas, eps and (L2, not decoupled) weight decay"
+    from functools import partial
+    from fastai.optimizer import Adam
+    o = {**PAPER_ADAM, **(recipe.optimizer or {})}
+    if o['name'] != 'adam': raise ValueError(f"recipe {recipe.name}: optimizer {o['name']!r} is not supported; use 'adam'")
+    (b1, b2), eps, wd = o['betas'], o['eps'], o['weight_decay']
+    return partial(Adam, mom=b1, sqr_mom=b2, eps=eps, wd=wd, decouple_wd=False)
+
 def make_model(recipe:Recipe, n_classes:int=N_CLASSES, metadata:bool=True, **kwargs):
     "The recipe's model"
     from asc_nbdev.models.zoo import create_model
     return create_model(recipe.model, n_classes=n_classes, metadata=metadata, **{**recipe.model_kwargs, **kwargs})
 
-def fit_recipe(recipe:Recipe, dls, model=None, stage:str='train', metadata:bool=True,
-               path='.', fname:str|None=None, cbs=None, progress:bool=True, epochs:int|None=None):
+class EpochLines(Callback):
+    "One plain line per epoch through `log` (for logs, `nohup`, CI and notebooks' `!asc-train`, where progress bars are not shown)"
+    order = 70   # after the recorder has the epoch's metrics
+    def __init__(self, stage:str='train', # the stage, shown in brackets
+                 log=print, # where lines go
+                 out=None, # the stream `print` writes to (default: the one current when the callback is made)
+                ): self.stage, self.log, self.out = stage, log, out or sys.stdout
+    def after_epoch(self):
+        r = self.learn.recorder; vals = r.log[1:-1] if len(r.log) > 2 else []
+        kv = ' '.join(f"{n} {v:.4f}" if isinstance(v, float) else f"{n} {v}" for n, v in zip(r.metric_names[1:-1], vals))
+        with contextlib.redirect_stdout(self.out): self.log(f"[{self.stage}] epoch {self.epoch + 1}/{self.n_epoch} {kv}")
+
+def fit_recipe(recipe:Recipe, # the system's settings
+               dls, # `asc_dataloaders` of the labeled (+ pseudo-labeled) clips
+               model=None, # a model to train further (default: a new one of the recipe's architecture)
+               stage:str='train', # 'pretrain', 'train' or 'retrain': which stages augment (`augment_stages`)
+               metadata:bool=True, # city/time fusion on (a new model only; the known cities are set either way)
+               path='.', # folder of fastai's best-epoch checkpoint and `history.csv` (written each epoch)
+               fname:str|None=None, # checkpoint name (default: recipe and stage)
+               cbs=None, # extra fastai callbacks
+               progress:bool=True, # progress bars (False: quiet, see `epoch_log`)
+               epochs:int|None=None, # override the recipe's epoch limit
+               epoch_log=None, # a function given one line per epoch, e.g. `print` when not on a terminal
+               deterministic:bool=False, # deterministic kernels (slower; a GPU run then repeats exactly)
+              ):
     "Train `recipe` on `dls` (a model is made unless given); returns `(learner, summary dict)`"
     from asc_nbdev.models.zoo import freeze_blocks
-    seed_everything(recipe.seed)
+    seed_everything(recipe.seed, deterministic)
     model = model if model is not None else make_model(recipe, metadata=metadata)
     if recipe.freeze_blocks and stage != 'pretrain': freeze_blocks(model, recipe.freeze_blocks)
+    if metadata: model.set_known_cities(np.unique(dls.train.items.city))   # every other city is the unknown city
     learn = asc_learner(dls, model, lr=recipe.lr, loss_func=ASCLoss(recipe.smoothing), step=recipe.step, gamma=recipe.gamma,
                         monitor=recipe.monitor, patience=recipe.patience, fname=fname or f'{recipe.name}-{stage}',
-                        cbs=recipe_callbacks(recipe, stage) + list(cbs or []), path=path)
+                        cbs=recipe_callbacks(recipe, stage) + [CSVLogger('history.csv')] + list(cbs or [])
+                            + ([EpochLines(stage if fname is None else fname, epoch_log)] if epoch_log else []),
+                        path=path, opt_func=recipe_opt_func(recipe))
     if not progress: learn.remove_cb(ProgressCallback)
     t0 = time.time(); n = epochs or recipe.epochs
     quiet = contextlib.redirect_stdout(io.StringIO()) if not progress else contextlib.nullcontext()

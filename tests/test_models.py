@@ -155,3 +155,152 @@ def test_fusion_head_audio_only_ignores_metadata():
     h = FusionHead(32, 5, metadata=False)
     a = torch.randn(3, 32)
     torch.testing.assert_close(h(a, None, None), h(a, torch.tensor([1, 2, 3]), torch.randn(3, 8)))
+
+# --- the official baseline's SE-Trans checkpoint (models/baseline.py of JishengBai/APSIPA2025GC-ASC) ---
+import torch.nn as nn, torch.nn.functional as F
+from asc_nbdev.models.se_trans import (SETrans, load_official_se_trans, official_se_trans_keys, official_model_kwargs,
+                                       OfficialCheckpointError)
+
+class _OfficialSEBlock(nn.Module):
+    "The official SEBlock's layout (conv1, conv2, bn1, bn2, se1.fc, se2.fc) and computation (floor-mode average pooling)"
+    def __init__(self, ci, co):
+        super().__init__()
+        self.conv1, self.conv2 = nn.Conv2d(ci, co, 3, padding=1, bias=False), nn.Conv2d(co, co, 3, padding=1, bias=False)
+        self.bn1, self.bn2 = nn.BatchNorm2d(co), nn.BatchNorm2d(co)
+        self.se1, self.se2 = nn.Module(), nn.Module()
+        for s in (self.se1, self.se2):
+            s.fc = nn.Sequential(nn.Linear(co, co // 16, bias=False), nn.ReLU(), nn.Linear(co // 16, co, bias=False), nn.Sigmoid())
+    def forward(self, x):
+        for conv, bn, se in ((self.conv1, self.bn1, self.se1), (self.conv2, self.bn2, self.se2)):
+            y = bn(conv(x)); x = F.relu(y * se.fc(y.mean((2, 3)))[:, :, None, None])
+        return F.avg_pool2d(x, 2)
+
+class _OfficialSETrans(nn.Module):
+    "The official SE_Trans's attribute names and computation: bn0 over mels, sequence-first Transformer, template encoder_layer"
+    def __init__(self, n_classes=10, n_layers=1, metadata=True, n_cities=22):
+        super().__init__()
+        self.metadata = metadata
+        self.SE_block1, self.SE_block2 = _OfficialSEBlock(1, 64), _OfficialSEBlock(64, 128)
+        self.global_pool = nn.AdaptiveAvgPool2d((16, 1))
+        self.encoder_layer = nn.TransformerEncoderLayer(128, 8, 32, 0.1)
+        self.encoder = nn.TransformerEncoder(self.encoder_layer, n_layers, enable_nested_tensor=False)
+        if metadata:
+            self.location_embedding, self.time_mapping = nn.Embedding(n_cities, 16), nn.Linear(8, 16)
+            self.fusion_layer = nn.Linear(160, 128)
+        self.fc = nn.Linear(128, n_classes)
+        self.bn0 = nn.BatchNorm2d(64)
+    def forward(self, x, city=None, time=None):
+        x = self.bn0(x.transpose(1, 3)).transpose(1, 3)
+        x = self.global_pool(self.SE_block2(self.SE_block1(x)))
+        x = self.encoder(x.flatten(2).permute(2, 0, 1)).amax(0)
+        if self.metadata and city is not None:
+            x = F.relu(self.fusion_layer(torch.cat([x, self.location_embedding(city), F.relu(self.time_mapping(time))], 1)))
+        return self.fc(x)
+
+def _official(**kw):
+    m = _OfficialSETrans(**kw)
+    with torch.no_grad():
+        for k, v in m.state_dict().items():
+            if 'running_var' in k: v.uniform_(0.5, 2)
+            elif v.is_floating_point(): v.normal_(0, 0.3)
+    return m.eval()
+
+@pytest.mark.parametrize('n_layers', [1, 2])
+def test_official_key_table_matches_module(n_layers):
+    ref = {k: tuple(v.shape) for k, v in _OfficialSETrans(n_layers=n_layers).state_dict().items()}
+    assert list(ref.items()) == list(official_se_trans_keys(n_layers=n_layers).items())
+    audio = {k: tuple(v.shape) for k, v in _OfficialSETrans(n_classes=8, metadata=False).state_dict().items()}
+    assert audio == official_se_trans_keys(n_classes=8, metadata=False)
+
+@pytest.mark.parametrize('n_layers', [1, 2])
+def test_official_checkpoint_gives_same_outputs(tmp_path, n_layers):
+    off = _official(n_layers=n_layers)
+    p = tmp_path/'SE-Trans_pretrained_model.pth'
+    torch.save({'epoch': 3, 'model_state_dict': off.state_dict(), 'optimizer_state_dict': {}}, p)
+    assert official_model_kwargs(p) == dict(n_classes=10, n_mels=64, channels=(64, 128), n_layers=n_layers, dim_feedforward=32,
+                                            reduction=16, metadata=True, fusion='concat', city_dim=16, time_dim=16, fusion_dim=128)
+    m = load_official_se_trans(p).eval()
+    assert m.hparams['n_layers'] == n_layers and m.official_init['kept'] == ['head.context.city_map']
+    assert len(m.official_init['skipped']) == 12 and all(k.startswith('encoder_layer.') for k in m.official_init['skipped'])
+    x, city, time = torch.randn(3, 1, 200, 64), torch.tensor([0, 7, 21]), torch.randn(3, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(m(x, city, time), off(x, city, time), atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(m.features(x), off.encoder(off.global_pool(off.SE_block2(off.SE_block1(
+            off.bn0(x.transpose(1, 3)).transpose(1, 3)))).flatten(2).permute(2, 0, 1)).amax(0), atol=1e-4, rtol=1e-4)
+        w, ow = m.head.context.city.weight, off.location_embedding.weight
+        assert torch.equal(w[:22], ow) and torch.allclose(w[UNKNOWN_CITY], ow.mean(0))
+        assert torch.isfinite(m(x, torch.full((3,), UNKNOWN_CITY), time)).all()
+    z = load_official_se_trans(off.state_dict(), unknown_city='zeros')
+    assert z.head.context.city.weight[UNKNOWN_CITY].abs().sum() == 0
+    own = SETrans(n_layers=n_layers); before = own.head.context.city.weight[UNKNOWN_CITY].detach().clone()
+    assert torch.equal(load_official_se_trans(off.state_dict(), own, unknown_city='keep').head.context.city.weight[UNKNOWN_CITY], before)
+
+def test_official_into_recipe_model_without_fc():
+    "The baseline's remove_fc=True / strict=False: an audio-only 8-class checkpoint into the recipe's 10-class model"
+    from asc_nbdev.recipes import get_recipe, make_model
+    off = _official(n_classes=8, metadata=False)
+    m = make_model(get_recipe('baseline'))
+    fc, ctx = m.head.fc.weight.detach().clone(), m.head.fusion.linear.weight.detach().clone()
+    load_official_se_trans({'model_state_dict': off.state_dict()}, m, fc=False, context=None)
+    assert torch.equal(m.head.fc.weight, fc) and torch.equal(m.head.fusion.linear.weight, ctx)
+    assert torch.equal(m.body.blocks[0][0].bn.running_var, off.bn0.running_var)
+    x = torch.randn(2, 1, 100, 64)
+    with torch.no_grad(): torch.testing.assert_close(m.eval().features(x), _features(off, x), atol=1e-4, rtol=1e-4)
+    # fc=None loads the classifier only where it fits
+    m10 = load_official_se_trans(_official().state_dict(), SETrans(), fc=None)
+    assert 'head.fc.weight' not in m10.official_init['kept']
+
+def _features(off, x):
+    x = off.global_pool(off.SE_block2(off.SE_block1(off.bn0(x.transpose(1, 3)).transpose(1, 3))))
+    return off.encoder(x.flatten(2).permute(2, 0, 1)).amax(0)
+
+def test_official_checkpoint_errors(tmp_path):
+    sd = _official().state_dict()
+    with pytest.raises(OfficialCheckpointError, match=r'shape mismatches \(checkpoint -> model\): SE_block1.conv1.weight \(64, 1, 3, 3\) -> '
+                                                      r'body.blocks.0.1.conv1.weight \(32, 1, 3, 3\)') as e:
+        load_official_se_trans(sd, SETrans(channels=(32, 64)))
+    assert 'official_model_kwargs' in str(e.value)
+    with pytest.raises(OfficialCheckpointError, match='fc=False keeps'):
+        load_official_se_trans(sd, SETrans(n_classes=7))
+    audio = _official(metadata=False).state_dict()
+    with pytest.raises(OfficialCheckpointError, match=r'missing keys .*head.context.city.weight.*\n.*context=None keeps'):
+        load_official_se_trans(audio, SETrans())
+    with pytest.raises(OfficialCheckpointError, match=r'unexpected keys: location_embedding.weight \(-> head.context.city.weight, not in the model\)'):
+        load_official_se_trans(sd, SETrans(metadata=False))
+    with pytest.raises(OfficialCheckpointError, match=r'unexpected keys: encoder.layers.1.self_attn.in_proj_weight(.|\n)*n_layers=2'):
+        load_official_se_trans(_official(n_layers=2).state_dict(), SETrans())
+    with pytest.raises(OfficialCheckpointError, match=r'missing keys .*: body.encoder.layers.1.self_attn.in_proj_weight'):
+        load_official_se_trans(sd, SETrans(n_layers=2))
+    with pytest.raises(OfficialCheckpointError, match=r'unexpected keys: junk'):
+        load_official_se_trans({**sd, 'junk': torch.zeros(1)})
+    with pytest.raises(OfficialCheckpointError, match=r'location_embedding.weight \(10, 16\) -> head.context.city.weight \(23, 16\)'):
+        load_official_se_trans({**sd, 'location_embedding.weight': torch.zeros(10, 16)}, SETrans())
+    with pytest.raises(FileNotFoundError, match='checkpoint not found'):
+        load_official_se_trans(tmp_path/'nope.pth')
+    (tmp_path/'bad.pth').write_text('not a checkpoint')
+    with pytest.raises(OfficialCheckpointError, match='not a loadable PyTorch checkpoint'):
+        load_official_se_trans(tmp_path/'bad.pth')
+    with pytest.raises(OfficialCheckpointError, match="expected a state dict of tensors"):
+        load_official_se_trans({'epoch': 1, 'optimizer_state_dict': {}})
+    with pytest.raises(TypeError, match='loads into an SETrans'):
+        load_official_se_trans(sd, create_model('fcnn'))
+    # saved from DataParallel: the 'module.' prefix is dropped
+    assert load_official_se_trans({'module.' + k: v for k, v in sd.items()}).official_init['loaded'] == 56
+
+def test_asc_train_init_official(tmp_path):
+    "`asc-train --recipe baseline --init official=PATH`: stage 1 starts from the official checkpoint's body (its sizes, not the quick ones)"
+    import json
+    from conftest import run_cli
+    from asc_nbdev.pipeline import load_model
+    off = _official(); p = tmp_path/'SE-Trans_pretrained_model.pth'
+    torch.save({'epoch': 3, 'model_state_dict': off.state_dict()}, p)
+    out = tmp_path/'run'
+    run_cli('asc-train', '--demo', '--recipe', 'baseline', '--epochs', '1', '--n-clips', '240', '--rounds', '0',
+            '--init', f'official={p}', '--out', out)
+    m, info = load_model(out/'model.pt')
+    assert info['recipe']['model_kwargs']['channels'] == [64, 128]            # the checkpoint's sizes, not the quick (32, 64)
+    assert json.loads((out/'report.json').read_text())['stages'][0]['fingerprint']['init']['name'] == p.name
+    r = run_cli('asc-train', '--demo', '--recipe', 'li2025', '--init', f'official={p}', '--out', tmp_path/'r2', check=False)
+    assert r.returncode == 2 and 'starts an SE-Trans' in r.stderr
+    r = run_cli('asc-train', '--demo', '--init', 'mine=x', '--out', tmp_path/'r3', check=False)
+    assert r.returncode == 2 and '--init takes official=PATH' in r.stderr

@@ -1,5 +1,5 @@
 "End to end: `asc-train --demo` with tiny settings, `asc-predict` on its output, resuming, safe model files, bad input."
-import json, os, shutil, subprocess, sys, time
+import json, os, re, shutil, subprocess, sys, time
 from pathlib import Path
 import numpy as np, pandas as pd, pytest, torch
 from conftest import run_cli
@@ -24,12 +24,34 @@ def test_demo_outputs(run):
     assert [s['name'] for s in rep['stages']] == ['stage1_train', 'stage3_retrain_r1']
     for s in rep['stages']:
         assert {'name', 'split', 'accuracy', 'balanced_accuracy', 'n_train', 'n_valid', 'seconds'} <= set(s)
-        assert s['split'] == 'session' and 0 <= s['accuracy'] <= 1
+        assert s['split'] == 'recording' and 0 <= s['accuracy'] <= 1
     assert rep['stages'][1]['n_train'] > rep['stages'][0]['n_train']      # pseudo-labeled clips were added
     assert {'accepted', 'total', 'accuracy'} <= set(rep['pseudo_labels'])
     assert {'accuracy', 'balanced_accuracy'} <= set(rep['test'])
+    assert rep['aggregate'] == DEFAULT_AGGREGATE and set(rep['stages'][0]['test']['aggregates']) == set(AGGREGATES)
+    t = rep['test']
+    assert t['accuracy'] == t['aggregates'][DEFAULT_AGGREGATE]['accuracy']   # the headline figure is the chosen mode's
+    kept = next(s for s in rep['stages'] if s['name'] == rep['kept'])
+    assert kept['accuracy'] == max(s['accuracy'] for s in rep['stages'])   # the final model: the best validation figure
+    assert rep['pseudo_rounds'][0]['teacher'] == 'stage1_train' and rep['pseudo_rounds'][0]['retrained']
+    # not on a terminal: one line per epoch, and history.csv written by fastai's CSVLogger
+    for st in rep['stages']:
+        lines = re.findall(rf"^\[{st['name']}\] epoch (\d+)/3 train_loss [0-9.]+ valid_loss [0-9.]+ accuracy [0-9.]+", r.stdout, re.M)
+        assert [int(v) for v in lines] == list(range(1, st['epochs_run'] + 1)), r.stdout[:2000]
+        assert len(pd.read_csv(out/st['name']/'history.csv')) == st['epochs_run']
     # the table printed at the end
-    assert 'stage1_train' in r.stdout and 'session' in r.stdout and 'pseudo-labels:' in r.stdout and 'test (held-out' in r.stdout
+    assert 'stage1_train' in r.stdout and 'recording split' in r.stdout and 'pseudo-labels:' in r.stdout and 'test (held-out' in r.stdout
+
+def test_same_seed_same_result(run, tmp_path):
+    "A second run with the same seed (fresh folder, fresh process) gives the same figures and the same submission"
+    out, _ = run
+    shutil.copytree(out/'data', tmp_path/'run'/'data')   # the same synthetic data (made with the same seed anyway)
+    run_cli('asc-train', *ARGS, '--out', tmp_path/'run')
+    a, b = (json.loads((o/'report.json').read_text()) for o in (out, tmp_path/'run'))
+    strip = lambda st: {k: v for k, v in st.items() if k not in ('seconds', 'fingerprint')}
+    assert [strip(s) for s in a['stages']] == [strip(s) for s in b['stages']]
+    assert a['pseudo_labels'] == b['pseudo_labels'] and a['test'] == b['test']
+    assert (out/'submission.csv').read_bytes() == (tmp_path/'run'/'submission.csv').read_bytes()
 
 def test_submission_format(run):
     out, _ = run
@@ -55,6 +77,36 @@ def test_model_file_is_plain_data(run):
     assert len(obj['stats']['mean']) == 64 and obj['features']['clip_seconds'] == 2.0
     m, info = load_model(out/'model.pt')
     assert m.arch == 'mobileascnet' and not m.training
+    dev = pd.read_csv(out/'data'/'dev_metadata.csv', dtype=str, keep_default_na=False)
+    assert info['known_cities'] and set(info['known_cities']) <= set(dev.location)   # the cities it trained on, by name
+    assert [CITIES[i] for i in m.known_cities] == info['known_cities']
+
+def test_untrained_city_is_the_unknown_city(run, tmp_path):
+    "A vocabulary city the model never saw and a name outside the vocabulary give the same prediction"
+    out, _ = run
+    m, info = load_model(out/'model.pt')
+    never = next(c for c in CITIES if c not in info['known_cities'])
+    ev = pd.read_csv(out/'data'/'eval_metadata.csv', dtype=str, keep_default_na=False).head(1)
+    for i, loc in enumerate([never, 'Atlantis']):   # the same clip through two CSVs
+        ev.assign(location=loc).to_csv(tmp_path/f'm{i}.csv', index=False)
+        run_cli('asc-predict', '--model', out/'model.pt', '--meta', tmp_path/f'm{i}.csv', '--audio', out/'data'/'audio',
+                '--out', tmp_path/f's{i}.csv', '--probs', tmp_path/f'p{i}.csv')
+    a, b = pd.read_csv(tmp_path/'p0.csv'), pd.read_csv(tmp_path/'p1.csv')
+    np.testing.assert_allclose(a[CLASSES].to_numpy(), b[CLASSES].to_numpy(), atol=1e-6)
+
+def test_predict_aggregate(run, tmp_path):
+    "--aggregate none/session/recording: session-averaged probabilities are the mean over each session's clips"
+    out, _ = run
+    ev = read_meta(out/'data'/'eval_metadata.csv')
+    p = {}
+    for how in AGGREGATES:
+        run_cli('asc-predict', '--model', out/'model.pt', '--meta', out/'data'/'eval_metadata.csv', '--audio', out/'data'/'audio',
+                '--out', tmp_path/f's-{how}.csv', '--probs', tmp_path/f'p-{how}.csv', '--aggregate', how)
+        p[how] = pd.read_csv(tmp_path/f'p-{how}.csv').set_index('filename').loc[ev.filename, CLASSES].to_numpy()
+    np.testing.assert_allclose(p['session'], aggregate_probs(p['none'], ev, 'session'), atol=2e-5)
+    np.testing.assert_allclose(p['recording'], aggregate_probs(p['none'], ev, 'recording'), atol=2e-5)
+    same = ev.groupby('session').filename.transform('size') > 1
+    assert same.any() and not np.allclose(p['none'][same.to_numpy()], p['session'][same.to_numpy()])
 
 class _Evil:
     def __reduce__(self): return (os.system, (f'touch {self.path}',))
@@ -79,6 +131,12 @@ def test_rerun_skips_finished_stages_and_restarts_a_killed_one(run, tmp_path):
     after = json.loads((work/'report.json').read_text())
     assert after['stages'][0] == before['stages'][0]
     load_model(work/'stage3_retrain_r1'/'model.pt')                 # rebuilt whole
+    # other settings on the same folder: stop and say what changed, rather than resume a stage trained on other clips
+    for extra, what in ((['--split', 'session'], "split: 'recording' -> 'session'"), (['--epochs', '2'], 'recipe.epochs: 3 -> 2'),
+                        (['--no-metadata'], 'metadata: True -> False')):
+        r = run_cli('asc-train', *ARGS, *extra, '--out', work, check=False)
+        assert r.returncode == 2 and 'made from other inputs' in r.stderr and what in r.stderr, r.stderr
+    assert json.loads((work/'report.json').read_text())['split'] == 'recording'
 
 def test_predict_bad_audio_and_unknown_city(run, tmp_path):
     out, _ = run
@@ -102,6 +160,8 @@ def test_predict_bad_audio_and_unknown_city(run, tmp_path):
     (['--demo', '--audio', 'x'], 'leave out --audio'),
     (['--demo', '--pretrain', 'tau2020'], 'NAME=DIR'),
     (['--audio', '.', '--meta', 'missing.csv'], 'metadata file not found'),
+    (['--demo', '--city-dropout', '1.5'], '--city-dropout must be in [0, 1)'),
+    (['--demo', '--aggregate', 'day'], "invalid choice: 'day'"),
 ])
 def test_train_bad_arguments(tmp_path, args, msg):
     r = run_cli('asc-train', *args, '--out', tmp_path/'o', check=False)

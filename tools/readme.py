@@ -2,7 +2,8 @@
 
 `nbdev-readme` renders README.md with Quarto, which cannot be installed everywhere. This script
 renders the same notebook to GitHub markdown: markdown cells as they are, code cells as python
-blocks, their text outputs as plain blocks; cells marked `#| hide` are left out.
+blocks, their text outputs as plain blocks (markdown outputs as markdown); cells marked `#| hide` are left out,
+and of cells marked `#| echo: false` only the output is shown.
 `python tools/readme.py` writes README.md; `python tools/readme.py --check` fails if it is stale."""
 import json, re, sys
 from pathlib import Path
@@ -23,7 +24,8 @@ def render(nb_path=ROOT/'nbs'/'index.ipynb') -> str:
             lines = src.splitlines()
             if any(re.match(r'#\s*\|\s*(hide|exporti?|default_exp)\b', l) for l in lines): continue
             code = '\n'.join(l for l in lines if not l.startswith('#|')).strip()
-            if code: out += ["```python", code, "```", ""]
+            echo = not any(re.match(r'#\s*\|\s*echo:\s*false', l) for l in lines)   # `#| echo: false`: the output alone
+            if code and echo: out += ["```python", code, "```", ""]
             for o in c.get('outputs', []):
                 txt = o.get('text') or o.get('data', {}).get('text/markdown') or o.get('data', {}).get('text/plain')
                 if txt:

@@ -34,6 +34,12 @@ class ASCItems:
         self.names = None if names is None else np.asarray(names)
         self.hours = None if hours is None else np.asarray(hours)
         n = len(self.rows)
+        # values checked once here, so that a model's forward pass needs no check that waits for the GPU
+        if len(self.city) and (self.city.min() < 0 or self.city.max() > UNKNOWN_CITY):
+            bad = sorted(set(self.city[(self.city < 0) | (self.city > UNKNOWN_CITY)].tolist()))[:5]
+            raise ValueError(f"city index out of range {bad}; expected 0..{UNKNOWN_CITY} (UNKNOWN_CITY={UNKNOWN_CITY})")
+        if not np.isfinite(self.time).all():
+            raise ValueError(f"time features hold NaN or inf at item(s) {np.flatnonzero(~np.isfinite(self.time).all(1))[:5].tolist()}; use zeros for a missing time")
         for k in ('city', 'time', 'y', 'w'):
             v = getattr(self, k)
             if v is not None and len(v) != n: raise ValueError(f"{k} has {len(v)} entries but there are {n} rows")
@@ -42,19 +48,19 @@ class ASCItems:
     def soft(self): return self.y is not None and self.y.ndim == 2
     def __getitem__(self, i): return i
 
-    def batch(self, idx, mean=None, std=None, city_dropout:float=0., rng=None):
-        "Tensors of the items at positions `idx`"
+    def batch(self, idx, mean=None, std=None, city_dropout:float=0., rng=None, time_dropout:float=0.):
+        "Tensors of the items at positions `idx`; city/time dropout replace a clip's city by the unknown city, its time by 'no time' (zeros)"
         idx = np.asarray(idx); rows = self.rows[idx]
         order = np.argsort(rows, kind='stable')
         raw = torch.from_numpy(np.ascontiguousarray(self.features[rows[order]]))  # one sorted read from the memmap
         x = torch.empty((len(idx),) + tuple(self.features.shape[1:]), dtype=torch.float32)
         x[torch.from_numpy(order)] = raw.float()                                   # cast with torch: fast for float16
         if mean is not None: x.sub_(torch.from_numpy(mean)).div_(torch.from_numpy(std))
-        city = self.city[idx].copy()
-        if city_dropout > 0:
-            rng = rng or np.random.default_rng()
-            city[rng.random(len(idx)) < city_dropout] = UNKNOWN_CITY
-        out = [x[:, None], torch.from_numpy(city), torch.from_numpy(self.time[idx])]
+        city, tm = self.city[idx].copy(), self.time[idx].copy()
+        if city_dropout > 0 or time_dropout > 0: rng = rng or np.random.default_rng()
+        if city_dropout > 0: city[rng.random(len(idx)) < city_dropout] = UNKNOWN_CITY
+        if time_dropout > 0: tm[rng.random(len(idx)) < time_dropout] = 0.
+        out = [x[:, None], torch.from_numpy(city), torch.from_numpy(tm)]
         if self.y is not None:
             y = self.y[idx]
             out.append(torch.from_numpy(y.astype(np.float32) if self.soft else y.astype(np.int64)))
@@ -68,19 +74,20 @@ class ASCDataLoader(DataLoader):
     def __init__(self, items:ASCItems, bs:int=64, shuffle:bool=False, drop_last:bool=False,
                  mean=None, std=None, # per-mel-band normalisation statistics, (n_mels,)
                  city_dropout:float=0., # rate of replacing the city with UNKNOWN_CITY (training only)
+                 time_dropout:float=0., # rate of replacing the time with 'no time' (zero features; training only)
                  seed:int|None=None, **kwargs):
         super().__init__(items, bs=bs, shuffle=shuffle, drop_last=drop_last, **kwargs)
-        self.items, self.city_dropout = items, city_dropout
+        self.items, self.city_dropout, self.time_dropout = items, city_dropout, time_dropout
         self.mean = None if mean is None else np.asarray(mean, np.float32)
         self.std = None if std is None else np.asarray(std, np.float32)
         self._rng = np.random.default_rng(seed)
         if seed is not None: self.rng = random.Random(seed)   # fastai's shuffling: reproducible from the seed
     def create_item(self, s): return s
-    def create_batch(self, b): return self.items.batch(b, self.mean, self.std, self.city_dropout, self._rng)
+    def create_batch(self, b): return self.items.batch(b, self.mean, self.std, self.city_dropout, self._rng, self.time_dropout)
     def new(self, items=None, cls=None, **kwargs):
         "A copy with other items or settings (fastai's `new`)"
         kw = dict(bs=self.bs, shuffle=self.shuffle, drop_last=self.drop_last, mean=self.mean, std=self.std,
-                  city_dropout=self.city_dropout, device=self.device)
+                  city_dropout=self.city_dropout, time_dropout=self.time_dropout, device=self.device)
         kw.update(kwargs)
         return (cls or type(self))(items if items is not None else self.items, **kw)
 
@@ -148,12 +155,14 @@ class ASCDataLoaders(DataLoaders):
 
 def asc_dataloaders(meta:pd.DataFrame, # metadata from `read_meta`; its labeled rows are split
                     cache, # a feature cache: `.features` (clips, frames, n_mels) and `.rows(filenames)`
-                    split:Split|str='session', # a strategy name or a `Split` of the labeled rows
+                    split:Split|str='recording', # a strategy name or a `Split` of the labeled rows
                     valid_pct:float=0.2, seed:int=1234,
                     pseudo:pd.DataFrame|None=None, # pseudo-labeled clips: filename + `label` or class columns, optional `weight`
                     soft:bool|None=None, # soft targets (default: when `pseudo` has class probability columns)
                     weights=None, # per-sample weights of the labeled training clips (hard-sample weighting)
-                    bs:int=64, city_dropout:float=0., device=None,
+                    bs:int=64, city_dropout:float=0., # rate of replacing a training clip's city with the unknown city
+                    time_dropout:float=0., # rate of replacing a training clip's time with 'no time'
+                    device=None,
                     on_missing:str='raise', # clips absent from the cache: 'raise', or 'drop' (counted and warned)
                    ) -> ASCDataLoaders:
     "fastai `DataLoaders` of labeled (+ pseudo-labeled) clips from metadata and a feature cache"
@@ -180,18 +189,20 @@ def asc_dataloaders(meta:pd.DataFrame, # metadata from `read_meta`; its labeled 
     names, city, tf, hours = _meta_arrays(tr)
     if pseudo is not None and len(pseudo):
         ps = pseudo.copy()
-        if 'session' not in ps or 'location' not in ps:
-            ps = ps.drop(columns=[c for c in ('session', 'location', 'record_time', 'city') if c in ps]).merge(
-                meta[['filename', 'location', 'record_time', 'city', 'session', 'time_ok']], on='filename', how='left')
+        group = 'recording' if 'recording' in meta else 'session'   # clips of one recording share sound and label
+        if group not in ps or 'location' not in ps:
+            ps = ps.drop(columns=[c for c in ('session', 'recording', 'location', 'record_time', 'city', 'time_ok') if c in ps]).merge(
+                meta[['filename', 'location', 'record_time', 'city', 'session', 'time_ok'] + (['recording'] if group == 'recording' else [])],
+                on='filename', how='left')
             if ps['session'].isna().any():
                 raise ValueError(f"pseudo-labeled clips not in the metadata: {list(ps.filename[ps.session.isna()][:5])}")
-        held = set(va['session']) if sp.strategy != 'city' else None
-        leak = ps['session'].isin(held) if held is not None else ps['location'].isin(set(va['location']))
+        held = set(va[group]) if sp.strategy != 'city' else None
+        leak = ps[group].isin(held) if held is not None else ps['location'].isin(set(va['location']))
         leak |= ps['filename'].isin(set(lab['filename']))  # a labeled clip keeps its true label
         if leak.any():
             dropped['pseudo_in_validation'] = int(leak.sum())
             print(f"pseudo-labels: {int(leak.sum())} of {len(ps)} clips share a validation "
-                  f"{'session' if held is not None else 'city'} or are labeled, and are left out of training")
+                  f"{group if held is not None else 'city'} or are labeled, and are left out of training")
             ps = ps[~leak].reset_index(drop=True)
         pn, pc, ptf, ph = _meta_arrays(ps)
         py = _pseudo_targets(ps, soft)
@@ -208,7 +219,7 @@ def asc_dataloaders(meta:pd.DataFrame, # metadata from `read_meta`; its labeled 
     yv = np.eye(N_CLASSES, dtype=np.float32)[yva] if soft else yva
     iva = ASCItems(cache.features, cache.rows(vn), vc, vtf, yv, None if wtr is None else np.ones(len(va), np.float32), vn, vh)
     dtr = ASCDataLoader(itr, bs=bs, shuffle=True, drop_last=len(itr) > bs, mean=mean, std=std,
-                        city_dropout=city_dropout, seed=seed, device=device)
+                        city_dropout=city_dropout, time_dropout=time_dropout, seed=seed, device=device)
     dva = ASCDataLoader(iva, bs=bs * 2, mean=mean, std=std, device=device)
     dls = ASCDataLoaders(dtr, dva, device=device)
     dls.split, dls.stats, dls.cache, dls.dropped, dls.n_inp = sp, (mean, std), cache, dropped, 3

@@ -46,13 +46,16 @@ def check_meta(city, # (batch,) int64 city indices
         raise ValueError(f"{name}: expected city of shape ({batch},), got {tuple(city.shape)}")
     if city.is_floating_point() or city.is_complex() or city.dtype == torch.bool:
         raise TypeError(f"{name}: city must hold integer indices (int64), got {city.dtype}")
-    if batch and (int(city.min()) < 0 or int(city.max()) >= n_cities):
+    # value checks need the data on the host: on an accelerator they would stall every step (the loaders check values
+    # once, when they are built), and while compiling or exporting they are data-dependent branches
+    host = city.device.type == 'cpu' and not torch.compiler.is_compiling() and not torch.jit.is_tracing()
+    if host and batch and (int(city.min()) < 0 or int(city.max()) >= n_cities):
         bad = sorted({int(c) for c in city[(city < 0) | (city >= n_cities)].tolist()})[:5]
         raise ValueError(f"{name}: city index out of range {bad}; expected 0..{n_cities-1} (UNKNOWN_CITY={UNKNOWN_CITY} for an unknown city)")
     if time.ndim != 2 or tuple(time.shape) != (batch, n_time):
         raise ValueError(f"{name}: expected time of shape ({batch}, {n_time}), got {tuple(time.shape)}")
     if time.dtype == torch.float64 or not time.is_floating_point(): time = time.float()
-    if not bool(torch.isfinite(time).all()):
+    if host and not bool(torch.isfinite(time).all()):
         raise ValueError(f"{name}: time features hold NaN or inf; use zeros for a missing time (time_features(..., on_missing='zero'))")
     return city.long(), time
 
@@ -76,7 +79,7 @@ class TimeEncoder(nn.Sequential):
 
 # %% ../../nbs/06_models.fusion.ipynb #6f59a3f2
 class ContextEncoder(nn.Module):
-    "City embedding and time encoder, concatenated into one context vector"
+    "City embedding and time encoder, concatenated into one context vector; cities outside the known ones map to unknown"
     def __init__(self, city_dim:int=16, # city embedding size
                  time_dim:int=16, # time encoding size
                  time_hidden:int|None=None, # hidden size of the time MLP (None: one linear layer)
@@ -91,9 +94,27 @@ class ContextEncoder(nn.Module):
         self.time = TimeEncoder(time_dim, time_hidden, n_time) if use_time else None
         self.n_cities, self.n_time = n_cities, n_time
         self.out_dim = (city_dim if use_city else 0) + (time_dim if use_time else 0)
+        self.register_buffer('city_map', torch.arange(n_cities))   # city index -> embedding row (unknown for untrained cities)
+
+    def set_known_cities(self, cities, # city indices (or names) the model is trained on; every other city maps to unknown
+                        ):
+        "Map every city outside `cities` to `UNKNOWN_CITY`"
+        from asc_nbdev.core import city_index
+        idx = sorted({city_index(c) if isinstance(c, str) else int(c) for c in cities} - {UNKNOWN_CITY})
+        bad = [i for i in idx if not 0 <= i < self.n_cities]
+        if bad: raise ValueError(f"city indices out of range {bad}; expected 0..{self.n_cities - 1}")
+        m = torch.full((self.n_cities,), UNKNOWN_CITY, dtype=torch.long, device=self.city_map.device)
+        m[idx] = torch.tensor(idx, dtype=torch.long, device=m.device)
+        self.city_map.copy_(m)
+        return self
+
+    @property
+    def known_cities(self) -> list:
+        "Indices of the cities that keep their own embedding row"
+        return [i for i, v in enumerate(self.city_map.tolist()) if v == i and i != UNKNOWN_CITY]
 
     def forward(self, city, time):
-        parts = ([self.city(city)] if self.city is not None else []) + ([self.time(time)] if self.time is not None else [])
+        parts = ([self.city(self.city_map[city])] if self.city is not None else []) + ([self.time(time)] if self.time is not None else [])
         return torch.cat(parts, 1)
 
 # %% ../../nbs/06_models.fusion.ipynb #8f0278f7
@@ -240,6 +261,18 @@ class ASCModel(nn.Module):
     def blocks(self): return list(self.body.blocks)
     @property
     def hparams(self): return {**self._hparams, 'n_classes': self.n_classes, 'metadata': self.metadata}
+
+    def set_known_cities(self, cities, # the cities (indices or names) of the training data
+                        ):
+        "Map every city outside `cities` to `UNKNOWN_CITY` (no effect on a model without a city input)"
+        ctx = self.head.context
+        if ctx is not None and ctx.city is not None: ctx.set_known_cities(cities)
+        return self
+    @property
+    def known_cities(self) -> list|None:
+        "Indices of the cities with their own embedding row (None: no city input)"
+        ctx = self.head.context
+        return None if ctx is None or ctx.city is None else ctx.known_cities
 
     def features(self, x):
         "The audio vector of the body"

@@ -1,0 +1,87 @@
+"""City and time on vs off, seen and unseen cities apart, for every way of aggregating predictions.
+
+On the synthetic data with the real data's structure (recordings of consecutive sessions, classes
+confounded with cities, unseen eval cities), with the leak-free recording split, for several seeds
+(each seed makes its own dataset and trains with that seed), the quick recipes are trained through
+`run_pipeline` (stage 1 only unless --rounds) with metadata fusion on and off, and optionally with other
+city/time dropout rates. Every run scores the held-out eval clips against the hidden truth, for each
+aggregation mode (none, session, recording), seen and unseen cities apart.
+
+Prints mean +- std over seeds, then the checks of issue 13: unseen-city test accuracy with metadata on
+>= off - 0.01, and seen-city accuracy on >= off, for each recipe and aggregation mode.
+
+Usage: python bench/metadata.py [--seeds 0 1 2] [--recipes li2025 baseline] [--preset demo] [--rounds 0]
+                                [--dropouts 0:0 0.2:0.1] [--out bench/metadata.md]
+"""
+import os
+for _v in ('OMP_NUM_THREADS', 'OPENBLAS_NUM_THREADS', 'MKL_NUM_THREADS'): os.environ.setdefault(_v, '1')
+import argparse, io, contextlib, tempfile, time, platform, shutil
+from pathlib import Path
+import numpy as np, pandas as pd, torch
+from asc_nbdev.all import *
+
+def load_avg(): return '/'.join(f'{v:.2f}' for v in os.getloadavg())
+
+def run(D, root, recipe, seed, metadata, rounds, city_dropout=None, time_dropout=None):
+    r = get_recipe(recipe, quick=True, seed=seed)
+    if city_dropout is not None: r = r.replace(city_dropout=city_dropout, time_dropout=time_dropout)
+    out = root/f'{recipe}-{seed}-{metadata}-{r.city_dropout}-{r.time_dropout}'
+    with contextlib.redirect_stdout(io.StringIO()):
+        rep = run_pipeline(out, D/'audio', D/'dev_metadata.csv', r, eval_meta=D/'eval_metadata.csv', truth=D/'truth.csv',
+                           split='recording', rounds=rounds, metadata=metadata, progress=False, log=lambda *a: None)
+    shutil.rmtree(out, ignore_errors=True)
+    s = rep['stages'][-1]
+    rows = []
+    for how, m in s['test']['aggregates'].items():
+        rows.append(dict(recipe=recipe, seed=seed, metadata='on' if metadata else 'off',
+                         dropout=f'{r.city_dropout:g}/{r.time_dropout:g}' if metadata else '-', aggregate=how,
+                         valid=s['accuracy'], test=m['accuracy'], seen=m.get('seen_cities_accuracy'), unseen=m.get('unseen_cities_accuracy'),
+                         seconds=rep['stages'][-1]['seconds']))
+    return rows
+
+if __name__ == '__main__':
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
+    ap.add_argument('--recipes', nargs='+', default=['li2025', 'baseline'])
+    ap.add_argument('--preset', default='demo')
+    ap.add_argument('--rounds', type=int, default=0)
+    ap.add_argument('--dropouts', nargs='*', default=[], help='extra metadata-on runs, CITY:TIME dropout rates, e.g. 0:0 0.4:0.2')
+    ap.add_argument('--out', default=None, help='also write the report (markdown) here')
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    root = Path(tempfile.mkdtemp(prefix='asc-bench-metadata-'))
+    rows, t0 = [], time.time()
+    for seed in args.seeds:
+        D = root/f'data{seed}'
+        make_synthetic(D, preset=args.preset, seed=seed, progress=False)
+        for recipe in args.recipes:
+            for metadata in (True, False):
+                rows += run(D, root, recipe, seed, metadata, args.rounds)
+            for d in args.dropouts:
+                c, t = (float(v) for v in d.split(':'))
+                rows += run(D, root, recipe, seed, True, args.rounds, c, t)
+            print(f'seed {seed} {recipe} done, {time.time() - t0:.0f} s, load {load_avg()}', flush=True)
+        shutil.rmtree(D, ignore_errors=True)
+    df = pd.DataFrame(rows)
+    fmt = lambda s: f'{s.mean():.3f} ± {s.std(ddof=0):.3f}'
+    tab = (df.groupby(['recipe', 'metadata', 'dropout', 'aggregate'], sort=False)
+             .agg(valid=('valid', fmt), test=('test', fmt), seen=('seen', fmt), unseen=('unseen', fmt), n=('seed', 'size')))
+    checks = []
+    for (recipe, how), g in df[df.dropout.isin(['-', f'{CITY_DROPOUT:g}/{TIME_DROPOUT:g}'])].groupby(['recipe', 'aggregate'], sort=False):
+        on, off = g[g.metadata == 'on'].set_index('seed'), g[g.metadata == 'off'].set_index('seed')
+        du, ds = (on.unseen - off.unseen).mean(), (on.seen - off.seen).mean()
+        checks.append(dict(recipe=recipe, aggregate=how, unseen_on=on.unseen.mean(), unseen_off=off.unseen.mean(),
+                           unseen_diff=du, unseen_ok=du >= -0.01, seen_on=on.seen.mean(), seen_off=off.seen.mean(), seen_diff=ds, seen_ok=ds >= 0))
+    ck = pd.DataFrame(checks)
+    lines = ['# City and time: on vs off, seen and unseen cities', '',
+             f'`python bench/metadata.py --seeds {" ".join(map(str, args.seeds))} --recipes {" ".join(args.recipes)} --preset {args.preset} '
+             f'--rounds {args.rounds}' + (f' --dropouts {" ".join(args.dropouts)}' if args.dropouts else '') + '`', '',
+             f'{platform.processor() or platform.machine()}, {os.cpu_count()} cpus, 1 thread; {time.time() - t0:.0f} s in all; '
+             f'load at the end {load_avg()}. Synthetic `{args.preset}` data, one dataset per seed (data seed = training seed); '
+             f'recording split; quick recipes; the last stage\'s model scored on the eval clips against the hidden truth. '
+             f'Default dropout (city/time) {CITY_DROPOUT:g}/{TIME_DROPOUT:g}; default aggregate `{DEFAULT_AGGREGATE}`.', '',
+             'Mean ± std over seeds:', '', tab.to_markdown(), '',
+             'Checks (means over seeds of the per-seed differences, default dropout): unseen on >= off - 0.01, seen on >= off', '',
+             ck.to_markdown(index=False, floatfmt='.3f')]
+    text = '\n'.join(lines); print(text)
+    if args.out: Path(args.out).write_text(text + '\n')
