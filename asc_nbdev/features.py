@@ -6,7 +6,7 @@ Docs: https://asc-nbdev.github.io/asc_nbdev/features.html.md"""
 
 # %% ../nbs/03_features.ipynb #25156224
 from __future__ import annotations
-import os, json, time, hashlib, contextlib, threading
+import os, sys, json, time, hashlib, contextlib, threading
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -20,13 +20,14 @@ from fastprogress.fastprogress import progress_bar, ConsoleProgressBar
 from .core import SAMPLE_RATE, CLIP_SECONDS, atomic_write, atomic_path, save_json, load_json, default_device
 
 # %% auto #0
-__all__ = ['LOGMEL_DEFAULTS', 'FEATURE_CACHE_VERSION', 'AudioError', 'AudioInfo', 'load_audio', 'logmel_librosa', 'LogMel',
-           'median_duration', 'FeatureCache', 'load_feature_cache', 'build_feature_cache', 'asc_features']
+__all__ = ['AUDIO_EXTENSIONS', 'LOGMEL_DEFAULTS', 'FEATURE_CACHE_VERSION', 'AudioError', 'AudioInfo', 'load_audio', 'find_audio',
+           'logmel_librosa', 'LogMel', 'median_duration', 'open_features', 'read_rows', 'FeatureCache',
+           'load_feature_cache', 'build_feature_cache', 'asc_features']
 
 # %% ../nbs/03_features.ipynb #1d7f118b
 class AudioError(ValueError):
     "An audio file that cannot be used: `str(e)` names the file and the problem, `e.kind` classifies it"
-    kinds = ('missing', 'empty', 'unreadable', 'nonfinite', 'silent')
+    kinds = ('missing', 'empty', 'unreadable', 'truncated', 'nonfinite', 'silent')
     def __init__(self, path, problem:str, kind:str):
         self.path, self.problem, self.kind = str(path), problem, kind
         super().__init__(f'{path}: {problem}')
@@ -43,6 +44,23 @@ class AudioInfo:
     resampled: bool = False
     padded: bool = False
     cropped: bool = False
+
+def _wav_truncation(path, size:int) -> tuple|None:
+    "(frames the header declares, byte where its data would end) of a RIFF/WAVE file whose data chunk runs past the end of the file, else None"
+    try:
+        with open(path, 'rb') as f: head = f.read(1 << 16)
+    except OSError: return None
+    if len(head) < 12 or head[:4] != b'RIFF' or head[8:12] != b'WAVE': return None
+    pos, align = 12, None
+    while pos + 8 <= len(head):
+        cid, n = head[pos:pos+4], int.from_bytes(head[pos+4:pos+8], 'little')
+        if cid == b'fmt ' and pos + 22 <= len(head): align = int.from_bytes(head[pos+20:pos+22], 'little')
+        if cid == b'data':
+            end = pos + 8 + n     # a size of 0 or 0xFFFFFFFF: written by a stream that never knew its length
+            if n in (0, 0xFFFFFFFF) or end <= size + 1 or not align: return None
+            return n//align, end
+        pos += 8 + n + (n & 1)
+    return None
 
 _INT_READ = {'PCM_16': ('int16', 2.0**-15, 2), 'PCM_24': ('int32', 2.0**-31, 3), 'PCM_32': ('int32', 2.0**-31, 4)}
 _tls = threading.local()   # per-thread scratch buffers
@@ -62,7 +80,7 @@ def _resample(y:np.ndarray, sr_in:int, sr:int) -> np.ndarray:
         return AF.resample(torch.from_numpy(y), sr_in, sr).numpy()
 
 # %% ../nbs/03_features.ipynb #1c728043
-def load_audio(path, # an audio file soundfile can read (wav, flac, ...)
+def load_audio(path, # an audio file soundfile can read (wav, flac, ogg, ...)
                sr:int|None=SAMPLE_RATE, # target sample rate (resampled with soxr HQ); None keeps the file's rate
                duration:float|None=None, # pad (zeros at the end) or crop to this many seconds; None keeps the length
                out:np.ndarray|None=None, # optional float32 array to write into (its length must be the duration's)
@@ -75,18 +93,24 @@ def load_audio(path, # an audio file soundfile can read (wav, flac, ...)
     if (size := path.stat().st_size) == 0: raise AudioError(path, 'zero-length file (0 bytes)', 'empty')
     try:
         with sf.SoundFile(path) as f:
-            sr_in, channels, subtype, frames = f.samplerate, f.channels, f.subtype, f.frames
+            sr_in, channels, subtype, frames, fmt = f.samplerate, f.channels, f.subtype, f.frames, f.format
             n = None if duration is None else int(round(duration*(sr or sr_in)))
+            trunc = _wav_truncation(path, size) if fmt in ('WAV', 'WAVEX') else None   # a cut-off download, say
             # integer samples at the target rate: read them raw into a scratch buffer, then scale (and mix) into the
             # output: bit-identical to soundfile's float32 read + mean, and about 5x faster
             fast = subtype in _INT_READ and sr in (None, sr_in) and (channels == 1 or channels == 2 and subtype != 'PCM_32')
-            if fast:
+            if trunc is not None: x = None
+            elif fast:
                 rd, scale, width = _INT_READ[subtype]
-                k = min(frames, size//(channels*width), frames if n is None else n)
+                k = min(frames, frames if n is None else n)
+                if fmt in ('WAV', 'WAVEX'): k = min(k, size//(channels*width))   # (compressed formats, e.g. FLAC, hold fewer bytes than samples)
                 x = f.read(frames=k, out=_scratch('raw', (k, channels), rd))
             else: x = f.read(dtype='float32', always_2d=True)
     except Exception as e:
         raise AudioError(path, f'not a readable audio file ({type(e).__name__}: {str(e).strip()})', 'unreadable') from None
+    if trunc is not None:
+        raise AudioError(path, f'truncated: the header declares {trunc[0]} frames, the file holds {frames} '
+                               f'({size} bytes of {trunc[1]})', 'truncated')
     m = len(x)
     if m == 0: raise AudioError(path, 'zero-length audio (the file holds no samples)', 'empty')
     if n is not None and out is not None and len(out) != n: raise ValueError(f'load_audio: `out` has {len(out)} samples, not {n}')
@@ -112,6 +136,20 @@ def load_audio(path, # an audio file soundfile can read (wav, flac, ...)
         elif len(y) > n: y, cropped = y[:n], True
     if out is not None: out[:] = y; y = out
     return np.ascontiguousarray(y, dtype=np.float32), AudioInfo(str(path), sr_in, channels, m, subtype, len(y), resampled, padded, cropped)
+
+# %% ../nbs/03_features.ipynb #5f1a0c3e
+AUDIO_EXTENSIONS = ('.wav', '.flac', '.ogg')   # looked for in this order
+
+def find_audio(audio_dir, # folder of the audio files
+               name:str, # a clip name as in the metadata CSV (no extension)
+              ) -> Path:
+    "The audio file of clip `name`: `audio_dir/name.wav`, else `name.flac`, else `name.ogg` (else `name` itself when it ends in one of these); the `.wav` path when none exists"
+    base = Path(audio_dir)/name
+    for ext in AUDIO_EXTENSIONS:
+        p = base.with_name(base.name + ext)
+        if p.is_file(): return p
+    if base.suffix.lower() in AUDIO_EXTENSIONS and base.is_file(): return base   # a CSV that kept the extension
+    return base.with_name(base.name + AUDIO_EXTENSIONS[0])
 
 # %% ../nbs/03_features.ipynb #22d18a4e
 LOGMEL_DEFAULTS = dict(sr=SAMPLE_RATE, n_fft=2048, win_length=1764, hop_length=882, n_mels=64, fmin=50.0,
@@ -239,15 +277,89 @@ def median_duration(paths, # audio files
     if not durs: raise AudioError(paths[0] if len(paths) else '(no files)', f'none of the {len(paths)} files has a readable audio header', 'unreadable')
     return round(float(np.median(durs)), 6)
 
+# %% ../nbs/03_features.ipynb #3b7e5d20
+_IOV_MAX = 512                    # row buffers per preadv call (the system's limit is at least 1024)
+_seek_lock = threading.Lock()     # the seek-and-read fallback (no preadv: Windows) is one file position per file
+
+def open_features(path, # a .npy file, e.g. a feature cache's features.npy
+                 ) -> np.memmap:
+    "`np.load(path, mmap_mode='r')` that also holds the file open, for `read_rows` to read this very file (even after `path` is replaced) with positioned reads"
+    f = open(path, 'rb', buffering=0)
+    try:
+        v = np.lib.format.read_magic(f)
+        if v not in ((1, 0), (2, 0)): f.close(); return np.load(path, mmap_mode='r')
+        shape, fortran, dtype = (np.lib.format.read_array_header_1_0 if v == (1, 0) else np.lib.format.read_array_header_2_0)(f)
+        m = np.memmap(f, dtype=dtype, mode='r', offset=f.tell(), shape=shape, order='F' if fortran else 'C')
+    except BaseException: f.close(); raise
+    m._asc_file = f               # the map and these reads see one and the same file
+    return m
+
+def _file_rows(features):
+    "(open file, byte offset of row 0, bytes per row) of a C-ordered memmap made by `open_features`, else None"
+    f = getattr(features, '_asc_file', None)
+    if f is None or f.closed or not features.flags.c_contiguous or features.ndim < 1: return None
+    return f, int(features.offset), features[:1].nbytes
+
+def _read_into(f, bufs:list, pos:int):
+    "Fill the row buffers `bufs` from byte `pos` of the open file `f` (one `os.preadv` where there is one); a file that ends early is an error naming it"
+    want = sum(b.nbytes for b in bufs)
+    if hasattr(os, 'preadv'):
+        got = os.preadv(f.fileno(), bufs, pos)
+        if got == want: return
+        views = [memoryview(b).cast('B') for b in bufs]      # a short read: go on from where it stopped
+        while got > 0:
+            while views and got >= views[0].nbytes: got -= views[0].nbytes; pos += views[0].nbytes; views.pop(0)
+            if not views: return
+            views[0], pos = views[0][got:], pos + got
+            got = os.preadv(f.fileno(), views, pos)
+    else:                                                     # no preadv (Windows): seek and read
+        with _seek_lock:
+            f.seek(pos)
+            for b in bufs:
+                mv = memoryview(b).cast('B')
+                while mv.nbytes and (n := f.readinto(mv)): mv = mv[n:]
+                if mv.nbytes: break
+            else: return
+    raise OSError(f'{f.name}: the file ends before the rows it should hold (truncated?); rebuild the feature cache')
+
+def read_rows(features, # an array (N, ...), e.g. `FeatureCache.features` (a read-only memmap of `features.npy`)
+              rows, # row numbers, in any order (repeats allowed)
+              out:np.ndarray|None=None, # a C-contiguous array (len(rows), ...) of `features`' dtype to fill
+             ) -> np.ndarray:
+    "`features[rows]`; from a memmap made by `open_features` (a `FeatureCache`'s), positioned reads of its file, sorted, each run of consecutive rows in one call, so that no page of the map becomes resident in this process"
+    rows = np.asarray(rows, dtype=np.int64).reshape(-1)
+    shape = (len(rows),) + tuple(features.shape[1:])
+    if out is None: out = np.empty(shape, features.dtype)
+    elif out.shape != shape or out.dtype != features.dtype or not out.flags.c_contiguous or not out.flags.writeable:
+        raise ValueError(f'read_rows: out must be a writeable C-contiguous {features.dtype} array of shape {shape}, not {out.dtype} {out.shape}')
+    if len(rows) == 0: return out
+    if rows.min() < 0 or rows.max() >= len(features):
+        bad = rows[(rows < 0) | (rows >= len(features))][:3].tolist()
+        raise IndexError(f'read_rows: rows {bad} out of range for an array of {len(features)} rows')
+    order = np.argsort(rows, kind='stable'); srt = rows[order]
+    src = _file_rows(features)
+    if src is None:                                           # in memory, or another memmap: one sorted read
+        out[order] = features[srt]; return out
+    step = np.diff(srt)
+    if (step == 0).any():                                     # repeated rows: read each once
+        u, inv = np.unique(rows, return_inverse=True)
+        np.take(read_rows(features, u), inv, axis=0, out=out); return out
+    f, off, rb = src
+    starts = np.flatnonzero(np.r_[True, step != 1]); ends = np.r_[starts[1:], len(srt)]   # runs of consecutive rows
+    for a, b in zip(starts.tolist(), ends.tolist()):
+        for c in range(a, b, _IOV_MAX):
+            _read_into(f, [out[i] for i in order[c:min(b, c + _IOV_MAX)].tolist()], off + int(srt[c])*rb)
+    return out
+
 # %% ../nbs/03_features.ipynb #c4939f48
 class FeatureCache:
-    "A feature cache folder: `features` (N, frames, mels) memory-mapped, `index` filename -> row, `params`, `skipped`"
+    "A feature cache folder: `features` (N, frames, mels) memory-mapped, `index` filename -> row, `params`, `skipped`; `read` reads clips without mapping them"
     def __init__(self, path):
         self.path = Path(path)
         if not (self.path/'manifest.json').is_file():
             raise FileNotFoundError(f'{self.path} is not a feature cache (no manifest.json); build one with build_feature_cache or asc-features')
         self.manifest = load_json(self.path/'manifest.json')
-        self.features = np.load(self.path/'features.npy', mmap_mode='r')
+        self.features = open_features(self.path/'features.npy')   # a read-only memmap, its file held open for `read_rows`
         idx = pd.read_csv(self.path/'index.csv', dtype={'filename': str}, keep_default_na=False)
         self.index = pd.Series(idx['row'].to_numpy(np.int64), index=pd.Index(idx['filename'], name='filename'), name='row')
         sk = self.path/'skipped.csv'
@@ -281,9 +393,13 @@ class FeatureCache:
                            f"{', '.join(why)}{' ...' if len(miss) > 5 else ''}")
         return r.to_numpy(np.int64)
 
+    def read(self, filenames) -> np.ndarray:
+        "Features (n, frames, mels) of `filenames`, read from `features.npy` with `read_rows` (none of the map stays resident)"
+        return read_rows(self.features, self.rows(filenames))
+
     def __getitem__(self, filename:str) -> np.ndarray:
         "Features (frames, mels) of one clip"
-        return self.features[self.rows([filename])[0]]
+        return self.read([filename])[0]
 
 def load_feature_cache(out) -> FeatureCache:
     "Open the feature cache in folder `out`"
@@ -294,7 +410,10 @@ def _try_load(path, sr, duration, fe=None, dtype=None):
     "(waveform, AudioInfo), or its log-mel (on the CPU, when `fe` is given), or (None, AudioError)"
     try: y, info = load_audio(path, sr=sr, duration=duration,
                               out=None if fe is None else _scratch('clip', (int(round(duration*sr)),), np.float32))
-    except AudioError as e: return None, e
+    except AudioError as e:
+        if e.kind == 'missing' and Path(path).suffix == AUDIO_EXTENSIONS[0] and not Path(path).exists():   # (found by `find_audio`)
+            e = AudioError(path, f"missing: no such file, nor {Path(path).stem}{' or '.join(AUDIO_EXTENSIONS[1:])}", 'missing')
+        return None, e
     if fe is None: return y, info
     with torch.inference_mode(): return fe(torch.from_numpy(y)).to(getattr(torch, dtype)).numpy(), info   # (torch's float16 cast: 20x NumPy's)
 
@@ -339,8 +458,8 @@ def _read_progress(path, plan:str):
     return done, skipped
 
 # %% ../nbs/03_features.ipynb #3ace256d
-def build_feature_cache(audio_dir, # folder with the audio files, FILENAME.wav
-                        filenames, # clip names without '.wav' (the CAS CSV's `filename` column)
+def build_feature_cache(audio_dir, # folder with the audio files: FILENAME.wav, else FILENAME.flac or FILENAME.ogg
+                        filenames, # clip names without extension (the CAS CSV's `filename` column)
                         out, # cache folder (created)
                         *,
                         clip_seconds:float|None=None, # pad/crop every clip to this; None: the files' median duration
@@ -366,7 +485,7 @@ def build_feature_cache(audio_dir, # folder with the audio files, FILENAME.wav
     idx = pd.Index(names)
     if idx.has_duplicates: raise ValueError(f'filenames listed more than once: {list(idx[idx.duplicated()].unique()[:5])}')
     say = print if verbose else (lambda *a, **k: None)
-    paths = [audio_dir/f'{n}.wav' for n in names]
+    paths = [find_audio(audio_dir, n) for n in names]
     stats = [_stat(p) for p in paths]
     old = None
     with contextlib.suppress(Exception): old = FeatureCache(out)
@@ -395,7 +514,10 @@ def build_feature_cache(audio_dir, # folder with the audio files, FILENAME.wav
             return old
 
     # the partial array and its progress log: resume when they belong to this same plan
-    out.mkdir(parents=True, exist_ok=True)
+    try:                     # a folder that cannot be written: say so before any work
+        out.mkdir(parents=True, exist_ok=True)
+        (out/'.write-test').write_bytes(b''); (out/'.write-test').unlink()
+    except OSError as e: raise type(e)(f'cannot write the feature cache folder {out}: {e.strerror or e}') from None
     plan = hashlib.sha256(json.dumps([params, names]).encode()).hexdigest()
     part, prog = out/_PARTIAL, out/_PROGRESS
     got = _read_progress(prog, plan) if part.is_file() else None
@@ -426,7 +548,7 @@ def build_feature_cache(audio_dir, # folder with the audio files, FILENAME.wav
         copy = [r for r in reuse if r not in done]
         for i in range(0, len(copy), 256):
             rs = copy[i:i+256]
-            mm[rs] = old.features[[reuse[r] for r in rs]]
+            mm[rs] = read_rows(old.features, [reuse[r] for r in rs])
             recs = [[r, stats[r], names[r] in opad, names[r] in ocrop] for r in rs]
             log({'done': recs}); done.update({r: tuple(v) for r, *v in recs}); n_reused += len(rs)
         carry = [[r, stats[r], p] for r, p in old_skip.items() if r not in skipped]
@@ -499,7 +621,7 @@ def build_feature_cache(audio_dir, # folder with the audio files, FILENAME.wav
 
 # %% ../nbs/03_features.ipynb #aa79e019
 @call_parse
-def asc_features(audio_dir:str, # folder with the audio files, FILENAME.wav
+def asc_features(audio_dir:str, # folder with the audio files: FILENAME.wav, else FILENAME.flac or .ogg
                  csv:str, # CAS-format metadata CSV; its `filename` column lists the clips (no '.wav')
                  out:str, # cache folder to create, update or resume
                  device:str='cpu', # cpu, cuda (cuda:N) or auto
@@ -516,7 +638,7 @@ def asc_features(audio_dir:str, # folder with the audio files, FILENAME.wav
         names = read_meta(csv, on_bad_time='mask')['filename'].tolist()
         return build_feature_cache(audio_dir, names, out, clip_seconds=clip_seconds, device=device, batch_size=batch_size,
                                    workers=workers, dtype=dtype, on_error=on_error, progress=not quiet, verbose=not quiet)
-    except (AudioError, ValueError, FileNotFoundError, RuntimeError) as e:
+    except (AudioError, ValueError, OSError, RuntimeError) as e:   # (OSError: a folder that cannot be written, a full disk)
         if not is_cli(): raise
         hint = '\n(use --on-error skip to leave bad files out and list them in OUT/skipped.csv)' if isinstance(e, AudioError) else ''
-        raise CliError(f'asc-features: error: {e}{hint}') from None
+        print(f'asc-features: error: {e}{hint}', file=sys.stderr); raise SystemExit(2)   # 2, as asc-train and asc-predict

@@ -1,6 +1,11 @@
-"""Speed and memory of the training DataLoader (`asc_dataloaders` over a memory-mapped feature cache).
+"""Speed and memory of the training DataLoader (`asc_dataloaders` over a feature cache, read with `read_rows`).
 
 Usage: python bench/dataloader.py [--dtypes float16,float32] [--threads 1,2] [--keep] [--out bench/dataloader.md]
+                                  [--baseline DIR [--baseline-name NAME]]
+
+--baseline DIR: also measure (a) and (b) with another copy of the package (DIR/asc_nbdev, put first on PYTHONPATH of
+its children), alternating with the current one, e.g. the last commit before a change:
+    git archive 46d96da asc_nbdev | tar -x -C /tmp/base && python bench/dataloader.py --baseline /tmp/base --baseline-name 46d96da
 
 (a) batches per second of the training `ASCDataLoader` alone (bs 64, shuffled, 500 frames x 64 mels,
     normalised, city/time/target tensors as training gets them), against the time of one MobileASCNet
@@ -9,9 +14,11 @@ Usage: python bench/dataloader.py [--dtypes float16,float32] [--threads 1,2] [--
 (b) peak resident memory of a fresh process that opens a cache of CAS dev size (8,700 x 500 x 64),
     builds the DataLoaders (including the training-split normalisation statistics) and iterates over
     a full epoch (training loader + validation loader). Target: under 1.5 GB.
-(c) for comparison, a raw read of a whole epoch (sorted batches of 64 rows, no conversion) three ways:
-    fancy indexing of the memory map (what the loader does), the same + madvise(MADV_DONTNEED) after each
-    batch, and os.preadv per row into the batch buffer: time per batch and the resident memory it leaves.
+(c) for comparison, a raw read of a whole epoch (batches of 64 rows, no conversion) four ways: fancy indexing
+    of the memory map (sorted; what the loader did before `read_rows`), the same + madvise(MADV_DONTNEED) after
+    each batch, os.preadv per row into the batch buffer, and `asc_nbdev.features.read_rows` (what the loader
+    does: sorted positioned reads, runs of consecutive rows in one call, scattered into batch order): time per
+    batch and the resident memory it leaves.
 
 The cache is built directly: `features.npy` written with `np.lib.format.open_memmap`, filled in chunks
 with random normal data (mean -40, std 10, like dB log-mels) of the chosen dtype, plus `index.csv`
@@ -151,28 +158,36 @@ def child_step(threads:int, reps:int, bs:int=BS):
         t0 = time.perf_counter(); step(); ts.append(time.perf_counter() - t0); loads.append(load_avg())
     print('RESULT ' + json.dumps(dict(threads=threads, params=count_params(m), step_s=ts, loads=loads)), flush=True)
 
-def child_raw(dtype:str, method:str):
-    "Read all rows of a shuffled epoch in sorted batches of 64 as the loader does, by `method`; print ms/batch and memory"
+def child_raw(dtype:str, method:str, reps:int=3):
+    "Read all rows of a shuffled epoch in batches of 64 as the loader does, by `method`, `reps` times; print ms/batch (best) and memory"
     import mmap, numpy as np
     path = WORK/dtype/'features.npy'
     f = np.load(path, mmap_mode='r'); rb, off = f[0].nbytes, f.offset
+    if method == 'read_rows':
+        from asc_nbdev.features import open_features, read_rows
+        f = open_features(path)
     fd = os.open(path, os.O_RDONLY)
     rows = np.random.default_rng(0).permutation(len(f))
-    m0 = proc_mem(); t0 = time.perf_counter(); nb = 0
-    for i in range(0, len(rows) - BS + 1, BS):
-        r = np.sort(rows[i:i + BS]); nb += 1
-        if method == 'pread':    # each row is contiguous in the file: one positioned read straight into the batch buffer
-            x = np.empty((len(r),) + f.shape[1:], f.dtype)
-            for k, row in enumerate(r): os.preadv(fd, [x[k]], off + int(row) * rb)
-        else:
-            x = np.asarray(f[r])
-            if method == 'madvise': f._mmap.madvise(mmap.MADV_DONTNEED)   # unmap the pages just read (they stay in the page cache)
-    dt = time.perf_counter() - t0
-    print('RESULT ' + json.dumps(dict(dtype=dtype, method=method, ms_per_batch=1000 * dt / nb, vmhwm_before=m0['VmHWM'],
+    m0 = proc_mem(); times = []
+    for rep in range(reps):    # the whole epoch `reps` times: the best is the least disturbed by other jobs
+        t0 = time.perf_counter(); nb = 0
+        for i in range(0, len(rows) - BS + 1, BS):
+            r = np.sort(rows[i:i + BS]); nb += 1
+            if method == 'read_rows': x = read_rows(f, rows[i:i + BS])   # sorts itself, returns batch order
+            elif method == 'pread':    # each row is contiguous in the file: one positioned read straight into the batch buffer
+                x = np.empty((len(r),) + f.shape[1:], f.dtype)
+                for k, row in enumerate(r): os.preadv(fd, [x[k]], off + int(row) * rb)
+            else:
+                x = np.asarray(f[r])
+                if method == 'madvise': f._mmap.madvise(mmap.MADV_DONTNEED)   # unmap the pages just read (they stay in the page cache)
+        times.append(1000 * (time.perf_counter() - t0) / nb)
+    print('RESULT ' + json.dumps(dict(dtype=dtype, method=method, ms_per_batch=min(times), ms_all=times, vmhwm_before=m0['VmHWM'],
                                       mem_end=dict(proc_mem(), cache_map=map_rss()))), flush=True)
 
-def run_child(*args) -> dict:
-    p = subprocess.run([sys.executable, __file__, '--child', *map(str, args)], capture_output=True, text=True, cwd=ROOT)
+def run_child(*args, pkg:str|None=None) -> dict:
+    "Run a measurement in a fresh process; `pkg`: a folder whose asc_nbdev package it imports instead of this one"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([pkg] + [v for v in [os.environ.get('PYTHONPATH')] if v])) if pkg else None
+    p = subprocess.run([sys.executable, __file__, '--child', *map(str, args)], capture_output=True, text=True, cwd=ROOT, env=env)
     lines = [l for l in p.stdout.splitlines() if l.startswith('RESULT ')]
     if p.returncode or not lines: raise RuntimeError(f'child {args} failed (rc {p.returncode}):\n{p.stdout}\n{p.stderr}')
     return json.loads(lines[-1][7:])
@@ -186,6 +201,8 @@ def main():
     ap.add_argument('--epochs', type=int, default=2, help='training-loader epochs per dtype (the first touches the pages)')
     ap.add_argument('--keep', action='store_true', help='keep bench/_work/dataloader (and reuse it next time)')
     ap.add_argument('--out', default=None, help='write the results as markdown here (e.g. bench/dataloader.md)')
+    ap.add_argument('--baseline', default=None, help='folder with another asc_nbdev package to measure alongside (see the docstring)')
+    ap.add_argument('--baseline-name', default='baseline', help='what to call the baseline in the output (e.g. a commit)')
     ap.add_argument('--child', nargs='+', help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.child:
@@ -204,8 +221,14 @@ def main():
               f'({os.path.getsize(WORK/dt/"features.npy") / 2**20:.0f} MB)', flush=True)
 
     loader = {}
-    for dt in dtypes:
-        r = loader[dt] = run_child('loader', dt, a.epochs)
+    variants = [(dt, None) for dt in dtypes]
+    if a.baseline:   # alternate: baseline, current, per dtype
+        variants = [v for dt in dtypes for v in ((dt, a.baseline_name), (dt, None))]
+        print(f'baseline: {a.baseline_name} = {Path(a.baseline).resolve()}/asc_nbdev', flush=True)
+    for key in variants:
+        dt, base = key
+        r = loader[key] = run_child('loader', dt, a.epochs, pkg=a.baseline if base else None)
+        if base: dt = f'{dt} ({base})'
         bps = [r['n_batches'] / s for s in r['epoch_s']]
         r['bps'] = bps
         print(f"[{dt}] train {r['n_train']} clips, valid {r['n_valid']}, {r['n_batches']} batches of {BS}, "
@@ -222,9 +245,10 @@ def main():
 
     raw = {}
     for dt in dtypes:
-        for meth in ('memmap', 'madvise', 'pread'):
-            r = raw[dt, meth] = run_child('raw', dt, meth)
-            print(f"[{dt}] raw read of a whole epoch (all {N} rows, sorted batches of {BS}) by {meth}: {r['ms_per_batch']:.2f} ms/batch, "
+        for meth in ('memmap', 'madvise', 'pread', 'read_rows'):
+            r = raw[dt, meth] = run_child('raw', dt, meth); r['load'] = load_avg()
+            print(f"[{dt}] raw read of a whole epoch (all {N} rows, batches of {BS}) by {meth}: {r['ms_per_batch']:.2f} ms/batch "
+                  f"(best of {', '.join(f'{v:.2f}' for v in r['ms_all'])}), "
                   f"VmHWM {r['vmhwm_before']:.0f} -> {r['mem_end']['VmHWM']:.0f} MB, cache pages mapped at the end "
                   f"{r['mem_end']['cache_map']:.0f} MB (load {load_avg()})", flush=True)
 
@@ -235,7 +259,7 @@ def main():
               f"{', '.join(f'{s:.2f}' for s in r['step_s'])} s (load {', '.join(r['loads'])})", flush=True)
     best_step = min(min(r['step_s']) for r in steps.values())
     best_th = min(steps, key=lambda t: min(steps[t]['step_s']))
-    ratios = {dt: best_step * min(loader[dt]['bps']) for dt in dtypes}  # slowest loader epoch vs fastest step: the strict ratio
+    ratios = {dt: best_step * min(loader[dt, None]['bps']) for dt in dtypes}  # slowest loader epoch vs fastest step: the strict ratio
     for dt in dtypes:
         print(f"[{dt}] ratio step time / loader time per batch = {ratios[dt]:.0f}x "
               f"(fastest step, {best_th} thread(s), vs slowest loader epoch) -> {'PASS' if ratios[dt] >= 5 else 'FAIL'} (>= 5x)")
@@ -244,24 +268,34 @@ def main():
 
     if a.out:
         import numpy, torch, fastai
+        cur = loader[dtypes[0], None]
+        name = lambda key: key[0] + (f' ({key[1]})' if key[1] else (' (this tree)' if a.baseline else ''))
         L = ['# DataLoader speed and memory', '',
-             f'`python bench/dataloader.py --out {a.out}` ({time.strftime("%Y-%m-%d")}; Python {platform.python_version()}, '
+             f'`python bench/dataloader.py --out {a.out}' + (f' --baseline DIR --baseline-name {a.baseline_name}' if a.baseline else '')
+             + f'` ({time.strftime("%Y-%m-%d")}; Python {platform.python_version()}, '
              f'torch {torch.__version__}, fastai {fastai.__version__}, numpy {numpy.__version__}, {platform.machine()}, '
              f'{os.cpu_count()} CPUs, no GPU; {total:.0f} s in all). Load average (1/5/15 min) at the start {load_start}, '
-             f'at the end {load_avg()}; the machine is shared with other jobs, and the load at each figure is given beside it.', '',
+             f'at the end {load_avg()}. **The machine is shared with other jobs** (other agents building and testing on the same '
+             '2 cores): the load average at each figure is given beside it, and figures taken under different loads are not '
+             'strictly comparable.', '',
              f'Cache: {N} clips x {FRAMES} frames x {MELS} mels of random data, built with `np.lib.format.open_memmap` under '
-             f'`bench/_work/` and opened with `FeatureCache` (memory-mapped). Metadata: the 8,700 rows of the real CAS 2023 dev '
+             f'`bench/_work/` and opened with `FeatureCache` (`features` is a read-only memmap; the loaders read it with '
+             f'`read_rows`: positioned reads of `features.npy`). Metadata: the 8,700 rows of the real CAS 2023 dev '
              f'CSV; its {n_unl} unlabeled rows got random labels (seed 0) so that all are labeled. '
-             f"`asc_dataloaders(meta, cache, split='session', bs={BS})`: {loader[dtypes[0]]['n_train']} training clips "
-             f"({loader[dtypes[0]]['n_batches']} batches, shuffled, last partial batch dropped), {loader[dtypes[0]]['n_valid']} "
-             f"validation clips; num_workers {loader[dtypes[0]]['num_workers']} (batches are read in the main process). "
-             'Each measurement ran in a fresh subprocess, one at a time; the loader process used 1 torch thread.', '',
-             '## (a) Loader speed against a training step', '',
-             '| cache dtype | file (MB) | loader epoch 1 (batches/s) | loader epoch 2 (batches/s) | load (1/5/15) per epoch |',
-             '|---|---|---|---|---|']
-        for dt in dtypes:
-            r = loader[dt]; b = r['bps'] + [float('nan')] * 2
-            L.append(f"| {dt} | {r['file_mb']:.0f} | {b[0]:.1f} | {b[1]:.1f} | {'; '.join(r['epoch_loads'])} |")
+             f"`asc_dataloaders(meta, cache, split='session', bs={BS})`: {cur['n_train']} training clips "
+             f"({cur['n_batches']} batches, shuffled, last partial batch dropped), {cur['n_valid']} "
+             f"validation clips; num_workers {cur['num_workers']} (batches are read in the main process). "
+             'Each measurement ran in a fresh subprocess, one at a time; the loader process used 1 torch thread.']
+        if a.baseline:
+            L += ['', f'Baseline `{a.baseline_name}`: the same measurements with that version of the package (its `asc_nbdev` first '
+                  'on the child processes\' PYTHONPATH), run alternately with this tree\'s (baseline, then this tree, per dtype), '
+                  'so that both see about the same machine load.']
+        L += ['', '## (a) Loader speed against a training step', '',
+              '| cache dtype (package) | file (MB) | ' + ' | '.join(f'loader epoch {e + 1} (batches/s)' for e in range(a.epochs))
+              + ' | load (1/5/15) per epoch |', '|---|---|' + '---|' * a.epochs + '---|']
+        for key, r in loader.items():
+            b = r['bps'] + [float('nan')] * a.epochs
+            L.append(f"| {name(key)} | {r['file_mb']:.0f} | " + ' | '.join(f'{v:.1f}' for v in b[:a.epochs]) + f" | {'; '.join(r['epoch_loads'])} |")
         L += ['', '| torch threads | MobileASCNet training step, bs 64, 500 frames (s) | load (1/5/15) after each step |', '|---|---|---|']
         for th, r in steps.items():
             L.append(f"| {th} | {', '.join(f'{s:.2f}' for s in r['step_s'])} | {'; '.join(r['loads'])} |")
@@ -273,59 +307,58 @@ def main():
         L += ['', f'Ratio: fastest training step ({best_th} thread(s)) times the slowest loader epoch\'s batches per second '
               '(the least favourable pairing for the loader).', '',
               '## (b) Peak memory over a full epoch', '',
-              '| cache dtype | after imports: VmHWM (RssAnon + RssFile) | building the loaders: VmHWM after, peak RssAnon during | '
+              '| cache dtype (package) | after imports: VmHWM (RssAnon + RssFile) | building the loaders: VmHWM after, peak RssAnon during | '
               'iterating: peak RssAnon | end: VmHWM (RssAnon + RssFile, of which cache pages) | VmHWM less the cache pages | '
-              'target VmHWM < 1,536 MB |', '|---|---|---|---|---|---|---|']
-        for dt in dtypes:
-            r = loader[dt]; ma, mb, me = r['mem_after_imports'], r['mem_after_build'], r['mem_end']
-            L.append(f"| {dt} | {ma['VmHWM']:.0f} ({ma['RssAnon']:.0f} + {ma['RssFile']:.0f}) | {mb['VmHWM']:.0f}, "
+              'target VmHWM < 1,536 MB | load (1/5/15) at the end |', '|---|---|---|---|---|---|---|---|']
+        for key, r in loader.items():
+            ma, mb, me = r['mem_after_imports'], r['mem_after_build'], r['mem_end']
+            L.append(f"| {name(key)} | {ma['VmHWM']:.0f} ({ma['RssAnon']:.0f} + {ma['RssFile']:.0f}) | {mb['VmHWM']:.0f}, "
                      f"{r['peak_anon_build_mb']:.0f} | {r['peak_anon_mb']:.0f} | {me['VmHWM']:.0f} ({me['RssAnon']:.0f} + "
                      f"{me['RssFile']:.0f}, {me['cache_map']:.0f}) | {me['VmHWM'] - me['cache_map']:.0f} | "
-                     f"{'pass' if me['VmHWM'] < 1536 else 'FAIL'} |")
+                     f"{'pass' if me['VmHWM'] < 1536 else 'FAIL'} | {r['epoch_loads'][-1]} |")
         L += ['', f'All in MB (2^20 bytes). The process opens the cache, builds the loaders (this computes the per-band '
               f'statistics over the training rows), iterates {a.epochs} training epochs and one validation pass. VmHWM '
               '(/proc/self/status; `getrusage` maxrss agrees) counts the anonymous memory plus every file page the process '
-              'has mapped and touched (RssFile): the shared libraries of torch and friends and the pages of the memory-mapped '
-              '`features.npy` (measured from /proc/self/smaps). The cache pages are page cache: shared, and reclaimable by '
-              'the kernel under memory pressure, so "VmHWM less the cache pages" is what the process needs of its own. '
+              'has mapped and touched (RssFile): the shared libraries of torch and friends and any page of the memory-mapped '
+              '`features.npy` read through the map (measured from /proc/self/smaps). Such cache pages are page cache: shared, '
+              'and reclaimable by the kernel under memory pressure, but a limit on resident memory counts them. '
               'RssAnon peaks come from a thread sampling /proc/self/status every 5 ms.', '']
-        L += ['## (c) Reading rows without keeping them mapped (a possible fix)', '',
-              f'A fresh process reads all {N} rows of the cache in a shuffled order, {BS} at a time, each batch sorted by row '
-              '(as `ASCItems.batch` does), with no normalisation or conversion: by fancy indexing of the memory map (what the '
-              'loader does now), the same followed by `madvise(MADV_DONTNEED)` on the map after each batch, and by one '
-              '`os.preadv` per row straight into the batch buffer (a row is contiguous in `features.npy`).', '',
-              '| cache dtype | method | ms per batch | VmHWM before -> after (MB) | cache pages mapped at the end (MB) |',
-              '|---|---|---|---|---|']
+        L += ['## (c) Reading rows: through the map or with positioned reads', '',
+              f'A fresh process reads all {N} rows of the cache in a shuffled order, {BS} at a time, with no normalisation or '
+              'conversion: by fancy indexing of the memory map (each batch sorted by row; what `ASCItems.batch` did before '
+              '`read_rows`), the same followed by `madvise(MADV_DONTNEED)` on the map after each batch, by one `os.preadv` per '
+              'sorted row straight into a batch buffer, and by `read_rows` (the loader now: sorted positioned reads, each run '
+              'of consecutive rows in one `os.preadv`, scattered into batch order, through the file `FeatureCache` holds open). '
+              'Each reads the epoch three times; the best time is given. "VmHWM before" is after the imports (`read_rows` '
+              'imports torch with `asc_nbdev.features`).', '',
+              '| cache dtype | method | ms per batch (best of 3 epochs) | VmHWM before -> after (MB) | cache pages mapped at the end (MB) | load (1/5/15) |',
+              '|---|---|---|---|---|---|']
         for (dt, meth), r in raw.items():
             L.append(f"| {dt} | {meth} | {r['ms_per_batch']:.2f} | {r['vmhwm_before']:.0f} -> {r['mem_end']['VmHWM']:.0f} | "
-                     f"{r['mem_end']['cache_map']:.0f} |")
-        imp = loader[dtypes[0]]['mem_after_imports']['RssAnon']
+                     f"{r['mem_end']['cache_map']:.0f} | {r['load']} |")
+        imp = cur['mem_after_imports']['RssAnon']
         L += ['', '## Notes', '',
               f"- Where the memory goes: about {imp:.0f} MB of anonymous memory after the imports (torch, fastai, pandas) "
-              f"and about {loader[dtypes[0]]['mem_after_imports']['RssFile']:.0f} MB of shared libraries; building the loaders "
-              f"raises RssAnon to {max(loader[dt]['peak_anon_build_mb'] for dt in dtypes):.0f} MB for a moment: `band_stats` "
-              'reads 512 clips at a time as float64 (512 x 500 x 64 x 8 B = 131 MB) and squares them (another 131 MB). '
-              'Iterating the loaders themselves costs little anonymous memory (a batch is 64 x 500 x 64 float32 = 8 MB).',
-              '- The rest of VmHWM is the memory-mapped cache: every page read through the map stays mapped into the '
-              'process (counted in RssFile/VmHWM), and `band_stats` alone reads every training row, so VmHWM grows by about '
-              'the whole file. This is page cache (shared, reclaimable, the same pages any reader would have cached), but a '
-              'limit on resident memory sees it.',
-              '- Possible fix (in `asc_nbdev/data/loaders.py`, `ASCItems.batch` and `band_stats`; see table (c)): read the sorted '
-              'rows with `os.preadv` into the batch buffer when the features are a file-backed `np.memmap` (falling back to '
-              'indexing for in-memory arrays), or call `madvise(MADV_DONTNEED)` on the map after each read; and let '
-              '`band_stats` read smaller chunks (e.g. 64) or accumulate float32 chunks into float64 sums without float64 '
-              'copies. The resident memory then stays near the anonymous figure whatever the cache size.']
+              f"and about {cur['mem_after_imports']['RssFile']:.0f} MB of shared libraries. Building the loaders and iterating "
+              f"costs little more (peak RssAnon {max(loader[dt, None]['peak_anon_mb'] for dt in dtypes):.0f} MB): a batch is "
+              '64 x 500 x 64 float32 = 8 MB, and `band_stats` reads 64 rows at a time.',
+              '- The loaders read the cache with `asc_nbdev.features.read_rows`: positioned reads (`os.preadv`) of '
+              '`features.npy` through the file that `FeatureCache` holds open beside its memmap, sorted by row, each run of '
+              'consecutive rows in one call, straight into the float32 batch tensor (float16: into a raw buffer in batch '
+              'order, then cast with torch). No page of the map is touched, so the cache adds nothing to the resident set '
+              'whatever its size (column "of which cache pages" in table b).']
+        if a.baseline:
+            for dt in dtypes:
+                o, n = loader[dt, a.baseline_name], loader[dt, None]
+                L.append(f"- {dt}: VmHWM {o['mem_end']['VmHWM']:.0f} MB with {a.baseline_name} (of which cache pages "
+                         f"{o['mem_end']['cache_map']:.0f}) -> {n['mem_end']['VmHWM']:.0f} MB now; loader "
+                         f"{max(o['bps']):.1f} -> {max(n['bps']):.1f} batches/s (best epoch; loads "
+                         f"{o['epoch_loads'][-1]} and {n['epoch_loads'][-1]}).")
         for dt in dtypes:
-            per_b, rd = 1000 / max(loader[dt]['bps']), raw[dt, 'memmap']['ms_per_batch']
+            per_b, rd = 1000 / max(loader[dt, None]['bps']), raw[dt, 'read_rows']['ms_per_batch']
             L.append(f"- Speed, {dt}: {per_b:.1f} ms per batch in the loader (best epoch) against {rd:.1f} ms for the raw "
-                     f"read (table c).")
-        L.append('- The difference is the copy into a float32 batch with the scatter back into batch order (`x[order] = '
-                 "features[rows[order]]`; for float16 it includes NumPy's float16 -> float32 conversion, which is slow: torch's "
-                 'cast, `torch.from_numpy(raw).float()`, is several times faster on this machine, as the comment in '
-                 '`features.py` notes), the out-of-place normalisation `(x - mean) / std` (two 8 MB temporaries; `x -= mean; x '
-                 "/= std` avoids them), the city/time/target tensors and fastai's per-item loop. Possible change in "
-                 '`ASCItems.batch`: `raw = features[rows[order]]`, `x = torch.empty(raw.shape, dtype=torch.float32); '
-                 'x[torch.from_numpy(order)] = torch.from_numpy(raw).float()`, then `x.sub_(mean).div_(std)` in place.')
+                     f"`read_rows` (table c): the rest is {'the cast to float32 (with torch), ' if dt == 'float16' else ''}the "
+                     "normalisation, the city/time/target tensors and fastai's per-batch machinery.")
         L += ['- None of this matters against a CPU training step (ratios above); it would only start to matter if a GPU '
               'step of MobileASCNet took about 5 x the loader time per batch or less, which this CPU-only machine could not '
               'measure.', '']

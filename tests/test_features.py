@@ -336,3 +336,108 @@ def test_cli_arguments():
     assert (a.batch_size, a.workers, a.dtype, a.on_error, a.clip_seconds, a.device) == (16, 2, 'float16', 'raise', None, 'cpu')
     for bad in [['--dtype', 'int8'], ['--on-error', 'ignore']]:
         with pytest.raises(SystemExit): p.parse_args(['A', 'B.csv', 'OUT'] + bad)
+
+
+# ---------------------------------------------------------------- FLAC/OGG lookup, truncated WAV files
+def test_find_audio_and_formats(tmp_path):
+    from asc_nbdev.features import find_audio, AUDIO_EXTENSIONS
+    assert AUDIO_EXTENSIONS == ('.wav', '.flac', '.ogg')
+    y = clip(0.5, SR, 3)
+    sf.write(tmp_path/'a.flac', y, SR, subtype='PCM_16'); sf.write(tmp_path/'a.ogg', y, SR, format='OGG', subtype='VORBIS')
+    sf.write(tmp_path/'b.ogg', y, SR, format='OGG', subtype='VORBIS')
+    write(tmp_path/'c.wav'); sf.write(tmp_path/'c.flac', y, SR)
+    assert [find_audio(tmp_path, n).name for n in ['a', 'b', 'c', 'd', 'c.wav', 'b.ogg']] == ['a.flac', 'b.ogg', 'c.wav', 'd.wav', 'c.wav', 'b.ogg']
+    # a 44.1 kHz 16-bit FLAC holds fewer bytes than samples: read whole (it was cut to its byte size before)
+    yf, info = load_audio(tmp_path/'a.flac')
+    assert (len(yf), info.cropped, info.padded) == (len(y), False, False)
+    np.testing.assert_array_equal(yf, sf.read(tmp_path/'a.flac', dtype='float32')[0])
+    yo, _ = load_audio(tmp_path/'b.ogg')
+    assert len(yo) == len(y) and np.corrcoef(yo, y[:, 0])[0, 1] > 0.9          # lossy, the same clip
+    c = build_feature_cache(tmp_path, ['a', 'b', 'c'], tmp_path/'fc', clip_seconds=0.5, progress=False, verbose=False)
+    assert len(c) == 3 and c.report['computed'] == 3
+    with pytest.raises(AudioError, match=r'd\.wav: missing: no such file, nor d\.flac or \.ogg'):
+        build_feature_cache(tmp_path, ['a', 'd'], tmp_path/'fc2', clip_seconds=0.5, progress=False, verbose=False)
+
+@pytest.mark.parametrize('subtype,channels', [('PCM_16', 1), ('PCM_24', 2), ('FLOAT', 1), ('PCM_U8', 1)])
+def test_truncated_wav(tmp_path, subtype, channels):
+    "A WAV file cut short (its header declares more than it holds) is an error, not a quietly shorter clip"
+    p = write(tmp_path/'x.wav', 0.5, 16_000, 0, channels, subtype)
+    full = p.read_bytes()
+    p.write_bytes(full[:len(full)//2])
+    with pytest.raises(AudioError, match=r'x\.wav: truncated: the header declares 8000 frames, the file holds \d+') as e: load_audio(p)
+    assert e.value.kind == 'truncated'
+    hdr = full[:full.index(b'data') + 8]
+    p.write_bytes(hdr)                                                        # the header alone, promising 8000 frames
+    with pytest.raises(AudioError, match='truncated: .* holds 0'): load_audio(p)
+    p.write_bytes(full + b'\0' * 7)                                           # longer than declared: fine
+    assert len(load_audio(p, sr=None)[0]) == 8000
+
+
+# ---------------------------------------------------------------- reading rows without mapping them
+def _mapped_kb(name):
+    tot, cur = 0, False
+    for line in Path('/proc/self/smaps').read_text().splitlines():
+        f = line.split()
+        if f and '-' in f[0] and not f[0].endswith(':'): cur = line.rstrip().endswith(name)
+        elif cur and f[0] == 'Rss:': tot += int(f[1])
+    return tot
+
+@pytest.mark.parametrize('dtype', ['float16', 'float32'])
+def test_read_rows(tmp_path, dtype, monkeypatch):
+    from asc_nbdev.features import read_rows, open_features
+    import asc_nbdev.features as F
+    a = np.random.default_rng(0).standard_normal((300, 9, 5)).astype(dtype)
+    np.save(tmp_path/'f.npy', a); m = open_features(tmp_path/'f.npy')
+    assert isinstance(m, np.memmap) and not m.flags.writeable and m.shape == a.shape
+    cases = [[3, 1, 2, 299, 0], [5, 5, 2, 5], list(range(300)), [], np.random.default_rng(1).integers(0, 300, 1000), [7]]
+    for rows in cases:
+        want = a[np.asarray(rows, dtype=int)]
+        np.testing.assert_array_equal(read_rows(m, rows), want)
+        np.testing.assert_array_equal(read_rows(a, rows), want)              # in memory: plain indexing
+        np.testing.assert_array_equal(read_rows(np.load(tmp_path/'f.npy', mmap_mode='r'), rows), want)   # another memmap: indexing
+    out = np.empty((3, 9, 5), dtype)
+    assert read_rows(m, [9, 8, 7], out=out) is out and np.array_equal(out, a[[9, 8, 7]])
+    with pytest.raises(ValueError, match='out must be'): read_rows(m, [1, 2], out=out)
+    with pytest.raises(IndexError, match=r'\[300\]'): read_rows(m, [0, 300])
+    monkeypatch.setattr(F, '_IOV_MAX', 4)                                     # long runs split over several calls
+    np.testing.assert_array_equal(read_rows(m, np.arange(50)[::-1]), a[::-1][-50:])
+    if hasattr(os, 'preadv'):
+        real = os.preadv
+        def short(fd, bufs, pos):                                             # at most 37 bytes per call
+            data = os.pread(fd, 37, pos); i = 0
+            for b in bufs:
+                v = memoryview(b).cast('B'); t = min(v.nbytes, len(data) - i)
+                if t <= 0: break
+                v[:t] = data[i:i + t]; i += t
+            return len(data)
+        monkeypatch.setattr(os, 'preadv', short)
+        np.testing.assert_array_equal(read_rows(m, [4, 5, 6, 100, 299]), a[[4, 5, 6, 100, 299]])
+        monkeypatch.delattr(os, 'preadv')                                     # no preadv (Windows): seek and read
+        np.testing.assert_array_equal(read_rows(m, [4, 5, 6, 100, 299]), a[[4, 5, 6, 100, 299]])
+        monkeypatch.setattr(os, 'preadv', real, raising=False)
+    # no page of the file became resident through the map
+    if Path('/proc/self/smaps').exists(): assert _mapped_kb('f.npy') == 0
+    # the file replaced under an open map: both the map and read_rows still see the old one (the file is held open)
+    np.save(tmp_path/'g.npy', a + 1); os.replace(tmp_path/'g.npy', tmp_path/'f.npy')
+    np.testing.assert_array_equal(read_rows(m, [0, 1]), a[[0, 1]])
+    # a file cut short under the map: a clear error naming it
+    m2 = open_features(tmp_path/'f.npy')
+    os.truncate(tmp_path/'f.npy', 128 + 10*a[0].nbytes)
+    with pytest.raises(OSError, match=r'f\.npy: the file ends before the rows'): read_rows(m2, [50])
+
+def test_loader_batches_leave_no_mapped_pages(folder, tmp_path):
+    "ASCItems.batch and band_stats on a FeatureCache read by positioned reads: same values as indexing, nothing mapped"
+    if not Path('/proc/self/smaps').exists(): pytest.skip('needs /proc/self/smaps (Linux)')
+    from asc_nbdev.data.loaders import ASCItems, band_stats
+    d, names = folder
+    for dtype in ['float16', 'float32']:
+        c = build_feature_cache(d, names, tmp_path/dtype, dtype=dtype, progress=False, verbose=False)
+        ref = np.array(np.load(tmp_path/dtype/'features.npy'))
+        mean, std = band_stats(c.features, [6, 1, 2, 3])
+        m2, s2 = band_stats(ref, [1, 2, 3, 6])
+        np.testing.assert_allclose(mean, m2, rtol=1e-6); np.testing.assert_allclose(std, s2, rtol=1e-6)
+        it = ASCItems(c.features, [7, 2, 2, 5, 0], [0]*5, np.zeros((5, 8)))
+        x = it.batch([3, 0, 1, 4], mean, std)[0]
+        want = (ref[[5, 7, 2, 0]].astype(np.float32) - mean) / std
+        np.testing.assert_allclose(x[:, 0].numpy(), want, rtol=1e-6, atol=1e-6)
+        assert _mapped_kb('features.npy') == 0

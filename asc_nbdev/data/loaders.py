@@ -18,9 +18,20 @@ from .metadata import Split, make_split, time_features
 __all__ = ['ASCItems', 'ASCDataLoader', 'band_stats', 'ASCDataLoaders', 'asc_dataloaders']
 
 # %% ../../nbs/04_data.loaders.ipynb #048b32e4
+import threading
+from ..features import read_rows
+
+_tls = threading.local()   # per-thread scratch buffers for raw (float16) batches
+
+def _scratch(shape:tuple, dtype) -> np.ndarray:
+    "A reusable per-thread array of `shape` and `dtype` (a fresh 4 MB array each batch costs its page faults)"
+    n, buf = int(np.prod(shape)), getattr(_tls, 'raw', None)
+    if buf is None or buf.size < n or buf.dtype != np.dtype(dtype): buf = _tls.raw = np.empty(max(n, 1), dtype)
+    return buf[:n].reshape(shape)
+
 class ASCItems:
     "Rows of a feature cache with their city, time, target and weight, for one side of a split"
-    def __init__(self, features, # array (clips, frames, n_mels), usually a read-only memmap
+    def __init__(self, features, # array (clips, frames, n_mels), usually a feature cache's read-only memmap (read with `read_rows`)
                  rows, # row of each item in `features`
                  city, time, # int city indices (n,), float time features (n, 8)
                  y=None, # class indices (n,), or soft targets (n, n_classes), or None (prediction)
@@ -51,10 +62,12 @@ class ASCItems:
     def batch(self, idx, mean=None, std=None, city_dropout:float=0., rng=None, time_dropout:float=0.):
         "Tensors of the items at positions `idx`; city/time dropout replace a clip's city by the unknown city, its time by 'no time' (zeros)"
         idx = np.asarray(idx); rows = self.rows[idx]
-        order = np.argsort(rows, kind='stable')
-        raw = torch.from_numpy(np.ascontiguousarray(self.features[rows[order]]))  # one sorted read from the memmap
-        x = torch.empty((len(idx),) + tuple(self.features.shape[1:]), dtype=torch.float32)
-        x[torch.from_numpy(order)] = raw.float()                                   # cast with torch: fast for float16
+        # positioned reads from features.npy (sorted, straight into batch order): none of the memmap's pages stays
+        # resident; float32 lands in the batch tensor itself, float16 is cast with torch (several times NumPy's speed)
+        shape = (len(idx),) + tuple(self.features.shape[1:])
+        if self.features.dtype == np.float32:
+            x = torch.empty(shape, dtype=torch.float32); read_rows(self.features, rows, out=x.numpy())
+        else: x = torch.from_numpy(read_rows(self.features, rows, out=_scratch(shape, self.features.dtype))).float()
         if mean is not None: x.sub_(torch.from_numpy(mean)).div_(torch.from_numpy(std))
         city, tm = self.city[idx].copy(), self.time[idx].copy()
         if city_dropout > 0 or time_dropout > 0: rng = rng or np.random.default_rng()
@@ -93,12 +106,18 @@ class ASCDataLoader(DataLoader):
 
 # %% ../../nbs/04_data.loaders.ipynb #a219b395
 def band_stats(features, rows, chunk:int=64) -> tuple[np.ndarray, np.ndarray]:
-    "Per-mel-band mean and std over all frames of `rows` of `features`, read in small float32 chunks into float64 sums"
-    rows = np.sort(np.asarray(rows)); M = features.shape[-1]
-    s, s2, n = np.zeros(M), np.zeros(M), 0
+    "Per-mel-band mean and std over all frames of `rows` of `features`, read (`read_rows`) in small sorted chunks into float64 sums"
+    rows = np.sort(np.asarray(rows, dtype=np.int64)); M = features.shape[-1]
+    s, s2, n, raw = np.zeros(M), np.zeros(M), 0, None
     for i in range(0, len(rows), chunk):
-        x = np.asarray(features[rows[i:i + chunk]], dtype=np.float32).reshape(-1, M)
-        s += x.sum(0, dtype=np.float64); s2 += np.square(x).sum(0, dtype=np.float64); n += len(x)
+        r = rows[i:i + chunk]
+        if raw is None or len(raw) != len(r):   # buffers reused from chunk to chunk
+            raw = np.empty((len(r),) + tuple(features.shape[1:]), features.dtype)
+            x32 = raw if raw.dtype == np.float32 else np.empty(raw.shape, np.float32); sq = np.empty(raw.shape, np.float32)
+        read_rows(features, r, out=raw)
+        if x32 is not raw: torch.from_numpy(x32).copy_(torch.from_numpy(raw))   # torch's cast: several times NumPy's for float16
+        x = x32.reshape(-1, M)
+        s += x.sum(0, dtype=np.float64); s2 += np.multiply(x, x, out=sq.reshape(-1, M)).sum(0, dtype=np.float64); n += len(x)
     if n == 0: raise ValueError("no training rows to compute normalisation statistics from")
     mean = s / n; std = np.sqrt(np.maximum(s2 / n - mean ** 2, 0)) + 1e-5
     return mean.astype(np.float32), std.astype(np.float32)
