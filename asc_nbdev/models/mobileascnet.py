@@ -6,11 +6,13 @@ Docs: https://asc-nbdev.github.io/asc_nbdev/models.mobileascnet.html.md"""
 
 # %% ../../nbs/09_models.mobileascnet.ipynb #837d182c
 from __future__ import annotations
+import os
 import torch, torch.nn as nn, torch.nn.functional as F
+from torch.nn.modules.utils import _pair
 from .fusion import ASCModel
 
 # %% auto #0
-__all__ = ['DSConv', 'ResDSBlock', 'MobileASCNetBody', 'MobileASCNet']
+__all__ = ['DSConv', 'ResDSBlock', 'fold_bn', 'has_fused_conv', 'conv_folded', 'MobileASCNetBody', 'MobileASCNet']
 
 # %% ../../nbs/09_models.mobileascnet.ipynb #8c4e0c04
 class DSConv(nn.Sequential):
@@ -31,9 +33,59 @@ class ResDSBlock(nn.Module):
 
     def forward(self, x): return self.pool(F.relu(self.conv2(self.conv1(x)) + self.shortcut(x)))
 
+    def conv_bn_pairs(self) -> list:
+        "Each conv with the BatchNorm that follows it"
+        c1, c2, sc = self.conv1, self.conv2, self.shortcut
+        return [(c1[0], c1[1]), (c1[3], c1[4]), (c2[0], c2[1]), (c2[3], c2[4])] + ([] if isinstance(sc, nn.Identity) else [(sc[0], sc[1])])
+
+    def forward_folded(self, x, # channels-last input
+                       wb:dict, # conv -> (weight, bias) with its BatchNorm folded in (`fold_bn`)
+                       fused:bool=True, # use oneDNN's fused conv ops (`conv_folded`)
+                      ):
+        "`forward` in eval mode, on channels-last tensors, with the BatchNorms folded into the convs"
+        c1, c2 = self.conv1, self.conv2
+        y = conv_folded(x, c1[0], *wb[c1[0]], relu=True, fused=fused)
+        y = conv_folded(y, c1[3], *wb[c1[3]], relu=len(c1) > 5, fused=fused)
+        y = conv_folded(y, c2[0], *wb[c2[0]], relu=True, fused=fused)
+        s = x if isinstance(self.shortcut, nn.Identity) else conv_folded(x, self.shortcut[0], *wb[self.shortcut[0]], fused=fused)
+        return self.pool(conv_folded(y, c2[3], *wb[c2[3]], relu=True, add=s, fused=fused))
+
+# %% ../../nbs/09_models.mobileascnet.ipynb #b7f01d02
+def fold_bn(conv:nn.Conv2d, bn:nn.BatchNorm2d) -> tuple:
+    "Weight and bias of the one conv that equals `conv` followed by `bn` in eval mode"
+    s = bn.weight * torch.rsqrt(bn.running_var + bn.eps)
+    b = bn.bias - bn.running_mean * s
+    if conv.bias is not None: b = b + conv.bias * s
+    return conv.weight * s.reshape(-1, 1, 1, 1), b
+
+def has_fused_conv() -> bool:
+    "Whether this PyTorch has oneDNN's fused conv (+ bias + residual + ReLU) op"
+    try: return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, '_convolution_pointwise')
+    except (AttributeError, RuntimeError): return False
+
+def conv_folded(x, # input (channels-last)
+                conv:nn.Conv2d, # the conv whose geometry (padding, stride, dilation, groups) is used
+                weight, bias, # its weight and bias, BatchNorm folded in
+                relu:bool=False, # ReLU at the end
+                add=None, # a tensor added before the ReLU (a residual)
+                fused:bool=True, # one oneDNN op for conv, bias, `add` and ReLU; False: conv2d, add_, relu_
+                padding=None, # override `conv.padding`
+               ):
+    "`relu(conv(x) + bias + add)` on channels-last tensors, in one pass over the output where oneDNN allows"
+    pad = conv.padding if padding is None else padding
+    if fused:
+        g = (list(pad), list(conv.stride), list(conv.dilation), conv.groups)
+        if add is None: return torch.ops.mkldnn._convolution_pointwise(x, weight, bias, *g, 'relu' if relu else 'none', [], None)
+        return torch.ops.mkldnn._convolution_pointwise.binary(x, add, weight, bias, *g, 'add', None, 'relu' if relu else None, [], None)
+    y = F.conv2d(x, weight, bias, conv.stride, pad, conv.dilation, conv.groups)
+    if add is not None: y = y.add_(add)
+    return F.relu_(y) if relu else y
+
 # %% ../../nbs/09_models.mobileascnet.ipynb #d086205f
 class MobileASCNetBody(nn.Module):
     "Stem, three residual depthwise-separable blocks, GRU over time on channels x frequency, temporal mean"
+    fast = os.environ.get('ASC_NBDEV_FAST_MOBILE', '1') != '0'  # CPU inference on the folded channels-last path (see below); False: always the plain modules
+    cache_bytes = 4 * 2**20  # on that path, the stem and first block run on pieces of the batch whose stem output is about this size
     def __init__(self, n_mels:int=64, # mel bands of the input
                  channels:tuple=(32, 64, 128), # output channels of the three blocks
                  stem_channels:int=32, # channels of the 3x3 stem conv
@@ -52,9 +104,62 @@ class MobileASCNetBody(nn.Module):
         self.gru_in, self.out_dim = c * f, gru_hidden * (2 if bidirectional else 1)
 
     def forward(self, x):
-        for b in self.blocks: x = b(x)
+        if self.use_fast(x): x = self.convs_fast(x)
+        else:
+            for b in self.blocks: x = b(x)
         x = x.permute(0, 2, 1, 3).flatten(2)   # (batch, time, channels * frequency)
         return self.gru(x)[0].mean(1)
+
+    def conv_bn_pairs(self) -> list:
+        "Each conv of the stem and the blocks with the BatchNorm that follows it"
+        return [(self.blocks[0][0], self.blocks[0][1])] + [p for b in self.blocks[1:] for p in b.conv_bn_pairs()]
+
+    def use_fast(self, x) -> bool:
+        "Whether `forward` takes the fast path: `fast`, CPU float32 inference (eval, no gradients), nothing tracing or compiling"
+        if not (self.fast and not self.training and not torch.is_grad_enabled() and x.device.type == 'cpu' and x.dtype == torch.float32): return False
+        if torch.is_autocast_enabled('cpu') or torch.jit.is_tracing() or torch.compiler.is_compiling() or torch.onnx.is_in_onnx_export(): return False
+        return all(not bn.training and bn.affine and bn.running_var is not None and conv.weight.dtype == torch.float32
+                   for conv, bn in self.conv_bn_pairs())
+
+    def stem_folded(self, x, wb:dict, fused:bool=True):
+        "The stem in eval mode, its BatchNorm folded in; a one-channel input goes through im2col so the output is channels-last"
+        conv = self.blocks[0][0]
+        w, b = wb[conv]
+        if conv.in_channels != 1 or conv.stride != (1, 1) or conv.dilation != (1, 1) or not isinstance(conv.padding, tuple):
+            return conv_folded(x.contiguous(memory_format=torch.channels_last), conv, w, b, relu=True, fused=fused)
+        (kh, kw), (ph, pw), (T, Fq) = conv.kernel_size, conv.padding, x.shape[-2:]
+        To, Fo, xp = T + 2 * ph - kh + 1, Fq + 2 * pw - kw + 1, F.pad(x[:, 0], (pw, pw, ph, ph))
+        cols = torch.stack([xp[:, i:i + To, j:j + Fo] for i in range(kh) for j in range(kw)], -1).permute(0, 3, 1, 2)
+        return conv_folded(cols, conv, w.reshape(len(w), -1, 1, 1), b, relu=True, fused=fused, padding=(0, 0))
+
+    def convs_fast(self, x, fused:bool|None=None):
+        "The stem and blocks in eval mode: BatchNorms folded into the convs, channels-last, in cache-sized pieces"
+        fused = has_fused_conv() if fused is None else fused
+        wb = {conv: fold_bn(conv, bn) for conv, bn in self.conv_bn_pairs()}
+        first = lambda c: self.blocks[1].forward_folded(self.stem_folded(c, wb, fused), wb, fused)
+        per_clip = x.shape[2] * x.shape[3] * self.blocks[0][0].out_channels * x.element_size()   # bytes of one clip's stem output
+        outs = []
+        for c in x.split(max(1, self.cache_bytes // per_clip)):   # short clips: several at a time
+            c = first(c) if per_clip <= self.cache_bytes else self.tiled(first, c, -(-per_clip // self.cache_bytes))
+            for b in self.blocks[2:]: c = b.forward_folded(c, wb, fused)
+            outs.append(c)
+        return outs[0] if len(outs) == 1 else torch.cat(outs)
+
+    def tiled(self, first, x, n:int):
+        "`first(x)` (stem and first block) computed on `n` time tiles of `x`, each read with enough context frames to be exact"
+        pool, T = self.blocks[1].pool, x.shape[2]
+        pt = _pair(pool.kernel_size)[0]
+        if _pair(pool.stride)[0] != pt or _pair(pool.padding)[0] != 0: return first(x)
+        c1, c2 = self.blocks[1].conv1[0], self.blocks[1].conv2[0]
+        halo = self.blocks[0][0].padding[0] + c1.padding[0] + c2.padding[0]   # frames of context the convs read on each side
+        ctx = pt * -(-halo // pt)                                             # ... rounded up to whole pooling windows
+        step = max(pt * -(-T // (n * pt)), 4 * ctx)                           # tile length, a multiple of the pooling
+        outs = []
+        for a in range(0, T, step):
+            e, s = min(a + step, T), max(a - ctx, 0)
+            y, o = first(x[:, :, s:min(e + ctx, T)]), (a - s) // pt   # frames within `halo` of a cut are wrong: dropped here
+            outs.append(y[:, :, o:o - (-(e - a) // pt)])
+        return torch.cat(outs, 2)
 
 class MobileASCNet(ASCModel):
     "Seed 002: residual depthwise-separable CNN + GRU, city/time embeddings with gated or early fusion"
