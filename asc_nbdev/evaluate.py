@@ -22,7 +22,7 @@ from .pseudo import plot_pseudo_confidence
 __all__ = ['TEST_SPLIT', 'PSEUDO_SPLIT', 'DATA_FILES', 'valid_split', 'RunError', 'find_data', 'RunData', 'load_run',
            'prediction_frame', 'class_metrics', 'accuracy_by', 'split_summary', 'stage_table', 'pseudo_tables',
            'find_siblings', 'compare_runs', 'RunReport', 'evaluate_run', 'plot_stages', 'plot_city_hour', 'md_table',
-           'asc_report']
+           'is_repeated', 'repeats_table', 'runs_table', 'save_repeats', 'asc_report']
 
 # %% ../nbs/19_evaluate.ipynb #16f6e2cf
 TEST_SPLIT = 'test (eval part, truth)'          # the eval clips, scored against a truth file
@@ -238,6 +238,7 @@ def find_siblings(run_dir) -> list:
         if p == run or not (p/'report.json').is_file(): continue
         try: o = load_json(p/'report.json')
         except ValueError: continue
+        if 'stages' not in o: continue   # a repeated run's folder (asc-train --seeds/--folds)
         if o.get('metadata') != rep.get('metadata') and all(o.get(k) == rep.get(k) for k in ('recipe', 'split', 'rounds', 'data')):
             out.append(p)
     return out
@@ -538,6 +539,76 @@ def save(self:RunReport, out=None, # folder (default RUN_DIR/report)
     save_json(self.summary(), out/'summary.json')
     return out/'index.md'
 
+# %% ../nbs/19_evaluate.ipynb #7e1a0c02
+def _figure_split(name:str, report:dict) -> str:
+    "The split a summary figure comes from"
+    if name.startswith('test.') or '.test.' in name: return TEST_SPLIT
+    if name.startswith('pseudo_r') and not name.endswith('.teacher_valid_accuracy'):
+        return PSEUDO_SPLIT if name.endswith('.accuracy') else 'unlabeled dev clips'
+    if name.endswith(('.seconds', '.n_train')) or name == 'seconds' or '.hard_samples.' in name: return '-'
+    return valid_split(report['split']) + (f", {report['folds']} grouped folds" if report.get('folds') else '')
+
+def is_repeated(report:dict) -> bool:
+    "Whether a report.json is that of a repeated run (`run_repeats`: `runs` and `summary`)"
+    return 'runs' in report and 'summary' in report
+
+def repeats_table(report:dict) -> pd.DataFrame:
+    "A repeated run's `summary`: one row per figure with its split, mean, sample std and number of runs"
+    if not is_repeated(report): raise RunError("not a repeated run: report.json has no 'runs' and 'summary' (asc-train --seeds/--folds make one)")
+    rows = [dict(figure=k, split=_figure_split(k, report), mean=v['mean'], std=np.nan if v['std'] is None else v['std'], n=v['n'])
+            for k, v in report['summary'].items()]
+    df = pd.DataFrame(rows).set_index('figure'); df['n'] = df['n'].astype(int)
+    return df
+
+def runs_table(report:dict) -> pd.DataFrame:
+    "One row per run of a repeated run: its seed and fold, the kept stage, and its headline figures"
+    rows = []
+    for name, r in report['runs'].items():
+        kept = next((s for s in r['stages'] if s['name'] == r.get('kept')), {})
+        t = r.get('test') or {}
+        rows.append(dict(run=name, seed=r.get('seed'), fold=(r.get('fold') or {}).get('fold'), kept=r.get('kept'),
+                         n_valid=kept.get('n_valid'), accuracy=kept.get('accuracy'), balanced_accuracy=kept.get('balanced_accuracy'),
+                         test_accuracy=t.get('accuracy'), test_balanced_accuracy=t.get('balanced_accuracy'), seconds=r.get('seconds')))
+    df = pd.DataFrame(rows).set_index('run')
+    return df.dropna(axis=1, how='all')
+
+def save_repeats(run_dir, # a folder made by `asc-train --seeds/--folds` (`run_repeats`)
+                 out=None, # report folder (default RUN_DIR/report)
+                 html:bool=False, # also write index.html
+                ) -> Path:
+    "Write the report of a repeated run: index.md (+ index.html) with the summary and the runs, and summary.json"
+    run = Path(run_dir); rep = load_json(run/'report.json')
+    out = Path(out) if out is not None else run/'report'
+    out.mkdir(parents=True, exist_ok=True)
+    S, R = repeats_table(rep), runs_table(rep)
+    how = (f"{rep['folds']} grouped folds of the {rep['split']} split" if rep.get('folds') else '') + \
+          (' x ' if rep.get('folds') and len(rep['seeds']) > 1 else '') + \
+          (f"training seeds {', '.join(map(str, rep['seeds']))}" if len(rep['seeds']) > 1 or not rep.get('folds') else '')
+    B = [('h', 1, f"Repeated run: {run.name}"),
+         ('p', f"Recipe **{rep['recipe']}**, city/time metadata **{'on' if rep['metadata'] else 'off'}**, validation on the "
+               f"**{rep['split']}** split, {rep['rounds']} pseudo-label round(s); {len(rep['runs'])} runs ({how}; validation split seed "
+               f"{rep['split_seed']}). Mean and sample standard deviation over the runs; n = runs that have the figure. The final "
+               f"model of each run is the stage with the best validation figure: " + ', '.join(f"{k} in {v}" for k, v in rep['kept'].items()) + '.'),
+         ('h', 2, 'Summary'), ('table', S, 'figure: the kept model\'s (accuracy, test.*), or STAGE.figure, pseudo_rROUND.figure'),
+         ('h', 2, 'Runs'), ('table', R, 'Each run\'s final (kept) model; each sub-folder is a run that asc-report reports in full')]
+    md = []
+    for b in B:
+        if b[0] == 'h': md.append('#' * b[1] + ' ' + b[2])
+        elif b[0] == 'p': md.append(b[1])
+        else: md.append(f'*{b[2]}*\n\n' + md_table(b[1]))
+    with atomic_write(out/'index.md', 'w', encoding='utf-8') as f: f.write('\n\n'.join(md) + '\n')
+    if html:
+        body = []
+        for b in B:
+            if b[0] == 'h': body.append(f'<h{b[1]}>{_html.escape(b[2])}</h{b[1]}>')
+            elif b[0] == 'p': body.append('<p>' + re.sub(r'\*\*(.+?)\*\*', r'<b>\1</b>', _html.escape(b[1], quote=False)) + '</p>')
+            else: body.append(f'<p class="cap">{_html.escape(b[2])}</p>' + _html_table(b[1]))
+        with atomic_write(out/'index.html', 'w', encoding='utf-8') as f:
+            f.write(f'<!DOCTYPE html><html><head><meta charset="utf-8"><title>Repeated run: {_html.escape(run.name)}</title>'
+                    f'<style>{_CSS}</style></head><body>\n' + '\n'.join(body) + '\n</body></html>\n')
+    save_json(_jsonable(dict(summary=_table_json(S), runs=_table_json(R), kept=rep['kept'])), out/'summary.json')
+    return out/'index.md'
+
 # %% ../nbs/19_evaluate.ipynb #fc7d704c
 def _fail(msg):
     print(msg, file=sys.stderr); sys.exit(2)
@@ -553,6 +624,18 @@ def asc_report(run_dir:str, # a finished run folder (made by asc-train)
                truth:str=None, # a truth CSV (filename,scene_label) to score the eval part
               ):
     "Write the evaluation report of a finished run: RUN_DIR/report/index.md (+ index.html), PNG figures, summary.json"
+    rp = Path(run_dir)/'report.json'
+    try: rj = load_json(rp) if rp.is_file() else {}
+    except ValueError as e: _fail(f"asc-report: error: {rp}: not readable JSON ({e})")
+    if is_repeated(rj):   # asc-train --seeds/--folds: the summary over the runs
+        try: p = save_repeats(run_dir, out, html=html)
+        except (RunError, KeyError, ValueError) as e: _fail(f"asc-report: error: {e}")
+        print(f"wrote {p}" + (f" and {p.with_suffix('.html')}" if html else '') + f": {len(rj['runs'])} runs, mean ± std (n)")
+        S = repeats_table(rj)
+        for k, v in S.iterrows():
+            print(f"{k} ({v['split']}): {v['mean']:.3f}" + ('' if np.isnan(v['std']) else f" ± {v['std']:.3f}") + f" (n={v['n']})")
+        print('kept: ' + ', '.join(f"{k} in {v} of {len(rj['runs'])} runs" for k, v in rj['kept'].items()))
+        return
     try:
         rep = evaluate_run(run_dir, compare=compare, siblings=not no_siblings, meta=meta, eval_meta=eval_meta, truth=truth)
         p = rep.save(out, html=html)

@@ -107,7 +107,7 @@ class ClipExplorer:
             if paths['meta'] is None and paths['eval_meta'] is None:
                 raise RunError(f"{run_dir}: the run's metadata was not found (in report.json or RUN_DIR/data): give meta= (and eval_meta=)")
             dev, ev, tr = self.run.dev, self.run.ev, self.run.truth
-            last = next(reversed(self.run.valid), None)
+            last = self.run.report.get('kept') if self.run.report.get('kept') in self.run.valid else next(reversed(self.run.valid), None)   # the stage model.pt holds
             valid_names = [] if last is None else list(self.run.valid[last]['filename'])
             if self.run.pseudo: pseudo = self.run.pseudo[max(self.run.pseudo)][1]
             from asc_nbdev.features import FeatureCache
@@ -151,7 +151,7 @@ class ClipExplorer:
             return
         srcs = []
         if run.valid:
-            last = next(reversed(run.valid)); v = run.valid[last]
+            last = run.report.get('kept') if run.report.get('kept') in run.valid else next(reversed(run.valid)); v = run.valid[last]
             self.probs[rows.reindex(v['filename']).dropna().astype(int).to_numpy()] = v[CLASSES].to_numpy(np.float32)[v['filename'].isin(rows.index).to_numpy()]
             srcs.append(f'{last}/valid_probs.csv (validation clips)')
         if run.eval_probs is not None:

@@ -1,4 +1,4 @@
-"""Seed 003's hard-sample identification: confidence = maximum softmax probability of the current model on each training clip, weight = 1 / (confidence + 1e-8) normalised to mean 1, and "hard" below 0.7.
+"""Seed 003's hard-sample identification: a reference model (the pretrained SE-Trans baseline) gives each training clip a confidence = maximum softmax probability, weight = 1 / (confidence + 1e-8) normalised to mean 1, and "hard" below 0.7.
 
 Docs: https://asc-nbdev.github.io/asc_nbdev/hard_samples.html.md"""
 
@@ -11,7 +11,7 @@ from .core import *
 from .learner import predict_probs
 
 # %% auto #0
-__all__ = ['confidence', 'hard_sample_weights', 'hard_mask', 'weight_hard_samples', 'plot_hard_samples']
+__all__ = ['confidence', 'hard_sample_weights', 'hard_mask', 'weight_hard_samples', 'hard_sample_summary', 'plot_hard_samples']
 
 # %% ../nbs/14_hard_samples.ipynb #68a4df2b
 def confidence(probs:np.ndarray) -> np.ndarray:
@@ -28,18 +28,34 @@ def hard_mask(conf:np.ndarray, threshold:float=0.7) -> np.ndarray:
     return np.asarray(conf) < threshold
 
 # %% ../nbs/14_hard_samples.ipynb #b382f15e
-def weight_hard_samples(dls, model, threshold:float=0.7, device=None) -> dict:
-    "Attach seed 003's hard-sample weights to the training clips of `dls`; returns confidences and weights"
+def weight_hard_samples(dls, # `asc_dataloaders`: its training clips get the weights
+                        model, # the reference model whose confidence decides (seed 003: the pretrained SE-Trans baseline)
+                        threshold:float=0.7, # clips below this confidence are "hard"
+                        device=None,
+                        stats=None, # (mean, std) per mel band the reference was trained with; None: those of `dls`
+                       ) -> dict:
+    "Attach seed 003's hard-sample weights, from `model`'s confidence, to the training clips of `dls`; returns confidences and weights"
     tr = dls.train
-    dl = tr.new(shuffle=False, drop_last=False, city_dropout=0.)
+    kw = {} if stats is None or stats[0] is None else dict(mean=np.asarray(stats[0], np.float32), std=np.asarray(stats[1], np.float32))
+    dl = tr.new(shuffle=False, drop_last=False, city_dropout=0., time_dropout=0., **kw)
     conf = confidence(predict_probs(model, dl, device=device))
     w = hard_sample_weights(conf)
     tr.items.w = w
     va = dls.valid.items
     if va.w is None and va.y is not None: va.w = np.ones(len(va), np.float32)
-    return dict(confidence=conf, weights=w, hard=hard_mask(conf, threshold), threshold=threshold)
+    return dict(confidence=conf, weights=w, hard=hard_mask(conf, threshold), threshold=threshold,
+                names=None if tr.items.names is None else np.asarray(tr.items.names))
 
-def plot_hard_samples(res:dict, bins:int=30, figsize=(9, 2.8)):
+def hard_sample_summary(res:dict) -> dict:
+    "How many training clips are hard and how the weights spread: counts, confidence and weight ranges"
+    c, w, h = (np.asarray(res[k]) for k in ('confidence', 'weights', 'hard'))
+    q = lambda a, p: float(np.quantile(a, p)) if len(a) else float('nan')
+    return dict(n=int(len(c)), hard=int(h.sum()), hard_frac=float(h.mean()) if len(c) else float('nan'), threshold=float(res['threshold']),
+                confidence_min=q(c, 0), confidence_median=q(c, .5), confidence_max=q(c, 1),
+                weight_min=q(w, 0), weight_median=q(w, .5), weight_max=q(w, 1), weight_mean=float(w.mean()) if len(w) else float('nan'),
+                weight_max_over_min=float(w.max() / w.min()) if len(w) else float('nan'))
+
+def plot_hard_samples(res:dict, bins:int=30, figsize=(9, 2.8), title:str|None=None):
     "Confidence distribution and weights of the training clips, as seed 003's Fig. 2"
     import matplotlib.pyplot as plt
     conf, w, t = res['confidence'], res['weights'], res['threshold']
@@ -50,6 +66,8 @@ def plot_hard_samples(res:dict, bins:int=30, figsize=(9, 2.8)):
     a.set_title(f"{int(res['hard'].sum())} of {len(conf)} training clips are hard", fontsize=9)
     o = np.argsort(conf)
     b.plot(conf[o], w[o], '.', ms=3); b.axvline(t, color='k', ls='--', lw=1)
-    b.set_xlabel('confidence'); b.set_ylabel('weight (mean 1)'); b.set_title('sample weights', fontsize=9)
+    b.set_xlabel('confidence'); b.set_ylabel('weight (mean 1)')
+    b.set_title(f"sample weights {w.min():.2f} to {w.max():.2f}", fontsize=9)
+    if title: fig.suptitle(title, fontsize=10)
     plt.tight_layout()
     return fig

@@ -22,9 +22,10 @@ from .pseudo import pseudo_label, pseudo_report, plot_pseudo_confidence
 from .plots import plot_history, plot_confusion, plot_confidence
 
 # %% auto #0
-__all__ = ['MODEL_FORMAT', 'AGGREGATES', 'DEFAULT_AGGREGATE', 'save_model', 'load_model', 'model_loader', 'StageMismatch',
-           'fingerprint_diff', 'run_stage', 'aggregate_probs', 'evaluate_test', 'run_pipeline', 'write_submission',
-           'format_report', 'predict_files', 'asc_train', 'asc_predict']
+__all__ = ['MODEL_FORMAT', 'AGGREGATES', 'DEFAULT_AGGREGATE', 'REFERENCE_STAGE', 'save_model', 'load_model', 'model_loader',
+           'StageMismatch', 'fingerprint_diff', 'run_stage', 'aggregate_probs', 'evaluate_test', 'reference_recipe',
+           'grouped_folds', 'run_pipeline', 'run_figures', 'summarize_runs', 'run_repeats', 'write_submission',
+           'format_repeats', 'format_report', 'predict_files', 'asc_train', 'asc_predict']
 
 # %% ../nbs/18_pipeline.ipynb #35712a60
 MODEL_FORMAT = 'asc_nbdev.model/1'
@@ -56,7 +57,10 @@ def load_model(path, device=None):
     if not isinstance(obj, dict) or obj.get('format') != MODEL_FORMAT:
         raise ValueError(f"{path} is not an asc_nbdev model file (format {obj.get('format') if isinstance(obj, dict) else type(obj).__name__!r}, expected {MODEL_FORMAT!r})")
     if obj['classes'] != list(CLASSES): raise ValueError(f"{path} was trained on classes {obj['classes']}, this library uses {CLASSES}")
-    hp = dict(obj['hparams']); model = create_model(obj['arch'], **hp)
+    hp = dict(obj['hparams'])
+    try: model = create_model(obj['arch'], **hp)
+    except (TypeError, ValueError, KeyError) as e:
+        raise ValueError(f"{path}: its {obj['arch']!r} model cannot be built by asc_nbdev {__version__} (a file of another version?): {e}") from None
     sd = dict(obj['state_dict'])
     for k, v in model.state_dict().items():   # files of 0.1 have no city map: every vocabulary city keeps its row
         if k.endswith('city_map') and k not in sd: sd[k] = v
@@ -180,27 +184,80 @@ def _savefig(fig, path):
     plt.close(fig)
 
 # %% ../nbs/18_pipeline.ipynb #aa1a5570
+REFERENCE_STAGE = 'stage1_reference'   # seed 003: the baseline SE-Trans whose confidence weights the hard samples
+
+def _hard_weights(d, recipe, dls, reference, device=None) -> dict:
+    "Seed 003: weight the training clips of `dls` by the reference model's confidence; writes hard_samples.csv/.png into `d`; returns the summary"
+    from asc_nbdev.hard_samples import hard_sample_summary, plot_hard_samples
+    m, info = load_model(reference['path'])
+    st = info.get('stats') or {}
+    hs = weight_hard_samples(dls, m, recipe.hard_threshold, device=device, stats=(st.get('mean'), st.get('std')))
+    n = len(hs['confidence'])
+    pd.DataFrame({'filename': hs['names'] if hs['names'] is not None else np.arange(n), 'confidence': hs['confidence'],
+                  'weight': hs['weights'], 'hard': hs['hard'], 'pseudo': np.arange(n) >= len(dls.train_meta)}).to_csv(d/'hard_samples.csv', index=False)
+    _savefig(plot_hard_samples(hs, title=f"hard samples: confidence of {reference['name']}"), d/'hard_samples.png')
+    return dict(hard_sample_summary(hs), reference=reference['name'])
+
 def _stage_train(d, recipe, dls, model, stage, title, truth_meta, seen, metadata, progress, aggregate=DEFAULT_AGGREGATE, epoch_log=None,
-                 deterministic=False):
+                 deterministic=False, reference=None, device=None):
+    hs = None
+    if recipe.hard_samples:   # seed 003: weight every training clip by the reference model's confidence, then train
+        if reference is None: raise ValueError(f"recipe {recipe.name} weights hard samples: it needs a reference model (run_pipeline trains one, or give reference_model)")
+        hs = _hard_weights(d, recipe, dls, reference, device)
     learn, s = fit_recipe(recipe, dls, model=model, stage=stage, metadata=metadata, path=d, progress=progress, fname=title, epoch_log=epoch_log,
                           deterministic=deterministic)
-    if recipe.hard_samples:   # seed 003: weight every training clip by its hardness, then train on
-        hs = weight_hard_samples(dls, learn.model, recipe.hard_threshold)
-        from asc_nbdev.hard_samples import plot_hard_samples
-        _savefig(plot_hard_samples(hs), d/'hard_samples.png')
-        learn, s = fit_recipe(recipe, dls, model=learn.model, stage=stage, metadata=metadata, path=d, progress=progress, fname=title, epoch_log=epoch_log,
-                              deterministic=deterministic)
-        s['hard_samples'] = int(hs['hard'].sum())
     save_model(learn.model, d/'model.pt', recipe, dls.stats)
     save_json(recipe.to_dict(), d/'recipe.json')
     _save_stage_plots(d, learn, s, dls, title)
     (d/'models').exists() and shutil.rmtree(d/'models')   # fastai's best-epoch checkpoints: no longer needed
     test = evaluate_test(learn.model, dls, truth_meta, seen, aggregate)
+    n_lab = len(dls.train_meta)
     return dict(name=title, split=dls.split.strategy, accuracy=s['accuracy'],
                 balanced_accuracy=s['balanced_accuracy'], city_accuracy=s['city_accuracy'],
                 n_train=len(dls.train.items), n_valid=len(dls.valid.items), epochs_run=s['epochs_run'],
                 best_epoch=s['best_epoch'], **({'test': test} if test else {}),
-                **({'hard_samples': s['hard_samples']} if 'hard_samples' in s else {}))
+                **({'n_labeled': n_lab, 'n_pseudo': len(dls.train.items) - n_lab,
+                    'pseudo_dropped': int(dls.dropped.get('pseudo_in_validation', 0))} if stage == 'retrain' else {}),
+                **({'hard_samples': hs} if hs else {}))
+
+def reference_recipe(recipe:Recipe, # the run's recipe (a hard-sample one, seed 003)
+                     epochs:int|None=None, # the run's epoch override, if any
+                    ) -> Recipe:
+    "The reference model's recipe: the official baseline (its quick variant for a quick run), with the run's seed, dropout and clip length"
+    r = get_recipe('baseline', quick=recipe.name.endswith('-quick'))
+    r = r.replace(name=r.name + '-reference', seed=recipe.seed, city_dropout=recipe.city_dropout, time_dropout=recipe.time_dropout,
+                  clip_seconds=recipe.clip_seconds, valid_pct=recipe.valid_pct)
+    return r.replace(epochs=epochs) if epochs else r
+
+def grouped_folds(df:pd.DataFrame, # metadata (`read_meta`): its labeled rows are split, positions as `asc_dataloaders` counts them
+                  k:int=5, # number of folds
+                  split:str='recording', # what a fold holds out whole: 'recording', 'session', 'city' (location) or 'random' (clips)
+                  seed:int=1234,
+                 ) -> list:
+    "K `Split`s of the labeled rows in which every group (recording by default) is validation exactly once, stratified by class"
+    from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold, KFold
+    from asc_nbdev.data.metadata import Split
+    if split not in SPLITS: raise ValueError(f"unknown split {split!r}; expected one of {list(SPLITS)}")
+    if k < 2: raise ValueError(f"folds must be at least 2, got {k}")
+    lab = df[df['label'] >= 0].reset_index(drop=True); y = lab['label'].to_numpy(); X = np.zeros(len(lab))
+    col = dict(recording='recording', session='session', city='location', random=None)[split]
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore', UserWarning)   # "the least populated class has only n members": expected with few recordings
+        if col is None:
+            if len(lab) < k: raise ValueError(f"{k} folds need at least {k} labeled clips, found {len(lab)}")
+            cv = StratifiedKFold(k, shuffle=True, random_state=seed) if np.bincount(y).max() >= k else KFold(k, shuffle=True, random_state=seed)
+            parts = list(cv.split(X, y))
+        else:
+            g = lab[col].astype(str).to_numpy(); ng = len(set(g))
+            if ng < k: raise ValueError(f"{k} folds over {col}s need at least {k} {col}s among the labeled clips, found {ng}")
+            parts = list(StratifiedGroupKFold(k, shuffle=True, random_state=seed).split(X, y, g))
+    out = []
+    for i, (a, b) in enumerate(parts):
+        if len(b) == 0 or len(a) == 0: raise ValueError(f"fold {i} of {k} is empty; use fewer folds")
+        info = dict(fold=i, folds=k, group=col)
+        if col is not None: info['valid_groups'] = int(lab[col].iloc[b].nunique())
+        out.append(Split(np.sort(a), np.sort(b), split, seed, info))
+    return out
 
 def run_pipeline(out, # output folder
                  audio, # folder of the dev (and eval) audio files, FILENAME.wav
@@ -220,9 +277,16 @@ def run_pipeline(out, # output folder
                  force:bool=False, # recompute finished stages even when their inputs differ from this run's
                  deterministic:bool=False, # deterministic kernels: a GPU run repeats exactly (slower)
                  init_official=None, # the official baseline's pretrained SE-Trans checkpoint to start stage 1 from (baseline recipe)
+                 reference_model=None, # hard-sample recipes (seed 003): a model file whose confidence weights the training clips; None: train the baseline as stage1_reference
+                 fold:tuple|None=None, # (i, k): validate on fold i of `grouped_folds(k)` over the `split`'s groups instead of one split
+                 split_seed:int|None=None, # seed of the validation split (or folds); None: the recipe's seed
+                 features_dir=None, # the feature cache folder (default OUT/features); repeated runs share one
                 ) -> dict:
     "Run the semi-supervised pipeline; returns the report (also written to OUT/report.json)"
+    t_start = time.time()
     out = Path(out); out.mkdir(parents=True, exist_ok=True)
+    try: (out/'.asc-write-probe').touch(); (out/'.asc-write-probe').unlink()   # fail now, not after hours of training
+    except OSError as e: raise PermissionError(f"cannot write the output folder {out}: {e.strerror}") from None
     recipe = get_recipe(recipe) if isinstance(recipe, str) else recipe
     if epochs: recipe = recipe.replace(epochs=epochs, pretrain_epochs=min(recipe.pretrain_epochs, epochs) if recipe.pretrain_epochs else 0)
     rounds = recipe.rounds if rounds is None else rounds
@@ -239,13 +303,18 @@ def run_pipeline(out, # output folder
         recipe = recipe.replace(model_kwargs={**recipe.model_kwargs, **arch})
         init_model = load_official_se_trans(init_official, make_model(recipe, metadata=metadata), fc=False, context=None)
     if aggregate not in AGGREGATES: raise ValueError(f"unknown aggregate {aggregate!r}; expected one of {list(AGGREGATES)}")
+    if reference_model is not None:
+        if not recipe.hard_samples: raise ValueError(f"a reference model weights hard samples; recipe {recipe.name} has hard_samples off (set hard_samples=true)")
+        if not Path(reference_model).is_file(): raise FileNotFoundError(f"reference model file not found: {reference_model}")
+    if fold is not None and not (len(fold) == 2 and 0 <= fold[0] < fold[1]): raise ValueError(f"fold takes (i, k) with 0 <= i < k, got {fold!r}")
+    features_dir = out/'features' if features_dir is None else Path(features_dir)
     dev = read_meta(meta); ev = read_meta(eval_meta) if eval_meta else None
     names = list(dev.filename) + ([] if ev is None else list(ev.filename))
     log(f"[features] {len(names)} clips from {audio}")
-    cache = build_feature_cache(audio, names, out/'features', clip_seconds=recipe.clip_seconds, on_error=on_error,
+    cache = build_feature_cache(audio, names, features_dir, clip_seconds=recipe.clip_seconds, on_error=on_error,
                                 device=str(default_device(device)), progress=progress)
     missing = [n for n in names if n not in cache]
-    if missing: log(f"[features] {len(missing)} clips have no features (listed in {out/'features'/'skipped.csv'}) and are left out")
+    if missing: log(f"[features] {len(missing)} clips have no features (listed in {features_dir/'skipped.csv'}) and are left out")
     dev = dev[dev.filename.isin(set(cache.index.index))].reset_index(drop=True)
     tr = None if truth is None else pd.read_csv(truth, dtype=str, keep_default_na=False)
     test_meta = None
@@ -262,8 +331,16 @@ def run_pipeline(out, # output folder
     torch_device = default_device(device)   # where training runs: the one asked for, else the best available
     save_json(recipe.to_dict(), out/'recipe.json')   # the exact recipe of this run (asc-train --recipe OUT/recipe.json repeats it)
     drop = dict(city_dropout=recipe.city_dropout, time_dropout=recipe.time_dropout) if metadata else {}
-    base_dls = asc_dataloaders(dev, cache, split, bs=recipe.bs, seed=recipe.seed, device=torch_device, valid_pct=recipe.valid_pct, **drop)
+    ss = recipe.seed if split_seed is None else split_seed   # the split's seed; the training seed stays the recipe's
+    if fold is not None: the_split = grouped_folds(dev, fold[1], split, ss)[fold[0]]
+    elif split_seed is not None: the_split = make_split(dev[dev.label >= 0].reset_index(drop=True), split, valid_pct=recipe.valid_pct, seed=ss)
+    else: the_split = split
+    base_dls = asc_dataloaders(dev, cache, the_split, bs=recipe.bs, seed=recipe.seed, device=torch_device, valid_pct=recipe.valid_pct, **drop)
     sp = base_dls.split
+    if split_seed is not None or fold is not None: report.update(seed=recipe.seed, split_seed=sp.seed)
+    if fold is not None:
+        report['fold'] = dict(fold=fold[0], folds=fold[1], valid_groups=sp.info.get('valid_groups'))
+        log(f"[split] fold {fold[0] + 1} of {fold[1]} over {sp.info.get('group') or 'clips'}: {len(sp.train)} training, {len(sp.valid)} validation clips")
     def _file(p):
         if p is None: return None
         st = Path(p).stat(); return dict(name=Path(p).name, size=st.st_size, mtime=round(st.st_mtime, 3))
@@ -271,6 +348,12 @@ def run_pipeline(out, # output folder
               metadata=metadata, features=cache.params, audio=Path(audio).name, meta=_file(meta),
               pretrain=[list(p) for p in pretrain or []], valid=len(sp.valid), train=len(sp.train),
               init=None if init_official is None else _file(init_official))
+    if fold is not None: fp['fold'] = list(fold)
+    reference = None
+    if recipe.hard_samples:   # seed 003: the reference whose confidence weights the hard samples
+        reference = (dict(name=Path(reference_model).name, path=Path(reference_model)) if reference_model is not None
+                     else dict(name=REFERENCE_STAGE, path=out/REFERENCE_STAGE/'model.pt'))
+        fp['reference'] = _file(reference_model) if reference_model is not None else REFERENCE_STAGE
     stage_fp = lambda **kw: dict(fp, **kw)
     model = init_model
     if pretrain:
@@ -281,9 +364,19 @@ def run_pipeline(out, # output folder
         report['stages'].append(res)
         model, _ = load_model(out/'stage0_pretrain'/'model.pt')
         model.reset_head(N_CLASSES, metadata)   # new head for the 10 challenge classes; the body is kept
+    if recipe.hard_samples and reference_model is None:
+        rr = reference_recipe(recipe, epochs)
+        log(f"[{REFERENCE_STAGE}] {rr.name} (the hard-sample reference, seed 003) on {len(base_dls.train.items)} labeled clips")
+        res = run_stage(out, REFERENCE_STAGE, lambda d: _stage_train(d, rr, base_dls, None, 'train', REFERENCE_STAGE, test_meta, seen,
+                                                                    metadata, progress, aggregate, elog, deterministic),
+                        log=log, force=force, fingerprint=stage_fp(stage=REFERENCE_STAGE, reference_recipe=rr.to_dict()))
+        report['stages'].append(dict(res, role='reference'))
+    if reference is not None:
+        report['reference'] = dict(name=reference['name'], path=str(reference['path']), trained=reference_model is None)
+        if reference_model is None: report['reference'].update(accuracy=res['accuracy'], balanced_accuracy=res['balanced_accuracy'])
     log(f"[stage1_train] {recipe.name} on {len(base_dls.train.items)} labeled clips, validation: {sp.strategy} split ({len(base_dls.valid.items)} clips)")
     res = run_stage(out, 'stage1_train', lambda d: _stage_train(d, recipe, base_dls, model, 'train', 'stage1_train', test_meta, seen,
-                                                                metadata, progress, aggregate, elog, deterministic), log=log,
+                                                                metadata, progress, aggregate, elog, deterministic, reference, torch_device), log=log,
                     force=force, fingerprint=stage_fp(stage='stage1_train'))
     report['stages'].append(res); last = out/'stage1_train'
     pseudo_rep, rounds_rep = None, []
@@ -320,11 +413,12 @@ def run_pipeline(out, # output folder
         log(f"[{name}] on {len(dls.train.items)} clips (labeled + pseudo-labeled), validation: {sp.strategy} split")
         def _retrain(d, last=last, dls=dls, name=name):
             m, _ = load_model(last/'model.pt')
-            return _stage_train(d, recipe, dls, m, 'retrain', name, test_meta, seen, metadata, progress, aggregate, elog, deterministic)
+            return _stage_train(d, recipe, dls, m, 'retrain', name, test_meta, seen, metadata, progress, aggregate, elog, deterministic,
+                                reference, torch_device)
         res = run_stage(out, name, _retrain, log=log, force=force, fingerprint=stage_fp(stage=name, aggregate=aggregate))
         report['stages'].append(res); last = out/name
     # the final model: the trained stage with the best validation figure (ties: the later one), with its feature parameters
-    trained = [s for s in report['stages'] if s['name'] != 'stage0_pretrain']
+    trained = [s for s in report['stages'] if s['name'] not in ('stage0_pretrain', REFERENCE_STAGE)]
     kept = max(reversed(trained), key=lambda s: s[recipe.monitor])
     report['kept'] = kept['name']
     if len(trained) > 1:
@@ -343,6 +437,66 @@ def run_pipeline(out, # output folder
         probs = aggregate_probs(predict_probs(final, model_loader(cache, evk, info)), evk, aggregate)
         write_submission(evk, probs, out/'submission.csv', out/'eval_probs.csv')
         report['submission'] = dict(path=str(out/'submission.csv'), rows=len(evk), skipped=len(ev) - len(evk))
+    report['seconds'] = round(time.time() - t_start, 1)
+    save_json(report, out/'report.json')
+    log(format_report(report))
+    return report
+
+def run_figures(rep:dict) -> dict:
+    "Every figure of one run's report, flat (`name -> value`): the kept model's, each stage's (validation and test), each round's"
+    f, num = {}, lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v == v
+    kept = next((s for s in rep.get('stages', []) if s['name'] == rep.get('kept')), None)
+    if kept is not None: f.update(accuracy=kept['accuracy'], balanced_accuracy=kept['balanced_accuracy'])
+    for k, v in (rep.get('test') or {}).items():
+        if num(v) and k != 'n': f[f'test.{k}'] = v
+    for s in rep.get('stages', []):
+        for k in ('accuracy', 'balanced_accuracy', 'n_train', 'seconds'):
+            if num(s.get(k)): f[f"{s['name']}.{k}"] = s[k]
+        for k, v in (s.get('test') or {}).items():
+            if num(v) and k != 'n': f[f"{s['name']}.test.{k}"] = v
+        for k in ('hard', 'weight_max'):
+            if num((s.get('hard_samples') or {}).get(k)): f[f"{s['name']}.hard_samples.{k}"] = s['hard_samples'][k]
+    for pr in rep.get('pseudo_rounds', []):
+        for k in ('accepted', 'mean_confidence_accepted', 'accuracy', 'teacher_valid_accuracy'):
+            if num(pr.get(k)): f[f"pseudo_r{pr['round']}.{k}"] = pr[k]
+    if num(rep.get('seconds')): f['seconds'] = rep['seconds']
+    return f
+
+def summarize_runs(reports) -> dict:
+    "figure -> {mean, std, n} over the runs' reports (std: the sample standard deviation, n - 1; None for one run); a figure counts the runs that have it"
+    vals = {}
+    for rep in reports:
+        for k, v in run_figures(rep).items(): vals.setdefault(k, []).append(float(v))
+    return {k: dict(mean=float(np.mean(v)), std=float(np.std(v, ddof=1)) if len(v) > 1 else None, n=len(v)) for k, v in vals.items()}
+
+def run_repeats(out, # output folder: one sub-folder per run, OUT/report.json with every run and the summary
+                audio, meta, # as `run_pipeline`
+                recipe:Recipe|str='li2025',
+                seeds:int=1, # training seeds: the recipe's seed, seed + 1, ... (same data, same validation split)
+                folds:int|None=None, # grouped K-fold over the split's groups (recordings by default): each run validates on one fold
+                log=print,
+                **kwargs, # further `run_pipeline` arguments (split, rounds, epochs, eval_meta, truth, ...)
+               ) -> dict:
+    "Repeat `run_pipeline` over seeds and/or grouped folds (OUT/seed0..., OUT/fold0..., OUT/fold0-seed0...); returns the report with `runs` and `summary`"
+    t0 = time.time(); out = Path(out); out.mkdir(parents=True, exist_ok=True)
+    recipe = get_recipe(recipe) if isinstance(recipe, str) else recipe
+    if seeds < 1: raise ValueError(f"seeds must be at least 1, got {seeds}")
+    if folds is not None and folds < 2: raise ValueError(f"folds must be at least 2, got {folds}")
+    base = recipe.seed
+    plan = [(f'fold{k}' + (f'-seed{i}' if seeds > 1 else ''), base + i, (k, folds)) for k in range(folds) for i in range(seeds)] if folds \
+           else [(f'seed{i}', base + i, None) for i in range(seeds)]
+    runs = {}
+    for j, (name, s, fold) in enumerate(plan):
+        log(f"=== run {j + 1} of {len(plan)}: {name} (training seed {s}" + (f", fold {fold[0] + 1} of {fold[1]}" if fold else '')
+            + f", validation split seed {base}) -> {out/name}")
+        rep = run_pipeline(out/name, audio, meta, recipe.replace(seed=s), fold=fold, split_seed=base, features_dir=out/'features', log=log, **kwargs)
+        runs[name] = dict(rep, path=name)
+    first = next(iter(runs.values()))
+    kept = {}
+    for r in runs.values(): kept[r.get('kept')] = kept.get(r.get('kept'), 0) + 1
+    report = dict(recipe=first['recipe'], split=first['split'], metadata=first['metadata'], aggregate=first['aggregate'], rounds=first['rounds'],
+                  seeds=[base + i for i in range(seeds)], folds=folds, split_seed=base, data=first.get('data'),
+                  runs=runs, summary=summarize_runs(runs.values()), kept=kept, seconds=round(time.time() - t0, 1))
     save_json(report, out/'report.json')
     log(format_report(report))
     return report
@@ -358,8 +512,38 @@ def write_submission(meta:pd.DataFrame, probs:np.ndarray, path, probs_path=None)
             pd.concat([sub[['filename']], pd.DataFrame(probs, columns=CLASSES)], axis=1).to_csv(f, index=False, float_format='%.5f')
     return sub
 
+def _pm(d, k, digits=3):
+    "'mean ± std' of figure `k` of a summary, '-' where no run has it"
+    v = d.get(k)
+    if v is None: return '-'
+    return f"{v['mean']:.{digits}f}" + ('' if v['std'] is None else f" ± {v['std']:.{digits}f}")
+
+def format_repeats(rep:dict) -> str:
+    "The table of a repeated run (`run_repeats`): mean ± std over the runs of each stage's figures, the kept stage, the pseudo-labels"
+    S, runs = rep['summary'], rep['runs']
+    stages = list(dict.fromkeys(s['name'] for r in runs.values() for s in r['stages']))
+    rows = [dict(stage=st, n=S.get(f'{st}.accuracy', {}).get('n', 0), accuracy=_pm(S, f'{st}.accuracy'), balanced_accuracy=_pm(S, f'{st}.balanced_accuracy'),
+                 test_accuracy=_pm(S, f'{st}.test.accuracy'), test_balanced_accuracy=_pm(S, f'{st}.test.balanced_accuracy'),
+                 seconds=_pm(S, f'{st}.seconds', 0)) for st in stages]
+    rows.append(dict(stage='final (kept)', n=S.get('accuracy', {}).get('n', 0), accuracy=_pm(S, 'accuracy'), balanced_accuracy=_pm(S, 'balanced_accuracy'),
+                     test_accuracy=_pm(S, 'test.accuracy'), test_balanced_accuracy=_pm(S, 'test.balanced_accuracy'), seconds=_pm(S, 'seconds', 0)))
+    df = pd.DataFrame(rows)
+    if df[['test_accuracy', 'test_balanced_accuracy']].eq('-').all().all(): df = df.drop(columns=['test_accuracy', 'test_balanced_accuracy'])
+    how = (f"{len(runs)} runs: " + (f"{rep['folds']} grouped folds" if rep.get('folds') else '')
+           + (', ' if rep.get('folds') and len(rep['seeds']) > 1 else '') + (f"training seeds {rep['seeds']}" if len(rep['seeds']) > 1 or not rep.get('folds') else '')
+           + f", validation split seed {rep['split_seed']}")
+    lines = [f"recipe {rep['recipe']}, metadata {'on' if rep['metadata'] else 'off'}, validation on the {rep['split']} split; {how}; "
+             "mean ± std (sample std over runs; n runs; seconds: stage time)", df.to_string(index=False)]
+    lines.append('final model kept by validation: ' + ', '.join(f"{k} in {v} of {len(runs)} runs" for k, v in rep['kept'].items()))
+    for r in sorted({int(k.split('.')[0][8:]) for k in S if k.startswith('pseudo_r')}):
+        lines.append(f"round {r}: {_pm(S, f'pseudo_r{r}.accepted', 1)} pseudo-labels accepted"
+                     + (f", accuracy {_pm(S, f'pseudo_r{r}.accuracy')} (against truth)" if f'pseudo_r{r}.accuracy' in S else ''))
+    if 'test.unseen_cities_accuracy' in S: lines.append(f"final test accuracy on unseen cities {_pm(S, 'test.unseen_cities_accuracy')}")
+    return '\n'.join(lines)
+
 def format_report(rep:dict) -> str:
-    "The results table: stage, split, accuracy, balanced accuracy (and test accuracy where truth exists)"
+    "The results table: stage, split, accuracy, balanced accuracy (and test accuracy where truth exists); mean ± std for a repeated run"
+    if 'runs' in rep and 'summary' in rep: return format_repeats(rep)
     rows = []
     for s in rep['stages']:
         t = s.get('test') or {}
@@ -367,8 +551,13 @@ def format_report(rep:dict) -> str:
                          test_accuracy=t.get('accuracy'), n_train=s.get('n_train'), n_valid=s.get('n_valid'), seconds=s.get('seconds')))
     df = pd.DataFrame(rows)
     lines = [f"recipe {rep['recipe']}, metadata {'on' if rep['metadata'] else 'off'}, validation on the {rep['split']} split"
+             + (f" (fold {rep['fold']['fold'] + 1} of {rep['fold']['folds']})" if rep.get('fold') else '')
              + (f", predictions averaged per {rep['aggregate']}" if rep.get('aggregate', 'none') != 'none' else ''),
              df.to_string(index=False, float_format=lambda v: f'{v:.3f}')]
+    for s in rep['stages']:
+        if h := s.get('hard_samples'):
+            lines.append(f"{s['name']}: {h['hard']} of {h['n']} training clips hard (confidence of {h['reference']} < {h['threshold']}), "
+                         f"weights {h['weight_min']:.2f} to {h['weight_max']:.2f} (mean 1)")
     for pr in rep.get('pseudo_rounds', []):
         lines.append(f"round {pr['round']}: {pr['accepted']} of {pr['total']} pseudo-labels accepted, mean confidence "
                      f"{pr['mean_confidence_accepted'] if pr['mean_confidence_accepted'] == pr['mean_confidence_accepted'] else float('nan'):.3f}"
@@ -400,6 +589,16 @@ def predict_files(model_path, meta, audio, out_csv, probs_csv=None, device=None,
     untrained = sorted(set(df.location[df.city != UNKNOWN_CITY]) - set(kc)) if kc is not None else []
     if untrained: log(f"cities the model never trained on (predicted as the unknown city): {untrained}")
     fp = info.get('features') or {}
+    from asc_nbdev.features import LogMel, FEATURE_CACHE_VERSION
+    want = dict(LogMel().params, version=FEATURE_CACHE_VERSION)
+    diff = [f'{k} {fp[k]!r} (this library: {want[k]!r})' for k in want if k in fp and fp[k] != want[k]]
+    if diff: raise ValueError(f"{model_path} was trained on other features than this library computes: {', '.join(diff)}")
+    st = (info.get('stats') or {}).get('mean')
+    if st is not None and len(st) != want.get('n_mels', len(st)):
+        raise ValueError(f"{model_path}: its normalisation statistics have {len(st)} mel bands, the features {want.get('n_mels')}")
+    out_dir = Path(out_csv).resolve().parent
+    try: out_dir.mkdir(parents=True, exist_ok=True); (out_dir/'.asc-write-probe').touch(); (out_dir/'.asc-write-probe').unlink()
+    except OSError as e: raise PermissionError(f"cannot write {out_csv}: {e.strerror}") from None
     tmp = None
     if features_dir is None: tmp = features_dir = tempfile.mkdtemp(prefix='asc-predict-')
     try:
@@ -450,6 +649,9 @@ def asc_train(recipe:str='li2025', # recipe: baseline, yang2025, li2025, atmaja2
               force:store_true=False, # recompute finished stages even if this run's settings differ from theirs
               deterministic:store_true=False, # deterministic kernels, so that a GPU run repeats exactly (slower)
               init:str=None, # official=PATH: start the baseline recipe from the official pretrained SE-Trans checkpoint
+              reference_model:str=None, # hard-sample recipes (atmaja2025): a model file whose confidence weights the training clips (default: train the baseline as stage1_reference)
+              seeds:int=None, # repeat the run with N training seeds (--seed, +1, ...; same data and validation split): OUT/seed0..., mean and std in OUT/report.json
+              folds:int=None, # repeat the run over K grouped folds of the split's groups (recordings by default): OUT/fold0..., mean and std
              ):
     "Train a recipe through the semi-supervised pipeline and predict the eval clips"
     from asc_nbdev.data.synthetic import make_synthetic
@@ -464,6 +666,10 @@ def asc_train(recipe:str='li2025', # recipe: baseline, yang2025, li2025, atmaja2
         if v is None: continue
         if not 0 <= v < 1: _fail(f"asc-train: error: --{k.replace('_', '-')} must be in [0, 1), got {v}")
         r = r.replace(**{k: v})
+    if seeds is not None and seeds < 1: _fail(f"asc-train: error: --seeds must be at least 1, got {seeds}")
+    if folds is not None and folds < 2: _fail(f"asc-train: error: --folds must be at least 2, got {folds}")
+    if reference_model is not None and not r.hard_samples:
+        _fail(f"asc-train: error: --reference-model weights hard samples; recipe {r.name} has hard_samples off (atmaja2025 has it on, or --set hard_samples=true)")
     init_path = None
     if init:
         k, _, v = init.partition('=')
@@ -481,14 +687,16 @@ def asc_train(recipe:str='li2025', # recipe: baseline, yang2025, li2025, atmaja2
             if n_clips: kw['n_clips'] = n_clips
             if data_seed is not None or seed is not None: kw['seed'] = data_seed if data_seed is not None else seed
             try: make_synthetic(data, progress=sys.stdout.isatty(), **kw)
-            except (ValueError, FileExistsError) as e: _fail(f"asc-train: error: {e}")
+            except (ValueError, OSError) as e: _fail(f"asc-train: error: {e}")
         audio, meta, eval_meta, truth = data/'audio', data/'dev_metadata.csv', data/'eval_metadata.csv', data/'truth.csv'
     elif not (audio and meta): _fail("asc-train: error: give --demo, or --audio DIR and --meta CSV")
+    kw = dict(eval_meta=eval_meta, truth=truth, split=split, rounds=rounds, epochs=epochs, metadata=not no_metadata, aggregate=aggregate,
+              force=force, deterministic=deterministic, init_official=init_path, reference_model=reference_model, pretrain=pre or None,
+              device=device, on_error=on_error, progress=sys.stdout.isatty(), epoch_lines=not sys.stdout.isatty())   # bars on a terminal, else a line per epoch
     try:
-        return run_pipeline(out, audio, meta, r, eval_meta=eval_meta, truth=truth, split=split, rounds=rounds, epochs=epochs,
-                            metadata=not no_metadata, aggregate=aggregate, force=force, deterministic=deterministic, init_official=init_path, pretrain=pre or None, device=device, on_error=on_error,
-                            progress=sys.stdout.isatty(), epoch_lines=not sys.stdout.isatty())   # bars on a terminal, else a line per epoch
-    except (MetadataError, AudioError, FileNotFoundError, ValueError) as e:
+        if seeds is not None or folds is not None: return run_repeats(out, audio, meta, r, seeds=seeds or 1, folds=folds, **kw)
+        return run_pipeline(out, audio, meta, r, **kw)
+    except (MetadataError, AudioError, OSError, ValueError) as e:
         _fail(f"asc-train: error: {e}")
 
 @call_parse
@@ -506,7 +714,7 @@ def asc_predict(model:str=None, # a model file saved by asc-train (OUT/model.pt)
     if miss: _fail(f"asc-predict: error: missing {', '.join(miss)}; usage: asc-predict --model PATH --meta CSV --audio DIR --out submission.csv")
     try:
         sub = predict_files(model, meta, audio, out, probs, device=device, on_error=on_error, aggregate=aggregate)
-    except (MetadataError, AudioError, FileNotFoundError, ValueError, KeyError) as e:
+    except (MetadataError, AudioError, OSError, ValueError, KeyError) as e:
         _fail(f"asc-predict: error: {e}")
     print(f"wrote {len(sub)} predictions to {out}" + (f" and probabilities to {probs}" if probs else ''))
     print(sub.scene_label.value_counts().to_string())

@@ -17,9 +17,9 @@ from fastcore.basics import store_attr
 from .augment import SpecAugmentCallback, TimeRollCallback, MixupCallback
 
 # %% auto #0
-__all__ = ['QUICK_MODEL_KWARGS', 'PAPER_ADAM', 'CITY_DROPOUT', 'TIME_DROPOUT', 'RECIPES', 'Recipe', 'get_recipe',
+__all__ = ['QUICK_MODEL_KWARGS', 'PAPER_ADAM', 'CITY_DROPOUT', 'TIME_DROPOUT', 'RECIPES', 'PRECISIONS', 'Recipe', 'get_recipe',
            'apply_overrides', 'load_recipe', 'recipe_callbacks', 'recipe_opt_func', 'make_model', 'EpochLines',
-           'fit_recipe']
+           'resolve_precision', 'fit_recipe']
 
 # %% ../nbs/13_recipes.ipynb #69ddd782
 QUICK_MODEL_KWARGS = {  # narrower models for the quick CPU variant (same architecture, fewer channels)
@@ -30,7 +30,7 @@ QUICK_MODEL_KWARGS = {  # narrower models for the quick CPU variant (same archit
 }
 
 PAPER_ADAM = dict(name='adam', betas=(0.9, 0.999), eps=1e-8, weight_decay=0.)   # torch.optim.Adam's defaults (fastai's differ)
-CITY_DROPOUT, TIME_DROPOUT = 0.2, 0.1   # defaults of every recipe: see bench/metadata.md for the measurement
+CITY_DROPOUT, TIME_DROPOUT = 0.5, 0.3   # defaults of every recipe, chosen by measurement: bench/metadata.md
 
 @dataclass
 class Recipe:
@@ -226,6 +226,18 @@ class EpochLines(Callback):
         kv = ' '.join(f"{n} {v:.4f}" if isinstance(v, float) else f"{n} {v}" for n, v in zip(r.metric_names[1:-1], vals))
         with contextlib.redirect_stdout(self.out): self.log(f"[{self.stage}] epoch {self.epoch + 1}/{self.n_epoch} {kv}")
 
+PRECISIONS = ('auto', 'fp32', 'bf16', 'fp16')
+
+def resolve_precision(precision:str='auto', # one of `PRECISIONS`
+                      device=None, # where training runs (a torch.device or name; None: the best available)
+                     ) -> str:
+    "The precision to train in: 'auto' is bf16 on a CUDA GPU that supports it, else fp32 (CPUs gain little from bf16 here)"
+    if precision not in PRECISIONS: raise ValueError(f"precision must be one of {list(PRECISIONS)}, not {precision!r}")
+    dev = default_device(device) if device is None or isinstance(device, str) else torch.device(device)
+    if precision == 'auto': return 'bf16' if dev.type == 'cuda' and torch.cuda.is_bf16_supported() else 'fp32'
+    if precision == 'fp16' and dev.type == 'cpu': raise ValueError("fp16 training needs a GPU; use bf16 or fp32 on the CPU")
+    return precision
+
 def fit_recipe(recipe:Recipe, # the system's settings
                dls, # `asc_dataloaders` of the labeled (+ pseudo-labeled) clips
                model=None, # a model to train further (default: a new one of the recipe's architecture)
@@ -238,6 +250,7 @@ def fit_recipe(recipe:Recipe, # the system's settings
                epochs:int|None=None, # override the recipe's epoch limit
                epoch_log=None, # a function given one line per epoch, e.g. `print` when not on a terminal
                deterministic:bool=False, # deterministic kernels (slower; a GPU run then repeats exactly)
+               precision:str='fp32', # 'fp32', 'bf16', 'fp16' (fastai's mixed precision), or 'auto': bf16 on a GPU that has it, else fp32
               ):
     "Train `recipe` on `dls` (a model is made unless given); returns `(learner, summary dict)`"
     from asc_nbdev.models.zoo import freeze_blocks
@@ -250,6 +263,9 @@ def fit_recipe(recipe:Recipe, # the system's settings
                         cbs=recipe_callbacks(recipe, stage) + [CSVLogger('history.csv')] + list(cbs or [])
                             + ([EpochLines(stage if fname is None else fname, epoch_log)] if epoch_log else []),
                         path=path, opt_func=recipe_opt_func(recipe))
+    prec = resolve_precision(precision, next(model.parameters()).device if dls.device is None else dls.device)
+    if prec == 'bf16': learn.to_bf16()
+    elif prec == 'fp16': learn.to_fp16()
     if not progress: learn.remove_cb(ProgressCallback)
     t0 = time.time(); n = epochs or recipe.epochs
     quiet = contextlib.redirect_stdout(io.StringIO()) if not progress else contextlib.nullcontext()

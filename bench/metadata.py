@@ -46,20 +46,25 @@ if __name__ == '__main__':
     ap.add_argument('--preset', default='demo')
     ap.add_argument('--rounds', type=int, default=0)
     ap.add_argument('--dropouts', nargs='*', default=[], help='extra metadata-on runs, CITY:TIME dropout rates, e.g. 0:0 0.4:0.2')
-    ap.add_argument('--out', default=None, help='also write the report (markdown) here')
+    ap.add_argument('--dropouts-only', action='store_true', help='run only the --dropouts variants (a sweep; no checks)')
+    ap.add_argument('--from-csv', nargs='+', default=None, help='write the report from earlier runs\' OUT.csv files (merged), without training')
+    ap.add_argument('--note', default='', help='a paragraph added at the end of the report')
+    ap.add_argument('--out', default=None, help="also write the report (markdown) here, and every run's figures to OUT.csv")
     args = ap.parse_args()
     torch.set_num_threads(1)
     root = Path(tempfile.mkdtemp(prefix='asc-bench-metadata-'))
     rows, t0 = [], time.time()
-    for seed in args.seeds:
+    if args.from_csv: rows = pd.concat([pd.read_csv(f, dtype={'dropout': str}) for f in args.from_csv]).to_dict('records')
+    for seed in ([] if args.from_csv else args.seeds):
         D = root/f'data{seed}'
         make_synthetic(D, preset=args.preset, seed=seed, progress=False)
         for recipe in args.recipes:
-            for metadata in (True, False):
+            for metadata in (() if args.dropouts_only else (True, False)):
                 rows += run(D, root, recipe, seed, metadata, args.rounds)
             for d in args.dropouts:
                 c, t = (float(v) for v in d.split(':'))
                 rows += run(D, root, recipe, seed, True, args.rounds, c, t)
+            if args.out: pd.DataFrame(rows).to_csv(Path(args.out).with_suffix('.csv'), index=False)   # every run's figures, as they come
             print(f'seed {seed} {recipe} done, {time.time() - t0:.0f} s, load {load_avg()}', flush=True)
         shutil.rmtree(D, ignore_errors=True)
     df = pd.DataFrame(rows)
@@ -67,21 +72,26 @@ if __name__ == '__main__':
     tab = (df.groupby(['recipe', 'metadata', 'dropout', 'aggregate'], sort=False)
              .agg(valid=('valid', fmt), test=('test', fmt), seen=('seen', fmt), unseen=('unseen', fmt), n=('seed', 'size')))
     checks = []
-    for (recipe, how), g in df[df.dropout.isin(['-', f'{CITY_DROPOUT:g}/{TIME_DROPOUT:g}'])].groupby(['recipe', 'aggregate'], sort=False):
+    groups = [] if args.dropouts_only else df[df.dropout.isin(['-', f'{CITY_DROPOUT:g}/{TIME_DROPOUT:g}'])].groupby(['recipe', 'aggregate'], sort=False)
+    for (recipe, how), g in groups:
         on, off = g[g.metadata == 'on'].set_index('seed'), g[g.metadata == 'off'].set_index('seed')
         du, ds = (on.unseen - off.unseen).mean(), (on.seen - off.seen).mean()
         checks.append(dict(recipe=recipe, aggregate=how, unseen_on=on.unseen.mean(), unseen_off=off.unseen.mean(),
                            unseen_diff=du, unseen_ok=du >= -0.01, seen_on=on.seen.mean(), seen_off=off.seen.mean(), seen_diff=ds, seen_ok=ds >= 0))
     ck = pd.DataFrame(checks)
     lines = ['# City and time: on vs off, seen and unseen cities', '',
-             f'`python bench/metadata.py --seeds {" ".join(map(str, args.seeds))} --recipes {" ".join(args.recipes)} --preset {args.preset} '
-             f'--rounds {args.rounds}' + (f' --dropouts {" ".join(args.dropouts)}' if args.dropouts else '') + '`', '',
-             f'{platform.processor() or platform.machine()}, {os.cpu_count()} cpus, 1 thread; {time.time() - t0:.0f} s in all; '
-             f'load at the end {load_avg()}. Synthetic `{args.preset}` data, one dataset per seed (data seed = training seed); '
+             (f'`python bench/metadata.py --from-csv {" ".join(args.from_csv)}`: the runs below come from those files, each written by '
+              '`python bench/metadata.py --out ...` (the commands are listed under the tables)' if args.from_csv else
+              f'`python bench/metadata.py --seeds {" ".join(map(str, args.seeds))} --recipes {" ".join(args.recipes)} --preset {args.preset} '
+              f'--rounds {args.rounds}' + (f' --dropouts {" ".join(args.dropouts)}' if args.dropouts else '') + '`'), '',
+             f'{platform.processor() or platform.machine()}, {os.cpu_count()} cpus, 1 thread' +
+             ('' if args.from_csv else f'; {time.time() - t0:.0f} s in all; load at the end {load_avg()}') + '. Synthetic `{args.preset}` data, one dataset per seed (data seed = training seed); '
              f'recording split; quick recipes; the last stage\'s model scored on the eval clips against the hidden truth. '
              f'Default dropout (city/time) {CITY_DROPOUT:g}/{TIME_DROPOUT:g}; default aggregate `{DEFAULT_AGGREGATE}`.', '',
              'Mean ± std over seeds:', '', tab.to_markdown(), '',
              'Checks (means over seeds of the per-seed differences, default dropout): unseen on >= off - 0.01, seen on >= off', '',
-             ck.to_markdown(index=False, floatfmt='.3f')]
+             ck.to_markdown(index=False, floatfmt='.3f') if len(ck) else '(no metadata-off runs: no checks)'] + (['', args.note] if args.note else [])
     text = '\n'.join(lines); print(text)
-    if args.out: Path(args.out).write_text(text + '\n')
+    if args.out:
+        Path(args.out).write_text(text + '\n')
+        if not args.from_csv: df.to_csv(Path(args.out).with_suffix('.csv'), index=False)

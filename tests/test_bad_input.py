@@ -374,14 +374,12 @@ def test_csv(driven, work, name):
 
 
 # ---------------------------------------------------------------- model files from elsewhere
-MODEL_FIX = ('needs load_model/predict_files (nbs/18_pipeline.ipynb) to turn this into a ValueError naming the file and the '
-             'mismatch (see the lead\'s note); remove this xfail when it does')
 MODEL_CASES = ['model_other_format', 'model_lacks_a_weight', 'model_extra_weight', 'model_weight_shape', 'model_other_classes',
                'model_state_dict_only', 'model_not_a_model', 'model_missing',
-               pytest.param('model_unknown_hparam', marks=pytest.mark.xfail(reason=MODEL_FIX, strict=True)),
-               pytest.param('model_unknown_arch', marks=pytest.mark.xfail(reason=MODEL_FIX, strict=True)),
-               pytest.param('model_stats_128_bands', marks=pytest.mark.xfail(reason=MODEL_FIX, strict=True)),
-               pytest.param('model_other_features', marks=pytest.mark.xfail(reason=MODEL_FIX, strict=True))]
+               'model_unknown_hparam',
+               'model_unknown_arch',
+               'model_stats_128_bands',
+               'model_other_features']
 
 @pytest.mark.parametrize('name', MODEL_CASES)
 def test_model_file(driven, bad_models, name):
@@ -417,10 +415,6 @@ def test_readonly_features(readonly, corpus):
     clear_error(dict(rc=r.returncode, stdout=r.stdout, stderr=r.stderr), f'cannot write the feature cache folder {d}', 'ermission denied')
     OUTCOMES['readonly_out/features'] = f"exit 2: {r.stderr.strip().splitlines()[0][:150]}"
 
-PIPELINE_FIX = ('needs nbs/18_pipeline.ipynb to report an unwritable output as a clear error (catch OSError in asc_train/asc_predict, '
-                'check the output folder first); remove this xfail when it does')
-
-@pytest.mark.xfail(reason=PIPELINE_FIX, strict=True)
 def test_readonly_predict(readonly, corpus, model):
     d, pre = readonly; audio, _ = corpus
     meta_frame(GOOD3).to_csv(d.parent/'ro.csv', index=False)
@@ -429,7 +423,6 @@ def test_readonly_predict(readonly, corpus, model):
     OUTCOMES['readonly_out/predict'] = f"rc {r.returncode}: {(r.stderr.strip().splitlines() or [''])[-1][:150]}"
     clear_error(dict(rc=r.returncode, stdout=r.stdout, stderr=r.stderr), str(d), 'ermission denied')
 
-@pytest.mark.xfail(reason=PIPELINE_FIX, strict=True)
 def test_readonly_train(readonly, corpus):
     d, pre = readonly; audio, _ = corpus
     lab = meta_frame(GOOD3, scene_label='Bus'); lab.to_csv(d.parent/'ro_lab.csv', index=False)

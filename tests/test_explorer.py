@@ -20,7 +20,7 @@ def run(data):
     from asc_nbdev.recipes import get_recipe
     out = data.parent/'run'
     run_pipeline(out, data/'audio', data/'dev_metadata.csv', get_recipe('li2025', quick=True, epochs=2), eval_meta=data/'eval_metadata.csv',
-                 truth=data/'truth.csv', progress=False, log=lambda *a: None)
+                 truth=data/'truth.csv', progress=False, log=lambda *a: None, aggregate='none')   # per-clip probabilities, as the explorer shows
     # forget where the data lie (report.json records it), so these tests see a run whose data must be given
     from asc_nbdev.core import load_json, save_json
     rj = load_json(out/'report.json')
@@ -84,8 +84,8 @@ def test_run(run, data):
     cur = ex.select(ex.filtered.filename.iloc[0])
     np.testing.assert_allclose([cur['probs'][c] for c in CLASSES], ep.loc[cur['filename'], CLASSES].to_numpy(float), atol=1e-4)
     assert cur['confidence'] == pytest.approx(max(cur['probs'].values())) and cur['pred'] == max(cur['probs'], key=cur['probs'].get)
-    # validation clips are the last stage's
-    vp = pd.read_csv(run/'stage3_retrain_r1'/'valid_probs.csv', dtype={'filename': str})
+    # validation clips are those of the stage model.pt holds
+    vp = pd.read_csv(run/load_json(run/'report.json')['kept']/'valid_probs.csv', dtype={'filename': str})
     ex.w_part.value = 'validation'
     assert set(ex.filtered.filename) == set(vp.filename)
     # outcome and confidence filters

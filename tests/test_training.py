@@ -76,3 +76,71 @@ def test_asc_train_with_pretraining(tmp_path):
     m, info = load_model(out/'stage0_pretrain'/'model.pt')
     assert info['hparams']['metadata'] is False           # pre-trained on audio only; the head is replaced for stage 1
     m1, _ = load_model(out/'model.pt'); assert m1.metadata is True
+
+def _toy_dls(n=12, seed=0):
+    "Labeled DataLoaders over a small in-memory feature array (no audio): a cache-like object and metadata"
+    rng = np.random.default_rng(seed)
+    feats = rng.normal(3, 2, (n, 20, 64)).astype(np.float32)
+    class C:
+        features = feats; index = pd.Series(np.arange(n), index=[f'c{i}' for i in range(n)])
+        def __contains__(self, k): return k in self.index.index
+        def rows(self, names): return self.index.loc[list(names)].to_numpy()
+    meta = pd.DataFrame({'filename': [f'c{i}' for i in range(n)], 'location': 'Beijing', 'city': CITIES.index('Beijing'),
+                         'record_time': '2020-01-01 10:00:00', 'time_ok': True, 'label': np.arange(n) % 3,
+                         'session': [f's{i}' for i in range(n)], 'recording': [f'r{i}' for i in range(n)]})
+    return asc_dataloaders(meta, C(), 'random', bs=4, valid_pct=0.25, city_dropout=0.9, time_dropout=0.9), meta, C()
+
+def test_weight_hard_samples_uses_the_reference_statistics():
+    "The reference predicts in order, with its own normalisation and no city/time dropout; weights mean 1, hard below the threshold"
+    dls, meta, cache = _toy_dls()
+    seen = []
+    class Ref(torch.nn.Module):   # a 'model' whose confidence is a known function of its inputs
+        def forward(self, x, city, t):
+            seen.append((x.clone(), city.clone(), t.clone()))
+            z = torch.zeros(len(x), N_CLASSES); z[:, 0] = x.mean((1, 2, 3)) * 4; return z
+    mean, std = np.full(64, 1., np.float32), np.full(64, 2., np.float32)
+    res = weight_hard_samples(dls, Ref(), 0.7, device='cpu', stats=(mean, std))
+    x = torch.cat([s[0] for s in seen]); city = torch.cat([s[1] for s in seen]); t = torch.cat([s[2] for s in seen])
+    raw = torch.from_numpy(cache.features[cache.rows(dls.train.items.names)])
+    torch.testing.assert_close(x[:, 0], (raw - 1) / 2)                                  # the reference's statistics, not the loader's
+    assert (city.numpy() == dls.train.items.city).all() and (t.numpy() == dls.train.items.time).all()   # no dropout
+    z = np.zeros((len(x), N_CLASSES)); z[:, 0] = ((raw - 1) / 2).mean((1, 2)).numpy() * 4
+    p = np.exp(z - z.max(1, keepdims=True)); p /= p.sum(1, keepdims=True)
+    np.testing.assert_allclose(res['confidence'], p.max(1), rtol=1e-5)
+    np.testing.assert_allclose(dls.train.items.w, hard_sample_weights(p.max(1)), rtol=1e-5)
+    assert dls.train.items.w.mean() == pytest.approx(1, abs=1e-6) and (dls.valid.items.w == 1).all()
+    assert list(res['names']) == list(dls.train.items.names)
+    s = hard_sample_summary(res)
+    assert (s['n'], s['hard']) == (len(x), int((p.max(1) < 0.7).sum())) and s['weight_max'] == pytest.approx(dls.train.items.w.max())
+    assert len(dls.one_batch()) == 5                                                    # batches carry the weights
+
+def test_grouped_folds_real_metadata():
+    "5 folds over the 47 recordings of the real dev metadata: disjoint, covering, whole recordings, every fold with several classes"
+    dev = read_meta(cas2023_metadata('dev')); lab = dev[dev.label >= 0].reset_index(drop=True)
+    folds = grouped_folds(dev, 5, seed=1234)
+    assert len(folds) == 5 and all(f.strategy == 'recording' and f.info['folds'] == 5 for f in folds)
+    allv = np.concatenate([f.valid for f in folds])
+    assert sorted(allv) == list(range(len(lab)))
+    for f in folds:
+        assert not set(lab.recording.iloc[f.valid]) & set(lab.recording.iloc[f.train])
+        assert f.info['valid_groups'] == lab.recording.iloc[f.valid].nunique() and lab.label.iloc[f.valid].nunique() >= 3
+    assert [list(f.valid) for f in grouped_folds(dev, 5, seed=1234)] == [list(f.valid) for f in folds]   # repeatable
+    assert [list(f.valid) for f in grouped_folds(dev, 5, seed=1)] != [list(f.valid) for f in folds]
+    s = grouped_folds(dev, 3, 'session')
+    assert all(not set(lab.session.iloc[f.valid]) & set(lab.session.iloc[f.train]) for f in s)
+    with pytest.raises(ValueError, match='at least 2'): grouped_folds(dev, 1)
+    with pytest.raises(ValueError, match='need at least 60 recordings'): grouped_folds(dev, 60)
+
+def test_summarize_runs_by_hand():
+    st = lambda n, a, t=None: dict(name=n, accuracy=a, balanced_accuracy=a / 2, seconds=1.0, **({'test': {'accuracy': t, 'n': 9}} if t is not None else {}))
+    reps = [dict(kept='stage1_train', stages=[st('stage1_train', .5, .4)], test={'accuracy': .4, 'n': 9}),
+            dict(kept='stage3_retrain_r1', stages=[st('stage1_train', .7, .2), st('stage3_retrain_r1', .9, .6)], test={'accuracy': .6, 'n': 9},
+                 pseudo_rounds=[dict(round=1, accepted=5, accuracy=float('nan'))])]
+    s = summarize_runs(reps)
+    assert s['accuracy'] == dict(mean=pytest.approx(.7), std=pytest.approx(np.std([.5, .9], ddof=1)), n=2)
+    assert s['stage1_train.test.accuracy']['mean'] == pytest.approx(.3) and s['stage3_retrain_r1.accuracy'] == dict(mean=.9, std=None, n=1)
+    assert s['pseudo_r1.accepted']['n'] == 1 and 'pseudo_r1.accuracy' not in s         # NaN is no figure
+    assert 'test.n' not in s and 'stage1_train.test.n' not in s
+    txt = format_report(dict(recipe='x', split='recording', metadata=True, seeds=[1, 2], folds=None, split_seed=1, runs=dict(a=reps[0], b=reps[1]),
+                             summary=s, kept={'stage1_train': 1, 'stage3_retrain_r1': 1}))
+    assert '0.700 ± 0.283' in txt and 'stage1_train in 1 of 2 runs' in txt
