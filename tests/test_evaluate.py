@@ -130,7 +130,7 @@ def test_pseudo_and_compare(report, runs):
     assert cmp.loc[row, 'run-off (metadata off)'] == pytest.approx(rj_off['stages'][0]['accuracy'])
     assert cmp.loc[f'final accuracy, {TEST}', 'difference'] == pytest.approx(rj['test']['accuracy'] - rj_off['test']['accuracy'])
     lk = s['leakage']
-    assert set(lk) == {'validation (random split)', 'validation (recording split)', 'validation (recording split) (used by this run)',
+    assert set(lk) == {'validation (random split)', 'validation (session split)', 'validation (recording split) (used by this run)',
                        'validation (city split)'}
 
 
