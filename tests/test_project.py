@@ -17,3 +17,21 @@ def test_readme_starts_with_two_setup_commands_and_ci_runs_the_test_one():
 def test_all_reexports_public_api():
     import asc_nbdev.all as A
     assert len(A.__all__) == len(set(A.__all__)) and {'read_meta', 'CLASSES', 'make_split'} <= set(A.__all__)
+
+def test_notebook_cells_keep_imports_apart():
+    "nbdev-proc-nbs (the docs build) runs every cell that holds an import: such a cell must hold imports only, or be exported"
+    import ast, json
+    bad = []
+    for p in sorted((ROOT/'nbs').glob('*.ipynb')):
+        for c in json.loads(p.read_text())['cells']:
+            if c['cell_type'] != 'code': continue
+            src = ''.join(c['source']); dirs = [l.replace(' ', '') for l in src.splitlines() if l.startswith('#|')]
+            if any(d.startswith(('#|export', '#|exec_doc')) or 'eval:false' in d.lower() for d in dirs): continue
+            try: tree = ast.parse(src)
+            except SyntaxError: continue
+            top = [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))]
+            other = [n for n in tree.body if not isinstance(n, (ast.Import, ast.ImportFrom))]
+            nested = any(isinstance(n, (ast.Import, ast.ImportFrom)) for o in other for n in ast.walk(o))
+            if top and other: bad.append(f"{p.name} cell {c.get('id')}")
+            elif nested and not top and c.get('id') not in ('4bb764b2',): bad.append(f"{p.name} cell {c.get('id')} (import inside code)")
+    assert not bad, f"cells mixing imports and other code (move the imports to a cell of their own): {bad}"
