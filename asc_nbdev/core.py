@@ -14,7 +14,7 @@ warnings.filterwarnings('ignore', message=r'`torch\.jit\.script` is deprecated',
 
 # %% auto #0
 __all__ = ['CLASSES', 'CITIES', 'N_CLASSES', 'UNKNOWN_CITY', 'N_CITY_TOKENS', 'N_TIME_FEATURES', 'SAMPLE_RATE', 'CLIP_SECONDS',
-           'class_index', 'city_index', 'is_known_city', 'seed_everything', 'expect', 'default_device', 'atomic_write',
+           'class_index', 'city_index', 'is_known_city', 'seed_everything', 'expect', 'pick_device', 'atomic_write',
            'atomic_path', 'save_json', 'load_json']
 
 # %% ../nbs/00_core.ipynb #985be1c2
@@ -87,7 +87,7 @@ def expect(value:float, # the figure, e.g. a validation accuracy
     return margin
 
 # %% ../nbs/00_core.ipynb #57578ace
-def default_device(device:str|None=None) -> 'torch.device':
+def pick_device(device:str|None=None) -> 'torch.device':
     "The `torch.device` for `device` ('cpu', 'cuda', 'cuda:1', 'mps'), or the best available when `None`/'auto'"
     import torch
     if device in (None, 'auto'):

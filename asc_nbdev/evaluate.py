@@ -140,13 +140,14 @@ def prediction_frame(probs:pd.DataFrame, # `filename` and one probability column
 
 # %% ../nbs/19_evaluate.ipynb #61d9a049
 def class_metrics(pred, targ, classes=CLASSES) -> pd.DataFrame:
-    "Per-class precision, recall, F1 and support (true clips) from the confusion counts"
-    m = confusion(pred, targ, len(classes)).astype(float)
-    tp, sup, npred = np.diag(m), m.sum(1), m.sum(0)
-    with np.errstate(invalid='ignore', divide='ignore'):
-        prec = np.where(npred > 0, tp / npred, np.nan)
-        rec = np.where(sup > 0, tp / sup, np.nan)
-        f1 = np.where(sup == 0, np.nan, np.where(tp > 0, 2 * tp / (sup + npred), 0.))
+    "Per-class precision, recall, F1 and support (true clips), sklearn's `precision_recall_fscore_support`; NaN where undefined"
+    from sklearn.metrics import precision_recall_fscore_support
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')   # undefined figures are NaN here, on purpose
+        prec, rec, f1, sup = precision_recall_fscore_support(np.asarray(targ), np.asarray(pred), labels=np.arange(len(classes)), zero_division=np.nan)
+    tp = np.diag(confusion(pred, targ, len(classes)))
+    f1 = np.where(sup == 0, np.nan, np.where(tp > 0, f1, 0.))   # a class never found: F1 0; a class absent: undefined
     return pd.DataFrame({'precision': prec, 'recall': rec, 'f1': f1, 'support': sup.astype(int)},
                         index=pd.Index(classes, name='class'))
 
@@ -162,7 +163,7 @@ def split_summary(df:pd.DataFrame) -> dict:
     "Accuracy, balanced accuracy, macro F1, seen/unseen-city accuracy and mean confidence of a `prediction_frame`"
     cm = class_metrics(df['pred'], df['label'])
     out = dict(n=int(len(df)), accuracy=float(df['correct'].mean()),
-               balanced_accuracy=float(cm.recall.mean()),   # = learner.balanced_accuracy_score (checked above), without importing fastai
+               balanced_accuracy=float(cm.recall.mean()),   # = sklearn's balanced_accuracy_score (checked above)
                macro_f1=float(cm.f1.mean()))                # both: means over the classes present (absent ones are NaN)
     if 'seen' in df:
         for k, m in (('seen', df['seen']), ('unseen', ~df['seen'])):

@@ -61,10 +61,10 @@ def predict_clips(model_path, # a model file saved by the pipeline (RUN_DIR/mode
                   meta:pd.DataFrame, # their metadata rows (filename, record_time, city, ...)
                   bs:int=64) -> np.ndarray:
     "Class probabilities (clips, classes) of `meta`'s clips"
-    from asc_nbdev.pipeline import load_model
+    from asc_nbdev.pipeline import load_asc_model
     from asc_nbdev.data.loaders import ASCItems, ASCDataLoader, _meta_arrays
     from asc_nbdev.learner import predict_probs
-    model, info = load_model(model_path)
+    model, info = load_asc_model(model_path)
     names, city, tf, _ = _meta_arrays(meta.reset_index(drop=True))
     st = info['stats']; mean = None if st['mean'] is None else np.array(st['mean'], np.float32)
     dl = ASCDataLoader(ASCItems(cache.features, cache.rows(names), city, tf), bs=bs, mean=mean,

@@ -251,7 +251,7 @@ def pretrain_stage(d, # the stage folder (model.pt, features/, audio links)
                    recipe, # the `Recipe`: its model, training settings and external label mapping
                    specs, # [(dataset name, folder), ...], names: tau2020, cochlscene, cochlscene_bar
                    metadata:bool=True, # unused: pre-training is audio only (kept for the pipeline's call)
-                   device=None, # feature and training device (None: `default_device`)
+                   device=None, # feature and training device (None: `pick_device`)
                    clip_seconds=None, # clip length of the features (None: 10 s, the challenge's)
                    progress:bool=True, # show progress bars
                   ) -> dict:
@@ -259,18 +259,18 @@ def pretrain_stage(d, # the stage folder (model.pt, features/, audio links)
     from asc_nbdev.features import build_feature_cache
     from asc_nbdev.data.loaders import asc_dataloaders
     from asc_nbdev.recipes import fit_recipe, make_model
-    from asc_nbdev.pipeline import save_model
+    from asc_nbdev.pipeline import save_asc_model
     d = Path(d); df = read_external(specs, recipe)
     links = d/'audio'; links.mkdir(parents=True, exist_ok=True)
     for src, root in df[['source', 'root']].drop_duplicates().itertuples(index=False):
         if not (links/src).exists(): os.symlink(root, links/src, target_is_directory=True)
     meta = external_meta(df)
     cache = build_feature_cache(links, meta.filename, d/'features', clip_seconds=clip_seconds or CLIP_SECONDS,
-                                device=str(default_device(device)), progress=progress)
+                                device=str(pick_device(device)), progress=progress)
     dls = asc_dataloaders(meta, cache, 'random', valid_pct=0.2, seed=1234, bs=recipe.bs)
     r = recipe.replace(epochs=max(1, recipe.pretrain_epochs), freeze_blocks=0)
     learn, s = fit_recipe(r, dls, model=make_model(recipe, metadata=False), stage='pretrain', path=d, progress=progress)
-    save_model(learn.model, d/'model.pt', r, dls.stats)
+    save_asc_model(learn.model, d/'model.pt', r, dls.stats)
     import shutil; shutil.rmtree(d/'models', ignore_errors=True)
     counts = {c: int(v) for c, v in df.scene_label.value_counts().items()}
     return dict(name='stage0_pretrain', split='random', accuracy=s['accuracy'], balanced_accuracy=s['balanced_accuracy'],

@@ -17,7 +17,7 @@ import torch, torch.nn as nn, torchaudio
 from typing import Annotated
 from fastcore.script import call_parse, CliError, is_cli
 from fastprogress.fastprogress import progress_bar, ConsoleProgressBar
-from .core import SAMPLE_RATE, CLIP_SECONDS, atomic_write, atomic_path, save_json, load_json, default_device
+from .core import SAMPLE_RATE, CLIP_SECONDS, atomic_write, atomic_path, save_json, load_json, pick_device
 
 # %% auto #0
 __all__ = ['AUDIO_EXTENSIONS', 'LOGMEL_DEFAULTS', 'FEATURE_CACHE_VERSION', 'AudioError', 'AudioInfo', 'load_audio', 'find_audio',
@@ -556,7 +556,7 @@ def build_feature_cache(audio_dir, # folder with the audio files: FILENAME.wav, 
 
         todo = [r for r in range(N) if r not in done and r not in skipped]
         jobs = [todo[i:i+batch_size] for i in range(0, len(todo), batch_size)]
-        dev = default_device(device); fe, on_cpu = fe.to(dev), dev.type == 'cpu'
+        dev = pick_device(device); fe, on_cpu = fe.to(dev), dev.type == 'cpu'
         # CPU: each worker thread (or this one) decodes and computes whole clips, with PyTorch's own threads set to 1:
         # its parallel regions are too small for these ops, and on a busy machine they wait for each other;
         # GPU: the workers decode and the GPU computes each batch at once

@@ -16,8 +16,8 @@ from fastai.optimizer import Adam
 from fastcore.basics import store_attr
 
 # %% auto #0
-__all__ = ['ASCLoss', 'cross_entropy', 'label_smoothing_ce', 'balanced_accuracy_score', 'per_city_accuracy', 'Accuracy',
-           'BalancedAccuracy', 'CityAccuracy', 'StepDecay', 'asc_metrics', 'asc_learner', 'predict_probs',
+__all__ = ['ASCLoss', 'cross_entropy', 'label_smoothing_ce', 'per_city_accuracy', 'Accuracy', 'ASCBalancedAccuracy',
+           'CityAccuracy', 'StepDecay', 'asc_metrics', 'asc_learner', 'AudioFallbackLoss', 'predict_probs',
            'history_frame']
 
 # %% ../nbs/12_learner.ipynb #a67e607f
@@ -53,11 +53,14 @@ class _Accum(Metric):
         self.c.append(learn.xb[1].detach().cpu() if len(learn.xb) > 1 else torch.zeros_like(self.t[-1]))
     def _cat(self): return torch.cat(self.p).numpy(), torch.cat(self.t).numpy(), torch.cat(self.c).numpy()
 
-def balanced_accuracy_score(pred, targ, n_classes:int=N_CLASSES) -> float:
-    "Mean recall over the classes present in `targ`"
-    pred, targ = np.asarray(pred), np.asarray(targ)
-    rec = [(pred[targ == k] == k).mean() for k in range(n_classes) if (targ == k).any()]
-    return float(np.mean(rec)) if rec else float('nan')
+def _balanced_accuracy(targ, pred) -> float:
+    "sklearn's `balanced_accuracy_score` (mean recall of the classes present in `targ`); NaN for no clips"
+    from sklearn.metrics import balanced_accuracy_score
+    import warnings
+    if len(targ) == 0: return float('nan')
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')   # "y_pred contains classes not in y_true": expected on small validation sets
+        return float(balanced_accuracy_score(np.asarray(targ), np.asarray(pred)))
 
 def per_city_accuracy(pred, targ, city) -> dict:
     "Accuracy per city name (unknown cities under 'unknown')"
@@ -72,10 +75,10 @@ class Accuracy(_Accum):
     @property
     def name(self): return 'accuracy'
 
-class BalancedAccuracy(_Accum):
+class ASCBalancedAccuracy(_Accum):
     "Balanced accuracy (mean per-class recall) of one validation pass"
     @property
-    def value(self): p, t, _ = self._cat(); return balanced_accuracy_score(p, t)
+    def value(self): p, t, _ = self._cat(); return _balanced_accuracy(t, p)
     @property
     def name(self): return 'balanced_accuracy'
 
@@ -102,7 +105,7 @@ class StepDecay(Callback):
         for h, b in zip(self.opt.hypers, self.base): h['lr'] = b * f
 
 # %% ../nbs/12_learner.ipynb #76d66c0e
-def asc_metrics(): return [Accuracy(), BalancedAccuracy(), CityAccuracy()]
+def asc_metrics(): return [Accuracy(), ASCBalancedAccuracy(), CityAccuracy()]
 
 def asc_learner(dls, model:nn.Module,
                 lr:float=1e-4, # Adam's initial learning rate
@@ -124,10 +127,27 @@ def asc_learner(dls, model:nn.Module,
                     cbs=cb + list(cbs or []), path=path, model_dir=model_dir, splitter=splitter, **kwargs)
     return learn
 
+# %% ../nbs/12_learner.ipynb #a7f00002
+class AudioFallbackLoss(Callback):
+    "Add `weight` x the loss of the head's audio-only classifier (`audio_fc`) on every training batch"
+    order = 60
+    def __init__(self, weight:float=1.0, # weight of the auxiliary loss (1: as much as the main loss)
+                ): store_attr(); self.hook, self.out = None, None
+    def before_fit(self):
+        fc = getattr(getattr(self.learn.model, 'head', None), 'audio_fc', None)
+        self.hook = fc.register_forward_hook(self._keep) if fc is not None else None
+    def _keep(self, mod, inp, out): self.out = out if mod.training else None
+    def after_loss(self):
+        if self.hook is None or not self.training or self.out is None: return
+        self.learn.loss_grad = self.learn.loss_grad + self.weight * self.learn.loss_func(self.out.float(), *self.yb)
+        self.out = None
+    def after_fit(self):
+        if self.hook is not None: self.hook.remove(); self.hook = None
+
 # %% ../nbs/12_learner.ipynb #91eef6a1
 def predict_probs(model:nn.Module, dl, device=None) -> np.ndarray:
     "Softmax probabilities of `model` on every batch of `dl` (inputs are the first three tensors)"
-    device = default_device(device) if device is None or isinstance(device, str) else device
+    device = pick_device(device) if device is None or isinstance(device, str) else device
     model = model.to(device).eval(); out = []
     with torch.inference_mode():
         for b in dl: out.append(F.softmax(model(*[t.to(device) for t in b[:3]]).float(), -1).cpu())

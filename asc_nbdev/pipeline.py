@@ -8,24 +8,25 @@ Docs: https://asc-nbdev.github.io/asc_nbdev/pipeline.html.md"""
 from __future__ import annotations
 import json, shutil, sys, time, warnings
 from pathlib import Path
-import numpy as np, pandas as pd, torch
+import numpy as np, pandas as pd, torch, torch.nn.functional as F
 from fastcore.script import call_parse, store_true
 from .core import *
 from . import __version__
-from .data.metadata import read_meta, make_split, TIME_FORMAT, SPLITS, MetadataError
+from .data.metadata import read_meta, make_split, TIME_FORMAT, SPLITS, MetadataError, time_features
 from .data.loaders import asc_dataloaders, ASCItems, ASCDataLoader
 from .features import build_feature_cache, FeatureCache, AudioError
-from .learner import predict_probs, history_frame, balanced_accuracy_score, per_city_accuracy
-from .recipes import Recipe, get_recipe, fit_recipe, make_model, load_recipe, apply_overrides
+from .learner import predict_probs, history_frame, _balanced_accuracy, per_city_accuracy
+from .recipes import Recipe, get_recipe, fit_recipe, make_model, load_recipe, apply_overrides, resolve_precision, PRECISIONS
 from .hard_samples import weight_hard_samples
 from .pseudo import pseudo_label, pseudo_report, plot_pseudo_confidence
 from .plots import plot_history, plot_confusion, plot_confidence
 
 # %% auto #0
-__all__ = ['MODEL_FORMAT', 'AGGREGATES', 'DEFAULT_AGGREGATE', 'REFERENCE_STAGE', 'save_model', 'load_model', 'model_loader',
-           'StageMismatch', 'fingerprint_diff', 'run_stage', 'aggregate_probs', 'evaluate_test', 'reference_recipe',
-           'grouped_folds', 'run_pipeline', 'run_figures', 'summarize_runs', 'run_repeats', 'write_submission',
-           'format_repeats', 'format_report', 'predict_files', 'asc_train', 'asc_predict']
+__all__ = ['MODEL_FORMAT', 'AGGREGATES', 'DEFAULT_AGGREGATE', 'REFERENCE_STAGE', 'save_asc_model', 'load_asc_model',
+           'model_loader', 'StageMismatch', 'fingerprint_diff', 'run_stage', 'aggregate_probs', 'evaluate_test',
+           'reference_recipe', 'grouped_folds', 'run_pipeline', 'run_figures', 'summarize_runs', 'run_repeats',
+           'write_submission', 'format_repeats', 'format_report', 'predict_files', 'predict', 'asc_train',
+           'asc_predict']
 
 # %% ../nbs/18_pipeline.ipynb #35712a60
 MODEL_FORMAT = 'asc_nbdev.model/1'
@@ -34,7 +35,7 @@ def _plain(o):
     "Recursively turn tuples and NumPy values into JSON-like plain data"
     return json.loads(json.dumps(o, default=lambda v: v.tolist() if hasattr(v, 'tolist') else str(v)))
 
-def save_model(model, path, recipe:Recipe|None=None, stats=None, feature_params:dict|None=None, extra:dict|None=None) -> Path:
+def save_asc_model(model, path, recipe:Recipe|None=None, stats=None, feature_params:dict|None=None, extra:dict|None=None) -> Path:
     "Save `model` with its recipe, vocabularies, feature parameters and normalisation statistics, atomically"
     mean, std = (None, None) if stats is None else stats
     obj = dict(format=MODEL_FORMAT, arch=model.arch, hparams=_plain(model.hparams),
@@ -47,8 +48,8 @@ def save_model(model, path, recipe:Recipe|None=None, stats=None, feature_params:
     with atomic_path(path) as tmp: torch.save(obj, tmp)
     return Path(path)
 
-def load_model(path, device=None):
-    "Load a model file saved by `save_model` (safely, `weights_only=True`); returns `(model, info)`"
+def load_asc_model(path, device=None):
+    "Load a model file saved by `save_asc_model` (safely, `weights_only=True`); returns `(model, info)`"
     from asc_nbdev.models.zoo import create_model
     path = Path(path)
     if not path.is_file(): raise FileNotFoundError(f"model file not found: {path}")
@@ -67,7 +68,7 @@ def load_model(path, device=None):
     try: model.load_state_dict(sd)
     except RuntimeError as e: raise ValueError(f"{path}: the weights do not fit the {obj['arch']} architecture ({e})") from None
     model.eval()
-    if device is not None: model.to(default_device(device))
+    if device is not None: model.to(pick_device(device))
     info = {k: v for k, v in obj.items() if k != 'state_dict'}
     return model, info
 
@@ -124,7 +125,7 @@ def run_stage(out, # the run's output folder
 # %% ../nbs/18_pipeline.ipynb #5be56e67
 def _score(probs, targ, city=None) -> dict:
     pred = probs.argmax(1)
-    out = dict(accuracy=float((pred == targ).mean()), balanced_accuracy=balanced_accuracy_score(pred, targ), n=int(len(targ)))
+    out = dict(accuracy=float((pred == targ).mean()), balanced_accuracy=_balanced_accuracy(targ, pred), n=int(len(targ)))
     if city is not None: out['per_city'] = per_city_accuracy(pred, targ, city)
     return out
 
@@ -177,6 +178,7 @@ def _save_stage_plots(d, learn, summary, dls, title):
     _savefig(ax.figure, d/'confidence.png')
     pd.DataFrame(probs, columns=CLASSES).assign(filename=dls.valid_meta['filename'].to_numpy(),
         label=dls.valid_meta['label'].to_numpy()).to_csv(d/'valid_probs.csv', index=False)
+    return probs
 
 def _savefig(fig, path):
     import matplotlib.pyplot as plt
@@ -189,7 +191,7 @@ REFERENCE_STAGE = 'stage1_reference'   # seed 003: the baseline SE-Trans whose c
 def _hard_weights(d, recipe, dls, reference, device=None) -> dict:
     "Seed 003: weight the training clips of `dls` by the reference model's confidence; writes hard_samples.csv/.png into `d`; returns the summary"
     from asc_nbdev.hard_samples import hard_sample_summary, plot_hard_samples
-    m, info = load_model(reference['path'])
+    m, info = load_asc_model(reference['path'])
     st = info.get('stats') or {}
     hs = weight_hard_samples(dls, m, recipe.hard_threshold, device=device, stats=(st.get('mean'), st.get('std')))
     n = len(hs['confidence'])
@@ -199,16 +201,19 @@ def _hard_weights(d, recipe, dls, reference, device=None) -> dict:
     return dict(hard_sample_summary(hs), reference=reference['name'])
 
 def _stage_train(d, recipe, dls, model, stage, title, truth_meta, seen, metadata, progress, aggregate=DEFAULT_AGGREGATE, epoch_log=None,
-                 deterministic=False, reference=None, device=None):
+                 deterministic=False, reference=None, device=None, fit_kw=None):
     hs = None
     if recipe.hard_samples:   # seed 003: weight every training clip by the reference model's confidence, then train
         if reference is None: raise ValueError(f"recipe {recipe.name} weights hard samples: it needs a reference model (run_pipeline trains one, or give reference_model)")
         hs = _hard_weights(d, recipe, dls, reference, device)
     learn, s = fit_recipe(recipe, dls, model=model, stage=stage, metadata=metadata, path=d, progress=progress, fname=title, epoch_log=epoch_log,
-                          deterministic=deterministic)
-    save_model(learn.model, d/'model.pt', recipe, dls.stats)
+                          deterministic=deterministic, **(fit_kw or {}))
+    save_asc_model(learn.model, d/'model.pt', recipe, dls.stats)
     save_json(recipe.to_dict(), d/'recipe.json')
-    _save_stage_plots(d, learn, s, dls, title)
+    probs = _save_stage_plots(d, learn, s, dls, title)
+    # the figures of the saved model as it predicts (fp32, eval mode): under mixed precision the epoch's metric can differ slightly
+    lab = dls.valid_meta['label'].to_numpy(); pred = probs.argmax(1)
+    s = dict(s, accuracy=float((pred == lab).mean()), balanced_accuracy=_balanced_accuracy(lab, pred))
     (d/'models').exists() and shutil.rmtree(d/'models')   # fastai's best-epoch checkpoints: no longer needed
     test = evaluate_test(learn.model, dls, truth_meta, seen, aggregate)
     n_lab = len(dls.train_meta)
@@ -281,6 +286,8 @@ def run_pipeline(out, # output folder
                  fold:tuple|None=None, # (i, k): validate on fold i of `grouped_folds(k)` over the `split`'s groups instead of one split
                  split_seed:int|None=None, # seed of the validation split (or folds); None: the recipe's seed
                  features_dir=None, # the feature cache folder (default OUT/features); repeated runs share one
+                 precision:str='auto', # training precision: 'auto' (fp32, see `resolve_precision`), 'fp32', 'bf16' or 'fp16' (GPU)
+                 compile:bool=False, # `torch.compile` the models (GPU runs gain; a CPU needs a C++ compiler)
                 ) -> dict:
     "Run the semi-supervised pipeline; returns the report (also written to OUT/report.json)"
     t_start = time.time()
@@ -312,7 +319,7 @@ def run_pipeline(out, # output folder
     names = list(dev.filename) + ([] if ev is None else list(ev.filename))
     log(f"[features] {len(names)} clips from {audio}")
     cache = build_feature_cache(audio, names, features_dir, clip_seconds=recipe.clip_seconds, on_error=on_error,
-                                device=str(default_device(device)), progress=progress)
+                                device=str(pick_device(device)), progress=progress)
     missing = [n for n in names if n not in cache]
     if missing: log(f"[features] {len(missing)} clips have no features (listed in {features_dir/'skipped.csv'}) and are left out")
     dev = dev[dev.filename.isin(set(cache.index.index))].reset_index(drop=True)
@@ -328,7 +335,8 @@ def run_pipeline(out, # output folder
                             skipped=len(missing), audio=str(Path(audio).resolve()), meta=str(Path(meta).resolve()),
                             eval_meta=None if eval_meta is None else str(Path(eval_meta).resolve()),
                             truth=None if truth is None else str(Path(truth).resolve())))
-    torch_device = default_device(device)   # where training runs: the one asked for, else the best available
+    torch_device = pick_device(device)   # where training runs: the one asked for, else the best available
+    fit_kw = dict(precision=resolve_precision(precision, torch_device), compile=compile)
     save_json(recipe.to_dict(), out/'recipe.json')   # the exact recipe of this run (asc-train --recipe OUT/recipe.json repeats it)
     drop = dict(city_dropout=recipe.city_dropout, time_dropout=recipe.time_dropout) if metadata else {}
     ss = recipe.seed if split_seed is None else split_seed   # the split's seed; the training seed stays the recipe's
@@ -347,7 +355,7 @@ def run_pipeline(out, # output folder
     fp = dict(version=__version__, recipe=recipe.to_dict(), split=sp.strategy, split_seed=sp.seed, valid_pct=recipe.valid_pct,
               metadata=metadata, features=cache.params, audio=Path(audio).name, meta=_file(meta),
               pretrain=[list(p) for p in pretrain or []], valid=len(sp.valid), train=len(sp.train),
-              init=None if init_official is None else _file(init_official))
+              init=None if init_official is None else _file(init_official), precision=fit_kw['precision'])
     if fold is not None: fp['fold'] = list(fold)
     reference = None
     if recipe.hard_samples:   # seed 003: the reference whose confidence weights the hard samples
@@ -362,13 +370,13 @@ def run_pipeline(out, # output folder
                                                                          clip_seconds=cache.clip_seconds, progress=progress), log=log,
                         force=force, fingerprint=stage_fp(stage='stage0_pretrain'))
         report['stages'].append(res)
-        model, _ = load_model(out/'stage0_pretrain'/'model.pt')
+        model, _ = load_asc_model(out/'stage0_pretrain'/'model.pt')
         model.reset_head(N_CLASSES, metadata)   # new head for the 10 challenge classes; the body is kept
     if recipe.hard_samples and reference_model is None:
         rr = reference_recipe(recipe, epochs)
         log(f"[{REFERENCE_STAGE}] {rr.name} (the hard-sample reference, seed 003) on {len(base_dls.train.items)} labeled clips")
         res = run_stage(out, REFERENCE_STAGE, lambda d: _stage_train(d, rr, base_dls, None, 'train', REFERENCE_STAGE, test_meta, seen,
-                                                                    metadata, progress, aggregate, elog, deterministic),
+                                                                    metadata, progress, aggregate, elog, deterministic, fit_kw=fit_kw),
                         log=log, force=force, fingerprint=stage_fp(stage=REFERENCE_STAGE, reference_recipe=rr.to_dict()))
         report['stages'].append(dict(res, role='reference'))
     if reference is not None:
@@ -376,7 +384,7 @@ def run_pipeline(out, # output folder
         if reference_model is None: report['reference'].update(accuracy=res['accuracy'], balanced_accuracy=res['balanced_accuracy'])
     log(f"[stage1_train] {recipe.name} on {len(base_dls.train.items)} labeled clips, validation: {sp.strategy} split ({len(base_dls.valid.items)} clips)")
     res = run_stage(out, 'stage1_train', lambda d: _stage_train(d, recipe, base_dls, model, 'train', 'stage1_train', test_meta, seen,
-                                                                metadata, progress, aggregate, elog, deterministic, reference, torch_device), log=log,
+                                                                metadata, progress, aggregate, elog, deterministic, reference, torch_device, fit_kw), log=log,
                     force=force, fingerprint=stage_fp(stage='stage1_train'))
     report['stages'].append(res); last = out/'stage1_train'
     pseudo_rep, rounds_rep = None, []
@@ -384,7 +392,7 @@ def run_pipeline(out, # output folder
     for r in range(1, rounds + 1):
         if len(unl) == 0: log('no unlabeled clips: no pseudo-labeling'); break
         def _pseudo(d, last=last):
-            m, minfo = load_model(last/'model.pt')
+            m, minfo = load_asc_model(last/'model.pt')
             probs = aggregate_probs(predict_probs(m, model_loader(cache, unl, minfo)), unl, aggregate)   # normalised as that model was trained
             pl = pseudo_label(probs, unl, recipe.pseudo, recipe.pseudo_threshold, recipe.session_agreement, labeled=dev)
             with atomic_write(d/'pseudo_labels.csv', 'w') as f: pl.to_csv(f, index=False)
@@ -412,9 +420,9 @@ def run_pipeline(out, # output folder
         name = f'stage3_retrain_r{r}'
         log(f"[{name}] on {len(dls.train.items)} clips (labeled + pseudo-labeled), validation: {sp.strategy} split")
         def _retrain(d, last=last, dls=dls, name=name):
-            m, _ = load_model(last/'model.pt')
+            m, _ = load_asc_model(last/'model.pt')
             return _stage_train(d, recipe, dls, m, 'retrain', name, test_meta, seen, metadata, progress, aggregate, elog, deterministic,
-                                reference, torch_device)
+                                reference, torch_device, fit_kw)
         res = run_stage(out, name, _retrain, log=log, force=force, fingerprint=stage_fp(stage=name, aggregate=aggregate))
         report['stages'].append(res); last = out/name
     # the final model: the trained stage with the best validation figure (ties: the later one), with its feature parameters
@@ -424,9 +432,9 @@ def run_pipeline(out, # output folder
     if len(trained) > 1:
         log(f"[final] kept {kept['name']}: validation {recipe.monitor} {kept[recipe.monitor]:.3f} ("
             + ', '.join(f"{s['name']} {s[recipe.monitor]:.3f}" for s in trained) + ')')
-    final, info = load_model(out/kept['name']/'model.pt')
+    final, info = load_asc_model(out/kept['name']/'model.pt')
     stats = (info['stats']['mean'], info['stats']['std'])   # the statistics the kept stage trained with
-    save_model(final, out/'model.pt', recipe, stats, cache.params, extra=dict(split=sp.strategy, stage=kept['name']))
+    save_asc_model(final, out/'model.pt', recipe, stats, cache.params, extra=dict(split=sp.strategy, stage=kept['name']))
     if pseudo_rep is not None:
         report['pseudo_labels'] = {k: pseudo_rep[k] for k in ('accepted', 'total', 'accuracy', 'per_class') if k in pseudo_rep}
     if rounds_rep: report['pseudo_rounds'] = rounds_rep
@@ -581,21 +589,18 @@ def predict_files(model_path, meta, audio, out_csv, probs_csv=None, device=None,
     "Predict the clips of metadata CSV `meta` with a saved model into a submission CSV"
     import tempfile
     if aggregate not in AGGREGATES: raise ValueError(f"unknown aggregate {aggregate!r}; expected one of {list(AGGREGATES)}")
-    model, info = load_model(model_path)
+    model, info = load_asc_model(model_path)
     df = read_meta(meta, on_bad_time='mask')
     unknown = sorted(set(df.location[df.city == UNKNOWN_CITY]))
     if unknown: log(f"cities outside the vocabulary (predicted with the unknown-city input): {unknown}")
     kc = info.get('known_cities')
     untrained = sorted(set(df.location[df.city != UNKNOWN_CITY]) - set(kc)) if kc is not None else []
     if untrained: log(f"cities the model never trained on (predicted as the unknown city): {untrained}")
-    fp = info.get('features') or {}
-    from asc_nbdev.features import LogMel, FEATURE_CACHE_VERSION
-    want = dict(LogMel().params, version=FEATURE_CACHE_VERSION)
-    diff = [f'{k} {fp[k]!r} (this library: {want[k]!r})' for k in want if k in fp and fp[k] != want[k]]
-    if diff: raise ValueError(f"{model_path} was trained on other features than this library computes: {', '.join(diff)}")
+    fp = _model_features(info, model_path)
     st = (info.get('stats') or {}).get('mean')
-    if st is not None and len(st) != want.get('n_mels', len(st)):
-        raise ValueError(f"{model_path}: its normalisation statistics have {len(st)} mel bands, the features {want.get('n_mels')}")
+    n_mels = fp.get('n_mels', 64)
+    if st is not None and len(st) != n_mels:
+        raise ValueError(f"{model_path}: its normalisation statistics have {len(st)} mel bands, the features {n_mels}")
     out_dir = Path(out_csv).resolve().parent
     try: out_dir.mkdir(parents=True, exist_ok=True); (out_dir/'.asc-write-probe').touch(); (out_dir/'.asc-write-probe').unlink()
     except OSError as e: raise PermissionError(f"cannot write {out_csv}: {e.strerror}") from None
@@ -603,7 +608,7 @@ def predict_files(model_path, meta, audio, out_csv, probs_csv=None, device=None,
     if features_dir is None: tmp = features_dir = tempfile.mkdtemp(prefix='asc-predict-')
     try:
         cache = build_feature_cache(audio, df.filename, features_dir, clip_seconds=fp.get('clip_seconds'), on_error=on_error,
-                                    device=str(default_device(device)), progress=progress)
+                                    device=str(pick_device(device)), progress=progress)
         keep = df.filename.isin(set(cache.index.index)).to_numpy()
         if (~keep).any():
             log(f"{(~keep).sum()} clips could not be read and are not predicted:")
@@ -616,6 +621,83 @@ def predict_files(model_path, meta, audio, out_csv, probs_csv=None, device=None,
     finally:
         if tmp is not None: shutil.rmtree(tmp, ignore_errors=True)
     return write_submission(dk, probs, out_csv, probs_csv)
+
+# %% ../nbs/18_pipeline.ipynb #b9e0c002
+def _model_features(info:dict, name) -> dict:
+    "The feature parameters a model file was trained on, checked against this library's front-end"
+    from asc_nbdev.features import LogMel, FEATURE_CACHE_VERSION
+    fp = info.get('features') or {}
+    want = dict(LogMel().params, version=FEATURE_CACHE_VERSION)
+    diff = [f'{k} {fp[k]!r} (this library: {want[k]!r})' for k in want if k in fp and fp[k] != want[k]]
+    if diff: raise ValueError(f"{name} was trained on other features than this library computes: {', '.join(diff)}")
+    return fp
+
+def _per_file(v, n:int, what:str) -> list:
+    "One value for all `n` files, or a list of one per file"
+    if v is None or isinstance(v, str): return [v] * n
+    v = list(v)
+    if len(v) != n: raise ValueError(f"{what}: {len(v)} values for {n} files; give one for all files or one per file")
+    return v
+
+def predict(model, # a model file saved by asc-train (`save_asc_model`), or `(model, info)` from `load_asc_model`
+            files, # an audio file, a list of files, or a folder (its .wav, .flac and .ogg files)
+            city=None, # the recording city (one for all files, or a list); None or a name outside the model's cities: unknown
+            time=None, # the recording time 'YYYY-MM-DD HH:MM:SS' (one, or a list); None: no time
+            device=None, # where to compute ('auto' / None: a GPU when there is one)
+            on_error:str='raise', # unreadable audio: 'raise', or 'skip' (the file's row says why, no label)
+            batch_size:int=16, # clips per forward pass
+           ) -> pd.DataFrame:
+    "Scene labels and class probabilities of audio files, without a metadata CSV or a feature cache"
+    from asc_nbdev.features import LogMel, load_audio, AUDIO_EXTENSIONS
+    if on_error not in ('raise', 'skip'): raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+    name = model if isinstance(model, (str, Path)) else 'the model'
+    m, info = load_asc_model(model) if isinstance(model, (str, Path)) else model
+    fp = _model_features(info, name)
+    if isinstance(files, (str, Path)) and Path(files).is_dir():
+        folder = Path(files); files = sorted(p for p in folder.iterdir() if p.suffix.lower() in AUDIO_EXTENSIONS)
+        if not files: raise FileNotFoundError(f"no audio files ({', '.join(AUDIO_EXTENSIONS)}) in {folder}")
+    files = [Path(files)] if isinstance(files, (str, Path)) else [Path(f) for f in files]
+    if not files: raise ValueError("no files to predict")
+    blank = lambda v: v is None or (not isinstance(v, str) and pd.isna(v)) or not str(v).strip()   # None, NaN, NaT, ''
+    cities = [None if blank(c) else str(c) for c in _per_file(city, len(files), 'city')]
+    times = [None if blank(t) else str(t) for t in _per_file(time, len(files), 'time')]
+    for f, t in zip(files, times):
+        if t is not None and pd.isna(pd.to_datetime(t, format='ISO8601', errors='coerce')):
+            raise ValueError(f"{f}: time {t!r} is not a time like '2023-06-18 17:17:01'; leave it out for 'no time'")
+    dev = pick_device(device); fe = LogMel(sr=fp.get('sr', SAMPLE_RATE)).to(dev)
+    st = info.get('stats') or {}
+    mean = None if st.get('mean') is None else torch.tensor(st['mean'], dtype=torch.float32, device=dev)
+    std = None if mean is None else torch.tensor(st['std'], dtype=torch.float32, device=dev)
+    cast = getattr(torch, fp.get('dtype', 'float32'))   # as the feature cache stores them in training
+    m = m.to(dev).eval(); rows, probs = [], {}
+    ok = []
+    for i, f in enumerate(files):
+        try: y, _ = load_audio(f, sr=fe.sr, duration=fp.get('clip_seconds')); ok.append((i, y))
+        except AudioError as e:
+            if on_error == 'raise': raise
+            rows.append((i, str(e)))
+    by_len = {}
+    for i, y in ok: by_len.setdefault(len(y), []).append((i, y))   # clips of one length batch together
+    kc = set(m.known_cities or []) if m.metadata else set()
+    with torch.inference_mode():
+        for group in by_len.values():
+            for k in range(0, len(group), batch_size):
+                part = group[k:k + batch_size]; idx = [i for i, _ in part]
+                x = fe(torch.from_numpy(np.stack([y for _, y in part])).to(dev)).to(cast).float()
+                if mean is not None: x = (x - mean) / std
+                c = torch.tensor([city_index(cities[i]) if cities[i] is not None else UNKNOWN_CITY for i in idx], device=dev)
+                t = torch.from_numpy(time_features([times[i] if times[i] is not None else '' for i in idx], on_missing='zero')).to(dev)
+                p = F.softmax(m(x[:, None], c, t).float(), -1).cpu().numpy()
+                probs.update(zip(idx, p))
+    out = []
+    for i, f in enumerate(files):
+        ci = city_index(cities[i]) if cities[i] is not None else UNKNOWN_CITY
+        r = dict(filename=str(f), city=cities[i], time=times[i],
+                 city_used=('unknown' if ci == UNKNOWN_CITY or (m.metadata and ci not in kc) else cities[i]) if m.metadata else 'not used')
+        if i in probs: r.update(scene_label=CLASSES[int(probs[i].argmax())], confidence=float(probs[i].max()), **dict(zip(CLASSES, probs[i].tolist())), error='')
+        else: r.update(scene_label=None, confidence=np.nan, **{c: np.nan for c in CLASSES}, error=dict(rows)[i])
+        out.append(r)
+    return pd.DataFrame(out)
 
 # %% ../nbs/18_pipeline.ipynb #5e7a26d5
 from typing import Annotated
@@ -652,6 +734,8 @@ def asc_train(recipe:str='li2025', # recipe: baseline, yang2025, li2025, atmaja2
               reference_model:str=None, # hard-sample recipes (atmaja2025): a model file whose confidence weights the training clips (default: train the baseline as stage1_reference)
               seeds:int=None, # repeat the run with N training seeds (--seed, +1, ...; same data and validation split): OUT/seed0..., mean and std in OUT/report.json
               folds:int=None, # repeat the run over K grouped folds of the split's groups (recordings by default): OUT/fold0..., mean and std
+              precision:Annotated[str, dict(choices=list(PRECISIONS))]='auto', # auto: fp32 (bf16 measured no faster and less accurate here, bench/gpu.md); bf16/fp16 need a GPU
+              compile:store_true=False, # torch.compile the models (helps on a GPU; on a CPU it needs a C++ compiler and rarely pays)
              ):
     "Train a recipe through the semi-supervised pipeline and predict the eval clips"
     from asc_nbdev.data.synthetic import make_synthetic
@@ -691,7 +775,7 @@ def asc_train(recipe:str='li2025', # recipe: baseline, yang2025, li2025, atmaja2
         audio, meta, eval_meta, truth = data/'audio', data/'dev_metadata.csv', data/'eval_metadata.csv', data/'truth.csv'
     elif not (audio and meta): _fail("asc-train: error: give --demo, or --audio DIR and --meta CSV")
     kw = dict(eval_meta=eval_meta, truth=truth, split=split, rounds=rounds, epochs=epochs, metadata=not no_metadata, aggregate=aggregate,
-              force=force, deterministic=deterministic, init_official=init_path, reference_model=reference_model, pretrain=pre or None,
+              force=force, deterministic=deterministic, init_official=init_path, precision=precision, compile=compile, reference_model=reference_model, pretrain=pre or None,
               device=device, on_error=on_error, progress=sys.stdout.isatty(), epoch_lines=not sys.stdout.isatty())   # bars on a terminal, else a line per epoch
     try:
         if seeds is not None or folds is not None: return run_repeats(out, audio, meta, r, seeds=seeds or 1, folds=folds, **kw)
@@ -700,7 +784,10 @@ def asc_train(recipe:str='li2025', # recipe: baseline, yang2025, li2025, atmaja2
         _fail(f"asc-train: error: {e}")
 
 @call_parse
-def asc_predict(model:str=None, # a model file saved by asc-train (OUT/model.pt)
+def asc_predict(*files:str, # audio files or folders to predict without a metadata CSV (then --city/--time apply to all)
+                model:str=None, # a model file saved by asc-train (OUT/model.pt)
+                city:str=None, # with FILE...: the recording city (default: unknown)
+                time:str=None, # with FILE...: the recording time "YYYY-MM-DD HH:MM:SS" (default: no time)
                 meta:str=None, # metadata CSV of the clips to predict
                 audio:str=None, # their audio folder (FILENAME.wav)
                 out:str='submission.csv', # the submission CSV to write
@@ -709,7 +796,22 @@ def asc_predict(model:str=None, # a model file saved by asc-train (OUT/model.pt)
                 on_error:Annotated[str, dict(choices=['raise', 'skip'])]='raise', # unreadable audio: stop, or skip and list
                 aggregate:Annotated[str, dict(choices=list(AGGREGATES))]=DEFAULT_AGGREGATE, # average predictions per session or recording, or none
                ):
-    "Predict scene labels for the clips of a metadata CSV with a trained model file"
+    "Predict scene labels with a trained model file: the clips of a metadata CSV, or audio files given by name"
+    if files:
+        if meta or audio: _fail("asc-predict: error: give FILE... or --meta CSV --audio DIR, not both")
+        if not model: _fail("asc-predict: error: missing --model; usage: asc-predict --model PATH FILE... [--city C] [--time T] [--out OUT.csv]")
+        if city is not None and not is_known_city(city): print(f"city {city!r} is not one of the 22 cities of the vocabulary: predicted as an unknown city")
+        try:
+            paths = []
+            from asc_nbdev.features import AUDIO_EXTENSIONS
+            for f in files: paths += sorted(p for p in Path(f).iterdir() if p.suffix.lower() in AUDIO_EXTENSIONS) if Path(f).is_dir() else [Path(f)]
+            res = predict(model, paths, city, time, device=device, on_error=on_error)
+            with atomic_write(out, 'w') as fh: res.to_csv(fh, index=False)
+        except (MetadataError, AudioError, OSError, ValueError, KeyError) as e: _fail(f"asc-predict: error: {e}")
+        bad = res[res.error != '']
+        print(f"wrote {len(res) - len(bad)} predictions to {out}" + (f"; {len(bad)} files could not be read (their rows say why)" if len(bad) else ''))
+        print(res[['filename', 'scene_label', 'confidence', 'city_used'] + (['error'] if len(bad) else [])].head(20).to_string(index=False))
+        return
     miss = [f'--{k}' for k, v in (('model', model), ('meta', meta), ('audio', audio)) if not v]
     if miss: _fail(f"asc-predict: error: missing {', '.join(miss)}; usage: asc-predict --model PATH --meta CSV --audio DIR --out submission.csv")
     try:

@@ -30,10 +30,9 @@ def plot_history(hist:pd.DataFrame, # per-epoch table: train_loss, valid_loss an
     return fig
 
 def confusion(pred, targ, n_classes:int=N_CLASSES) -> np.ndarray:
-    "Confusion counts, rows = true class, columns = predicted class"
-    m = np.zeros((n_classes, n_classes), dtype=np.int64)
-    np.add.at(m, (np.asarray(targ), np.asarray(pred)), 1)
-    return m
+    "Confusion counts, rows = true class, columns = predicted class (sklearn's `confusion_matrix` over all `n_classes`)"
+    from sklearn.metrics import confusion_matrix
+    return confusion_matrix(np.asarray(targ), np.asarray(pred), labels=np.arange(n_classes)).astype(np.int64)
 
 def plot_confusion(pred, targ, classes=CLASSES, title:str='normalised confusion matrix', ax=None, figsize=(5.5, 4.6)):
     "Row-normalised confusion matrix (recall per class on the diagonal), class names on both axes"

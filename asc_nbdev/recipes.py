@@ -6,7 +6,7 @@ Docs: https://asc-nbdev.github.io/asc_nbdev/recipes.html.md"""
 
 # %% ../nbs/13_recipes.ipynb #c063db32
 from __future__ import annotations
-import copy, dataclasses, time, contextlib, io, sys
+import copy, dataclasses, time, contextlib, io, sys, warnings
 from dataclasses import dataclass, field, asdict
 import numpy as np, pandas as pd, torch
 from .core import *
@@ -17,9 +17,9 @@ from fastcore.basics import store_attr
 from .augment import SpecAugmentCallback, TimeRollCallback, MixupCallback
 
 # %% auto #0
-__all__ = ['QUICK_MODEL_KWARGS', 'PAPER_ADAM', 'CITY_DROPOUT', 'TIME_DROPOUT', 'RECIPES', 'PRECISIONS', 'Recipe', 'get_recipe',
-           'apply_overrides', 'load_recipe', 'recipe_callbacks', 'recipe_opt_func', 'make_model', 'EpochLines',
-           'resolve_precision', 'fit_recipe']
+__all__ = ['QUICK_MODEL_KWARGS', 'PAPER_ADAM', 'CITY_DROPOUT', 'TIME_DROPOUT', 'AUDIO_FALLBACK', 'RECIPES', 'PRECISIONS',
+           'Recipe', 'get_recipe', 'apply_overrides', 'load_recipe', 'recipe_callbacks', 'recipe_opt_func',
+           'make_model', 'EpochLines', 'resolve_precision', 'fit_recipe']
 
 # %% ../nbs/13_recipes.ipynb #69ddd782
 QUICK_MODEL_KWARGS = {  # narrower models for the quick CPU variant (same architecture, fewer channels)
@@ -31,6 +31,7 @@ QUICK_MODEL_KWARGS = {  # narrower models for the quick CPU variant (same archit
 
 PAPER_ADAM = dict(name='adam', betas=(0.9, 0.999), eps=1e-8, weight_decay=0.)   # torch.optim.Adam's defaults (fastai's differ)
 CITY_DROPOUT, TIME_DROPOUT = 0.5, 0.3   # defaults of every recipe, chosen by measurement: bench/metadata.md
+AUDIO_FALLBACK = True   # unknown cities classified from audio alone (FusionHead.audio_fc): bench/metadata.md
 
 @dataclass
 class Recipe:
@@ -65,6 +66,8 @@ class Recipe:
     freeze_blocks: int = 0 # low-level blocks frozen after pre-training (seed 002)
     city_dropout: float = CITY_DROPOUT # rate of training clips whose city is replaced by the unknown city (trains that row)
     time_dropout: float = TIME_DROPOUT # rate of training clips whose time is replaced by 'no time' (zeros)
+    audio_fallback: bool = AUDIO_FALLBACK # clips of cities the model was not trained on are classified from audio alone (`FusionHead`)
+    fallback_weight: float = 1.0 # weight of the audio-only classifier's auxiliary loss (`AudioFallbackLoss`)
     clip_seconds: float|None = None # None: the data's own length
     notes: str = ''
 
@@ -212,7 +215,9 @@ def recipe_opt_func(recipe:Recipe):
 def make_model(recipe:Recipe, n_classes:int=N_CLASSES, metadata:bool=True, **kwargs):
     "The recipe's model"
     from asc_nbdev.models.zoo import create_model
-    return create_model(recipe.model, n_classes=n_classes, metadata=metadata, **{**recipe.model_kwargs, **kwargs})
+    kw = {**recipe.model_kwargs, **kwargs}
+    if metadata and recipe.audio_fallback: kw.setdefault('audio_fallback', True)
+    return create_model(recipe.model, n_classes=n_classes, metadata=metadata, **kw)
 
 class EpochLines(Callback):
     "One plain line per epoch through `log` (for logs, `nohup`, CI and notebooks' `!asc-train`, where progress bars are not shown)"
@@ -231,11 +236,14 @@ PRECISIONS = ('auto', 'fp32', 'bf16', 'fp16')
 def resolve_precision(precision:str='auto', # one of `PRECISIONS`
                       device=None, # where training runs (a torch.device or name; None: the best available)
                      ) -> str:
-    "The precision to train in: 'auto' is bf16 on a CUDA GPU that supports it, else fp32 (CPUs gain little from bf16 here)"
+    "The precision to train in. 'auto' is fp32 everywhere: measured on an H100 (bench/gpu.md), bf16 trained these small models no faster and less accurately"
     if precision not in PRECISIONS: raise ValueError(f"precision must be one of {list(PRECISIONS)}, not {precision!r}")
-    dev = default_device(device) if device is None or isinstance(device, str) else torch.device(device)
-    if precision == 'auto': return 'bf16' if dev.type == 'cuda' and torch.cuda.is_bf16_supported() else 'fp32'
+    dev = pick_device(device) if device is None or isinstance(device, str) else torch.device(device)
+    if precision == 'auto': return 'fp32'
     if precision == 'fp16' and dev.type == 'cpu': raise ValueError("fp16 training needs a GPU; use bf16 or fp32 on the CPU")
+    if precision == 'bf16' and dev.type != 'cuda':   # fastai's MixedPrecision autocasts on CUDA only; elsewhere it would silently stay fp32
+        warnings.warn(f"bf16 mixed precision needs a CUDA GPU (fastai autocasts on CUDA only); training on {dev.type} in fp32")
+        return 'fp32'
     return precision
 
 def fit_recipe(recipe:Recipe, # the system's settings
@@ -250,23 +258,27 @@ def fit_recipe(recipe:Recipe, # the system's settings
                epochs:int|None=None, # override the recipe's epoch limit
                epoch_log=None, # a function given one line per epoch, e.g. `print` when not on a terminal
                deterministic:bool=False, # deterministic kernels (slower; a GPU run then repeats exactly)
-               precision:str='fp32', # 'fp32', 'bf16', 'fp16' (fastai's mixed precision), or 'auto': bf16 on a GPU that has it, else fp32
+               precision:str='fp32', # 'fp32', 'bf16', 'fp16' (fastai's mixed precision on a GPU), or 'auto' (`resolve_precision`)
+               compile:bool=False, # compile the model's forward with `torch.compile` (in place: saved weights keep their names)
               ):
     "Train `recipe` on `dls` (a model is made unless given); returns `(learner, summary dict)`"
     from asc_nbdev.models.zoo import freeze_blocks
     seed_everything(recipe.seed, deterministic)
+    __import__('pathlib').Path(path).mkdir(parents=True, exist_ok=True)   # history.csv and the checkpoints go there
     model = model if model is not None else make_model(recipe, metadata=metadata)
     if recipe.freeze_blocks and stage != 'pretrain': freeze_blocks(model, recipe.freeze_blocks)
     if metadata: model.set_known_cities(np.unique(dls.train.items.city))   # every other city is the unknown city
     learn = asc_learner(dls, model, lr=recipe.lr, loss_func=ASCLoss(recipe.smoothing), step=recipe.step, gamma=recipe.gamma,
                         monitor=recipe.monitor, patience=recipe.patience, fname=fname or f'{recipe.name}-{stage}',
                         cbs=recipe_callbacks(recipe, stage) + [CSVLogger('history.csv')] + list(cbs or [])
+                            + ([AudioFallbackLoss(recipe.fallback_weight)] if getattr(model.head, 'audio_fc', None) is not None else [])
                             + ([EpochLines(stage if fname is None else fname, epoch_log)] if epoch_log else []),
                         path=path, opt_func=recipe_opt_func(recipe))
     prec = resolve_precision(precision, next(model.parameters()).device if dls.device is None else dls.device)
     if prec == 'bf16': learn.to_bf16()
     elif prec == 'fp16': learn.to_fp16()
     if not progress: learn.remove_cb(ProgressCallback)
+    if compile: model.compile()   # nn.Module.compile: the state dict keeps its keys, so save_asc_model/load_asc_model are unchanged
     t0 = time.time(); n = epochs or recipe.epochs
     quiet = contextlib.redirect_stdout(io.StringIO()) if not progress else contextlib.nullcontext()
     with quiet, (learn.no_logging() if not progress else contextlib.nullcontext()):

@@ -6,9 +6,12 @@ Prints, with the device's name:
 2. training samples/s per model (the four architectures, full size, 500 frames, batch 64 on a GPU, 16 on the CPU) at
    fp32, bf16 and fp32 + `torch.compile`, with the fraction of step time spent waiting for data (a real
    `asc_dataloaders` loader over a feature cache) and the peak GPU memory (target: bf16 >= 1.5x fp32 on the ResNet and FCNN).
-Writes the same text to --out (default bench/gpu.md).
+3. bf16 against fp32 accuracy: li2025 (quick) trained on the demo data per seed at both precisions, validation
+   (recording split) and test accuracy (the issue: bf16 within noise of fp32);
+4. the whole pipeline on this device: a tiny `asc-train --demo`, device and precision auto (every stage runs there).
+Writes the same text to --out (default bench/gpu.md), after every part, so a run cut short still leaves its tables.
 
-Usage: python bench/gpu.py [--clips 64] [--steps 20] [--quick] [--out bench/gpu.md]
+Usage: python bench/gpu.py [--clips 64] [--steps 20] [--seeds 3] [--parts features,train,accuracy,pipeline] [--quick] [--out bench/gpu.md]
 (`--quick`: a few clips and steps, quick models: a smoke test of the script itself on the CPU.)
 """
 import os
@@ -16,7 +19,7 @@ if not __import__('torch').cuda.is_available():
     for _v in ('OMP_NUM_THREADS', 'OPENBLAS_NUM_THREADS', 'MKL_NUM_THREADS'): os.environ.setdefault(_v, '1')
 import argparse, contextlib, platform, sys, tempfile, time
 from pathlib import Path
-import numpy as np, torch, torch.nn.functional as F
+import numpy as np, pandas as pd, torch, torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).parent))
 from features import make_clips, baseline, ours   # bench/features.py: the same clips and the baseline's extraction
 from asc_nbdev.all import *
@@ -62,38 +65,99 @@ def train_rate(model, dl, steps, precision, compile_, device):
         if i >= 3: wait += t1 - t0; t_all += t2 - t0; n += len(x)
     return n / t_all, wait / t_all
 
-def training_part(steps, quick, lines):
-    device = default_device('auto'); gpu = device.type == 'cuda'
+RES, PEAK, SECTIONS = {}, {}, {}   # training figures (model, precision, compiled) -> (samples/s, wait); the report's parts
+
+def training_part(steps, quick, out, compile_only=False):
+    "Training samples/s per model: fp32 and bf16 first, then (compile_only=True, run last: the slow part) fp32 + torch.compile"
+    device = pick_device('auto'); gpu = device.type == 'cuda'
     bs = 64 if gpu else 16
     with tempfile.TemporaryDirectory() as d:
         d = Path(d); make_synthetic(d/'data', preset='tiny', n_clips=max(160, 4 * bs), duration=10.0 if not quick else 2.0, sr=44100, progress=False)
         meta = read_meta(d/'data'/'dev_metadata.csv').assign(label=lambda m: np.arange(len(m)) % N_CLASSES)   # every clip a training target
         cache = build_feature_cache(d/'data'/'audio', meta.filename, d/'f', progress=False, verbose=False, device=str(device))
-        dls = asc_dataloaders(meta, cache, 'random', bs=bs, device=None)
-        lines += [f'## Training ({"GPU " + torch.cuda.get_device_name() if gpu else "CPU, 1 thread"}; batch {bs}, '
-                  f'{cache.features.shape[1]} frames, {steps} timed steps)', '',
-                  '| model | fp32 samples/s | bf16 samples/s | bf16 / fp32 | fp32 + compile samples/s | data wait (fp32) | peak GPU memory (fp32) |',
-                  '|---|---|---|---|---|---|---|']
-        for arch in ('se_trans', 'resnet_attention', 'mobileascnet', 'fcnn'):
-            kw = QUICK_MODEL_KWARGS.get(arch, {}) if quick else {}
-            res = {}
-            for prec, comp in (('fp32', False), ('bf16', False), ('fp32', True)):
-                if comp and not gpu and not quick: res[(prec, comp)] = (float('nan'), float('nan')); continue
+        dls = asc_dataloaders(meta, cache, 'random', bs=bs, device=device)   # the library's loader: pinned batches on a GPU
+        archs = ('se_trans', 'resnet_attention', 'mobileascnet', 'fcnn')
+        configs = [('fp32', True)] if compile_only else [('fp32', False), ('bf16', False)]
+        for prec, comp in configs:
+            for arch in archs:
+                kw = QUICK_MODEL_KWARGS.get(arch, {}) if quick else {}
                 if gpu: torch.cuda.reset_peak_memory_stats()
                 torch.manual_seed(0); m = create_model(arch, **kw)
-                try: res[(prec, comp)] = train_rate(m, dls.train, steps, prec, comp, device)
-                except Exception as e: print(f'{arch} {prec} compile={comp}: {type(e).__name__}: {e}'[:300]); res[(prec, comp)] = (float('nan'), float('nan'))
-                if (prec, comp) == ('fp32', False): peak = torch.cuda.max_memory_allocated() / 2**30 if gpu else float('nan')
-            f32, b16, cmp = res[('fp32', False)][0], res[('bf16', False)][0], res[('fp32', True)][0]
-            lines.append(f'| {arch} | {f32:.1f} | {b16:.1f} | {b16 / f32:.2f} | {cmp:.1f} | {res[("fp32", False)][1]:.1%} | '
-                         + (f'{peak:.2f} GiB |' if gpu else '– |'))
-            print(lines[-1], flush=True)
-        lines += ['', f'load {load_avg()}; targets: bf16 >= 1.5x fp32 on resnet_attention and fcnn (GPU).', '']
+                try: RES[(arch, prec, comp)] = train_rate(m, dls.train, steps, prec, comp, device)
+                except Exception as e: print(f'{arch} {prec} compile={comp}: {type(e).__name__}: {e}'[:300], flush=True)
+                if (prec, comp) == ('fp32', False): PEAK[arch] = torch.cuda.max_memory_allocated() / 2**30 if gpu else float('nan')
+                print(arch, prec, 'compiled' if comp else 'eager', RES.get((arch, prec, comp)), flush=True)
+        sec = [f'## Training ({"GPU " + torch.cuda.get_device_name() if gpu else "CPU, 1 thread"}; batch {bs}, '
+               f'{cache.features.shape[1]} frames, {steps} timed steps after 3 warm-up steps)', '',
+               '| model | fp32 samples/s | bf16 samples/s | bf16 / fp32 | fp32 + compile samples/s | compile / eager | data wait (fp32) | data wait (bf16) | peak GPU memory (fp32) |',
+               '|---|---|---|---|---|---|---|---|---|']
+        for arch in archs:
+            g = lambda *k: RES.get((arch,) + k, (float('nan'), float('nan')))
+            f32, b16, cmp = g('fp32', False)[0], g('bf16', False)[0], g('fp32', True)[0]
+            sec.append(f'| {arch} | {f32:.1f} | {b16:.1f} | {b16 / f32:.2f} | {cmp:.1f} | {cmp / f32:.2f} | {g("fp32", False)[1]:.1%} | {g("bf16", False)[1]:.1%} | '
+                       + (f'{PEAK.get(arch, float("nan")):.2f} GiB |' if gpu else '– |'))
+        sec += ['', f'load {load_avg()}; targets: bf16 >= 1.5x fp32 on resnet_attention and fcnn (GPU).'
+                + ('' if compile_only else ' The compile column is measured last; "nan" there: not (yet) measured.'), '']
+        SECTIONS['train'] = sec; write(out)
+
+def accuracy_part(seeds, quick, out):
+    "Does bf16 train as well as fp32? li2025 (quick), demo data, recording split: validation and test accuracy per seed"
+    device = pick_device('auto'); gpu = device.type == 'cuda'
+    precs = ('fp32', 'bf16')
+    with tempfile.TemporaryDirectory() as d:
+        d = Path(d); make_synthetic(d/'data', preset='demo', **(dict(n_clips=200) if quick else {}), progress=False)
+        dev, ev = read_meta(d/'data'/'dev_metadata.csv'), read_meta(d/'data'/'eval_metadata.csv')
+        truth = pd.read_csv(d/'data'/'truth.csv')
+        ev = ev.drop(columns=['scene_label', 'label'], errors='ignore').merge(truth[['filename', 'scene_label']], on='filename'); ev['label'] = [class_index(c) for c in ev.scene_label]
+        cache = build_feature_cache(d/'data'/'audio', list(dev.filename) + list(ev.filename), d/'f', progress=False, verbose=False, device=str(device))
+        rows = []
+        for seed in seeds:
+            for prec in precs:
+                r = get_recipe('li2025', quick=True).replace(seed=seed)
+                if quick: r = r.replace(epochs=2)
+                dls = asc_dataloaders(dev, cache, 'recording', bs=r.bs, seed=seed, device=device, city_dropout=r.city_dropout, time_dropout=r.time_dropout)
+                learn, s = fit_recipe(r, dls, path=d/'m', progress=False, precision=prec)
+                p, _ = learn.get_preds(dl=dls.test_dl(ev, with_labels=True))
+                rows.append(dict(seed=seed, precision=prec, valid=s['accuracy'], test=float((p.argmax(1).numpy() == ev.label.to_numpy()).mean()),
+                                 epochs=s['epochs_run'], seconds=s['seconds']))
+                print(rows[-1], flush=True)
+        df = pd.DataFrame(rows)
+        summ = df.groupby('precision')[['valid', 'test', 'seconds']].agg(['mean', 'std']).reindex(list(precs))
+        lines = SECTIONS['accuracy'] = []
+        lines += [f'## bf16 vs fp32 accuracy (li2025 quick, demo data, recording split, seeds {list(seeds)}, '
+                  f'{"GPU " + torch.cuda.get_device_name() if gpu else "CPU"})', '', df.round(3).to_markdown(index=False), '',
+                  '| precision | valid mean ± std | test mean ± std | seconds per fit |', '|---|---|---|---|']
+        for p in precs:
+            v = summ.loc[p]
+            lines.append(f"| {p} | {v[('valid', 'mean')]:.3f} ± {v[('valid', 'std')]:.3f} | {v[('test', 'mean')]:.3f} ± {v[('test', 'std')]:.3f} | {v[('seconds', 'mean')]:.1f} |")
+        dt = df.pivot(index='seed', columns='precision', values='test'); diff = (dt['bf16'] - dt['fp32'])
+        lines += ['', f'test accuracy bf16 - fp32 per seed: {", ".join(f"{x:+.3f}" for x in diff)}; mean {diff.mean():+.3f}, '
+                  f'std of fp32 over seeds {dt["fp32"].std():.3f}', '']
+        write(out)
+
+def pipeline_part(quick, out):
+    "The whole pipeline on the device: asc-train --demo (tiny), device and precision auto, every stage"
+    import subprocess
+    with tempfile.TemporaryDirectory() as d:
+        (Path(d)/'train.py').write_text('from asc_nbdev.pipeline import asc_train\nasc_train()\n')   # run as __main__, like the console script
+        cmd = [sys.executable, str(Path(d)/'train.py'), '--demo', '--out', str(Path(d)/'run'), '--n-clips', '200',
+               '--epochs', '2', '--rounds', '1']
+        t0 = time.time(); p = subprocess.run(cmd, capture_output=True, text=True); dt = time.time() - t0
+        tail = (p.stdout + p.stderr).strip().splitlines()[-12:]
+        SECTIONS['pipeline'] = lines = []
+        lines += ['## The whole pipeline here (`asc-train --demo --n-clips 200 --epochs 2 --rounds 1`, device and precision auto)', '',
+                  f'exit status {p.returncode}, {dt:.0f} s; last lines:', '', '```', *tail, '```', '']
+        write(out)
+
+def write(out):
+    text = '\n'.join(sum((SECTIONS[k] for k in ('head', 'features', 'train', 'accuracy', 'pipeline') if k in SECTIONS), []))
+    Path(out).write_text(text + '\n'); return text
 
 if __name__ == '__main__':
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument('--clips', type=int, default=64); ap.add_argument('--steps', type=int, default=20)
-    ap.add_argument('--quick', action='store_true'); ap.add_argument('--out', default=str(Path(__file__).parent/'gpu.md'))
+    ap.add_argument('--quick', action='store_true'); ap.add_argument('--seeds', type=int, default=3)
+    ap.add_argument('--parts', default='features,train,accuracy,pipeline,compile', help='comma-separated: features,train,accuracy,pipeline,compile'); ap.add_argument('--out', default=str(Path(__file__).parent/'gpu.md'))
     a = ap.parse_args()
     if a.quick: a.clips, a.steps = min(a.clips, 8), min(a.steps, 3)
     dev = torch.cuda.get_device_name() if torch.cuda.is_available() else f'no GPU: {platform.processor() or platform.machine()}, {os.cpu_count()} cpus'
@@ -101,7 +165,11 @@ if __name__ == '__main__':
              f'torch {torch.__version__}.', '']
     if not torch.cuda.is_available():
         lines += ['No GPU was lent to the session that ran this: only the CPU columns are measured; the GPU columns stay empty.', '']
-    features_part(a.clips, lines); print('\n'.join(lines), flush=True)
-    training_part(a.steps, a.quick, lines)
-    text = '\n'.join(lines); print(text)
-    Path(a.out).write_text(text + '\n')
+    SECTIONS['head'] = lines
+    parts = a.parts.split(',')
+    if 'features' in parts: SECTIONS['features'] = f = []; features_part(a.clips, f); print('\n'.join(write(a.out).splitlines()[-12:]), flush=True)
+    if 'train' in parts: training_part(a.steps, a.quick, a.out)
+    if 'accuracy' in parts: accuracy_part(range(a.seeds), a.quick, a.out)
+    if 'pipeline' in parts: pipeline_part(a.quick, a.out)
+    if 'compile' in parts and (torch.cuda.is_available() or a.quick): training_part(a.steps, a.quick, a.out, compile_only=True)
+    print(write(a.out))

@@ -22,10 +22,10 @@ from asc_nbdev.all import *
 
 def load_avg(): return '/'.join(f'{v:.2f}' for v in os.getloadavg())
 
-def run(D, root, recipe, seed, metadata, rounds, city_dropout=None, time_dropout=None):
-    r = get_recipe(recipe, quick=True, seed=seed)
+def run(D, root, recipe, seed, metadata, rounds, city_dropout=None, time_dropout=None, fallback=True):
+    r = get_recipe(recipe, quick=True, seed=seed).replace(audio_fallback=fallback)
     if city_dropout is not None: r = r.replace(city_dropout=city_dropout, time_dropout=time_dropout)
-    out = root/f'{recipe}-{seed}-{metadata}-{r.city_dropout}-{r.time_dropout}'
+    out = root/f'{recipe}-{seed}-{metadata}-{r.city_dropout}-{r.time_dropout}-{fallback}'
     with contextlib.redirect_stdout(io.StringIO()):
         rep = run_pipeline(out, D/'audio', D/'dev_metadata.csv', r, eval_meta=D/'eval_metadata.csv', truth=D/'truth.csv',
                            split='recording', rounds=rounds, metadata=metadata, progress=False, log=lambda *a: None)
@@ -34,7 +34,8 @@ def run(D, root, recipe, seed, metadata, rounds, city_dropout=None, time_dropout
     rows = []
     for how, m in s['test']['aggregates'].items():
         rows.append(dict(recipe=recipe, seed=seed, metadata='on' if metadata else 'off',
-                         dropout=f'{r.city_dropout:g}/{r.time_dropout:g}' if metadata else '-', aggregate=how,
+                         dropout=f'{r.city_dropout:g}/{r.time_dropout:g}' if metadata else '-', fallback=('on' if fallback else 'off') if metadata else '-',
+                         aggregate=how,
                          valid=s['accuracy'], test=m['accuracy'], seen=m.get('seen_cities_accuracy'), unseen=m.get('unseen_cities_accuracy'),
                          seconds=rep['stages'][-1]['seconds']))
     return rows
@@ -47,6 +48,7 @@ if __name__ == '__main__':
     ap.add_argument('--rounds', type=int, default=0)
     ap.add_argument('--dropouts', nargs='*', default=[], help='extra metadata-on runs, CITY:TIME dropout rates, e.g. 0:0 0.4:0.2')
     ap.add_argument('--dropouts-only', action='store_true', help='run only the --dropouts variants (a sweep; no checks)')
+    ap.add_argument('--compare-fallback', action='store_true', help='also run metadata on without the audio fallback (audio_fallback=False)')
     ap.add_argument('--from-csv', nargs='+', default=None, help='write the report from earlier runs\' OUT.csv files (merged), without training')
     ap.add_argument('--note', default='', help='a paragraph added at the end of the report')
     ap.add_argument('--out', default=None, help="also write the report (markdown) here, and every run's figures to OUT.csv")
@@ -54,13 +56,18 @@ if __name__ == '__main__':
     torch.set_num_threads(1)
     root = Path(tempfile.mkdtemp(prefix='asc-bench-metadata-'))
     rows, t0 = [], time.time()
-    if args.from_csv: rows = pd.concat([pd.read_csv(f, dtype={'dropout': str}) for f in args.from_csv]).to_dict('records')
+    if args.from_csv:
+        df0 = pd.concat([pd.read_csv(f, dtype={'dropout': str, 'fallback': str}, keep_default_na=False) for f in args.from_csv])
+        if 'fallback' not in df0: df0['fallback'] = ''
+        df0.loc[df0.fallback == '', 'fallback'] = np.where(df0.metadata == 'on', 'off', '-')[(df0.fallback == '').to_numpy()]   # files from before the fallback existed
+        rows = df0.to_dict('records')
     for seed in ([] if args.from_csv else args.seeds):
         D = root/f'data{seed}'
         make_synthetic(D, preset=args.preset, seed=seed, progress=False)
         for recipe in args.recipes:
             for metadata in (() if args.dropouts_only else (True, False)):
                 rows += run(D, root, recipe, seed, metadata, args.rounds)
+            if args.compare_fallback and not args.dropouts_only: rows += run(D, root, recipe, seed, True, args.rounds, fallback=False)
             for d in args.dropouts:
                 c, t = (float(v) for v in d.split(':'))
                 rows += run(D, root, recipe, seed, True, args.rounds, c, t)
@@ -69,15 +76,20 @@ if __name__ == '__main__':
         shutil.rmtree(D, ignore_errors=True)
     df = pd.DataFrame(rows)
     fmt = lambda s: f'{s.mean():.3f} ± {s.std(ddof=0):.3f}'
-    tab = (df.groupby(['recipe', 'metadata', 'dropout', 'aggregate'], sort=False)
+    tab = (df.groupby(['recipe', 'metadata', 'dropout', 'fallback', 'aggregate'], sort=False)
              .agg(valid=('valid', fmt), test=('test', fmt), seen=('seen', fmt), unseen=('unseen', fmt), n=('seed', 'size')))
     checks = []
     groups = [] if args.dropouts_only else df[df.dropout.isin(['-', f'{CITY_DROPOUT:g}/{TIME_DROPOUT:g}'])].groupby(['recipe', 'aggregate'], sort=False)
     for (recipe, how), g in groups:
-        on, off = g[g.metadata == 'on'].set_index('seed'), g[g.metadata == 'off'].set_index('seed')
-        du, ds = (on.unseen - off.unseen).mean(), (on.seen - off.seen).mean()
-        checks.append(dict(recipe=recipe, aggregate=how, unseen_on=on.unseen.mean(), unseen_off=off.unseen.mean(),
-                           unseen_diff=du, unseen_ok=du >= -0.01, seen_on=on.seen.mean(), seen_off=off.seen.mean(), seen_diff=ds, seen_ok=ds >= 0))
+      off = g[g.metadata == 'off'].set_index('seed')
+      for fb in ('on', 'off'):   # metadata on with the audio fallback (the default), and without it
+        on = g[(g.metadata == 'on') & (g.fallback == fb)].set_index('seed')
+        seeds = on.index.intersection(off.index)   # per-seed pairs: same data, same split
+        if not len(seeds): continue
+        on, off_ = on.loc[seeds], off.loc[seeds]
+        du, ds = (on.unseen - off_.unseen).mean(), (on.seen - off_.seen).mean()
+        checks.append(dict(recipe=recipe, fallback=fb, aggregate=how, n=len(seeds), unseen_on=on.unseen.mean(), unseen_off=off_.unseen.mean(),
+                           unseen_diff=du, unseen_ok=du >= -0.01, seen_on=on.seen.mean(), seen_off=off_.seen.mean(), seen_diff=ds, seen_ok=ds >= 0))
     ck = pd.DataFrame(checks)
     lines = ['# City and time: on vs off, seen and unseen cities', '',
              (f'`python bench/metadata.py --from-csv {" ".join(args.from_csv)}`: the runs below come from those files, each written by '
@@ -85,7 +97,7 @@ if __name__ == '__main__':
               f'`python bench/metadata.py --seeds {" ".join(map(str, args.seeds))} --recipes {" ".join(args.recipes)} --preset {args.preset} '
               f'--rounds {args.rounds}' + (f' --dropouts {" ".join(args.dropouts)}' if args.dropouts else '') + '`'), '',
              f'{platform.processor() or platform.machine()}, {os.cpu_count()} cpus, 1 thread' +
-             ('' if args.from_csv else f'; {time.time() - t0:.0f} s in all; load at the end {load_avg()}') + '. Synthetic `{args.preset}` data, one dataset per seed (data seed = training seed); '
+             ('' if args.from_csv else f'; {time.time() - t0:.0f} s in all; load at the end {load_avg()}') + f'. Synthetic `{args.preset}` data, one dataset per seed (data seed = training seed); '
              f'recording split; quick recipes; the last stage\'s model scored on the eval clips against the hidden truth. '
              f'Default dropout (city/time) {CITY_DROPOUT:g}/{TIME_DROPOUT:g}; default aggregate `{DEFAULT_AGGREGATE}`.', '',
              'Mean ± std over seeds:', '', tab.to_markdown(), '',

@@ -3,7 +3,7 @@ import numpy as np, pytest, torch
 from conftest import run_cli
 from asc_nbdev.core import CLASSES, UNKNOWN_CITY, N_CITY_TOKENS
 from asc_nbdev.recipes import get_recipe, make_model
-from asc_nbdev.pipeline import save_model, load_model
+from asc_nbdev.pipeline import save_asc_model, load_asc_model
 from asc_nbdev.models.zoo import export_onnx, onnx_metadata, check_onnx, ONNX_INPUTS
 
 ort = pytest.importorskip('onnxruntime')
@@ -15,7 +15,7 @@ def _save(d, name, metadata=True):
     with torch.no_grad():   # non-trivial batch-norm statistics, so the export must carry them
         for mod in m.modules():
             if isinstance(mod, torch.nn.modules.batchnorm._BatchNorm): mod.running_mean.normal_(0, 0.1); mod.running_var.uniform_(0.5, 2)
-    return save_model(m, d/f'{name}.pt', r, (np.zeros(64), np.ones(64)))
+    return save_asc_model(m, d/f'{name}.pt', r, (np.zeros(64), np.ones(64)))
 
 @pytest.fixture(scope='module', params=list(RECIPES))
 def exported(request, tmp_path_factory):
@@ -28,7 +28,7 @@ def exported(request, tmp_path_factory):
 @pytest.mark.parametrize('frames', [23, 90])
 def test_onnx_matches_pytorch(exported, batch, frames):
     name, mf, p = exported
-    model, _ = load_model(mf)
+    model, _ = load_asc_model(mf)
     sess = ort.InferenceSession(str(p), providers=['CPUExecutionProvider'])
     assert [i.name for i in sess.get_inputs()] == list(ONNX_INPUTS)
     assert sess.get_inputs()[0].type == 'tensor(float)' and sess.get_inputs()[1].type == 'tensor(int64)'
@@ -51,7 +51,7 @@ def test_audio_only_and_check(tmp_path):
     mf = _save(tmp_path, 'li2025', metadata=False)
     p = export_onnx(mf, tmp_path/'a.onnx', frames=30)          # check=True: onnxruntime against PyTorch inside
     assert onnx_metadata(p)['inputs'] == ['spectrogram']       # the TorchScript exporter drops unused inputs
-    assert check_onnx(p, load_model(mf)[0], batches=(2,), frames=(5, 64)) < 1e-4
+    assert check_onnx(p, load_asc_model(mf)[0], batches=(2,), frames=(5, 64)) < 1e-4
     with pytest.raises(ValueError, match=r"logits differ from PyTorch's by .* at batch 1"):   # a model other than the file's
         check_onnx(p, make_model(get_recipe('li2025', quick=True), metadata=False).eval())
 

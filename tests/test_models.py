@@ -162,7 +162,7 @@ from asc_nbdev.models.se_trans import (SETrans, load_official_se_trans, official
                                        OfficialCheckpointError)
 
 class _OfficialSEBlock(nn.Module):
-    "The official SEBlock's layout (conv1, conv2, bn1, bn2, se1.fc, se2.fc) and computation (floor-mode average pooling)"
+    "The official SqueezeExcitation's layout (conv1, conv2, bn1, bn2, se1.fc, se2.fc) and computation (floor-mode average pooling)"
     def __init__(self, ci, co):
         super().__init__()
         self.conv1, self.conv2 = nn.Conv2d(ci, co, 3, padding=1, bias=False), nn.Conv2d(co, co, 3, padding=1, bias=False)
@@ -291,13 +291,13 @@ def test_asc_train_init_official(tmp_path):
     "`asc-train --recipe baseline --init official=PATH`: stage 1 starts from the official checkpoint's body (its sizes, not the quick ones)"
     import json
     from conftest import run_cli
-    from asc_nbdev.pipeline import load_model
+    from asc_nbdev.pipeline import load_asc_model
     off = _official(); p = tmp_path/'SE-Trans_pretrained_model.pth'
     torch.save({'epoch': 3, 'model_state_dict': off.state_dict()}, p)
     out = tmp_path/'run'
     run_cli('asc-train', '--demo', '--recipe', 'baseline', '--epochs', '1', '--n-clips', '240', '--rounds', '0',
             '--init', f'official={p}', '--out', out)
-    m, info = load_model(out/'model.pt')
+    m, info = load_asc_model(out/'model.pt')
     assert info['recipe']['model_kwargs']['channels'] == [64, 128]            # the checkpoint's sizes, not the quick (32, 64)
     assert json.loads((out/'report.json').read_text())['stages'][0]['fingerprint']['init']['name'] == p.name
     r = run_cli('asc-train', '--demo', '--recipe', 'li2025', '--init', f'official={p}', '--out', tmp_path/'r2', check=False)

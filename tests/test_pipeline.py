@@ -75,7 +75,7 @@ def test_model_file_is_plain_data(run):
     obj = torch.load(out/'model.pt', weights_only=True)            # no pickled code needed
     assert obj['format'] == MODEL_FORMAT and obj['classes'] == CLASSES and obj['recipe']['name'] == 'li2025-quick'
     assert len(obj['stats']['mean']) == 64 and obj['features']['clip_seconds'] == 2.0
-    m, info = load_model(out/'model.pt')
+    m, info = load_asc_model(out/'model.pt')
     assert m.arch == 'mobileascnet' and not m.training
     dev = pd.read_csv(out/'data'/'dev_metadata.csv', dtype=str, keep_default_na=False)
     assert info['known_cities'] and set(info['known_cities']) <= set(dev.location)   # the cities it trained on, by name
@@ -84,7 +84,7 @@ def test_model_file_is_plain_data(run):
 def test_untrained_city_is_the_unknown_city(run, tmp_path):
     "A vocabulary city the model never saw and a name outside the vocabulary give the same prediction"
     out, _ = run
-    m, info = load_model(out/'model.pt')
+    m, info = load_asc_model(out/'model.pt')
     never = next(c for c in CITIES if c not in info['known_cities'])
     ev = pd.read_csv(out/'data'/'eval_metadata.csv', dtype=str, keep_default_na=False).head(1)
     for i, loc in enumerate([never, 'Atlantis']):   # the same clip through two CSVs
@@ -114,7 +114,7 @@ class _Evil:
 def test_model_file_from_a_stranger_cannot_run_code(tmp_path):
     evil = _Evil(); evil.path = tmp_path/'pwned'
     torch.save({'format': MODEL_FORMAT, 'x': evil}, tmp_path/'evil.pt')
-    with pytest.raises(ValueError, match='not a loadable asc_nbdev model file'): load_model(tmp_path/'evil.pt')
+    with pytest.raises(ValueError, match='not a loadable asc_nbdev model file'): load_asc_model(tmp_path/'evil.pt')
     assert not (tmp_path/'pwned').exists()
     r = run_cli('asc-predict', '--model', tmp_path/'evil.pt', '--meta', 'x.csv', '--audio', '.', check=False)
     assert r.returncode == 2 and 'not a loadable' in r.stderr and not (tmp_path/'pwned').exists()
@@ -130,7 +130,7 @@ def test_rerun_skips_finished_stages_and_restarts_a_killed_one(run, tmp_path):
     assert '[stage3_retrain_r1] done before' not in r.stdout
     after = json.loads((work/'report.json').read_text())
     assert after['stages'][0] == before['stages'][0]
-    load_model(work/'stage3_retrain_r1'/'model.pt')                 # rebuilt whole
+    load_asc_model(work/'stage3_retrain_r1'/'model.pt')                 # rebuilt whole
     # other settings on the same folder: stop and say what changed, rather than resume a stage trained on other clips
     for extra, what in ((['--split', 'session'], "split: 'recording' -> 'session'"), (['--epochs', '2'], 'recipe.epochs: 3 -> 2'),
                         (['--no-metadata'], 'metadata: True -> False')):
@@ -153,6 +153,38 @@ def test_predict_bad_audio_and_unknown_city(run, tmp_path):
     s = pd.read_csv(tmp_path/'s.csv'); sk = pd.read_csv(tmp_path/'s_skipped.csv')
     assert len(s) == 4 and set(sk.filename) == {ev.filename[1], ev.filename[2]}
     assert 'Atlantis' in r.stdout and 'Atlantis' in set(s.location)
+
+def test_predict_files_by_name(run, tmp_path):
+    "asc-predict --model M FILE...: no metadata CSV, any sample rate/channels, a folder, unreadable files listed, the same figures as the CSV way"
+    import soundfile as sf
+    out, _ = run
+    ev = read_meta(out/'data'/'eval_metadata.csv').head(3)
+    files = [out/'data'/'audio'/f'{f}.wav' for f in ev.filename]
+    run_cli('asc-predict', '--model', out/'model.pt', '--meta', out/'data'/'eval_metadata.csv', '--audio', out/'data'/'audio',
+            '--out', tmp_path/'s.csv', '--probs', tmp_path/'p.csv', '--aggregate', 'none')
+    ref = pd.read_csv(tmp_path/'p.csv').set_index('filename')
+    for f, loc, t in zip(files, ev.location, ev.record_time):   # one file at a time with its own city and time
+        run_cli('asc-predict', '--model', out/'model.pt', f, '--city', loc, '--time', t, '--out', tmp_path/'one.csv')
+        got = pd.read_csv(tmp_path/'one.csv')
+        np.testing.assert_allclose(got[CLASSES].to_numpy()[0], ref.loc[f.stem, CLASSES].to_numpy(), atol=1e-4)
+    d = tmp_path/'folder'; d.mkdir()
+    y, sr = sf.read(files[0], dtype='float32')
+    sf.write(d/'stereo48k.flac', np.stack([y, y], 1)[::1], sr)   # stereo FLAC
+    import soxr; sf.write(d/'mono16k.wav', soxr.resample(y, sr, 16000), 16000, subtype='PCM_24')
+    (d/'broken.wav').write_bytes(b'RIFF not really')
+    r = run_cli('asc-predict', '--model', out/'model.pt', d, '--out', tmp_path/'f.csv', check=False)
+    assert r.returncode == 2 and 'broken.wav' in r.stderr
+    r = run_cli('asc-predict', '--model', out/'model.pt', d, '--out', tmp_path/'f.csv', '--on-error', 'skip')
+    f = pd.read_csv(tmp_path/'f.csv', keep_default_na=False)
+    names = [Path(p).name for p in f.filename]
+    assert sorted(names) == ['broken.wav', 'mono16k.wav', 'stereo48k.flac'] and '2 predictions' in r.stdout
+    bad = f[[n == 'broken.wav' for n in names]]
+    assert bad.scene_label.iloc[0] == '' and bad.error.iloc[0] != ''
+    assert set(f.city_used) == {'unknown'}   # no --city: the unknown city
+    r = run_cli('asc-predict', '--model', out/'model.pt', files[0], '--time', 'noon', '--out', tmp_path/'x.csv', check=False)
+    assert r.returncode == 2 and "time 'noon' is not a time" in r.stderr
+    r = run_cli('asc-predict', '--model', out/'model.pt', files[0], '--meta', 'm.csv', check=False)
+    assert r.returncode == 2 and 'not both' in r.stderr
 
 @pytest.mark.parametrize('args,msg', [
     ([], 'give --demo, or --audio DIR and --meta CSV'),

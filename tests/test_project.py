@@ -35,3 +35,11 @@ def test_notebook_cells_keep_imports_apart():
             if top and other: bad.append(f"{p.name} cell {c.get('id')}")
             elif nested and not top and c.get('id') not in ('4bb764b2',): bad.append(f"{p.name} cell {c.get('id')} (import inside code)")
     assert not bad, f"cells mixing imports and other code (move the imports to a cell of their own): {bad}"
+
+def test_no_name_clashes_with_fastai_or_sklearn():
+    "`from asc_nbdev.all import *` after fastai's and sklearn's stars hides none of their names with another meaning"
+    import asc_nbdev.all as a, fastai.vision.all as fv, sklearn.metrics as skm
+    ours = set(getattr(a, '__all__', None) or [n for n in dir(a) if not n.startswith('_')])
+    clash = sorted(n for n in ours for mod in (fv, skm) if hasattr(mod, n) and getattr(mod, n) is not getattr(a, n)
+                   and not n.startswith('__'))
+    assert clash == [], f"asc_nbdev.all hides these names of fastai.vision.all / sklearn.metrics: {clash}"

@@ -7,6 +7,7 @@ import numpy as np, pandas as pd, pytest, torch
 from conftest import run_cli
 from asc_nbdev.all import *
 from asc_nbdev.data.synthetic import make_synthetic
+from sklearn.metrics import balanced_accuracy_score
 
 EPOCHS = 1
 
@@ -36,7 +37,7 @@ def _check_stage_figures(out, rep):
         pred, lab = vp[CLASSES].to_numpy().argmax(1), vp['label'].to_numpy()
         assert len(vp) == s['n_valid']
         assert s['accuracy'] == pytest.approx((pred == lab).mean(), abs=1e-6), s['name']
-        assert s['balanced_accuracy'] == pytest.approx(balanced_accuracy_score(pred, lab), abs=1e-6), s['name']
+        assert s['balanced_accuracy'] == pytest.approx(balanced_accuracy_score(lab, pred), abs=1e-6), s['name']
     kept = next(s for s in rep['stages'] if s['name'] == rep['kept'])
     trained = [s for s in rep['stages'] if s['name'] not in ('stage0_pretrain', REFERENCE_STAGE)]
     assert rep['kept'] in [s['name'] for s in trained] and kept[get_recipe(rep['recipe'].split('-')[0]).monitor] == max(
@@ -75,7 +76,7 @@ def test_recipe_end_to_end(data, tmp_path, name):
     pl = pd.read_csv(out/'stage2_pseudo_r1'/'pseudo_labels.csv')
     assert (name == 'li2025') == (set(CLASSES) <= set(pl.columns))     # soft labels carry the class probabilities
     _check_sizes(out, data, rep); _check_stage_figures(out, rep)
-    m, info = load_model(out/'model.pt')
+    m, info = load_asc_model(out/'model.pt')
     assert m.arch == get_recipe(name).model and info['extra']['stage'] == rep['kept']
     sub = pd.read_csv(out/'submission.csv'); assert len(sub) == rep['data']['eval_clips'] and sub.scene_label.isin(CLASSES).all()
     assert 'hard_samples' not in rep['stages'][0] and 'reference' not in rep
@@ -93,7 +94,7 @@ def test_yang2025_threshold_path(data, tmp_path):
     assert rep['pseudo_rounds'][0]['retrained'] is False and rep['pseudo_rounds'][0]['accepted'] == 0
     # the confidences are the teacher's, averaged per session: recomputed here from its model file
     dev, cache = _dev(tmp_path/'a', data); unl = dev[dev.label < 0].reset_index(drop=True)
-    m, info = load_model(tmp_path/'a'/'stage1_train'/'model.pt')
+    m, info = load_asc_model(tmp_path/'a'/'stage1_train'/'model.pt')
     probs = aggregate_probs(predict_probs(m, model_loader(cache, unl, info)), unl, 'session')
     np.testing.assert_allclose(pl.set_index('filename').loc[unl.filename, 'confidence'].to_numpy(), probs.max(1), atol=1e-5)
     thr = float(np.median(pl.confidence))
@@ -115,9 +116,9 @@ def test_atmaja2025_hard_samples_from_the_reference(data, tmp_path):
                                     accuracy=ref['accuracy'], balanced_accuracy=ref['balanced_accuracy'])
     rr = load_json(out/REFERENCE_STAGE/'recipe.json')
     assert (rr['name'], rr['model'], rr['seed'], rr['epochs']) == ('baseline-quick-reference', 'se_trans', 1234, EPOCHS)
-    assert load_model(out/'stage1_train'/'model.pt')[0].arch == 'fcnn'
+    assert load_asc_model(out/'stage1_train'/'model.pt')[0].arch == 'fcnn'
     dev, cache = _dev(out, data)
-    rm, rinfo = load_model(out/REFERENCE_STAGE/'model.pt')
+    rm, rinfo = load_asc_model(out/REFERENCE_STAGE/'model.pt')
     for s in rep['stages'][1:]:
         hs = pd.read_csv(out/s['name']/'hard_samples.csv', dtype={'filename': str})
         h = s['hard_samples']

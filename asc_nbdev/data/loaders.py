@@ -100,7 +100,7 @@ class ASCDataLoader(DataLoader):
     def new(self, items=None, cls=None, **kwargs):
         "A copy with other items or settings (fastai's `new`)"
         kw = dict(bs=self.bs, shuffle=self.shuffle, drop_last=self.drop_last, mean=self.mean, std=self.std,
-                  city_dropout=self.city_dropout, time_dropout=self.time_dropout, device=self.device)
+                  city_dropout=self.city_dropout, time_dropout=self.time_dropout, device=self.device, pin_memory=self.pin_memory)
         kw.update(kwargs)
         return (cls or type(self))(items if items is not None else self.items, **kw)
 
@@ -123,6 +123,10 @@ def band_stats(features, rows, chunk:int=64) -> tuple[np.ndarray, np.ndarray]:
     return mean.astype(np.float32), std.astype(np.float32)
 
 # %% ../../nbs/04_data.loaders.ipynb #07821417
+def _pin(device) -> bool:
+    "Page-locked batches when they go to a CUDA GPU (faster host-to-device copies)"
+    return device is not None and torch.device(device).type == 'cuda'
+
 def _meta_arrays(df):
     names = df['filename'].to_numpy()
     tok = df['time_ok'].to_numpy() if 'time_ok' in df else np.ones(len(df), bool)
@@ -148,7 +152,8 @@ class ASCDataLoaders(DataLoaders):
         names, city, tf, hours = _meta_arrays(df)
         y = df['label'].to_numpy() if with_labels else None
         it = ASCItems(self.cache.features, self.cache.rows(names), city, tf, y=y, names=names, hours=hours)
-        return ASCDataLoader(it, bs=bs or self.valid.bs, mean=self.stats[0], std=self.stats[1], device=self.device, **kwargs)
+        return ASCDataLoader(it, bs=bs or self.valid.bs, mean=self.stats[0], std=self.stats[1], device=self.device,
+                             pin_memory=_pin(self.device), **kwargs)
 
     def show_batch(self, b=None, max_n:int=6, ncols:int=3, figsize=None, dl=None):
         "Draw spectrograms of a batch, titled with label, city and hour"
@@ -238,8 +243,8 @@ def asc_dataloaders(meta:pd.DataFrame, # metadata from `read_meta`; its labeled 
     yv = np.eye(N_CLASSES, dtype=np.float32)[yva] if soft else yva
     iva = ASCItems(cache.features, cache.rows(vn), vc, vtf, yv, None if wtr is None else np.ones(len(va), np.float32), vn, vh)
     dtr = ASCDataLoader(itr, bs=bs, shuffle=True, drop_last=len(itr) > bs, mean=mean, std=std,
-                        city_dropout=city_dropout, time_dropout=time_dropout, seed=seed, device=device)
-    dva = ASCDataLoader(iva, bs=bs * 2, mean=mean, std=std, device=device)
+                        city_dropout=city_dropout, time_dropout=time_dropout, seed=seed, device=device, pin_memory=_pin(device))
+    dva = ASCDataLoader(iva, bs=bs * 2, mean=mean, std=std, device=device, pin_memory=_pin(device))
     dls = ASCDataLoaders(dtr, dva, device=device)
     dls.split, dls.stats, dls.cache, dls.dropped, dls.n_inp = sp, (mean, std), cache, dropped, 3
     dls.train_meta = tr.reset_index(drop=True); dls.valid_meta = va.reset_index(drop=True)

@@ -191,6 +191,7 @@ class FusionHead(nn.Module):
                  dropout:float=0., # dropout of those hidden layers
                  n_cities:int=N_CITY_TOKENS, # rows of the city embedding
                  name:str='model', # named in error messages
+                 audio_fallback:bool=False, # clips of an unknown city (or one not trained on) are classified from audio alone by `audio_fc`
                 ):
         super().__init__()
         self.metadata, self.n_classes, self.name = metadata, n_classes, name
@@ -203,6 +204,8 @@ class FusionHead(nn.Module):
         self.mlp = nn.Sequential(*layers)
         self.fc = nn.Linear(d, n_classes)
         self.emb_dim = d
+        # the audio-only classifier of unknown cities: a linear layer on the audio vector, trained on every clip (`AudioFallbackLoss`)
+        self.audio_fc = nn.Linear(d_audio, n_classes) if metadata and audio_fallback and use_city else None
 
     def embedding(self, a, city=None, time=None):
         "The vector the final linear layer sees"
@@ -211,7 +214,15 @@ class FusionHead(nn.Module):
             a = self.fusion(a, self.context(city, time))
         return self.mlp(a)
 
-    def forward(self, a, city=None, time=None): return self.fc(self.embedding(a, city, time))
+    def unknown_city(self, city) -> torch.Tensor:
+        "Which clips of `city` the model treats as an unknown city (outside the vocabulary or not trained on), (batch,) bool"
+        return self.context.city_map[city.reshape(-1).long()] == UNKNOWN_CITY
+
+    def forward(self, a, city=None, time=None):
+        out = self.fc(self.embedding(a, city, time))
+        if self.audio_fc is None: return out
+        alone = self.audio_fc(a)   # also computed for known cities: its auxiliary loss trains it on every clip
+        return torch.where(self.unknown_city(city)[:, None], alone.to(out.dtype), out)
 
 # %% ../../nbs/06_models.fusion.ipynb #109d9328
 class ASCModel(nn.Module):
@@ -249,6 +260,7 @@ class ASCModel(nn.Module):
             fc = nn.Linear(self.head.fc.in_features, n_classes)
             self.init_head(fc)
             self.head.fc, self.head.n_classes = fc, n_classes
+            if self.head.audio_fc is not None: self.head.audio_fc = nn.Linear(self.head.audio_fc.in_features, n_classes)
         else: self.head = self.make_head(n_classes, ifnone(metadata, self.metadata))
         if p is not None: self.head.to(p.device)
         return self

@@ -13,7 +13,7 @@ from ..core import CITIES, UNKNOWN_CITY, N_CITY_TOKENS, N_TIME_FEATURES
 from .fusion import ASCModel
 
 # %% auto #0
-__all__ = ['OFFICIAL_CITIES', 'OFFICIAL_KEY_MAP', 'MelNorm', 'SELayer', 'SEBlock', 'TimePool', 'SETransBody', 'SETrans',
+__all__ = ['OFFICIAL_CITIES', 'OFFICIAL_KEY_MAP', 'MelNorm', 'SELayer', 'SqueezeExcitation', 'TimePool', 'SETransBody', 'SETrans',
            'official_se_trans_keys', 'official_to_library_key', 'official_key_table', 'OfficialCheckpointError',
            'official_model_kwargs', 'map_official_state_dict', 'load_official_se_trans']
 
@@ -35,7 +35,7 @@ class SELayer(nn.Module):
                                 nn.Linear(channels // reduction, channels, bias=False), nn.Sigmoid())
     def forward(self, x): return x * self.fc(x.mean((2, 3)))[:, :, None, None]
 
-class SEBlock(nn.Module):
+class SqueezeExcitation(nn.Module):
     "Two (3x3 conv -> BN -> SE -> ReLU), then 2x2 pooling ('avg', 'max' or 'avg+max')"
     def __init__(self, c_in:int, # input channels
                  c_out:int, # output channels
@@ -87,8 +87,8 @@ class SETransBody(nn.Module):
                 ):
         super().__init__()
         c1, c2 = channels
-        self.blocks = nn.ModuleList([nn.Sequential(MelNorm(n_mels), SEBlock(1, c1, reduction, pool_type=pool_type)),
-                                     SEBlock(c1, c2, reduction, pool_type=pool_type)])
+        self.blocks = nn.ModuleList([nn.Sequential(MelNorm(n_mels), SqueezeExcitation(1, c1, reduction, pool_type=pool_type)),
+                                     SqueezeExcitation(c1, c2, reduction, pool_type=pool_type)])
         self.pool = TimePool(n_steps)
         layer = nn.TransformerEncoderLayer(c2, nhead, dim_feedforward, dropout, batch_first=True)
         self.encoder = nn.TransformerEncoder(layer, n_layers, enable_nested_tensor=False)
@@ -146,7 +146,7 @@ def official_se_trans_keys(n_classes:int=10, # classes of the official `fc`
     "Key -> shape of the official `SE_Trans` state dict (`models/baseline.py`, APSIPA ASC 2025 baseline), in its order"
     sd = {}
     def bn(p, c): sd.update({f'{p}.{n}': (c,) for n in ('weight', 'bias', 'running_mean', 'running_var')}); sd[f'{p}.num_batches_tracked'] = ()
-    def se_block(p, ci, co):   # SEBlock: conv1, conv2, bn1, bn2, se1, se2 (SELayer reduction 16, no biases)
+    def se_block(p, ci, co):   # SqueezeExcitation: conv1, conv2, bn1, bn2, se1, se2 (SELayer reduction 16, no biases)
         sd[f'{p}.conv1.weight'], sd[f'{p}.conv2.weight'] = (co, ci, 3, 3), (co, co, 3, 3)
         bn(f'{p}.bn1', co); bn(f'{p}.bn2', co)
         for s in ('se1', 'se2'): sd[f'{p}.{s}.fc.0.weight'], sd[f'{p}.{s}.fc.2.weight'] = (co // 16, co), (co, co // 16)

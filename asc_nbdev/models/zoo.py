@@ -149,7 +149,7 @@ def check_onnx(path, # the .onnx file
             worst = max(worst, d)
     return worst
 
-def export_onnx(model_file, # a model file saved by `save_model` (e.g. a run's model.pt)
+def export_onnx(model_file, # a model file saved by `save_asc_model` (e.g. a run's model.pt)
                 path, # the .onnx file to write (atomically: a failed export leaves nothing behind)
                 frames:int=100, # frames of the example input traced; the file takes any batch size and number of frames
                 exporter:str='auto', # 'dynamo' (`torch.export`), 'torchscript' (the older tracer), or 'auto' (see `_onnx_exporter`)
@@ -161,11 +161,11 @@ def export_onnx(model_file, # a model file saved by `save_model` (e.g. a run's m
     import json, warnings
     from pathlib import Path
     from asc_nbdev.core import atomic_path
-    from asc_nbdev.pipeline import load_model
+    from asc_nbdev.pipeline import load_asc_model
     if exporter not in ONNX_EXPORTERS: raise ValueError(f"exporter must be one of {ONNX_EXPORTERS}, not {exporter!r}")
     path = Path(path)
     if path.is_dir(): raise IsADirectoryError(f"{path} is a directory; give the .onnx file to write, e.g. {path/'model.onnx'}")
-    model, info = load_model(model_file)
+    model, info = load_asc_model(model_file)
     kind = _onnx_exporter(model, exporter)
     try: import onnx
     except ImportError: raise ImportError("export_onnx needs the onnx package: pip install onnx onnxscript") from None
