@@ -22,11 +22,11 @@ from .pseudo import pseudo_label, pseudo_report, plot_pseudo_confidence
 from .plots import plot_history, plot_confusion, plot_confidence
 
 # %% auto #0
-__all__ = ['MODEL_FORMAT', 'AGGREGATES', 'DEFAULT_AGGREGATE', 'REFERENCE_STAGE', 'save_asc_model', 'load_asc_model',
+__all__ = ['MODEL_FORMAT', 'AGGREGATES', 'DEFAULT_AGGREGATE', 'REFERENCE_STAGE', 'LOGGERS', 'save_asc_model', 'load_asc_model',
            'model_loader', 'StageMismatch', 'fingerprint_diff', 'run_stage', 'aggregate_probs', 'evaluate_test',
-           'reference_recipe', 'grouped_folds', 'run_pipeline', 'run_figures', 'summarize_runs', 'run_repeats',
-           'write_submission', 'format_repeats', 'format_report', 'predict_files', 'predict', 'asc_train',
-           'asc_predict']
+           'stage_loggers', 'reference_recipe', 'grouped_folds', 'run_pipeline', 'run_figures', 'summarize_runs',
+           'run_repeats', 'write_submission', 'format_repeats', 'format_report', 'predict_files', 'predict',
+           'asc_train', 'asc_predict']
 
 # %% ../nbs/18_pipeline.ipynb #35712a60
 MODEL_FORMAT = 'asc_nbdev.model/1'
@@ -187,6 +187,26 @@ def _savefig(fig, path):
 
 # %% ../nbs/18_pipeline.ipynb #aa1a5570
 REFERENCE_STAGE = 'stage1_reference'   # seed 003: the baseline SE-Trans whose confidence weights the hard samples
+LOGGERS = ('none', 'tensorboard', 'wandb')   # where a stage's training curves can also go (`stage_loggers`)
+
+def stage_loggers(log_to:str|None, # one of `LOGGERS` (None: 'none')
+                  d, # the stage's folder (TensorBoard writes its event files into d/tensorboard)
+                  name:str, # the stage's name (the wandb run's name)
+                 ) -> list:
+    "fastai callbacks that log a stage's training to TensorBoard or Weights & Biases, when that package is installed"
+    if log_to in (None, 'none'): return []
+    if log_to == 'tensorboard':
+        try: from fastai.callback.tensorboard import TensorBoardCallback
+        except ImportError: raise ImportError("--log tensorboard needs the tensorboard package: pip install 'asc_nbdev[log]' (or pip install tensorboard)") from None
+        return [TensorBoardCallback(log_dir=str(Path(d)/'tensorboard'), trace_model=False, log_preds=False)]
+    if log_to == 'wandb':
+        try:
+            import wandb
+            from fastai.callback.wandb import WandbCallback
+        except ImportError: raise ImportError("--log wandb needs the wandb package: pip install wandb (then wandb login, or WANDB_MODE=offline)") from None
+        wandb.init(project='asc_nbdev', name=name, group=Path(d).parent.name, reinit=True)
+        return [WandbCallback(log_preds=False, log_model=False)]
+    raise ValueError(f"unknown logger {log_to!r}; expected one of {list(LOGGERS)}")
 
 def _hard_weights(d, recipe, dls, reference, device=None) -> dict:
     "Seed 003: weight the training clips of `dls` by the reference model's confidence; writes hard_samples.csv/.png into `d`; returns the summary"
@@ -206,8 +226,11 @@ def _stage_train(d, recipe, dls, model, stage, title, truth_meta, seen, metadata
     if recipe.hard_samples:   # seed 003: weight every training clip by the reference model's confidence, then train
         if reference is None: raise ValueError(f"recipe {recipe.name} weights hard samples: it needs a reference model (run_pipeline trains one, or give reference_model)")
         hs = _hard_weights(d, recipe, dls, reference, device)
+    kw = dict(fit_kw or {}); log_to = kw.pop('log_to', None)
+    kw['cbs'] = list(kw.get('cbs') or []) + stage_loggers(log_to, d, title)
     learn, s = fit_recipe(recipe, dls, model=model, stage=stage, metadata=metadata, path=d, progress=progress, fname=title, epoch_log=epoch_log,
-                          deterministic=deterministic, **(fit_kw or {}))
+                          deterministic=deterministic, **kw)
+    if log_to == 'wandb': __import__('wandb').finish()
     save_asc_model(learn.model, d/'model.pt', recipe, dls.stats)
     save_json(recipe.to_dict(), d/'recipe.json')
     probs = _save_stage_plots(d, learn, s, dls, title)
@@ -288,6 +311,8 @@ def run_pipeline(out, # output folder
                  features_dir=None, # the feature cache folder (default OUT/features); repeated runs share one
                  precision:str='auto', # training precision: 'auto' (fp32, see `resolve_precision`), 'fp32', 'bf16' or 'fp16' (GPU)
                  compile:bool=False, # `torch.compile` the models (GPU runs gain; a CPU needs a C++ compiler)
+                 cbs=None, # extra fastai callbacks for every training stage (the same objects each stage)
+                 log_to:str='none', # also log every stage's training to 'tensorboard' (OUT/STAGE/tensorboard) or 'wandb'
                 ) -> dict:
     "Run the semi-supervised pipeline; returns the report (also written to OUT/report.json)"
     t_start = time.time()
@@ -310,6 +335,10 @@ def run_pipeline(out, # output folder
         recipe = recipe.replace(model_kwargs={**recipe.model_kwargs, **arch})
         init_model = load_official_se_trans(init_official, make_model(recipe, metadata=metadata), fc=False, context=None)
     if aggregate not in AGGREGATES: raise ValueError(f"unknown aggregate {aggregate!r}; expected one of {list(AGGREGATES)}")
+    if log_to not in (None, *LOGGERS): raise ValueError(f"unknown logger {log_to!r}; expected one of {list(LOGGERS)}")
+    pkg = dict(tensorboard='tensorboard', wandb='wandb').get(log_to)
+    if pkg and __import__('importlib.util').util.find_spec(pkg) is None:   # say so now, not after the first stage
+        raise ImportError(f"--log {log_to} needs the {pkg} package: pip install {pkg}")
     if reference_model is not None:
         if not recipe.hard_samples: raise ValueError(f"a reference model weights hard samples; recipe {recipe.name} has hard_samples off (set hard_samples=true)")
         if not Path(reference_model).is_file(): raise FileNotFoundError(f"reference model file not found: {reference_model}")
@@ -336,7 +365,7 @@ def run_pipeline(out, # output folder
                             eval_meta=None if eval_meta is None else str(Path(eval_meta).resolve()),
                             truth=None if truth is None else str(Path(truth).resolve())))
     torch_device = pick_device(device)   # where training runs: the one asked for, else the best available
-    fit_kw = dict(precision=resolve_precision(precision, torch_device), compile=compile)
+    fit_kw = dict(precision=resolve_precision(precision, torch_device), compile=compile, cbs=list(cbs or []), log_to=log_to)
     save_json(recipe.to_dict(), out/'recipe.json')   # the exact recipe of this run (asc-train --recipe OUT/recipe.json repeats it)
     drop = dict(city_dropout=recipe.city_dropout, time_dropout=recipe.time_dropout) if metadata else {}
     ss = recipe.seed if split_seed is None else split_seed   # the split's seed; the training seed stays the recipe's
@@ -736,6 +765,7 @@ def asc_train(recipe:str='li2025', # recipe: baseline, yang2025, li2025, atmaja2
               folds:int=None, # repeat the run over K grouped folds of the split's groups (recordings by default): OUT/fold0..., mean and std
               precision:Annotated[str, dict(choices=list(PRECISIONS))]='auto', # auto: fp32 (bf16 measured no faster and less accurate here, bench/gpu.md); bf16/fp16 need a GPU
               compile:store_true=False, # torch.compile the models (helps on a GPU; on a CPU it needs a C++ compiler and rarely pays)
+              log:Annotated[str, dict(choices=list(LOGGERS))]='none', # also log training curves to tensorboard (OUT/STAGE/tensorboard) or wandb (package needed)
              ):
     "Train a recipe through the semi-supervised pipeline and predict the eval clips"
     from asc_nbdev.data.synthetic import make_synthetic
@@ -775,12 +805,12 @@ def asc_train(recipe:str='li2025', # recipe: baseline, yang2025, li2025, atmaja2
         audio, meta, eval_meta, truth = data/'audio', data/'dev_metadata.csv', data/'eval_metadata.csv', data/'truth.csv'
     elif not (audio and meta): _fail("asc-train: error: give --demo, or --audio DIR and --meta CSV")
     kw = dict(eval_meta=eval_meta, truth=truth, split=split, rounds=rounds, epochs=epochs, metadata=not no_metadata, aggregate=aggregate,
-              force=force, deterministic=deterministic, init_official=init_path, precision=precision, compile=compile, reference_model=reference_model, pretrain=pre or None,
+              force=force, deterministic=deterministic, init_official=init_path, precision=precision, compile=compile, log_to=log, reference_model=reference_model, pretrain=pre or None,
               device=device, on_error=on_error, progress=sys.stdout.isatty(), epoch_lines=not sys.stdout.isatty())   # bars on a terminal, else a line per epoch
     try:
         if seeds is not None or folds is not None: return run_repeats(out, audio, meta, r, seeds=seeds or 1, folds=folds, **kw)
         return run_pipeline(out, audio, meta, r, **kw)
-    except (MetadataError, AudioError, OSError, ValueError) as e:
+    except (MetadataError, AudioError, OSError, ValueError, ImportError) as e:
         _fail(f"asc-train: error: {e}")
 
 @call_parse

@@ -15,31 +15,23 @@ import numpy as np
 def load_avg(): return '/'.join(f'{v:.2f}' for v in os.getloadavg())
 
 def summarize(runs):
-    "figure -> {mean, std, n} over runs, for every stage's validation and test figures"
-    keys = {}
-    for r in runs:
-        for s in r['stages']:
-            for k in ('accuracy', 'balanced_accuracy'): keys.setdefault(f"{s['name']} {k}", []).append(s[k])
-            for k in ('accuracy', 'balanced_accuracy', 'seen_cities_accuracy', 'unseen_cities_accuracy'):
-                if k in s.get('test', {}): keys.setdefault(f"{s['name']} test {k}", []).append(s['test'][k])
-        if r.get('pseudo_labels', {}).get('accuracy') is not None: keys.setdefault('pseudo-label accuracy', []).append(r['pseudo_labels']['accuracy'])
-        for k in ('accuracy', 'unseen_cities_accuracy'):
-            if k in r.get('test', {}): keys.setdefault(f'final test {k}', []).append(r['test'][k])
-    return {k: dict(mean=float(np.mean(v)), std=float(np.std(v)), n=len(v)) for k, v in keys.items()}
+    "figure -> {mean, std, n} over runs: the library's `summarize_runs` (sample std), as asc-train --seeds reports it"
+    from asc_nbdev.pipeline import summarize_runs
+    return summarize_runs(runs)
 
 def markdown(d) -> str:
-    s = d['summary']; f = lambda k: f"{s[k]['mean']:.3f} ± {s[k]['std']:.3f}" if k in s else '–'
+    s = d['summary']; f = lambda k: f"{s[k]['mean']:.3f} ± {s[k]['std'] or 0:.3f}" if k in s else '–'
     rows = ['| stage | validation accuracy | validation balanced accuracy | test accuracy | test, unseen cities |', '|---|---|---|---|---|']
     for st in d['stages']:
-        rows.append(f"| {st} | {f(f'{st} accuracy')} | {f(f'{st} balanced_accuracy')} | {f(f'{st} test accuracy')} | {f(f'{st} test unseen_cities_accuracy')} |")
+        rows.append(f"| {st} | {f(f'{st}.accuracy')} | {f(f'{st}.balanced_accuracy')} | {f(f'{st}.test.accuracy')} | {f(f'{st}.test.unseen_cities_accuracy')} |")
     kept = ', '.join(f"{k} {v}x" for k, v in d['kept'].items())
     return '\n'.join([f"`{d['command']}` ({d['recipe']} quick recipe, synthetic `demo` data; validation on the "
                       f"{d['split']} split, predictions averaged per {d['aggregate']}), mean ± std over seeds {d['seeds']}; "
                       f"{d['machine']}, {d['seconds_mean']:.0f} s per run on average (load {d['load']}), "
                       f"peak memory {d['peak_mb']:.0f} MB:", '', *rows, '',
-                      f"Pseudo-label accuracy against the hidden truth {f('pseudo-label accuracy')} (chance 0.1). "
-                      f"Final model (kept by validation): {kept}. Final test accuracy {f('final test accuracy')}, "
-                      f"on cities never seen in training {f('final test unseen_cities_accuracy')}."])
+                      f"Pseudo-label accuracy against the hidden truth {f('pseudo_r1.accuracy')} (chance 0.1). "
+                      f"Final model (kept by validation): {kept}. Final test accuracy {f('test.accuracy')}, "
+                      f"on cities never seen in training {f('test.unseen_cities_accuracy')} (std: sample standard deviation)."])
 
 if __name__ == '__main__':
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -130,7 +130,7 @@ def test_atmaja2025_hard_samples_from_the_reference(data, tmp_path):
         assert int(hs.pseudo.sum()) == s.get('n_pseudo', 0)
         # the confidence is the reference's (its own normalisation, no city/time dropout), not the FCNN's
         clips = dev.set_index('filename').loc[hs.filename].reset_index()
-        np.testing.assert_allclose(hs.confidence, predict_probs(rm, model_loader(cache, clips, rinfo)).max(1), atol=1e-5)
+        np.testing.assert_allclose(hs.confidence, predict_probs(rm, model_loader(cache, clips, rinfo)).max(1), atol=1e-4)   # a GPU's kernels differ by ~2e-5
     _check_sizes(out, data, rep); _check_stage_figures(out, rep)
     assert 'training clips hard (confidence of stage1_reference < 0.7)' in format_report(rep)
     # a reference model file given by the user: no reference stage, the same confidences on the same clips
@@ -193,3 +193,19 @@ def test_grouped_folds(data, tmp_path):
 def test_repeat_bad_arguments(tmp_path, args, msg):
     r = run_cli('asc-train', '--demo', *args, '--out', tmp_path/'o', check=False)
     assert r.returncode == 2 and msg in r.stderr, r.stderr
+
+def test_pipeline_callbacks_and_tensorboard(data, tmp_path):
+    "run_pipeline(cbs=...) reaches every training stage; log_to='tensorboard' writes event files per stage; bad loggers fail early"
+    from fastai.callback.core import Callback
+    class Count(Callback):
+        def __init__(self): self.fits, self.epochs = 0, 0
+        def before_fit(self): self.fits += 1
+        def after_epoch(self): self.epochs += 1
+    cb = Count()
+    rep = _run(data, tmp_path/'run', get_recipe('baseline', quick=True), epochs=2, cbs=[cb], log_to='tensorboard')
+    assert cb.fits == len(rep['stages']) == 2 and cb.epochs == sum(s['epochs_run'] for s in rep['stages'])
+    for s in rep['stages']:
+        ev = list((tmp_path/'run'/s['name']/'tensorboard').glob('events.out.tfevents.*'))
+        assert ev and ev[0].stat().st_size > 0, s['name']
+    with pytest.raises(ValueError, match="unknown logger 'mlflow'"):
+        _run(data, tmp_path/'bad', get_recipe('baseline', quick=True), log_to='mlflow')

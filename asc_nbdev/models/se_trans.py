@@ -269,7 +269,8 @@ def map_official_state_dict(src, # a checkpoint path, a checkpoint dict or an of
         for _, new, part in OFFICIAL_KEY_MAP:
             if new and key.startswith(new): return part
     kept = [k for k in target if k not in loaded]
-    missing = [k for k in kept if k != 'head.context.city_map' and want.get(part_of(k), True) is True]
+    # not in any official checkpoint: the city map (a buffer) and the audio fallback's classifier (this library's, new)
+    missing = [k for k in kept if k != 'head.context.city_map' and not k.startswith('head.audio_fc.') and want.get(part_of(k), True) is True]
     if missing or unexpected or mismatched:
         hints = []
         if mismatched: hints.append("build the model with the checkpoint's sizes: SETrans(**official_model_kwargs(checkpoint)) "
