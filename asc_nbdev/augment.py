@@ -27,9 +27,14 @@ def _band_mask(B, L, n, width, exact, device, g):
     return ((pos >= start[..., None]) & (pos < (start + w)[..., None])).any(1)
 
 def spec_augment(x:torch.Tensor, # (batch, 1, frames, n_mels)
-                 n_time_masks:int=2, time_width:int=20, # masks along time, width in frames
-                 n_freq_masks:int=2, freq_width:int=8, # masks along mel bins
-                 value:float=0., exact:bool=False, generator=None) -> torch.Tensor:
+                 n_time_masks:int=2, # masks along time per clip
+                 time_width:int=20, # largest time mask, in frames
+                 n_freq_masks:int=2, # masks along mel bins per clip
+                 freq_width:int=8, # largest frequency mask, in mel bins
+                 value:float=0., # value written into the masked cells
+                 exact:bool=False, # every mask exactly `time_width`/`freq_width` wide instead of a random width up to it
+                 generator=None, # `torch.Generator` for reproducible masks; None: the global RNG
+                ) -> torch.Tensor:
     "SpecAugment time and frequency masking of a batch, on its own device"
     B, _, T, M = x.shape
     g = generator
@@ -42,9 +47,12 @@ def spec_augment(x:torch.Tensor, # (batch, 1, frames, n_mels)
 HOP_SECONDS = 882 / SAMPLE_RATE  # 20 ms per frame in the challenge's features
 
 def time_roll(x:torch.Tensor, # (batch, 1, frames, n_mels)
-              min_s:float=0.1, max_s:float=0.3, # offset range in seconds (seed 002: 0.1-0.3 s)
+              min_s:float=0.1, # smallest offset in seconds (seed 002: 0.1 s)
+              max_s:float=0.3, # largest offset in seconds (seed 002: 0.3 s)
               hop_s:float=HOP_SECONDS, # seconds per frame
-              both_ways:bool=True, generator=None) -> torch.Tensor:
+              both_ways:bool=True, # roll forward or backward at random; False: forward only
+              generator=None, # `torch.Generator` for reproducible offsets; None: the global RNG
+             ) -> torch.Tensor:
     "Roll each clip circularly along time by a random offset in `[min_s, max_s]` seconds"
     B, _, T, _ = x.shape
     lo, hi = int(round(min_s / hop_s)), int(round(max_s / hop_s))
@@ -59,15 +67,20 @@ def _draw(v, g):
     if isinstance(v, (tuple, list)): return float(v[0] + (v[1] - v[0]) * torch.rand((), generator=g))
     return float(v)
 
-def to_soft(y:torch.Tensor, n_classes:int=N_CLASSES) -> torch.Tensor:
+def to_soft(y:torch.Tensor, # class indices, or soft (float) targets that are returned as they are
+            n_classes:int=N_CLASSES, # width of the one-hot rows
+           ) -> torch.Tensor:
     "Class indices to one-hot float targets; soft targets pass through"
     return y.float() if y.is_floating_point() else F.one_hot(y.long(), n_classes).float()
 
-def mixup(x:torch.Tensor, y:torch.Tensor, # batch and its targets (indices or soft)
+def mixup(x:torch.Tensor, # a batch, e.g. (batch, 1, frames, n_mels)
+          y:torch.Tensor, # its targets: class indices or soft targets
           alpha=1.0, # Beta(alpha, alpha); a (low, high) range draws alpha per batch (seed 002: (0.6, 0.8))
           p=1.0, # probability of mixing this batch; a range draws it per batch (seed 002: (0.3, 0.8))
           w:torch.Tensor|None=None, # optional per-sample weights, mixed the same way
-          n_classes:int=N_CLASSES, generator=None):
+          n_classes:int=N_CLASSES, # number of classes of the soft targets
+          generator=None, # `torch.Generator` for reproducible draws; None: the global RNG
+         ):
     "Mix a batch with a shuffled copy of itself; returns `(x, y_soft, w, perm, lam)`"
     g = generator; B = x.shape[0]
     ys = to_soft(y, n_classes)
@@ -87,7 +100,13 @@ def mixup(x:torch.Tensor, y:torch.Tensor, # batch and its targets (indices or so
 class SpecAugmentCallback(Callback):
     "Apply `spec_augment` to training batches"
     order = 20
-    def __init__(self, n_time_masks=2, time_width=20, n_freq_masks=2, freq_width=8, p:float=1.0): store_attr()
+    def __init__(self,
+                 n_time_masks=2, # masks along time per clip
+                 time_width=20, # largest time mask, in frames
+                 n_freq_masks=2, # masks along mel bins per clip
+                 freq_width=8, # largest frequency mask, in mel bins
+                 p:float=1.0, # probability of masking a training batch
+                ): store_attr()
     def before_batch(self):
         if not self.training or torch.rand(()) >= self.p: return
         x = spec_augment(self.xb[0], self.n_time_masks, self.time_width, self.n_freq_masks, self.freq_width)
@@ -96,7 +115,11 @@ class SpecAugmentCallback(Callback):
 class TimeRollCallback(Callback):
     "Apply `time_roll` (seed 002: 0.1-0.3 s) to training batches"
     order = 19
-    def __init__(self, min_s=0.1, max_s=0.3, both_ways=True): store_attr()
+    def __init__(self,
+                 min_s=0.1, # smallest offset in seconds
+                 max_s=0.3, # largest offset in seconds
+                 both_ways=True, # roll forward or backward at random; False: forward only
+                ): store_attr()
     def before_batch(self):
         if not self.training: return
         self.learn.xb = (time_roll(self.xb[0], self.min_s, self.max_s, both_ways=self.both_ways), *self.xb[1:])
@@ -104,7 +127,11 @@ class TimeRollCallback(Callback):
 class MixupCallback(Callback):
     "Apply `mixup` to training batches; city/time stay with each clip's dominant original"
     order = 21
-    def __init__(self, alpha=1.0, p=1.0, n_classes:int=N_CLASSES): store_attr()
+    def __init__(self,
+                 alpha=1.0, # Beta(alpha, alpha), or a (low, high) range to draw alpha from per batch
+                 p=1.0, # probability of mixing a training batch, or a (low, high) range to draw it from per batch
+                 n_classes:int=N_CLASSES, # number of classes of the soft targets
+                ): store_attr()
     def before_batch(self):
         if not self.training: return
         y = self.yb[0]; w = self.yb[1] if len(self.yb) > 1 else None

@@ -32,17 +32,20 @@ _CLASS2IDX = {c: i for i, c in enumerate(CLASSES)}
 _CITY2IDX = {c: i for i, c in enumerate(CITIES)}
 
 # %% ../nbs/00_core.ipynb #0becb7af
-def class_index(label:str) -> int:
+def class_index(label:str, # a scene label, one of `CLASSES`
+               ) -> int:
     "Index of scene `label` in the official class order; a clear `KeyError` for a label outside the vocabulary"
     try: return _CLASS2IDX[label]
     except (KeyError, TypeError):
         raise KeyError(f"unknown scene label {label!r}; expected one of {CLASSES}") from None
 
-def city_index(city:str) -> int:
+def city_index(city:str, # a city name; anything else (unknown, missing) maps to `UNKNOWN_CITY`
+              ) -> int:
     "Index of `city` in the official city order, or `UNKNOWN_CITY` for a city outside the vocabulary"
     return _CITY2IDX.get(city, UNKNOWN_CITY) if isinstance(city, str) else UNKNOWN_CITY
 
-def is_known_city(city:str) -> bool:
+def is_known_city(city:str, # a city name, or anything else (NaN, None) for a missing one
+                 ) -> bool:
     "Whether `city` is one of the 22 cities of the challenge vocabulary"
     return isinstance(city, str) and city in _CITY2IDX
 
@@ -87,7 +90,8 @@ def expect(value:float, # the figure, e.g. a validation accuracy
     return margin
 
 # %% ../nbs/00_core.ipynb #57578ace
-def pick_device(device:str|None=None) -> 'torch.device':
+def pick_device(device:str|None=None, # 'cpu', 'cuda', 'cuda:1', 'mps' or a `torch.device`; None or 'auto': CUDA, then MPS, then CPU
+               ) -> 'torch.device':
     "The `torch.device` for `device` ('cpu', 'cuda', 'cuda:1', 'mps'), or the best available when `None`/'auto'"
     import torch
     if device in (None, 'auto'):
@@ -103,7 +107,8 @@ def pick_device(device:str|None=None) -> 'torch.device':
 @contextlib.contextmanager
 def atomic_write(path, # the final file
                  mode:str='wb', # file mode for writing ('w' for text)
-                 **kwargs):
+                 **kwargs, # passed to `open`, e.g. `encoding='utf-8'`
+                ):
     "Open a temporary file beside `path`; on success rename it to `path`, on error remove it"
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
@@ -116,7 +121,8 @@ def atomic_write(path, # the final file
         raise
 
 @contextlib.contextmanager
-def atomic_path(path):
+def atomic_path(path, # the final file; its suffix is kept on the temporary name
+               ):
     "Yield a temporary path beside `path` for a writer that wants a file name; rename on success"
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.stem}.', suffix=f'.tmp{path.suffix}')
@@ -128,12 +134,16 @@ def atomic_path(path):
         with contextlib.suppress(FileNotFoundError): os.unlink(tmp)
         raise
 
-def save_json(obj, path, indent:int=2):
+def save_json(obj, # JSON-serialisable data; NumPy scalars and arrays are converted
+              path, # the JSON file to write
+              indent:int=2, # indentation of the JSON text
+             ):
     "Write `obj` as JSON to `path` atomically"
     with atomic_write(path, 'w', encoding='utf-8') as f: json.dump(obj, f, indent=indent, default=_json_default)
     return Path(path)
 
-def load_json(path):
+def load_json(path, # the JSON file to read
+             ):
     "Read a JSON file"
     with open(path, encoding='utf-8') as f: return json.load(f)
 

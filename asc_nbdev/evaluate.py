@@ -28,7 +28,8 @@ __all__ = ['TEST_SPLIT', 'PSEUDO_SPLIT', 'DATA_FILES', 'valid_split', 'RunError'
 TEST_SPLIT = 'test (eval part, truth)'          # the eval clips, scored against a truth file
 PSEUDO_SPLIT = 'unlabeled dev clips (truth)'    # pseudo-labels, scored against a truth file
 
-def valid_split(strategy:str) -> str:
+def valid_split(strategy:str, # a split strategy, e.g. 'recording'
+               ) -> str:
     "The name of a validation split, e.g. 'validation (recording split)'"
     return f'validation ({strategy} split)'
 
@@ -56,7 +57,7 @@ def find_data(run_dir, # a run folder
 @dataclass
 class RunData:
     "The files of a finished run, read"
-    path: Path
+    path: Path # the run folder
     report: dict # report.json
     data: dict # paths of meta, eval_meta, truth, audio (None: not found)
     valid: dict # stage name -> its valid_probs.csv (class columns, filename, label)
@@ -79,7 +80,10 @@ def _read_probs(path, run) -> pd.DataFrame:
     return df
 
 def load_run(run_dir, # a folder made by `asc-train` / `run_pipeline`
-             meta=None, eval_meta=None, truth=None, audio=None, # the run's data, if not found by `find_data`
+             meta=None, # dev metadata CSV; None: found by `find_data`
+             eval_meta=None, # evaluation metadata CSV; None: found by `find_data`
+             truth=None, # truth CSV (filename, scene_label); None: found by `find_data`
+             audio=None, # folder of the audio files; None: found by `find_data`
             ) -> RunData:
     "Read a finished run; a `RunError` naming the missing file for a folder that is not one"
     run = Path(run_dir)
@@ -139,7 +143,10 @@ def prediction_frame(probs:pd.DataFrame, # `filename` and one probability column
     return df
 
 # %% ../nbs/19_evaluate.ipynb #61d9a049
-def class_metrics(pred, targ, classes=CLASSES) -> pd.DataFrame:
+def class_metrics(pred, # predicted class indices
+                  targ, # true class indices
+                  classes=CLASSES, # class names, in index order: the rows of the table
+                 ) -> pd.DataFrame:
     "Per-class precision, recall, F1 and support (true clips), sklearn's `precision_recall_fscore_support`; NaN where undefined"
     from sklearn.metrics import precision_recall_fscore_support
     import warnings
@@ -159,7 +166,8 @@ def accuracy_by(df:pd.DataFrame, # a `prediction_frame`
     return pd.DataFrame({'n': g.size(), 'accuracy': g.mean()})
 
 # %% ../nbs/19_evaluate.ipynb #d2264b83
-def split_summary(df:pd.DataFrame) -> dict:
+def split_summary(df:pd.DataFrame, # a `prediction_frame` (pred, label, correct, confidence, optional seen)
+                 ) -> dict:
     "Accuracy, balanced accuracy, macro F1, seen/unseen-city accuracy and mean confidence of a `prediction_frame`"
     cm = class_metrics(df['pred'], df['label'])
     out = dict(n=int(len(df)), accuracy=float(df['correct'].mean()),
@@ -183,7 +191,8 @@ def _jsonable(o):
 def _table_json(df:pd.DataFrame) -> dict: return _jsonable(df.to_dict(orient='index'))
 
 # %% ../nbs/19_evaluate.ipynb #32cc9301
-def stage_table(report:dict) -> pd.DataFrame:
+def stage_table(report:dict, # a run's report.json, as a dict
+               ) -> pd.DataFrame:
     "Every stage's numbers from a run's report.json, one row per (stage, split)"
     rows = []
     for s in report['stages']:
@@ -232,7 +241,8 @@ def pseudo_tables(rounds:dict, # round -> (done.json, pseudo_labels.csv frame)
             pd.DataFrame(per_class).set_index(['round', 'class']) if per_class else pd.DataFrame())
 
 # %% ../nbs/19_evaluate.ipynb #08c5bdaf
-def find_siblings(run_dir) -> list:
+def find_siblings(run_dir, # a finished run folder
+                 ) -> list:
     "Finished runs beside `run_dir` that differ from it only in `metadata` (city/time fusion on/off)"
     run = Path(run_dir).resolve(); rep = load_json(run/'report.json'); out = []
     for p in sorted(run.parent.iterdir()):
@@ -268,7 +278,10 @@ def compare_runs(reports:dict, # column name -> a run's report.json
 # %% ../nbs/19_evaluate.ipynb #d2db2232
 class RunReport:
     "What `asc-report` shows about a finished run: tables and numbers (each naming its split) and figures"
-    def __init__(self, run:RunData, compare:dict|None=None):
+    def __init__(self,
+                 run:RunData, # a finished run, from `load_run`
+                 compare:dict|None=None, # report.json dicts of other runs to compare with, by folder; None: no comparison
+                ):
         self.run, self.path, rep = run, run.path, run.report
         self.notes = list(run.notes)
         self.info = dict(run=str(run.path), recipe=rep['recipe'], metadata=bool(rep['metadata']), split=rep['split'],
@@ -343,7 +356,9 @@ class RunReport:
 def evaluate_run(run_dir, # a finished run folder (`asc-train`, `run_pipeline`)
                  compare=None, # other run folders to put beside it (e.g. metadata off)
                  siblings:bool=True, # also compare with `find_siblings(run_dir)` when `compare` is not given
-                 meta=None, eval_meta=None, truth=None, # the run's data, if not found by `find_data`
+                 meta=None, # dev metadata CSV; None: found by `find_data`
+                 eval_meta=None, # evaluation metadata CSV; None: found by `find_data`
+                 truth=None, # truth CSV (filename, scene_label); None: found by `find_data`
                 ) -> RunReport:
     "Read a finished run and compute its report"
     run = load_run(run_dir, meta=meta, eval_meta=eval_meta, truth=truth)
@@ -356,7 +371,8 @@ def evaluate_run(run_dir, # a finished run folder (`asc-train`, `run_pipeline`)
 
 # %% ../nbs/19_evaluate.ipynb #f26df09a
 def plot_stages(stages:pd.DataFrame, # `stage_table`
-                figsize=(7, 2.6)):
+                figsize=(7, 2.6), # matplotlib figure size
+               ):
     "Accuracy and balanced accuracy of every stage, one bar per split"
     import matplotlib.pyplot as plt
     fig, axs = plt.subplots(1, 2, figsize=figsize, sharey=True)
@@ -369,7 +385,9 @@ def plot_stages(stages:pd.DataFrame, # `stage_table`
     return fig
 
 def plot_city_hour(df:pd.DataFrame, # a `prediction_frame` with location (and seen) and hour
-                   title:str='', figsize=(9, 2.8)):
+                   title:str='', # prefix of the panel titles (e.g. the split)
+                   figsize=(9, 2.8), # matplotlib figure size
+                  ):
     "Accuracy per city (seen and unseen cities coloured apart, clips on top) and per hour of day"
     import matplotlib.pyplot as plt
     fig, (a, b) = plt.subplots(1, 2, figsize=figsize, gridspec_kw=dict(width_ratios=[3, 2]))
@@ -418,7 +436,10 @@ def _fmt(v, digits=3):
     if isinstance(v, (float, np.floating)): return '–' if np.isnan(v) else f'{v:.{digits}f}'
     return str(v).replace('|', '\\|')
 
-def md_table(df:pd.DataFrame, index:bool=True, digits:int=3) -> str:
+def md_table(df:pd.DataFrame, # the table
+             index:bool=True, # include the index (its names head the first columns)
+             digits:int=3, # decimals of floats
+            ) -> str:
     "A Markdown table of `df`, floats with `digits` decimals, NaN as a dash"
     names = [str(n) for n in (df.index.names if index else [])]
     head = [n if n != 'None' else '' for n in names] + [str(c) for c in df.columns]
@@ -442,7 +463,9 @@ def _wide_rounds(pc):
     return w.reindex(CLASSES).rename_axis('class')
 
 @patch
-def blocks(self:RunReport, figures=None) -> list:
+def blocks(self:RunReport,
+           figures=None, # file name -> (figure, caption), as from `RunReport.figures`; None: no figures
+          ) -> list:
     "The report as blocks: ('h', level, text), ('p', text), ('table', DataFrame, caption), ('img', file, caption)"
     i, B = self.info, []
     figures = figures or {}
@@ -496,7 +519,9 @@ def blocks(self:RunReport, figures=None) -> list:
     return B
 
 @patch
-def to_markdown(self:RunReport, figures=None) -> str:
+def to_markdown(self:RunReport,
+                figures=None, # file name -> (figure, caption), as from `RunReport.figures`; None: no figures
+               ) -> str:
     "The report as Markdown, figures referenced by file name"
     out = []
     for b in self.blocks(figures):
@@ -510,7 +535,9 @@ _CSS = ('body{font-family:sans-serif;max-width:62em;margin:2em auto;padding:0 1e
         'td,th{border:1px solid #ccc;padding:.2em .5em;text-align:right}th{background:#f4f4f4}caption,.cap{font-style:italic;color:#444}img{max-width:100%}')
 
 @patch
-def to_html(self:RunReport, figures=None) -> str:
+def to_html(self:RunReport,
+            figures=None, # file name -> (figure, caption), as from `RunReport.figures`; None: no figures
+           ) -> str:
     "The report as a standalone HTML page, figures referenced by file name"
     md = lambda s: re.sub(r'\*(.+?)\*', r'<em>\1</em>', re.sub(r'\*\*(.+?)\*\*', r'<b>\1</b>', _html.escape(s, quote=False)))
     out = []
@@ -525,7 +552,8 @@ def to_html(self:RunReport, figures=None) -> str:
 @patch
 def save(self:RunReport, out=None, # folder (default RUN_DIR/report)
          html:bool=False, # also write index.html
-         dpi:int=80) -> Path:
+         dpi:int=80, # resolution of the PNG figures
+        ) -> Path:
     "Write index.md (and index.html), the PNG figures and summary.json; returns the path of index.md"
     import matplotlib.pyplot as plt
     out = Path(out) if out is not None else self.path/'report'
@@ -549,11 +577,13 @@ def _figure_split(name:str, report:dict) -> str:
     if name.endswith(('.seconds', '.n_train')) or name == 'seconds' or '.hard_samples.' in name: return '-'
     return valid_split(report['split']) + (f", {report['folds']} grouped folds" if report.get('folds') else '')
 
-def is_repeated(report:dict) -> bool:
+def is_repeated(report:dict, # a report.json, as a dict
+               ) -> bool:
     "Whether a report.json is that of a repeated run (`run_repeats`: `runs` and `summary`)"
     return 'runs' in report and 'summary' in report
 
-def repeats_table(report:dict) -> pd.DataFrame:
+def repeats_table(report:dict, # a repeated run's report.json, as a dict (`run_repeats`)
+                 ) -> pd.DataFrame:
     "A repeated run's `summary`: one row per figure with its split, mean, sample std and number of runs"
     if not is_repeated(report): raise RunError("not a repeated run: report.json has no 'runs' and 'summary' (asc-train --seeds/--folds make one)")
     rows = [dict(figure=k, split=_figure_split(k, report), mean=v['mean'], std=np.nan if v['std'] is None else v['std'], n=v['n'])
@@ -561,7 +591,8 @@ def repeats_table(report:dict) -> pd.DataFrame:
     df = pd.DataFrame(rows).set_index('figure'); df['n'] = df['n'].astype(int)
     return df
 
-def runs_table(report:dict) -> pd.DataFrame:
+def runs_table(report:dict, # a repeated run's report.json, as a dict (`run_repeats`)
+              ) -> pd.DataFrame:
     "One row per run of a repeated run: its seed and fold, the kept stage, and its headline figures"
     rows = []
     for name, r in report['runs'].items():

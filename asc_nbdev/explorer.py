@@ -59,7 +59,8 @@ def clip_table(dev:pd.DataFrame|None=None, # dev metadata (`read_meta`)
 def predict_clips(model_path, # a model file saved by the pipeline (RUN_DIR/model.pt)
                   cache, # a `FeatureCache` holding the clips
                   meta:pd.DataFrame, # their metadata rows (filename, record_time, city, ...)
-                  bs:int=64) -> np.ndarray:
+                  bs:int=64, # batch size
+                 ) -> np.ndarray:
     "Class probabilities (clips, classes) of `meta`'s clips"
     from asc_nbdev.pipeline import load_asc_model
     from asc_nbdev.data.loaders import ASCItems, ASCDataLoader, _meta_arrays
@@ -73,8 +74,12 @@ def predict_clips(model_path, # a model file saved by the pipeline (RUN_DIR/mode
 
 # %% ../nbs/20_explorer.ipynb #26d93cd5
 def resynthesize(logmel:np.ndarray, # (frames, n_mels) log-mel dB, as in a feature cache
-                 sr:int=SAMPLE_RATE, n_fft:int=2048, win_length:int=1764, hop_length:int=882,
-                 fmin:float=50.0, fmax:float|None=None, # the feature settings (a cache's `params`)
+                 sr:int=SAMPLE_RATE, # sample rate, Hz; these settings as the features were made (a cache's `params`)
+                 n_fft:int=2048, # FFT size
+                 win_length:int=1764, # window length in samples
+                 hop_length:int=882, # samples between frames
+                 fmin:float=50.0, # lowest mel frequency, Hz
+                 fmax:float|None=None, # highest mel frequency, Hz; None: sr/2
                  n_iter:int=16, # Griffin-Lim iterations
                 ) -> np.ndarray:
     "An approximate waveform for a log-mel spectrogram (mel pseudo-inverse + Griffin-Lim), peak 0.5"
@@ -95,7 +100,10 @@ class ClipExplorer:
     "An ipywidgets panel to pick a clip and see and hear it, with its metadata, labels and the model's probabilities"
     def __init__(self, run_dir=None, # a finished run folder (asc-train / run_pipeline)
                  data_dir=None, # or a data folder: dev_metadata.csv, eval_metadata.csv, [truth.csv], audio/
-                 meta=None, eval_meta=None, truth=None, audio=None, # data paths, when not found in the folders
+                 meta=None, # dev metadata CSV; None: the one in the run or data folder
+                 eval_meta=None, # evaluation metadata CSV; None: the one in the run or data folder
+                 truth=None, # truth CSV (filename, scene_label); None: the one in the run or data folder
+                 audio=None, # folder of the audio files; None: the one in the run or data folder
                  predict:bool=True, # run: predict every clip with RUN_DIR/model.pt (False: use the run's probability CSVs)
                  n_iter:int=16, # Griffin-Lim iterations of a resynthesis
                 ):
@@ -266,7 +274,9 @@ def _sources(self:ClipExplorer, fn):
     return aud, spec
 
 @patch
-def spectrogram(self:ClipExplorer, fn:str|None=None) -> np.ndarray|None:
+def spectrogram(self:ClipExplorer,
+                fn:str|None=None, # file name of a clip; None: the shown one
+               ) -> np.ndarray|None:
     "Log-mel spectrogram (frames, mels) of clip `fn` (default: the shown one): from the feature cache, or computed from its audio"
     fn = fn or self.w_clip.value
     if fn is None: return None
@@ -279,7 +289,9 @@ def spectrogram(self:ClipExplorer, fn:str|None=None) -> np.ndarray|None:
     with torch.no_grad(): return self._logmel(torch.from_numpy(y)).numpy()
 
 @patch
-def audio(self:ClipExplorer, fn:str|None=None):
+def audio(self:ClipExplorer,
+          fn:str|None=None, # file name of a clip; None: the shown one
+         ):
     "An `IPython.display.Audio` of clip `fn` (default: the shown one): its wav file, else a resynthesis from the cache"
     from IPython.display import Audio
     fn = fn or self.w_clip.value
@@ -293,7 +305,9 @@ def audio(self:ClipExplorer, fn:str|None=None):
 
 # %% ../nbs/20_explorer.ipynb #56084f1a
 @patch
-def figure(self:ClipExplorer, figsize=(9, 2.8)):
+def figure(self:ClipExplorer,
+           figsize=(9, 2.8), # matplotlib figure size
+          ):
     "A matplotlib figure of the shown clip: log-mel spectrogram and class probabilities"
     import matplotlib.pyplot as plt
     cur = self.current
@@ -347,7 +361,9 @@ def _ipython_display_(self:ClipExplorer):
     self._live = True; self._render(); display(self.widget)
 
 @patch
-def select(self:ClipExplorer, filename:str) -> dict:
+def select(self:ClipExplorer,
+           filename:str, # file name of a clip that passes the filters
+          ) -> dict:
     "Show clip `filename` (it must pass the filters); returns `current`"
     opts = [v for _, v in self.w_clip.options]
     if filename not in opts: raise KeyError(f"{filename!r} is not among the {len(opts)} clips passing the filters")

@@ -28,22 +28,26 @@ __all__ = ['AUDIO_EXTENSIONS', 'LOGMEL_DEFAULTS', 'FEATURE_CACHE_VERSION', 'Audi
 class AudioError(ValueError):
     "An audio file that cannot be used: `str(e)` names the file and the problem, `e.kind` classifies it"
     kinds = ('missing', 'empty', 'unreadable', 'truncated', 'nonfinite', 'silent')
-    def __init__(self, path, problem:str, kind:str):
+    def __init__(self,
+                 path, # the audio file
+                 problem:str, # what is wrong with it, in words
+                 kind:str, # one of `AudioError.kinds`
+                ):
         self.path, self.problem, self.kind = str(path), problem, kind
         super().__init__(f'{path}: {problem}')
 
 @dataclass
 class AudioInfo:
     "What `load_audio` found in a file and did to it"
-    path: str
+    path: str # the file
     sr_in: int        # sample rate of the file
     channels: int     # channel count of the file
     n_in: int         # samples per channel in the file
     subtype: str      # sample format, e.g. PCM_16, PCM_24, FLOAT
     n_out: int        # samples returned (after resampling, padding, cropping)
-    resampled: bool = False
-    padded: bool = False
-    cropped: bool = False
+    resampled: bool = False # resampled from `sr_in` to the rate asked for
+    padded: bool = False # zero-padded to the length asked for
+    cropped: bool = False # cut to the length asked for
 
 def _wav_truncation(path, size:int) -> tuple|None:
     "(frames the header declares, byte where its data would end) of a RIFF/WAVE file whose data chunk runs past the end of the file, else None"
@@ -171,11 +175,20 @@ def logmel_librosa(y:np.ndarray, # mono waveform (samples,)
 # %% ../nbs/03_features.ipynb #0fbb3123
 class LogMel(nn.Module):
     "Log-mel front-end of the official baseline: waveform (B, samples) or (samples,) -> (B, frames, n_mels) dB"
-    def __init__(self, sr:int=SAMPLE_RATE, n_fft:int=2048, win_length:int=1764, hop_length:int=882,
-                 n_mels:int=64, fmin:float=50.0, fmax:float|None=None, # None: sr/2 (22,050 Hz)
-                 ref:float=1.0, amin:float=1e-10, top_db:float|None=80.0, # power_to_db settings, per clip
+    def __init__(self,
+                 sr:int=SAMPLE_RATE, # sample rate of the waveforms, Hz
+                 n_fft:int=2048, # FFT size
+                 win_length:int=1764, # Hann window length in samples, zero-padded to `n_fft`
+                 hop_length:int=882, # samples between frames (882: 20 ms at 44.1 kHz)
+                 n_mels:int=64, # mel bands
+                 fmin:float=50.0, # lowest mel frequency, Hz
+                 fmax:float|None=None, # highest mel frequency, Hz; None: sr/2 (22,050 Hz)
+                 ref:float=1.0, # power_to_db's `ref`: 0 dB level
+                 amin:float=1e-10, # power_to_db's `amin`: smallest power before the log
+                 top_db:float|None=80.0, # power_to_db's `top_db`: floor this many dB below each clip's maximum; None: no floor
                  crop:bool=True, # keep samples // hop_length frames (10 s: 501 -> 500)
-                 cpu_chunk:int=2**19): # CPU with autograd: compute about this many samples at a time
+                 cpu_chunk:int=2**19, # CPU with autograd: compute about this many samples at a time
+                ):
         super().__init__()
         fmax = float(sr/2 if fmax is None else fmax)
         self.sr, self.n_fft, self.win_length, self.hop_length, self.n_mels = sr, n_fft, win_length, hop_length, n_mels
@@ -194,7 +207,9 @@ class LogMel(nn.Module):
             self._blocks.append((a, b, m, min(m+16, n_mels)))
             self.register_buffer(f'fb{i}', fb[a:b, m:m+16].contiguous(), persistent=False)
 
-    def n_frames(self, n_samples:int) -> int:
+    def n_frames(self,
+                 n_samples:int, # length of the clip in samples
+                ) -> int:
         "Frames for a clip of `n_samples` samples"
         return n_samples // self.hop_length if self.crop else 1 + n_samples // self.hop_length
 
@@ -248,7 +263,9 @@ class LogMel(nn.Module):
                 db = torch.maximum(db, db.amax(dim=(-2, -1), keepdim=True) - self.top_db)
         return db[:, :self.n_frames(x.shape[-1])]
 
-    def forward(self, x:torch.Tensor) -> torch.Tensor:
+    def forward(self,
+                x:torch.Tensor, # a waveform (samples,) or a batch of them (B, samples)
+               ) -> torch.Tensor:
         single = x.dim() == 1
         if single: x = x[None]
         if x.dim() != 2: raise ValueError(f'LogMel expects a waveform (samples,) or a batch (B, samples), got shape {tuple(x.shape)}')
@@ -354,7 +371,9 @@ def read_rows(features, # an array (N, ...), e.g. `FeatureCache.features` (a rea
 # %% ../nbs/03_features.ipynb #c4939f48
 class FeatureCache:
     "A feature cache folder: `features` (N, frames, mels) memory-mapped, `index` filename -> row, `params`, `skipped`; `read` reads clips without mapping them"
-    def __init__(self, path):
+    def __init__(self,
+                 path, # folder of a feature cache (manifest.json, features.npy, index.csv)
+                ):
         self.path = Path(path)
         if not (self.path/'manifest.json').is_file():
             raise FileNotFoundError(f'{self.path} is not a feature cache (no manifest.json); build one with build_feature_cache or asc-features')
@@ -381,7 +400,9 @@ class FeatureCache:
         return (f'FeatureCache({str(self.path)!r}: {len(self)} clips x {self.n_frames} frames x {self.n_mels} mels, '
                 f'{self.dtype}, {len(self.skipped)} skipped)')
 
-    def rows(self, filenames) -> np.ndarray:
+    def rows(self,
+             filenames, # a file name or a list of file names
+            ) -> np.ndarray:
         "Rows of `filenames` in `features`; a `KeyError` naming the filenames that are not in the cache"
         names = [filenames] if isinstance(filenames, str) else list(filenames)
         r = self.index.reindex(names)
@@ -393,7 +414,9 @@ class FeatureCache:
                            f"{', '.join(why)}{' ...' if len(miss) > 5 else ''}")
         return r.to_numpy(np.int64)
 
-    def read(self, filenames) -> np.ndarray:
+    def read(self,
+             filenames, # a file name or a list of file names
+            ) -> np.ndarray:
         "Features (n, frames, mels) of `filenames`, read from `features.npy` with `read_rows` (none of the map stays resident)"
         return read_rows(self.features, self.rows(filenames))
 
@@ -401,7 +424,8 @@ class FeatureCache:
         "Features (frames, mels) of one clip"
         return self.read([filename])[0]
 
-def load_feature_cache(out) -> FeatureCache:
+def load_feature_cache(out, # folder of the feature cache (the `out` it was built into)
+                      ) -> FeatureCache:
     "Open the feature cache in folder `out`"
     return FeatureCache(out)
 

@@ -14,16 +14,21 @@ from .learner import predict_probs
 __all__ = ['confidence', 'hard_sample_weights', 'hard_mask', 'weight_hard_samples', 'hard_sample_summary', 'plot_hard_samples']
 
 # %% ../nbs/14_hard_samples.ipynb #68a4df2b
-def confidence(probs:np.ndarray) -> np.ndarray:
+def confidence(probs:np.ndarray, # (clips, classes) softmax probabilities
+              ) -> np.ndarray:
     "Maximum softmax probability of each row of `probs`"
     return np.asarray(probs).max(-1)
 
-def hard_sample_weights(conf:np.ndarray, eps:float=1e-8) -> np.ndarray:
+def hard_sample_weights(conf:np.ndarray, # confidence of each clip (`confidence`)
+                        eps:float=1e-8, # keeps the weight of a zero-confidence clip finite
+                       ) -> np.ndarray:
     "Weights 1 / (confidence + eps), normalised to mean 1"
     w = 1.0 / (np.asarray(conf, dtype=np.float64) + eps)
     return (w / w.mean()).astype(np.float32)
 
-def hard_mask(conf:np.ndarray, threshold:float=0.7) -> np.ndarray:
+def hard_mask(conf:np.ndarray, # confidence of each clip (`confidence`)
+              threshold:float=0.7, # clips below this confidence are hard
+             ) -> np.ndarray:
     "Which clips are hard: confidence below `threshold`"
     return np.asarray(conf) < threshold
 
@@ -31,7 +36,7 @@ def hard_mask(conf:np.ndarray, threshold:float=0.7) -> np.ndarray:
 def weight_hard_samples(dls, # `asc_dataloaders`: its training clips get the weights
                         model, # the reference model whose confidence decides (seed 003: the pretrained SE-Trans baseline)
                         threshold:float=0.7, # clips below this confidence are "hard"
-                        device=None,
+                        device=None, # device to predict on (`pick_device`); None: the best available
                         stats=None, # (mean, std) per mel band the reference was trained with; None: those of `dls`
                        ) -> dict:
     "Attach seed 003's hard-sample weights, from `model`'s confidence, to the training clips of `dls`; returns confidences and weights"
@@ -46,7 +51,8 @@ def weight_hard_samples(dls, # `asc_dataloaders`: its training clips get the wei
     return dict(confidence=conf, weights=w, hard=hard_mask(conf, threshold), threshold=threshold,
                 names=None if tr.items.names is None else np.asarray(tr.items.names))
 
-def hard_sample_summary(res:dict) -> dict:
+def hard_sample_summary(res:dict, # the dict `weight_hard_samples` returns
+                       ) -> dict:
     "How many training clips are hard and how the weights spread: counts, confidence and weight ranges"
     c, w, h = (np.asarray(res[k]) for k in ('confidence', 'weights', 'hard'))
     q = lambda a, p: float(np.quantile(a, p)) if len(a) else float('nan')
@@ -55,7 +61,11 @@ def hard_sample_summary(res:dict) -> dict:
                 weight_min=q(w, 0), weight_median=q(w, .5), weight_max=q(w, 1), weight_mean=float(w.mean()) if len(w) else float('nan'),
                 weight_max_over_min=float(w.max() / w.min()) if len(w) else float('nan'))
 
-def plot_hard_samples(res:dict, bins:int=30, figsize=(9, 2.8), title:str|None=None):
+def plot_hard_samples(res:dict, # the dict `weight_hard_samples` returns
+                      bins:int=30, # histogram bins over [0, 1]
+                      figsize=(9, 2.8), # matplotlib figure size
+                      title:str|None=None, # figure title; None: none
+                     ):
     "Confidence distribution and weights of the training clips, as seed 003's Fig. 2"
     import matplotlib.pyplot as plt
     conf, w, t = res['confidence'], res['weights'], res['threshold']

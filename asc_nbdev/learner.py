@@ -24,9 +24,14 @@ __all__ = ['ASCLoss', 'cross_entropy', 'label_smoothing_ce', 'per_city_accuracy'
 class ASCLoss(nn.Module):
     "Cross-entropy for hard or soft targets, with optional label smoothing and per-sample weights"
     def __init__(self, smoothing:float=0., # label smoothing alpha (seed 003: 0.1)
-                 reduction:str='mean'):
+                 reduction:str='mean', # 'mean' or 'sum' over the batch; anything else (e.g. 'none'): per-sample losses
+                ):
         super().__init__(); store_attr()
-    def forward(self, pred:torch.Tensor, target:torch.Tensor, weight:torch.Tensor|None=None):
+    def forward(self,
+                pred:torch.Tensor, # logits (batch, classes)
+                target:torch.Tensor, # class indices (batch,) or soft targets (batch, classes)
+                weight:torch.Tensor|None=None, # per-sample weights (batch,); None: all 1
+               ):
         logp = F.log_softmax(pred.float(), dim=1)
         K = pred.shape[1]
         y = target.float() if target.is_floating_point() else F.one_hot(target.long(), K).float()
@@ -34,11 +39,16 @@ class ASCLoss(nn.Module):
         loss = -(y * logp).sum(1)
         if weight is not None: loss = loss * weight.to(loss)
         return loss.mean() if self.reduction == 'mean' else loss.sum() if self.reduction == 'sum' else loss
-    def activation(self, x): return F.softmax(x, dim=-1)
-    def decodes(self, x): return x.argmax(dim=-1)
+    def activation(self,
+                   x, # logits (batch, classes)
+                  ): return F.softmax(x, dim=-1)
+    def decodes(self,
+                x, # logits or probabilities (batch, classes)
+               ): return x.argmax(dim=-1)
 
 def cross_entropy(): return ASCLoss()
-def label_smoothing_ce(alpha:float=0.1): return ASCLoss(smoothing=alpha)
+def label_smoothing_ce(alpha:float=0.1, # label smoothing alpha (seed 003: 0.1)
+                      ): return ASCLoss(smoothing=alpha)
 
 # %% ../nbs/12_learner.ipynb #69aa3d0c
 def _targets(yb):
@@ -62,7 +72,10 @@ def _balanced_accuracy(targ, pred) -> float:
         warnings.simplefilter('ignore')   # "y_pred contains classes not in y_true": expected on small validation sets
         return float(balanced_accuracy_score(np.asarray(targ), np.asarray(pred)))
 
-def per_city_accuracy(pred, targ, city) -> dict:
+def per_city_accuracy(pred, # predicted class indices
+                      targ, # true class indices
+                      city, # city index of each clip (`city_index`)
+                     ) -> dict:
     "Accuracy per city name (unknown cities under 'unknown')"
     pred, targ, city = map(np.asarray, (pred, targ, city))
     name = lambda c: CITIES[c] if c < len(CITIES) else 'unknown'
@@ -98,7 +111,10 @@ class CityAccuracy(_Accum):
 class StepDecay(Callback):
     "Multiply the learning rate by `gamma` every `step` epochs (StepLR), from the rate `fit` was given"
     order = 5
-    def __init__(self, step:int=2, gamma:float=0.9): store_attr()
+    def __init__(self,
+                 step:int=2, # epochs between decays
+                 gamma:float=0.9, # factor applied to the learning rate at each decay
+                ): store_attr()
     def before_fit(self): self.base = [h['lr'] for h in self.opt.hypers]
     def before_epoch(self):
         f = self.gamma ** (self.epoch // self.step)
@@ -107,14 +123,23 @@ class StepDecay(Callback):
 # %% ../nbs/12_learner.ipynb #76d66c0e
 def asc_metrics(): return [Accuracy(), ASCBalancedAccuracy(), CityAccuracy()]
 
-def asc_learner(dls, model:nn.Module,
+def asc_learner(dls, # `DataLoaders` from `asc_dataloaders`
+                model:nn.Module, # the model, e.g. from `create_model`
                 lr:float=1e-4, # Adam's initial learning rate
                 loss_func=None, # default `ASCLoss()`
-                step:int=2, gamma:float=0.9, # step decay
-                monitor:str='accuracy', patience:int|None=10, # early stopping (None: off)
-                save_best:bool=True, fname:str='best', # keep and restore the best epoch's weights
+                step:int=2, # epochs between learning-rate decays (`StepDecay`)
+                gamma:float=0.9, # factor of each learning-rate decay
+                monitor:str='accuracy', # metric watched by early stopping and best-epoch saving (higher is better)
+                patience:int|None=10, # epochs without improvement before early stopping; None: off
+                save_best:bool=True, # keep and restore the best epoch's weights
+                fname:str='best', # file name of the best weights in `path/model_dir`
                 cbs=None, # extra callbacks, e.g. augmentation
-                path='.', model_dir:str='models', splitter=None, opt_func=Adam, **kwargs) -> Learner:
+                path='.', # the `Learner`'s folder
+                model_dir:str='models', # folder under `path` for saved weights
+                splitter=None, # parameter groups for the optimiser; None: `asc_splitter` of models.zoo
+                opt_func=Adam, # fastai optimiser function, e.g. from `recipe_opt_func`
+                **kwargs, # passed to fastai's `Learner`
+               ) -> Learner:
     "A fastai `Learner` with the papers' optimiser, schedule, early stopping and metrics"
     if splitter is None:
         try:
@@ -145,7 +170,10 @@ class AudioFallbackLoss(Callback):
         if self.hook is not None: self.hook.remove(); self.hook = None
 
 # %% ../nbs/12_learner.ipynb #91eef6a1
-def predict_probs(model:nn.Module, dl, device=None) -> np.ndarray:
+def predict_probs(model:nn.Module, # a model taking (x, city, time)
+                  dl, # a loader whose batches start with x, city, time
+                  device=None, # device to predict on: a name, a `torch.device`, or None for the best available (`pick_device`)
+                 ) -> np.ndarray:
     "Softmax probabilities of `model` on every batch of `dl` (inputs are the first three tensors)"
     device = pick_device(device) if device is None or isinstance(device, str) else device
     model = model.to(device).eval(); out = []
@@ -153,7 +181,8 @@ def predict_probs(model:nn.Module, dl, device=None) -> np.ndarray:
         for b in dl: out.append(F.softmax(model(*[t.to(device) for t in b[:3]]).float(), -1).cpu())
     return torch.cat(out).numpy() if out else np.zeros((0, N_CLASSES), np.float32)
 
-def history_frame(learn:Learner) -> pd.DataFrame:
+def history_frame(learn:Learner, # a fitted `Learner`
+                 ) -> pd.DataFrame:
     "The recorder's per-epoch table (train loss, valid loss, metrics) as a DataFrame"
     r = learn.recorder
     return pd.DataFrame([list(v) for v in r.values], columns=[n for n in r.metric_names[1:-1]]).rename_axis('epoch')

@@ -35,7 +35,13 @@ def _plain(o):
     "Recursively turn tuples and NumPy values into JSON-like plain data"
     return json.loads(json.dumps(o, default=lambda v: v.tolist() if hasattr(v, 'tolist') else str(v)))
 
-def save_asc_model(model, path, recipe:Recipe|None=None, stats=None, feature_params:dict|None=None, extra:dict|None=None) -> Path:
+def save_asc_model(model, # a zoo model (`create_model`): its `arch`, `hparams` and weights are saved
+                   path, # the model file to write
+                   recipe:Recipe|None=None, # the recipe it was trained with; None: none recorded
+                   stats=None, # (mean, std) per mel band it was trained with; None: no normalisation
+                   feature_params:dict|None=None, # the feature cache's `params`, so that prediction computes the same features
+                   extra:dict|None=None, # more JSON-ready information, e.g. the split and the stage
+                  ) -> Path:
     "Save `model` with its recipe, vocabularies, feature parameters and normalisation statistics, atomically"
     mean, std = (None, None) if stats is None else stats
     obj = dict(format=MODEL_FORMAT, arch=model.arch, hparams=_plain(model.hparams),
@@ -48,7 +54,9 @@ def save_asc_model(model, path, recipe:Recipe|None=None, stats=None, feature_par
     with atomic_path(path) as tmp: torch.save(obj, tmp)
     return Path(path)
 
-def load_asc_model(path, device=None):
+def load_asc_model(path, # a model file saved by `save_asc_model`
+                   device=None, # device to move the model to (`pick_device`); None: it stays on the CPU
+                  ):
     "Load a model file saved by `save_asc_model` (safely, `weights_only=True`); returns `(model, info)`"
     from asc_nbdev.models.zoo import create_model
     path = Path(path)
@@ -72,7 +80,11 @@ def load_asc_model(path, device=None):
     info = {k: v for k, v in obj.items() if k != 'state_dict'}
     return model, info
 
-def model_loader(cache, df:pd.DataFrame, info:dict, bs:int=64) -> ASCDataLoader:
+def model_loader(cache, # a `FeatureCache` holding the clips
+                 df:pd.DataFrame, # metadata rows of the clips (`read_meta`)
+                 info:dict, # the `info` that `load_asc_model` returns (its `stats` normalise)
+                 bs:int=64, # batch size
+                ) -> ASCDataLoader:
     "A prediction loader for the clips of `df`, normalised with the statistics saved in a model file's `info`"
     from asc_nbdev.data.loaders import _meta_arrays
     names, city, tf, _ = _meta_arrays(df)
@@ -92,7 +104,9 @@ def _flat(d, pre=''):
         else: out[f'{pre}{k}'] = v
     return out
 
-def fingerprint_diff(old:dict|None, new:dict|None) -> list:
+def fingerprint_diff(old:dict|None, # the fingerprint a finished stage recorded; None: empty
+                     new:dict|None, # this run's fingerprint; None: empty
+                    ) -> list:
     "What differs between two fingerprints, as 'key: old -> new' lines"
     a, b = _flat(_plain(old or {})), _flat(_plain(new or {}))
     return [f"{k}: {a.get(k, '(none)')!r} -> {b.get(k, '(none)')!r}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
@@ -101,7 +115,7 @@ def run_stage(out, # the run's output folder
               name:str, # the stage (its folder's name)
               fn, # `fn(stage_dir) -> dict` does the work
               force:bool=False, # run it even if it finished before
-              log=print,
+              log=print, # function that prints a line of progress, e.g. `print`
               fingerprint:dict|None=None, # everything the result depends on; a finished stage with another one stops the run
              ) -> dict:
     "Run `fn(stage_dir) -> dict` unless `out/name/done.json` exists with the same fingerprint; returns the stage's results"
@@ -146,7 +160,10 @@ def aggregate_probs(probs:np.ndarray, # (clips, classes) class probabilities
     sums = np.zeros((g.max() + 1, probs.shape[1]), np.float64); np.add.at(sums, g, probs)
     return (sums / np.bincount(g)[:, None])[g].astype(np.float32)
 
-def evaluate_test(model, dls, test_meta:pd.DataFrame|None, seen_cities=(), # cities of the training data
+def evaluate_test(model, # the model to score
+                  dls, # `asc_dataloaders` whose `test_dl` loads the test clips, normalised like training
+                  test_meta:pd.DataFrame|None, # metadata rows of the test clips with `label` (from truth); None or empty: no test, returns None
+                  seen_cities=(), # cities of the training data
                   aggregate:str=DEFAULT_AGGREGATE, # the aggregation of the main figures; every mode is reported under `aggregates`
                  ) -> dict|None:
     "Accuracy of `model` on the test clips (metadata rows with `label` from truth), seen and unseen cities apart, per aggregation"
@@ -260,7 +277,7 @@ def reference_recipe(recipe:Recipe, # the run's recipe (a hard-sample one, seed 
 def grouped_folds(df:pd.DataFrame, # metadata (`read_meta`): its labeled rows are split, positions as `asc_dataloaders` counts them
                   k:int=5, # number of folds
                   split:str='recording', # what a fold holds out whole: 'recording', 'session', 'city' (location) or 'random' (clips)
-                  seed:int=1234,
+                  seed:int=1234, # random state of the fold assignment
                  ) -> list:
     "K `Split`s of the labeled rows in which every group (recording by default) is validation exactly once, stratified by class"
     from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold, KFold
@@ -299,8 +316,10 @@ def run_pipeline(out, # output folder
                  metadata:bool=True, # city/time fusion on or off
                  aggregate:str=DEFAULT_AGGREGATE, # average predictions over a 'session' or 'recording' of the eval (and unlabeled) clips, or 'none'
                  pretrain=None, # [(dataset name, folder)] for stage 0, e.g. [('tau2020', '/data/TAU')]
-                 device=None, on_error:str='raise', # audio that cannot be read: 'raise' or 'skip' (listed)
-                 progress:bool=True, log=print,
+                 device=None, # device for features and training ('cpu', 'cuda', ...); None: the best available
+                 on_error:str='raise', # audio that cannot be read: 'raise' or 'skip' (listed)
+                 progress:bool=True, # show progress bars
+                 log=print, # function that prints a line of progress, e.g. `print`
                  epoch_lines:bool=False, # one `log` line per epoch (for logs and terminals without progress bars)
                  force:bool=False, # recompute finished stages even when their inputs differ from this run's
                  deterministic:bool=False, # deterministic kernels: a GPU run repeats exactly (slower)
@@ -479,7 +498,8 @@ def run_pipeline(out, # output folder
     log(format_report(report))
     return report
 
-def run_figures(rep:dict) -> dict:
+def run_figures(rep:dict, # one run's report (`run_pipeline`)
+               ) -> dict:
     "Every figure of one run's report, flat (`name -> value`): the kept model's, each stage's (validation and test), each round's"
     f, num = {}, lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v == v
     kept = next((s for s in rep.get('stages', []) if s['name'] == rep.get('kept')), None)
@@ -499,7 +519,8 @@ def run_figures(rep:dict) -> dict:
     if num(rep.get('seconds')): f['seconds'] = rep['seconds']
     return f
 
-def summarize_runs(reports) -> dict:
+def summarize_runs(reports, # reports of the runs (`run_pipeline`)
+                  ) -> dict:
     "figure -> {mean, std, n} over the runs' reports (std: the sample standard deviation, n - 1; None for one run); a figure counts the runs that have it"
     vals = {}
     for rep in reports:
@@ -507,11 +528,12 @@ def summarize_runs(reports) -> dict:
     return {k: dict(mean=float(np.mean(v)), std=float(np.std(v, ddof=1)) if len(v) > 1 else None, n=len(v)) for k, v in vals.items()}
 
 def run_repeats(out, # output folder: one sub-folder per run, OUT/report.json with every run and the summary
-                audio, meta, # as `run_pipeline`
-                recipe:Recipe|str='li2025',
+                audio, # folder of the audio files, as in `run_pipeline`
+                meta, # dev metadata CSV, as in `run_pipeline`
+                recipe:Recipe|str='li2025', # a recipe or its name; run i trains with the recipe's seed + i
                 seeds:int=1, # training seeds: the recipe's seed, seed + 1, ... (same data, same validation split)
                 folds:int|None=None, # grouped K-fold over the split's groups (recordings by default): each run validates on one fold
-                log=print,
+                log=print, # function that prints a line of progress, e.g. `print`
                 **kwargs, # further `run_pipeline` arguments (split, rounds, epochs, eval_meta, truth, ...)
                ) -> dict:
     "Repeat `run_pipeline` over seeds and/or grouped folds (OUT/seed0..., OUT/fold0..., OUT/fold0-seed0...); returns the report with `runs` and `summary`"
@@ -538,7 +560,11 @@ def run_repeats(out, # output folder: one sub-folder per run, OUT/report.json wi
     log(format_report(report))
     return report
 
-def write_submission(meta:pd.DataFrame, probs:np.ndarray, path, probs_path=None) -> pd.DataFrame:
+def write_submission(meta:pd.DataFrame, # metadata rows of the predicted clips (filename, location, record_time)
+                     probs:np.ndarray, # (clips, classes) probabilities, in the same order
+                     path, # submission CSV to write
+                     probs_path=None, # also write filename + class probabilities here; None: not
+                    ) -> pd.DataFrame:
     "Write predictions in the official format (`filename,location,record_time,scene_label`), atomically"
     sub = pd.DataFrame({'filename': meta['filename'].to_numpy(), 'location': meta['location'].to_numpy(),
                         'record_time': pd.to_datetime(meta['record_time']).dt.strftime(TIME_FORMAT).to_numpy(),
@@ -555,7 +581,8 @@ def _pm(d, k, digits=3):
     if v is None: return '-'
     return f"{v['mean']:.{digits}f}" + ('' if v['std'] is None else f" ± {v['std']:.{digits}f}")
 
-def format_repeats(rep:dict) -> str:
+def format_repeats(rep:dict, # a repeated run's report (`run_repeats`)
+                  ) -> str:
     "The table of a repeated run (`run_repeats`): mean ± std over the runs of each stage's figures, the kept stage, the pseudo-labels"
     S, runs = rep['summary'], rep['runs']
     stages = list(dict.fromkeys(s['name'] for r in runs.values() for s in r['stages']))
@@ -578,7 +605,8 @@ def format_repeats(rep:dict) -> str:
     if 'test.unseen_cities_accuracy' in S: lines.append(f"final test accuracy on unseen cities {_pm(S, 'test.unseen_cities_accuracy')}")
     return '\n'.join(lines)
 
-def format_report(rep:dict) -> str:
+def format_report(rep:dict, # a run's report (`run_pipeline`) or a repeated run's (`run_repeats`)
+                 ) -> str:
     "The results table: stage, split, accuracy, balanced accuracy (and test accuracy where truth exists); mean ± std for a repeated run"
     if 'runs' in rep and 'summary' in rep: return format_repeats(rep)
     rows = []
@@ -611,8 +639,17 @@ def format_report(rep:dict) -> str:
     return '\n'.join(lines)
 
 # %% ../nbs/18_pipeline.ipynb #26c6eb1f
-def predict_files(model_path, meta, audio, out_csv, probs_csv=None, device=None, on_error:str='raise',
-                  features_dir=None, batch_size:int=64, progress:bool=True, log=print,
+def predict_files(model_path, # a model file saved by `save_asc_model`, e.g. RUN_DIR/model.pt
+                  meta, # metadata CSV of the clips to predict
+                  audio, # folder of their audio files, FILENAME.wav
+                  out_csv, # submission CSV to write (filename, location, record_time, scene_label)
+                  probs_csv=None, # also write class probabilities here; None: not
+                  device=None, # device for features and prediction ('cpu', 'cuda', ...); None: the best available
+                  on_error:str='raise', # audio that cannot be read: 'raise', or 'skip' (listed in STEM_skipped.csv beside `out_csv`)
+                  features_dir=None, # feature cache folder to build or reuse; None: a temporary one, removed afterwards
+                  batch_size:int=64, # clips per prediction batch
+                  progress:bool=True, # show a progress bar while computing features
+                  log=print, # function that prints a line of progress, e.g. `print`
                   aggregate:str=DEFAULT_AGGREGATE, # average over each 'session' or 'recording' of `meta`, or 'none'
                  ) -> pd.DataFrame:
     "Predict the clips of metadata CSV `meta` with a saved model into a submission CSV"

@@ -14,7 +14,10 @@ __all__ = ['plot_history', 'confusion', 'plot_confusion', 'plot_confidence']
 
 # %% ../nbs/15_plots.ipynb #a60bb627
 def plot_history(hist:pd.DataFrame, # per-epoch table: train_loss, valid_loss and metrics (`history_frame`)
-                 title:str='', best:int|None=None, figsize=(9, 2.8)):
+                 title:str='', # prefix of both panel titles
+                 best:int|None=None, # epoch to mark with a dotted line (the restored best); None: none
+                 figsize=(9, 2.8), # matplotlib figure size
+                ):
     "Loss and metric curves per epoch; the restored best epoch marked"
     import matplotlib.pyplot as plt
     fig, (a, b) = plt.subplots(1, 2, figsize=figsize)
@@ -29,12 +32,21 @@ def plot_history(hist:pd.DataFrame, # per-epoch table: train_loss, valid_loss an
     b.set_ylim(0, 1.02); plt.tight_layout()
     return fig
 
-def confusion(pred, targ, n_classes:int=N_CLASSES) -> np.ndarray:
+def confusion(pred, # predicted class indices
+              targ, # true class indices
+              n_classes:int=N_CLASSES, # rows and columns of the matrix
+             ) -> np.ndarray:
     "Confusion counts, rows = true class, columns = predicted class (sklearn's `confusion_matrix` over all `n_classes`)"
     from sklearn.metrics import confusion_matrix
     return confusion_matrix(np.asarray(targ), np.asarray(pred), labels=np.arange(n_classes)).astype(np.int64)
 
-def plot_confusion(pred, targ, classes=CLASSES, title:str='normalised confusion matrix', ax=None, figsize=(5.5, 4.6)):
+def plot_confusion(pred, # predicted class indices
+                   targ, # true class indices
+                   classes=CLASSES, # class names for the axes; their number sizes the matrix
+                   title:str='normalised confusion matrix', # axes title
+                   ax=None, # matplotlib axes to draw on; None: a new figure
+                   figsize=(5.5, 4.6), # figure size when a new figure is made
+                  ):
     "Row-normalised confusion matrix (recall per class on the diagonal), class names on both axes"
     import matplotlib.pyplot as plt, seaborn as sns
     m = confusion(pred, targ, len(classes)).astype(float)
@@ -46,7 +58,13 @@ def plot_confusion(pred, targ, classes=CLASSES, title:str='normalised confusion 
     plt.tight_layout()
     return ax
 
-def plot_confidence(probs, targ, bins:int=20, title:str='confidence of predictions', ax=None, figsize=(5, 2.6)):
+def plot_confidence(probs, # (clips, classes) probabilities
+                    targ, # true class indices
+                    bins:int=20, # histogram bins over [0, 1]
+                    title:str='confidence of predictions', # axes title
+                    ax=None, # matplotlib axes to draw on; None: a new figure
+                    figsize=(5, 2.6), # figure size when a new figure is made
+                   ):
     "Histogram of max-softmax confidence, correct and wrong predictions apart"
     import matplotlib.pyplot as plt
     probs, targ = np.asarray(probs), np.asarray(targ)

@@ -17,10 +17,13 @@ PSEUDO_MODES = ('argmax', 'threshold', 'soft')
 
 def pseudo_label(probs:np.ndarray, # (clips, classes) probabilities for the unlabeled clips
                  meta:pd.DataFrame, # their metadata rows (filename, session, ...), same order
-                 mode:str='threshold', threshold:float=0.9,
-                 session_agreement:bool=False,
+                 mode:str='threshold', # one of `PSEUDO_MODES`; 'threshold' and 'soft' reject clips below `threshold`
+                 threshold:float=0.9, # smallest confidence accepted in 'threshold' and 'soft' modes; 0: no threshold
+                 session_agreement:bool=False, # reject clips whose prediction differs from their session's summed vote (needs a 'session' column)
                  labeled:pd.DataFrame|None=None, # labeled clips (session, label) that vote in session agreement
-                 max_per_class:int|None=None, balance:bool=False) -> pd.DataFrame:
+                 max_per_class:int|None=None, # at most this many accepted clips per class, the most confident kept; None: no cap
+                 balance:bool=False, # cap every class at the count of the rarest accepted class
+                ) -> pd.DataFrame:
     "A frame of every unlabeled clip: prediction, confidence, whether accepted and why not; class columns for soft"
     if mode not in PSEUDO_MODES: raise ValueError(f"unknown pseudo-label mode {mode!r}; expected one of {list(PSEUDO_MODES)}")
     probs = np.asarray(probs, dtype=np.float32)
@@ -58,7 +61,9 @@ def pseudo_label(probs:np.ndarray, # (clips, classes) probabilities for the unla
         for k, c in enumerate(CLASSES[:probs.shape[1]]): out[c] = probs[:, k]
     return out
 
-def pseudo_report(pl:pd.DataFrame, truth:pd.DataFrame|None=None) -> dict:
+def pseudo_report(pl:pd.DataFrame, # the frame `pseudo_label` returns
+                  truth:pd.DataFrame|None=None, # true labels (filename, scene_label) of the pseudo-labeled clips; None: no accuracy
+                 ) -> dict:
     "How many clips were accepted (per class), and their accuracy against `truth` (filename, scene_label) if given"
     acc = pl[pl.accepted]
     rep = dict(accepted=int(len(acc)), total=int(len(pl)),
@@ -73,7 +78,12 @@ def pseudo_report(pl:pd.DataFrame, truth:pd.DataFrame|None=None) -> dict:
         rep['accuracy_rejected'] = float(hit[~ok].mean()) if (~ok).any() else float('nan')
     return rep
 
-def plot_pseudo_confidence(pl:pd.DataFrame, bins:int=20, ax=None, figsize=(5, 2.6), title:str='pseudo-label confidence'):
+def plot_pseudo_confidence(pl:pd.DataFrame, # the frame `pseudo_label` returns
+                           bins:int=20, # histogram bins over [0, 1]
+                           ax=None, # matplotlib axes to draw on; None: a new figure
+                           figsize=(5, 2.6), # figure size when a new figure is made
+                           title:str='pseudo-label confidence', # axes title
+                          ):
     "Confidence distribution of accepted and rejected clips"
     import matplotlib.pyplot as plt
     if ax is None: _, ax = plt.subplots(figsize=figsize)

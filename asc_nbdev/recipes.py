@@ -36,30 +36,30 @@ AUDIO_FALLBACK = True   # unknown cities classified from audio alone (FusionHead
 @dataclass
 class Recipe:
     "Architecture and training settings of one system"
-    name: str
+    name: str # the recipe's name (`quick` appends '-quick')
     source: str # where the settings come from
     model: str # a `create_model` name
-    model_kwargs: dict = field(default_factory=dict)
+    model_kwargs: dict = field(default_factory=dict) # settings of the model (`create_model`)
     lr: float = 1e-4 # Adam's initial learning rate
     optimizer: dict = field(default_factory=lambda: dict(PAPER_ADAM)) # `torch.optim.Adam`'s settings, as every paper and the baseline use them
-    bs: int = 64
+    bs: int = 64 # batch size
     epochs: int = 20 # upper limit; early stopping decides
     patience: int = 10 # epochs without improvement of `monitor`
     monitor: str = 'accuracy' # 'accuracy' or 'balanced_accuracy'
     step: int = 2 # step decay: lr x gamma every `step` epochs
-    gamma: float = 0.9
-    seed: int = 1234
-    valid_pct: float = 0.2
+    gamma: float = 0.9 # learning-rate factor of each step decay
+    seed: int = 1234 # training seed; also the split's, unless a run gives `split_seed`
+    valid_pct: float = 0.2 # fraction of the labeled clips for validation
     smoothing: float = 0. # label smoothing alpha
     hard_samples: bool = False # seed 003's confidence-based sample weights
-    hard_threshold: float = 0.7
+    hard_threshold: float = 0.7 # clips below this confidence of the reference are hard (`hard_samples`)
     spec_augment: dict|None = None # SpecAugment settings, None: off
     time_roll: tuple|None = None # (min_s, max_s), None: off
     mixup_alpha: float|tuple|None = None # Beta alpha or a range, None: off
     mixup_p: float|tuple = 1.0 # probability (or range) of mixing a batch
     augment_stages: tuple = ('pretrain', 'train', 'retrain') # stages whose training batches are augmented
     pseudo: str = 'argmax' # 'argmax' (all clips), 'threshold' (confident hard labels) or 'soft'
-    pseudo_threshold: float = 0.
+    pseudo_threshold: float = 0. # smallest confidence of an accepted pseudo-label ('threshold', 'soft'); 0: none
     session_agreement: bool = False # keep a pseudo-label only if its session agrees
     rounds: int = 1 # pseudo-label + retrain rounds
     pretrain_epochs: int = 0 # stage 0 on external data (0: no pre-training)
@@ -69,16 +69,20 @@ class Recipe:
     audio_fallback: bool = AUDIO_FALLBACK # clips of cities the model was not trained on are classified from audio alone (`FusionHead`)
     fallback_weight: float = 1.0 # weight of the audio-only classifier's auxiliary loss (`AudioFallbackLoss`)
     clip_seconds: float|None = None # None: the data's own length
-    notes: str = ''
+    notes: str = '' # free text about the settings
 
-    def replace(self, **kwargs) -> 'Recipe':
+    def replace(self,
+                **kwargs, # fields to change and their new values
+               ) -> 'Recipe':
         "A copy with some fields changed; unknown fields are an error"
         bad = [k for k in kwargs if k not in {f.name for f in dataclasses.fields(self)}]
         if bad: raise TypeError(f"Recipe has no field(s) {bad}; fields: {[f.name for f in dataclasses.fields(self)]}")
         return dataclasses.replace(copy.deepcopy(self), **kwargs)
     def to_dict(self) -> dict: return asdict(self)
     @classmethod
-    def from_dict(cls, d:dict) -> 'Recipe':
+    def from_dict(cls,
+                  d:dict, # a dict from `to_dict` or a recipe JSON (lists become tuples)
+                 ) -> 'Recipe':
         d = dict(d); d.pop('split', None)   # a field of 0.1 that nothing read
         for k in ('time_roll', 'augment_stages'):
             if isinstance(d.get(k), list): d[k] = tuple(d[k])
@@ -86,7 +90,12 @@ class Recipe:
             if isinstance(d.get(k), list): d[k] = tuple(d[k])
         if isinstance(d.get('optimizer'), dict): d['optimizer'] = {k: tuple(v) if isinstance(v, list) else v for k, v in d['optimizer'].items()}
         return cls(**d)
-    def quick(self, epochs:int=20, patience:int=8, lr:float|None=None, bs:int=16) -> 'Recipe':
+    def quick(self,
+              epochs:int=20, # epoch limit, at most the recipe's
+              patience:int=8, # early-stopping patience, at most the recipe's
+              lr:float|None=None, # learning rate; None: the recipe's, at least 3e-3
+              bs:int=16, # batch size
+             ) -> 'Recipe':
         "The CPU variant for notebooks, tests and the demo: few epochs, small batches, a higher rate, a narrower model"
         return self.replace(name=self.name + '-quick', epochs=min(epochs, self.epochs), patience=min(patience, self.patience), bs=bs,
                             lr=lr or max(self.lr, 3e-3), pretrain_epochs=min(self.pretrain_epochs, 3),
@@ -125,7 +134,10 @@ RECIPES = {
         notes='optimiser settings follow the baseline pipeline the paper builds on (not stated otherwise)'),
 }
 
-def get_recipe(name:str, quick:bool=False, **overrides) -> Recipe:
+def get_recipe(name:str, # a key of `RECIPES`
+               quick:bool=False, # return its quick CPU variant (`Recipe.quick`)
+               **overrides, # fields to change (`Recipe.replace`)
+              ) -> Recipe:
     "The recipe called `name` (a copy), optionally its quick CPU variant, with fields overridden"
     if name not in RECIPES: raise KeyError(f"unknown recipe {name!r}; valid recipes: {list(RECIPES)}")
     r = copy.deepcopy(RECIPES[name])
@@ -194,7 +206,9 @@ def load_recipe(name_or_path:str, # a recipe name, or a JSON file saved from `Re
     return get_recipe(name_or_path, quick=quick)
 
 # %% ../nbs/13_recipes.ipynb #9c5cd937
-def recipe_callbacks(recipe:Recipe, stage:str='train') -> list:
+def recipe_callbacks(recipe:Recipe, # the recipe whose augmentations to apply
+                     stage:str='train', # 'pretrain', 'train' or 'retrain'; no callbacks for a stage outside `recipe.augment_stages`
+                    ) -> list:
     "Augmentation callbacks of `recipe` for `stage` ('pretrain', 'train' or 'retrain')"
     if stage not in recipe.augment_stages: return []
     cbs = []
@@ -203,7 +217,8 @@ def recipe_callbacks(recipe:Recipe, stage:str='train') -> list:
     if recipe.mixup_alpha: cbs.append(MixupCallback(recipe.mixup_alpha, recipe.mixup_p))
     return cbs
 
-def recipe_opt_func(recipe:Recipe):
+def recipe_opt_func(recipe:Recipe, # the recipe whose `optimizer` settings (over `PAPER_ADAM`) to use
+                   ):
     "fastai's `Adam` set up as `torch.optim.Adam` with the recipe's betas, eps and (L2, not decoupled) weight decay"
     from functools import partial
     from fastai.optimizer import Adam
@@ -212,7 +227,11 @@ def recipe_opt_func(recipe:Recipe):
     (b1, b2), eps, wd = o['betas'], o['eps'], o['weight_decay']
     return partial(Adam, mom=b1, sqr_mom=b2, eps=eps, wd=wd, decouple_wd=False)
 
-def make_model(recipe:Recipe, n_classes:int=N_CLASSES, metadata:bool=True, **kwargs):
+def make_model(recipe:Recipe, # the recipe whose `model` and `model_kwargs` to build
+               n_classes:int=N_CLASSES, # number of scene classes
+               metadata:bool=True, # use the city and time inputs (a fusion head); False: audio only
+               **kwargs, # model arguments over the recipe's `model_kwargs`
+              ):
     "The recipe's model"
     from asc_nbdev.models.zoo import create_model
     kw = {**recipe.model_kwargs, **kwargs}

@@ -33,10 +33,12 @@ class ASCItems:
     "Rows of a feature cache with their city, time, target and weight, for one side of a split"
     def __init__(self, features, # array (clips, frames, n_mels), usually a feature cache's read-only memmap (read with `read_rows`)
                  rows, # row of each item in `features`
-                 city, time, # int city indices (n,), float time features (n, 8)
+                 city, # int city indices (n,), `UNKNOWN_CITY` for an unknown city
+                 time, # float time features (n, 8), zeros for a missing time
                  y=None, # class indices (n,), or soft targets (n, n_classes), or None (prediction)
                  w=None, # per-sample weights (n,) or None
-                 names=None, hours=None, # file names and hours of day, for display
+                 names=None, # file names (n,) for display, or None
+                 hours=None, # hours of day (n,) for display, or None
                 ):
         self.features, self.rows = features, np.asarray(rows, dtype=np.int64)
         self.city, self.time = np.asarray(city, dtype=np.int64), np.asarray(time, dtype=np.float32)
@@ -59,7 +61,14 @@ class ASCItems:
     def soft(self): return self.y is not None and self.y.ndim == 2
     def __getitem__(self, i): return i
 
-    def batch(self, idx, mean=None, std=None, city_dropout:float=0., rng=None, time_dropout:float=0.):
+    def batch(self,
+              idx, # positions of the items in this batch
+              mean=None, # per-mel-band means (n_mels,) to subtract; None: no normalisation
+              std=None, # per-mel-band standard deviations (n_mels,) to divide by, with `mean`
+              city_dropout:float=0., # rate of replacing a clip's city with `UNKNOWN_CITY`
+              rng=None, # `np.random.Generator` for the dropout draws; None: a fresh unseeded one
+              time_dropout:float=0., # rate of replacing a clip's time with 'no time' (zeros)
+             ):
         "Tensors of the items at positions `idx`; city/time dropout replace a clip's city by the unknown city, its time by 'no time' (zeros)"
         idx = np.asarray(idx); rows = self.rows[idx]
         # positioned reads from features.npy (sorted, straight into batch order): none of the memmap's pages stays
@@ -84,20 +93,35 @@ class ASCItems:
 class ASCDataLoader(DataLoader):
     "A fastai `DataLoader` over `ASCItems` that reads whole batches at once; three model inputs"
     n_inp = 3
-    def __init__(self, items:ASCItems, bs:int=64, shuffle:bool=False, drop_last:bool=False,
-                 mean=None, std=None, # per-mel-band normalisation statistics, (n_mels,)
+    def __init__(self,
+                 items:ASCItems, # the clips to load
+                 bs:int=64, # batch size
+                 shuffle:bool=False, # shuffle the items each epoch
+                 drop_last:bool=False, # drop the last, incomplete batch
+                 mean=None, # per-mel-band means (n_mels,) to subtract; None: no normalisation
+                 std=None, # per-mel-band standard deviations (n_mels,) to divide by, with `mean`
                  city_dropout:float=0., # rate of replacing the city with UNKNOWN_CITY (training only)
                  time_dropout:float=0., # rate of replacing the time with 'no time' (zero features; training only)
-                 seed:int|None=None, **kwargs):
+                 seed:int|None=None, # seeds the shuffling and the city/time dropout; None: unseeded
+                 **kwargs, # passed to fastai's `DataLoader`, e.g. `device`, `pin_memory`
+                ):
         super().__init__(items, bs=bs, shuffle=shuffle, drop_last=drop_last, **kwargs)
         self.items, self.city_dropout, self.time_dropout = items, city_dropout, time_dropout
         self.mean = None if mean is None else np.asarray(mean, np.float32)
         self.std = None if std is None else np.asarray(std, np.float32)
         self._rng = np.random.default_rng(seed)
         if seed is not None: self.rng = random.Random(seed)   # fastai's shuffling: reproducible from the seed
-    def create_item(self, s): return s
-    def create_batch(self, b): return self.items.batch(b, self.mean, self.std, self.city_dropout, self._rng, self.time_dropout)
-    def new(self, items=None, cls=None, **kwargs):
+    def create_item(self,
+                    s, # an item's position, passed on as it is: `create_batch` reads whole batches
+                   ): return s
+    def create_batch(self,
+                     b, # positions of the items in this batch
+                    ): return self.items.batch(b, self.mean, self.std, self.city_dropout, self._rng, self.time_dropout)
+    def new(self,
+            items=None, # other `ASCItems`; None: this loader's
+            cls=None, # class of the new loader; None: this one
+            **kwargs, # settings to change (bs, shuffle, mean, std, city_dropout, device, ...); the rest are this loader's
+           ):
         "A copy with other items or settings (fastai's `new`)"
         kw = dict(bs=self.bs, shuffle=self.shuffle, drop_last=self.drop_last, mean=self.mean, std=self.std,
                   city_dropout=self.city_dropout, time_dropout=self.time_dropout, device=self.device, pin_memory=self.pin_memory)
@@ -105,7 +129,10 @@ class ASCDataLoader(DataLoader):
         return (cls or type(self))(items if items is not None else self.items, **kw)
 
 # %% ../../nbs/04_data.loaders.ipynb #a219b395
-def band_stats(features, rows, chunk:int=64) -> tuple[np.ndarray, np.ndarray]:
+def band_stats(features, # a (clips, frames, n_mels) array or memmap, e.g. a feature cache's
+               rows, # positions of the clips to include
+               chunk:int=64, # clips read at a time
+              ) -> tuple[np.ndarray, np.ndarray]:
     "Per-mel-band mean and std over all frames of `rows` of `features`, read (`read_rows`) in small sorted chunks into float64 sums"
     rows = np.sort(np.asarray(rows, dtype=np.int64)); M = features.shape[-1]
     s, s2, n, raw = np.zeros(M), np.zeros(M), 0, None
@@ -147,7 +174,12 @@ def _pseudo_targets(pseudo:pd.DataFrame, soft:bool):
 
 class ASCDataLoaders(DataLoaders):
     "fastai `DataLoaders` for acoustic scenes, remembering the split, statistics and what was left out"
-    def test_dl(self, df:pd.DataFrame, with_labels:bool=False, bs:int|None=None, **kwargs) -> ASCDataLoader:
+    def test_dl(self,
+                df:pd.DataFrame, # metadata of the clips to load (`read_meta`), all in the feature cache
+                with_labels:bool=False, # use `df`'s `label` column as targets
+                bs:int|None=None, # batch size; None: the validation loader's
+                **kwargs, # passed to `ASCDataLoader`
+               ) -> ASCDataLoader:
         "A loader for the clips of metadata `df` in order, e.g. unlabeled or evaluation clips, normalised like training"
         names, city, tf, hours = _meta_arrays(df)
         y = df['label'].to_numpy() if with_labels else None
@@ -155,7 +187,13 @@ class ASCDataLoaders(DataLoaders):
         return ASCDataLoader(it, bs=bs or self.valid.bs, mean=self.stats[0], std=self.stats[1], device=self.device,
                              pin_memory=_pin(self.device), **kwargs)
 
-    def show_batch(self, b=None, max_n:int=6, ncols:int=3, figsize=None, dl=None):
+    def show_batch(self,
+                   b=None, # a batch (x, city, time[, y, ...]) to draw; None: random clips of `dl`
+                   max_n:int=6, # most spectrograms drawn
+                   ncols:int=3, # spectrograms per row
+                   figsize=None, # matplotlib figure size; None: 3.2 x 2.2 inches per spectrogram
+                   dl=None, # loader whose items are drawn and give the hours; None: the training loader
+                  ):
         "Draw spectrograms of a batch, titled with label, city and hour"
         import matplotlib.pyplot as plt
         dl = dl or self.train
@@ -180,13 +218,15 @@ class ASCDataLoaders(DataLoaders):
 def asc_dataloaders(meta:pd.DataFrame, # metadata from `read_meta`; its labeled rows are split
                     cache, # a feature cache: `.features` (clips, frames, n_mels) and `.rows(filenames)`
                     split:Split|str='recording', # a strategy name or a `Split` of the labeled rows
-                    valid_pct:float=0.2, seed:int=1234,
+                    valid_pct:float=0.2, # fraction of the labeled clips held out when `split` is a strategy name
+                    seed:int=1234, # seed of the split, the training loader's shuffling and its city/time dropout
                     pseudo:pd.DataFrame|None=None, # pseudo-labeled clips: filename + `label` or class columns, optional `weight`
                     soft:bool|None=None, # soft targets (default: when `pseudo` has class probability columns)
                     weights=None, # per-sample weights of the labeled training clips (hard-sample weighting)
-                    bs:int=64, city_dropout:float=0., # rate of replacing a training clip's city with the unknown city
+                    bs:int=64, # training batch size; validation batches hold twice as many clips
+                    city_dropout:float=0., # rate of replacing a training clip's city with the unknown city
                     time_dropout:float=0., # rate of replacing a training clip's time with 'no time'
-                    device=None,
+                    device=None, # device the batches go to (page-locked for CUDA); None: they stay on the CPU
                     on_missing:str='raise', # clips absent from the cache: 'raise', or 'drop' (counted and warned)
                    ) -> ASCDataLoaders:
     "fastai `DataLoaders` of labeled (+ pseudo-labeled) clips from metadata and a feature cache"

@@ -59,7 +59,8 @@ def parse_times(values, # strings like '2023-06-18 18:44:34' (seconds optional)
 # %% ../../nbs/01_data.metadata.ipynb #b9318a60
 RECORDING_GAP = 30 # minutes: consecutive sessions of a location starting at most this far apart are one recording
 
-def session_ids(df:pd.DataFrame) -> pd.Series:
+def session_ids(df:pd.DataFrame, # metadata with `location` and `record_time` columns
+               ) -> pd.Series:
     "Recording-session id of each clip: clips sharing `(location, record_time)` come from one session"
     t = pd.to_datetime(df['record_time']).dt.strftime(TIME_FORMAT)
     return (df['location'].astype(str) + '|' + t.fillna('NaT')).rename('session')
@@ -154,8 +155,8 @@ class Split:
     train: np.ndarray # positional indices of the training rows
     valid: np.ndarray # positional indices of the validation rows
     strategy: str # 'recording' (the default), 'session', 'random' or 'city'
-    seed: int = 1234
-    info: dict = field(default_factory=dict)
+    seed: int = 1234 # seed the split was drawn with
+    info: dict = field(default_factory=dict) # how it was made, e.g. held-out groups, stratification, a fallback
     def __repr__(self): return f"Split({self.strategy!r}, seed={self.seed}, train={len(self.train)}, valid={len(self.valid)})"
 
 def _majority(keys, labels) -> pd.Series:
@@ -181,7 +182,11 @@ def _draw_groups(groups, labels, sizes, valid_pct, rng):
         chosen += mine
     return chosen, maj
 
-def split_random(df:pd.DataFrame, valid_pct:float=0.2, seed:int=1234, stratify:bool=True) -> Split:
+def split_random(df:pd.DataFrame, # labeled metadata rows to split
+                 valid_pct:float=0.2, # fraction of the clips for validation
+                 seed:int=1234, # `train_test_split`'s random state
+                 stratify:bool=True, # stratify by label (falls back to unstratified when classes are too small; see `info`)
+                ) -> Split:
     "Clip-level split, stratified by label (the papers' 8:2 with seed 1234): leaks recording sessions"
     from sklearn.model_selection import train_test_split
     idx = np.arange(len(df)); y = df['label'].to_numpy() if stratify else None
@@ -192,7 +197,10 @@ def split_random(df:pd.DataFrame, valid_pct:float=0.2, seed:int=1234, stratify:b
     tr, va = train_test_split(idx, test_size=valid_pct, random_state=seed, stratify=y)
     return Split(np.sort(tr), np.sort(va), 'random', seed, {'stratified': y is not None})
 
-def split_session(df:pd.DataFrame, valid_pct:float=0.2, seed:int=1234) -> Split:
+def split_session(df:pd.DataFrame, # labeled metadata rows with a `session` column
+                  valid_pct:float=0.2, # fraction of each class's clips to hold out, in whole sessions (approximate)
+                  seed:int=1234, # seed of the session draw
+                 ) -> Split:
     "Session-grouped split: whole sessions go to one side; sessions are drawn per class to keep classes balanced"
     rng = np.random.default_rng(seed)
     sess = df['session'].to_numpy(); lab = df['label'].to_numpy()
@@ -211,7 +219,9 @@ def split_session(df:pd.DataFrame, valid_pct:float=0.2, seed:int=1234) -> Split:
     isv = np.isin(sess, valid_sessions)
     return Split(np.flatnonzero(~isv), np.flatnonzero(isv), 'session', seed, {'valid_sessions': len(valid_sessions)})
 
-def split_recording(df:pd.DataFrame, valid_pct:float=0.2, seed:int=1234,
+def split_recording(df:pd.DataFrame, # labeled metadata rows (`read_meta`)
+                    valid_pct:float=0.2, # fraction of each class's clips to hold out, in whole recordings (approximate)
+                    seed:int=1234, # seed of the recording draw
                     gap:float=RECORDING_GAP, # minutes; the `recording` column is used when `df` has one and `gap` is the default
                    ) -> Split:
     "Recording-grouped split (the default): whole recordings go to one side, drawn per majority class; every class keeps a recording in training where it has two"
@@ -230,7 +240,11 @@ def split_recording(df:pd.DataFrame, valid_pct:float=0.2, seed:int=1234,
     isv = np.isin(rec, valid)
     return Split(np.flatnonzero(~isv), np.flatnonzero(isv), 'recording', seed, info)
 
-def split_city(df:pd.DataFrame, valid_pct:float=0.2, seed:int=1234, valid_cities=None) -> Split:
+def split_city(df:pd.DataFrame, # labeled metadata rows with a `location` column
+               valid_pct:float=0.2, # fraction of the clips to hold out, in whole cities, when `valid_cities` is None
+               seed:int=1234, # seed of the city order
+               valid_cities=None, # cities to hold out; None: drawn at random
+              ) -> Split:
     "Held-out cities: every clip of the chosen cities (or random cities up to `valid_pct` of the clips) is validation"
     loc = df['location'].to_numpy(); cities = pd.Series(loc).value_counts()
     if valid_cities is None:
@@ -247,7 +261,12 @@ def split_city(df:pd.DataFrame, valid_pct:float=0.2, seed:int=1234, valid_cities
     isv = np.isin(loc, list(valid_cities))
     return Split(np.flatnonzero(~isv), np.flatnonzero(isv), 'city', seed, {'valid_cities': sorted(valid_cities)})
 
-def make_split(df:pd.DataFrame, strategy:str='recording', valid_pct:float=0.2, seed:int=1234, **kwargs) -> Split:
+def make_split(df:pd.DataFrame, # labeled metadata rows (`read_meta`)
+               strategy:str='recording', # 'recording', 'session', 'random' or 'city' (`SPLITS`)
+               valid_pct:float=0.2, # fraction of the clips for validation
+               seed:int=1234, # seed of the split
+               **kwargs, # passed to the strategy's function, e.g. `gap` (recording), `stratify` (random), `valid_cities` (city)
+              ) -> Split:
     "Split `df` with `strategy` ('recording', the default, 'session', 'random' or 'city')"
     fs = {'recording': split_recording, 'session': split_session, 'random': split_random, 'city': split_city}
     if strategy not in fs: raise ValueError(f"unknown split strategy {strategy!r}; expected one of {list(SPLITS)}")
@@ -274,7 +293,8 @@ def _nearest_labels(tr:pd.DataFrame, va:pd.DataFrame) -> pd.Series:
         out[m] = np.where(np.abs(T[hi] - vt[m]) < np.abs(vt[m] - T[lo]), Y[hi], Y[lo])   # a tie goes to the earlier session
     return pd.Series(out, index=va.index)
 
-def lookup_accuracy(df:pd.DataFrame, split:Split,
+def lookup_accuracy(df:pd.DataFrame, # metadata from `read_meta`, the rows `split` indexes
+                    split:Split, # the split whose training rows are looked up and whose validation rows are scored
                     lookup:str='session', # 'session', 'nearest' or 'day' (see `LOOKUPS`)
                    ) -> dict:
     "Accuracy of a metadata-only lookup on `split`'s labeled validation rows; where the lookup finds nothing: city majority, else global"
@@ -290,10 +310,13 @@ def lookup_accuracy(df:pd.DataFrame, split:Split,
     pred = p.fillna(va['location'].map(_majority(tr['location'], tr['label']))).fillna(glob).astype(int)
     return dict(res, accuracy=float((pred.to_numpy() == va['label'].to_numpy()).mean()), coverage=float(p.notna().mean()))
 
-def leakage_table(df:pd.DataFrame, strategies=SPLITS, valid_pct:float=0.2,
+def leakage_table(df:pd.DataFrame, # metadata from `read_meta`; only its labeled rows are used
+                  strategies=SPLITS, # split strategies, one row each
+                  valid_pct:float=0.2, # fraction of the labeled clips for validation
                   seeds=(1234,), # split seeds; the table holds the mean over them
                   seed:int|None=None, # one seed (same as `seeds=(seed,)`)
-                  lookups=LOOKUPS) -> pd.DataFrame:
+                  lookups=LOOKUPS, # lookups (`LOOKUPS`), one column each
+                 ) -> pd.DataFrame:
     "Metadata-only lookup accuracy on the labeled rows of `df`: one row per split strategy, one column per lookup, `best` of them and `n_valid`"
     if seed is not None: seeds = (seed,)
     seeds = (seeds,) if isinstance(seeds, (int, np.integer)) else tuple(seeds)
@@ -348,7 +371,8 @@ def dev_eval_overlap(dev:pd.DataFrame, # the dev metadata (`read_meta`)
                 near_dev=int(near_dev.sum()), near_dev_clips=n(near_dev),
                 unseen_cities=unseen, unseen_city_sessions=int(uns.sum()), unseen_city_clips=n(uns))
 
-def format_overlap(o:dict) -> str:
+def format_overlap(o:dict, # the dict `dev_eval_overlap` returns
+                  ) -> str:
     "Human-readable text of `dev_eval_overlap`'s result"
     pct = lambda k: f"{o[k]} ({o[k + '_clips']} clips)"
     return '\n'.join([f"eval vs dev: {o['eval_sessions']} eval sessions, {o['eval_clips']} clips",
@@ -359,7 +383,10 @@ def format_overlap(o:dict) -> str:
         f"{o['unseen_city_sessions']} ({o['unseen_city_clips']} clips)"])
 
 # %% ../../nbs/01_data.metadata.ipynb #2c918c52
-def plot_label_city(df:pd.DataFrame, ax=None, title:str='labeled clips per class and city'):
+def plot_label_city(df:pd.DataFrame, # metadata from `read_meta`; only its labeled rows are counted
+                    ax=None, # matplotlib axes to draw on; None: a new figure
+                    title:str='labeled clips per class and city', # axes title
+                   ):
     "Heatmap of labeled clip counts, class x city"
     import matplotlib.pyplot as plt, seaborn as sns
     lab = df[df.label >= 0]
@@ -369,7 +396,10 @@ def plot_label_city(df:pd.DataFrame, ax=None, title:str='labeled clips per class
     ax.set_xlabel(''); ax.set_ylabel(''); ax.set_title(title); ax.tick_params(labelsize=8)
     return ax
 
-def plot_hours(df:pd.DataFrame, ax=None, title:str='clips per hour of day'):
+def plot_hours(df:pd.DataFrame, # metadata from `read_meta`
+               ax=None, # matplotlib axes to draw on; None: a new figure
+               title:str='clips per hour of day', # axes title
+              ):
     "Histogram of recording hours, labeled vs unlabeled"
     import matplotlib.pyplot as plt
     if ax is None: _, ax = plt.subplots(figsize=(8, 2.4))
@@ -381,7 +411,8 @@ def plot_hours(df:pd.DataFrame, ax=None, title:str='clips per hour of day'):
 # %% ../../nbs/01_data.metadata.ipynb #d04c5854
 def _num(v): return None if v is None or pd.isna(v) else round(float(v), 4)
 
-def summarize_meta(df:pd.DataFrame, leakage:bool=True,
+def summarize_meta(df:pd.DataFrame, # metadata from `read_meta`
+                   leakage:bool=True, # add the leakage table (metadata-only lookup accuracy per split; slower)
                    seeds=(1234,), # split seeds of the leakage table (their mean is reported)
                   ) -> dict:
     "A JSON-ready summary of a metadata frame: rows, labels, cities (unknown flagged), sessions, recordings, leakage"
@@ -399,7 +430,8 @@ def summarize_meta(df:pd.DataFrame, leakage:bool=True,
         out['leakage_detail'] = {k: {lk: _num(lt.loc[k, lk]) for lk in LOOKUPS} for k in lt.index}
     return out
 
-def format_summary(s:dict) -> str:
+def format_summary(s:dict, # the dict `summarize_meta` returns
+                  ) -> str:
     "Human-readable text of `summarize_meta`'s result (and of the `overlap` that `asc-meta --eval` adds)"
     lines = [f"rows: {s['rows']}  labeled: {s['labeled']}  unlabeled: {s['unlabeled']}  sessions: {s['sessions']}"
              + (f"  recordings: {s['recordings']}" if 'recordings' in s else ''),

@@ -343,7 +343,8 @@ def _pois(rng, per10, dur, act=1.):
     return int(rng.poisson(per10 * dur / 10 * act))
 
 # %% ../../nbs/02_data.synthetic.ipynb #4bc471e7
-def city_character(city:str) -> dict:
+def city_character(city:str, # a city name; every city outside `CITIES` shares one character
+                  ) -> dict:
     "The fixed acoustic character of `city` (the same in every dataset): mains hum, babble pitch, traffic..."
     i = CITIES.index(city) if city in CITIES else len(CITIES)
     r = np.random.default_rng(np.random.SeedSequence(20230618, spawn_key=(i,)))
@@ -351,7 +352,9 @@ def city_character(city:str) -> dict:
                 pitch=float(r.uniform(0.86, 1.16)), car_mix=tuple(r.dirichlet([2, 2, 1])), horn=float(r.uniform(0.2, 1.8)),
                 tilt=float(r.normal(0, 0.35)), bird=float(r.uniform(0.8, 1.25)))
 
-def scene_activity(cls:str, hour:float) -> float:
+def scene_activity(cls:str, # a scene class name, one of `CLASSES`
+                   hour:float, # hour of day, 0-24 (fractions allowed)
+                  ) -> float:
     "How busy scene `cls` is at `hour` (1 = typical): rush hours, meal times, night life..."
     g = lambda m, s: math.exp(-0.5 * ((hour - m) / s) ** 2)
     if cls in ('Bus', 'Metro', 'Traffic street'): return 0.6 + 0.9 * (g(8, 1.2) + g(18, 1.4))
@@ -397,7 +400,9 @@ def _drift(seed, recording, k, rho=0.9):
 
 def session_params(seed:int, # the dataset's seed
                    session:int, # the session's number in the plan
-                   cls:str, city:str, hour:float,
+                   cls:str, # the scene class name of the session
+                   city:str, # its city
+                   hour:float, # its hour of day, 0-24
                    recording:int=None, # the recording the session belongs to (None: a recording of its own)
                    k:int=0, # the session's place in its recording (10-minute steps from its first session)
                   ) -> dict:
@@ -726,7 +731,8 @@ SYNTH_PRESETS = {
 TWIN_CLIPS = 9800
 
 def synth_settings(preset:str='default', # one of `SYNTH_PRESETS`
-                   **kwargs) -> dict:
+                   **kwargs, # settings over the preset's (`SYNTH_DEFAULTS` keys, `n_clips`, `duration`, `sr`); None values are ignored
+                  ) -> dict:
     "The settings of `preset` with `kwargs` (those not None) on top, checked: a clear `ValueError` for bad ones"
     if preset not in SYNTH_PRESETS: raise ValueError(f"unknown preset {preset!r}; choose one of {list(SYNTH_PRESETS)}")
     unknown = set(kwargs) - set(SYNTH_DEFAULTS) - {'n_clips', 'duration', 'sr'}
@@ -802,12 +808,19 @@ def _settings_plan(s:dict) -> pd.DataFrame:
 
 def make_synthetic(out, # output folder: audio/, dev_metadata.csv, eval_metadata.csv, truth.csv, synth.json
                    preset:str='default', # starting settings, one of `SYNTH_PRESETS` ('twin': the real CAS 2023 metadata)
-                   n_clips:int=None, duration:float=None, sr:int=None, # clips (dev + eval; twin: a subset), seconds per clip, Hz
+                   n_clips:int=None, # clips in all, dev + eval (twin: a subset of the real rows); None: the preset's
+                   duration:float=None, # seconds per clip; None: the preset's
+                   sr:int=None, # sample rate, Hz; None: the preset's
                    labeled_frac:float=None, # fraction of dev clips that show their label, in (0, 1]
                    eval_frac:float=None, # fraction of clips in the eval part, in (0, 0.5]
                    seed:int=None, # same seed and settings, same bytes
-                   session_size:tuple=None, recording_size:tuple=None, eval_session_size:tuple=None, # see `synth_plan`
-                   cities_per_class:tuple=None, eval_same:float=None, eval_near:float=None, eval_unseen:float=None, # see `synth_plan`
+                   session_size:tuple=None, # (smallest, largest) clips per session; None: the preset's
+                   recording_size:tuple=None, # (smallest, largest) sessions per recording; None: the preset's
+                   eval_session_size:tuple=None, # (smallest, largest) clips per eval session; None: the preset's, else `session_size`
+                   cities_per_class:tuple=None, # (smallest, largest) dev cities of a class; None: the preset's
+                   eval_same:float=None, # share of eval sessions that are more clips of a dev session; None: the preset's
+                   eval_near:float=None, # share of eval sessions that are new sessions of a dev recording; None: the preset's
+                   eval_unseen:float=None, # share of eval sessions in cities dev never heard; None: the preset's
                    overwrite:bool=False, # replace a dataset made with other settings (or files of unknown origin)
                    progress:bool=True, # show a progress bar
                   ) -> dict:
@@ -858,7 +871,8 @@ def _read_csv(path):
     if not Path(path).exists(): raise FileNotFoundError(f"{path} is missing: is this a folder made by make_synthetic / asc-synth?")
     return pd.read_csv(path, dtype=str, keep_default_na=False, encoding='utf-8-sig')
 
-def synth_summary(out) -> dict:
+def synth_summary(out, # a dataset folder made by `make_synthetic`
+                 ) -> dict:
     "Counts of the dataset in `out`: clips, labels, sessions, recordings, cities (unseen ones), classes and their cities, eval overlap, audio format"
     import soundfile as sf
     out = Path(out)
@@ -885,7 +899,8 @@ def synth_summary(out) -> dict:
                 duration=round(info.frames / info.samplerate, 4) if info else None, sr=info.samplerate if info else None,
                 missing_audio=len(missing))
 
-def format_synth_summary(s:dict) -> str:
+def format_synth_summary(s:dict, # the dict `synth_summary` (or `make_synthetic`) returns
+                        ) -> str:
     "A few lines describing the summary `s` of `synth_summary`"
     c, r, o = s['classes'], s['recordings'], s['overlap']
     pct = lambda k: f"{o[k]} ({o[k] / max(o['eval_sessions'], 1):.0%})"
@@ -931,7 +946,8 @@ def twin_labels(df:pd.DataFrame, # clips: location, record_time, scene_label (''
     return pd.Series(out, index=df.index, name='scene_label')
 
 def twin_plan(seed:int=0, # draws hidden labels, session colouring and clip events
-              gap:float=RECORDING_GAP) -> pd.DataFrame:
+              gap:float=RECORDING_GAP, # minutes between session starts chained into one recording
+             ) -> pd.DataFrame:
     "The plan of the `twin` preset: every row of the real CAS 2023 dev and eval metadata, with a (true or hidden) label"
     dev, ev = _real_meta('dev'), _real_meta('eval')
     df = pd.concat([dev.assign(split='dev'), ev.assign(split='eval', scene_label='')], ignore_index=True)
@@ -952,7 +968,9 @@ def twin_plan(seed:int=0, # draws hidden labels, session colouring and clip even
 
 # %% ../../nbs/02_data.synthetic.ipynb #472cb8ff
 def logmel_means(paths, # wav files
-                 n_mels:int=64, progress:bool=False) -> np.ndarray:
+                 n_mels:int=64, # mel bands
+                 progress:bool=False, # show a progress bar
+                ) -> np.ndarray:
     "Clip-mean log-mel energies (n_clips, n_mels) with the baseline's parameters (librosa, magnitude mel, power_to_db)"
     import librosa, soundfile as sf
     from fastprogress.fastprogress import progress_bar
@@ -972,7 +990,7 @@ CONFUSABLE_PAIRS = [('Restaurant', 'Bar'), ('Airport', 'Shopping mall'), ('Bus',
 
 def synth_baselines(out, # a dataset folder made by `make_synthetic`
                     seeds=(0, 1, 2, 3, 4), # seeds of the splits
-                    valid_pct:float=0.2,
+                    valid_pct:float=0.2, # fraction of the dev clips for validation in each split
                     split:str='session', # a `make_split` strategy: 'session' (held-out sessions), 'recording', 'random', 'city'
                    ) -> dict:
     "Accuracy of audio logistic regression, city and hour lookups on `split` splits of all dev clips; audio confusions"

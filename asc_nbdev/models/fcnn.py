@@ -18,7 +18,14 @@ def _cbr(c_in, c_out, k=3, stride=1):
 
 class FCNNBlock(nn.Sequential):
     "Conv -> BN -> ReLU layers (first kernel `k0`, stride `stride`), optional dropout after all but the last, 2x2 max pool"
-    def __init__(self, c_in:int, c_out:int, n_convs:int=2, k0:int=3, stride:int=1, dropout:float=0.):
+    def __init__(self,
+                 c_in:int, # input channels
+                 c_out:int, # output channels
+                 n_convs:int=2, # conv-BN-ReLU layers before the 2x2 max-pool
+                 k0:int=3, # kernel size of the first conv (the others: 3)
+                 stride:int=1, # stride of the first conv
+                 dropout:float=0., # dropout between the convs (none after the last)
+                ):
         layers = []
         for i in range(n_convs):
             layers += _cbr(c_in if i == 0 else c_out, c_out, k0 if i == 0 else 3, stride if i == 0 else 1)
@@ -52,7 +59,9 @@ class FCNNBody(nn.Module):
         self.encoder = nn.TransformerEncoder(layer, n_layers, enable_nested_tensor=False)
         self.pool, self.out_dim = pool, emb_dim
 
-    def forward(self, x):
+    def forward(self,
+                x, # log-mel batch (batch, 1, frames, n_mels)
+               ):
         for b in self.blocks: x = b(x)
         x = self.proj(x).mean(3, keepdim=self.pool == 'global')   # (batch, emb, time)
         x = x.mean(2, keepdim=True).flatten(2) if self.pool == 'global' else x

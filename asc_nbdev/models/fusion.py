@@ -113,7 +113,10 @@ class ContextEncoder(nn.Module):
         "Indices of the cities that keep their own embedding row"
         return [i for i, v in enumerate(self.city_map.tolist()) if v == i and i != UNKNOWN_CITY]
 
-    def forward(self, city, time):
+    def forward(self,
+                city, # city indices (batch,), mapped through `city_map`
+                time, # time features (batch, n_time)
+               ):
         parts = ([self.city(self.city_map[city])] if self.city is not None else []) + ([self.time(time)] if self.time is not None else [])
         return torch.cat(parts, 1)
 
@@ -132,7 +135,10 @@ class ConcatFusion(nn.Module):
         self.act, self.drop = nn.ReLU(), (nn.Dropout(dropout) if dropout else nn.Identity())
         self.out_dim = out_dim
 
-    def forward(self, a, c): return self.drop(self.act(self.bn(self.linear(torch.cat([a, c], 1)))))
+    def forward(self,
+                a, # audio vector (batch, d_audio)
+                c, # context vector (batch, d_context), from `ContextEncoder`
+               ): return self.drop(self.act(self.bn(self.linear(torch.cat([a, c], 1)))))
 
 class GatedFusion(nn.Module):
     "Gated multimodal unit: a learned per-unit gate mixes an audio and a context projection"
@@ -145,15 +151,23 @@ class GatedFusion(nn.Module):
         self.gate = nn.Linear(d_audio + d_ctx, out_dim)
         self.out_dim, self.last_gate = out_dim, None
 
-    def forward(self, a, c):
+    def forward(self,
+                a, # audio vector (batch, d_audio)
+                c, # context vector (batch, d_context), from `ContextEncoder`
+               ):
         z = torch.sigmoid(self.gate(torch.cat([a, c], 1)))
         self.last_gate = z.detach()
         return z * torch.tanh(self.audio(a)) + (1 - z) * torch.tanh(self.ctx(c))
 
 class AudioOnly(nn.Module):
     "No fusion: the audio vector as it is (models built with `metadata=False`)"
-    def __init__(self, d_audio:int): super().__init__(); self.out_dim = d_audio
-    def forward(self, a, c=None): return a
+    def __init__(self,
+                 d_audio:int, # size of the audio vector, passed through as it is
+                ): super().__init__(); self.out_dim = d_audio
+    def forward(self,
+                a, # audio vector (batch, d_audio)
+                c=None, # context vector: ignored (audio only)
+               ): return a
 
 # %% ../../nbs/06_models.fusion.ipynb #2f3841bc
 FUSIONS = {'concat': 'linear + ReLU on [audio, context] (baseline; seed 002 early fusion)',
@@ -207,18 +221,28 @@ class FusionHead(nn.Module):
         # the audio-only classifier of unknown cities: a linear layer on the audio vector, trained on every clip (`AudioFallbackLoss`)
         self.audio_fc = nn.Linear(d_audio, n_classes) if metadata and audio_fallback and use_city else None
 
-    def embedding(self, a, city=None, time=None):
+    def embedding(self,
+                  a, # audio vector (batch, d_audio)
+                  city=None, # city indices (batch,), `UNKNOWN_CITY` for an unknown city; needed when built with `metadata`
+                  time=None, # time features (batch, N_TIME_FEATURES), zeros for no time; needed when built with `metadata`
+                 ):
         "The vector the final linear layer sees"
         if self.metadata:
             city, time = check_meta(city, time, a.shape[0], self.context.n_cities, self.context.n_time, self.name)
             a = self.fusion(a, self.context(city, time))
         return self.mlp(a)
 
-    def unknown_city(self, city) -> torch.Tensor:
+    def unknown_city(self,
+                     city, # city indices, any shape (flattened to (batch,))
+                    ) -> torch.Tensor:
         "Which clips of `city` the model treats as an unknown city (outside the vocabulary or not trained on), (batch,) bool"
         return self.context.city_map[city.reshape(-1).long()] == UNKNOWN_CITY
 
-    def forward(self, a, city=None, time=None):
+    def forward(self,
+                a, # audio vector (batch, d_audio)
+                city=None, # city indices (batch,), `UNKNOWN_CITY` for an unknown city; needed when built with `metadata`
+                time=None, # time features (batch, N_TIME_FEATURES), zeros for no time; needed when built with `metadata`
+               ):
         out = self.fc(self.embedding(a, city, time))
         if self.audio_fc is None: return out
         alone = self.audio_fc(a)   # also computed for known cities: its auxiliary loss trains it on every clip
@@ -241,12 +265,17 @@ class ASCModel(nn.Module):
         self._hparams = dict(hparams or {})
         self.head = self.make_head(n_classes, metadata)
 
-    def make_head(self, n_classes, metadata):
+    def make_head(self,
+                  n_classes, # output classes
+                  metadata, # fuse city and time (False: audio only)
+                 ):
         head = FusionHead(self.d_audio, n_classes, metadata, name=type(self).__name__, **self.head_kw)
         self.init_head(head)
         return head
 
-    def init_head(self, head): "Initialise a new head (default: PyTorch's initialisation)"
+    def init_head(self,
+                  head, # the new `FusionHead`
+                 ): "Initialise a new head (default: PyTorch's initialisation)"
 
     def reset_head(self, n_classes:int|None=None, # new class count (default: keep)
                    metadata:bool|None=None, # switch metadata on/off (default: keep)
@@ -286,15 +315,25 @@ class ASCModel(nn.Module):
         ctx = self.head.context
         return None if ctx is None or ctx.city is None else ctx.known_cities
 
-    def features(self, x):
+    def features(self,
+                 x, # log-mel batch (batch, 1, frames, n_mels) or (batch, frames, n_mels)
+                ):
         "The audio vector of the body"
         return self.body(check_spec(x, self.n_mels, type(self).__name__))
 
-    def embedding(self, x, city=None, time=None):
+    def embedding(self,
+                  x, # log-mel batch (batch, 1, frames, n_mels) or (batch, frames, n_mels)
+                  city=None, # city indices (batch,), `UNKNOWN_CITY` for an unknown city; needed when built with `metadata`
+                  time=None, # time features (batch, N_TIME_FEATURES), zeros for no time; needed when built with `metadata`
+                 ):
         "The vector the final classifier sees"
         return self.head.embedding(self.features(x), city, time)
 
-    def forward(self, x, city=None, time=None): return self.head(self.features(x), city, time)
+    def forward(self,
+                x, # log-mel batch (batch, 1, frames, n_mels) or (batch, frames, n_mels)
+                city=None, # city indices (batch,), `UNKNOWN_CITY` for an unknown city; needed when built with `metadata`
+                time=None, # time features (batch, N_TIME_FEATURES), zeros for no time; needed when built with `metadata`
+               ): return self.head(self.features(x), city, time)
 
 # %% ../../nbs/06_models.fusion.ipynb #de30cc1c
 def _shape(o):

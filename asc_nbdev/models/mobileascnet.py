@@ -17,21 +17,32 @@ __all__ = ['DSConv', 'ResDSBlock', 'fold_bn', 'has_fused_conv', 'conv_folded', '
 # %% ../../nbs/09_models.mobileascnet.ipynb #8c4e0c04
 class DSConv(nn.Sequential):
     "Depthwise-separable conv: 3x3 depthwise -> BN -> ReLU -> 1x1 pointwise -> BN (-> ReLU)"
-    def __init__(self, c_in:int, c_out:int, act:bool=True):
+    def __init__(self,
+                 c_in:int, # input channels
+                 c_out:int, # output channels
+                 act:bool=True, # ReLU at the end
+                ):
         layers = [nn.Conv2d(c_in, c_in, 3, padding=1, groups=c_in, bias=False), nn.BatchNorm2d(c_in), nn.ReLU(inplace=True),
                   nn.Conv2d(c_in, c_out, 1, bias=False), nn.BatchNorm2d(c_out)]
         super().__init__(*(layers + ([nn.ReLU(inplace=True)] if act else [])))
 
 class ResDSBlock(nn.Module):
     "Two depthwise-separable convs with a residual connection, ReLU, then pooling"
-    def __init__(self, c_in:int, c_out:int, pool=(2, 2), pool_type:str='max'):
+    def __init__(self,
+                 c_in:int, # input channels
+                 c_out:int, # output channels
+                 pool=(2, 2), # (time, frequency) pooling kernel after the residual sum
+                 pool_type:str='max', # 'max' or 'avg' pooling
+                ):
         super().__init__()
         if pool_type not in ('max', 'avg'): raise ValueError(f"pool_type must be 'max' or 'avg', not {pool_type!r}")
         self.conv1, self.conv2 = DSConv(c_in, c_out), DSConv(c_out, c_out, act=False)
         self.shortcut = nn.Identity() if c_in == c_out else nn.Sequential(nn.Conv2d(c_in, c_out, 1, bias=False), nn.BatchNorm2d(c_out))
         self.pool = (nn.MaxPool2d if pool_type == 'max' else nn.AvgPool2d)(pool, ceil_mode=True)
 
-    def forward(self, x): return self.pool(F.relu(self.conv2(self.conv1(x)) + self.shortcut(x)))
+    def forward(self,
+                x, # feature maps (batch, channels, frames, frequency)
+               ): return self.pool(F.relu(self.conv2(self.conv1(x)) + self.shortcut(x)))
 
     def conv_bn_pairs(self) -> list:
         "Each conv with the BatchNorm that follows it"
@@ -51,7 +62,9 @@ class ResDSBlock(nn.Module):
         return self.pool(conv_folded(y, c2[3], *wb[c2[3]], relu=True, add=s, fused=fused))
 
 # %% ../../nbs/09_models.mobileascnet.ipynb #b7f01d02
-def fold_bn(conv:nn.Conv2d, bn:nn.BatchNorm2d) -> tuple:
+def fold_bn(conv:nn.Conv2d, # the conv
+            bn:nn.BatchNorm2d, # the BatchNorm after it; its running statistics are folded in
+           ) -> tuple:
     "Weight and bias of the one conv that equals `conv` followed by `bn` in eval mode"
     s = bn.weight * torch.rsqrt(bn.running_var + bn.eps)
     b = bn.bias - bn.running_mean * s
@@ -65,7 +78,8 @@ def has_fused_conv() -> bool:
 
 def conv_folded(x, # input (channels-last)
                 conv:nn.Conv2d, # the conv whose geometry (padding, stride, dilation, groups) is used
-                weight, bias, # its weight and bias, BatchNorm folded in
+                weight, # its weight, BatchNorm folded in (`fold_bn`)
+                bias, # its bias, BatchNorm folded in
                 relu:bool=False, # ReLU at the end
                 add=None, # a tensor added before the ReLU (a residual)
                 fused:bool=True, # one oneDNN op for conv, bias, `add` and ReLU; False: conv2d, add_, relu_
@@ -103,7 +117,9 @@ class MobileASCNetBody(nn.Module):
         self.gru = nn.GRU(c * f, gru_hidden, gru_layers, batch_first=True, bidirectional=bidirectional)
         self.gru_in, self.out_dim = c * f, gru_hidden * (2 if bidirectional else 1)
 
-    def forward(self, x):
+    def forward(self,
+                x, # log-mel batch (batch, 1, frames, n_mels)
+               ):
         if self.use_fast(x): x = self.convs_fast(x)
         else:
             for b in self.blocks: x = b(x)
@@ -114,14 +130,20 @@ class MobileASCNetBody(nn.Module):
         "Each conv of the stem and the blocks with the BatchNorm that follows it"
         return [(self.blocks[0][0], self.blocks[0][1])] + [p for b in self.blocks[1:] for p in b.conv_bn_pairs()]
 
-    def use_fast(self, x) -> bool:
+    def use_fast(self,
+                 x, # the input batch: its device and dtype count
+                ) -> bool:
         "Whether `forward` takes the fast path: `fast`, CPU float32 inference (eval, no gradients), nothing tracing or compiling"
         if not (self.fast and not self.training and not torch.is_grad_enabled() and x.device.type == 'cpu' and x.dtype == torch.float32): return False
         if torch.is_autocast_enabled('cpu') or torch.jit.is_tracing() or torch.compiler.is_compiling() or torch.onnx.is_in_onnx_export(): return False
         return all(not bn.training and bn.affine and bn.running_var is not None and conv.weight.dtype == torch.float32
                    for conv, bn in self.conv_bn_pairs())
 
-    def stem_folded(self, x, wb:dict, fused:bool=True):
+    def stem_folded(self,
+                    x, # log-mel batch (batch, 1, frames, n_mels)
+                    wb:dict, # conv -> (weight, bias) with its BatchNorm folded in (`fold_bn`)
+                    fused:bool=True, # one oneDNN op per conv (`conv_folded`); False: separate ops
+                   ):
         "The stem in eval mode, its BatchNorm folded in; a one-channel input goes through im2col so the output is channels-last"
         conv = self.blocks[0][0]
         w, b = wb[conv]
@@ -132,7 +154,10 @@ class MobileASCNetBody(nn.Module):
         cols = torch.stack([xp[:, i:i + To, j:j + Fo] for i in range(kh) for j in range(kw)], -1).permute(0, 3, 1, 2)
         return conv_folded(cols, conv, w.reshape(len(w), -1, 1, 1), b, relu=True, fused=fused, padding=(0, 0))
 
-    def convs_fast(self, x, fused:bool|None=None):
+    def convs_fast(self,
+                   x, # log-mel batch (batch, 1, frames, n_mels)
+                   fused:bool|None=None, # one oneDNN op per conv (`conv_folded`); None: where this PyTorch has it (`has_fused_conv`)
+                  ):
         "The stem and blocks in eval mode: BatchNorms folded into the convs, channels-last, in cache-sized pieces"
         fused = has_fused_conv() if fused is None else fused
         wb = {conv: fold_bn(conv, bn) for conv, bn in self.conv_bn_pairs()}
@@ -145,7 +170,11 @@ class MobileASCNetBody(nn.Module):
             outs.append(c)
         return outs[0] if len(outs) == 1 else torch.cat(outs)
 
-    def tiled(self, first, x, n:int):
+    def tiled(self,
+              first, # function computing the stem and first block of a piece of `x`
+              x, # log-mel batch (batch, 1, frames, n_mels)
+              n:int, # number of time tiles
+             ):
         "`first(x)` (stem and first block) computed on `n` time tiles of `x`, each read with enough context frames to be exact"
         pool, T = self.blocks[1].pool, x.shape[2]
         pt = _pair(pool.kernel_size)[0]

@@ -15,24 +15,39 @@ __all__ = ['ChannelAttention', 'SpatialAttention', 'AttnResBlock', 'AttnStatsPoo
 # %% ../../nbs/08_models.resnet.ipynb #6caa7198
 class ChannelAttention(nn.Module):
     "CBAM channel attention: a shared MLP on the channel-wise average and max, summed, sigmoid gate"
-    def __init__(self, channels:int, reduction:int=16):
+    def __init__(self,
+                 channels:int, # channels in and out
+                 reduction:int=16, # the shared MLP's hidden size is channels // reduction
+                ):
         super().__init__()
         h = max(channels // reduction, 1)
         self.mlp = nn.Sequential(nn.Conv2d(channels, h, 1, bias=False), nn.ReLU(inplace=True), nn.Conv2d(h, channels, 1, bias=False))
-    def forward(self, x):
+    def forward(self,
+                x, # feature maps (batch, channels, frames, frequency)
+               ):
         return x * torch.sigmoid(self.mlp(x.mean((2, 3), keepdim=True)) + self.mlp(x.amax((2, 3), keepdim=True)))
 
 class SpatialAttention(nn.Module):
     "CBAM spatial attention: a conv on the per-position channel mean and max gives a sigmoid map"
-    def __init__(self, kernel:int=7):
+    def __init__(self,
+                 kernel:int=7, # size of the conv over the channel mean and max maps
+                ):
         super().__init__(); self.conv = nn.Conv2d(2, 1, kernel, padding=kernel // 2, bias=False)
-    def forward(self, x):
+    def forward(self,
+                x, # feature maps (batch, channels, frames, frequency)
+               ):
         return x * torch.sigmoid(self.conv(torch.cat([x.mean(1, keepdim=True), x.amax(1, keepdim=True)], 1)))
 
 # %% ../../nbs/08_models.resnet.ipynb #0f49bd66
 class AttnResBlock(nn.Module):
     "Residual block: conv3x3(stride)-BN-ReLU-conv3x3-BN, channel then spatial attention, plus the shortcut, ReLU"
-    def __init__(self, c_in:int, c_out:int, stride:int=2, reduction:int=16, sa_kernel:int=7):
+    def __init__(self,
+                 c_in:int, # input channels
+                 c_out:int, # output channels
+                 stride:int=2, # stride of the first conv and of the shortcut
+                 reduction:int=16, # channel-attention reduction
+                 sa_kernel:int=7, # spatial-attention kernel
+                ):
         super().__init__()
         self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False); self.bn1 = nn.BatchNorm2d(c_out)
         self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False); self.bn2 = nn.BatchNorm2d(c_out)
@@ -40,16 +55,22 @@ class AttnResBlock(nn.Module):
         self.shortcut = nn.Identity() if stride == 1 and c_in == c_out else \
             nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out))
 
-    def forward(self, x):
+    def forward(self,
+                x, # feature maps (batch, channels, frames, frequency)
+               ):
         y = self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x)))))
         return F.relu(self.sa(self.ca(y)) + self.shortcut(x))
 
 # %% ../../nbs/08_models.resnet.ipynb #6c76b2a3
 class AttnStatsPool(nn.Module):
     "Attention-weighted sum + global average + global max over time-frequency"
-    def __init__(self, channels:int):
+    def __init__(self,
+                 channels:int, # channels of the input
+                ):
         super().__init__(); self.score = nn.Conv2d(channels, 1, 1)
-    def forward(self, x):
+    def forward(self,
+                x, # feature maps (batch, channels, frames, frequency)
+               ):
         w = torch.softmax(self.score(x).flatten(2), -1)   # (batch, 1, T*F), sums to 1
         x = x.flatten(2)
         return (x * w).sum(-1) + x.mean(-1) + x.amax(-1)
@@ -72,7 +93,9 @@ class ResNetAttentionBody(nn.Module):
         self.pool = AttnStatsPool(c)
         self.out_dim = c
 
-    def forward(self, x):
+    def forward(self,
+                x, # log-mel batch (batch, 1, frames, n_mels)
+               ):
         for b in self.blocks: x = b(x)
         return self.pool(x)
 

@@ -23,7 +23,9 @@ class MelNorm(nn.Module):
     def __init__(self, n_mels:int=64, # mel bands
                 ):
         super().__init__(); self.bn = nn.BatchNorm2d(n_mels)
-    def forward(self, x): return self.bn(x.transpose(1, 3)).transpose(1, 3)
+    def forward(self,
+                x, # log-mel batch (batch, 1, frames, n_mels)
+               ): return self.bn(x.transpose(1, 3)).transpose(1, 3)
 
 class SELayer(nn.Module):
     "Squeeze-and-excitation: rescale each channel by a gate computed from its global average"
@@ -33,7 +35,9 @@ class SELayer(nn.Module):
         super().__init__()
         self.fc = nn.Sequential(nn.Linear(channels, channels // reduction, bias=False), nn.ReLU(inplace=True),
                                 nn.Linear(channels // reduction, channels, bias=False), nn.Sigmoid())
-    def forward(self, x): return x * self.fc(x.mean((2, 3)))[:, :, None, None]
+    def forward(self,
+                x, # feature maps (batch, channels, frames, frequency)
+               ): return x * self.fc(x.mean((2, 3)))[:, :, None, None]
 
 class SqueezeExcitation(nn.Module):
     "Two (3x3 conv -> BN -> SE -> ReLU), then 2x2 pooling ('avg', 'max' or 'avg+max')"
@@ -52,7 +56,9 @@ class SqueezeExcitation(nn.Module):
         self.pool, self.pool_type = pool, pool_type
         for c in (self.conv1, self.conv2): nn.init.xavier_uniform_(c.weight)   # as the baseline's init_layer
 
-    def forward(self, x):
+    def forward(self,
+                x, # feature maps (batch, channels, frames, frequency)
+               ):
         x = F.relu_(self.se1(self.bn1(self.conv1(x))))
         x = F.relu_(self.se2(self.bn2(self.conv2(x))))
         p = self.pool
@@ -94,7 +100,9 @@ class SETransBody(nn.Module):
         self.encoder = nn.TransformerEncoder(layer, n_layers, enable_nested_tensor=False)
         self.out_dim = c2
 
-    def forward(self, x):
+    def forward(self,
+                x, # log-mel batch (batch, 1, frames, n_mels)
+               ):
         for b in self.blocks: x = b(x)
         x = self.pool(x).transpose(1, 2)   # (batch, n_steps, channels)
         return self.encoder(x).amax(1)
@@ -127,7 +135,9 @@ class SETrans(ASCModel):
         super().__init__(body, body.out_dim, n_classes, n_mels, metadata, hparams=hp, fusion=fusion,
                          fusion_dim=fusion_dim, city_dim=city_dim, time_dim=time_dim, **head_kw)
 
-    def init_head(self, head):
+    def init_head(self,
+                  head, # the new `FusionHead`: its linear layers get Xavier-uniform weights and zero biases
+                 ):
         for m in head.modules():
             if isinstance(m, nn.Linear): nn.init.xavier_uniform_(m.weight); nn.init.zeros_(m.bias)
 
