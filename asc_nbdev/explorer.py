@@ -62,7 +62,7 @@ def predict_clips(model_path, # a model file saved by the pipeline (RUN_DIR/mode
                   bs:int=64, # batch size
                  ) -> np.ndarray:
     "Class probabilities (clips, classes) of `meta`'s clips"
-    from asc_nbdev.pipeline import load_asc_model
+    from asc_nbdev.models.zoo import load_asc_model
     from asc_nbdev.data.loaders import ASCItems, ASCDataLoader, _meta_arrays
     from asc_nbdev.learner import predict_probs
     model, info = load_asc_model(model_path)

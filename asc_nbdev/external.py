@@ -259,7 +259,7 @@ def pretrain_stage(d, # the stage folder (model.pt, features/, audio links)
     from asc_nbdev.features import build_feature_cache
     from asc_nbdev.data.loaders import asc_dataloaders
     from asc_nbdev.recipes import fit_recipe, make_model
-    from asc_nbdev.pipeline import save_asc_model
+    from asc_nbdev.models.zoo import save_asc_model
     d = Path(d); df = read_external(specs, recipe)
     links = d/'audio'; links.mkdir(parents=True, exist_ok=True)
     for src, root in df[['source', 'root']].drop_duplicates().itertuples(index=False):

@@ -15,6 +15,7 @@ from . import __version__
 from .data.metadata import read_meta, make_split, TIME_FORMAT, SPLITS, MetadataError, time_features
 from .data.loaders import asc_dataloaders, ASCItems, ASCDataLoader
 from .features import build_feature_cache, FeatureCache, AudioError
+from .models.zoo import save_asc_model, load_asc_model, MODEL_FORMAT
 from .learner import predict_probs, history_frame, _balanced_accuracy, per_city_accuracy
 from .recipes import Recipe, get_recipe, fit_recipe, make_model, load_recipe, apply_overrides, resolve_precision, PRECISIONS
 from .hard_samples import weight_hard_samples
@@ -22,63 +23,15 @@ from .pseudo import pseudo_label, pseudo_report, plot_pseudo_confidence
 from .plots import plot_history, plot_confusion, plot_confidence
 
 # %% auto #0
-__all__ = ['MODEL_FORMAT', 'AGGREGATES', 'DEFAULT_AGGREGATE', 'REFERENCE_STAGE', 'LOGGERS', 'save_asc_model', 'load_asc_model',
-           'model_loader', 'StageMismatch', 'fingerprint_diff', 'run_stage', 'aggregate_probs', 'evaluate_test',
-           'stage_loggers', 'reference_recipe', 'grouped_folds', 'run_pipeline', 'run_figures', 'summarize_runs',
-           'run_repeats', 'write_submission', 'format_repeats', 'format_report', 'predict_files', 'predict',
-           'asc_train', 'asc_predict']
+__all__ = ['AGGREGATES', 'DEFAULT_AGGREGATE', 'REFERENCE_STAGE', 'LOGGERS', 'model_loader', 'StageMismatch', 'fingerprint_diff',
+           'run_stage', 'aggregate_probs', 'evaluate_test', 'stage_loggers', 'reference_recipe', 'grouped_folds',
+           'run_pipeline', 'run_figures', 'summarize_runs', 'run_repeats', 'write_submission', 'format_repeats',
+           'format_report', 'predict_files', 'predict', 'asc_train', 'asc_predict']
 
 # %% ../nbs/18_pipeline.ipynb #35712a60
-MODEL_FORMAT = 'asc_nbdev.model/1'
-
 def _plain(o):
     "Recursively turn tuples and NumPy values into JSON-like plain data"
     return json.loads(json.dumps(o, default=lambda v: v.tolist() if hasattr(v, 'tolist') else str(v)))
-
-def save_asc_model(model, # a zoo model (`create_model`): its `arch`, `hparams` and weights are saved
-                   path, # the model file to write
-                   recipe:Recipe|None=None, # the recipe it was trained with; None: none recorded
-                   stats=None, # (mean, std) per mel band it was trained with; None: no normalisation
-                   feature_params:dict|None=None, # the feature cache's `params`, so that prediction computes the same features
-                   extra:dict|None=None, # more JSON-ready information, e.g. the split and the stage
-                  ) -> Path:
-    "Save `model` with its recipe, vocabularies, feature parameters and normalisation statistics, atomically"
-    mean, std = (None, None) if stats is None else stats
-    obj = dict(format=MODEL_FORMAT, arch=model.arch, hparams=_plain(model.hparams),
-               state_dict={k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
-               recipe=None if recipe is None else _plain(recipe.to_dict()), classes=list(CLASSES), cities=list(CITIES),
-               known_cities=None if getattr(model, 'known_cities', None) is None else [CITIES[i] for i in model.known_cities],
-               unknown_city=UNKNOWN_CITY, features=_plain(feature_params or {}),
-               stats=dict(mean=None if mean is None else [float(v) for v in mean], std=None if std is None else [float(v) for v in std]),
-               extra=_plain(extra or {}))
-    with atomic_path(path) as tmp: torch.save(obj, tmp)
-    return Path(path)
-
-def load_asc_model(path, # a model file saved by `save_asc_model`
-                   device=None, # device to move the model to (`pick_device`); None: it stays on the CPU
-                  ):
-    "Load a model file saved by `save_asc_model` (safely, `weights_only=True`); returns `(model, info)`"
-    from asc_nbdev.models.zoo import create_model
-    path = Path(path)
-    if not path.is_file(): raise FileNotFoundError(f"model file not found: {path}")
-    try: obj = torch.load(path, map_location='cpu', weights_only=True)
-    except Exception as e: raise ValueError(f"{path} is not a loadable asc_nbdev model file ({type(e).__name__}: {e})") from None
-    if not isinstance(obj, dict) or obj.get('format') != MODEL_FORMAT:
-        raise ValueError(f"{path} is not an asc_nbdev model file (format {obj.get('format') if isinstance(obj, dict) else type(obj).__name__!r}, expected {MODEL_FORMAT!r})")
-    if obj['classes'] != list(CLASSES): raise ValueError(f"{path} was trained on classes {obj['classes']}, this library uses {CLASSES}")
-    hp = dict(obj['hparams'])
-    try: model = create_model(obj['arch'], **hp)
-    except (TypeError, ValueError, KeyError) as e:
-        raise ValueError(f"{path}: its {obj['arch']!r} model cannot be built by asc_nbdev {__version__} (a file of another version?): {e}") from None
-    sd = dict(obj['state_dict'])
-    for k, v in model.state_dict().items():   # files of 0.1 have no city map: every vocabulary city keeps its row
-        if k.endswith('city_map') and k not in sd: sd[k] = v
-    try: model.load_state_dict(sd)
-    except RuntimeError as e: raise ValueError(f"{path}: the weights do not fit the {obj['arch']} architecture ({e})") from None
-    model.eval()
-    if device is not None: model.to(pick_device(device))
-    info = {k: v for k, v in obj.items() if k != 'state_dict'}
-    return model, info
 
 def model_loader(cache, # a `FeatureCache` holding the clips
                  df:pd.DataFrame, # metadata rows of the clips (`read_meta`)

@@ -88,8 +88,10 @@ if __name__ == '__main__':
         if not len(seeds): continue
         on, off_ = on.loc[seeds], off.loc[seeds]
         du, ds = (on.unseen - off_.unseen).mean(), (on.seen - off_.seen).mean()
+        se = lambda d: float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else float('nan')   # standard error of the mean paired difference
         checks.append(dict(recipe=recipe, fallback=fb, aggregate=how, n=len(seeds), unseen_on=on.unseen.mean(), unseen_off=off_.unseen.mean(),
-                           unseen_diff=du, unseen_ok=du >= -0.01, seen_on=on.seen.mean(), seen_off=off_.seen.mean(), seen_diff=ds, seen_ok=ds >= 0))
+                           unseen_diff=du, unseen_se=se(on.unseen - off_.unseen), unseen_ok=du >= -0.01, seen_on=on.seen.mean(), seen_off=off_.seen.mean(),
+                           seen_diff=ds, seen_se=se(on.seen - off_.seen), seen_ok=ds >= 0))
     ck = pd.DataFrame(checks)
     lines = ['# City and time: on vs off, seen and unseen cities', '',
              (f'`python bench/metadata.py --from-csv {" ".join(args.from_csv)}`: the runs below come from those files, each written by '
@@ -101,7 +103,7 @@ if __name__ == '__main__':
              f'recording split; quick recipes; the last stage\'s model scored on the eval clips against the hidden truth. '
              f'Default dropout (city/time) {CITY_DROPOUT:g}/{TIME_DROPOUT:g}; default aggregate `{DEFAULT_AGGREGATE}`.', '',
              'Mean ± std over seeds:', '', tab.to_markdown(), '',
-             'Checks (means over seeds of the per-seed differences, default dropout): unseen on >= off - 0.01, seen on >= off', '',
+             'Checks (means over seeds of the per-seed differences, default dropout; *_se: standard error of that mean): unseen on >= off - 0.01, seen on >= off', '',
              ck.to_markdown(index=False, floatfmt='.3f') if len(ck) else '(no metadata-off runs: no checks)'] + (['', args.note] if args.note else [])
     text = '\n'.join(lines); print(text)
     if args.out:

@@ -1,7 +1,8 @@
 "Models: the shared interface (shapes, metadata, unknown cities, gradients, head swap), the zoo, sizes and bad input."
 import json, pytest, torch
 from asc_nbdev.core import UNKNOWN_CITY, N_CITY_TOKENS
-from asc_nbdev.models.fusion import check_asc_model, FusionHead, GatedFusion, ConcatFusion
+from asc_nbdev.models.fusion import FusionHead, GatedFusion, ConcatFusion
+from asc_nbdev.testing import check_asc_model
 from asc_nbdev.models.zoo import (MODELS, create_model, asc_splitter, replace_head, freeze_blocks, unfreeze,
                                   count_params, param_table)
 

@@ -13,7 +13,7 @@ from ..core import N_CITY_TOKENS, N_TIME_FEATURES, UNKNOWN_CITY
 
 # %% auto #0
 __all__ = ['FUSIONS', 'check_spec', 'check_meta', 'CityEmbedding', 'TimeEncoder', 'ContextEncoder', 'ConcatFusion', 'GatedFusion',
-           'AudioOnly', 'make_fusion', 'FusionHead', 'ASCModel', 'model_summary', 'check_asc_model']
+           'AudioOnly', 'make_fusion', 'FusionHead', 'ASCModel', 'model_summary']
 
 # %% ../../nbs/06_models.fusion.ipynb #de7582aa
 def check_spec(x, # spectrogram batch, (batch, 1, frames, n_mels) or (batch, frames, n_mels)
@@ -364,53 +364,3 @@ def model_summary(model:nn.Module, # the model
     df.loc[len(df)] = dict(module='total', type=type(model).__name__, output=None, params=total,
                            trainable=sum(p.numel() for p in model.parameters() if p.requires_grad))
     return df.fillna('')
-
-# %% ../../nbs/06_models.fusion.ipynb #afc21bb7
-def check_asc_model(make, # callable: `make(metadata=...)` returns an `ASCModel` (e.g. a model class)
-                    frames:tuple=(100, 37), # short clip lengths checked in training mode at batch 2
-                    full:int|None=500, # frames of the full-clip check (batch 1, eval mode); None skips it
-                    n_mels:int=64, # mel bands
-                   ) -> dict:
-    "Run the interface checks on a model; raises `AssertionError` naming the failed check, returns a summary"
-    m = make(metadata=True); name = type(m).__name__
-    def ok(cond, msg):
-        if not cond: raise AssertionError(f"{name}: {msg}")
-    nc, bs, res = m.n_classes, 2, {'model': name}
-    city, time = torch.tensor([3, UNKNOWN_CITY]), torch.randn(bs, N_TIME_FEATURES)
-    m.train()
-    for t in frames:
-        m.zero_grad()
-        x = torch.randn(bs, 1, t, n_mels)
-        out = m(x, city, time)
-        ok(tuple(out.shape) == (bs, nc), f"{t} frames gave logits {tuple(out.shape)}, expected {(bs, nc)}")
-        ok(bool(torch.isfinite(out).all()), f"{t} frames gave non-finite logits")
-        out.pow(2).sum().backward()
-        ctx = m.head.context
-        g = ctx.city.weight.grad
-        ok(g is not None and g[city].abs().sum() > 0, "no gradient reaches the city embedding")
-        ok(g[0].abs().sum() == 0, "the city embedding gets gradient for a city not in the batch")
-        tg = ctx.time[0].weight.grad
-        ok(tg is not None and tg.abs().sum() > 0, "no gradient reaches the time encoder")
-        res[f'out_{t}'] = tuple(out.shape)
-    unk = m(torch.randn(bs, 1, frames[0], n_mels), torch.full((bs,), UNKNOWN_CITY), torch.zeros(bs, N_TIME_FEATURES))
-    ok(bool(torch.isfinite(unk).all()), "a batch of unknown cities gave non-finite logits")
-    m.eval()
-    with torch.no_grad():
-        e = m.embedding(torch.randn(bs, 1, frames[0], n_mels), city, time)
-        ok(tuple(e.shape) == (bs, m.head.emb_dim), f"embedding {tuple(e.shape)}, expected {(bs, m.head.emb_dim)}")
-        if full:
-            o = m(torch.randn(1, 1, full, n_mels), city[:1], time[:1])
-            ok(tuple(o.shape) == (1, nc), f"{full} frames gave logits {tuple(o.shape)}")
-            res[f'out_{full}'] = tuple(o.shape)
-    res['emb_dim'] = m.head.emb_dim
-    m2 = make(metadata=False).train()
-    o2 = m2(torch.randn(bs, 1, frames[-1], n_mels), None, None)
-    ok(tuple(o2.shape) == (bs, nc) and m2.head.context is None, "metadata=False did not give audio-only logits")
-    before = {k: v.clone() for k, v in m.body.state_dict().items()}
-    m.reset_head(7)
-    after = m.body.state_dict()
-    ok(before.keys() == after.keys() and all(torch.equal(v, after[k]) for k, v in before.items()), "reset_head changed body weights")
-    ok(tuple(m.eval()(torch.randn(bs, 1, frames[-1], n_mels), city, time).shape) == (bs, 7), "reset_head(7) did not give 7 logits")
-    res['params'] = sum(p.numel() for p in make(metadata=True).parameters())
-    res['params_audio_only'] = sum(p.numel() for p in m2.parameters())
-    return res

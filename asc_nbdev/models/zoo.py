@@ -6,12 +6,13 @@ Docs: https://asc-nbdev.github.io/asc_nbdev/models.zoo.html.md"""
 
 # %% ../../nbs/11_models.zoo.ipynb #0b5fa280
 from __future__ import annotations
-import inspect
+import inspect, json
 from pathlib import Path
-import torch, torch.nn as nn
+import numpy as np, torch, torch.nn as nn
 import pandas as pd
 from fastcore.script import call_parse, store_true
-from ..core import N_CITY_TOKENS, N_TIME_FEATURES, UNKNOWN_CITY
+from .. import __version__
+from ..core import N_CITY_TOKENS, N_TIME_FEATURES, UNKNOWN_CITY, CLASSES, CITIES, atomic_path, pick_device
 from .fusion import ASCModel, FusionHead
 from .se_trans import SETrans
 from .resnet import ResNetAttention
@@ -19,9 +20,9 @@ from .mobileascnet import MobileASCNet
 from .fcnn import FCNN
 
 # %% auto #0
-__all__ = ['MODELS', 'MODEL_INFO', 'ONNX_INPUTS', 'ONNX_EXPORTERS', 'create_model', 'asc_splitter', 'count_params',
-           'replace_head', 'freeze_blocks', 'unfreeze', 'param_table', 'check_onnx', 'export_onnx', 'onnx_metadata',
-           'asc_export']
+__all__ = ['MODELS', 'MODEL_INFO', 'MODEL_FORMAT', 'ONNX_INPUTS', 'ONNX_EXPORTERS', 'create_model', 'save_asc_model',
+           'load_asc_model', 'asc_splitter', 'count_params', 'replace_head', 'freeze_blocks', 'unfreeze', 'param_table',
+           'check_onnx', 'export_onnx', 'onnx_metadata', 'asc_export']
 
 # %% ../../nbs/11_models.zoo.ipynb #645df0ba
 MODELS = {'se_trans': SETrans, 'resnet_attention': ResNetAttention, 'mobileascnet': MobileASCNet, 'fcnn': FCNN}
@@ -50,6 +51,57 @@ def create_model(name:str, # one of `MODELS`
     bad = [k for k in kwargs if k not in _valid_kwargs(cls)]
     if bad: raise TypeError(f"{name}: unknown setting(s) {bad}; valid: {', '.join(k for k in _valid_kwargs(cls) if k not in ('n_classes', 'metadata'))}")
     return cls(n_classes=n_classes, metadata=metadata, **kwargs)
+
+# %% ../../nbs/11_models.zoo.ipynb #c0de0002
+MODEL_FORMAT = 'asc_nbdev.model/1'
+
+def _plain(o):
+    "Recursively turn tuples and NumPy values into JSON-like plain data"
+    return json.loads(json.dumps(o, default=lambda v: v.tolist() if hasattr(v, 'tolist') else str(v)))
+
+def save_asc_model(model, # a zoo model (`create_model`): its `arch`, `hparams` and weights are saved
+                   path, # the model file to write
+                   recipe=None, # the `Recipe` it was trained with; None: none recorded
+                   stats=None, # (mean, std) per mel band it was trained with; None: no normalisation
+                   feature_params:dict|None=None, # the feature cache's `params`, so that prediction computes the same features
+                   extra:dict|None=None, # more JSON-ready information, e.g. the split and the stage
+                  ) -> Path:
+    "Save `model` with its recipe, vocabularies, feature parameters and normalisation statistics, atomically"
+    mean, std = (None, None) if stats is None else stats
+    obj = dict(format=MODEL_FORMAT, arch=model.arch, hparams=_plain(model.hparams),
+               state_dict={k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+               recipe=None if recipe is None else _plain(recipe.to_dict()), classes=list(CLASSES), cities=list(CITIES),
+               known_cities=None if getattr(model, 'known_cities', None) is None else [CITIES[i] for i in model.known_cities],
+               unknown_city=UNKNOWN_CITY, features=_plain(feature_params or {}),
+               stats=dict(mean=None if mean is None else [float(v) for v in mean], std=None if std is None else [float(v) for v in std]),
+               extra=_plain(extra or {}))
+    with atomic_path(path) as tmp: torch.save(obj, tmp)
+    return Path(path)
+
+def load_asc_model(path, # a model file saved by `save_asc_model`
+                   device=None, # device to move the model to (`pick_device`); None: it stays on the CPU
+                  ):
+    "Load a model file saved by `save_asc_model` (safely, `weights_only=True`); returns `(model, info)`"
+    path = Path(path)
+    if not path.is_file(): raise FileNotFoundError(f"model file not found: {path}")
+    try: obj = torch.load(path, map_location='cpu', weights_only=True)
+    except Exception as e: raise ValueError(f"{path} is not a loadable asc_nbdev model file ({type(e).__name__}: {e})") from None
+    if not isinstance(obj, dict) or obj.get('format') != MODEL_FORMAT:
+        raise ValueError(f"{path} is not an asc_nbdev model file (format {obj.get('format') if isinstance(obj, dict) else type(obj).__name__!r}, expected {MODEL_FORMAT!r})")
+    if obj['classes'] != list(CLASSES): raise ValueError(f"{path} was trained on classes {obj['classes']}, this library uses {CLASSES}")
+    hp = dict(obj['hparams'])
+    try: model = create_model(obj['arch'], **hp)
+    except (TypeError, ValueError, KeyError) as e:
+        raise ValueError(f"{path}: its {obj['arch']!r} model cannot be built by asc_nbdev {__version__} (a file of another version?): {e}") from None
+    sd = dict(obj['state_dict'])
+    for k, v in model.state_dict().items():   # files of 0.1 have no city map: every vocabulary city keeps its row
+        if k.endswith('city_map') and k not in sd: sd[k] = v
+    try: model.load_state_dict(sd)
+    except RuntimeError as e: raise ValueError(f"{path}: the weights do not fit the {obj['arch']} architecture ({e})") from None
+    model.eval()
+    if device is not None: model.to(pick_device(device))
+    info = {k: v for k, v in obj.items() if k != 'state_dict'}
+    return model, info
 
 # %% ../../nbs/11_models.zoo.ipynb #7dab3635
 def asc_splitter(model:ASCModel, # a model of the zoo
@@ -161,7 +213,6 @@ def export_onnx(model_file, # a model file saved by `save_asc_model` (e.g. a run
     import json, warnings
     from pathlib import Path
     from asc_nbdev.core import atomic_path
-    from asc_nbdev.pipeline import load_asc_model
     if exporter not in ONNX_EXPORTERS: raise ValueError(f"exporter must be one of {ONNX_EXPORTERS}, not {exporter!r}")
     path = Path(path)
     if path.is_dir(): raise IsADirectoryError(f"{path} is a directory; give the .onnx file to write, e.g. {path/'model.onnx'}")
