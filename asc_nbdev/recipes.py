@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, asdict
 import numpy as np, pandas as pd, torch
 from .core import *
 from .learner import *
+from .models.fusion import fallback_mode
 from fastai.callback.progress import ProgressCallback, CSVLogger
 from fastai.callback.core import Callback
 from fastcore.basics import store_attr
@@ -31,7 +32,7 @@ QUICK_MODEL_KWARGS = {  # narrower models for the quick CPU variant (same archit
 
 PAPER_ADAM = dict(name='adam', betas=(0.9, 0.999), eps=1e-8, weight_decay=0.)   # torch.optim.Adam's defaults (fastai's differ)
 CITY_DROPOUT, TIME_DROPOUT = 0.5, 0.3   # defaults of every recipe, chosen by measurement: bench/metadata.md
-AUDIO_FALLBACK = True   # unknown cities classified from audio alone (FusionHead.audio_fc): bench/metadata.md
+AUDIO_FALLBACK = 'off'   # clips of cities not trained on: 'off' (the papers), 'audio' or 'mix' (FusionHead); li2025 uses 'audio', by measurement: bench/metadata.md
 
 @dataclass
 class Recipe:
@@ -66,7 +67,7 @@ class Recipe:
     freeze_blocks: int = 0 # low-level blocks frozen after pre-training (seed 002)
     city_dropout: float = CITY_DROPOUT # rate of training clips whose city is replaced by the unknown city (trains that row)
     time_dropout: float = TIME_DROPOUT # rate of training clips whose time is replaced by 'no time' (zeros)
-    audio_fallback: bool = AUDIO_FALLBACK # clips of cities the model was not trained on are classified from audio alone (`FusionHead`)
+    audio_fallback: str = AUDIO_FALLBACK # clips of cities the model was not trained on: 'audio' (audio alone), 'mix' (audio and fused averaged) or 'off' (`FusionHead`)
     fallback_weight: float = 1.0 # weight of the audio-only classifier's auxiliary loss (`AudioFallbackLoss`)
     clip_seconds: float|None = None # None: the data's own length
     notes: str = '' # free text about the settings
@@ -124,8 +125,9 @@ RECIPES = {
         lr=1e-4, epochs=100, patience=10, monitor='accuracy',
         spec_augment=dict(n_time_masks=2, time_width=20, n_freq_masks=2, freq_width=8), time_roll=(0.1, 0.3),
         mixup_alpha=(0.6, 0.8), mixup_p=(0.3, 0.8), augment_stages=('train', 'retrain'),
-        pseudo='soft', pretrain_epochs=100, freeze_blocks=0,
-        notes='augmentation only when fine-tuning on CAS; gated fusion (the best of Table 3); set freeze_blocks=1 '
+        pseudo='soft', pretrain_epochs=100, freeze_blocks=0, audio_fallback='audio',
+        notes='augmentation only when fine-tuning on CAS; gated fusion (the best of Table 3); unknown cities classified from audio '
+              'alone (this library\'s audio fallback: bench/metadata.md); set freeze_blocks=1 '
               'for the "Pretrained + Freeze" variant; SpecAugment widths not given; pre-training under the same early stopping '
               '(up to 100 epochs, patience 10)'),
     'atmaja2025': Recipe(
@@ -185,6 +187,7 @@ def apply_overrides(recipe:Recipe, # the recipe to change (a copy is returned)
         if getattr(r, k) < 1: raise ValueError(f"{k} must be at least 1, got {getattr(r, k)}")
     if r.pseudo not in ('argmax', 'threshold', 'soft'): raise ValueError(f"pseudo must be 'argmax', 'threshold' or 'soft', got {r.pseudo!r}")
     if r.monitor not in ('accuracy', 'balanced_accuracy'): raise ValueError(f"monitor must be 'accuracy' or 'balanced_accuracy', got {r.monitor!r}")
+    fallback_mode(r.audio_fallback)   # 'off', 'audio' or 'mix', else a clear error
     return r
 
 def load_recipe(name_or_path:str, # a recipe name, or a JSON file saved from `Recipe.to_dict` (e.g. a run's recipe.json)
@@ -235,7 +238,8 @@ def make_model(recipe:Recipe, # the recipe whose `model` and `model_kwargs` to b
     "The recipe's model"
     from asc_nbdev.models.zoo import create_model
     kw = {**recipe.model_kwargs, **kwargs}
-    if metadata and recipe.audio_fallback: kw.setdefault('audio_fallback', True)
+    mode = fallback_mode(recipe.audio_fallback)
+    if metadata and mode != 'off': kw.setdefault('audio_fallback', mode)
     return create_model(recipe.model, n_classes=n_classes, metadata=metadata, **kw)
 
 class EpochLines(Callback):

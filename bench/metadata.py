@@ -26,6 +26,7 @@ def run(D, root, recipe, seed, metadata, rounds, city_dropout=None, time_dropout
     r = get_recipe(recipe, quick=True, seed=seed).replace(audio_fallback=fallback)
     if city_dropout is not None: r = r.replace(city_dropout=city_dropout, time_dropout=time_dropout)
     out = root/f'{recipe}-{seed}-{metadata}-{r.city_dropout}-{r.time_dropout}-{fallback}'
+    label = {True: 'on', 'audio': 'on', False: 'off', 'off': 'off'}.get(fallback, fallback)   # 'on' = the audio fallback (the name of the first files)
     with contextlib.redirect_stdout(io.StringIO()):
         rep = run_pipeline(out, D/'audio', D/'dev_metadata.csv', r, eval_meta=D/'eval_metadata.csv', truth=D/'truth.csv',
                            split='recording', rounds=rounds, metadata=metadata, progress=False, log=lambda *a: None)
@@ -34,7 +35,7 @@ def run(D, root, recipe, seed, metadata, rounds, city_dropout=None, time_dropout
     rows = []
     for how, m in s['test']['aggregates'].items():
         rows.append(dict(recipe=recipe, seed=seed, metadata='on' if metadata else 'off',
-                         dropout=f'{r.city_dropout:g}/{r.time_dropout:g}' if metadata else '-', fallback=('on' if fallback else 'off') if metadata else '-',
+                         dropout=f'{r.city_dropout:g}/{r.time_dropout:g}' if metadata else '-', fallback=label if metadata else '-',
                          aggregate=how,
                          valid=s['accuracy'], test=m['accuracy'], seen=m.get('seen_cities_accuracy'), unseen=m.get('unseen_cities_accuracy'),
                          seconds=rep['stages'][-1]['seconds']))
@@ -49,6 +50,8 @@ if __name__ == '__main__':
     ap.add_argument('--dropouts', nargs='*', default=[], help='extra metadata-on runs, CITY:TIME dropout rates, e.g. 0:0 0.4:0.2')
     ap.add_argument('--dropouts-only', action='store_true', help='run only the --dropouts variants (a sweep; no checks)')
     ap.add_argument('--compare-fallback', action='store_true', help='also run metadata on without the audio fallback (audio_fallback=False)')
+    ap.add_argument('--fallbacks', nargs='*', default=[], help='extra metadata-on runs with these audio_fallback modes, e.g. mix')
+    ap.add_argument('--fallbacks-only', action='store_true', help='run only the --fallbacks variants (their metadata-off pairs come from other files via --from-csv)')
     ap.add_argument('--from-csv', nargs='+', default=None, help='write the report from earlier runs\' OUT.csv files (merged), without training')
     ap.add_argument('--note', default='', help='a paragraph added at the end of the report')
     ap.add_argument('--out', default=None, help="also write the report (markdown) here, and every run's figures to OUT.csv")
@@ -65,9 +68,10 @@ if __name__ == '__main__':
         D = root/f'data{seed}'
         make_synthetic(D, preset=args.preset, seed=seed, progress=False)
         for recipe in args.recipes:
-            for metadata in (() if args.dropouts_only else (True, False)):
+            for metadata in (() if args.dropouts_only or args.fallbacks_only else (True, False)):
                 rows += run(D, root, recipe, seed, metadata, args.rounds)
             if args.compare_fallback and not args.dropouts_only: rows += run(D, root, recipe, seed, True, args.rounds, fallback=False)
+            for fb in args.fallbacks: rows += run(D, root, recipe, seed, True, args.rounds, fallback=fb)
             for d in args.dropouts:
                 c, t = (float(v) for v in d.split(':'))
                 rows += run(D, root, recipe, seed, True, args.rounds, c, t)
@@ -82,7 +86,7 @@ if __name__ == '__main__':
     groups = [] if args.dropouts_only else df[df.dropout.isin(['-', f'{CITY_DROPOUT:g}/{TIME_DROPOUT:g}'])].groupby(['recipe', 'aggregate'], sort=False)
     for (recipe, how), g in groups:
       off = g[g.metadata == 'off'].set_index('seed')
-      for fb in ('on', 'off'):   # metadata on with the audio fallback (the default), and without it
+      for fb in [f for f in ('on', 'mix', 'off') if f in set(g.fallback)]:   # metadata on: audio fallback, mixed fallback, none
         on = g[(g.metadata == 'on') & (g.fallback == fb)].set_index('seed')
         seeds = on.index.intersection(off.index)   # per-seed pairs: same data, same split
         if not len(seeds): continue
@@ -93,6 +97,14 @@ if __name__ == '__main__':
                            unseen_diff=du, unseen_se=se(on.unseen - off_.unseen), unseen_ok=du >= -0.01, seen_on=on.seen.mean(), seen_off=off_.seen.mean(),
                            seen_diff=ds, seen_se=se(on.seen - off_.seen), seen_ok=ds >= 0))
     ck = pd.DataFrame(checks)
+    pairs = []   # the ways of treating an unknown city against each other (metadata on, default dropout), paired per seed
+    for (recipe, how), g in ([] if args.dropouts_only else df[(df.metadata == 'on') & (df.dropout == f'{CITY_DROPOUT:g}/{TIME_DROPOUT:g}')].groupby(['recipe', 'aggregate'], sort=False)):
+        x = g.pivot_table(index='seed', columns='fallback', values='unseen')
+        for a, b in (('on', 'off'), ('mix', 'off'), ('mix', 'on')):
+            if a in x and b in x:
+                d = (x[a] - x[b]).dropna()
+                if len(d) > 1: pairs.append(dict(recipe=recipe, aggregate=how, variant=a, against=b, n=len(d), unseen_diff=d.mean(), se=d.std(ddof=1) / np.sqrt(len(d))))
+    pr = pd.DataFrame(pairs)
     lines = ['# City and time: on vs off, seen and unseen cities', '',
              (f'`python bench/metadata.py --from-csv {" ".join(args.from_csv)}`: the runs below come from those files, each written by '
               '`python bench/metadata.py --out ...` (the commands are listed under the tables)' if args.from_csv else
@@ -104,7 +116,8 @@ if __name__ == '__main__':
              f'Default dropout (city/time) {CITY_DROPOUT:g}/{TIME_DROPOUT:g}; default aggregate `{DEFAULT_AGGREGATE}`.', '',
              'Mean ± std over seeds:', '', tab.to_markdown(), '',
              'Checks (means over seeds of the per-seed differences, default dropout; *_se: standard error of that mean): unseen on >= off - 0.01, seen on >= off', '',
-             ck.to_markdown(index=False, floatfmt='.3f') if len(ck) else '(no metadata-off runs: no checks)'] + (['', args.note] if args.note else [])
+             ck.to_markdown(index=False, floatfmt='.3f') if len(ck) else '(no metadata-off runs: no checks)'] + \
+            (['', 'Unseen-city accuracy of the fallback variants against each other (metadata on; fallback on = audio, off = the unknown-city row), paired per seed:', '', pr.to_markdown(index=False, floatfmt='.3f')] if len(pr) else []) + (['', args.note] if args.note else [])
     text = '\n'.join(lines); print(text)
     if args.out:
         Path(args.out).write_text(text + '\n')

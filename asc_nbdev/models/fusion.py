@@ -6,14 +6,15 @@ Docs: https://asc-nbdev.github.io/asc_nbdev/models.fusion.html.md"""
 
 # %% ../../nbs/06_models.fusion.ipynb #21062874
 from __future__ import annotations
-import torch, torch.nn as nn
+import math
+import torch, torch.nn as nn, torch.nn.functional as F
 import pandas as pd
 from fastcore.basics import ifnone
 from ..core import N_CITY_TOKENS, N_TIME_FEATURES, UNKNOWN_CITY
 
 # %% auto #0
-__all__ = ['FUSIONS', 'check_spec', 'check_meta', 'CityEmbedding', 'TimeEncoder', 'ContextEncoder', 'ConcatFusion', 'GatedFusion',
-           'AudioOnly', 'make_fusion', 'FusionHead', 'ASCModel', 'model_summary']
+__all__ = ['FUSIONS', 'FALLBACKS', 'check_spec', 'check_meta', 'CityEmbedding', 'TimeEncoder', 'ContextEncoder', 'ConcatFusion',
+           'GatedFusion', 'AudioOnly', 'make_fusion', 'fallback_mode', 'FusionHead', 'ASCModel', 'model_summary']
 
 # %% ../../nbs/06_models.fusion.ipynb #de7582aa
 def check_spec(x, # spectrogram batch, (batch, 1, frames, n_mels) or (batch, frames, n_mels)
@@ -188,6 +189,16 @@ def make_fusion(kind:str, # one of `FUSIONS`
     raise ValueError(f"unknown fusion {kind!r}; choose one of {list(FUSIONS)}")
 
 # %% ../../nbs/06_models.fusion.ipynb #a81a7156
+FALLBACKS = ('off', 'audio', 'mix')   # what a model does with a clip of a city it was not trained on
+
+def fallback_mode(v, # False/None/'off', True/'audio' or 'mix'
+                 ) -> str:
+    "The audio fallback's mode, one of `FALLBACKS`, from a recipe's or a model file's setting (booleans from before 'mix' existed)"
+    if v is None or v is False or v == 'off': return 'off'
+    if v is True or v == 'audio': return 'audio'
+    if v == 'mix': return 'mix'
+    raise ValueError(f"audio_fallback must be one of {list(FALLBACKS)} (or true/false), got {v!r}")
+
 class FusionHead(nn.Module):
     "Context encoder + fusion + MLP + final linear layer: everything a model has after its audio body"
     def __init__(self, d_audio:int, # size of the audio vector from the body
@@ -205,7 +216,7 @@ class FusionHead(nn.Module):
                  dropout:float=0., # dropout of those hidden layers
                  n_cities:int=N_CITY_TOKENS, # rows of the city embedding
                  name:str='model', # named in error messages
-                 audio_fallback:bool=False, # clips of an unknown city (or one not trained on) are classified from audio alone by `audio_fc`
+                 audio_fallback:bool|str=False, # clips of an unknown city (or one not trained on): 'audio' (or True) from audio alone by `audio_fc`, 'mix' the mean of its and the fused probabilities, 'off' (or False) the fused head
                 ):
         super().__init__()
         self.metadata, self.n_classes, self.name = metadata, n_classes, name
@@ -219,7 +230,8 @@ class FusionHead(nn.Module):
         self.fc = nn.Linear(d, n_classes)
         self.emb_dim = d
         # the audio-only classifier of unknown cities: a linear layer on the audio vector, trained on every clip (`AudioFallbackLoss`)
-        self.audio_fc = nn.Linear(d_audio, n_classes) if metadata and audio_fallback and use_city else None
+        self.fallback = fallback_mode(audio_fallback) if metadata and use_city else 'off'
+        self.audio_fc = nn.Linear(d_audio, n_classes) if self.fallback != 'off' else None
 
     def embedding(self,
                   a, # audio vector (batch, d_audio)
@@ -245,8 +257,10 @@ class FusionHead(nn.Module):
                ):
         out = self.fc(self.embedding(a, city, time))
         if self.audio_fc is None: return out
-        alone = self.audio_fc(a)   # also computed for known cities: its auxiliary loss trains it on every clip
-        return torch.where(self.unknown_city(city)[:, None], alone.to(out.dtype), out)
+        alone = self.audio_fc(a).to(out.dtype)   # also computed for known cities: its auxiliary loss trains it on every clip
+        if self.fallback == 'mix':   # log of the mean of the two probability vectors (a softmax of it gives that mean)
+            alone = torch.logsumexp(torch.stack([F.log_softmax(out, -1), F.log_softmax(alone, -1)]), 0) - math.log(2)
+        return torch.where(self.unknown_city(city)[:, None], alone, out)
 
 # %% ../../nbs/06_models.fusion.ipynb #109d9328
 class ASCModel(nn.Module):
