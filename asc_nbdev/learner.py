@@ -24,8 +24,9 @@ __all__ = ['ASCLoss', 'cross_entropy', 'label_smoothing_ce', 'per_city_accuracy'
 class ASCLoss(nn.Module):
     "Cross-entropy for hard or soft targets, with optional label smoothing and per-sample weights"
     def __init__(self, smoothing:float=0., # label smoothing alpha (seed 003: 0.1)
-                 reduction:str='mean', # 'mean' or 'sum' over the batch; anything else (e.g. 'none'): per-sample losses
+                 reduction:str='mean', # 'mean' or 'sum' over the batch, or 'none': per-sample losses (fastai's get_preds sets it)
                 ):
+        if reduction not in ('mean', 'sum', 'none'): raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
         super().__init__(); store_attr()
     def forward(self,
                 pred:torch.Tensor, # logits (batch, classes)

@@ -192,7 +192,7 @@ class ASCDataLoaders(DataLoaders):
                    max_n:int=6, # most spectrograms drawn
                    ncols:int=3, # spectrograms per row
                    figsize=None, # matplotlib figure size; None: 3.2 x 2.2 inches per spectrogram
-                   dl=None, # loader whose items are drawn and give the hours; None: the training loader
+                   dl=None, # loader whose items are drawn when `b` is None; None: the training loader
                   ):
         "Draw spectrograms of a batch, titled with label, city and hour"
         import matplotlib.pyplot as plt
@@ -209,8 +209,9 @@ class ASCDataLoaders(DataLoaders):
             y = b[3][k] if len(b) > 3 else None
             lab = '?' if y is None else CLASSES[int(y.argmax() if y.ndim else y)]
             c = int(b[1][k]); city = CITIES[c] if c < len(CITIES) else 'unknown city'
-            h = dl.items.hours[idx[k]] if dl.items.hours is not None else np.nan
-            ax.set_title(f"{lab} | {city} | {'?' if np.isnan(h) else int(h)}h", fontsize=8)
+            tf = b[2][k].float().cpu().numpy()   # the clip's own time features: sin/cos of the hour first, all zero = no time
+            h = np.nan if not tf.any() else int(round(np.arctan2(tf[0], tf[1]) * 24 / (2 * np.pi))) % 24
+            ax.set_title(f"{lab} | {city} | {'?' if np.isnan(h) else h}h", fontsize=8)
             ax.set_xticks([]); ax.set_yticks([])
         plt.tight_layout()
         return fig
