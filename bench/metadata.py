@@ -86,7 +86,7 @@ if __name__ == '__main__':
     groups = [] if args.dropouts_only else df[df.dropout.isin(['-', f'{CITY_DROPOUT:g}/{TIME_DROPOUT:g}'])].groupby(['recipe', 'aggregate'], sort=False)
     for (recipe, how), g in groups:
       off = g[g.metadata == 'off'].set_index('seed')
-      for fb in [f for f in ('on', 'mix', 'off') if f in set(g.fallback)]:   # metadata on: audio fallback, mixed fallback, none
+      for fb in [f for f in ('on', 'time', 'mix', 'off') if f in set(g.fallback)]:   # metadata on: audio fallback, audio+time, mixed, none
         on = g[(g.metadata == 'on') & (g.fallback == fb)].set_index('seed')
         seeds = on.index.intersection(off.index)   # per-seed pairs: same data, same split
         if not len(seeds): continue
@@ -100,7 +100,7 @@ if __name__ == '__main__':
     pairs = []   # the ways of treating an unknown city against each other (metadata on, default dropout), paired per seed
     for (recipe, how), g in ([] if args.dropouts_only else df[(df.metadata == 'on') & (df.dropout == f'{CITY_DROPOUT:g}/{TIME_DROPOUT:g}')].groupby(['recipe', 'aggregate'], sort=False)):
         x = g.pivot_table(index='seed', columns='fallback', values='unseen')
-        for a, b in (('on', 'off'), ('mix', 'off'), ('mix', 'on')):
+        for a, b in (('on', 'off'), ('time', 'off'), ('mix', 'off'), ('time', 'on'), ('mix', 'on')):
             if a in x and b in x:
                 d = (x[a] - x[b]).dropna()
                 if len(d) > 1: pairs.append(dict(recipe=recipe, aggregate=how, variant=a, against=b, n=len(d), unseen_diff=d.mean(), se=d.std(ddof=1) / np.sqrt(len(d))))

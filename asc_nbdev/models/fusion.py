@@ -189,14 +189,14 @@ def make_fusion(kind:str, # one of `FUSIONS`
     raise ValueError(f"unknown fusion {kind!r}; choose one of {list(FUSIONS)}")
 
 # %% ../../nbs/06_models.fusion.ipynb #a81a7156
-FALLBACKS = ('off', 'audio', 'mix')   # what a model does with a clip of a city it was not trained on
+FALLBACKS = ('off', 'audio', 'mix', 'time')   # what a model does with a clip of a city it was not trained on
 
 def fallback_mode(v, # False/None/'off', True/'audio' or 'mix'
                  ) -> str:
-    "The audio fallback's mode, one of `FALLBACKS`, from a recipe's or a model file's setting (booleans from before 'mix' existed)"
+    "The audio fallback's mode, one of `FALLBACKS`, from a recipe's or a model file's setting (booleans from before the modes existed)"
     if v is None or v is False or v == 'off': return 'off'
     if v is True or v == 'audio': return 'audio'
-    if v == 'mix': return 'mix'
+    if v in ('mix', 'time'): return v
     raise ValueError(f"audio_fallback must be one of {list(FALLBACKS)} (or true/false), got {v!r}")
 
 class FusionHead(nn.Module):
@@ -216,7 +216,7 @@ class FusionHead(nn.Module):
                  dropout:float=0., # dropout of those hidden layers
                  n_cities:int=N_CITY_TOKENS, # rows of the city embedding
                  name:str='model', # named in error messages
-                 audio_fallback:bool|str=False, # clips of an unknown city (or one not trained on): 'audio' (or True) from audio alone by `audio_fc`, 'mix' the mean of its and the fused probabilities, 'off' (or False) the fused head
+                 audio_fallback:bool|str=False, # clips of an unknown city (or one not trained on): 'audio' (or True) from audio alone by `audio_fc`, 'time' from audio and time, 'mix' the mean of the audio and the fused probabilities, 'off' (or False) the fused head
                 ):
         super().__init__()
         self.metadata, self.n_classes, self.name = metadata, n_classes, name
@@ -231,7 +231,9 @@ class FusionHead(nn.Module):
         self.emb_dim = d
         # the audio-only classifier of unknown cities: a linear layer on the audio vector, trained on every clip (`AudioFallbackLoss`)
         self.fallback = fallback_mode(audio_fallback) if metadata and use_city else 'off'
-        self.audio_fc = nn.Linear(d_audio, n_classes) if self.fallback != 'off' else None
+        if self.fallback == 'time' and self.context.time is None: self.fallback = 'audio'   # no time input: audio alone
+        d_fb = d_audio + (self.context.time.out_dim if self.fallback == 'time' else 0)
+        self.audio_fc = nn.Linear(d_fb, n_classes) if self.fallback != 'off' else None
 
     def embedding(self,
                   a, # audio vector (batch, d_audio)
@@ -257,7 +259,10 @@ class FusionHead(nn.Module):
                ):
         out = self.fc(self.embedding(a, city, time))
         if self.audio_fc is None: return out
-        alone = self.audio_fc(a).to(out.dtype)   # also computed for known cities: its auxiliary loss trains it on every clip
+        if self.fallback == 'time':   # audio and the time encoding, no city
+            city, time = check_meta(city, time, a.shape[0], self.context.n_cities, self.context.n_time, self.name)
+            alone = self.audio_fc(torch.cat([a, self.context.time(time).to(a.dtype)], 1)).to(out.dtype)
+        else: alone = self.audio_fc(a).to(out.dtype)   # also computed for known cities: its auxiliary loss trains it on every clip
         if self.fallback == 'mix':   # log of the mean of the two probability vectors (a softmax of it gives that mean)
             alone = torch.logsumexp(torch.stack([F.log_softmax(out, -1), F.log_softmax(alone, -1)]), 0) - math.log(2)
         return torch.where(self.unknown_city(city)[:, None], alone, out)
