@@ -153,8 +153,7 @@ def class_metrics(pred, # predicted class indices
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')   # undefined figures are NaN here, on purpose
         prec, rec, f1, sup = precision_recall_fscore_support(np.asarray(targ), np.asarray(pred), labels=np.arange(len(classes)), zero_division=np.nan)
-    tp = np.diag(confusion(pred, targ, len(classes)))
-    f1 = np.where(sup == 0, np.nan, np.where(tp > 0, f1, 0.))   # a class never found: F1 0; a class absent: undefined
+    f1 = np.where(sup == 0, np.nan, np.where(rec > 0, f1, 0.))   # a class never found: F1 0; a class absent: undefined
     return pd.DataFrame({'precision': prec, 'recall': rec, 'f1': f1, 'support': sup.astype(int)},
                         index=pd.Index(classes, name='class'))
 

@@ -6,16 +6,17 @@ Docs: https://asc-nbdev.github.io/asc_nbdev/pipeline.html.md"""
 
 # %% ../nbs/18_pipeline.ipynb #6a20ae92
 from __future__ import annotations
-import json, shutil, sys, time, warnings
+import importlib.util, json, shutil, sys, time, warnings
 from pathlib import Path
 import numpy as np, pandas as pd, torch, torch.nn.functional as F
 from fastcore.script import call_parse, store_true
+from fastprogress.fastprogress import progress_bar
 from .core import *
 from . import __version__
 from .data.metadata import read_meta, make_split, TIME_FORMAT, SPLITS, MetadataError, time_features
 from .data.loaders import asc_dataloaders, ASCItems, ASCDataLoader
 from .features import build_feature_cache, FeatureCache, AudioError
-from .models.zoo import save_asc_model, load_asc_model, MODEL_FORMAT
+from .models.zoo import save_asc_model, load_asc_model, MODEL_FORMAT, _plain
 from .learner import predict_probs, history_frame, _balanced_accuracy, per_city_accuracy
 from .recipes import Recipe, get_recipe, fit_recipe, make_model, load_recipe, apply_overrides, resolve_precision, PRECISIONS
 from .hard_samples import weight_hard_samples
@@ -29,10 +30,6 @@ __all__ = ['AGGREGATES', 'DEFAULT_AGGREGATE', 'REFERENCE_STAGE', 'LOGGERS', 'mod
            'format_report', 'predict_files', 'predict', 'asc_train', 'asc_predict']
 
 # %% ../nbs/18_pipeline.ipynb #35712a60
-def _plain(o):
-    "Recursively turn tuples and NumPy values into JSON-like plain data"
-    return json.loads(json.dumps(o, default=lambda v: v.tolist() if hasattr(v, 'tolist') else str(v)))
-
 def model_loader(cache, # a `FeatureCache` holding the clips
                  df:pd.DataFrame, # metadata rows of the clips (`read_meta`)
                  info:dict, # the `info` that `load_asc_model` returns (its `stats` normalise)
@@ -200,7 +197,8 @@ def _stage_train(d, recipe, dls, model, stage, title, truth_meta, seen, metadata
     kw['cbs'] = list(kw.get('cbs') or []) + stage_loggers(log_to, d, title)
     learn, s = fit_recipe(recipe, dls, model=model, stage=stage, metadata=metadata, path=d, progress=progress, fname=title, epoch_log=epoch_log,
                           deterministic=deterministic, **kw)
-    if log_to == 'wandb': __import__('wandb').finish()
+    if log_to == 'wandb':
+        import wandb; wandb.finish()   # one wandb run per stage
     save_asc_model(learn.model, d/'model.pt', recipe, dls.stats)
     save_json(recipe.to_dict(), d/'recipe.json')
     probs = _save_stage_plots(d, learn, s, dls, title)
@@ -308,9 +306,8 @@ def run_pipeline(out, # output folder
         init_model = load_official_se_trans(init_official, make_model(recipe, metadata=metadata), fc=False, context=None)
     if aggregate not in AGGREGATES: raise ValueError(f"unknown aggregate {aggregate!r}; expected one of {list(AGGREGATES)}")
     if log_to not in (None, *LOGGERS): raise ValueError(f"unknown logger {log_to!r}; expected one of {list(LOGGERS)}")
-    pkg = dict(tensorboard='tensorboard', wandb='wandb').get(log_to)
-    if pkg and __import__('importlib.util').util.find_spec(pkg) is None:   # say so now, not after the first stage
-        raise ImportError(f"--log {log_to} needs the {pkg} package: pip install {pkg}")
+    if log_to in ('tensorboard', 'wandb') and importlib.util.find_spec(log_to) is None:   # say so now, not after the first stage
+        raise ImportError(f"--log {log_to} needs the {log_to} package: pip install {log_to}")
     if reference_model is not None:
         if not recipe.hard_samples: raise ValueError(f"a reference model weights hard samples; recipe {recipe.name} has hard_samples off (set hard_samples=true)")
         if not Path(reference_model).is_file(): raise FileNotFoundError(f"reference model file not found: {reference_model}")
@@ -659,12 +656,13 @@ def _per_file(v, n:int, what:str) -> list:
     return v
 
 def predict(model, # a model file saved by asc-train (`save_asc_model`), or `(model, info)` from `load_asc_model`
-            files, # an audio file, a list of files, or a folder (its .wav, .flac and .ogg files)
+            files, # an audio file, a folder (its .wav, .flac and .ogg files), or a list of them
             city=None, # the recording city (one for all files, or a list); None or a name outside the model's cities: unknown
             time=None, # the recording time 'YYYY-MM-DD HH:MM:SS' (one, or a list); None: no time
             device=None, # where to compute ('auto' / None: a GPU when there is one)
             on_error:str='raise', # unreadable audio: 'raise', or 'skip' (the file's row says why, no label)
-            batch_size:int=16, # clips per forward pass
+            batch_size:int=16, # clips read and predicted at a time (memory holds one batch of waveforms)
+            progress:bool=False, # a progress bar over the batches
            ) -> pd.DataFrame:
     "Scene labels and class probabilities of audio files, without a metadata CSV or a feature cache"
     from asc_nbdev.features import LogMel, load_audio, AUDIO_EXTENSIONS
@@ -672,11 +670,14 @@ def predict(model, # a model file saved by asc-train (`save_asc_model`), or `(mo
     name = model if isinstance(model, (str, Path)) else 'the model'
     m, info = load_asc_model(model) if isinstance(model, (str, Path)) else model
     fp = _model_features(info, name)
-    if isinstance(files, (str, Path)) and Path(files).is_dir():
-        folder = Path(files); files = sorted(p for p in folder.iterdir() if p.suffix.lower() in AUDIO_EXTENSIONS)
-        if not files: raise FileNotFoundError(f"no audio files ({', '.join(AUDIO_EXTENSIONS)}) in {folder}")
-    files = [Path(files)] if isinstance(files, (str, Path)) else [Path(f) for f in files]
-    if not files: raise ValueError("no files to predict")
+    paths = []
+    for f in ([files] if isinstance(files, (str, Path)) else files):   # folders give their audio files, sorted
+        if not Path(f).is_dir(): paths.append(Path(f)); continue
+        found = sorted(p for p in Path(f).iterdir() if p.suffix.lower() in AUDIO_EXTENSIONS)
+        if not found: raise FileNotFoundError(f"no audio files ({', '.join(AUDIO_EXTENSIONS)}) in {f}")
+        paths += found
+    if not paths: raise ValueError("no files to predict")
+    files = paths
     blank = lambda v: v is None or (not isinstance(v, str) and pd.isna(v)) or not str(v).strip()   # None, NaN, NaT, ''
     cities = [None if blank(c) else str(c) for c in _per_file(city, len(files), 'city')]
     times = [None if blank(t) else str(t) for t in _per_file(time, len(files), 'time')]
@@ -688,33 +689,31 @@ def predict(model, # a model file saved by asc-train (`save_asc_model`), or `(mo
     mean = None if st.get('mean') is None else torch.tensor(st['mean'], dtype=torch.float32, device=dev)
     std = None if mean is None else torch.tensor(st['std'], dtype=torch.float32, device=dev)
     cast = getattr(torch, fp.get('dtype', 'float32'))   # as the feature cache stores them in training
-    m = m.to(dev).eval(); rows, probs = [], {}
-    ok = []
-    for i, f in enumerate(files):
-        try: y, _ = load_audio(f, sr=fe.sr, duration=fp.get('clip_seconds')); ok.append((i, y))
-        except AudioError as e:
-            if on_error == 'raise': raise
-            rows.append((i, str(e)))
-    by_len = {}
-    for i, y in ok: by_len.setdefault(len(y), []).append((i, y))   # clips of one length batch together
-    kc = set(m.known_cities or []) if m.metadata else set()
+    cidx = [UNKNOWN_CITY if c is None else city_index(c) for c in cities]
+    tf = time_features(['' if t is None else t for t in times], on_missing='zero')   # no time: zeros, as time dropout trains
+    m = m.to(dev).eval(); probs, errors = {}, {}
     with torch.inference_mode():
-        for group in by_len.values():
-            for k in range(0, len(group), batch_size):
-                part = group[k:k + batch_size]; idx = [i for i, _ in part]
-                x = fe(torch.from_numpy(np.stack([y for _, y in part])).to(dev)).to(cast).float()
+        for k in progress_bar(range(0, len(files), batch_size), display=progress, leave=False):
+            wav = {}
+            for i in range(k, min(k + batch_size, len(files))):
+                try: wav[i] = load_audio(files[i], sr=fe.sr, duration=fp.get('clip_seconds'))[0]
+                except AudioError as e:
+                    if on_error == 'raise': raise
+                    errors[i] = str(e)
+            by_len = {}
+            for i, y in wav.items(): by_len.setdefault(len(y), []).append(i)   # clips of one length go through together
+            for idx in by_len.values():
+                x = fe(torch.from_numpy(np.stack([wav[i] for i in idx])).to(dev)).to(cast).float()
                 if mean is not None: x = (x - mean) / std
-                c = torch.tensor([city_index(cities[i]) if cities[i] is not None else UNKNOWN_CITY for i in idx], device=dev)
-                t = torch.from_numpy(time_features([times[i] if times[i] is not None else '' for i in idx], on_missing='zero')).to(dev)
-                p = F.softmax(m(x[:, None], c, t).float(), -1).cpu().numpy()
-                probs.update(zip(idx, p))
+                p = m(x[:, None], torch.tensor([cidx[i] for i in idx], device=dev), torch.from_numpy(tf[idx]).to(dev))
+                probs.update(zip(idx, F.softmax(p.float(), -1).cpu().numpy()))
+    known = set(m.known_cities or [])
     out = []
     for i, f in enumerate(files):
-        ci = city_index(cities[i]) if cities[i] is not None else UNKNOWN_CITY
-        r = dict(filename=str(f), city=cities[i], time=times[i],
-                 city_used=('unknown' if ci == UNKNOWN_CITY or (m.metadata and ci not in kc) else cities[i]) if m.metadata else 'not used')
+        used = 'not used' if not m.metadata else 'unknown' if cidx[i] not in known else cities[i]
+        r = dict(filename=str(f), city=cities[i], time=times[i], city_used=used)
         if i in probs: r.update(scene_label=CLASSES[int(probs[i].argmax())], confidence=float(probs[i].max()), **dict(zip(CLASSES, probs[i].tolist())), error='')
-        else: r.update(scene_label=None, confidence=np.nan, **{c: np.nan for c in CLASSES}, error=dict(rows)[i])
+        else: r.update(scene_label=None, confidence=np.nan, **{c: np.nan for c in CLASSES}, error=errors[i])
         out.append(r)
     return pd.DataFrame(out)
 
@@ -822,10 +821,7 @@ def asc_predict(*files:str, # audio files or folders to predict without a metada
         if not model: _fail("asc-predict: error: missing --model; usage: asc-predict --model PATH FILE... [--city C] [--time T] [--out OUT.csv]")
         if city is not None and not is_known_city(city): print(f"city {city!r} is not one of the 22 cities of the vocabulary: predicted as an unknown city")
         try:
-            paths = []
-            from asc_nbdev.features import AUDIO_EXTENSIONS
-            for f in files: paths += sorted(p for p in Path(f).iterdir() if p.suffix.lower() in AUDIO_EXTENSIONS) if Path(f).is_dir() else [Path(f)]
-            res = predict(model, paths, city, time, device=device, on_error=on_error)
+            res = predict(model, list(files), city, time, device=device, on_error=on_error, progress=sys.stdout.isatty())
             with atomic_write(out, 'w') as fh: res.to_csv(fh, index=False)
         except (MetadataError, AudioError, OSError, ValueError, KeyError) as e: _fail(f"asc-predict: error: {e}")
         bad = res[res.error != '']

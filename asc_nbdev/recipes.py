@@ -7,6 +7,7 @@ Docs: https://asc-nbdev.github.io/asc_nbdev/recipes.html.md"""
 # %% ../nbs/13_recipes.ipynb #c063db32
 from __future__ import annotations
 import copy, dataclasses, time, contextlib, io, sys, warnings
+from pathlib import Path
 from dataclasses import dataclass, field, asdict
 import numpy as np, pandas as pd, torch
 from .core import *
@@ -287,7 +288,7 @@ def fit_recipe(recipe:Recipe, # the system's settings
     "Train `recipe` on `dls` (a model is made unless given); returns `(learner, summary dict)`"
     from asc_nbdev.models.zoo import freeze_blocks
     seed_everything(recipe.seed, deterministic)
-    __import__('pathlib').Path(path).mkdir(parents=True, exist_ok=True)   # history.csv and the checkpoints go there
+    Path(path).mkdir(parents=True, exist_ok=True)   # history.csv and the checkpoints go there
     model = model if model is not None else make_model(recipe, metadata=metadata)
     if recipe.freeze_blocks and stage != 'pretrain': freeze_blocks(model, recipe.freeze_blocks)
     if metadata: model.set_known_cities(np.unique(dls.train.items.city))   # every other city is the unknown city

@@ -191,7 +191,7 @@ def make_fusion(kind:str, # one of `FUSIONS`
 # %% ../../nbs/06_models.fusion.ipynb #a81a7156
 FALLBACKS = ('off', 'audio', 'mix', 'time')   # what a model does with a clip of a city it was not trained on
 
-def fallback_mode(v, # False/None/'off', True/'audio' or 'mix'
+def fallback_mode(v, # False/None/'off', True/'audio', 'time' or 'mix'
                  ) -> str:
     "The audio fallback's mode, one of `FALLBACKS`, from a recipe's or a model file's setting (booleans from before the modes existed)"
     if v is None or v is False or v == 'off': return 'off'
@@ -257,12 +257,12 @@ class FusionHead(nn.Module):
                 city=None, # city indices (batch,), `UNKNOWN_CITY` for an unknown city; needed when built with `metadata`
                 time=None, # time features (batch, N_TIME_FEATURES), zeros for no time; needed when built with `metadata`
                ):
-        out = self.fc(self.embedding(a, city, time))
-        if self.audio_fc is None: return out
-        if self.fallback == 'time':   # audio and the time encoding, no city
-            city, time = check_meta(city, time, a.shape[0], self.context.n_cities, self.context.n_time, self.name)
-            alone = self.audio_fc(torch.cat([a, self.context.time(time).to(a.dtype)], 1)).to(out.dtype)
-        else: alone = self.audio_fc(a).to(out.dtype)   # also computed for known cities: its auxiliary loss trains it on every clip
+        if self.audio_fc is None: return self.fc(self.embedding(a, city, time))
+        city, time = check_meta(city, time, a.shape[0], self.context.n_cities, self.context.n_time, self.name)   # once
+        out = self.fc(self.mlp(self.fusion(a, self.context(city, time))))
+        # the fallback classifier runs on every clip: its auxiliary loss trains it on known cities too
+        fb_in = torch.cat([a, self.context.time(time).to(a.dtype)], 1) if self.fallback == 'time' else a   # 'time': no city
+        alone = self.audio_fc(fb_in).to(out.dtype)
         if self.fallback == 'mix':   # log of the mean of the two probability vectors (a softmax of it gives that mean)
             alone = torch.logsumexp(torch.stack([F.log_softmax(out, -1), F.log_softmax(alone, -1)]), 0) - math.log(2)
         return torch.where(self.unknown_city(city)[:, None], alone, out)
