@@ -693,7 +693,8 @@ def predict(model, # a model file saved by asc-train (`save_asc_model`), or `(mo
     tf = time_features(['' if t is None else t for t in times], on_missing='zero')   # no time: zeros, as time dropout trains
     m = m.to(dev).eval(); probs, errors = {}, {}
     with torch.inference_mode():
-        for k in progress_bar(range(0, len(files), batch_size), display=progress, leave=False):
+        starts = range(0, len(files), batch_size)
+        for k in (progress_bar(starts, leave=False) if progress else starts):   # (display=False still prints a bar)
             wav = {}
             for i in range(k, min(k + batch_size, len(files))):
                 try: wav[i] = load_audio(files[i], sr=fe.sr, duration=fp.get('clip_seconds'))[0]
