@@ -14,8 +14,9 @@ warnings.filterwarnings('ignore', message=r'`torch\.jit\.script` is deprecated',
 
 # %% auto #0
 __all__ = ['CLASSES', 'CITIES', 'N_CLASSES', 'UNKNOWN_CITY', 'N_CITY_TOKENS', 'N_TIME_FEATURES', 'SAMPLE_RATE', 'CLIP_SECONDS',
-           'class_index', 'city_index', 'is_known_city', 'seed_everything', 'expect', 'pick_device', 'atomic_write',
-           'atomic_path', 'save_json', 'load_json']
+           'class_index', 'city_index', 'is_known_city', 'seed_everything', 'expect', 'pick_device', 'process_rank',
+           'process_count', 'is_main_process', 'init_processes', 'own_writes', 'process_barrier', 'gather_objects',
+           'broadcast_object', 'atomic_write', 'atomic_path', 'save_json', 'load_json']
 
 # %% ../nbs/00_core.ipynb #985be1c2
 CLASSES = ['Bus', 'Airport', 'Metro', 'Restaurant', 'Shopping mall', 'Public square',
@@ -92,16 +93,79 @@ def expect(value:float, # the figure, e.g. a validation accuracy
 # %% ../nbs/00_core.ipynb #57578ace
 def pick_device(device:str|None=None, # 'cpu', 'cuda', 'cuda:1', 'mps' or a `torch.device`; None or 'auto': CUDA, then MPS, then CPU
                ) -> 'torch.device':
-    "The `torch.device` for `device` ('cpu', 'cuda', 'cuda:1', 'mps'), or the best available when `None`/'auto'"
+    "The `torch.device` for `device` ('cpu', 'cuda', 'cuda:1', 'mps'), or the best available when `None`/'auto'; in a multi-process run 'cuda' is this process's GPU"
     import torch
     if device in (None, 'auto'):
-        if torch.cuda.is_available(): return torch.device('cuda')
-        if getattr(torch.backends, 'mps', None) is not None and torch.backends.mps.is_available(): return torch.device('mps')
-        return torch.device('cpu')
+        if torch.cuda.is_available(): device = 'cuda'
+        elif getattr(torch.backends, 'mps', None) is not None and torch.backends.mps.is_available(): return torch.device('mps')
+        else: return torch.device('cpu')
     dev = torch.device(device)
     if dev.type == 'cuda' and not torch.cuda.is_available():
         raise RuntimeError(f"device {device!r} was asked for, but PyTorch sees no CUDA GPU on this machine; use --device cpu")
+    if dev.type == 'cuda' and dev.index is None and process_count() > 1:   # torchrun / accelerate launch: one GPU per process
+        dev = torch.device('cuda', int(os.environ.get('LOCAL_RANK', 0)) % torch.cuda.device_count())
     return dev
+
+# %% ../nbs/00_core.ipynb #a1d0c002
+def process_rank() -> int:
+    "This process's rank in a multi-process run (torchrun / accelerate launch set `RANK`); 0 in a plain run"
+    return int(os.environ.get('RANK', 0))
+
+def process_count() -> int:
+    "Number of processes of this run (`WORLD_SIZE`); 1 in a plain run"
+    return int(os.environ.get('WORLD_SIZE', 1))
+
+def is_main_process() -> bool:
+    "True in the process that writes files and prints: rank 0, or the only one"
+    return process_rank() == 0
+
+def _group():
+    "torch.distributed when this run has several processes and their group is up, else None"
+    import torch.distributed as dist
+    return dist if process_count() > 1 and dist.is_available() and dist.is_initialized() else None
+
+def init_processes(device=None, # the run's device: 'cpu' gives a gloo group, a GPU an NCCL group (one GPU per process)
+                  ) -> bool:
+    "Join the process group of a multi-process run through Hugging Face Accelerate; False (nothing done) in a plain run"
+    if process_count() <= 1: return False
+    if _group() is not None: return True
+    try: from accelerate import PartialState
+    except ImportError:
+        raise ImportError("a run with several processes needs Hugging Face Accelerate: pip install 'asc-nbdev[distributed]'") from None
+    cpu = pick_device(device).type == 'cpu'
+    if cpu: os.environ['ACCELERATE_USE_CPU'] = 'true'   # gloo, and Accelerate keeps the model on the CPU
+    PartialState(cpu=cpu)
+    return True
+
+import contextvars
+_own_writes = contextvars.ContextVar('asc_own_writes', default=False)
+
+@contextlib.contextmanager
+def own_writes():
+    "Inside, this process writes its files even when it is not rank 0 (files that are its own, e.g. its share of a feature cache)"
+    tok = _own_writes.set(True)
+    try: yield
+    finally: _own_writes.reset(tok)
+
+def _writes() -> bool: return is_main_process() or _own_writes.get()
+
+def process_barrier():
+    "Wait until every process of the run gets here (nothing in a plain run)"
+    if (d := _group()) is not None: d.barrier()
+
+def gather_objects(obj, # any picklable object, e.g. this process's share of predictions
+                  ) -> list:
+    "Every process's `obj`, in rank order, on every process; `[obj]` in a plain run"
+    if (d := _group()) is None: return [obj]
+    out = [None] * process_count(); d.all_gather_object(out, obj)
+    return out
+
+def broadcast_object(obj, # rank 0's object is sent; the others' are ignored
+                     src:int=0, # the rank whose object everyone gets
+                    ):
+    "Rank `src`'s `obj` on every process; `obj` itself in a plain run"
+    if (d := _group()) is None: return obj
+    box = [obj]; d.broadcast_object_list(box, src); return box[0]
 
 # %% ../nbs/00_core.ipynb #b5770b19
 @contextlib.contextmanager
@@ -109,8 +173,12 @@ def atomic_write(path, # the final file
                  mode:str='wb', # file mode for writing ('w' for text)
                  **kwargs, # passed to `open`, e.g. `encoding='utf-8'`
                 ):
-    "Open a temporary file beside `path`; on success rename it to `path`, on error remove it"
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    "Open a temporary file beside `path`; on success rename it to `path`, on error remove it (other processes than rank 0: a scratch file)"
+    path = Path(path)
+    if not _writes():   # several processes: rank 0 writes; the others' copy goes to a scratch folder, removed at once
+        with tempfile.TemporaryDirectory() as td, open(Path(td)/path.name, mode, **kwargs) as f: yield f
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
     os.close(fd)
     try:
@@ -123,8 +191,12 @@ def atomic_write(path, # the final file
 @contextlib.contextmanager
 def atomic_path(path, # the final file; its suffix is kept on the temporary name
                ):
-    "Yield a temporary path beside `path` for a writer that wants a file name; rename on success"
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    "Yield a temporary path beside `path` for a writer that wants a file name; rename on success (other processes than rank 0: a scratch path)"
+    path = Path(path)
+    if not _writes():
+        with tempfile.TemporaryDirectory() as td: yield Path(td)/f'{path.stem}.tmp{path.suffix}'
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.stem}.', suffix=f'.tmp{path.suffix}')
     os.close(fd)
     try:

@@ -261,9 +261,12 @@ def pretrain_stage(d, # the stage folder (model.pt, features/, audio links)
     from asc_nbdev.recipes import fit_recipe, make_model
     from asc_nbdev.models.zoo import save_asc_model
     d = Path(d); df = read_external(specs, recipe)
-    links = d/'audio'; links.mkdir(parents=True, exist_ok=True)
-    for src, root in df[['source', 'root']].drop_duplicates().itertuples(index=False):
-        if not (links/src).exists(): os.symlink(root, links/src, target_is_directory=True)
+    links = d/'audio'
+    if is_main_process():   # several processes: rank 0 makes the links, the others wait
+        links.mkdir(parents=True, exist_ok=True)
+        for src, root in df[['source', 'root']].drop_duplicates().itertuples(index=False):
+            if not (links/src).exists(): os.symlink(root, links/src, target_is_directory=True)
+    process_barrier()
     meta = external_meta(df)
     cache = build_feature_cache(links, meta.filename, d/'features', clip_seconds=clip_seconds or CLIP_SECONDS,
                                 device=str(pick_device(device)), progress=progress)
@@ -271,7 +274,8 @@ def pretrain_stage(d, # the stage folder (model.pt, features/, audio links)
     r = recipe.replace(epochs=max(1, recipe.pretrain_epochs), freeze_blocks=0)
     learn, s = fit_recipe(r, dls, model=make_model(recipe, metadata=False), stage='pretrain', path=d, progress=progress)
     save_asc_model(learn.model, d/'model.pt', r, dls.stats)
-    import shutil; shutil.rmtree(d/'models', ignore_errors=True)
+    process_barrier()   # every process has loaded the best weights before rank 0 removes the checkpoints
+    if is_main_process(): import shutil; shutil.rmtree(d/'models', ignore_errors=True)
     counts = {c: int(v) for c, v in df.scene_label.value_counts().items()}
     return dict(name='stage0_pretrain', split='random', accuracy=s['accuracy'], balanced_accuracy=s['balanced_accuracy'],
                 n_train=len(dls.train.items), n_valid=len(dls.valid.items), epochs_run=s['epochs_run'],

@@ -18,6 +18,7 @@ from typing import Annotated
 from fastcore.script import call_parse, CliError, is_cli
 from fastprogress.fastprogress import progress_bar, ConsoleProgressBar
 from .core import SAMPLE_RATE, CLIP_SECONDS, atomic_write, atomic_path, save_json, load_json, pick_device
+from .core import process_rank, process_count, is_main_process, init_processes, process_barrier, gather_objects, broadcast_object, own_writes
 
 # %% auto #0
 __all__ = ['AUDIO_EXTENSIONS', 'LOGMEL_DEFAULTS', 'FEATURE_CACHE_VERSION', 'AudioError', 'AudioInfo', 'load_audio', 'find_audio',
@@ -497,7 +498,10 @@ def build_feature_cache(audio_dir, # folder with the audio files: FILENAME.wav, 
                         verbose:bool=True, # print the summary (counts, skipped files)
                         after_batch=None, # called as after_batch(batches_done, rows_done) after each saved batch
                         checkpoint_s:float=2.0, # save progress (sync to disk) at least this often, in seconds
-                       ) -> FeatureCache:
+                        sources=(), # other cache folders whose rows of unchanged files (same settings) are copied, not computed
+                        shard:bool=True, # in a multi-process run each process computes a share and rank 0 merges them; False: this process does all
+                        only_if_current:bool=False, # return the cache if it is up to date, else None, without writing anything
+                       ) -> FeatureCache|None:
     "Compute the log-mels of `filenames` into the cache folder `out`, reusing and resuming what is already there"
     t0 = time.time()
     if dtype not in ('float16', 'float32'): raise ValueError(f"dtype must be 'float16' or 'float32', not {dtype!r}")
@@ -509,11 +513,17 @@ def build_feature_cache(audio_dir, # folder with the audio files: FILENAME.wav, 
     idx = pd.Index(names)
     if idx.has_duplicates: raise ValueError(f'filenames listed more than once: {list(idx[idx.duplicated()].unique()[:5])}')
     say = print if verbose else (lambda *a, **k: None)
+    kw = dict(sr=sr, dtype=dtype, device=device, batch_size=batch_size, workers=workers, on_error=on_error, checkpoint_s=checkpoint_s)
+    if shard and process_count() > 1 and not only_if_current:
+        return _build_sharded(audio_dir, names, out, clip_seconds, kw, progress, verbose, after_batch)
     paths = [find_audio(audio_dir, n) for n in names]
     stats = [_stat(p) for p in paths]
     old = None
     with contextlib.suppress(Exception): old = FeatureCache(out)
     om = old.manifest if old is not None else {}
+    extra = []   # `sources`: other caches (e.g. the shares of a multi-process build) to copy unchanged rows from
+    for s in sources:
+        with contextlib.suppress(Exception): extra.append(FeatureCache(s))
     if clip_seconds is None:   # the median of the headers, unless the old cache measured it on these very files
         seen = {**om.get('files', {}), **{n: v['stat'] for n, v in om.get('skipped', {}).items()}}
         same = om.get('clip_seconds_from') == 'median' and seen == dict(zip(names, stats))
@@ -523,19 +533,24 @@ def build_feature_cache(audio_dir, # folder with the audio files: FILENAME.wav, 
     n_samples = int(round(clip_seconds*sr)); N, T, M = len(names), fe.n_frames(n_samples), fe.n_mels
     params = dict(fe.params, clip_seconds=clip_seconds, n_samples=n_samples, dtype=dtype, version=FEATURE_CACHE_VERSION)
     if old is not None and om['params'] != params: old, om = None, {}
+    srcs = [c for c in [old] + [c for c in extra if c.manifest['params'] == params] if c is not None]
 
-    # what the old cache has: rows to copy (unchanged files), verdicts on unchanged bad files
-    reuse, old_skip = {}, {}
-    if old is not None:
+    # what the old cache (and the other sources) have: rows to copy (unchanged files), verdicts on unchanged bad files
+    reuse, old_skip = {}, {}   # reuse: row -> (source, row there)
+    for k, c in reversed(list(enumerate(srcs))):   # the cache's own rows win
+        cm = c.manifest
         for r, (n, st) in enumerate(zip(names, stats)):
-            if om['files'].get(n, 0) == st: reuse[r] = int(old.index[n])
-            elif on_error == 'skip' and n in om['skipped'] and om['skipped'][n]['stat'] == st: old_skip[r] = om['skipped'][n]['problem']
-        if (len(reuse) + len(old_skip) == N and [names[r] for r in reuse] == list(old.index.index)
+            if cm['files'].get(n, 0) == st: reuse[r] = (k, int(c.index[n])); old_skip.pop(r, None)
+            elif on_error == 'skip' and n in cm['skipped'] and cm['skipped'][n]['stat'] == st: old_skip[r] = cm['skipped'][n]['problem']; reuse.pop(r, None)
+    if old is not None:
+        own = {r for r, (k, _) in reuse.items() if k == 0}
+        if (len(own) == len(reuse) and len(reuse) + len(old_skip) == N and [names[r] for r in sorted(reuse)] == list(old.index.index)
             and {names[r] for r in old_skip} == set(om['skipped'])):
             old.report = dict(clips=len(old), computed=0, reused=len(old), resumed=0, skipped=len(old_skip),
                               padded=len(om['padded']), cropped=len(om['cropped']), seconds=round(time.time()-t0, 2), up_to_date=True)
             say(f'{old}: up to date, nothing to compute')
             return old
+    if only_if_current: return None
 
     # the partial array and its progress log: resume when they belong to this same plan
     try:                     # a folder that cannot be written: say so before any work
@@ -558,7 +573,7 @@ def build_feature_cache(audio_dir, # folder with the audio files: FILENAME.wav, 
     done = {r: v for r, v in got[0].items() if v[0] == stats[r]}         # finished rows whose file is unchanged
     skipped = {r: v for r, v in got[1].items() if on_error == 'skip' and v[0] == stats[r]}
     n_resumed, n_reused, n_computed = len(done) + len(skipped), 0, 0
-    opad, ocrop = set(om.get('padded', [])), set(om.get('cropped', []))
+    opad = set().union(*(c.manifest.get('padded', []) for c in srcs)); ocrop = set().union(*(c.manifest.get('cropped', []) for c in srcs))
     logf, batches, pbar, threads = open(prog, 'a'), None, None, contextlib.ExitStack()
     pending, last = [], [time.time()]
     def checkpoint():   # the array to disk first, then the log lines that vouch for it
@@ -569,12 +584,14 @@ def build_feature_cache(audio_dir, # folder with the audio files: FILENAME.wav, 
         pending.append(rec)
         if force or time.time() - last[0] >= checkpoint_s: checkpoint()
     try:
-        copy = [r for r in reuse if r not in done]
+        copy = [r for r in sorted(reuse) if r not in done]
         for i in range(0, len(copy), 256):
-            rs = copy[i:i+256]
-            mm[rs] = read_rows(old.features, [reuse[r] for r in rs])
-            recs = [[r, stats[r], names[r] in opad, names[r] in ocrop] for r in rs]
-            log({'done': recs}); done.update({r: tuple(v) for r, *v in recs}); n_reused += len(rs)
+            for k, src in enumerate(srcs):
+                rs = [r for r in copy[i:i+256] if reuse[r][0] == k]
+                if not rs: continue
+                mm[rs] = read_rows(src.features, [reuse[r][1] for r in rs])
+                recs = [[r, stats[r], names[r] in opad, names[r] in ocrop] for r in rs]
+                log({'done': recs}); done.update({r: tuple(v) for r, *v in recs}); n_reused += len(rs)
         carry = [[r, stats[r], p] for r, p in old_skip.items() if r not in skipped]
         if carry: log({'skipped': carry}); skipped.update({r: (st, p) for r, st, p in carry})
 
@@ -642,6 +659,33 @@ def build_feature_cache(audio_dir, # folder with the audio files: FILENAME.wav, 
         for n, p in list(zip(sk['filename'], sk['problem']))[:10]: say(f'  {n}: {p}')
         if len(sk) > 10: say(f'  ... and {len(sk) - 10} more')
     return cache
+def _build_sharded(audio_dir, names, out, clip_seconds, kw, progress, verbose, after_batch):
+    "`build_feature_cache` in a multi-process run: each process computes every N-th clip into OUT/.shards, rank 0 merges them into OUT"
+    import shutil
+    init_processes(kw['device']); main, r, W = is_main_process(), process_rank(), process_count()
+    cur = build_feature_cache(audio_dir, names, out, clip_seconds=clip_seconds, progress=False, verbose=verbose, shard=False,
+                              only_if_current=True, **kw) if main else None
+    if broadcast_object(cur is not None): return cur if main else FeatureCache(out)
+    if clip_seconds is None: clip_seconds = broadcast_object(median_duration([find_audio(audio_dir, n) for n in names]) if main else None)
+    part = Path(out)/'.shards'/f'{r}-of-{W}'
+    err = None
+    try:
+        with own_writes():   # each process writes its own share
+            build_feature_cache(audio_dir, names[r::W], part, clip_seconds=clip_seconds, progress=progress and main, verbose=False,
+                                after_batch=after_batch if main else None, sources=[out], shard=False, **kw)
+    except Exception as e: err = e
+    errs = gather_objects(None if err is None else f'{type(err).__name__}: {err}')
+    if err is not None: raise err
+    if any(errs):
+        k = next(i for i, e in enumerate(errs) if e)
+        raise RuntimeError(f"feature extraction failed in process {k} of {W}: {errs[k]}")
+    cache = None
+    if main:   # every row is copied from the shares: nothing is computed again
+        cache = build_feature_cache(audio_dir, names, out, clip_seconds=clip_seconds, progress=False, verbose=verbose, shard=False,
+                                    sources=[Path(out)/'.shards'/f'{i}-of-{W}' for i in range(W)], **kw)
+        shutil.rmtree(Path(out)/'.shards', ignore_errors=True)
+    process_barrier()
+    return cache if main else FeatureCache(out)
 
 # %% ../nbs/03_features.ipynb #aa79e019
 @call_parse

@@ -60,8 +60,10 @@ class _Accum(Metric):
     "Collects predictions, targets and cities over one validation pass"
     def reset(self): self.p, self.t, self.c = [], [], []
     def accumulate(self, learn):
-        self.p.append(learn.pred.argmax(-1).detach().cpu()); self.t.append(_targets(learn.yb).detach().cpu())
-        self.c.append(learn.xb[1].detach().cpu() if len(learn.xb) > 1 else torch.zeros_like(self.t[-1]))
+        # a Learner's `to_detach` is its loader's: in a multi-process run (`ShardedDL`) it gathers every process's clips
+        det = getattr(learn, 'to_detach', None) or (lambda b: b.detach().cpu())
+        self.p.append(det(learn.pred.argmax(-1))); self.t.append(det(_targets(learn.yb)))
+        self.c.append(det(learn.xb[1]) if len(learn.xb) > 1 else torch.zeros_like(self.t[-1]))
     def _cat(self): return torch.cat(self.p).numpy(), torch.cat(self.t).numpy(), torch.cat(self.c).numpy()
 
 def _balanced_accuracy(targ, pred) -> float:
@@ -175,7 +177,15 @@ def predict_probs(model:nn.Module, # a model taking (x, city, time)
                   dl, # a loader whose batches start with x, city, time
                   device=None, # device to predict on: a name, a `torch.device`, or None for the best available (`pick_device`)
                  ) -> np.ndarray:
-    "Softmax probabilities of `model` on every batch of `dl` (inputs are the first three tensors)"
+    "Softmax probabilities of `model` on every batch of `dl` (inputs are the first three tensors); in a multi-process run each process predicts a share"
+    import torch.distributed as dist
+    if process_count() > 1 and dist.is_available() and dist.is_initialized() and hasattr(getattr(dl, 'items', None), 'subset'):
+        n, r, W = len(dl.items), process_rank(), process_count()   # this process's contiguous share, then every share in order
+        part = _predict(model, dl.new(items=dl.items.subset(np.arange(r * n // W, (r + 1) * n // W)), shuffle=False), device)
+        return np.concatenate(gather_objects(part))
+    return _predict(model, dl, device)
+
+def _predict(model, dl, device=None) -> np.ndarray:
     device = pick_device(device) if device is None or isinstance(device, str) else device
     model = model.to(device).eval(); out = []
     with torch.inference_mode():

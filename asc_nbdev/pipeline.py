@@ -6,7 +6,7 @@ Docs: https://asc-nbdev.github.io/asc_nbdev/pipeline.html.md"""
 
 # %% ../nbs/18_pipeline.ipynb #6a20ae92
 from __future__ import annotations
-import importlib.util, json, shutil, sys, time, warnings
+import importlib.util, json, os, shutil, sys, time, warnings
 from pathlib import Path
 import numpy as np, pandas as pd, torch, torch.nn.functional as F
 from fastcore.script import call_parse, store_true
@@ -78,12 +78,15 @@ def run_stage(out, # the run's output folder
                                 + ('; ...' if len(diff) > 6 else '') + "); use another output folder, or force=True (asc-train --force) to recompute")
         log(f"[{name}] done before, skipped (remove {d} to run it again)")
         return res
-    if d.exists(): shutil.rmtree(d)
-    d.mkdir(parents=True)
+    if is_main_process():   # several processes: rank 0 alone clears and writes the folder, the others wait for it
+        if d.exists(): shutil.rmtree(d)
+        d.mkdir(parents=True)
+    process_barrier()
     t0 = time.time(); res = fn(d) or {}
     res = dict(res, seconds=round(time.time() - t0, 1))
     if fingerprint is not None: res['fingerprint'] = _plain(fingerprint)
     save_json(res, done)
+    process_barrier()       # what rank 0 wrote (model, pseudo-labels) is read by every process next
     return res
 
 # %% ../nbs/18_pipeline.ipynb #5be56e67
@@ -143,8 +146,9 @@ def _save_stage_plots(d, learn, summary, dls, title):
     _savefig(ax.figure, d/'confusion.png')
     ax = plot_confidence(probs, dls.valid_meta['label'].to_numpy(), title=f'{title}: validation confidence')
     _savefig(ax.figure, d/'confidence.png')
-    pd.DataFrame(probs, columns=CLASSES).assign(filename=dls.valid_meta['filename'].to_numpy(),
-        label=dls.valid_meta['label'].to_numpy()).to_csv(d/'valid_probs.csv', index=False)
+    with atomic_write(d/'valid_probs.csv', 'w') as f:
+        pd.DataFrame(probs, columns=CLASSES).assign(filename=dls.valid_meta['filename'].to_numpy(),
+            label=dls.valid_meta['label'].to_numpy()).to_csv(f, index=False)
     return probs
 
 def _savefig(fig, path):
@@ -182,8 +186,9 @@ def _hard_weights(d, recipe, dls, reference, device=None) -> dict:
     st = info.get('stats') or {}
     hs = weight_hard_samples(dls, m, recipe.hard_threshold, device=device, stats=(st.get('mean'), st.get('std')))
     n = len(hs['confidence'])
-    pd.DataFrame({'filename': hs['names'] if hs['names'] is not None else np.arange(n), 'confidence': hs['confidence'],
-                  'weight': hs['weights'], 'hard': hs['hard'], 'pseudo': np.arange(n) >= len(dls.train_meta)}).to_csv(d/'hard_samples.csv', index=False)
+    with atomic_write(d/'hard_samples.csv', 'w') as f:
+        pd.DataFrame({'filename': hs['names'] if hs['names'] is not None else np.arange(n), 'confidence': hs['confidence'],
+                      'weight': hs['weights'], 'hard': hs['hard'], 'pseudo': np.arange(n) >= len(dls.train_meta)}).to_csv(f, index=False)
     _savefig(plot_hard_samples(hs, title=f"hard samples: confidence of {reference['name']}"), d/'hard_samples.png')
     return dict(hard_sample_summary(hs), reference=reference['name'])
 
@@ -194,18 +199,19 @@ def _stage_train(d, recipe, dls, model, stage, title, truth_meta, seen, metadata
         if reference is None: raise ValueError(f"recipe {recipe.name} weights hard samples: it needs a reference model (run_pipeline trains one, or give reference_model)")
         hs = _hard_weights(d, recipe, dls, reference, device)
     kw = dict(fit_kw or {}); log_to = kw.pop('log_to', None)
-    kw['cbs'] = list(kw.get('cbs') or []) + stage_loggers(log_to, d, title)
+    kw['cbs'] = list(kw.get('cbs') or []) + (stage_loggers(log_to, d, title) if is_main_process() else [])
     learn, s = fit_recipe(recipe, dls, model=model, stage=stage, metadata=metadata, path=d, progress=progress, fname=title, epoch_log=epoch_log,
                           deterministic=deterministic, **kw)
-    if log_to == 'wandb':
+    if log_to == 'wandb' and is_main_process():
         import wandb; wandb.finish()   # one wandb run per stage
+    process_barrier()   # every process has loaded the best epoch's weights before rank 0 removes the checkpoints
     save_asc_model(learn.model, d/'model.pt', recipe, dls.stats)
     save_json(recipe.to_dict(), d/'recipe.json')
     probs = _save_stage_plots(d, learn, s, dls, title)
     # the figures of the saved model as it predicts (fp32, eval mode): under mixed precision the epoch's metric can differ slightly
     lab = dls.valid_meta['label'].to_numpy(); pred = probs.argmax(1)
     s = dict(s, accuracy=float((pred == lab).mean()), balanced_accuracy=_balanced_accuracy(lab, pred))
-    (d/'models').exists() and shutil.rmtree(d/'models')   # fastai's best-epoch checkpoints: no longer needed
+    if is_main_process() and (d/'models').exists(): shutil.rmtree(d/'models')   # fastai's best-epoch checkpoints: no longer needed
     test = evaluate_test(learn.model, dls, truth_meta, seen, aggregate)
     n_lab = len(dls.train_meta)
     return dict(name=title, split=dls.split.strategy, accuracy=s['accuracy'],
@@ -286,8 +292,11 @@ def run_pipeline(out, # output folder
                 ) -> dict:
     "Run the semi-supervised pipeline; returns the report (also written to OUT/report.json)"
     t_start = time.time()
+    if init_processes(device) and not is_main_process():   # several processes (notebook 23): rank 0 alone prints and shows progress
+        log, progress = (lambda *a, **k: None), False
     out = Path(out); out.mkdir(parents=True, exist_ok=True)
-    try: (out/'.asc-write-probe').touch(); (out/'.asc-write-probe').unlink()   # fail now, not after hours of training
+    probe = out/f'.asc-write-probe-{os.getpid()}'
+    try: probe.touch(); probe.unlink()   # fail now, not after hours of training
     except OSError as e: raise PermissionError(f"cannot write the output folder {out}: {e.strerror}") from None
     recipe = get_recipe(recipe) if isinstance(recipe, str) else recipe
     if epochs: recipe = recipe.replace(epochs=epochs, pretrain_epochs=min(recipe.pretrain_epochs, epochs) if recipe.pretrain_epochs else 0)
@@ -756,6 +765,7 @@ def asc_train(recipe:str='li2025', # recipe: baseline, yang2025, li2025, atmaja2
               precision:Annotated[str, dict(choices=list(PRECISIONS))]='auto', # auto: fp32 (bf16 measured no faster and less accurate here, bench/gpu.md); bf16/fp16 need a GPU
               compile:store_true=False, # torch.compile the models (helps on a GPU; on a CPU it needs a C++ compiler and rarely pays)
               log:Annotated[str, dict(choices=list(LOGGERS))]='none', # also log training curves to tensorboard (OUT/STAGE/tensorboard) or wandb (package needed)
+              processes:int=1, # train data-parallel in N processes on this machine (one per GPU, or N CPU processes with --device cpu); the recipe's batch size stays the global batch
              ):
     "Train a recipe through the semi-supervised pipeline and predict the eval clips"
     from asc_nbdev.data.synthetic import make_synthetic
@@ -771,6 +781,10 @@ def asc_train(recipe:str='li2025', # recipe: baseline, yang2025, li2025, atmaja2
         if not 0 <= v < 1: _fail(f"asc-train: error: --{k.replace('_', '-')} must be in [0, 1), got {v}")
         r = r.replace(**{k: v})
     if seeds is not None and seeds < 1: _fail(f"asc-train: error: --seeds must be at least 1, got {seeds}")
+    if processes < 1: _fail(f"asc-train: error: --processes must be at least 1, got {processes}")
+    if processes > 1 and process_count() > 1: _fail("asc-train: error: --processes starts the processes itself; leave it out under torchrun or accelerate launch")
+    if processes > 1 and r.bs % processes: _fail(f"asc-train: error: the batch size {r.bs} does not split into {processes} processes; --set bs=... a multiple of {processes}")
+    if process_count() > 1 and r.bs % process_count(): _fail(f"asc-train: error: the batch size {r.bs} does not split into {process_count()} processes")
     if folds is not None and folds < 2: _fail(f"asc-train: error: --folds must be at least 2, got {folds}")
     if reference_model is not None and not r.hard_samples:
         _fail(f"asc-train: error: --reference-model weights hard samples; recipe {r.name} has hard_samples off (atmaja2025 has it on, or --set hard_samples=true)")
@@ -786,14 +800,27 @@ def asc_train(recipe:str='li2025', # recipe: baseline, yang2025, li2025, atmaja2
     if demo:
         if audio or meta: _fail("asc-train: error: --demo makes its own data; leave out --audio/--meta")
         data = out/'data'
-        if not (data/'truth.csv').exists():
+        if not (data/'truth.csv').exists() and is_main_process():
             kw = dict(preset='demo')
             if n_clips: kw['n_clips'] = n_clips
             if data_seed is not None or seed is not None: kw['seed'] = data_seed if data_seed is not None else seed
             try: make_synthetic(data, progress=sys.stdout.isatty(), **kw)
             except (ValueError, OSError) as e: _fail(f"asc-train: error: {e}")
+        if process_count() > 1: init_processes(device); process_barrier()   # the others wait for rank 0's data
         audio, meta, eval_meta, truth = data/'audio', data/'dev_metadata.csv', data/'eval_metadata.csv', data/'truth.csv'
     elif not (audio and meta): _fail("asc-train: error: give --demo, or --audio DIR and --meta CSV")
+    if processes > 1:   # start the processes (torchrun), each running this command without --processes; notebook 23
+        from asc_nbdev.distributed import launch_processes
+        args, skip = [], False
+        for a in sys.argv[1:]:
+            if skip: skip = False; continue
+            if a == '--processes': skip = True; continue
+            if a.startswith('--processes='): continue
+            args.append(a)
+        try: rc = launch_processes(processes, args, device)
+        except (ValueError, ImportError, RuntimeError) as e: _fail(f"asc-train: error: {e}")
+        if rc: _fail(f"asc-train: error: {processes} processes: at least one failed (exit status {rc}); its error is printed above")
+        return None
     kw = dict(eval_meta=eval_meta, truth=truth, split=split, rounds=rounds, epochs=epochs, metadata=not no_metadata, aggregate=aggregate,
               force=force, deterministic=deterministic, init_official=init_path, precision=precision, compile=compile, log_to=log, reference_model=reference_model, pretrain=pre or None,
               device=device, on_error=on_error, progress=sys.stdout.isatty(), epoch_lines=not sys.stdout.isatty())   # bars on a terminal, else a line per epoch

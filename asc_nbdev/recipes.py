@@ -292,12 +292,17 @@ def fit_recipe(recipe:Recipe, # the system's settings
     model = model if model is not None else make_model(recipe, metadata=metadata)
     if recipe.freeze_blocks and stage != 'pretrain': freeze_blocks(model, recipe.freeze_blocks)
     if metadata: model.set_known_cities(np.unique(dls.train.items.city))   # every other city is the unknown city
+    multi, main = init_processes(dls.device), is_main_process()   # several processes (asc-train --processes N): notebook 23
+    if not main: progress, epoch_log = False, None                # rank 0 alone shows progress and writes the history
     learn = asc_learner(dls, model, lr=recipe.lr, loss_func=ASCLoss(recipe.smoothing), step=recipe.step, gamma=recipe.gamma,
                         monitor=recipe.monitor, patience=recipe.patience, fname=fname or f'{recipe.name}-{stage}',
-                        cbs=recipe_callbacks(recipe, stage) + [CSVLogger('history.csv')] + list(cbs or [])
+                        cbs=recipe_callbacks(recipe, stage) + ([CSVLogger('history.csv')] if main else []) + list(cbs or [])
                             + ([AudioFallbackLoss(recipe.fallback_weight)] if getattr(model.head, 'audio_fc', None) is not None else [])
                             + ([EpochLines(stage if fname is None else fname, epoch_log)] if epoch_log else []),
                         path=path, opt_func=recipe_opt_func(recipe))
+    if multi:
+        from asc_nbdev.distributed import distributed_trainer
+        learn.add_cb(distributed_trainer(dls.device))
     prec = resolve_precision(precision, next(model.parameters()).device if dls.device is None else dls.device)
     if prec == 'bf16': learn.to_bf16()
     elif prec == 'fp16': learn.to_fp16()
@@ -308,6 +313,11 @@ def fit_recipe(recipe:Recipe, # the system's settings
     with quiet, (learn.no_logging() if not progress else contextlib.nullcontext()):
         learn.fit(n, recipe.lr)
     h = history_frame(learn)
+    if multi:
+        from asc_nbdev.distributed import ASCDistributedTrainer
+        learn.remove_cbs([c for c in learn.cbs if isinstance(c, ASCDistributedTrainer)])
+        runs = gather_objects((len(h), h[recipe.monitor].round(6).tolist()))   # gathered metrics: every process stopped alike
+        if any(r != runs[0] for r in runs): raise RuntimeError(f"the processes disagree on the epochs or the validation {recipe.monitor}: {runs}")
     best = int(h[recipe.monitor].to_numpy().argmax())
     return learn, dict(stage=stage, epochs_run=len(h), best_epoch=best, seconds=round(time.time() - t0, 1),
                        **{k: float(h[k].iloc[best]) for k in ('accuracy', 'balanced_accuracy', 'city_accuracy')})

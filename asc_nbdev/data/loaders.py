@@ -57,6 +57,12 @@ class ASCItems:
             v = getattr(self, k)
             if v is not None and len(v) != n: raise ValueError(f"{k} has {len(v)} entries but there are {n} rows")
     def __len__(self): return len(self.rows)
+    def subset(self,
+               idx, # positions of the items to keep
+              ) -> 'ASCItems':
+        "The items at positions `idx` (e.g. one process's share of a prediction)"
+        idx = np.asarray(idx, dtype=np.int64); pick = lambda v: None if v is None else v[idx]
+        return ASCItems(self.features, self.rows[idx], self.city[idx], self.time[idx], pick(self.y), pick(self.w), pick(self.names), pick(self.hours))
     @property
     def soft(self): return self.y is not None and self.y.ndim == 2
     def __getitem__(self, i): return i
@@ -224,7 +230,7 @@ def asc_dataloaders(meta:pd.DataFrame, # metadata from `read_meta`; its labeled 
                     pseudo:pd.DataFrame|None=None, # pseudo-labeled clips: filename + `label` or class columns, optional `weight`
                     soft:bool|None=None, # soft targets (default: when `pseudo` has class probability columns)
                     weights=None, # per-sample weights of the labeled training clips (hard-sample weighting)
-                    bs:int=64, # training batch size; validation batches hold twice as many clips
+                    bs:int=64, # training batch size (in a multi-process run the global batch: each process loads bs / processes); validation batches hold twice as many clips
                     city_dropout:float=0., # rate of replacing a training clip's city with the unknown city
                     time_dropout:float=0., # rate of replacing a training clip's time with 'no time'
                     device=None, # device the batches go to (page-locked for CUDA); None: they stay on the CPU
@@ -266,7 +272,7 @@ def asc_dataloaders(meta:pd.DataFrame, # metadata from `read_meta`; its labeled 
         leak |= ps['filename'].isin(set(lab['filename']))  # a labeled clip keeps its true label
         if leak.any():
             dropped['pseudo_in_validation'] = int(leak.sum())
-            print(f"pseudo-labels: {int(leak.sum())} of {len(ps)} clips share a validation "
+            if is_main_process(): print(f"pseudo-labels: {int(leak.sum())} of {len(ps)} clips share a validation "
                   f"{group if held is not None else 'city'} or are labeled, and are left out of training")
             ps = ps[~leak].reset_index(drop=True)
         pn, pc, ptf, ph = _meta_arrays(ps)
@@ -283,7 +289,10 @@ def asc_dataloaders(meta:pd.DataFrame, # metadata from `read_meta`; its labeled 
     vn, vc, vtf, vh = _meta_arrays(va)
     yv = np.eye(N_CLASSES, dtype=np.float32)[yva] if soft else yva
     iva = ASCItems(cache.features, cache.rows(vn), vc, vtf, yv, None if wtr is None else np.ones(len(va), np.float32), vn, vh)
-    dtr = ASCDataLoader(itr, bs=bs, shuffle=True, drop_last=len(itr) > bs, mean=mean, std=std,
+    W = process_count()   # several processes (notebook 23): each loads its share of every global batch
+    if bs % W: raise ValueError(f"the batch size {bs} does not split into {W} processes; use a multiple of {W}")
+    bs //= W
+    dtr = ASCDataLoader(itr, bs=bs, shuffle=True, drop_last=len(itr) > bs * W, mean=mean, std=std,
                         city_dropout=city_dropout, time_dropout=time_dropout, seed=seed, device=device, pin_memory=_pin(device))
     dva = ASCDataLoader(iva, bs=bs * 2, mean=mean, std=std, device=device, pin_memory=_pin(device))
     dls = ASCDataLoaders(dtr, dva, device=device)
