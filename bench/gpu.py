@@ -77,26 +77,32 @@ def training_part(steps, quick, out, compile_only=False):
         cache = build_feature_cache(d/'data'/'audio', meta.filename, d/'f', progress=False, verbose=False, device=str(device))
         dls = asc_dataloaders(meta, cache, 'random', bs=bs, device=device)   # the library's loader: pinned batches on a GPU
         archs = ('se_trans', 'resnet_attention', 'mobileascnet', 'fcnn')
-        configs = [('fp32', True)] if compile_only else [('fp32', False), ('bf16', False)]
+        configs = [('fp32', True)] if compile_only else [('fp32', False), ('bf16', False), ('fp32-sync', False)]
         for prec, comp in configs:
+            # 'fp32-sync': the loader without its background thread (prefetch=0), for the data-wait comparison
+            dl = dls.train.new(prefetch=0) if prec == 'fp32-sync' else dls.train
             for arch in archs:
                 kw = QUICK_MODEL_KWARGS.get(arch, {}) if quick else {}
                 if gpu: torch.cuda.reset_peak_memory_stats()
                 torch.manual_seed(0); m = create_model(arch, **kw)
-                try: RES[(arch, prec, comp)] = train_rate(m, dls.train, steps, prec, comp, device)
+                try: RES[(arch, prec, comp)] = train_rate(m, dl, steps, prec.replace('-sync', ''), comp, device)
                 except Exception as e: print(f'{arch} {prec} compile={comp}: {type(e).__name__}: {e}'[:300], flush=True)
                 if (prec, comp) == ('fp32', False): PEAK[arch] = torch.cuda.max_memory_allocated() / 2**30 if gpu else float('nan')
                 print(arch, prec, 'compiled' if comp else 'eager', RES.get((arch, prec, comp)), flush=True)
         sec = [f'## Training ({"GPU " + torch.cuda.get_device_name() if gpu else "CPU, 1 thread"}; batch {bs}, '
                f'{cache.features.shape[1]} frames, {steps} timed steps after 3 warm-up steps)', '',
-               '| model | fp32 samples/s | bf16 samples/s | bf16 / fp32 | fp32 + compile samples/s | compile / eager | data wait (fp32) | data wait (bf16) | peak GPU memory (fp32) |',
-               '|---|---|---|---|---|---|---|---|---|']
+               f'| model | fp32 samples/s | bf16 samples/s | bf16 / fp32 | fp32 + compile samples/s | compile / eager | data wait (fp32) | data wait (bf16) | '
+               f'fp32 samples/s, loader without prefetch | data wait (fp32, without prefetch) | peak GPU memory (fp32) |',
+               '|---|---|---|---|---|---|---|---|---|---|---|']
         for arch in archs:
             g = lambda *k: RES.get((arch,) + k, (float('nan'), float('nan')))
             f32, b16, cmp = g('fp32', False)[0], g('bf16', False)[0], g('fp32', True)[0]
             sec.append(f'| {arch} | {f32:.1f} | {b16:.1f} | {b16 / f32:.2f} | {cmp:.1f} | {cmp / f32:.2f} | {g("fp32", False)[1]:.1%} | {g("bf16", False)[1]:.1%} | '
+                       f'{g("fp32-sync", False)[0]:.1f} | {g("fp32-sync", False)[1]:.1%} | '
                        + (f'{PEAK.get(arch, float("nan")):.2f} GiB |' if gpu else '– |'))
-        sec += ['', f'load {load_avg()}; targets: bf16 >= 1.5x fp32 on resnet_attention and fcnn (GPU).'
+        sec += ['', f'The loader makes batches ahead in a background thread (prefetch {dls.train.prefetch} here) and copies them without blocking; '
+                f'the "without prefetch" columns are the same loader with prefetch=0.',
+                '', f'load {load_avg()}; targets: bf16 >= 1.5x fp32 on resnet_attention and fcnn (GPU).'
                 + ('' if compile_only else ' The compile column is measured last; "nan" there: not (yet) measured.'), '']
         SECTIONS['train'] = sec; write(out)
 

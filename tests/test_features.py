@@ -375,6 +375,7 @@ def test_truncated_wav(tmp_path, subtype, channels):
 
 # ---------------------------------------------------------------- reading rows without mapping them
 def _mapped_kb(name):
+    "Resident kB of this process's mappings of files whose path ends with `name`"
     tot, cur = 0, False
     for line in Path('/proc/self/smaps').read_text().splitlines():
         f = line.split()
@@ -415,8 +416,8 @@ def test_read_rows(tmp_path, dtype, monkeypatch):
         monkeypatch.delattr(os, 'preadv')                                     # no preadv (Windows): seek and read
         np.testing.assert_array_equal(read_rows(m, [4, 5, 6, 100, 299]), a[[4, 5, 6, 100, 299]])
         monkeypatch.setattr(os, 'preadv', real, raising=False)
-    # no page of the file became resident through the map
-    if Path('/proc/self/smaps').exists(): assert _mapped_kb('f.npy') == 0
+    # no page of the file became resident through the map (this file's own path: other tests' caches in this worker do not count)
+    if Path('/proc/self/smaps').exists(): assert _mapped_kb(str(tmp_path/'f.npy')) == 0
     # the file replaced under an open map: both the map and read_rows still see the old one (the file is held open)
     np.save(tmp_path/'g.npy', a + 1); os.replace(tmp_path/'g.npy', tmp_path/'f.npy')
     np.testing.assert_array_equal(read_rows(m, [0, 1]), a[[0, 1]])
@@ -440,4 +441,4 @@ def test_loader_batches_leave_no_mapped_pages(folder, tmp_path):
         x = it.batch([3, 0, 1, 4], mean, std)[0]
         want = (ref[[5, 7, 2, 0]].astype(np.float32) - mean) / std
         np.testing.assert_allclose(x[:, 0].numpy(), want, rtol=1e-6, atol=1e-6)
-        assert _mapped_kb('features.npy') == 0
+        assert _mapped_kb(str(tmp_path/dtype/'features.npy')) == 0   # this cache's file (other tests' caches in this worker do not count)

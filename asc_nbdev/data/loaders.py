@@ -96,6 +96,31 @@ class ASCItems:
         return tuple(out)
 
 # %% ../../nbs/04_data.loaders.ipynb #4185299d
+import queue
+
+def _cuda(device) -> bool: return device is not None and torch.device(device).type == 'cuda'
+
+def _ahead(it, n:int):
+    "Items of iterator `it`, made up to `n` ahead by a background thread (its errors are raised here, in order)"
+    q, stop, done = queue.Queue(n), threading.Event(), object()
+    def work():
+        try:
+            for b in it:
+                while not stop.is_set():
+                    try: q.put(b, timeout=0.1); break
+                    except queue.Full: pass
+                if stop.is_set(): return
+            q.put(done)
+        except BaseException as e: q.put(e)
+    th = threading.Thread(target=work, daemon=True, name='asc-prefetch'); th.start()
+    try:
+        while True:
+            b = q.get()
+            if b is done: return
+            if isinstance(b, BaseException): raise b
+            yield b
+    finally: stop.set()
+
 class ASCDataLoader(DataLoader):
     "A fastai `DataLoader` over `ASCItems` that reads whole batches at once; three model inputs"
     n_inp = 3
@@ -109,10 +134,12 @@ class ASCDataLoader(DataLoader):
                  city_dropout:float=0., # rate of replacing the city with UNKNOWN_CITY (training only)
                  time_dropout:float=0., # rate of replacing the time with 'no time' (zero features; training only)
                  seed:int|None=None, # seeds the shuffling and the city/time dropout; None: unseeded
+                 prefetch:int|None=None, # batches made ahead by a background thread while the model computes; None: 2 for a CUDA device, else 0
                  **kwargs, # passed to fastai's `DataLoader`, e.g. `device`, `pin_memory`
                 ):
         super().__init__(items, bs=bs, shuffle=shuffle, drop_last=drop_last, **kwargs)
         self.items, self.city_dropout, self.time_dropout = items, city_dropout, time_dropout
+        self.prefetch = (2 if _cuda(self.device) else 0) if prefetch is None else int(prefetch)
         self.mean = None if mean is None else np.asarray(mean, np.float32)
         self.std = None if std is None else np.asarray(std, np.float32)
         self._rng = np.random.default_rng(seed)
@@ -123,13 +150,23 @@ class ASCDataLoader(DataLoader):
     def create_batch(self,
                      b, # positions of the items in this batch
                     ): return self.items.batch(b, self.mean, self.std, self.city_dropout, self._rng, self.time_dropout)
+    def __iter__(self):
+        "fastai's batches; for a CUDA device made `prefetch` batches ahead in a thread and copied without blocking"
+        dev = self.device
+        if not (_cuda(dev) or self.prefetch): yield from super().__iter__(); return
+        self.device = None   # fastai's copy would block: batches come on the CPU (page-locked) and are copied here
+        try:
+            src = super().__iter__()
+            if self.prefetch: src = _ahead(src, self.prefetch)
+            for b in src: yield tuple(t.to(dev, non_blocking=True) for t in b) if _cuda(dev) else b
+        finally: self.device = dev
     def new(self,
             items=None, # other `ASCItems`; None: this loader's
             cls=None, # class of the new loader; None: this one
             **kwargs, # settings to change (bs, shuffle, mean, std, city_dropout, device, ...); the rest are this loader's
            ):
         "A copy with other items or settings (fastai's `new`)"
-        kw = dict(bs=self.bs, shuffle=self.shuffle, drop_last=self.drop_last, mean=self.mean, std=self.std,
+        kw = dict(bs=self.bs, shuffle=self.shuffle, drop_last=self.drop_last, mean=self.mean, std=self.std, prefetch=self.prefetch,
                   city_dropout=self.city_dropout, time_dropout=self.time_dropout, device=self.device, pin_memory=self.pin_memory)
         kw.update(kwargs)
         return (cls or type(self))(items if items is not None else self.items, **kw)
