@@ -179,13 +179,12 @@ def distributed_trainer(device=None, # the training device: a CPU gets Accelerat
 # %% ../nbs/23_distributed.ipynb #fb528a81
 def launch_command(n:int, # processes
                    args:list, # the command's arguments, without `--processes`
-                   command:str='asc-train', # the console script each process runs (found on PATH, run by torchrun's Python)
+                   command:str='asc-train', # the command each process runs (on PATH: the package's console script)
                   ) -> list:
     "The torchrun command line that runs `command` with `args` in `n` processes on this machine"
     import shutil
-    path = shutil.which(command)
-    if path is None: raise FileNotFoundError(f"{command} is not on PATH; install the package (pip install -e .) so that its commands exist")
-    return [sys.executable, '-m', 'torch.distributed.run', '--standalone', f'--nproc_per_node={n}', path, *map(str, args)]
+    if shutil.which(command) is None: raise FileNotFoundError(f"{command} is not on PATH; install the package (pip install -e .) so that its commands exist")
+    return [sys.executable, '-m', 'torch.distributed.run', '--standalone', f'--nproc_per_node={n}', '--no-python', command, *map(str, args)]
 
 def launch_processes(n:int, # processes (at least 2)
                      args:list, # the command's arguments, without `--processes`
