@@ -47,6 +47,9 @@ if __name__ == '__main__':
     ap.add_argument('--recipes', nargs='+', default=['li2025', 'baseline'])
     ap.add_argument('--preset', default='demo')
     ap.add_argument('--rounds', type=int, default=0)
+    ap.add_argument('--n-clips', type=int, default=None, help="clips per dataset, dev + eval (default: the preset's)")
+    ap.add_argument('--eval-frac', type=float, default=None, help="fraction of the clips in the eval part (default: the preset's, 0.15); "
+                    "more eval clips make the unseen-city figures less noisy (e.g. --n-clips 1360 --eval-frac 0.5 keeps the demo's 680 dev clips)")
     ap.add_argument('--dropouts', nargs='*', default=[], help='extra metadata-on runs, CITY:TIME dropout rates, e.g. 0:0 0.4:0.2')
     ap.add_argument('--dropouts-only', action='store_true', help='run only the --dropouts variants (a sweep; no checks)')
     ap.add_argument('--compare-fallback', action='store_true', help='also run metadata on without the audio fallback (audio_fallback=False)')
@@ -66,7 +69,10 @@ if __name__ == '__main__':
         rows = df0.to_dict('records')
     for seed in ([] if args.from_csv else args.seeds):
         D = root/f'data{seed}'
-        make_synthetic(D, preset=args.preset, seed=seed, progress=False)
+        make_synthetic(D, preset=args.preset, seed=seed, n_clips=args.n_clips, eval_frac=args.eval_frac, progress=False)
+        dv, ev = pd.read_csv(D/'dev_metadata.csv'), pd.read_csv(D/'eval_metadata.csv')
+        n_unseen = int((~ev.location.isin(set(dv.location))).sum())   # eval clips in cities dev never heard
+        first = len(rows)
         for recipe in args.recipes:
             for metadata in (() if args.dropouts_only or args.fallbacks_only else (True, False)):
                 rows += run(D, root, recipe, seed, metadata, args.rounds)
@@ -75,6 +81,7 @@ if __name__ == '__main__':
             for d in args.dropouts:
                 c, t = (float(v) for v in d.split(':'))
                 rows += run(D, root, recipe, seed, True, args.rounds, c, t)
+            for r_ in rows[first:]: r_.update(eval_clips=len(ev), unseen_clips=n_unseen)
             if args.out: pd.DataFrame(rows).to_csv(Path(args.out).with_suffix('.csv'), index=False)   # every run's figures, as they come
             print(f'seed {seed} {recipe} done, {time.time() - t0:.0f} s, load {load_avg()}', flush=True)
         shutil.rmtree(D, ignore_errors=True)
@@ -109,11 +116,15 @@ if __name__ == '__main__':
              (f'`python bench/metadata.py --from-csv {" ".join(args.from_csv)}`: the runs below come from those files, each written by '
               '`python bench/metadata.py --out ...` (the commands are listed under the tables)' if args.from_csv else
               f'`python bench/metadata.py --seeds {" ".join(map(str, args.seeds))} --recipes {" ".join(args.recipes)} --preset {args.preset} '
-              f'--rounds {args.rounds}' + (f' --dropouts {" ".join(args.dropouts)}' if args.dropouts else '') + '`'), '',
+              f'--rounds {args.rounds}' + (f' --n-clips {args.n_clips}' if args.n_clips else '') + (f' --eval-frac {args.eval_frac:g}' if args.eval_frac else '')
+              + (' --compare-fallback' if args.compare_fallback else '') + (f' --fallbacks {" ".join(args.fallbacks)}' if args.fallbacks else '')
+              + (f' --dropouts {" ".join(args.dropouts)}' if args.dropouts else '') + (f' --out {args.out}' if args.out else '') + '`'), '',
              f'{platform.processor() or platform.machine()}, {os.cpu_count()} cpus, 1 thread' +
              ('' if args.from_csv else f'; {time.time() - t0:.0f} s in all; load at the end {load_avg()}') + f'. Synthetic `{args.preset}` data, one dataset per seed (data seed = training seed); '
              f'recording split; quick recipes; the last stage\'s model scored on the eval clips against the hidden truth. '
              f'Default dropout (city/time) {CITY_DROPOUT:g}/{TIME_DROPOUT:g}; default aggregate `{DEFAULT_AGGREGATE}`.', '',
+             (f'Eval clips per dataset: {df.eval_clips.mean():.0f} on average, of them in cities dev never heard (unseen): '
+              f'{df.unseen_clips.mean():.0f} on average ({df.unseen_clips.min()} to {df.unseen_clips.max()}).' if 'unseen_clips' in df and df.unseen_clips.notna().any() else ''), '',
              'Mean ± std over seeds:', '', tab.to_markdown(), '',
              'Checks (means over seeds of the per-seed differences, default dropout; *_se: standard error of that mean): unseen on >= off - 0.01, seen on >= off', '',
              ck.to_markdown(index=False, floatfmt='.3f') if len(ck) else '(no metadata-off runs: no checks)'] + \
