@@ -15,8 +15,8 @@ warnings.filterwarnings('ignore', message=r'`torch\.jit\.script` is deprecated',
 # %% auto #0
 __all__ = ['CLASSES', 'CITIES', 'N_CLASSES', 'UNKNOWN_CITY', 'N_CITY_TOKENS', 'N_TIME_FEATURES', 'SAMPLE_RATE', 'CLIP_SECONDS',
            'class_index', 'city_index', 'is_known_city', 'seed_everything', 'expect', 'pick_device', 'process_rank',
-           'process_count', 'is_main_process', 'init_processes', 'own_writes', 'process_barrier', 'gather_objects',
-           'broadcast_object', 'atomic_write', 'atomic_path', 'save_json', 'load_json']
+           'process_count', 'is_main_process', 'processes_joined', 'init_processes', 'own_writes', 'process_barrier',
+           'gather_objects', 'broadcast_object', 'atomic_write', 'atomic_path', 'save_json', 'load_json']
 
 # %% ../nbs/00_core.ipynb #985be1c2
 CLASSES = ['Bus', 'Airport', 'Metro', 'Restaurant', 'Shopping mall', 'Public square',
@@ -119,10 +119,15 @@ def is_main_process() -> bool:
     "True in the process that writes files and prints: rank 0, or the only one"
     return process_rank() == 0
 
-def _group():
-    "torch.distributed when this run has several processes and their group is up, else None"
+def processes_joined() -> bool:
+    "True when this run has several processes and their process group is up (`init_processes`): collectives work"
     import torch.distributed as dist
-    return dist if process_count() > 1 and dist.is_available() and dist.is_initialized() else None
+    return process_count() > 1 and dist.is_available() and dist.is_initialized()
+
+def _group():
+    "torch.distributed when the processes are joined, else None"
+    import torch.distributed as dist
+    return dist if processes_joined() else None
 
 def init_processes(device=None, # the run's device: 'cpu' gives a gloo group, a GPU an NCCL group (one GPU per process)
                   ) -> bool:

@@ -12,7 +12,7 @@ import numpy as np, torch, torch.nn as nn, torch.nn.functional as F
 from fastai.data.load import DataLoader
 from fastai.distributed import DistributedDL, DistributedTrainer
 from fastai.callback.progress import ProgressCallback
-from .core import process_rank, process_count, is_main_process, pick_device, gather_objects
+from .core import process_rank, process_count, is_main_process, processes_joined, pick_device, gather_objects
 
 # %% auto #0
 __all__ = ['ShardedDL', 'ProcessBatchNorm', 'swap_batchnorm', 'process_batchnorm', 'sync_batchnorm', 'ASCDistributedTrainer',
@@ -29,7 +29,7 @@ class ShardedDL(DistributedDL):
                   ):
         "Rank `rank`'s list on every process (on the CPU for gloo, on this process's GPU for NCCL); unchanged without a process group"
         import torch.distributed as dist
-        if not (dist.is_available() and dist.is_initialized()) or self.world_size == 1: return list(t)
+        if not processes_joined() or self.world_size == 1: return list(t)
         t = torch.tensor(t, dtype=torch.long)
         if dist.get_backend() == 'nccl': t = t.cuda()
         dist.broadcast(t, rank); return t.cpu().tolist()
@@ -64,7 +64,7 @@ class ShardedDL(DistributedDL):
         from fastai.torch_core import to_detach, apply
         import torch.distributed as dist
         b = to_detach(b, cpu, False)
-        if not gather or self.world_size == 1 or not (dist.is_available() and dist.is_initialized()): return b
+        if not gather or self.world_size == 1 or not processes_joined(): return b
         keep = self.n - (self.k - 1) * self.global_bs      # clips of this global batch that are not padding
         def _g(t):
             dev = t.device
@@ -96,8 +96,7 @@ class ProcessBatchNorm(nn.modules.batchnorm._BatchNorm):
     def forward(self,
                 x:torch.Tensor, # (batch, channels, ...)
                ):
-        import torch.distributed as dist
-        if not self.training or process_count() == 1 or not (dist.is_available() and dist.is_initialized()):
+        if not self.training or not processes_joined():
             return super().forward(x)
         C, dims, W, r = x.shape[1], [0] + list(range(2, x.dim())), process_count(), process_rank()
         xf = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x; n = x.numel() // C

@@ -659,6 +659,7 @@ def build_feature_cache(audio_dir, # folder with the audio files: FILENAME.wav, 
         for n, p in list(zip(sk['filename'], sk['problem']))[:10]: say(f'  {n}: {p}')
         if len(sk) > 10: say(f'  ... and {len(sk) - 10} more')
     return cache
+
 def _build_sharded(audio_dir, names, out, clip_seconds, kw, progress, verbose, after_batch):
     "`build_feature_cache` in a multi-process run: each process computes every N-th clip into OUT/.shards, rank 0 merges them into OUT"
     import shutil

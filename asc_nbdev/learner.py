@@ -178,8 +178,7 @@ def predict_probs(model:nn.Module, # a model taking (x, city, time)
                   device=None, # device to predict on: a name, a `torch.device`, or None for the best available (`pick_device`)
                  ) -> np.ndarray:
     "Softmax probabilities of `model` on every batch of `dl` (inputs are the first three tensors); in a multi-process run each process predicts a share"
-    import torch.distributed as dist
-    if process_count() > 1 and dist.is_available() and dist.is_initialized() and hasattr(getattr(dl, 'items', None), 'subset'):
+    if processes_joined() and hasattr(getattr(dl, 'items', None), 'subset'):
         n, r, W = len(dl.items), process_rank(), process_count()   # this process's contiguous share, then every share in order
         part = _predict(model, dl.new(items=dl.items.subset(np.arange(r * n // W, (r + 1) * n // W)), shuffle=False), device)
         return np.concatenate(gather_objects(part))

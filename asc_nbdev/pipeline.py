@@ -139,9 +139,10 @@ def evaluate_test(model, # the model to score
 def _save_stage_plots(d, learn, summary, dls, title):
     import matplotlib; matplotlib.use('Agg', force=False)
     import matplotlib.pyplot as plt
+    probs = predict_probs(learn.model, dls.valid)   # every process takes part (a share each); rank 0 alone draws and writes
+    if not is_main_process(): return probs
     h = history_frame(learn)   # history.csv: written each epoch by fastai's CSVLogger
     fig = plot_history(h, title=title, best=summary.get('best_epoch')); _savefig(fig, d/'curves.png')
-    probs = predict_probs(learn.model, dls.valid)
     ax = plot_confusion(probs.argmax(1), dls.valid_meta['label'].to_numpy(), title=f'{title}: validation ({dls.split.strategy} split)')
     _savefig(ax.figure, d/'confusion.png')
     ax = plot_confidence(probs, dls.valid_meta['label'].to_numpy(), title=f'{title}: validation confidence')
@@ -189,7 +190,7 @@ def _hard_weights(d, recipe, dls, reference, device=None) -> dict:
     with atomic_write(d/'hard_samples.csv', 'w') as f:
         pd.DataFrame({'filename': hs['names'] if hs['names'] is not None else np.arange(n), 'confidence': hs['confidence'],
                       'weight': hs['weights'], 'hard': hs['hard'], 'pseudo': np.arange(n) >= len(dls.train_meta)}).to_csv(f, index=False)
-    _savefig(plot_hard_samples(hs, title=f"hard samples: confidence of {reference['name']}"), d/'hard_samples.png')
+    if is_main_process(): _savefig(plot_hard_samples(hs, title=f"hard samples: confidence of {reference['name']}"), d/'hard_samples.png')
     return dict(hard_sample_summary(hs), reference=reference['name'])
 
 def _stage_train(d, recipe, dls, model, stage, title, truth_meta, seen, metadata, progress, aggregate=DEFAULT_AGGREGATE, epoch_log=None,
@@ -403,7 +404,7 @@ def run_pipeline(out, # output folder
             probs = aggregate_probs(predict_probs(m, model_loader(cache, unl, minfo)), unl, aggregate)   # normalised as that model was trained
             pl = pseudo_label(probs, unl, recipe.pseudo, recipe.pseudo_threshold, recipe.session_agreement, labeled=dev)
             with atomic_write(d/'pseudo_labels.csv', 'w') as f: pl.to_csv(f, index=False)
-            _savefig(plot_pseudo_confidence(pl, title=f'pseudo-labels round {r}').figure, d/'confidence.png')
+            if is_main_process(): _savefig(plot_pseudo_confidence(pl, title=f'pseudo-labels round {r}').figure, d/'confidence.png')
             rep = pseudo_report(pl, tr); rep['name'] = f'stage2_pseudo_r{r}'
             rep['mean_confidence'] = float(pl.confidence.mean()) if len(pl) else float('nan')
             rep['mean_confidence_accepted'] = float(pl.confidence[pl.accepted].mean()) if pl.accepted.any() else float('nan')
@@ -784,7 +785,6 @@ def asc_train(recipe:str='li2025', # recipe: baseline, yang2025, li2025, atmaja2
     if processes < 1: _fail(f"asc-train: error: --processes must be at least 1, got {processes}")
     if processes > 1 and process_count() > 1: _fail("asc-train: error: --processes starts the processes itself; leave it out under torchrun or accelerate launch")
     if processes > 1 and r.bs % processes: _fail(f"asc-train: error: the batch size {r.bs} does not split into {processes} processes; --set bs=... a multiple of {processes}")
-    if process_count() > 1 and r.bs % process_count(): _fail(f"asc-train: error: the batch size {r.bs} does not split into {process_count()} processes")
     if folds is not None and folds < 2: _fail(f"asc-train: error: --folds must be at least 2, got {folds}")
     if reference_model is not None and not r.hard_samples:
         _fail(f"asc-train: error: --reference-model weights hard samples; recipe {r.name} has hard_samples off (atmaja2025 has it on, or --set hard_samples=true)")
@@ -818,7 +818,7 @@ def asc_train(recipe:str='li2025', # recipe: baseline, yang2025, li2025, atmaja2
             if a.startswith('--processes='): continue
             args.append(a)
         try: rc = launch_processes(processes, args, device)
-        except (ValueError, ImportError, RuntimeError) as e: _fail(f"asc-train: error: {e}")
+        except (ValueError, ImportError, RuntimeError, OSError) as e: _fail(f"asc-train: error: {e}")
         if rc: _fail(f"asc-train: error: {processes} processes: at least one failed (exit status {rc}); its error is printed above")
         return None
     kw = dict(eval_meta=eval_meta, truth=truth, split=split, rounds=rounds, epochs=epochs, metadata=not no_metadata, aggregate=aggregate,
