@@ -17,8 +17,8 @@ from fastcore.basics import store_attr
 
 # %% auto #0
 __all__ = ['ASCLoss', 'cross_entropy', 'label_smoothing_ce', 'per_city_accuracy', 'Accuracy', 'ASCBalancedAccuracy',
-           'CityAccuracy', 'StepDecay', 'asc_metrics', 'asc_learner', 'AudioFallbackLoss', 'predict_probs',
-           'history_frame']
+           'CityAccuracy', 'StepDecay', 'asc_metrics', 'asc_learner', 'AudioFallbackLoss', 'AudioMixAccuracy',
+           'predict_probs', 'history_frame']
 
 # %% ../nbs/12_learner.ipynb #a67e607f
 class ASCLoss(nn.Module):
@@ -141,6 +141,7 @@ def asc_learner(dls, # `DataLoaders` from `asc_dataloaders`
                 model_dir:str='models', # folder under `path` for saved weights
                 splitter=None, # parameter groups for the optimiser; None: `asc_splitter` of models.zoo
                 opt_func=Adam, # fastai optimiser function, e.g. from `recipe_opt_func`
+                metrics=None, # metrics besides `asc_metrics()` (e.g. `AudioMixAccuracy`, which `monitor` may then name)
                 **kwargs, # passed to fastai's `Learner`
                ) -> Learner:
     "A fastai `Learner` with the papers' optimiser, schedule, early stopping and metrics"
@@ -151,7 +152,7 @@ def asc_learner(dls, # `DataLoaders` from `asc_dataloaders`
     cb = [StepDecay(step, gamma)]
     if patience is not None: cb.append(EarlyStoppingCallback(monitor=monitor, comp=np.greater, patience=patience, reset_on_fit=True))
     if save_best: cb.append(SaveModelCallback(monitor=monitor, comp=np.greater, fname=fname, reset_on_fit=True))
-    learn = Learner(dls, model, loss_func=loss_func or ASCLoss(), opt_func=opt_func, lr=lr, metrics=asc_metrics(),
+    learn = Learner(dls, model, loss_func=loss_func or ASCLoss(), opt_func=opt_func, lr=lr, metrics=asc_metrics() + list(metrics or []),
                     cbs=cb + list(cbs or []), path=path, model_dir=model_dir, splitter=splitter, **kwargs)
     return learn
 
@@ -171,6 +172,32 @@ class AudioFallbackLoss(Callback):
         self.out = None
     def after_fit(self):
         if self.hook is not None: self.hook.remove(); self.hook = None
+
+# %% ../nbs/12_learner.ipynb #a7f00006
+class AudioMixAccuracy(_Accum):
+    "`(1 - w)` x the fused prediction's accuracy + `w` x that of the head's audio classifier (`audio_fc`) on the same clips"
+    def __init__(self, w:float=0.5, # weight of the audio classifier (the expected share of clips in cities not trained on)
+                 kind:str='accuracy', # 'accuracy' or 'balanced_accuracy'
+                 name:str|None=None, # the logged name (default: 'mixed_' + kind, or 'audio_' + kind for w = 1)
+                ):
+        if kind not in ('accuracy', 'balanced_accuracy'): raise ValueError(f"kind must be 'accuracy' or 'balanced_accuracy', got {kind!r}")
+        if not 0 <= w <= 1: raise ValueError(f"w must be in [0, 1], got {w}")
+        self.w, self.kind, self._name = float(w), kind, name or (('audio_' if w == 1 else 'mixed_') + kind)
+    def reset(self): super().reset(); self.a = []
+    def accumulate(self, learn):
+        super().accumulate(learn)
+        head = getattr(getattr(learn.model, 'module', learn.model), 'head', None)   # DistributedDataParallel wraps the model
+        la = getattr(head, 'last_audio', None)
+        if la is None: raise ValueError("AudioMixAccuracy needs a head with an audio classifier (FusionHead with audio_fallback)")
+        det = getattr(learn, 'to_detach', None) or (lambda b: b.detach().cpu())
+        self.a.append(det(la.argmax(-1)))
+    @property
+    def value(self):
+        p, t, _ = self._cat(); a = torch.cat(self.a).numpy()
+        f = (lambda x: float((x == t).mean()) if len(t) else float('nan')) if self.kind == 'accuracy' else (lambda x: _balanced_accuracy(t, x))
+        return (1 - self.w) * f(p) + self.w * f(a) if self.w < 1 else f(a)
+    @property
+    def name(self): return self._name
 
 # %% ../nbs/12_learner.ipynb #91eef6a1
 def predict_probs(model:nn.Module, # a model taking (x, city, time)

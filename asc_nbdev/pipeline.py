@@ -218,7 +218,9 @@ def _stage_train(d, recipe, dls, model, stage, title, truth_meta, seen, metadata
     return dict(name=title, split=dls.split.strategy, accuracy=s['accuracy'],
                 balanced_accuracy=s['balanced_accuracy'], city_accuracy=s['city_accuracy'],
                 n_train=len(dls.train.items), n_valid=len(dls.valid.items), epochs_run=s['epochs_run'],
-                best_epoch=s['best_epoch'], **({'test': test} if test else {}),
+                best_epoch=s['best_epoch'], monitor=s['monitor'], **({'unseen_weight': s['unseen_weight']} if s['unseen_weight'] else {}),
+                **{k: s[k] for k in ('mixed_accuracy', 'mixed_balanced_accuracy', 'audio_accuracy', 'audio_balanced_accuracy') if k in s},
+                **({'test': test} if test else {}),
                 **({'n_labeled': n_lab, 'n_pseudo': len(dls.train.items) - n_lab,
                     'pseudo_dropped': int(dls.dropped.get('pseudo_in_validation', 0))} if stage == 'retrain' else {}),
                 **({'hard_samples': hs} if hs else {}))
@@ -344,7 +346,8 @@ def run_pipeline(out, # output folder
                             eval_meta=None if eval_meta is None else str(Path(eval_meta).resolve()),
                             truth=None if truth is None else str(Path(truth).resolve())))
     torch_device = pick_device(device)   # where training runs: the one asked for, else the best available
-    fit_kw = dict(precision=resolve_precision(precision, torch_device), compile=compile, cbs=list(cbs or []), log_to=log_to)
+    fit_kw = dict(precision=resolve_precision(precision, torch_device), compile=compile, cbs=list(cbs or []), log_to=log_to,
+                  eval_cities=None if ev is None else ev.location.tolist())   # their share outside a stage's training cities weights its kept epoch
     save_json(recipe.to_dict(), out/'recipe.json')   # the exact recipe of this run (asc-train --recipe OUT/recipe.json repeats it)
     drop = dict(city_dropout=recipe.city_dropout, time_dropout=recipe.time_dropout) if metadata else {}
     ss = recipe.seed if split_seed is None else split_seed   # the split's seed; the training seed stays the recipe's

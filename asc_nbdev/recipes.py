@@ -21,7 +21,7 @@ from .augment import SpecAugmentCallback, TimeRollCallback, MixupCallback
 # %% auto #0
 __all__ = ['QUICK_MODEL_KWARGS', 'PAPER_ADAM', 'CITY_DROPOUT', 'TIME_DROPOUT', 'AUDIO_FALLBACK', 'RECIPES', 'PRECISIONS',
            'Recipe', 'get_recipe', 'apply_overrides', 'load_recipe', 'recipe_callbacks', 'recipe_opt_func',
-           'make_model', 'EpochLines', 'resolve_precision', 'fit_recipe']
+           'make_model', 'EpochLines', 'resolve_precision', 'unseen_weight', 'fit_recipe']
 
 # %% ../nbs/13_recipes.ipynb #69ddd782
 QUICK_MODEL_KWARGS = {  # narrower models for the quick CPU variant (same architecture, fewer channels)
@@ -33,7 +33,7 @@ QUICK_MODEL_KWARGS = {  # narrower models for the quick CPU variant (same archit
 
 PAPER_ADAM = dict(name='adam', betas=(0.9, 0.999), eps=1e-8, weight_decay=0.)   # torch.optim.Adam's defaults (fastai's differ)
 CITY_DROPOUT, TIME_DROPOUT = 0.5, 0.3   # defaults of every recipe, chosen by measurement: bench/metadata.md
-AUDIO_FALLBACK = 'off'   # clips of cities not trained on: 'off' (the papers), 'audio' or 'mix' (FusionHead); li2025 uses 'audio', by measurement: bench/metadata.md
+AUDIO_FALLBACK = 'off'   # clips of cities not trained on: 'off' (the papers), 'audio' or 'mix' (FusionHead); baseline, yang2025 and li2025 use 'audio' with isolate_audio, atmaja2025 'off', by measurement: bench/metadata_unseen.md
 
 @dataclass
 class Recipe:
@@ -70,6 +70,8 @@ class Recipe:
     time_dropout: float = TIME_DROPOUT # rate of training clips whose time is replaced by 'no time' (zeros)
     audio_fallback: str = AUDIO_FALLBACK # clips of cities the model was not trained on: 'audio' (audio alone), 'mix' (audio and fused averaged) or 'off' (`FusionHead`)
     fallback_weight: float = 1.0 # weight of the audio-only classifier's auxiliary loss (`AudioFallbackLoss`)
+    isolate_audio: bool = False # the fused classifier's gradient stops at the audio vector, so the body learns as an audio-only model's (needs audio_fallback; `FusionHead`)
+    unseen_weight: float|None = None # models with an audio fallback: weight of the audio classifier's validation figure in the monitored one (`AudioMixAccuracy`); None: the share of eval clips in cities not trained on, when known (`run_pipeline`), else 0
     clip_seconds: float|None = None # None: the data's own length
     notes: str = '' # free text about the settings
 
@@ -112,13 +114,16 @@ class Recipe:
 RECIPES = {
     'baseline': Recipe(
         'baseline', 'official APSIPA ASC 2025 baseline code', 'se_trans', lr=1e-4, epochs=20, patience=10,
-        monitor='balanced_accuracy', pseudo='argmax',
-        notes='macro accuracy as the monitored metric; pseudo-labels: argmax of every unlabeled clip, then retrain'),
+        monitor='balanced_accuracy', pseudo='argmax', audio_fallback='audio', isolate_audio=True,
+        notes='macro accuracy as the monitored metric; pseudo-labels: argmax of every unlabeled clip, then retrain; '
+              'beyond the baseline code: clips of cities not trained on are classified by an audio classifier whose body the '
+              'fusion does not train (isolate_audio), the kept epoch scores both roles (unseen_weight): bench/metadata_unseen.md'),
     'yang2025': Recipe(
         'yang2025', 'seed 000 (Yang et al., APSIPA ASC 2025)', 'resnet_attention', lr=5e-4, epochs=1000, patience=20,
         spec_augment=dict(n_time_masks=2, time_width=20, n_freq_masks=2, freq_width=8), time_roll=(0.1, 0.3), mixup_alpha=1.0, mixup_p=1.0,
-        pseudo='threshold', pseudo_threshold=0.9, pretrain_epochs=1000,
+        pseudo='threshold', pseudo_threshold=0.9, pretrain_epochs=1000, audio_fallback='audio', isolate_audio=True,
         notes='SpecAugment (time shifting, frequency and time masking): widths and shift range not given in the paper; '
+              'clips of cities not trained on: audio classifier, isolated body, kept epoch for both roles (bench/metadata_unseen.md); '
               'the pseudo-label confidence threshold (0.9) is not given; pre-training runs under the same early stopping '
               '(up to 1000 epochs, patience 20)'),
     'li2025': Recipe(
@@ -126,9 +131,10 @@ RECIPES = {
         lr=1e-4, epochs=100, patience=10, monitor='accuracy',
         spec_augment=dict(n_time_masks=2, time_width=20, n_freq_masks=2, freq_width=8), time_roll=(0.1, 0.3),
         mixup_alpha=(0.6, 0.8), mixup_p=(0.3, 0.8), augment_stages=('train', 'retrain'),
-        pseudo='soft', pretrain_epochs=100, freeze_blocks=0, audio_fallback='audio',
+        pseudo='soft', pretrain_epochs=100, freeze_blocks=0, audio_fallback='audio', isolate_audio=True,
         notes='augmentation only when fine-tuning on CAS; gated fusion (the best of Table 3); unknown cities classified from audio '
-              'alone (this library\'s audio fallback: bench/metadata.md); set freeze_blocks=1 '
+              'alone by a classifier whose body the fusion does not train, the kept epoch scoring both roles (this library\'s, '
+              'bench/metadata_unseen.md); set freeze_blocks=1 '
               'for the "Pretrained + Freeze" variant; SpecAugment widths not given; pre-training under the same early stopping '
               '(up to 100 epochs, patience 10)'),
     'atmaja2025': Recipe(
@@ -189,6 +195,10 @@ def apply_overrides(recipe:Recipe, # the recipe to change (a copy is returned)
     if r.pseudo not in ('argmax', 'threshold', 'soft'): raise ValueError(f"pseudo must be 'argmax', 'threshold' or 'soft', got {r.pseudo!r}")
     if r.monitor not in ('accuracy', 'balanced_accuracy'): raise ValueError(f"monitor must be 'accuracy' or 'balanced_accuracy', got {r.monitor!r}")
     fallback_mode(r.audio_fallback)   # 'off', 'audio' or 'mix', else a clear error
+    if r.unseen_weight is not None and not (isinstance(r.unseen_weight, (int, float)) and 0 <= r.unseen_weight <= 1):
+        raise ValueError(f"unseen_weight = {r.unseen_weight!r} is out of range; it takes a number in [0, 1] or null")
+    if r.isolate_audio and fallback_mode(r.audio_fallback) == 'off':
+        raise ValueError("isolate_audio trains the audio body through the audio-only classifier alone: set audio_fallback (audio, time or mix) too")
     return r
 
 def load_recipe(name_or_path:str, # a recipe name, or a JSON file saved from `Recipe.to_dict` (e.g. a run's recipe.json)
@@ -241,6 +251,7 @@ def make_model(recipe:Recipe, # the recipe whose `model` and `model_kwargs` to b
     kw = {**recipe.model_kwargs, **kwargs}
     mode = fallback_mode(recipe.audio_fallback)
     if metadata and mode != 'off': kw.setdefault('audio_fallback', mode)
+    if metadata and recipe.isolate_audio: kw.setdefault('isolate_audio', True)
     return create_model(recipe.model, n_classes=n_classes, metadata=metadata, **kw)
 
 class EpochLines(Callback):
@@ -270,6 +281,18 @@ def resolve_precision(precision:str='auto', # one of `PRECISIONS`
         return 'fp32'
     return precision
 
+def unseen_weight(recipe:Recipe, # its `unseen_weight` (None: from `eval_cities`)
+                  model, # the model to train, with its known cities set (`set_known_cities`)
+                  eval_cities=None, # city names or indices of the clips the model will predict (None: not known)
+                 ) -> float:
+    "Weight of the audio classifier in the monitored validation figure: 0 for a model without one, else the recipe's or the unseen share of `eval_cities`"
+    if getattr(getattr(model, 'head', None), 'audio_fc', None) is None: return 0.
+    if recipe.unseen_weight is not None: return float(recipe.unseen_weight)
+    if eval_cities is None or not len(eval_cities): return 0.
+    known = set(model.known_cities or [])
+    idx = [city_index(c) if isinstance(c, str) or c is None or (isinstance(c, float) and np.isnan(c)) else int(c) for c in eval_cities]
+    return round(float(np.mean([i not in known for i in idx])), 4)
+
 def fit_recipe(recipe:Recipe, # the system's settings
                dls, # `asc_dataloaders` of the labeled (+ pseudo-labeled) clips
                model=None, # a model to train further (default: a new one of the recipe's architecture)
@@ -284,6 +307,7 @@ def fit_recipe(recipe:Recipe, # the system's settings
                deterministic:bool=False, # deterministic kernels (slower; a GPU run then repeats exactly)
                precision:str='fp32', # 'fp32', 'bf16', 'fp16' (fastai's mixed precision on a GPU), or 'auto' (`resolve_precision`)
                compile:bool=False, # compile the model's forward with `torch.compile` (in place: saved weights keep their names)
+               eval_cities=None, # city names (or indices) of the clips the model will predict: their share outside the training cities weights the monitored figure (`unseen_weight`)
               ):
     "Train `recipe` on `dls` (a model is made unless given); returns `(learner, summary dict)`"
     from asc_nbdev.models.zoo import freeze_blocks
@@ -292,10 +316,13 @@ def fit_recipe(recipe:Recipe, # the system's settings
     model = model if model is not None else make_model(recipe, metadata=metadata)
     if recipe.freeze_blocks and stage != 'pretrain': freeze_blocks(model, recipe.freeze_blocks)
     if metadata: model.set_known_cities(np.unique(dls.train.items.city))   # every other city is the unknown city
+    w, monitor, extra = unseen_weight(recipe, model, eval_cities), recipe.monitor, []
+    if w:   # the audio classifier's role counts in the kept epoch (AudioMixAccuracy, notebook 12)
+        extra = [AudioMixAccuracy(w, recipe.monitor)] + ([AudioMixAccuracy(1.0, recipe.monitor)] if w < 1 else []); monitor = extra[0].name
     multi, main = init_processes(dls.device), is_main_process()   # several processes (asc-train --processes N): notebook 23
     if not main: progress, epoch_log = False, None                # rank 0 alone shows progress and writes the history
     learn = asc_learner(dls, model, lr=recipe.lr, loss_func=ASCLoss(recipe.smoothing), step=recipe.step, gamma=recipe.gamma,
-                        monitor=recipe.monitor, patience=recipe.patience, fname=fname or f'{recipe.name}-{stage}',
+                        monitor=monitor, patience=recipe.patience, fname=fname or f'{recipe.name}-{stage}', metrics=extra,
                         cbs=recipe_callbacks(recipe, stage) + ([CSVLogger('history.csv')] if main else []) + list(cbs or [])
                             + ([AudioFallbackLoss(recipe.fallback_weight)] if getattr(model.head, 'audio_fc', None) is not None else [])
                             + ([EpochLines(stage if fname is None else fname, epoch_log)] if epoch_log else []),
@@ -316,8 +343,8 @@ def fit_recipe(recipe:Recipe, # the system's settings
     if multi:
         from asc_nbdev.distributed import ASCDistributedTrainer
         learn.remove_cbs([c for c in learn.cbs if isinstance(c, ASCDistributedTrainer)])
-        runs = gather_objects((len(h), h[recipe.monitor].round(6).tolist()))   # gathered metrics: every process stopped alike
-        if any(r != runs[0] for r in runs): raise RuntimeError(f"the processes disagree on the epochs or the validation {recipe.monitor}: {runs}")
-    best = int(h[recipe.monitor].to_numpy().argmax())
-    return learn, dict(stage=stage, epochs_run=len(h), best_epoch=best, seconds=round(time.time() - t0, 1),
-                       **{k: float(h[k].iloc[best]) for k in ('accuracy', 'balanced_accuracy', 'city_accuracy')})
+        runs = gather_objects((len(h), h[monitor].round(6).tolist()))   # gathered metrics: every process stopped alike
+        if any(r != runs[0] for r in runs): raise RuntimeError(f"the processes disagree on the epochs or the validation {monitor}: {runs}")
+    best = int(h[monitor].to_numpy().argmax())
+    return learn, dict(stage=stage, epochs_run=len(h), best_epoch=best, seconds=round(time.time() - t0, 1), monitor=monitor, unseen_weight=w,
+                       **{k: float(h[k].iloc[best]) for k in ('accuracy', 'balanced_accuracy', 'city_accuracy', *[m.name for m in extra])})

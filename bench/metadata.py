@@ -22,9 +22,14 @@ from asc_nbdev.all import *
 
 def load_avg(): return '/'.join(f'{v:.2f}' for v in os.getloadavg())
 
+UNSEEN_WEIGHT = None   # --unseen-weight
+
 def run(D, root, recipe, seed, metadata, rounds, city_dropout=None, time_dropout=None, fallback=True):
-    r = get_recipe(recipe, quick=True, seed=seed).replace(audio_fallback=fallback)
+    r = get_recipe(recipe, quick=True, seed=seed)
+    # 'isolated': the audio fallback with the body trained by the audio-only loss alone (FusionHead's isolate_audio)
+    r = r.replace(audio_fallback='audio', isolate_audio=True) if fallback == 'isolated' else r.replace(audio_fallback=fallback, isolate_audio=False)
     if city_dropout is not None: r = r.replace(city_dropout=city_dropout, time_dropout=time_dropout)
+    if UNSEEN_WEIGHT is not None: r = r.replace(unseen_weight=UNSEEN_WEIGHT)   # 0: keep the epoch by the fused figure alone (the runs before AudioMixAccuracy)
     out = root/f'{recipe}-{seed}-{metadata}-{r.city_dropout}-{r.time_dropout}-{fallback}'
     label = {True: 'on', 'audio': 'on', False: 'off', 'off': 'off'}.get(fallback, fallback)   # 'on' = the audio fallback (the name of the first files)
     with contextlib.redirect_stdout(io.StringIO()):
@@ -32,13 +37,15 @@ def run(D, root, recipe, seed, metadata, rounds, city_dropout=None, time_dropout
                            split='recording', rounds=rounds, metadata=metadata, progress=False, log=lambda *a: None)
     shutil.rmtree(out, ignore_errors=True)
     s = rep['stages'][-1]
+    mon = s.get('monitor', '')   # the kept epoch scored both roles (AudioMixAccuracy): not the first files' runs
+    if mon.startswith(('mixed_', 'audio_')): label += '+' + mon.split('_')[0]   # '+mixed', or '+audio' for unseen_weight 1
     rows = []
     for how, m in s['test']['aggregates'].items():
         rows.append(dict(recipe=recipe, seed=seed, metadata='on' if metadata else 'off',
                          dropout=f'{r.city_dropout:g}/{r.time_dropout:g}' if metadata else '-', fallback=label if metadata else '-',
                          aggregate=how,
                          valid=s['accuracy'], test=m['accuracy'], seen=m.get('seen_cities_accuracy'), unseen=m.get('unseen_cities_accuracy'),
-                         seconds=rep['stages'][-1]['seconds']))
+                         seconds=rep['stages'][-1]['seconds'], best_epoch=s['best_epoch'], unseen_weight=s.get('unseen_weight', 0.)))
     return rows
 
 if __name__ == '__main__':
@@ -53,12 +60,17 @@ if __name__ == '__main__':
     ap.add_argument('--dropouts', nargs='*', default=[], help='extra metadata-on runs, CITY:TIME dropout rates, e.g. 0:0 0.4:0.2')
     ap.add_argument('--dropouts-only', action='store_true', help='run only the --dropouts variants (a sweep; no checks)')
     ap.add_argument('--compare-fallback', action='store_true', help='also run metadata on without the audio fallback (audio_fallback=False)')
-    ap.add_argument('--fallbacks', nargs='*', default=[], help='extra metadata-on runs with these audio_fallback modes, e.g. mix')
+    ap.add_argument('--fallbacks', nargs='*', default=[], help="extra metadata-on runs with these audio_fallback modes, e.g. mix; "
+                    "'isolated' is the audio fallback with the body trained by the audio-only loss alone (isolate_audio)")
     ap.add_argument('--fallbacks-only', action='store_true', help='run only the --fallbacks variants (their metadata-off pairs come from other files via --from-csv)')
+    ap.add_argument('--unseen-weight', type=float, default=None, help="the recipes' unseen_weight (default: theirs, i.e. the eval's share of "
+                    "clips in cities not trained on); 0 keeps the epoch by the fused validation figure alone, as before AudioMixAccuracy")
+    ap.add_argument('--with-off', action='store_true', help='with --fallbacks-only or --dropouts-only: also the metadata-off runs')
     ap.add_argument('--from-csv', nargs='+', default=None, help='write the report from earlier runs\' OUT.csv files (merged), without training')
     ap.add_argument('--note', default='', help='a paragraph added at the end of the report')
     ap.add_argument('--out', default=None, help="also write the report (markdown) here, and every run's figures to OUT.csv")
     args = ap.parse_args()
+    UNSEEN_WEIGHT = args.unseen_weight
     torch.set_num_threads(1)
     root = Path(tempfile.mkdtemp(prefix='asc-bench-metadata-'))
     rows, t0 = [], time.time()
@@ -74,7 +86,7 @@ if __name__ == '__main__':
         n_unseen = int((~ev.location.isin(set(dv.location))).sum())   # eval clips in cities dev never heard
         first = len(rows)
         for recipe in args.recipes:
-            for metadata in (() if args.dropouts_only or args.fallbacks_only else (True, False)):
+            for metadata in (((False,) if args.with_off else ()) if args.dropouts_only or args.fallbacks_only else (True, False)):
                 rows += run(D, root, recipe, seed, metadata, args.rounds)
             if args.compare_fallback and not args.dropouts_only: rows += run(D, root, recipe, seed, True, args.rounds, fallback=False)
             for fb in args.fallbacks: rows += run(D, root, recipe, seed, True, args.rounds, fallback=fb)
@@ -93,7 +105,7 @@ if __name__ == '__main__':
     groups = [] if args.dropouts_only else df[df.dropout.isin(['-', f'{CITY_DROPOUT:g}/{TIME_DROPOUT:g}'])].groupby(['recipe', 'aggregate'], sort=False)
     for (recipe, how), g in groups:
       off = g[g.metadata == 'off'].set_index('seed')
-      for fb in [f for f in ('on', 'time', 'mix', 'off') if f in set(g.fallback)]:   # metadata on: audio fallback, audio+time, mixed, none
+      for fb in [f for f in ('on', 'time', 'mix', 'isolated', 'on+mixed', 'isolated+mixed', 'off') if f in set(g.fallback)]:   # metadata on: audio fallback, audio+time, mixed, isolated body, none
         on = g[(g.metadata == 'on') & (g.fallback == fb)].set_index('seed')
         seeds = on.index.intersection(off.index)   # per-seed pairs: same data, same split
         if not len(seeds): continue
@@ -107,7 +119,7 @@ if __name__ == '__main__':
     pairs = []   # the ways of treating an unknown city against each other (metadata on, default dropout), paired per seed
     for (recipe, how), g in ([] if args.dropouts_only else df[(df.metadata == 'on') & (df.dropout == f'{CITY_DROPOUT:g}/{TIME_DROPOUT:g}')].groupby(['recipe', 'aggregate'], sort=False)):
         x = g.pivot_table(index='seed', columns='fallback', values='unseen')
-        for a, b in (('on', 'off'), ('time', 'off'), ('mix', 'off'), ('time', 'on'), ('mix', 'on')):
+        for a, b in (('on', 'off'), ('time', 'off'), ('mix', 'off'), ('isolated', 'off'), ('on+mixed', 'off'), ('isolated+mixed', 'off'), ('time', 'on'), ('mix', 'on'), ('isolated', 'on'), ('isolated+mixed', 'on+mixed')):
             if a in x and b in x:
                 d = (x[a] - x[b]).dropna()
                 if len(d) > 1: pairs.append(dict(recipe=recipe, aggregate=how, variant=a, against=b, n=len(d), unseen_diff=d.mean(), se=d.std(ddof=1) / np.sqrt(len(d))))
@@ -117,7 +129,7 @@ if __name__ == '__main__':
               '`python bench/metadata.py --out ...` (the commands are listed under the tables)' if args.from_csv else
               f'`python bench/metadata.py --seeds {" ".join(map(str, args.seeds))} --recipes {" ".join(args.recipes)} --preset {args.preset} '
               f'--rounds {args.rounds}' + (f' --n-clips {args.n_clips}' if args.n_clips else '') + (f' --eval-frac {args.eval_frac:g}' if args.eval_frac else '')
-              + (' --compare-fallback' if args.compare_fallback else '') + (f' --fallbacks {" ".join(args.fallbacks)}' if args.fallbacks else '')
+              + (' --compare-fallback' if args.compare_fallback else '') + (f' --fallbacks {" ".join(args.fallbacks)}' if args.fallbacks else '') + (' --fallbacks-only' if args.fallbacks_only else '') + (' --with-off' if args.with_off else '') + (f' --unseen-weight {args.unseen_weight:g}' if args.unseen_weight is not None else '') + (' --dropouts-only' if args.dropouts_only else '')
               + (f' --dropouts {" ".join(args.dropouts)}' if args.dropouts else '') + (f' --out {args.out}' if args.out else '') + '`'), '',
              f'{platform.processor() or platform.machine()}, {os.cpu_count()} cpus, 1 thread' +
              ('' if args.from_csv else f'; {time.time() - t0:.0f} s in all; load at the end {load_avg()}') + f'. Synthetic `{args.preset}` data, one dataset per seed (data seed = training seed); '
@@ -128,7 +140,7 @@ if __name__ == '__main__':
              'Mean ± std over seeds:', '', tab.to_markdown(), '',
              'Checks (means over seeds of the per-seed differences, default dropout; *_se: standard error of that mean): unseen on >= off - 0.01, seen on >= off', '',
              ck.to_markdown(index=False, floatfmt='.3f') if len(ck) else '(no metadata-off runs: no checks)'] + \
-            (['', 'Unseen-city accuracy of the fallback variants against each other (metadata on; fallback on = audio, off = the unknown-city row), paired per seed:', '', pr.to_markdown(index=False, floatfmt='.3f')] if len(pr) else []) + (['', args.note] if args.note else [])
+            (['', 'Unseen-city accuracy of the fallback variants against each other (metadata on; fallback on = audio, off = the unknown-city row, isolated = audio with the body trained by the audio loss alone; +mixed: the kept epoch chosen by AudioMixAccuracy), paired per seed:', '', pr.to_markdown(index=False, floatfmt='.3f')] if len(pr) else []) + (['', args.note] if args.note else [])
     text = '\n'.join(lines); print(text)
     if args.out:
         Path(args.out).write_text(text + '\n')

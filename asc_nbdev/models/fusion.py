@@ -217,6 +217,7 @@ class FusionHead(nn.Module):
                  n_cities:int=N_CITY_TOKENS, # rows of the city embedding
                  name:str='model', # named in error messages
                  audio_fallback:bool|str=False, # clips of an unknown city (or one not trained on): 'audio' (or True) from audio alone by `audio_fc`, 'time' from audio and time, 'mix' the mean of the audio and the fused probabilities, 'off' (or False) the fused head
+                 isolate_audio:bool=False, # the fused classifier gets the audio vector detached: the body learns from `audio_fc`'s loss alone, as an audio-only model's would (needs `audio_fallback`)
                 ):
         super().__init__()
         self.metadata, self.n_classes, self.name = metadata, n_classes, name
@@ -234,6 +235,11 @@ class FusionHead(nn.Module):
         if self.fallback == 'time' and self.context.time is None: self.fallback = 'audio'   # no time input: audio alone
         d_fb = d_audio + (self.context.time.out_dim if self.fallback == 'time' else 0)
         self.audio_fc = nn.Linear(d_fb, n_classes) if self.fallback != 'off' else None
+        if isolate_audio and metadata and self.audio_fc is None:
+            raise ValueError(f"{name}: isolate_audio trains the audio body through the audio-only classifier alone; it needs audio_fallback "
+                             f"('audio', 'time' or 'mix') and a city input, got audio_fallback={audio_fallback!r}, use_city={use_city}")
+        self.isolate = bool(isolate_audio and self.audio_fc is not None)
+        self.last_audio = None
 
     def embedding(self,
                   a, # audio vector (batch, d_audio)
@@ -259,10 +265,11 @@ class FusionHead(nn.Module):
                ):
         if self.audio_fc is None: return self.fc(self.embedding(a, city, time))
         city, time = check_meta(city, time, a.shape[0], self.context.n_cities, self.context.n_time, self.name)   # once
-        out = self.fc(self.mlp(self.fusion(a, self.context(city, time))))
+        out = self.fc(self.mlp(self.fusion(a.detach() if self.isolate else a, self.context(city, time))))   # isolated: no gradient to the body
         # the fallback classifier runs on every clip: its auxiliary loss trains it on known cities too
         fb_in = torch.cat([a, self.context.time(time).to(a.dtype)], 1) if self.fallback == 'time' else a   # 'time': no city
         alone = self.audio_fc(fb_in).to(out.dtype)
+        self.last_audio = alone.detach()   # the audio classifier's logits of every clip, known city or not (`learner.AudioMixAccuracy` reads them)
         if self.fallback == 'mix':   # log of the mean of the two probability vectors (a softmax of it gives that mean)
             alone = torch.logsumexp(torch.stack([F.log_softmax(out, -1), F.log_softmax(alone, -1)]), 0) - math.log(2)
         return torch.where(self.unknown_city(city)[:, None], alone, out)
