@@ -163,7 +163,8 @@ class AudioFallbackLoss(Callback):
     def __init__(self, weight:float=1.0, # weight of the auxiliary loss (1: as much as the main loss)
                 ): store_attr(); self.hook, self.out = None, None
     def before_fit(self):
-        fc = getattr(getattr(self.learn.model, 'head', None), 'audio_fc', None)
+        model = getattr(self.learn.model, 'module', self.learn.model)   # under DistributedDataParallel (several processes) the model is wrapped
+        fc = getattr(getattr(model, 'head', None), 'audio_fc', None)
         self.hook = fc.register_forward_hook(self._keep) if fc is not None else None
     def _keep(self, mod, inp, out): self.out = out if mod.training else None
     def after_loss(self):
@@ -184,7 +185,8 @@ class AudioMixAccuracy(_Accum):
         if not 0 <= w <= 1: raise ValueError(f"w must be in [0, 1], got {w}")
         self.w, self.kind, self._name = float(w), kind, name or (('audio_' if w == 1 else 'mixed_') + kind)
     def reset(self): super().reset(); self.a = []
-    def accumulate(self, learn):
+    def accumulate(self, learn, # the Learner after a validation batch (its `model`, `pred`, `yb`, `xb`)
+                  ):
         super().accumulate(learn)
         head = getattr(getattr(learn.model, 'module', learn.model), 'head', None)   # DistributedDataParallel wraps the model
         la = getattr(head, 'last_audio', None)

@@ -37,10 +37,16 @@ def test_two_processes_train_like_one(data, tmp_path):
     # two epochs, float32: the same losses and metrics per epoch, the same weights and validation probabilities
     np.testing.assert_allclose(two['history'], one['history'], atol=1e-3)
     _eq(two['summary']['epochs_run'], one['summary']['epochs_run']); _eq(two['summary']['best_epoch'], one['summary']['best_epoch'])
-    wd = max((one['state'][k].double() - two['state'][k].double()).abs().max().item() for k in one['state'])
+    def _w(k, v):   # the key third of an attention's in_proj_bias has a zero gradient in exact arithmetic (softmax shift
+        # invariance): its float32 value is rounding noise that Adam scales up to full steps, so it is compared apart, loosely
+        if not k.endswith('in_proj_bias'): return v.double()
+        n = v.numel() // 3; return torch.cat([v[:n], v[2 * n:]]).double()
+    wd = max((_w(k, one['state'][k]) - _w(k, two['state'][k])).abs().max().item() for k in one['state'])
+    kd = max([(one['state'][k].double() - two['state'][k].double()).abs().max().item() for k in one['state'] if k.endswith('in_proj_bias')] or [0.])
+    assert kd < 0.05, f"attention biases differ by {kd}"   # loose on purpose: on noise each Adam step may move it by up to the rate, 3e-3
     hd, pdiff = np.abs(two['history'] - one['history']).max(), np.abs(two['probs'] - one['probs']).max()
     print(f"2 processes vs 1: one float64 step's gradients differ by at most {gd:.1e}; after {len(one['history'])} float32 epochs "
-          f"the history by {hd:.1e}, the weights by {wd:.1e}, the validation probabilities by {pdiff:.1e}")
+          f"the history by {hd:.1e}, the weights by {wd:.1e} (the attention's key bias by {kd:.1e}), the validation probabilities by {pdiff:.1e}")
     assert wd < 1e-3, f"weights differ by {wd}"
     _eq(two['probs'].shape, one['probs'].shape)
     np.testing.assert_allclose(two['probs'], one['probs'], atol=1e-3)
