@@ -105,7 +105,7 @@ if __name__ == '__main__':
     groups = [] if args.dropouts_only else df[df.dropout.isin(['-', f'{CITY_DROPOUT:g}/{TIME_DROPOUT:g}'])].groupby(['recipe', 'aggregate'], sort=False)
     for (recipe, how), g in groups:
       off = g[g.metadata == 'off'].set_index('seed')
-      for fb in [f for f in ('on', 'time', 'mix', 'isolated', 'on+mixed', 'isolated+mixed', 'off') if f in set(g.fallback)]:   # metadata on: audio fallback, audio+time, mixed, isolated body, none
+      for fb in [f for f in ('on', 'time', 'mix', 'isolated', 'on+mixed', 'isolated+mixed', 'isolated+audio', 'off') if f in set(g.fallback)]:   # metadata on: audio fallback, audio+time, mixed, isolated body, none
         on = g[(g.metadata == 'on') & (g.fallback == fb)].set_index('seed')
         seeds = on.index.intersection(off.index)   # per-seed pairs: same data, same split
         if not len(seeds): continue
@@ -119,7 +119,7 @@ if __name__ == '__main__':
     pairs = []   # the ways of treating an unknown city against each other (metadata on, default dropout), paired per seed
     for (recipe, how), g in ([] if args.dropouts_only else df[(df.metadata == 'on') & (df.dropout == f'{CITY_DROPOUT:g}/{TIME_DROPOUT:g}')].groupby(['recipe', 'aggregate'], sort=False)):
         x = g.pivot_table(index='seed', columns='fallback', values='unseen')
-        for a, b in (('on', 'off'), ('time', 'off'), ('mix', 'off'), ('isolated', 'off'), ('on+mixed', 'off'), ('isolated+mixed', 'off'), ('time', 'on'), ('mix', 'on'), ('isolated', 'on'), ('isolated+mixed', 'on+mixed')):
+        for a, b in (('on', 'off'), ('time', 'off'), ('mix', 'off'), ('isolated', 'off'), ('on+mixed', 'off'), ('isolated+mixed', 'off'), ('time', 'on'), ('mix', 'on'), ('isolated', 'on'), ('isolated+mixed', 'on+mixed'), ('isolated+audio', 'isolated+mixed')):
             if a in x and b in x:
                 d = (x[a] - x[b]).dropna()
                 if len(d) > 1: pairs.append(dict(recipe=recipe, aggregate=how, variant=a, against=b, n=len(d), unseen_diff=d.mean(), se=d.std(ddof=1) / np.sqrt(len(d))))
@@ -140,7 +140,7 @@ if __name__ == '__main__':
              'Mean ± std over seeds:', '', tab.to_markdown(), '',
              'Checks (means over seeds of the per-seed differences, default dropout; *_se: standard error of that mean): unseen on >= off - 0.01, seen on >= off', '',
              ck.to_markdown(index=False, floatfmt='.3f') if len(ck) else '(no metadata-off runs: no checks)'] + \
-            (['', 'Unseen-city accuracy of the fallback variants against each other (metadata on; fallback on = audio, off = the unknown-city row, isolated = audio with the body trained by the audio loss alone; +mixed: the kept epoch chosen by AudioMixAccuracy), paired per seed:', '', pr.to_markdown(index=False, floatfmt='.3f')] if len(pr) else []) + (['', args.note] if args.note else [])
+            (['', 'Unseen-city accuracy of the fallback variants against each other (metadata on; fallback on = audio, off = the unknown-city row, isolated = audio with the body trained by the audio loss alone; +mixed: the kept epoch chosen by AudioMixAccuracy, +audio: by the audio classifier alone), paired per seed:', '', pr.to_markdown(index=False, floatfmt='.3f')] if len(pr) else []) + (['', args.note] if args.note else [])
     text = '\n'.join(lines); print(text)
     if args.out:
         Path(args.out).write_text(text + '\n')
