@@ -157,14 +157,17 @@ def asc_learner(dls, # `DataLoaders` from `asc_dataloaders`
     return learn
 
 # %% ../nbs/12_learner.ipynb #a7f00002
+def _head(model):
+    "The model's `FusionHead` (None if it has none); under DistributedDataParallel (several processes) the model is wrapped"
+    return getattr(getattr(model, 'module', model), 'head', None)
+
 class AudioFallbackLoss(Callback):
     "Add `weight` x the loss of the head's audio-only classifier (`audio_fc`) on every training batch"
     order = 60
     def __init__(self, weight:float=1.0, # weight of the auxiliary loss (1: as much as the main loss)
                 ): store_attr(); self.hook, self.out = None, None
     def before_fit(self):
-        model = getattr(self.learn.model, 'module', self.learn.model)   # under DistributedDataParallel (several processes) the model is wrapped
-        fc = getattr(getattr(model, 'head', None), 'audio_fc', None)
+        fc = getattr(_head(self.learn.model), 'audio_fc', None)
         self.hook = fc.register_forward_hook(self._keep) if fc is not None else None
     def _keep(self, mod, inp, out): self.out = out if mod.training else None
     def after_loss(self):
@@ -188,8 +191,7 @@ class AudioMixAccuracy(_Accum):
     def accumulate(self, learn, # the Learner after a validation batch (its `model`, `pred`, `yb`, `xb`)
                   ):
         super().accumulate(learn)
-        head = getattr(getattr(learn.model, 'module', learn.model), 'head', None)   # DistributedDataParallel wraps the model
-        la = getattr(head, 'last_audio', None)
+        la = getattr(_head(learn.model), 'last_audio', None)
         if la is None: raise ValueError("AudioMixAccuracy needs a head with an audio classifier (FusionHead with audio_fallback)")
         det = getattr(learn, 'to_detach', None) or (lambda b: b.detach().cpu())
         self.a.append(det(la.argmax(-1)))

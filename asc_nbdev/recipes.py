@@ -290,7 +290,7 @@ def unseen_weight(recipe:Recipe, # its `unseen_weight` (None: from `eval_cities`
     if recipe.unseen_weight is not None: return float(recipe.unseen_weight)
     if eval_cities is None or not len(eval_cities): return 0.
     known = set(model.known_cities or [])
-    idx = [city_index(c) if isinstance(c, str) or c is None or (isinstance(c, float) and np.isnan(c)) else int(c) for c in eval_cities]
+    idx = [int(c) if isinstance(c, (int, np.integer)) else city_index(c) for c in eval_cities]   # names; None/NaN: unknown
     return round(float(np.mean([i not in known for i in idx])), 4)
 
 def fit_recipe(recipe:Recipe, # the system's settings
