@@ -143,6 +143,9 @@ def _save_stage_plots(d, learn, summary, dls, title):
     if not is_main_process(): return probs
     h = history_frame(learn)   # history.csv: written each epoch by fastai's CSVLogger
     fig = plot_history(h, title=title, best=summary.get('best_epoch')); _savefig(fig, d/'curves.png')
+    if (d/'audio'/'history.csv').exists():   # `audio_first`: the audio-only model's step, then the fusion's (curves.png)
+        ha = pd.read_csv(d/'audio'/'history.csv').drop(columns=['epoch', 'time'], errors='ignore')
+        _savefig(plot_history(ha, title=f'{title}: audio-only step', best=summary.get('audio_best_epoch')), d/'curves_audio.png')
     ax = plot_confusion(probs.argmax(1), dls.valid_meta['label'].to_numpy(), title=f'{title}: validation ({dls.split.strategy} split)')
     _savefig(ax.figure, d/'confusion.png')
     ax = plot_confidence(probs, dls.valid_meta['label'].to_numpy(), title=f'{title}: validation confidence')
@@ -212,14 +215,16 @@ def _stage_train(d, recipe, dls, model, stage, title, truth_meta, seen, metadata
     # the figures of the saved model as it predicts (fp32, eval mode): under mixed precision the epoch's metric can differ slightly
     lab = dls.valid_meta['label'].to_numpy(); pred = probs.argmax(1)
     s = dict(s, accuracy=float((pred == lab).mean()), balanced_accuracy=_balanced_accuracy(lab, pred))
-    if is_main_process() and (d/'models').exists(): shutil.rmtree(d/'models')   # fastai's best-epoch checkpoints: no longer needed
+    for m in (d/'models', d/'audio'/'models'):   # fastai's best-epoch checkpoints (of the audio step too, `audio_first`): no longer needed
+        if is_main_process() and m.exists(): shutil.rmtree(m)
     test = evaluate_test(learn.model, dls, truth_meta, seen, aggregate)
     n_lab = len(dls.train_meta)
     return dict(name=title, split=dls.split.strategy, accuracy=s['accuracy'],
                 balanced_accuracy=s['balanced_accuracy'], city_accuracy=s['city_accuracy'],
                 n_train=len(dls.train.items), n_valid=len(dls.valid.items), epochs_run=s['epochs_run'],
                 best_epoch=s['best_epoch'], monitor=s['monitor'], **({'unseen_weight': s['unseen_weight']} if s['unseen_weight'] else {}),
-                **{k: s[k] for k in ('mixed_accuracy', 'mixed_balanced_accuracy', 'audio_accuracy', 'audio_balanced_accuracy') if k in s},
+                **{k: s[k] for k in ('mixed_accuracy', 'mixed_balanced_accuracy', 'audio_accuracy', 'audio_balanced_accuracy',
+                                           'audio_epochs_run', 'audio_best_epoch') if k in s},
                 **({'test': test} if test else {}),
                 **({'n_labeled': n_lab, 'n_pseudo': len(dls.train.items) - n_lab,
                     'pseudo_dropped': int(dls.dropped.get('pseudo_in_validation', 0))} if stage == 'retrain' else {}),

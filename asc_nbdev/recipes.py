@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, asdict
 import numpy as np, pandas as pd, torch
 from .core import *
 from .learner import *
-from .models.fusion import fallback_mode
+from .models.fusion import fallback_mode, FusionHead
 from fastai.callback.progress import ProgressCallback, CSVLogger
 from fastai.callback.core import Callback
 from fastcore.basics import store_attr
@@ -21,7 +21,7 @@ from .augment import SpecAugmentCallback, TimeRollCallback, MixupCallback
 # %% auto #0
 __all__ = ['QUICK_MODEL_KWARGS', 'PAPER_ADAM', 'CITY_DROPOUT', 'TIME_DROPOUT', 'AUDIO_FALLBACK', 'RECIPES', 'PRECISIONS',
            'Recipe', 'get_recipe', 'apply_overrides', 'load_recipe', 'recipe_callbacks', 'recipe_opt_func',
-           'make_model', 'EpochLines', 'resolve_precision', 'unseen_weight', 'fit_recipe']
+           'make_model', 'EpochLines', 'resolve_precision', 'unseen_weight', 'FrozenEval', 'audio_model', 'fit_recipe']
 
 # %% ../nbs/13_recipes.ipynb #69ddd782
 QUICK_MODEL_KWARGS = {  # narrower models for the quick CPU variant (same architecture, fewer channels)
@@ -33,7 +33,7 @@ QUICK_MODEL_KWARGS = {  # narrower models for the quick CPU variant (same archit
 
 PAPER_ADAM = dict(name='adam', betas=(0.9, 0.999), eps=1e-8, weight_decay=0.)   # torch.optim.Adam's defaults (fastai's differ)
 CITY_DROPOUT, TIME_DROPOUT = 0.5, 0.3   # defaults of every recipe, chosen by measurement: bench/metadata.md
-AUDIO_FALLBACK = 'off'   # clips of cities not trained on: 'off' (the papers), 'audio' or 'mix' (FusionHead); baseline, yang2025 and li2025 use 'audio' with isolate_audio, atmaja2025 'off', by measurement: bench/metadata_unseen.md
+AUDIO_FALLBACK = 'off'   # clips of cities not trained on: 'off' (the papers), 'audio' or 'mix' (FusionHead); li2025 and baseline use 'audio' with audio_first, yang2025 'audio' with isolate_audio, atmaja2025 'off', by measurement: bench/metadata_unseen.md
 
 @dataclass
 class Recipe:
@@ -71,6 +71,7 @@ class Recipe:
     audio_fallback: str = AUDIO_FALLBACK # clips of cities the model was not trained on: 'audio' (audio alone), 'mix' (audio and fused averaged) or 'off' (`FusionHead`)
     fallback_weight: float = 1.0 # weight of the audio-only classifier's auxiliary loss (`AudioFallbackLoss`)
     isolate_audio: bool = False # the fused classifier's gradient stops at the audio vector, so the body learns as an audio-only model's (needs audio_fallback; `FusionHead`)
+    audio_first: bool = False # two steps: the audio-only model first (as a run with metadata off trains it, its own kept epoch), then city/time fusion on its frozen body; clips of cities not trained on get exactly that audio model's prediction (needs audio_fallback 'audio' or 'mix')
     unseen_weight: float|None = None # models with an audio fallback: weight of the audio classifier's validation figure in the monitored one (`AudioMixAccuracy`); None: the share of eval clips in cities not trained on, when known (`run_pipeline`), else 0
     clip_seconds: float|None = None # None: the data's own length
     notes: str = '' # free text about the settings
@@ -114,10 +115,10 @@ class Recipe:
 RECIPES = {
     'baseline': Recipe(
         'baseline', 'official APSIPA ASC 2025 baseline code', 'se_trans', lr=1e-4, epochs=20, patience=10,
-        monitor='balanced_accuracy', pseudo='argmax', audio_fallback='audio', isolate_audio=True,
+        monitor='balanced_accuracy', pseudo='argmax', audio_fallback='audio', audio_first=True,
         notes='macro accuracy as the monitored metric; pseudo-labels: argmax of every unlabeled clip, then retrain; '
-              'beyond the baseline code: clips of cities not trained on are classified by an audio classifier whose body the '
-              'fusion does not train (isolate_audio), the kept epoch scores both roles (unseen_weight): bench/metadata_unseen.md'),
+              'beyond the baseline code: the audio-only model is trained first and the city/time fusion on its frozen body '
+              '(audio_first), so clips of cities not trained on get exactly the audio-only prediction: bench/metadata_unseen.md'),
     'yang2025': Recipe(
         'yang2025', 'seed 000 (Yang et al., APSIPA ASC 2025)', 'resnet_attention', lr=5e-4, epochs=1000, patience=20,
         spec_augment=dict(n_time_masks=2, time_width=20, n_freq_masks=2, freq_width=8), time_roll=(0.1, 0.3), mixup_alpha=1.0, mixup_p=1.0,
@@ -131,10 +132,10 @@ RECIPES = {
         lr=1e-4, epochs=100, patience=10, monitor='accuracy',
         spec_augment=dict(n_time_masks=2, time_width=20, n_freq_masks=2, freq_width=8), time_roll=(0.1, 0.3),
         mixup_alpha=(0.6, 0.8), mixup_p=(0.3, 0.8), augment_stages=('train', 'retrain'),
-        pseudo='soft', pretrain_epochs=100, freeze_blocks=0, audio_fallback='audio', isolate_audio=True,
-        notes='augmentation only when fine-tuning on CAS; gated fusion (the best of Table 3); unknown cities classified from audio '
-              'alone by a classifier whose body the fusion does not train, the kept epoch scoring both roles (this library\'s, '
-              'bench/metadata_unseen.md); set freeze_blocks=1 '
+        pseudo='soft', pretrain_epochs=100, freeze_blocks=0, audio_fallback='audio', audio_first=True,
+        notes='augmentation only when fine-tuning on CAS; gated fusion (the best of Table 3); the audio-only model trained first, '
+              'the fusion then on its frozen body, so clips of cities not trained on get exactly the audio-only prediction (this '
+              'library\'s, bench/metadata_unseen.md); set freeze_blocks=1 '
               'for the "Pretrained + Freeze" variant; SpecAugment widths not given; pre-training under the same early stopping '
               '(up to 100 epochs, patience 10)'),
     'atmaja2025': Recipe(
@@ -197,6 +198,8 @@ def apply_overrides(recipe:Recipe, # the recipe to change (a copy is returned)
     fallback_mode(r.audio_fallback)   # 'off', 'audio' or 'mix', else a clear error
     if r.unseen_weight is not None and not (isinstance(r.unseen_weight, (int, float)) and 0 <= r.unseen_weight <= 1):
         raise ValueError(f"unseen_weight = {r.unseen_weight!r} is out of range; it takes a number in [0, 1] or null")
+    if r.audio_first and fallback_mode(r.audio_fallback) not in ('audio', 'mix'):
+        raise ValueError(f"audio_first gives clips of cities not trained on the audio-only model's prediction: set audio_fallback to audio or mix, not {r.audio_fallback!r}")
     if r.isolate_audio and fallback_mode(r.audio_fallback) == 'off':
         raise ValueError("isolate_audio trains the audio body through the audio-only classifier alone: set audio_fallback (audio, time or mix) too")
     return r
@@ -252,6 +255,7 @@ def make_model(recipe:Recipe, # the recipe whose `model` and `model_kwargs` to b
     mode = fallback_mode(recipe.audio_fallback)
     if metadata and mode != 'off': kw.setdefault('audio_fallback', mode)
     if metadata and recipe.isolate_audio: kw.setdefault('isolate_audio', True)
+    if metadata and recipe.audio_first: kw.setdefault('audio_head', True)   # the audio-only model trained first goes there (`fit_recipe`)
     return create_model(recipe.model, n_classes=n_classes, metadata=metadata, **kw)
 
 class EpochLines(Callback):
@@ -293,12 +297,29 @@ def unseen_weight(recipe:Recipe, # its `unseen_weight` (None: from `eval_cities`
     idx = [int(c) if isinstance(c, (int, np.integer)) else city_index(c) for c in eval_cities]   # names; None/NaN: unknown
     return round(float(np.mean([i not in known for i in idx])), 4)
 
+class FrozenEval(Callback):
+    "Keep `modules` in eval mode while the rest of the model trains: an already-trained, frozen part keeps its batch-norm statistics and runs without dropout, as at prediction"
+    order = 1   # after fastai's TrainEvalCallback has put the whole model in training mode
+    def __init__(self, modules, # the frozen modules (their parameters should not require gradients)
+                ): self.modules = list(modules)
+    def before_train(self):
+        for m in self.modules: m.eval()
+
+def audio_model(model, # a model whose head's audio classifier is a whole audio-only head (`make_model` of a recipe with `audio_first`)
+               ):
+    "The audio-only model inside `model`: its body and its head's audio classifier, shared (training one trains the other)"
+    afc = getattr(getattr(model, 'head', None), 'audio_fc', None)
+    if not isinstance(afc, FusionHead):
+        raise ValueError(f"{type(model).__name__}: audio_first needs a model whose audio classifier is an audio-only head "
+                         "(make_model with the recipe, or a FusionHead built with audio_head=True)")
+    return copy.deepcopy(model, memo={id(model.body): model.body, id(model.head): afc})   # a copy of the wrapper, the same modules
+
 def fit_recipe(recipe:Recipe, # the system's settings
                dls, # `asc_dataloaders` of the labeled (+ pseudo-labeled) clips
                model=None, # a model to train further (default: a new one of the recipe's architecture)
                stage:str='train', # 'pretrain', 'train' or 'retrain': which stages augment (`augment_stages`)
                metadata:bool=True, # city/time fusion on (a new model only; the known cities are set either way)
-               path='.', # folder of fastai's best-epoch checkpoint and `history.csv` (written each epoch)
+               path='.', # folder of fastai's best-epoch checkpoint and `history.csv` (written each epoch); `audio_first`: the audio step's in path/audio
                fname:str|None=None, # checkpoint name (default: recipe and stage)
                cbs=None, # extra fastai callbacks
                progress:bool=True, # progress bars (False: quiet, see `epoch_log`)
@@ -311,6 +332,10 @@ def fit_recipe(recipe:Recipe, # the system's settings
               ):
     "Train `recipe` on `dls` (a model is made unless given); returns `(learner, summary dict)`"
     from asc_nbdev.models.zoo import freeze_blocks
+    label, fname = (stage if fname is None else fname), fname or f'{recipe.name}-{stage}'   # label: the epoch lines'
+    run = dict(stage=stage, label=label, cbs=cbs, progress=progress, epochs=epochs, epoch_log=epoch_log, precision=precision, compile=compile)
+    if metadata and recipe.audio_first and stage != 'pretrain':
+        return _fit_audio_first(recipe, dls, model, path, fname, deterministic, eval_cities, run)
     seed_everything(recipe.seed, deterministic)
     Path(path).mkdir(parents=True, exist_ok=True)   # history.csv and the checkpoints go there
     model = model if model is not None else make_model(recipe, metadata=metadata)
@@ -319,13 +344,47 @@ def fit_recipe(recipe:Recipe, # the system's settings
     w, monitor, extra = unseen_weight(recipe, model, eval_cities), recipe.monitor, []
     if w:   # the audio classifier's role counts in the kept epoch (AudioMixAccuracy, notebook 12)
         extra = [AudioMixAccuracy(w, recipe.monitor)] + ([AudioMixAccuracy(1.0, recipe.monitor)] if w < 1 else []); monitor = extra[0].name
+    learn, s = _fit(recipe, dls, model, path, fname, monitor, extra, aux=getattr(model.head, 'audio_fc', None) is not None, **run)
+    return learn, dict(s, unseen_weight=w)
+
+def _fit_audio_first(recipe, dls, model, path, fname, deterministic, eval_cities, run):
+    "`audio_first`: the audio-only model as a run with metadata off trains it, then the fusion on its frozen body"
+    # step 1: a new model's audio part is made and trained exactly as `fit_recipe(..., metadata=False)` would (same seed, same batches)
+    am = None if model is None else audio_model(model)
+    la, sa = fit_recipe(recipe, dls, am, metadata=False, path=Path(path)/'audio', fname=f'{fname}-audio', deterministic=deterministic,
+                        **{k: v for k, v in run.items() if k != 'label'})
+    am = la.model
+    seed_everything(recipe.seed, deterministic)
+    if model is None:
+        model = make_model(recipe, metadata=True)
+        model.body, model.head.audio_fc = am.body, am.head   # the trained audio-only model, as it is
+    model.set_known_cities(np.unique(dls.train.items.city))
+    w = unseen_weight(recipe, model, eval_cities)
+    # step 2: the context encoder, fusion and fused classifier learn on the frozen audio model (eval mode: its batch norm as at prediction)
+    frozen = [model.body, model.head.audio_fc]
+    was = [(p, p.requires_grad) for m in frozen for p in m.parameters()]
+    for p, _ in was: p.requires_grad_(False)
+    try:
+        learn, s = _fit(recipe, dls, model, path, fname, recipe.monitor, [], aux=False,
+                        **dict(run, cbs=list(run['cbs'] or []) + [FrozenEval(frozen)]))
+    finally:
+        for p, r in was: p.requires_grad_(r)
+    m = recipe.monitor
+    return learn, dict(s, seconds=round(sa['seconds'] + s['seconds'], 1), audio_first=True, unseen_weight=w,
+                       audio_epochs_run=sa['epochs_run'], audio_best_epoch=sa['best_epoch'],
+                       audio_accuracy=sa['accuracy'], audio_balanced_accuracy=sa['balanced_accuracy'],
+                       **{f'mixed_{m}': round((1 - w) * s[m] + w * sa[m], 6)})
+
+def _fit(recipe, dls, model, path, fname, monitor, extra, aux, stage, label, cbs, progress, epochs, epoch_log, precision, compile):
+    "One training run of `model` on `dls`, keeping the epoch of the best `monitor`"
+    Path(path).mkdir(parents=True, exist_ok=True)
     multi, main = init_processes(dls.device), is_main_process()   # several processes (asc-train --processes N): notebook 23
     if not main: progress, epoch_log = False, None                # rank 0 alone shows progress and writes the history
     learn = asc_learner(dls, model, lr=recipe.lr, loss_func=ASCLoss(recipe.smoothing), step=recipe.step, gamma=recipe.gamma,
-                        monitor=monitor, patience=recipe.patience, fname=fname or f'{recipe.name}-{stage}', metrics=extra,
+                        monitor=monitor, patience=recipe.patience, fname=fname, metrics=extra,
                         cbs=recipe_callbacks(recipe, stage) + ([CSVLogger('history.csv')] if main else []) + list(cbs or [])
-                            + ([AudioFallbackLoss(recipe.fallback_weight)] if getattr(model.head, 'audio_fc', None) is not None else [])
-                            + ([EpochLines(stage if fname is None else fname, epoch_log)] if epoch_log else []),
+                            + ([AudioFallbackLoss(recipe.fallback_weight)] if aux else [])
+                            + ([EpochLines(label, epoch_log)] if epoch_log else []),
                         path=path, opt_func=recipe_opt_func(recipe))
     if multi:
         from asc_nbdev.distributed import distributed_trainer
@@ -346,5 +405,6 @@ def fit_recipe(recipe:Recipe, # the system's settings
         runs = gather_objects((len(h), h[monitor].round(6).tolist()))   # gathered metrics: every process stopped alike
         if any(r != runs[0] for r in runs): raise RuntimeError(f"the processes disagree on the epochs or the validation {monitor}: {runs}")
     best = int(h[monitor].to_numpy().argmax())
-    return learn, dict(stage=stage, epochs_run=len(h), best_epoch=best, seconds=round(time.time() - t0, 1), monitor=monitor, unseen_weight=w,
+    return learn, dict(stage=stage, epochs_run=len(h), best_epoch=best, seconds=round(time.time() - t0, 1), monitor=monitor,
                        **{k: float(h[k].iloc[best]) for k in ('accuracy', 'balanced_accuracy', 'city_accuracy', *[m.name for m in extra])})
+

@@ -27,7 +27,10 @@ UNSEEN_WEIGHT = None   # --unseen-weight
 def run(D, root, recipe, seed, metadata, rounds, city_dropout=None, time_dropout=None, fallback=True):
     r = get_recipe(recipe, quick=True, seed=seed)
     # 'isolated': the audio fallback with the body trained by the audio-only loss alone (FusionHead's isolate_audio)
-    r = r.replace(audio_fallback='audio', isolate_audio=True) if fallback == 'isolated' else r.replace(audio_fallback=fallback, isolate_audio=False)
+    # 'first': the audio-only model trained first, then the fusion on its frozen body (a recipe's audio_first)
+    r = (r.replace(audio_fallback='audio', isolate_audio=True, audio_first=False) if fallback == 'isolated' else
+         r.replace(audio_fallback='audio', isolate_audio=False, audio_first=True) if fallback == 'first' else
+         r.replace(audio_fallback=fallback, isolate_audio=False, audio_first=False))
     if city_dropout is not None: r = r.replace(city_dropout=city_dropout, time_dropout=time_dropout)
     if UNSEEN_WEIGHT is not None: r = r.replace(unseen_weight=UNSEEN_WEIGHT)   # 0: keep the epoch by the fused figure alone (the runs before AudioMixAccuracy)
     out = root/f'{recipe}-{seed}-{metadata}-{r.city_dropout}-{r.time_dropout}-{fallback}'
@@ -61,7 +64,8 @@ if __name__ == '__main__':
     ap.add_argument('--dropouts-only', action='store_true', help='run only the --dropouts variants (a sweep; no checks)')
     ap.add_argument('--compare-fallback', action='store_true', help='also run metadata on without the audio fallback (audio_fallback=False)')
     ap.add_argument('--fallbacks', nargs='*', default=[], help="extra metadata-on runs with these audio_fallback modes, e.g. mix; "
-                    "'isolated' is the audio fallback with the body trained by the audio-only loss alone (isolate_audio)")
+                    "'isolated' is the audio fallback with the body trained by the audio-only loss alone (isolate_audio), "
+                    "'first' the audio-only model trained first and the fusion on its frozen body (audio_first)")
     ap.add_argument('--fallbacks-only', action='store_true', help='run only the --fallbacks variants (their metadata-off pairs come from other files via --from-csv)')
     ap.add_argument('--unseen-weight', type=float, default=None, help="the recipes' unseen_weight (default: theirs, i.e. the eval's share of "
                     "clips in cities not trained on); 0 keeps the epoch by the fused validation figure alone, as before AudioMixAccuracy")
@@ -105,7 +109,7 @@ if __name__ == '__main__':
     groups = [] if args.dropouts_only else df[df.dropout.isin(['-', f'{CITY_DROPOUT:g}/{TIME_DROPOUT:g}'])].groupby(['recipe', 'aggregate'], sort=False)
     for (recipe, how), g in groups:
       off = g[g.metadata == 'off'].set_index('seed')
-      for fb in [f for f in ('on', 'time', 'mix', 'isolated', 'on+mixed', 'isolated+mixed', 'isolated+audio', 'off') if f in set(g.fallback)]:   # metadata on: audio fallback, audio+time, mixed, isolated body, none
+      for fb in [f for f in ('on', 'time', 'mix', 'isolated', 'on+mixed', 'isolated+mixed', 'isolated+audio', 'first', 'off') if f in set(g.fallback)]:   # metadata on: audio fallback, audio+time, mixed, isolated body, none
         on = g[(g.metadata == 'on') & (g.fallback == fb)].set_index('seed')
         seeds = on.index.intersection(off.index)   # per-seed pairs: same data, same split
         if not len(seeds): continue
@@ -119,7 +123,7 @@ if __name__ == '__main__':
     pairs = []   # the ways of treating an unknown city against each other (metadata on, default dropout), paired per seed
     for (recipe, how), g in ([] if args.dropouts_only else df[(df.metadata == 'on') & (df.dropout == f'{CITY_DROPOUT:g}/{TIME_DROPOUT:g}')].groupby(['recipe', 'aggregate'], sort=False)):
         x = g.pivot_table(index='seed', columns='fallback', values='unseen')
-        for a, b in (('on', 'off'), ('time', 'off'), ('mix', 'off'), ('isolated', 'off'), ('on+mixed', 'off'), ('isolated+mixed', 'off'), ('time', 'on'), ('mix', 'on'), ('isolated', 'on'), ('isolated+mixed', 'on+mixed'), ('isolated+audio', 'isolated+mixed')):
+        for a, b in (('on', 'off'), ('time', 'off'), ('mix', 'off'), ('isolated', 'off'), ('on+mixed', 'off'), ('isolated+mixed', 'off'), ('time', 'on'), ('mix', 'on'), ('isolated', 'on'), ('isolated+mixed', 'on+mixed'), ('isolated+audio', 'isolated+mixed'), ('first', 'isolated+mixed')):
             if a in x and b in x:
                 d = (x[a] - x[b]).dropna()
                 if len(d) > 1: pairs.append(dict(recipe=recipe, aggregate=how, variant=a, against=b, n=len(d), unseen_diff=d.mean(), se=d.std(ddof=1) / np.sqrt(len(d))))

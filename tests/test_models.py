@@ -305,3 +305,16 @@ def test_asc_train_init_official(tmp_path):
     assert r.returncode == 2 and 'starts an SE-Trans' in r.stderr
     r = run_cli('asc-train', '--demo', '--init', 'mine=x', '--out', tmp_path/'r3', check=False)
     assert r.returncode == 2 and '--init takes official=PATH' in r.stderr
+
+def test_audio_head_reset_and_audio_model():
+    "A model made for audio-first training: its audio classifier is an audio-only head; reset_head keeps it one; audio_model shares its modules"
+    from asc_nbdev.recipes import get_recipe, make_model, audio_model
+    m = make_model(get_recipe('li2025', quick=True))
+    assert type(m.head.audio_fc).__name__ == 'FusionHead'
+    m.reset_head(7, fc_only=True).eval().set_known_cities([0])
+    x, c, t = torch.randn(2, 1, 100, 64), torch.tensor([0, UNKNOWN_CITY]), torch.zeros(2, 8)
+    assert tuple(m(x, c, t).shape) == (2, 7) and m.head.audio_fc.n_classes == 7
+    am = audio_model(m)
+    assert am.body is m.body and am.head is m.head.audio_fc and not am.metadata
+    with torch.no_grad(): assert torch.equal(am(x)[1], m(x, c, t)[1])   # the unknown city: the audio-only model's logits
+    with pytest.raises(ValueError, match='audio_first needs a model'): audio_model(make_model(get_recipe('baseline', quick=True, audio_first=False)))

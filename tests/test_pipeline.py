@@ -34,11 +34,13 @@ def test_demo_outputs(run):
     kept = next(s for s in rep['stages'] if s['name'] == rep['kept'])
     assert kept['accuracy'] == max(s['accuracy'] for s in rep['stages'])   # the final model: the best validation figure
     assert rep['pseudo_rounds'][0]['teacher'] == 'stage1_train' and rep['pseudo_rounds'][0]['retrained']
-    # li2025 has an audio fallback: with eval clips in cities it was not trained on, the kept epoch is chosen by both roles
-    s1 = rep['stages'][0]; h1 = pd.read_csv(out/'stage1_train'/'history.csv')
-    assert s1['monitor'] == 'mixed_accuracy' and 0 < s1['unseen_weight'] < 1, s1
-    assert s1['best_epoch'] == int(h1['mixed_accuracy'].to_numpy().argmax())
-    w = s1['unseen_weight']; assert np.allclose(h1['mixed_accuracy'], (1 - w) * h1['accuracy'] + w * h1['audio_accuracy'])
+    # li2025 trains audio first: the audio-only model (its own kept epoch, history in audio/), then the fusion on its frozen body
+    s1 = rep['stages'][0]; h1 = pd.read_csv(out/'stage1_train'/'history.csv'); ha = pd.read_csv(out/'stage1_train'/'audio'/'history.csv')
+    assert s1['monitor'] == 'accuracy' and 0 < s1['unseen_weight'] < 1, s1
+    assert s1['best_epoch'] == int(h1['accuracy'].to_numpy().argmax()) and s1['audio_best_epoch'] == int(ha['accuracy'].to_numpy().argmax())
+    assert s1['audio_epochs_run'] == len(ha) and np.isclose(s1['audio_accuracy'], ha['accuracy'].max())
+    w = s1['unseen_weight']; assert np.isclose(s1['mixed_accuracy'], (1 - w) * h1['accuracy'].max() + w * ha['accuracy'].max(), atol=1e-5)
+    assert (out/'stage1_train'/'curves_audio.png').exists() and not (out/'stage1_train'/'audio'/'models').exists()
     # not on a terminal: one line per epoch, and history.csv written by fastai's CSVLogger
     for st in rep['stages']:
         lines = re.findall(rf"^\[{st['name']}\] epoch (\d+)/3 train_loss [0-9.]+ valid_loss [0-9.]+ accuracy [0-9.]+", r.stdout, re.M)

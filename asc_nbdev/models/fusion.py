@@ -218,6 +218,7 @@ class FusionHead(nn.Module):
                  name:str='model', # named in error messages
                  audio_fallback:bool|str=False, # clips of an unknown city (or one not trained on): 'audio' (or True) from audio alone by `audio_fc`, 'time' from audio and time, 'mix' the mean of the audio and the fused probabilities, 'off' (or False) the fused head
                  isolate_audio:bool=False, # the fused classifier gets the audio vector detached: the body learns from `audio_fc`'s loss alone, as an audio-only model's would (needs `audio_fallback`)
+                 audio_head:bool=False, # `audio_fc` is a whole audio-only head (`hidden` layers + final layer, as a model built with metadata=False has), so an audio-only model trained first can be put there (a recipe's `audio_first`); needs audio_fallback 'audio' or 'mix'
                 ):
         super().__init__()
         self.metadata, self.n_classes, self.name = metadata, n_classes, name
@@ -234,7 +235,11 @@ class FusionHead(nn.Module):
         self.fallback = fallback_mode(audio_fallback) if metadata and use_city else 'off'
         if self.fallback == 'time' and self.context.time is None: self.fallback = 'audio'   # no time input: audio alone
         d_fb = d_audio + (self.context.time.out_dim if self.fallback == 'time' else 0)
-        self.audio_fc = nn.Linear(d_fb, n_classes) if self.fallback != 'off' else None
+        if audio_head and metadata and self.fallback not in ('audio', 'mix'):
+            raise ValueError(f"{name}: audio_head makes the audio classifier an audio-only model's head; it needs audio_fallback 'audio' or 'mix' "
+                             f"and a city input, got audio_fallback={audio_fallback!r}, use_city={use_city}")
+        self.audio_fc = (None if self.fallback == 'off' else   # an audio-only model's head (hidden layers + fc), or one linear layer
+                         FusionHead(d_audio, n_classes, False, hidden=hidden, dropout=dropout, name=name) if audio_head else nn.Linear(d_fb, n_classes))
         if isolate_audio and metadata and self.audio_fc is None:
             raise ValueError(f"{name}: isolate_audio trains the audio body through the audio-only classifier alone; it needs audio_fallback "
                              f"('audio', 'time' or 'mix') and a city input, got audio_fallback={audio_fallback!r}, use_city={use_city}")
@@ -315,7 +320,9 @@ class ASCModel(nn.Module):
             fc = nn.Linear(self.head.fc.in_features, n_classes)
             self.init_head(fc)
             self.head.fc, self.head.n_classes = fc, n_classes
-            if self.head.audio_fc is not None: self.head.audio_fc = nn.Linear(self.head.audio_fc.in_features, n_classes)
+            afc = self.head.audio_fc
+            if isinstance(afc, FusionHead): afc.fc, afc.n_classes = nn.Linear(afc.fc.in_features, n_classes), n_classes   # an audio-only head
+            elif afc is not None: self.head.audio_fc = nn.Linear(afc.in_features, n_classes)
         else: self.head = self.make_head(n_classes, ifnone(metadata, self.metadata))
         if p is not None: self.head.to(p.device)
         return self
