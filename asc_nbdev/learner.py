@@ -132,7 +132,7 @@ def asc_learner(dls, # `DataLoaders` from `asc_dataloaders`
                 loss_func=None, # default `ASCLoss()`
                 step:int=2, # epochs between learning-rate decays (`StepDecay`)
                 gamma:float=0.9, # factor of each learning-rate decay
-                monitor:str='accuracy', # metric watched by early stopping and best-epoch saving (higher is better)
+                monitor:str='accuracy', # metric watched by early stopping and best-epoch saving (higher is better; a name ending in 'loss', e.g. 'valid_loss': lower)
                 patience:int|None=10, # epochs without improvement before early stopping; None: off
                 save_best:bool=True, # keep and restore the best epoch's weights
                 fname:str='best', # file name of the best weights in `path/model_dir`
@@ -150,8 +150,9 @@ def asc_learner(dls, # `DataLoaders` from `asc_dataloaders`
             from asc_nbdev.models.zoo import asc_splitter as splitter
         except ImportError: splitter = lambda m: [list(m.parameters())]
     cb = [StepDecay(step, gamma)]
-    if patience is not None: cb.append(EarlyStoppingCallback(monitor=monitor, comp=np.greater, patience=patience, reset_on_fit=True))
-    if save_best: cb.append(SaveModelCallback(monitor=monitor, comp=np.greater, fname=fname, reset_on_fit=True))
+    comp = np.less if monitor.endswith('loss') else np.greater
+    if patience is not None: cb.append(EarlyStoppingCallback(monitor=monitor, comp=comp, patience=patience, reset_on_fit=True))
+    if save_best: cb.append(SaveModelCallback(monitor=monitor, comp=comp, fname=fname, reset_on_fit=True))
     learn = Learner(dls, model, loss_func=loss_func or ASCLoss(), opt_func=opt_func, lr=lr, metrics=asc_metrics() + list(metrics or []),
                     cbs=cb + list(cbs or []), path=path, model_dir=model_dir, splitter=splitter, **kwargs)
     return learn

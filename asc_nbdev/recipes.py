@@ -72,6 +72,7 @@ class Recipe:
     fallback_weight: float = 1.0 # weight of the audio-only classifier's auxiliary loss (`AudioFallbackLoss`)
     isolate_audio: bool = False # the fused classifier's gradient stops at the audio vector, so the body learns as an audio-only model's (needs audio_fallback; `FusionHead`)
     audio_first: bool = False # two steps: the audio-only model first (as a run with metadata off trains it, its own kept epoch), then city/time fusion on its frozen body; clips of cities not trained on get exactly that audio model's prediction (needs audio_fallback 'audio' or 'mix')
+    fusion_monitor: str|None = 'valid_loss' # `audio_first`'s second step: the validation figure that keeps its epoch, 'valid_loss' (lower is better) or None for `monitor`: kept by accuracy, the fusion's epoch comes early, its probabilities still far from sure (bench/fusion_confidence.md)
     unseen_weight: float|None = None # models with an audio fallback: weight of the audio classifier's validation figure in the monitored one (`AudioMixAccuracy`); None: the share of eval clips in cities not trained on, when known (`run_pipeline`), else 0
     clip_seconds: float|None = None # None: the data's own length
     notes: str = '' # free text about the settings
@@ -198,6 +199,8 @@ def apply_overrides(recipe:Recipe, # the recipe to change (a copy is returned)
     fallback_mode(r.audio_fallback)   # 'off', 'audio' or 'mix', else a clear error
     if r.unseen_weight is not None and not (isinstance(r.unseen_weight, (int, float)) and 0 <= r.unseen_weight <= 1):
         raise ValueError(f"unseen_weight = {r.unseen_weight!r} is out of range; it takes a number in [0, 1] or null")
+    if r.fusion_monitor not in (None, 'valid_loss', 'accuracy', 'balanced_accuracy'):
+        raise ValueError(f"fusion_monitor must be 'valid_loss', 'accuracy', 'balanced_accuracy' or null (the recipe's monitor), got {r.fusion_monitor!r}")
     if r.audio_first and fallback_mode(r.audio_fallback) not in ('audio', 'mix'):
         raise ValueError(f"audio_first gives clips of cities not trained on the audio-only model's prediction: set audio_fallback to audio or mix, not {r.audio_fallback!r}")
     if r.isolate_audio and fallback_mode(r.audio_fallback) == 'off':
@@ -365,7 +368,7 @@ def _fit_audio_first(recipe, dls, model, path, fname, deterministic, eval_cities
     was = [(p, p.requires_grad) for m in frozen for p in m.parameters()]
     for p, _ in was: p.requires_grad_(False)
     try:
-        learn, s = _fit(recipe, dls, model, path, fname, recipe.monitor, [], aux=False,
+        learn, s = _fit(recipe, dls, model, path, fname, recipe.fusion_monitor or recipe.monitor, [], aux=False,
                         **dict(run, cbs=list(run['cbs'] or []) + [FrozenEval(frozen)]))
     finally:
         for p, r in was: p.requires_grad_(r)
@@ -404,7 +407,7 @@ def _fit(recipe, dls, model, path, fname, monitor, extra, aux, stage, label, cbs
         learn.remove_cbs([c for c in learn.cbs if isinstance(c, ASCDistributedTrainer)])
         runs = gather_objects((len(h), h[monitor].round(6).tolist()))   # gathered metrics: every process stopped alike
         if any(r != runs[0] for r in runs): raise RuntimeError(f"the processes disagree on the epochs or the validation {monitor}: {runs}")
-    best = int(h[monitor].to_numpy().argmax())
+    best = int(h[monitor].to_numpy().argmin() if monitor.endswith('loss') else h[monitor].to_numpy().argmax())
     return learn, dict(stage=stage, epochs_run=len(h), best_epoch=best, seconds=round(time.time() - t0, 1), monitor=monitor,
                        **{k: float(h[k].iloc[best]) for k in ('accuracy', 'balanced_accuracy', 'city_accuracy', *[m.name for m in extra])})
 

@@ -41,7 +41,8 @@ def run(D, root, recipe, seed, metadata, rounds, city_dropout=None, time_dropout
     shutil.rmtree(out, ignore_errors=True)
     s = rep['stages'][-1]
     mon = s.get('monitor', '')   # the kept epoch scored both roles (AudioMixAccuracy): not the first files' runs
-    if mon.startswith(('mixed_', 'audio_')): label += '+' + mon.split('_')[0]   # '+mixed', or '+audio' for unseen_weight 1
+    if mon.startswith(('mixed_', 'audio_')): label += '+' + mon.split('_')[0]
+    if mon.endswith('loss'): label += '+loss'   # audio first, its fusion step kept by validation loss (fusion_monitor, the default)   # '+mixed', or '+audio' for unseen_weight 1
     rows = []
     for how, m in s['test']['aggregates'].items():
         rows.append(dict(recipe=recipe, seed=seed, metadata='on' if metadata else 'off',
@@ -109,7 +110,7 @@ if __name__ == '__main__':
     groups = [] if args.dropouts_only else df[df.dropout.isin(['-', f'{CITY_DROPOUT:g}/{TIME_DROPOUT:g}'])].groupby(['recipe', 'aggregate'], sort=False)
     for (recipe, how), g in groups:
       off = g[g.metadata == 'off'].set_index('seed')
-      for fb in [f for f in ('on', 'time', 'mix', 'isolated', 'on+mixed', 'isolated+mixed', 'isolated+audio', 'first', 'off') if f in set(g.fallback)]:   # metadata on: audio fallback, audio+time, mixed, isolated body, none
+      for fb in [f for f in ('on', 'time', 'mix', 'isolated', 'on+mixed', 'isolated+mixed', 'isolated+audio', 'first', 'first+loss', 'off') if f in set(g.fallback)]:   # metadata on: audio fallback, audio+time, mixed, isolated body, none
         on = g[(g.metadata == 'on') & (g.fallback == fb)].set_index('seed')
         seeds = on.index.intersection(off.index)   # per-seed pairs: same data, same split
         if not len(seeds): continue
@@ -123,7 +124,7 @@ if __name__ == '__main__':
     pairs = []   # the ways of treating an unknown city against each other (metadata on, default dropout), paired per seed
     for (recipe, how), g in ([] if args.dropouts_only else df[(df.metadata == 'on') & (df.dropout == f'{CITY_DROPOUT:g}/{TIME_DROPOUT:g}')].groupby(['recipe', 'aggregate'], sort=False)):
         x = g.pivot_table(index='seed', columns='fallback', values='unseen')
-        for a, b in (('on', 'off'), ('time', 'off'), ('mix', 'off'), ('isolated', 'off'), ('on+mixed', 'off'), ('isolated+mixed', 'off'), ('time', 'on'), ('mix', 'on'), ('isolated', 'on'), ('isolated+mixed', 'on+mixed'), ('isolated+audio', 'isolated+mixed'), ('first', 'isolated+mixed')):
+        for a, b in (('on', 'off'), ('time', 'off'), ('mix', 'off'), ('isolated', 'off'), ('on+mixed', 'off'), ('isolated+mixed', 'off'), ('time', 'on'), ('mix', 'on'), ('isolated', 'on'), ('isolated+mixed', 'on+mixed'), ('isolated+audio', 'isolated+mixed'), ('first', 'isolated+mixed'), ('first+loss', 'isolated+mixed'), ('first+loss', 'first')):
             if a in x and b in x:
                 d = (x[a] - x[b]).dropna()
                 if len(d) > 1: pairs.append(dict(recipe=recipe, aggregate=how, variant=a, against=b, n=len(d), unseen_diff=d.mean(), se=d.std(ddof=1) / np.sqrt(len(d))))

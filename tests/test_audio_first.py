@@ -13,7 +13,7 @@ def test_audio_first_unseen_cities_are_the_audio_only_model(tmp_path):
     rep_f, rep_o = (json.loads((tmp_path/n/'report.json').read_text()) for n in ('first', 'off'))
     s = rep_f['stages'][0]
     assert s['audio_best_epoch'] == rep_o['stages'][0]['best_epoch'] and s['audio_accuracy'] == rep_o['stages'][0]['accuracy'], s
-    assert s['monitor'] == 'accuracy' and 0 < s['unseen_weight'] < 1
+    assert s['monitor'] == 'valid_loss' and 0 < s['unseen_weight'] < 1
     assert np.isclose(s['mixed_accuracy'], (1 - s['unseen_weight']) * s['accuracy'] + s['unseen_weight'] * s['audio_accuracy'], atol=1e-5)
     d = tmp_path/'first'/'stage1_train'
     assert (d/'curves_audio.png').exists() and (d/'audio'/'history.csv').exists() and not (d/'audio'/'models').exists()
