@@ -386,8 +386,9 @@ def run_pipeline(out, # output folder
                                                                          clip_seconds=cache.clip_seconds, progress=progress), log=log,
                         force=force, fingerprint=stage_fp(stage='stage0_pretrain'))
         report['stages'].append(res)
-        model, _ = load_asc_model(out/'stage0_pretrain'/'model.pt')
-        model.reset_head(N_CLASSES, metadata)   # new head for the 10 challenge classes; the body is kept
+        pre, _ = load_asc_model(out/'stage0_pretrain'/'model.pt')   # audio only, the external datasets' classes
+        model = make_model(recipe, metadata=metadata)   # the recipe's own head for the 10 challenge classes (its audio fallback too) ...
+        model.body.load_state_dict(pre.body.state_dict())   # ... on the pre-trained body
     if recipe.hard_samples and reference_model is None:
         rr = reference_recipe(recipe, epochs)
         log(f"[{REFERENCE_STAGE}] {rr.name} (the hard-sample reference, seed 003) on {len(base_dls.train.items)} labeled clips")
