@@ -22,8 +22,8 @@ from .core import process_rank, process_count, is_main_process, init_processes, 
 
 # %% auto #0
 __all__ = ['AUDIO_EXTENSIONS', 'LOGMEL_DEFAULTS', 'FEATURE_CACHE_VERSION', 'AudioError', 'AudioInfo', 'load_audio', 'find_audio',
-           'logmel_librosa', 'LogMel', 'median_duration', 'open_features', 'read_rows', 'FeatureCache',
-           'load_feature_cache', 'build_feature_cache', 'asc_features']
+           'logmel_librosa', 'logmel_mismatch', 'assert_logmel_close', 'LogMel', 'median_duration', 'open_features',
+           'read_rows', 'FeatureCache', 'load_feature_cache', 'build_feature_cache', 'asc_features']
 
 # %% ../nbs/03_features.ipynb #1d7f118b
 class AudioError(ValueError):
@@ -163,15 +163,52 @@ LOGMEL_DEFAULTS = dict(sr=SAMPLE_RATE, n_fft=2048, win_length=1764, hop_length=8
 
 def logmel_librosa(y:np.ndarray, # mono waveform (samples,)
                    sr:int=SAMPLE_RATE, # its sample rate
+                   **changes, # parameters of `LOGMEL_DEFAULTS` to change (a wrong window or norm, to show a check fails)
                   ) -> np.ndarray:
     "The official baseline's log-mel with librosa: (frames, 64) float32, frames = samples // 882"
     import librosa
-    p = LOGMEL_DEFAULTS
+    bad = sorted(set(changes) - set(LOGMEL_DEFAULTS) - {'sr'})
+    if bad: raise TypeError(f"logmel_librosa: unknown parameter(s) {bad}; the recipe's are {sorted(LOGMEL_DEFAULTS)}")
+    p = {**LOGMEL_DEFAULTS, **changes}
     S = librosa.feature.melspectrogram(y=y, sr=sr, n_fft=p['n_fft'], hop_length=p['hop_length'],
             win_length=p['win_length'], window=p['window'], center=p['center'], pad_mode=p['pad_mode'],
-            power=p['power'], n_mels=p['n_mels'], fmin=p['fmin'], fmax=p['fmax'])  # Slaney scale and norm: librosa's defaults
+            power=p['power'], n_mels=p['n_mels'], fmin=p['fmin'], fmax=p['fmax'],
+            htk=p['mel_scale'] == 'htk', norm=p['norm'])
     db = librosa.power_to_db(S, ref=p['ref'], amin=p['amin'], top_db=p['top_db'])
     return db.T[:len(y)//p['hop_length']]
+
+# %% ../nbs/03_features.ipynb #dc467bb6
+def logmel_mismatch(ours:np.ndarray, # log-mel in dB, (frames, mels) or (clips, frames, mels)
+                    ref:np.ndarray, # the reference, the same shape
+                    within_db:float=40., # compare the bins of `ref` at most this many dB below their clip's peak
+                   ) -> dict:
+    "Differences of `ours` from `ref` over the bins that carry signal: max, mean, bins compared, and where the largest lies"
+    a, r = np.asarray(ours, np.float64), np.asarray(ref, np.float64)
+    if a.shape != r.shape or r.ndim not in (2, 3):
+        raise ValueError(f"logmel_mismatch: shapes {a.shape} and {r.shape}; expected the same (frames, mels) or (clips, frames, mels)")
+    below = r.max(axis=(-2, -1), keepdims=True) - r
+    keep = below <= within_db
+    d = np.abs(a - r)
+    i = np.unravel_index(np.argmax(np.where(keep, np.nan_to_num(d, nan=np.inf), -1.)), d.shape)
+    return dict(max=float(d[i]), mean=float(d[keep].mean()), n=int(keep.sum()), share=float(keep.mean()),
+                at=tuple(int(j) for j in i), ref_db=float(r[i]), below_peak=float(below[i]))
+
+def assert_logmel_close(ours:np.ndarray, # log-mel in dB, (frames, mels) or (clips, frames, mels)
+                        ref:np.ndarray, # the reference, the same shape
+                        atol:float=1e-3, # largest difference allowed, dB
+                        within_db:float=40., # compare the bins of `ref` at most this many dB below their clip's peak
+                        mean_atol:float|None=None, # largest mean difference allowed, dB (None: not checked)
+                        what:str='log-mel', # named in the error
+                       ) -> dict:
+    "Raise `AssertionError` naming the worst bin if `ours` differs from `ref` where it carries signal; returns `logmel_mismatch`"
+    m = logmel_mismatch(ours, ref, within_db)
+    if not (m['max'] <= atol and (mean_atol is None or m['mean'] <= mean_atol)):   # NaN fails too
+        where = ('clip {}, ' if len(m['at']) == 3 else '') + 'frame {}, band {}'
+        raise AssertionError(f"{what}: max |diff| {m['max']:.3g} dB (allowed {atol:g}), mean {m['mean']:.3g} dB"
+                             + (f" (allowed {mean_atol:g})" if mean_atol is not None else '')
+                             + f", over the {m['n']:,} bins within {within_db:g} dB of their clip's peak; the largest at "
+                             + where.format(*m['at']) + f" (reference {m['ref_db']:.1f} dB, {m['below_peak']:.1f} dB below the peak)")
+    return m
 
 # %% ../nbs/03_features.ipynb #0fbb3123
 class LogMel(nn.Module):
