@@ -18,16 +18,17 @@ from .data.loaders import asc_dataloaders, ASCItems, ASCDataLoader
 from .features import build_feature_cache, FeatureCache, AudioError
 from .models.zoo import save_asc_model, load_asc_model, MODEL_FORMAT, _plain
 from .learner import predict_probs, history_frame, _balanced_accuracy, per_city_accuracy
+from .config import RunConfig, ConfigError, parse_config, AGGREGATES, DEFAULT_AGGREGATE, LOGGERS
 from .recipes import Recipe, get_recipe, fit_recipe, make_model, load_recipe, apply_overrides, resolve_precision, PRECISIONS
 from .hard_samples import weight_hard_samples
 from .pseudo import pseudo_label, pseudo_report, plot_pseudo_confidence
 from .plots import plot_history, plot_confusion, plot_confidence
 
 # %% auto #0
-__all__ = ['AGGREGATES', 'DEFAULT_AGGREGATE', 'REFERENCE_STAGE', 'LOGGERS', 'model_loader', 'StageMismatch', 'fingerprint_diff',
-           'run_stage', 'aggregate_probs', 'evaluate_test', 'stage_loggers', 'reference_recipe', 'grouped_folds',
-           'run_pipeline', 'run_figures', 'summarize_runs', 'run_repeats', 'write_submission', 'format_repeats',
-           'format_report', 'predict_files', 'predict', 'asc_train', 'asc_predict']
+__all__ = ['REFERENCE_STAGE', 'RUN_CONFIG', 'model_loader', 'StageMismatch', 'fingerprint_diff', 'run_stage', 'aggregate_probs',
+           'evaluate_test', 'stage_loggers', 'reference_recipe', 'grouped_folds', 'run_pipeline', 'run_figures',
+           'summarize_runs', 'run_repeats', 'write_submission', 'format_repeats', 'format_report', 'predict_files',
+           'predict', 'run_config', 'asc_train', 'asc_predict']
 
 # %% ../nbs/18_pipeline.ipynb #35712a60
 def model_loader(cache, # a `FeatureCache` holding the clips
@@ -96,8 +97,6 @@ def _score(probs, targ, city=None) -> dict:
     if city is not None: out['per_city'] = per_city_accuracy(pred, targ, city)
     return out
 
-AGGREGATES = ('none', 'session', 'recording')
-DEFAULT_AGGREGATE = 'session'   # chosen by measurement: bench/metadata.md
 
 def aggregate_probs(probs:np.ndarray, # (clips, classes) class probabilities
                     meta:pd.DataFrame, # the clips' metadata (`read_meta`): `session` and `recording` columns
@@ -162,7 +161,6 @@ def _savefig(fig, path):
 
 # %% ../nbs/18_pipeline.ipynb #aa1a5570
 REFERENCE_STAGE = 'stage1_reference'   # seed 003: the baseline SE-Trans whose confidence weights the hard samples
-LOGGERS = ('none', 'tensorboard', 'wandb')   # where a stage's training curves can also go (`stage_loggers`)
 
 def stage_loggers(log_to:str|None, # one of `LOGGERS` (None: 'none')
                   d, # the stage's folder (TensorBoard writes its event files into d/tensorboard)
@@ -743,101 +741,49 @@ from typing import Annotated
 def _fail(msg):
     print(msg, file=sys.stderr); sys.exit(2)
 
-@call_parse
-def asc_train(recipe:str='li2025', # recipe: baseline, yang2025, li2025, atmaja2025, or a recipe JSON file (a run's recipe.json)
-              demo:store_true=False, # make the synthetic dataset (demo preset: 800 quick 2 s clips) under OUT/data and run on it
-              audio:str=None, # audio folder (FILENAME.wav) of a CAS-format dataset
-              meta:str=None, # its dev metadata CSV
-              eval_meta:str=None, # its eval metadata CSV: predicted into OUT/submission.csv
-              truth:str=None, # a truth CSV (filename,scene_label) to score pseudo-labels and the eval part
-              out:str='runs/asc', # output folder (re-running resumes finished stages)
-              split:Annotated[str, dict(choices=list(SPLITS))]='recording', # validation split (recording: grouped by recording, leak-free)
-              rounds:int=None, # pseudo-label + retrain rounds (default: the recipe's)
-              epochs:int=None, # override the recipe's epoch limit
-              no_metadata:store_true=False, # audio only: switch city/time fusion off
-              city_dropout:float=None, # rate of training clips whose city is replaced by the unknown city (default: the recipe's)
-              time_dropout:float=None, # rate of training clips whose time is replaced by 'no time' (default: the recipe's)
-              aggregate:Annotated[str, dict(choices=list(AGGREGATES))]=DEFAULT_AGGREGATE, # average predictions per session or recording, or none
-              device:str='auto', # cpu, cuda (cuda:N), mps, or auto: a GPU when there is one, for features and every stage
-              set:Annotated[str, dict(action='append')]=None, # override a recipe field, FIELD=VALUE (e.g. lr=3e-4); repeatable
-              quick:store_true=False, # the recipe's quick CPU variant (always on with --demo)
-              pretrain:Annotated[str, dict(action='append')]=None, # stage 0 data, NAME=DIR (tau2020, cochlscene); repeatable
-              on_error:Annotated[str, dict(choices=['raise', 'skip'])]='raise', # unreadable audio: stop, or skip and list
-              n_clips:int=None, # demo: number of clips, dev + eval (default: the demo preset's 800)
-              seed:int=None, # training seed (the recipe's, 1234, by default); with --demo also the data's unless --data-seed
-              data_seed:int=None, # demo: seed of the synthetic data (default: --seed, else the preset's)
-              force:store_true=False, # recompute finished stages even if this run's settings differ from theirs
-              deterministic:store_true=False, # deterministic kernels, so that a GPU run repeats exactly (slower)
-              init:str=None, # official=PATH: start the baseline recipe from the official pretrained SE-Trans checkpoint
-              reference_model:str=None, # hard-sample recipes (atmaja2025): a model file whose confidence weights the training clips (default: train the baseline as stage1_reference)
-              seeds:int=None, # repeat the run with N training seeds (--seed, +1, ...; same data and validation split): OUT/seed0..., mean and std in OUT/report.json
-              folds:int=None, # repeat the run over K grouped folds of the split's groups (recordings by default): OUT/fold0..., mean and std
-              precision:Annotated[str, dict(choices=list(PRECISIONS))]='auto', # auto: fp32 (bf16 measured no faster and less accurate here, bench/gpu.md); bf16/fp16 need a GPU
-              compile:store_true=False, # torch.compile the models (helps on a GPU; on a CPU it needs a C++ compiler and rarely pays)
-              log:Annotated[str, dict(choices=list(LOGGERS))]='none', # also log training curves to tensorboard (OUT/STAGE/tensorboard) or wandb (package needed)
-              processes:int=1, # train data-parallel in N processes on this machine (one per GPU, or N CPU processes with --device cpu); the recipe's batch size stays the global batch
-             ):
-    "Train a recipe through the semi-supervised pipeline and predict the eval clips"
+RUN_CONFIG = 'run.json'   # the run's configuration in its output folder (`asc-train --config OUT/run.json` repeats it)
+
+def run_config(cfg:RunConfig, # the run's settings (`RunConfig`), e.g. from `parse_config`
+               progress:bool|None=None, # progress bars (None: on a terminal; else one line per epoch)
+              ) -> dict|None:
+    "Run what `asc-train` runs for `cfg`: check it, save it as OUT/run.json, make the demo data, start the processes or run the pipeline (or its repeats)"
     from asc_nbdev.data.synthetic import make_synthetic
-    out = Path(out)
-    try:
-        r = load_recipe(recipe, quick=quick or demo)
-        if seed is not None: r = r.replace(seed=seed)
-        r = apply_overrides(r, set)
-    except KeyError as e: _fail(f"asc-train: error: {e.args[0]}")
-    except (ValueError, TypeError, FileNotFoundError) as e: _fail(f"asc-train: error: {e}")
-    for k, v in (('city_dropout', city_dropout), ('time_dropout', time_dropout)):
-        if v is None: continue
-        if not 0 <= v < 1: _fail(f"asc-train: error: --{k.replace('_', '-')} must be in [0, 1), got {v}")
-        r = r.replace(**{k: v})
-    if seeds is not None and seeds < 1: _fail(f"asc-train: error: --seeds must be at least 1, got {seeds}")
-    if processes < 1: _fail(f"asc-train: error: --processes must be at least 1, got {processes}")
-    if processes > 1 and process_count() > 1: _fail("asc-train: error: --processes starts the processes itself; leave it out under torchrun or accelerate launch")
-    if processes > 1 and r.bs % processes: _fail(f"asc-train: error: the batch size {r.bs} does not split into {processes} processes; --set bs=... a multiple of {processes}")
-    if folds is not None and folds < 2: _fail(f"asc-train: error: --folds must be at least 2, got {folds}")
-    if reference_model is not None and not r.hard_samples:
-        _fail(f"asc-train: error: --reference-model weights hard samples; recipe {r.name} has hard_samples off (atmaja2025 has it on, or --set hard_samples=true)")
-    init_path = None
-    if init:
-        k, _, v = init.partition('=')
-        if k.strip() != 'official' or not v.strip(): _fail(f"asc-train: error: --init takes official=PATH, got {init!r}")
-        init_path = v.strip()
-    pre = []
-    for p in pretrain or []:
-        if '=' not in p: _fail(f"asc-train: error: --pretrain takes NAME=DIR, got {p!r}")
-        k, v = p.split('=', 1); pre.append((k.strip(), v.strip()))
-    if demo:
-        if audio or meta: _fail("asc-train: error: --demo makes its own data; leave out --audio/--meta")
+    res = cfg.check(); out = Path(cfg.out)
+    if is_main_process() and not os.environ.get('ASC_RUN_CONFIG_SAVED'):   # the launcher's processes run the file it wrote
+        out.mkdir(parents=True, exist_ok=True); cfg.save(out/RUN_CONFIG)
+    audio, meta, eval_meta, truth = cfg.audio, cfg.meta, cfg.eval_meta, cfg.truth
+    if cfg.demo:
         data = out/'data'
         if not (data/'truth.csv').exists() and is_main_process():
             kw = dict(preset='demo')
-            if n_clips: kw['n_clips'] = n_clips
-            if data_seed is not None or seed is not None: kw['seed'] = data_seed if data_seed is not None else seed
-            try: make_synthetic(data, progress=sys.stdout.isatty(), **kw)
-            except (ValueError, OSError) as e: _fail(f"asc-train: error: {e}")
-        if process_count() > 1: init_processes(device); process_barrier()   # the others wait for rank 0's data
+            if cfg.n_clips: kw['n_clips'] = cfg.n_clips
+            if cfg.data_seed is not None or cfg.seed is not None: kw['seed'] = cfg.data_seed if cfg.data_seed is not None else cfg.seed
+            make_synthetic(data, progress=sys.stdout.isatty(), **kw)
+        if process_count() > 1: init_processes(cfg.device); process_barrier()   # the others wait for rank 0's data
         audio, meta, eval_meta, truth = data/'audio', data/'dev_metadata.csv', data/'eval_metadata.csv', data/'truth.csv'
-    elif not (audio and meta): _fail("asc-train: error: give --demo, or --audio DIR and --meta CSV")
-    if processes > 1:   # start the processes (torchrun), each running this command without --processes; notebook 23
+    if cfg.processes > 1:   # start the processes (torchrun), each running OUT/run.json without --processes; notebook 23
         from asc_nbdev.distributed import launch_processes
-        args, skip = [], False
-        for a in sys.argv[1:]:
-            if skip: skip = False; continue
-            if a == '--processes': skip = True; continue
-            if a.startswith('--processes='): continue
-            args.append(a)
-        try: rc = launch_processes(processes, args, device)
-        except (ValueError, ImportError, RuntimeError, OSError) as e: _fail(f"asc-train: error: {e}")
-        if rc: _fail(f"asc-train: error: {processes} processes: at least one failed (exit status {rc}); its error is printed above")
+        os.environ['ASC_RUN_CONFIG_SAVED'] = '1'
+        try: rc = launch_processes(cfg.processes, ['--config', str(out/RUN_CONFIG), '--processes', '1'], cfg.device)
+        finally: os.environ.pop('ASC_RUN_CONFIG_SAVED', None)
+        if rc: raise RuntimeError(f"{cfg.processes} processes: at least one failed (exit status {rc}); its error is printed above")
         return None
-    kw = dict(eval_meta=eval_meta, truth=truth, split=split, rounds=rounds, epochs=epochs, metadata=not no_metadata, aggregate=aggregate,
-              force=force, deterministic=deterministic, init_official=init_path, precision=precision, compile=compile, log_to=log, reference_model=reference_model, pretrain=pre or None,
-              device=device, on_error=on_error, progress=sys.stdout.isatty(), epoch_lines=not sys.stdout.isatty())   # bars on a terminal, else a line per epoch
-    try:
-        if seeds is not None or folds is not None: return run_repeats(out, audio, meta, r, seeds=seeds or 1, folds=folds, **kw)
-        return run_pipeline(out, audio, meta, r, **kw)
-    except (MetadataError, AudioError, OSError, ValueError, ImportError) as e:
-        _fail(f"asc-train: error: {e}")
+    bars = sys.stdout.isatty() if progress is None else progress
+    kw = dict(eval_meta=eval_meta, truth=truth, split=cfg.split, rounds=cfg.rounds, epochs=cfg.epochs, metadata=not cfg.no_metadata,
+              aggregate=cfg.aggregate, force=cfg.force, deterministic=cfg.deterministic, init_official=res.init_official,
+              precision=cfg.precision, compile=cfg.compile, log_to=cfg.log, reference_model=cfg.reference_model,
+              pretrain=res.pretrain or None, device=cfg.device, on_error=cfg.on_error, progress=bars, epoch_lines=not bars)
+    if cfg.seeds is not None or cfg.folds is not None:
+        return run_repeats(out, audio, meta, res.recipe, seeds=cfg.seeds or 1, folds=cfg.folds, **kw)
+    return run_pipeline(out, audio, meta, res.recipe, **kw)
+
+def asc_train(argv:list|None=None, # the command line's words (None: `sys.argv[1:]`, as the console script)
+             ) -> None:
+    "Train a recipe through the semi-supervised pipeline and predict the eval clips (options: `RunConfig`'s fields; Python: `run_config`)"
+    cfg = parse_config(argv, RunConfig, 'asc-train')
+    try: run_config(cfg)
+    except ConfigError as e: _fail(f"asc-train: error: {e.option()}")
+    except (MetadataError, AudioError, OSError, ValueError, ImportError, RuntimeError) as e: _fail(f"asc-train: error: {e}")
 
 @call_parse
 def asc_predict(*files:str, # audio files or folders to predict without a metadata CSV (then --city/--time apply to all)

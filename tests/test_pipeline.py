@@ -61,6 +61,25 @@ def test_same_seed_same_result(run, tmp_path):
     assert a['pseudo_labels'] == b['pseudo_labels'] and a['test'] == b['test']
     assert (out/'submission.csv').read_bytes() == (tmp_path/'run'/'submission.csv').read_bytes()
 
+def test_run_config_repeats_the_run(run, tmp_path):
+    "OUT/run.json holds the run's settings; `asc-train --config OUT/run.json --out NEW` repeats it: the same submission, byte for byte"
+    out, _ = run
+    cfg = RunConfig.load(out/'run.json')
+    assert cfg == RunConfig(demo=True, recipe='li2025', epochs=3, n_clips=240, out=str(out)), cfg
+    shutil.copytree(out/'data', tmp_path/'again'/'data')
+    run_cli('asc-train', '--config', out/'run.json', '--out', tmp_path/'again')
+    assert (out/'submission.csv').read_bytes() == (tmp_path/'again'/'submission.csv').read_bytes()
+    assert RunConfig.load(tmp_path/'again'/'run.json') == cfg.replace(out=str(tmp_path/'again'))   # the options on top of the file
+
+@pytest.mark.parametrize('content,msg', [(None, '--config: file not found'), ('{"epoch": 3}', '--epoch: no such setting'),
+                                         ('[1, 2]', 'holds no settings'), ('{"epochs": "3"}', '--epochs must be an integer'),
+                                         ('{"split": "day"}', "--split must be one of")])
+def test_run_config_bad_file(tmp_path, content, msg):
+    p = tmp_path/'run.json'
+    if content is not None: p.write_text(content)
+    r = run_cli('asc-train', '--config', p, '--demo', '--out', tmp_path/'o', check=False)
+    assert r.returncode == 2 and msg in r.stderr, r.stderr
+
 def test_submission_format(run):
     out, _ = run
     sub = pd.read_csv(out/'submission.csv', dtype=str, keep_default_na=False)
