@@ -29,9 +29,12 @@ from .pseudo import *
 from .external import *
 from .config import *
 from .pipeline import *
+from .predict import *
+from .summaries import *
+from .cli import *
 from .evaluate import *
 from .explorer import *
 
 # %% ../nbs/99_all.ipynb #abf7409e
-_modules = ['core', 'data.metadata', 'data.synthetic', 'features', 'data.loaders', 'augment', 'models.fusion', 'models.se_trans', 'models.resnet', 'models.mobileascnet', 'models.fcnn', 'models.zoo', 'learner', 'recipes', 'hard_samples', 'plots', 'pseudo', 'external', 'config', 'pipeline', 'evaluate', 'explorer']
+_modules = ['core', 'data.metadata', 'data.synthetic', 'features', 'data.loaders', 'augment', 'models.fusion', 'models.se_trans', 'models.resnet', 'models.mobileascnet', 'models.fcnn', 'models.zoo', 'learner', 'recipes', 'hard_samples', 'plots', 'pseudo', 'external', 'config', 'pipeline', 'predict', 'summaries', 'cli', 'evaluate', 'explorer']
 __all__ = [n for m in _modules for n in importlib.import_module(f'asc_nbdev.{m}').__all__]

@@ -42,26 +42,30 @@ def _field_spec(cls) -> dict:
     for f in fields(cls):
         t, extra = hints[f.name], {}
         if get_origin(t) is Annotated: t, extra = get_args(t)[0], dict(get_args(t)[1])
-        base = next((a for a in get_args(t) if a is not type(None)), t) if get_args(t) else t
-        out[f.name] = (get_origin(base) or base, extra, f.default, docs.get(f.name))
+        types = tuple(get_origin(a) or a for a in get_args(t) if a is not type(None)) if get_args(t) else (get_origin(t) or t,)
+        out[f.name] = (types, extra, f.default, docs.get(f.name))
     return out
 
 def _check_types(cfg) -> None:
     "Each field's value has its type (JSON and Python callers can give anything) and is one of its choices"
-    for k, (t, extra, _, _) in _field_spec(type(cfg)).items():
-        v = getattr(cfg, k)
+    def fits(v, t):
+        if t is float: return isinstance(v, (int, float)) and not isinstance(v, bool)
+        if t is int: return isinstance(v, int) and not isinstance(v, bool)
+        if t is list: return isinstance(v, (list, tuple)) and all(isinstance(x, str) for x in v)
+        return isinstance(v, t)
+    for k, (types, extra, _, _) in _field_spec(type(cfg)).items():
+        v = getattr(cfg, k); t = types[0]
         if v is None: continue
-        ok = (isinstance(v, (int, float)) and not isinstance(v, bool)) if t is float else \
-             (isinstance(v, int) and not isinstance(v, bool)) if t is int else isinstance(v, t)
-        if t is list: ok = isinstance(v, (list, tuple)) and all(isinstance(x, str) for x in v)
+        ok = any(fits(v, x) for x in types)
         if not ok: raise ConfigError(k, f"must be {dict(int='an integer', float='a number', str='a text', bool='true or false', list='a list of texts').get(t.__name__, t.__name__)}, got {v!r}")
-        if 'choices' in extra and v not in extra['choices']: raise ConfigError(k, f"must be one of {extra['choices']}, got {v!r}")
+        if 'choices' in extra and v not in extra['choices']:
+            raise ConfigError(k, f": unknown {dict(log='logger').get(k, k.replace('_', ' '))} {v!r}; expected one of {list(extra['choices'])}")
 
 # %% ../nbs/18a_config.ipynb #e5df846e
 @dataclass
 class RunConfig:
     "Every setting of a run (`asc-train`'s options are its fields): checked once by `check`, saved as OUT/run.json"
-    recipe: str = 'li2025' # recipe: baseline, yang2025, li2025, atmaja2025, or a recipe JSON file (a run's recipe.json)
+    recipe: str|dict = 'li2025' # recipe: baseline, yang2025, li2025, atmaja2025, or a recipe JSON file (a run's recipe.json); in Python also a `Recipe` (kept as its dict)
     demo: bool = False # make the synthetic dataset (demo preset: 800 quick 2 s clips) under OUT/data and run on it
     audio: str|None = None # audio folder (FILENAME.wav) of a CAS-format dataset
     meta: str|None = None # its dev metadata CSV
@@ -93,6 +97,11 @@ class RunConfig:
     compile: bool = False # torch.compile the models (helps on a GPU; on a CPU it needs a C++ compiler and rarely pays)
     log: Annotated[str, dict(choices=list(LOGGERS))] = 'none' # also log training curves to tensorboard (OUT/STAGE/tensorboard) or wandb (package needed)
     processes: int = 1 # train data-parallel in N processes on this machine (one per GPU, or N CPU processes with --device cpu); the recipe's batch size stays the global batch
+
+    def __post_init__(self):
+        if isinstance(self.recipe, Recipe): self.recipe = self.recipe.to_dict()
+        for f in fields(self):   # paths given as Path objects are kept as text (the JSON file holds text)
+            if isinstance(getattr(self, f.name), os.PathLike): setattr(self, f.name, os.fspath(getattr(self, f.name)))
 
     def replace(self,
                 **changes, # field=value
@@ -150,7 +159,7 @@ def check_config(cfg:RunConfig, # the configuration to check
     "Check every setting once, with an error (`ConfigError`) that names the field; returns the resolved recipe and pairs"
     _check_types(cfg)
     try:
-        r = load_recipe(cfg.recipe, quick=cfg.quick or cfg.demo)
+        r = Recipe.from_dict(cfg.recipe) if isinstance(cfg.recipe, dict) else load_recipe(cfg.recipe, quick=cfg.quick or cfg.demo)
         if cfg.seed is not None: r = r.replace(seed=cfg.seed)
     except KeyError as e: raise ConfigError('recipe', f": {e.args[0]}") from None
     except (ValueError, TypeError, FileNotFoundError) as e: raise ConfigError('recipe', f": {e}") from None
@@ -175,6 +184,7 @@ def check_config(cfg:RunConfig, # the configuration to check
     pre = _pairs(cfg.pretrain, 'pretrain', 'NAME=DIR')
     if cfg.demo and (cfg.audio or cfg.meta): raise ConfigError('demo', "makes its own data; leave out --audio/--meta")
     if not cfg.demo and not (cfg.audio and cfg.meta): raise ConfigError('audio', ": give --demo, or --audio DIR and --meta CSV")
+    if cfg.audio and not cfg.demo and not Path(cfg.audio).is_dir(): raise ConfigError('audio', f": audio folder not found: {cfg.audio}")
     return _Resolved(r, pre, init[0][1] if init else None)
 
 RunConfig.check = check_config
@@ -188,7 +198,8 @@ def config_parser(cls=RunConfig, # the configuration dataclass whose fields beco
     p = argparse.ArgumentParser(prog=prog, description=description or cls.__doc__,
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument('--config', default=None, help="a run's run.json: its settings, with the options given here on top")
-    for k, (t, extra, default, doc) in _field_spec(cls).items():
+    for k, (types, extra, default, doc) in _field_spec(cls).items():
+        t = types[0]
         opt = '--' + k.replace('_', '-')
         if t is bool: p.add_argument(opt, action='store_true', help=doc)
         elif extra.get('action') == 'append': p.add_argument(opt, action='append', default=None, help=doc)

@@ -10,6 +10,7 @@ import os, sys, json, time, hashlib, contextlib, threading
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from types import SimpleNamespace
 from pathlib import Path
 import numpy as np, pandas as pd
 import soundfile as sf
@@ -520,6 +521,151 @@ def _read_progress(path, plan:str):
     return done, skipped
 
 # %% ../nbs/03_features.ipynb #3ace256d
+def _cache_plan(out, names, paths, stats, sources, clip_seconds, sr, dtype, on_error):
+    "What the cache will hold (clip length, parameters) and what the old cache and the other sources give: rows to copy, verdicts on bad files"
+    old = None
+    with contextlib.suppress(Exception): old = FeatureCache(out)
+    om = old.manifest if old is not None else {}
+    extra = []   # `sources`: other caches (e.g. the shares of a multi-process build) to copy unchanged rows from
+    for s in sources:
+        with contextlib.suppress(Exception): extra.append(FeatureCache(s))
+    if clip_seconds is None:   # the median of the headers, unless the old cache measured it on these very files
+        seen = {**om.get('files', {}), **{n: v['stat'] for n, v in om.get('skipped', {}).items()}}
+        same = om.get('clip_seconds_from') == 'median' and seen == dict(zip(names, stats))
+        clip_seconds, cs_from = (om['params']['clip_seconds'] if same else median_duration(paths)), 'median'
+    else: clip_seconds, cs_from = float(clip_seconds), 'given'
+    fe = LogMel(sr=sr)
+    n_samples = int(round(clip_seconds*sr))
+    params = dict(fe.params, clip_seconds=clip_seconds, n_samples=n_samples, dtype=dtype, version=FEATURE_CACHE_VERSION)
+    if old is not None and om['params'] != params: old, om = None, {}
+    srcs = [c for c in [old] + [c for c in extra if c.manifest['params'] == params] if c is not None]
+    reuse, old_skip = {}, {}   # reuse: row -> (source, row there)
+    for k, c in reversed(list(enumerate(srcs))):   # the cache's own rows win
+        cm = c.manifest
+        for r, (n, st) in enumerate(zip(names, stats)):
+            if cm['files'].get(n, 0) == st: reuse[r] = (k, int(c.index[n])); old_skip.pop(r, None)
+            elif on_error == 'skip' and n in cm['skipped'] and cm['skipped'][n]['stat'] == st: old_skip[r] = cm['skipped'][n]['problem']; reuse.pop(r, None)
+    return SimpleNamespace(old=old, om=om, srcs=srcs, fe=fe, clip_seconds=clip_seconds, cs_from=cs_from, params=params,
+                           shape=(len(names), fe.n_frames(n_samples), fe.n_mels), reuse=reuse, old_skip=old_skip)
+
+def _up_to_date(p, names, t0) -> bool:
+    "The old cache holds exactly these files, all unchanged: nothing to compute (its `report` says so)"
+    old, om, reuse, old_skip = p.old, p.om, p.reuse, p.old_skip
+    own = {r for r, (k, _) in reuse.items() if k == 0}
+    if not (len(own) == len(reuse) and len(reuse) + len(old_skip) == len(names) and [names[r] for r in sorted(reuse)] == list(old.index.index)
+            and {names[r] for r in old_skip} == set(om['skipped'])): return False
+    old.report = dict(clips=len(old), computed=0, reused=len(old), resumed=0, skipped=len(old_skip),
+                      padded=len(om['padded']), cropped=len(om['cropped']), seconds=round(time.time()-t0, 2), up_to_date=True)
+    return True
+
+def _open_partial(out, p, names, dtype):
+    "The partial array and its progress log: resumed when they belong to this same plan, else new; returns (array, (done, skipped) logged, paths)"
+    try:                     # a folder that cannot be written: say so before any work
+        out.mkdir(parents=True, exist_ok=True)
+        (out/'.write-test').write_bytes(b''); (out/'.write-test').unlink()
+    except OSError as e: raise type(e)(f'cannot write the feature cache folder {out}: {e.strerror or e}') from None
+    plan = hashlib.sha256(json.dumps([p.params, names]).encode()).hexdigest()
+    part, prog = out/_PARTIAL, out/_PROGRESS
+    got = _read_progress(prog, plan) if part.is_file() else None
+    mm = None
+    if got is not None:
+        with contextlib.suppress(Exception):
+            mm = np.lib.format.open_memmap(part, mode='r+')
+            if mm.shape != p.shape or mm.dtype != np.dtype(dtype): mm = None
+    if mm is None:
+        got = ({}, {})
+        for f in (part, prog): f.unlink(missing_ok=True)
+        mm = np.lib.format.open_memmap(part, mode='w+', dtype=dtype, shape=p.shape)
+        with open(prog, 'w') as f: f.write(json.dumps({'plan': plan}) + '\n')
+    return mm, got, part, prog
+
+class _ProgressLog:
+    "Rows finished, logged to the progress file: the array to disk first, then the lines that vouch for it, at most every `every` seconds"
+    def __init__(self, prog, mm, every): self.f, self.mm, self.every, self.pending, self.last = open(prog, 'a'), mm, every, [], time.time()
+    def checkpoint(self):
+        if self.pending:
+            self.mm.flush(); self.f.write(''.join(json.dumps(r) + '\n' for r in self.pending)); self.f.flush(); os.fsync(self.f.fileno())
+        self.pending.clear(); self.last = time.time()
+    def __call__(self, rec, force=False):   # syncing costs ~10 ms
+        self.pending.append(rec)
+        if force or time.time() - self.last >= self.every: self.checkpoint()
+    def close(self): self.f.close(); self.mm = None
+
+def _copy_rows(p, mm, names, stats, done, skipped, log) -> int:
+    "Copy the rows of unchanged files from the old cache and the other sources, and carry their verdicts on unchanged bad files"
+    n = 0
+    opad = set().union(*(c.manifest.get('padded', []) for c in p.srcs)); ocrop = set().union(*(c.manifest.get('cropped', []) for c in p.srcs))
+    copy = [r for r in sorted(p.reuse) if r not in done]
+    for i in range(0, len(copy), 256):
+        for k, src in enumerate(p.srcs):
+            rs = [r for r in copy[i:i+256] if p.reuse[r][0] == k]
+            if not rs: continue
+            mm[rs] = read_rows(src.features, [p.reuse[r][1] for r in rs])
+            recs = [[r, stats[r], names[r] in opad, names[r] in ocrop] for r in rs]
+            log({'done': recs}); done.update({r: tuple(v) for r, *v in recs}); n += len(rs)
+    carry = [[r, stats[r], q] for r, q in p.old_skip.items() if r not in skipped]
+    if carry: log({'skipped': carry}); skipped.update({r: (st, q) for r, st, q in carry})
+    return n
+
+def _compute_rows(p, mm, paths, stats, done, skipped, log, sr, dtype, device, batch_size, workers, on_error, progress, after_batch) -> int:
+    "Decode and compute every row not done yet, batch by batch, logging each batch; returns the rows computed"
+    todo = [r for r in range(len(paths)) if r not in done and r not in skipped]
+    jobs = [todo[i:i+batch_size] for i in range(0, len(todo), batch_size)]
+    dev = pick_device(device); fe, on_cpu = p.fe.to(dev), dev.type == 'cpu'
+    n, batches, pbar = 0, None, None
+    # CPU: each worker thread (or this one) decodes and computes whole clips, with PyTorch's own threads set to 1:
+    # its parallel regions are too small for these ops, and on a busy machine they wait for each other;
+    # GPU: the workers decode and the GPU computes each batch at once
+    with _torch_threads(1 if on_cpu else None):
+        fn = (lambda r: _try_load(paths[r], sr, p.clip_seconds, fe, dtype)) if on_cpu else (lambda r: _try_load(paths[r], sr, p.clip_seconds))
+        try:
+            batches = _decoded(jobs, fn, workers)
+            pbar = progress_bar(batches, total=len(jobs)) if progress and jobs else None
+            for b, (rows, res) in enumerate(pbar if pbar is not None else batches):
+                bad = [(r, e) for r, (y, e) in zip(rows, res) if y is None]
+                if bad and on_error == 'raise': raise bad[0][1]
+                good = [(r, y, i) for r, (y, i) in zip(rows, res) if y is not None]
+                if good and on_cpu: mm[[r for r, _, _ in good]] = np.stack([f for _, f, _ in good])
+                elif good:
+                    with torch.inference_mode():
+                        x = torch.from_numpy(np.stack([y for _, y, _ in good])).to(dev, non_blocking=True)
+                        mm[[r for r, _, _ in good]] = fe(x).to(getattr(torch, dtype)).cpu().numpy()
+                rec = {'done': [[r, stats[r], i.padded, i.cropped] for r, _, i in good], 'skipped': [[r, stats[r], e.problem] for r, e in bad]}
+                log(rec, force=after_batch is not None); n += len(good)
+                done.update({r: tuple(v) for r, *v in rec['done']}); skipped.update({r: (st, q) for r, st, q in rec['skipped']})
+                if after_batch is not None: after_batch(b + 1, len(done) + len(skipped))
+        finally:
+            if batches is not None: batches.close()
+    if isinstance(pbar, ConsoleProgressBar): print()   # end the console bar's line
+    return n
+
+def _commit_cache(out, p, mm, part, prog, names, stats, done, skipped, dtype):
+    "Remove the old manifest, put the array in place, write the index and the skip list, the manifest last; returns (cache, report, skip list)"
+    N, T, M = p.shape
+    keep = [r for r in range(N) if r not in skipped]
+    (out/'manifest.json').unlink(missing_ok=True)
+    if len(keep) == N:
+        del mm
+        os.replace(part, out/'features.npy')
+    else:
+        with atomic_path(out/'features.npy') as tmpf:
+            dst = np.lib.format.open_memmap(tmpf, mode='w+', dtype=dtype, shape=(len(keep), T, M))
+            for i in range(0, len(keep), 256): dst[i:i+256] = mm[keep[i:i+256]]
+            dst.flush(); del dst
+        del mm; part.unlink()
+    with atomic_write(out/'index.csv', 'w', newline='') as f:
+        pd.DataFrame({'filename': [names[r] for r in keep], 'row': np.arange(len(keep))}).to_csv(f, index=False)
+    sk = pd.DataFrame({'filename': [names[r] for r in sorted(skipped)], 'problem': [skipped[r][1] for r in sorted(skipped)]})
+    with atomic_write(out/'skipped.csv', 'w', newline='') as f: sk.to_csv(f, index=False)
+    padded, cropped = [names[r] for r in keep if done[r][1]], [names[r] for r in keep if done[r][2]]
+    counts = dict(clips=len(keep), skipped=len(skipped), padded=len(padded), cropped=len(cropped))
+    save_json(dict(format='asc_nbdev feature cache', params=p.params, shape=[len(keep), T, M], clip_seconds_from=p.cs_from,
+                   files={names[r]: stats[r] for r in keep},
+                   skipped={names[r]: dict(stat=st, problem=q) for r, (st, q) in sorted(skipped.items())},
+                   padded=padded, cropped=cropped, counts=counts), out/'manifest.json')
+    prog.unlink(missing_ok=True)
+    return FeatureCache(out), counts, sk
+
 def build_feature_cache(audio_dir, # folder with the audio files: FILENAME.wav, else FILENAME.flac or FILENAME.ogg
                         filenames, # clip names without extension (the CAS CSV's `filename` column)
                         out, # cache folder (created)
@@ -555,145 +701,32 @@ def build_feature_cache(audio_dir, # folder with the audio files: FILENAME.wav, 
         return _build_sharded(audio_dir, names, out, clip_seconds, kw, progress, verbose, after_batch)
     paths = [find_audio(audio_dir, n) for n in names]
     stats = [_stat(p) for p in paths]
-    old = None
-    with contextlib.suppress(Exception): old = FeatureCache(out)
-    om = old.manifest if old is not None else {}
-    extra = []   # `sources`: other caches (e.g. the shares of a multi-process build) to copy unchanged rows from
-    for s in sources:
-        with contextlib.suppress(Exception): extra.append(FeatureCache(s))
-    if clip_seconds is None:   # the median of the headers, unless the old cache measured it on these very files
-        seen = {**om.get('files', {}), **{n: v['stat'] for n, v in om.get('skipped', {}).items()}}
-        same = om.get('clip_seconds_from') == 'median' and seen == dict(zip(names, stats))
-        clip_seconds, cs_from = (om['params']['clip_seconds'] if same else median_duration(paths)), 'median'
-    else: clip_seconds, cs_from = float(clip_seconds), 'given'
-    fe = LogMel(sr=sr)
-    n_samples = int(round(clip_seconds*sr)); N, T, M = len(names), fe.n_frames(n_samples), fe.n_mels
-    params = dict(fe.params, clip_seconds=clip_seconds, n_samples=n_samples, dtype=dtype, version=FEATURE_CACHE_VERSION)
-    if old is not None and om['params'] != params: old, om = None, {}
-    srcs = [c for c in [old] + [c for c in extra if c.manifest['params'] == params] if c is not None]
-
-    # what the old cache (and the other sources) have: rows to copy (unchanged files), verdicts on unchanged bad files
-    reuse, old_skip = {}, {}   # reuse: row -> (source, row there)
-    for k, c in reversed(list(enumerate(srcs))):   # the cache's own rows win
-        cm = c.manifest
-        for r, (n, st) in enumerate(zip(names, stats)):
-            if cm['files'].get(n, 0) == st: reuse[r] = (k, int(c.index[n])); old_skip.pop(r, None)
-            elif on_error == 'skip' and n in cm['skipped'] and cm['skipped'][n]['stat'] == st: old_skip[r] = cm['skipped'][n]['problem']; reuse.pop(r, None)
-    if old is not None:
-        own = {r for r, (k, _) in reuse.items() if k == 0}
-        if (len(own) == len(reuse) and len(reuse) + len(old_skip) == N and [names[r] for r in sorted(reuse)] == list(old.index.index)
-            and {names[r] for r in old_skip} == set(om['skipped'])):
-            old.report = dict(clips=len(old), computed=0, reused=len(old), resumed=0, skipped=len(old_skip),
-                              padded=len(om['padded']), cropped=len(om['cropped']), seconds=round(time.time()-t0, 2), up_to_date=True)
-            say(f'{old}: up to date, nothing to compute')
-            return old
+    p = _cache_plan(out, names, paths, stats, sources, clip_seconds, sr, dtype, on_error)
+    if p.old is not None and _up_to_date(p, names, t0):
+        say(f'{p.old}: up to date, nothing to compute')
+        return p.old
     if only_if_current: return None
-
-    # the partial array and its progress log: resume when they belong to this same plan
-    try:                     # a folder that cannot be written: say so before any work
-        out.mkdir(parents=True, exist_ok=True)
-        (out/'.write-test').write_bytes(b''); (out/'.write-test').unlink()
-    except OSError as e: raise type(e)(f'cannot write the feature cache folder {out}: {e.strerror or e}') from None
-    plan = hashlib.sha256(json.dumps([params, names]).encode()).hexdigest()
-    part, prog = out/_PARTIAL, out/_PROGRESS
-    got = _read_progress(prog, plan) if part.is_file() else None
-    mm = None
-    if got is not None:
-        with contextlib.suppress(Exception):
-            mm = np.lib.format.open_memmap(part, mode='r+')
-            if mm.shape != (N, T, M) or mm.dtype != np.dtype(dtype): mm = None
-    if mm is None:
-        got = ({}, {})
-        for p in (part, prog): p.unlink(missing_ok=True)
-        mm = np.lib.format.open_memmap(part, mode='w+', dtype=dtype, shape=(N, T, M))
-        with open(prog, 'w') as f: f.write(json.dumps({'plan': plan}) + '\n')
+    mm, got, part, prog = _open_partial(out, p, names, dtype)
     done = {r: v for r, v in got[0].items() if v[0] == stats[r]}         # finished rows whose file is unchanged
     skipped = {r: v for r, v in got[1].items() if on_error == 'skip' and v[0] == stats[r]}
-    n_resumed, n_reused, n_computed = len(done) + len(skipped), 0, 0
-    opad = set().union(*(c.manifest.get('padded', []) for c in srcs)); ocrop = set().union(*(c.manifest.get('cropped', []) for c in srcs))
-    logf, batches, pbar, threads = open(prog, 'a'), None, None, contextlib.ExitStack()
-    pending, last = [], [time.time()]
-    def checkpoint():   # the array to disk first, then the log lines that vouch for it
-        if pending:
-            mm.flush(); logf.write(''.join(json.dumps(r) + '\n' for r in pending)); logf.flush(); os.fsync(logf.fileno())
-        pending.clear(); last[0] = time.time()
-    def log(rec, force=False):   # checkpoint at most every `checkpoint_s` seconds (syncing costs ~10 ms)
-        pending.append(rec)
-        if force or time.time() - last[0] >= checkpoint_s: checkpoint()
+    n_resumed = len(done) + len(skipped)
+    log = _ProgressLog(prog, mm, checkpoint_s)
     try:
-        copy = [r for r in sorted(reuse) if r not in done]
-        for i in range(0, len(copy), 256):
-            for k, src in enumerate(srcs):
-                rs = [r for r in copy[i:i+256] if reuse[r][0] == k]
-                if not rs: continue
-                mm[rs] = read_rows(src.features, [reuse[r][1] for r in rs])
-                recs = [[r, stats[r], names[r] in opad, names[r] in ocrop] for r in rs]
-                log({'done': recs}); done.update({r: tuple(v) for r, *v in recs}); n_reused += len(rs)
-        carry = [[r, stats[r], p] for r, p in old_skip.items() if r not in skipped]
-        if carry: log({'skipped': carry}); skipped.update({r: (st, p) for r, st, p in carry})
-
-        todo = [r for r in range(N) if r not in done and r not in skipped]
-        jobs = [todo[i:i+batch_size] for i in range(0, len(todo), batch_size)]
-        dev = pick_device(device); fe, on_cpu = fe.to(dev), dev.type == 'cpu'
-        # CPU: each worker thread (or this one) decodes and computes whole clips, with PyTorch's own threads set to 1:
-        # its parallel regions are too small for these ops, and on a busy machine they wait for each other;
-        # GPU: the workers decode and the GPU computes each batch at once
-        threads.enter_context(_torch_threads(1 if on_cpu else None))
-        fn = (lambda r: _try_load(paths[r], sr, clip_seconds, fe, dtype)) if on_cpu else (lambda r: _try_load(paths[r], sr, clip_seconds))
-        batches = _decoded(jobs, fn, workers)
-        pbar = progress_bar(batches, total=len(jobs)) if progress and jobs else None
-        for b, (rows, res) in enumerate(pbar if pbar is not None else batches):
-            bad = [(r, e) for r, (y, e) in zip(rows, res) if y is None]
-            if bad and on_error == 'raise': raise bad[0][1]
-            good = [(r, y, i) for r, (y, i) in zip(rows, res) if y is not None]
-            if good and on_cpu: mm[[r for r, _, _ in good]] = np.stack([f for _, f, _ in good])
-            elif good:
-                with torch.inference_mode():
-                    x = torch.from_numpy(np.stack([y for _, y, _ in good])).to(dev, non_blocking=True)
-                    mm[[r for r, _, _ in good]] = fe(x).to(getattr(torch, dtype)).cpu().numpy()
-            rec = {'done': [[r, stats[r], i.padded, i.cropped] for r, _, i in good], 'skipped': [[r, stats[r], e.problem] for r, e in bad]}
-            log(rec, force=after_batch is not None); n_computed += len(good)
-            done.update({r: tuple(v) for r, *v in rec['done']}); skipped.update({r: (st, p) for r, st, p in rec['skipped']})
-            if after_batch is not None: after_batch(b + 1, len(done) + len(skipped))
+        n_reused = _copy_rows(p, mm, names, stats, done, skipped, log)
+        n_computed = _compute_rows(p, mm, paths, stats, done, skipped, log, sr, dtype, device, batch_size, workers, on_error, progress, after_batch)
     except BaseException:
-        checkpoint(); raise                          # interrupted: keep the finished batches for the re-run
-    finally:
-        if batches is not None: batches.close()
-        logf.close(); threads.close()
-    if isinstance(pbar, ConsoleProgressBar): print()   # end the console bar's line
-
-    # commit: remove the old manifest, put the array in place, write index and skip list, the manifest last
-    keep = [r for r in range(N) if r not in skipped]
-    del old
-    (out/'manifest.json').unlink(missing_ok=True)
-    if len(keep) == N:
-        del mm
-        os.replace(part, out/'features.npy')
-    else:
-        with atomic_path(out/'features.npy') as tmpf:
-            dst = np.lib.format.open_memmap(tmpf, mode='w+', dtype=dtype, shape=(len(keep), T, M))
-            for i in range(0, len(keep), 256): dst[i:i+256] = mm[keep[i:i+256]]
-            dst.flush(); del dst
-        del mm; part.unlink()
-    with atomic_write(out/'index.csv', 'w', newline='') as f:
-        pd.DataFrame({'filename': [names[r] for r in keep], 'row': np.arange(len(keep))}).to_csv(f, index=False)
-    sk = pd.DataFrame({'filename': [names[r] for r in sorted(skipped)], 'problem': [skipped[r][1] for r in sorted(skipped)]})
-    with atomic_write(out/'skipped.csv', 'w', newline='') as f: sk.to_csv(f, index=False)
-    padded, cropped = [names[r] for r in keep if done[r][1]], [names[r] for r in keep if done[r][2]]
-    report = dict(clips=len(keep), computed=n_computed, reused=n_reused, resumed=n_resumed, skipped=len(skipped),
-                  padded=len(padded), cropped=len(cropped))
-    save_json(dict(format='asc_nbdev feature cache', params=params, shape=[len(keep), T, M], clip_seconds_from=cs_from,
-                   files={names[r]: stats[r] for r in keep},
-                   skipped={names[r]: dict(stat=st, problem=p) for r, (st, p) in sorted(skipped.items())},
-                   padded=padded, cropped=cropped, counts={k: report[k] for k in ('clips', 'skipped', 'padded', 'cropped')}), out/'manifest.json')
-    prog.unlink(missing_ok=True)
-    cache = FeatureCache(out)
-    cache.report = dict(report, seconds=round(time.time() - t0, 2), up_to_date=False)
-    say(f"{cache}: computed {n_computed}, reused {n_reused}, resumed {n_resumed}, skipped {len(skipped)}; "
-        f"padded {len(padded)}, cropped {len(cropped)} (to {clip_seconds:g} s) in {cache.report['seconds']:.1f} s")
+        log.checkpoint(); raise                          # interrupted: keep the finished batches for the re-run
+    finally: log.close()
+    p.old = p.srcs = None   # the old cache's map is let go before the new array takes its place
+    cache, counts, sk = _commit_cache(out, p, mm, part, prog, names, stats, done, skipped, dtype)
+    del mm
+    cache.report = dict(clips=counts['clips'], computed=n_computed, reused=n_reused, resumed=n_resumed, skipped=counts['skipped'],
+                        padded=counts['padded'], cropped=counts['cropped'], seconds=round(time.time() - t0, 2), up_to_date=False)
+    say(f"{cache}: computed {n_computed}, reused {n_reused}, resumed {n_resumed}, skipped {counts['skipped']}; "
+        f"padded {counts['padded']}, cropped {counts['cropped']} (to {p.clip_seconds:g} s) in {cache.report['seconds']:.1f} s")
     if len(sk):
         say(f'skipped {len(sk)} file(s), listed in {out/"skipped.csv"}:')
-        for n, p in list(zip(sk['filename'], sk['problem']))[:10]: say(f'  {n}: {p}')
+        for n, q in list(zip(sk['filename'], sk['problem']))[:10]: say(f'  {n}: {q}')
         if len(sk) > 10: say(f'  ... and {len(sk) - 10} more')
     return cache
 

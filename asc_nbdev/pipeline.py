@@ -1,4 +1,4 @@
-"""Stages (0) pre-training, (1) supervised training, (2) pseudo-labeling, (3) retraining, repeatable, then prediction: each resumable from its saved artifacts; a portable model file; and the `asc-train` and `asc-predict` commands.
+"""The stages as objects: (0) pre-training, (1) supervised training, (2) pseudo-labeling, (3) retraining, repeatable, then the final model and submission; each resumable from its saved artifacts, walked from a run configuration.
 
 Docs: https://asc-nbdev.github.io/asc_nbdev/pipeline.html.md"""
 
@@ -7,9 +7,9 @@ Docs: https://asc-nbdev.github.io/asc_nbdev/pipeline.html.md"""
 # %% ../nbs/18_pipeline.ipynb #6a20ae92
 from __future__ import annotations
 import importlib.util, json, os, shutil, sys, time, warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np, pandas as pd, torch, torch.nn.functional as F
-from fastcore.script import call_parse, store_true
 from fastprogress.fastprogress import progress_bar
 from .core import *
 from . import __version__
@@ -18,31 +18,19 @@ from .data.loaders import asc_dataloaders, ASCItems, ASCDataLoader
 from .features import build_feature_cache, FeatureCache, AudioError
 from .models.zoo import save_asc_model, load_asc_model, MODEL_FORMAT, _plain
 from .learner import predict_probs, history_frame, _balanced_accuracy, per_city_accuracy
-from .config import RunConfig, ConfigError, parse_config, AGGREGATES, DEFAULT_AGGREGATE, LOGGERS
+from .config import RunConfig, ConfigError, AGGREGATES, DEFAULT_AGGREGATE, LOGGERS
+from .predict import model_loader, aggregate_probs, write_submission
+from .summaries import format_report, summarize_runs, run_figures
 from .recipes import Recipe, get_recipe, fit_recipe, make_model, load_recipe, apply_overrides, resolve_precision, PRECISIONS
 from .hard_samples import weight_hard_samples
 from .pseudo import pseudo_label, pseudo_report, plot_pseudo_confidence
 from .plots import plot_history, plot_confusion, plot_confidence
 
 # %% auto #0
-__all__ = ['REFERENCE_STAGE', 'RUN_CONFIG', 'model_loader', 'StageMismatch', 'fingerprint_diff', 'run_stage', 'aggregate_probs',
-           'evaluate_test', 'stage_loggers', 'reference_recipe', 'grouped_folds', 'run_pipeline', 'run_figures',
-           'summarize_runs', 'run_repeats', 'write_submission', 'format_repeats', 'format_report', 'predict_files',
-           'predict', 'run_config', 'asc_train', 'asc_predict']
-
-# %% ../nbs/18_pipeline.ipynb #35712a60
-def model_loader(cache, # a `FeatureCache` holding the clips
-                 df:pd.DataFrame, # metadata rows of the clips (`read_meta`)
-                 info:dict, # the `info` that `load_asc_model` returns (its `stats` normalise)
-                 bs:int=64, # batch size
-                ) -> ASCDataLoader:
-    "A prediction loader for the clips of `df`, normalised with the statistics saved in a model file's `info`"
-    from asc_nbdev.data.loaders import _meta_arrays
-    names, city, tf, _ = _meta_arrays(df)
-    st = info.get('stats') or {}
-    mean = None if st.get('mean') is None else np.array(st['mean'], np.float32)
-    std = None if mean is None else np.array(st['std'], np.float32)
-    return ASCDataLoader(ASCItems(cache.features, cache.rows(names), city, tf), bs=bs, mean=mean, std=std)
+__all__ = ['REFERENCE_STAGE', 'StageMismatch', 'fingerprint_diff', 'run_stage', 'evaluate_test', 'stage_loggers',
+           'reference_recipe', 'grouped_folds', 'RunContext', 'run_data', 'make_demo_data', 'open_run', 'Stage',
+           'walk_stages', 'Pretrain', 'Reference', 'Train', 'PseudoLabel', 'Retrain', 'Final', 'pipeline_stages',
+           'pipeline_config', 'run_pipeline', 'run_repeats']
 
 # %% ../nbs/18_pipeline.ipynb #d1104262
 class StageMismatch(ValueError):
@@ -96,21 +84,6 @@ def _score(probs, targ, city=None) -> dict:
     out = dict(accuracy=float((pred == targ).mean()), balanced_accuracy=_balanced_accuracy(targ, pred), n=int(len(targ)))
     if city is not None: out['per_city'] = per_city_accuracy(pred, targ, city)
     return out
-
-
-def aggregate_probs(probs:np.ndarray, # (clips, classes) class probabilities
-                    meta:pd.DataFrame, # the clips' metadata (`read_meta`): `session` and `recording` columns
-                    how:str=DEFAULT_AGGREGATE, # 'none', 'session' (clips sharing location and record_time) or 'recording'
-                   ) -> np.ndarray:
-    "Average class probabilities over the clips of one session or recording (metadata only, no labels); 'none' returns them as they are"
-    if how not in AGGREGATES: raise ValueError(f"aggregate must be one of {list(AGGREGATES)}, not {how!r}")
-    probs = np.asarray(probs, np.float32)
-    if len(probs) != len(meta): raise ValueError(f"{len(probs)} rows of probabilities for {len(meta)} clips")
-    if how == 'none' or len(probs) == 0: return probs
-    if how not in meta: raise ValueError(f"the metadata has no {how!r} column: read it with read_meta")
-    g = pd.factorize(meta[how])[0]
-    sums = np.zeros((g.max() + 1, probs.shape[1]), np.float64); np.add.at(sums, g, probs)
-    return (sums / np.bincount(g)[:, None])[g].astype(np.float32)
 
 def evaluate_test(model, # the model to score
                   dls, # `asc_dataloaders` whose `test_dl` loads the test clips, normalised like training
@@ -267,255 +240,488 @@ def grouped_folds(df:pd.DataFrame, # metadata (`read_meta`): its labeled rows ar
         out.append(Split(np.sort(a), np.sort(b), split, seed, info))
     return out
 
-def run_pipeline(out, # output folder
-                 audio, # folder of the dev (and eval) audio files, FILENAME.wav
-                 meta, # dev metadata CSV (labeled + unlabeled clips)
-                 recipe:Recipe|str='li2025', # a recipe or its name
-                 eval_meta=None, # evaluation metadata CSV: predicted into OUT/submission.csv
-                 truth=None, # truth CSV (filename, scene_label), e.g. the synthetic data's: scores pseudo-labels and test
-                 split:str='recording', # validation split of the labeled clips: 'recording', 'session', 'random' or 'city'
-                 rounds:int|None=None, # pseudo-label + retrain rounds (default: the recipe's)
-                 epochs:int|None=None, # override the recipe's epoch limit
-                 metadata:bool=True, # city/time fusion on or off
-                 aggregate:str=DEFAULT_AGGREGATE, # average predictions over a 'session' or 'recording' of the eval (and unlabeled) clips, or 'none'
-                 pretrain=None, # [(dataset name, folder)] for stage 0, e.g. [('tau2020', '/data/TAU')]
-                 device=None, # device for features and training ('cpu', 'cuda', ...); None: the best available
-                 on_error:str='raise', # audio that cannot be read: 'raise' or 'skip' (listed)
-                 progress:bool=True, # show progress bars
-                 log=print, # function that prints a line of progress, e.g. `print`
-                 epoch_lines:bool=False, # one `log` line per epoch (for logs and terminals without progress bars)
-                 force:bool=False, # recompute finished stages even when their inputs differ from this run's
-                 deterministic:bool=False, # deterministic kernels: a GPU run repeats exactly (slower)
-                 init_official=None, # the official baseline's pretrained SE-Trans checkpoint to start stage 1 from (baseline recipe)
-                 reference_model=None, # hard-sample recipes (seed 003): a model file whose confidence weights the training clips; None: train the baseline as stage1_reference
-                 fold:tuple|None=None, # (i, k): validate on fold i of `grouped_folds(k)` over the `split`'s groups instead of one split
-                 split_seed:int|None=None, # seed of the validation split (or folds); None: the recipe's seed
-                 features_dir=None, # the feature cache folder (default OUT/features); repeated runs share one
-                 precision:str='auto', # training precision: 'auto' (fp32, see `resolve_precision`), 'fp32', 'bf16' or 'fp16' (GPU)
-                 compile:bool=False, # `torch.compile` the models (GPU runs gain; a CPU needs a C++ compiler)
-                 cbs=None, # extra fastai callbacks for every training stage (the same objects each stage)
-                 log_to:str='none', # also log every stage's training to 'tensorboard' (OUT/STAGE/tensorboard) or 'wandb'
-                ) -> dict:
-    "Run the semi-supervised pipeline; returns the report (also written to OUT/report.json)"
-    t_start = time.time()
-    if init_processes(device) and not is_main_process():   # several processes (notebook 23): rank 0 alone prints and shows progress
+# %% ../nbs/18_pipeline.ipynb #0895feb2
+def _file(p):
+    "Name, size and modification time of a file the run reads (None: none): part of a stage's fingerprint"
+    if p is None: return None
+    st = Path(p).stat(); return dict(name=Path(p).name, size=st.st_size, mtime=round(st.st_mtime, 3))
+
+@dataclass
+class RunContext:
+    "What the stages of one run share: the checked configuration, what it resolves to (recipe, data, features, split), and the report so far"
+    cfg: RunConfig # the run's settings
+    out: Path # the output folder
+    recipe: Recipe # the recipe as this run trains it (epochs, seed, overrides applied)
+    log: object # function that prints a line of progress
+    progress: bool # progress bars
+    epoch_log: object # function that prints one line per epoch (None: none)
+    data: dict # audio, meta, eval_meta, truth: the run's files
+    cache: object = None # the `FeatureCache` of every dev and eval clip
+    dev: pd.DataFrame = None # dev metadata of the clips with features
+    ev: pd.DataFrame = None # eval metadata (None: no eval CSV)
+    truth: pd.DataFrame = None # the truth CSV (None: none)
+    test_meta: pd.DataFrame = None # eval clips with a true label (None: no truth)
+    split: object = None # the validation `Split` of the labeled clips
+    dls: object = None # the labeled clips' loaders (stage 1 and the reference)
+    fit_kw: dict = field(default_factory=dict) # precision, compile, extra callbacks, logger, eval cities for `fit_recipe`
+    fp: dict = field(default_factory=dict) # what every stage's result depends on (`fingerprint` adds the stage's own)
+    reference: dict|None = None # the hard-sample reference model: name, path (seed 003)
+    model: object = None # the model stage 1 starts from (pre-trained or the official checkpoint), None: a fresh one
+    last: Path|None = None # the folder of the last trained stage (the next pseudo-labels' teacher)
+    pseudo: pd.DataFrame|None = None # the accepted pseudo-labels of the current round
+    pseudo_report: dict|None = None # the last round's pseudo-label figures
+    rounds: list = field(default_factory=list) # one entry per pseudo-label round: teacher, accepted, accuracy, retrained
+    pretrain: list = field(default_factory=list) # [(dataset name, folder)] for stage 0
+    report: dict = field(default_factory=dict) # the run's report, filled by the stages
+    t0: float = field(default_factory=time.time) # when the run started
+
+    @property
+    def metadata(self) -> bool: return not self.cfg.no_metadata
+    @property
+    def device(self): return pick_device(self.cfg.device)
+    @property
+    def seen(self) -> list: return sorted(set(self.dev.location))
+    @property
+    def unlabeled(self) -> pd.DataFrame: return self.dev[self.dev.label < 0].reset_index(drop=True)
+    @property
+    def drop(self) -> dict:
+        "City and time dropout of the training loaders (none when metadata is off)"
+        return dict(city_dropout=self.recipe.city_dropout, time_dropout=self.recipe.time_dropout) if self.metadata else {}
+    def fingerprint(self,
+                    stage:str, # the stage's name
+                    **extra, # what else this stage's result depends on
+                   ) -> dict:
+        "A stage's fingerprint: the run's (`fp`) with the stage's name and its own inputs"
+        return dict(self.fp, stage=stage, **extra)
+    def loaders(self,
+                pseudo=None, # accepted pseudo-labels to train on beside the labeled clips
+               ):
+        "Training and validation loaders on this run's split (labeled clips, and pseudo-labeled ones if given)"
+        return asc_dataloaders(self.dev, self.cache, self.split, bs=self.recipe.bs, pseudo=pseudo, seed=self.recipe.seed,
+                               device=self.device, **self.drop)
+    def train(self,
+              d, # the stage's folder
+              recipe:Recipe, # what to train
+              dls, # its loaders
+              model, # the model to start from (None: a fresh one)
+              stage:str, # 'train' or 'retrain' (which augmentations apply)
+              name:str, # the stage's name
+              reference=None, # the hard-sample reference (seed 003), None: none
+             ) -> dict:
+        "Train one model in folder `d` and return its stage's figures (`_stage_train` with this run's settings)"
+        return _stage_train(d, recipe, dls, model, stage, name, self.test_meta, self.seen, self.metadata, self.progress, self.cfg.aggregate,
+                            self.epoch_log, self.cfg.deterministic, reference, self.device, self.fit_kw)
+
+# %% ../nbs/18_pipeline.ipynb #fa3b9450
+def run_data(cfg:RunConfig, # the run's settings
+            ) -> dict:
+    "The run's files: audio, meta, eval_meta, truth (with `demo`, those of the demo dataset under OUT/data)"
+    if cfg.demo:
+        d = Path(cfg.out)/'data'
+        return dict(audio=d/'audio', meta=d/'dev_metadata.csv', eval_meta=d/'eval_metadata.csv', truth=d/'truth.csv')
+    return dict(audio=cfg.audio, meta=cfg.meta, eval_meta=cfg.eval_meta, truth=cfg.truth)
+
+def make_demo_data(cfg:RunConfig, # the run's settings: with `demo`, the dataset is made under OUT/data (n_clips, data_seed or seed)
+                  ) -> None:
+    "Make the synthetic demo dataset of a `demo` run once (rank 0; other processes wait for it); nothing otherwise"
+    if not cfg.demo: return
+    from asc_nbdev.data.synthetic import make_synthetic
+    data = Path(cfg.out)/'data'
+    if not (data/'truth.csv').exists() and is_main_process():
+        kw = dict(preset='demo')
+        if cfg.n_clips: kw['n_clips'] = cfg.n_clips
+        if cfg.data_seed is not None or cfg.seed is not None: kw['seed'] = cfg.data_seed if cfg.data_seed is not None else cfg.seed
+        make_synthetic(data, progress=sys.stdout.isatty(), **kw)
+    if process_count() > 1: init_processes(cfg.device); process_barrier()   # the others wait for rank 0's data
+
+# %% ../nbs/18_pipeline.ipynb #354e3fd6
+def _run_recipe(cfg:RunConfig, res, log) -> tuple:
+    "The recipe as this run trains it, and the model stage 1 starts from (the official checkpoint's), from the checked settings"
+    recipe = res.recipe
+    if cfg.epochs: recipe = recipe.replace(epochs=cfg.epochs, pretrain_epochs=min(recipe.pretrain_epochs, cfg.epochs) if recipe.pretrain_epochs else 0)
+    if recipe.freeze_blocks and not res.pretrain:
+        log(f"recipe {recipe.name} freezes {recipe.freeze_blocks} low-level block(s) after pre-training; no pre-training here, so nothing is frozen")
+        recipe = recipe.replace(freeze_blocks=0)
+    model = None
+    if res.init_official is not None:   # the official checkpoint's sizes decide the architecture; its classifier is not used
+        from asc_nbdev.models.se_trans import load_official_se_trans, official_model_kwargs
+        if recipe.model != 'se_trans': raise ValueError(f"--init official=... starts an SE-Trans; recipe {recipe.name} trains {recipe.model}")
+        arch = {k: v for k, v in official_model_kwargs(res.init_official).items() if k not in ('n_classes', 'metadata')}
+        recipe = recipe.replace(model_kwargs={**recipe.model_kwargs, **arch})
+        model = load_official_se_trans(res.init_official, make_model(recipe, metadata=not cfg.no_metadata), fc=False, context=None)
+    if cfg.log in ('tensorboard', 'wandb') and importlib.util.find_spec(cfg.log) is None:   # say so now, not after the first stage
+        raise ImportError(f"--log {cfg.log} needs the {cfg.log} package: pip install {cfg.log}")
+    if cfg.reference_model is not None and not Path(cfg.reference_model).is_file():
+        raise FileNotFoundError(f"reference model file not found: {cfg.reference_model}")
+    return recipe, model
+
+def _read_data(ctx:RunContext, features_dir) -> None:
+    "The features of every dev and eval clip, the metadata of the clips that have them, the truth and the test clips"
+    D = ctx.data
+    dev = read_meta(D['meta']); ev = read_meta(D['eval_meta']) if D['eval_meta'] else None
+    names = list(dev.filename) + ([] if ev is None else list(ev.filename))
+    ctx.log(f"[features] {len(names)} clips from {D['audio']}")
+    ctx.cache = cache = build_feature_cache(D['audio'], names, features_dir, clip_seconds=ctx.recipe.clip_seconds, on_error=ctx.cfg.on_error,
+                                            device=str(ctx.device), progress=ctx.progress)
+    missing = [n for n in names if n not in cache]
+    if missing: ctx.log(f"[features] {len(missing)} clips have no features (listed in {Path(features_dir)/'skipped.csv'}) and are left out")
+    ctx.dev, ctx.ev = dev[dev.filename.isin(set(cache.index.index))].reset_index(drop=True), ev
+    ctx.truth = tr = None if D['truth'] is None else pd.read_csv(D['truth'], dtype=str, keep_default_na=False)
+    if tr is not None and ev is not None:
+        t = ev.merge(tr[['filename', 'scene_label']].rename(columns={'scene_label': 'true'}), on='filename', how='inner')
+        t = t[t.filename.isin(set(cache.index.index))]
+        t['label'] = [class_index(c) for c in t['true']]; ctx.test_meta = t.reset_index(drop=True)
+    ctx.report['data'] = dict(dev_clips=len(ctx.dev), labeled=int((ctx.dev.label >= 0).sum()), eval_clips=0 if ev is None else len(ev),
+                              skipped=len(missing), **{k: None if v is None else str(Path(v).resolve()) for k, v in D.items()})
+
+def _choose_split(ctx:RunContext, fold, split_seed) -> None:
+    "The validation split of the labeled clips (one split, or fold i of k), and stage 1's loaders on it"
+    cfg, r = ctx.cfg, ctx.recipe
+    ss = r.seed if split_seed is None else split_seed   # the split's seed; the training seed stays the recipe's
+    if fold is not None: the_split = grouped_folds(ctx.dev, fold[1], cfg.split, ss)[fold[0]]
+    elif split_seed is not None: the_split = make_split(ctx.dev[ctx.dev.label >= 0].reset_index(drop=True), cfg.split, valid_pct=r.valid_pct, seed=ss)
+    else: the_split = cfg.split
+    ctx.dls = asc_dataloaders(ctx.dev, ctx.cache, the_split, bs=r.bs, seed=r.seed, device=ctx.device, valid_pct=r.valid_pct, **ctx.drop)
+    ctx.split = sp = ctx.dls.split
+    if split_seed is not None or fold is not None: ctx.report.update(seed=r.seed, split_seed=sp.seed)
+    if fold is not None:
+        ctx.report['fold'] = dict(fold=fold[0], folds=fold[1], valid_groups=sp.info.get('valid_groups'))
+        ctx.log(f"[split] fold {fold[0] + 1} of {fold[1]} over {sp.info.get('group') or 'clips'}: {len(sp.train)} training, {len(sp.valid)} validation clips")
+
+def _run_fingerprint(ctx:RunContext, res, fold) -> dict:
+    "What every stage's result depends on: the resolved recipe and settings of the configuration, the data files, the features, the split"
+    cfg, sp = ctx.cfg, ctx.split
+    fp = dict(version=__version__, recipe=ctx.recipe.to_dict(), split=sp.strategy, split_seed=sp.seed, valid_pct=ctx.recipe.valid_pct,
+              metadata=ctx.metadata, features=ctx.cache.params, audio=Path(ctx.data['audio']).name, meta=_file(ctx.data['meta']),
+              pretrain=[list(p) for p in res.pretrain], valid=len(sp.valid), train=len(sp.train),
+              init=_file(res.init_official), precision=ctx.fit_kw['precision'])
+    if fold is not None: fp['fold'] = list(fold)
+    if ctx.reference is not None: fp['reference'] = _file(cfg.reference_model) if cfg.reference_model is not None else REFERENCE_STAGE
+    return fp
+
+def open_run(cfg:RunConfig, # the run's settings
+             cbs=None, # extra fastai callbacks for every training stage (the same objects each stage)
+             log=print, # function that prints a line of progress
+             progress:bool=True, # progress bars
+             epoch_lines:bool=False, # one `log` line per epoch (for logs and terminals without progress bars)
+             fold:tuple|None=None, # (i, k): validate on fold i of `grouped_folds(k)` over the split's groups instead of one split
+             split_seed:int|None=None, # seed of the validation split (or folds); None: the recipe's seed
+             features_dir=None, # the feature cache folder (default OUT/features); repeated runs share one
+            ) -> RunContext:
+    "Check `cfg`, open its output folder and read its data: the `RunContext` that the stages share"
+    res = cfg.check()
+    if init_processes(cfg.device) and not is_main_process():   # several processes (notebook 23): rank 0 alone prints and shows progress
         log, progress = (lambda *a, **k: None), False
-    out = Path(out); out.mkdir(parents=True, exist_ok=True)
+    out = Path(cfg.out); out.mkdir(parents=True, exist_ok=True)
     probe = out/f'.asc-write-probe-{os.getpid()}'
     try: probe.touch(); probe.unlink()   # fail now, not after hours of training
     except OSError as e: raise PermissionError(f"cannot write the output folder {out}: {e.strerror}") from None
-    recipe = get_recipe(recipe) if isinstance(recipe, str) else recipe
-    if epochs: recipe = recipe.replace(epochs=epochs, pretrain_epochs=min(recipe.pretrain_epochs, epochs) if recipe.pretrain_epochs else 0)
-    rounds = recipe.rounds if rounds is None else rounds
-    elog = log if epoch_lines else None
-    if recipe.freeze_blocks and not pretrain:
-        log(f"recipe {recipe.name} freezes {recipe.freeze_blocks} low-level block(s) after pre-training; no pre-training here, so nothing is frozen")
-        recipe = recipe.replace(freeze_blocks=0)
-    if split not in SPLITS: raise ValueError(f"unknown split {split!r}; expected one of {list(SPLITS)}")
-    init_model = None
-    if init_official is not None:   # the official checkpoint's sizes decide the architecture; its classifier is not used
-        from asc_nbdev.models.se_trans import load_official_se_trans, official_model_kwargs
-        if recipe.model != 'se_trans': raise ValueError(f"--init official=... starts an SE-Trans; recipe {recipe.name} trains {recipe.model}")
-        arch = {k: v for k, v in official_model_kwargs(init_official).items() if k not in ('n_classes', 'metadata')}
-        recipe = recipe.replace(model_kwargs={**recipe.model_kwargs, **arch})
-        init_model = load_official_se_trans(init_official, make_model(recipe, metadata=metadata), fc=False, context=None)
-    if aggregate not in AGGREGATES: raise ValueError(f"unknown aggregate {aggregate!r}; expected one of {list(AGGREGATES)}")
-    if log_to not in (None, *LOGGERS): raise ValueError(f"unknown logger {log_to!r}; expected one of {list(LOGGERS)}")
-    if log_to in ('tensorboard', 'wandb') and importlib.util.find_spec(log_to) is None:   # say so now, not after the first stage
-        raise ImportError(f"--log {log_to} needs the {log_to} package: pip install {log_to}")
-    if reference_model is not None:
-        if not recipe.hard_samples: raise ValueError(f"a reference model weights hard samples; recipe {recipe.name} has hard_samples off (set hard_samples=true)")
-        if not Path(reference_model).is_file(): raise FileNotFoundError(f"reference model file not found: {reference_model}")
     if fold is not None and not (len(fold) == 2 and 0 <= fold[0] < fold[1]): raise ValueError(f"fold takes (i, k) with 0 <= i < k, got {fold!r}")
-    features_dir = out/'features' if features_dir is None else Path(features_dir)
-    dev = read_meta(meta); ev = read_meta(eval_meta) if eval_meta else None
-    names = list(dev.filename) + ([] if ev is None else list(ev.filename))
-    log(f"[features] {len(names)} clips from {audio}")
-    cache = build_feature_cache(audio, names, features_dir, clip_seconds=recipe.clip_seconds, on_error=on_error,
-                                device=str(pick_device(device)), progress=progress)
-    missing = [n for n in names if n not in cache]
-    if missing: log(f"[features] {len(missing)} clips have no features (listed in {features_dir/'skipped.csv'}) and are left out")
-    dev = dev[dev.filename.isin(set(cache.index.index))].reset_index(drop=True)
-    tr = None if truth is None else pd.read_csv(truth, dtype=str, keep_default_na=False)
-    test_meta = None
-    if tr is not None and ev is not None:
-        test_meta = ev.merge(tr[['filename', 'scene_label']].rename(columns={'scene_label': 'true'}), on='filename', how='inner')
-        test_meta = test_meta[test_meta.filename.isin(set(cache.index.index))]
-        test_meta['label'] = [class_index(c) for c in test_meta['true']]; test_meta = test_meta.reset_index(drop=True)
-    seen = sorted(set(dev.location))
-    report = dict(recipe=recipe.name, split=split, metadata=metadata, aggregate=aggregate, rounds=rounds, stages=[],
-                  data=dict(dev_clips=len(dev), labeled=int((dev.label >= 0).sum()), eval_clips=0 if ev is None else len(ev),
-                            skipped=len(missing), audio=str(Path(audio).resolve()), meta=str(Path(meta).resolve()),
-                            eval_meta=None if eval_meta is None else str(Path(eval_meta).resolve()),
-                            truth=None if truth is None else str(Path(truth).resolve())))
-    torch_device = pick_device(device)   # where training runs: the one asked for, else the best available
-    fit_kw = dict(precision=resolve_precision(precision, torch_device), compile=compile, cbs=list(cbs or []), log_to=log_to,
-                  eval_cities=None if ev is None else ev.location.tolist())   # their share outside a stage's training cities weights its kept epoch
+    recipe, model = _run_recipe(cfg, res, log)
+    ctx = RunContext(cfg, out, recipe, log, progress, log if epoch_lines else None, run_data(cfg), model=model)
+    ctx.report = dict(recipe=recipe.name, split=cfg.split, metadata=ctx.metadata, aggregate=cfg.aggregate,
+                      rounds=recipe.rounds if cfg.rounds is None else cfg.rounds, stages=[])
+    _read_data(ctx, out/'features' if features_dir is None else Path(features_dir))
+    ctx.fit_kw = dict(precision=resolve_precision(cfg.precision, ctx.device), compile=cfg.compile, cbs=list(cbs or []), log_to=cfg.log,
+                      eval_cities=None if ctx.ev is None else ctx.ev.location.tolist())   # their share outside a stage's training cities weights its kept epoch
     save_json(recipe.to_dict(), out/'recipe.json')   # the exact recipe of this run (asc-train --recipe OUT/recipe.json repeats it)
-    drop = dict(city_dropout=recipe.city_dropout, time_dropout=recipe.time_dropout) if metadata else {}
-    ss = recipe.seed if split_seed is None else split_seed   # the split's seed; the training seed stays the recipe's
-    if fold is not None: the_split = grouped_folds(dev, fold[1], split, ss)[fold[0]]
-    elif split_seed is not None: the_split = make_split(dev[dev.label >= 0].reset_index(drop=True), split, valid_pct=recipe.valid_pct, seed=ss)
-    else: the_split = split
-    base_dls = asc_dataloaders(dev, cache, the_split, bs=recipe.bs, seed=recipe.seed, device=torch_device, valid_pct=recipe.valid_pct, **drop)
-    sp = base_dls.split
-    if split_seed is not None or fold is not None: report.update(seed=recipe.seed, split_seed=sp.seed)
-    if fold is not None:
-        report['fold'] = dict(fold=fold[0], folds=fold[1], valid_groups=sp.info.get('valid_groups'))
-        log(f"[split] fold {fold[0] + 1} of {fold[1]} over {sp.info.get('group') or 'clips'}: {len(sp.train)} training, {len(sp.valid)} validation clips")
-    def _file(p):
-        if p is None: return None
-        st = Path(p).stat(); return dict(name=Path(p).name, size=st.st_size, mtime=round(st.st_mtime, 3))
-    fp = dict(version=__version__, recipe=recipe.to_dict(), split=sp.strategy, split_seed=sp.seed, valid_pct=recipe.valid_pct,
-              metadata=metadata, features=cache.params, audio=Path(audio).name, meta=_file(meta),
-              pretrain=[list(p) for p in pretrain or []], valid=len(sp.valid), train=len(sp.train),
-              init=None if init_official is None else _file(init_official), precision=fit_kw['precision'])
-    if fold is not None: fp['fold'] = list(fold)
-    reference = None
+    _choose_split(ctx, fold, split_seed)
     if recipe.hard_samples:   # seed 003: the reference whose confidence weights the hard samples
-        reference = (dict(name=Path(reference_model).name, path=Path(reference_model)) if reference_model is not None
-                     else dict(name=REFERENCE_STAGE, path=out/REFERENCE_STAGE/'model.pt'))
-        fp['reference'] = _file(reference_model) if reference_model is not None else REFERENCE_STAGE
-    stage_fp = lambda **kw: dict(fp, **kw)
-    model = init_model
-    if pretrain:
-        from asc_nbdev.external import pretrain_stage
-        res = run_stage(out, 'stage0_pretrain', lambda d: pretrain_stage(d, recipe, pretrain, metadata=metadata, device=device,
-                                                                         clip_seconds=cache.clip_seconds, progress=progress), log=log,
-                        force=force, fingerprint=stage_fp(stage='stage0_pretrain'))
-        report['stages'].append(res)
-        pre, _ = load_asc_model(out/'stage0_pretrain'/'model.pt')   # audio only, the external datasets' classes
-        model = make_model(recipe, metadata=metadata)   # the recipe's own head for the 10 challenge classes (its audio fallback too) ...
-        model.body.load_state_dict(pre.body.state_dict())   # ... on the pre-trained body
-    if recipe.hard_samples and reference_model is None:
-        rr = reference_recipe(recipe, epochs)
-        log(f"[{REFERENCE_STAGE}] {rr.name} (the hard-sample reference, seed 003) on {len(base_dls.train.items)} labeled clips")
-        res = run_stage(out, REFERENCE_STAGE, lambda d: _stage_train(d, rr, base_dls, None, 'train', REFERENCE_STAGE, test_meta, seen,
-                                                                    metadata, progress, aggregate, elog, deterministic, fit_kw=fit_kw),
-                        log=log, force=force, fingerprint=stage_fp(stage=REFERENCE_STAGE, reference_recipe=rr.to_dict()))
-        report['stages'].append(dict(res, role='reference'))
-    if reference is not None:
-        report['reference'] = dict(name=reference['name'], path=str(reference['path']), trained=reference_model is None)
-        if reference_model is None: report['reference'].update(accuracy=res['accuracy'], balanced_accuracy=res['balanced_accuracy'])
-    log(f"[stage1_train] {recipe.name} on {len(base_dls.train.items)} labeled clips, validation: {sp.strategy} split ({len(base_dls.valid.items)} clips)")
-    res = run_stage(out, 'stage1_train', lambda d: _stage_train(d, recipe, base_dls, model, 'train', 'stage1_train', test_meta, seen,
-                                                                metadata, progress, aggregate, elog, deterministic, reference, torch_device, fit_kw), log=log,
-                    force=force, fingerprint=stage_fp(stage='stage1_train'))
-    report['stages'].append(res); last = out/'stage1_train'
-    pseudo_rep, rounds_rep = None, []
-    unl = dev[dev.label < 0].reset_index(drop=True)
-    for r in range(1, rounds + 1):
-        if len(unl) == 0: log('no unlabeled clips: no pseudo-labeling'); break
-        def _pseudo(d, last=last):
-            m, minfo = load_asc_model(last/'model.pt')
-            probs = aggregate_probs(predict_probs(m, model_loader(cache, unl, minfo)), unl, aggregate)   # normalised as that model was trained
-            pl = pseudo_label(probs, unl, recipe.pseudo, recipe.pseudo_threshold, recipe.session_agreement, labeled=dev)
-            with atomic_write(d/'pseudo_labels.csv', 'w') as f: pl.to_csv(f, index=False)
-            if is_main_process(): _savefig(plot_pseudo_confidence(pl, title=f'pseudo-labels round {r}').figure, d/'confidence.png')
-            rep = pseudo_report(pl, tr); rep['name'] = f'stage2_pseudo_r{r}'
-            rep['mean_confidence'] = float(pl.confidence.mean()) if len(pl) else float('nan')
-            rep['mean_confidence_accepted'] = float(pl.confidence[pl.accepted].mean()) if pl.accepted.any() else float('nan')
-            return rep
-        pseudo_rep = run_stage(out, f'stage2_pseudo_r{r}', _pseudo, log=log, force=force,
-                               fingerprint=stage_fp(stage=f'stage2_pseudo_r{r}', aggregate=aggregate))
-        pl = pd.read_csv(out/f'stage2_pseudo_r{r}'/'pseudo_labels.csv', dtype={'filename': str})
-        pl = pl[pl.accepted].reset_index(drop=True)
-        teacher = next(s for s in report['stages'] if s['name'] == last.name)
-        rounds_rep.append(dict(round=r, teacher=last.name, teacher_valid_accuracy=teacher['accuracy'],
-                               **{k: pseudo_rep.get(k) for k in ('accepted', 'total', 'mean_confidence', 'mean_confidence_accepted', 'accuracy')}))
-        log(f"[stage2_pseudo_r{r}] {pseudo_rep['accepted']} of {pseudo_rep['total']} clips accepted (mean confidence "
-            f"{pseudo_rep.get('mean_confidence_accepted', float('nan')):.3f}); teacher {last.name}, validation accuracy {teacher['accuracy']:.3f}")
-        if len(pl) == 0:
-            log(f"[stage3_retrain_r{r}] no pseudo-labels accepted: retraining skipped (it would train on the labeled clips alone again)")
-            rounds_rep[-1]['retrained'] = False; break
-        rounds_rep[-1]['retrained'] = True
-        if recipe.pseudo != 'soft': pl = pl[['filename', 'label']]
-        else: pl = pl[['filename'] + list(CLASSES)]
-        dls = asc_dataloaders(dev, cache, sp, bs=recipe.bs, pseudo=pl, seed=recipe.seed, device=torch_device, **drop)
-        name = f'stage3_retrain_r{r}'
-        log(f"[{name}] on {len(dls.train.items)} clips (labeled + pseudo-labeled), validation: {sp.strategy} split")
-        def _retrain(d, last=last, dls=dls, name=name):
-            m, _ = load_asc_model(last/'model.pt')
-            return _stage_train(d, recipe, dls, m, 'retrain', name, test_meta, seen, metadata, progress, aggregate, elog, deterministic,
-                                reference, torch_device, fit_kw)
-        res = run_stage(out, name, _retrain, log=log, force=force, fingerprint=stage_fp(stage=name, aggregate=aggregate))
-        report['stages'].append(res); last = out/name
-    # the final model: the trained stage with the best validation figure (ties: the later one), with its feature parameters
-    trained = [s for s in report['stages'] if s['name'] not in ('stage0_pretrain', REFERENCE_STAGE)]
-    kept = max(reversed(trained), key=lambda s: s[recipe.monitor])
-    report['kept'] = kept['name']
-    if len(trained) > 1:
-        log(f"[final] kept {kept['name']}: validation {recipe.monitor} {kept[recipe.monitor]:.3f} ("
-            + ', '.join(f"{s['name']} {s[recipe.monitor]:.3f}" for s in trained) + ')')
-    final, info = load_asc_model(out/kept['name']/'model.pt')
-    stats = (info['stats']['mean'], info['stats']['std'])   # the statistics the kept stage trained with
-    save_asc_model(final, out/'model.pt', recipe, stats, cache.params, extra=dict(split=sp.strategy, stage=kept['name']))
-    if pseudo_rep is not None:
-        report['pseudo_labels'] = {k: pseudo_rep[k] for k in ('accepted', 'total', 'accuracy', 'per_class') if k in pseudo_rep}
-    if rounds_rep: report['pseudo_rounds'] = rounds_rep
-    last_res = kept
-    if 'test' in last_res: report['test'] = {k: last_res['test'][k] for k in last_res['test'] if k != 'per_city'}
-    if ev is not None:
-        evk = ev[ev.filename.isin(set(cache.index.index))].reset_index(drop=True)
-        probs = aggregate_probs(predict_probs(final, model_loader(cache, evk, info)), evk, aggregate)
-        write_submission(evk, probs, out/'submission.csv', out/'eval_probs.csv')
-        report['submission'] = dict(path=str(out/'submission.csv'), rows=len(evk), skipped=len(ev) - len(evk))
-    report['seconds'] = round(time.time() - t_start, 1)
-    save_json(report, out/'report.json')
-    log(format_report(report))
-    return report
+        ctx.reference = (dict(name=Path(cfg.reference_model).name, path=Path(cfg.reference_model)) if cfg.reference_model is not None
+                         else dict(name=REFERENCE_STAGE, path=out/REFERENCE_STAGE/'model.pt'))
+    ctx.fp = _run_fingerprint(ctx, res, fold)
+    if cfg.reference_model is not None and ctx.reference is not None:
+        ctx.report['reference'] = dict(name=ctx.reference['name'], path=str(ctx.reference['path']), trained=False)
+    ctx.pretrain = res.pretrain
+    return ctx
 
-def run_figures(rep:dict, # one run's report (`run_pipeline`)
+# %% ../nbs/18_pipeline.ipynb #5140005d
+class Stage:
+    "One step of the pipeline: `name` (its folder), `run(ctx, d)` (the work, in folder `d`, returning its figures), `fingerprint(ctx)` (what its result depends on), `record(ctx, res)` (what it adds to the report, also when it was done before)"
+    name = 'stage'; resumable = True; always = False
+    def start(self,
+              ctx:RunContext, # the run
+             ) -> bool:
+        "Whether to run (False: skip it and every later stage that is not `always`); says what it is about to do"
+        return True
+    def fingerprint(self,
+                    ctx:RunContext, # the run
+                   ) -> dict:
+        "Everything the stage's result depends on: the run's fingerprint and the stage's name"
+        return ctx.fingerprint(self.name)
+    def run(self,
+            ctx:RunContext, # the run
+            d:Path, # the stage's folder (empty, made by the walker)
+           ) -> dict:
+        "Do the work; returns the stage's figures (saved as d/done.json by the walker)"
+        raise NotImplementedError
+    def record(self,
+               ctx:RunContext, # the run
+               res:dict, # what `run` returned (now, or when the stage was done before)
+              ) -> None:
+        "Add the stage's figures to the report"
+        ctx.report['stages'].append(res)
+    def __repr__(self): return f"{type(self).__name__}({self.name!r})"
+
+def walk_stages(ctx:RunContext, # the run
+                stages:list, # the `Stage`s, in order
                ) -> dict:
-    "Every figure of one run's report, flat (`name -> value`): the kept model's, each stage's (validation and test), each round's"
-    f, num = {}, lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v == v
-    kept = next((s for s in rep.get('stages', []) if s['name'] == rep.get('kept')), None)
-    if kept is not None: f.update(accuracy=kept['accuracy'], balanced_accuracy=kept['balanced_accuracy'])
-    for k, v in (rep.get('test') or {}).items():
-        if num(v) and k != 'n': f[f'test.{k}'] = v
-    for s in rep.get('stages', []):
-        for k in ('accuracy', 'balanced_accuracy', 'n_train', 'seconds'):
-            if num(s.get(k)): f[f"{s['name']}.{k}"] = s[k]
-        for k, v in (s.get('test') or {}).items():
-            if num(v) and k != 'n': f[f"{s['name']}.test.{k}"] = v
-        for k in ('hard', 'weight_max'):
-            if num((s.get('hard_samples') or {}).get(k)): f[f"{s['name']}.hard_samples.{k}"] = s['hard_samples'][k]
-    for pr in rep.get('pseudo_rounds', []):
-        for k in ('accepted', 'mean_confidence_accepted', 'accuracy', 'teacher_valid_accuracy'):
-            if num(pr.get(k)): f[f"pseudo_r{pr['round']}.{k}"] = pr[k]
-    if num(rep.get('seconds')): f['seconds'] = rep['seconds']
-    return f
+    "Run each stage once (resumed from its done.json when made from the same inputs, `run_stage`); a stage whose `start` is False skips the rest but the `always` ones; returns the report"
+    stopped = False
+    for st in stages:
+        if stopped and not st.always: continue
+        if not st.start(ctx): stopped = True; continue
+        res = (run_stage(ctx.out, st.name, lambda d, st=st: st.run(ctx, d), force=ctx.cfg.force, log=ctx.log, fingerprint=st.fingerprint(ctx))
+               if st.resumable else st.run(ctx, ctx.out))
+        st.record(ctx, res)
+    return ctx.report
 
-def summarize_runs(reports, # reports of the runs (`run_pipeline`)
-                  ) -> dict:
-    "figure -> {mean, std, n} over the runs' reports (std: the sample standard deviation, n - 1; None for one run); a figure counts the runs that have it"
-    vals = {}
-    for rep in reports:
-        for k, v in run_figures(rep).items(): vals.setdefault(k, []).append(float(v))
-    return {k: dict(mean=float(np.mean(v)), std=float(np.std(v, ddof=1)) if len(v) > 1 else None, n=len(v)) for k, v in vals.items()}
+# %% ../nbs/18_pipeline.ipynb #97c28bf8
+class Pretrain(Stage):
+    "Stage 0: pre-train on external data (TAU 2020, CochlScene); stage 1 starts from its body with the recipe's own head"
+    name = 'stage0_pretrain'
+    def run(self,
+            ctx:RunContext, # the run
+            d:Path, # the stage's folder
+           ):
+        from asc_nbdev.external import pretrain_stage
+        return pretrain_stage(d, ctx.recipe, ctx.pretrain, metadata=ctx.metadata, device=ctx.cfg.device,
+                              clip_seconds=ctx.cache.clip_seconds, progress=ctx.progress)
+    def record(self,
+               ctx:RunContext, # the run
+               res:dict, # what `run` returned
+              ):
+        super().record(ctx, res)
+        pre, _ = load_asc_model(ctx.out/self.name/'model.pt')   # audio only, the external datasets' classes
+        ctx.model = make_model(ctx.recipe, metadata=ctx.metadata)   # the recipe's own head for the 10 challenge classes (its audio fallback too) ...
+        ctx.model.body.load_state_dict(pre.body.state_dict())   # ... on the pre-trained body
 
-def run_repeats(out, # output folder: one sub-folder per run, OUT/report.json with every run and the summary
-                audio, # folder of the audio files, as in `run_pipeline`
-                meta, # dev metadata CSV, as in `run_pipeline`
-                recipe:Recipe|str='li2025', # a recipe or its name; run i trains with the recipe's seed + i
-                seeds:int=1, # training seeds: the recipe's seed, seed + 1, ... (same data, same validation split)
-                folds:int|None=None, # grouped K-fold over the split's groups (recordings by default): each run validates on one fold
+class Reference(Stage):
+    "Seed 003: the hard-sample reference, the official baseline trained on the labeled clips; its confidence weights stage 1's clips"
+    name = REFERENCE_STAGE
+    def recipe(self,
+               ctx:RunContext, # the run
+              ):
+        return reference_recipe(ctx.recipe, ctx.cfg.epochs)
+    def start(self,
+              ctx:RunContext, # the run
+             ):
+        ctx.log(f"[{self.name}] {self.recipe(ctx).name} (the hard-sample reference, seed 003) on {len(ctx.dls.train.items)} labeled clips")
+        return True
+    def fingerprint(self,
+                    ctx:RunContext, # the run
+                   ):
+        return ctx.fingerprint(self.name, reference_recipe=self.recipe(ctx).to_dict())
+    def run(self,
+            ctx:RunContext, # the run
+            d:Path, # the stage's folder
+           ):
+        return ctx.train(d, self.recipe(ctx), ctx.dls, None, 'train', self.name)
+    def record(self,
+               ctx:RunContext, # the run
+               res:dict, # what `run` returned
+              ):
+        ctx.report['stages'].append(dict(res, role='reference'))
+        ctx.report['reference'] = dict(name=self.name, path=str(ctx.reference['path']), trained=True,
+                                       accuracy=res['accuracy'], balanced_accuracy=res['balanced_accuracy'])
+
+class Train(Stage):
+    "Stage 1: train the recipe on the labeled clips, validated on the run's split"
+    name = 'stage1_train'
+    def start(self,
+              ctx:RunContext, # the run
+             ):
+        ctx.log(f"[{self.name}] {ctx.recipe.name} on {len(ctx.dls.train.items)} labeled clips, validation: {ctx.split.strategy} split ({len(ctx.dls.valid.items)} clips)")
+        return True
+    def run(self,
+            ctx:RunContext, # the run
+            d:Path, # the stage's folder
+           ):
+        return ctx.train(d, ctx.recipe, ctx.dls, ctx.model, 'train', self.name, ctx.reference)
+    def record(self,
+               ctx:RunContext, # the run
+               res:dict, # what `run` returned
+              ):
+        super().record(ctx, res); ctx.last = ctx.out/self.name
+
+class PseudoLabel(Stage):
+    "Stage 2, round r: the last trained stage labels the unlabeled clips (aggregated per session or recording); the recipe's rule accepts some"
+    def __init__(self,
+                 round:int, # the round (1, 2, ...)
+                ): self.round, self.name = round, f'stage2_pseudo_r{round}'
+    def start(self,
+              ctx:RunContext, # the run
+             ):
+        if len(ctx.unlabeled) == 0: ctx.log('no unlabeled clips: no pseudo-labeling'); return False
+        self.teacher = ctx.last; return True
+    def fingerprint(self,
+                    ctx:RunContext, # the run
+                   ):
+        return ctx.fingerprint(self.name, aggregate=ctx.cfg.aggregate)
+    def run(self,
+            ctx:RunContext, # the run
+            d:Path, # the stage's folder
+           ):
+        r, unl = ctx.recipe, ctx.unlabeled
+        m, minfo = load_asc_model(self.teacher/'model.pt')
+        probs = aggregate_probs(predict_probs(m, model_loader(ctx.cache, unl, minfo)), unl, ctx.cfg.aggregate)   # normalised as that model was trained
+        pl = pseudo_label(probs, unl, r.pseudo, r.pseudo_threshold, r.session_agreement, labeled=ctx.dev)
+        with atomic_write(d/'pseudo_labels.csv', 'w') as f: pl.to_csv(f, index=False)
+        if is_main_process(): _savefig(plot_pseudo_confidence(pl, title=f'pseudo-labels round {self.round}').figure, d/'confidence.png')
+        rep = pseudo_report(pl, ctx.truth); rep['name'] = self.name
+        rep['mean_confidence'] = float(pl.confidence.mean()) if len(pl) else float('nan')
+        rep['mean_confidence_accepted'] = float(pl.confidence[pl.accepted].mean()) if pl.accepted.any() else float('nan')
+        return rep
+    def record(self,
+               ctx:RunContext, # the run
+               rep:dict, # what `run` returned
+              ):
+        ctx.pseudo_report = rep
+        pl = pd.read_csv(ctx.out/self.name/'pseudo_labels.csv', dtype={'filename': str})
+        pl = pl[pl.accepted].reset_index(drop=True)
+        ctx.pseudo = pl[['filename', 'label']] if ctx.recipe.pseudo != 'soft' else pl[['filename'] + list(CLASSES)]
+        teacher = next(s for s in ctx.report['stages'] if s['name'] == self.teacher.name)
+        ctx.rounds.append(dict(round=self.round, teacher=self.teacher.name, teacher_valid_accuracy=teacher['accuracy'],
+            **{k: rep.get(k) for k in ('accepted', 'total', 'mean_confidence', 'mean_confidence_accepted', 'accuracy')}))
+        ctx.log(f"[{self.name}] {rep['accepted']} of {rep['total']} clips accepted (mean confidence "
+                f"{rep.get('mean_confidence_accepted', float('nan')):.3f}); teacher {self.teacher.name}, validation accuracy {teacher['accuracy']:.3f}")
+
+class Retrain(Stage):
+    "Stage 3, round r: retrain the last trained stage's model on the labeled and the accepted pseudo-labeled clips"
+    def __init__(self,
+                 round:int, # the round (1, 2, ...)
+                ): self.round, self.name = round, f'stage3_retrain_r{round}'
+    def start(self,
+              ctx:RunContext, # the run
+             ):
+        done = ctx.rounds[-1]
+        if len(ctx.pseudo) == 0:
+            ctx.log(f"[{self.name}] no pseudo-labels accepted: retraining skipped (it would train on the labeled clips alone again)")
+            done['retrained'] = False; return False
+        done['retrained'] = True
+        self.dls, self.teacher = ctx.loaders(ctx.pseudo), ctx.last
+        ctx.log(f"[{self.name}] on {len(self.dls.train.items)} clips (labeled + pseudo-labeled), validation: {ctx.split.strategy} split")
+        return True
+    def fingerprint(self,
+                    ctx:RunContext, # the run
+                   ):
+        return ctx.fingerprint(self.name, aggregate=ctx.cfg.aggregate)
+    def run(self,
+            ctx:RunContext, # the run
+            d:Path, # the stage's folder
+           ):
+        m, _ = load_asc_model(self.teacher/'model.pt')
+        return ctx.train(d, ctx.recipe, self.dls, m, 'retrain', self.name, ctx.reference)
+    def record(self,
+               ctx:RunContext, # the run
+               res:dict, # what `run` returned
+              ):
+        super().record(ctx, res); ctx.last = ctx.out/self.name
+
+# %% ../nbs/18_pipeline.ipynb #0907f7f6
+class Final(Stage):
+    "The final model: the trained stage with the best validation figure (ties: the later one) as OUT/model.pt, and the eval clips' submission"
+    name, resumable, always = 'final', False, True
+    def run(self,
+            ctx:RunContext, # the run
+            d:Path, # the stage's folder
+           ):
+        rep, recipe = ctx.report, ctx.recipe
+        trained = [s for s in rep['stages'] if s['name'] not in ('stage0_pretrain', REFERENCE_STAGE)]
+        kept = max(reversed(trained), key=lambda s: s[recipe.monitor])
+        rep['kept'] = kept['name']
+        if len(trained) > 1:
+            ctx.log(f"[final] kept {kept['name']}: validation {recipe.monitor} {kept[recipe.monitor]:.3f} ("
+                    + ', '.join(f"{s['name']} {s[recipe.monitor]:.3f}" for s in trained) + ')')
+        final, info = load_asc_model(ctx.out/kept['name']/'model.pt')
+        stats = (info['stats']['mean'], info['stats']['std'])   # the statistics the kept stage trained with
+        save_asc_model(final, ctx.out/'model.pt', recipe, stats, ctx.cache.params, extra=dict(split=ctx.split.strategy, stage=kept['name']))
+        if ctx.pseudo_report is not None:
+            rep['pseudo_labels'] = {k: ctx.pseudo_report[k] for k in ('accepted', 'total', 'accuracy', 'per_class') if k in ctx.pseudo_report}
+        if ctx.rounds: rep['pseudo_rounds'] = ctx.rounds
+        if 'test' in kept: rep['test'] = {k: kept['test'][k] for k in kept['test'] if k != 'per_city'}
+        if ctx.ev is not None:
+            evk = ctx.ev[ctx.ev.filename.isin(set(ctx.cache.index.index))].reset_index(drop=True)
+            probs = aggregate_probs(predict_probs(final, model_loader(ctx.cache, evk, info)), evk, ctx.cfg.aggregate)
+            write_submission(evk, probs, ctx.out/'submission.csv', ctx.out/'eval_probs.csv')
+            rep['submission'] = dict(path=str(ctx.out/'submission.csv'), rows=len(evk), skipped=len(ctx.ev) - len(evk))
+        return rep
+    def record(self,
+               ctx:RunContext, # the run
+               rep:dict, # what `run` returned
+              ):
+        rep['seconds'] = round(time.time() - ctx.t0, 1)
+        save_json(rep, ctx.out/'report.json')
+        ctx.log(format_report(rep))
+
+def pipeline_stages(ctx:RunContext, # the run (its configuration decides the stages)
+                   ) -> list:
+    "The stages of a run: pre-training if asked, the hard-sample reference if the recipe needs one, stage 1, the pseudo-label and retrain rounds, the final model"
+    rounds = ctx.report['rounds']
+    return ([Pretrain()] if ctx.pretrain else []) + ([Reference()] if ctx.recipe.hard_samples and ctx.cfg.reference_model is None else []) \
+           + [Train()] + [s for r in range(1, rounds + 1) for s in (PseudoLabel(r), Retrain(r))] + [Final()]
+
+# %% ../nbs/18_pipeline.ipynb #9ea47db8
+_OLD_NAMES = dict(metadata=('no_metadata', lambda v: not v), log_to=('log', lambda v: v or 'none'),
+                  init_official=('init', lambda v: None if v is None else f'official={v}'),
+                  pretrain=('pretrain', lambda v: None if not v else [f'{k}={p}' for k, p in v]))
+
+def pipeline_config(out, # output folder
+                    audio, # folder of the dev (and eval) audio files
+                    meta, # dev metadata CSV
+                    recipe:Recipe|str='li2025', # a recipe, or its name
+                    **settings, # `RunConfig` fields, or `run_pipeline`'s older names: metadata, init_official, pretrain [(name, dir)], log_to
+                   ) -> RunConfig:
+    "The `RunConfig` of a `run_pipeline(out, audio, meta, recipe, ...)` call in the older form"
+    kw = dict(out=out, audio=audio, meta=meta, recipe=recipe)
+    for k, v in settings.items():
+        name, conv = _OLD_NAMES.get(k, (k, lambda v: v))
+        kw[name] = conv(v)
+    return RunConfig(**kw)
+
+def run_pipeline(config, # a `RunConfig`; or, in the older form, the output folder, with `audio, meta, recipe` and settings after it
+                 *args, # the older form: audio folder, dev metadata CSV, recipe (`pipeline_config`)
+                 cbs=None, # extra fastai callbacks for every training stage (the same objects each stage)
+                 log=print, # function that prints a line of progress, e.g. `print`
+                 progress:bool=True, # show progress bars
+                 epoch_lines:bool=False, # one `log` line per epoch (for logs and terminals without progress bars)
+                 stages=None, # `stages(ctx) -> [Stage, ...]` to walk instead of `pipeline_stages` (e.g. with a stage of your own)
+                 repeat:dict|None=None, # set by `run_repeats`: fold (i, k), split_seed, features_dir
+                 **settings, # the older form: `RunConfig` fields (or their older names, `pipeline_config`)
+                ) -> dict:
+    "Run the semi-supervised pipeline of `config`; returns the report (also written to OUT/report.json)"
+    cfg = config if isinstance(config, RunConfig) else pipeline_config(config, *args, **settings)
+    if isinstance(config, RunConfig) and (args or settings): raise TypeError("run_pipeline(config) takes the settings in the RunConfig, not beside it")
+    make_demo_data(cfg)
+    ctx = open_run(cfg, cbs, log, progress, epoch_lines, **(repeat or {}))
+    return walk_stages(ctx, (stages or pipeline_stages)(ctx))
+
+# %% ../nbs/18_pipeline.ipynb #324cdb53
+def run_repeats(config, # a `RunConfig` with `seeds` and/or `folds`; or, in the older form, the output folder with `audio, meta, recipe` after it
+                *args, # the older form: audio folder, dev metadata CSV, recipe (`pipeline_config`)
                 log=print, # function that prints a line of progress, e.g. `print`
-                **kwargs, # further `run_pipeline` arguments (split, rounds, epochs, eval_meta, truth, ...)
+                progress:bool=True, # show progress bars
+                epoch_lines:bool=False, # one `log` line per epoch
+                cbs=None, # extra fastai callbacks for every training stage
+                **settings, # the older form: `RunConfig` fields (seeds, folds, split, rounds, epochs, eval_meta, truth, ...)
                ) -> dict:
     "Repeat `run_pipeline` over seeds and/or grouped folds (OUT/seed0..., OUT/fold0..., OUT/fold0-seed0...); returns the report with `runs` and `summary`"
-    t0 = time.time(); out = Path(out); out.mkdir(parents=True, exist_ok=True)
-    recipe = get_recipe(recipe) if isinstance(recipe, str) else recipe
-    if seeds < 1: raise ValueError(f"seeds must be at least 1, got {seeds}")
-    if folds is not None and folds < 2: raise ValueError(f"folds must be at least 2, got {folds}")
+    cfg = config if isinstance(config, RunConfig) else pipeline_config(config, *args, **settings)
+    t0 = time.time(); out = Path(cfg.out); out.mkdir(parents=True, exist_ok=True)
+    make_demo_data(cfg)
+    recipe = cfg.check().recipe; seeds, folds = cfg.seeds or 1, cfg.folds
     base = recipe.seed
     plan = [(f'fold{k}' + (f'-seed{i}' if seeds > 1 else ''), base + i, (k, folds)) for k in range(folds) for i in range(seeds)] if folds \
            else [(f'seed{i}', base + i, None) for i in range(seeds)]
+    data = {k: None if v is None else str(v) for k, v in run_data(cfg).items()}
     runs = {}
     for j, (name, s, fold) in enumerate(plan):
         log(f"=== run {j + 1} of {len(plan)}: {name} (training seed {s}" + (f", fold {fold[0] + 1} of {fold[1]}" if fold else '')
             + f", validation split seed {base}) -> {out/name}")
-        rep = run_pipeline(out/name, audio, meta, recipe.replace(seed=s), fold=fold, split_seed=base, features_dir=out/'features', log=log, **kwargs)
+        sub = cfg.replace(out=str(out/name), recipe=recipe.replace(seed=s), demo=False, seed=None, set=None, city_dropout=None, time_dropout=None,
+                          seeds=None, folds=None, n_clips=None, data_seed=None, **data)   # the run's resolved recipe, with this run's seed
+        rep = run_pipeline(sub, cbs=cbs, log=log, progress=progress, epoch_lines=epoch_lines,
+                           repeat=dict(fold=fold, split_seed=base, features_dir=out/'features'))
         runs[name] = dict(rep, path=name)
     first = next(iter(runs.values()))
     kept = {}
@@ -526,296 +732,3 @@ def run_repeats(out, # output folder: one sub-folder per run, OUT/report.json wi
     save_json(report, out/'report.json')
     log(format_report(report))
     return report
-
-def write_submission(meta:pd.DataFrame, # metadata rows of the predicted clips (filename, location, record_time)
-                     probs:np.ndarray, # (clips, classes) probabilities, in the same order
-                     path, # submission CSV to write
-                     probs_path=None, # also write filename + class probabilities here; None: not
-                    ) -> pd.DataFrame:
-    "Write predictions in the official format (`filename,location,record_time,scene_label`), atomically"
-    sub = pd.DataFrame({'filename': meta['filename'].to_numpy(), 'location': meta['location'].to_numpy(),
-                        'record_time': pd.to_datetime(meta['record_time']).dt.strftime(TIME_FORMAT).to_numpy(),
-                        'scene_label': [CLASSES[i] for i in probs.argmax(1)]})
-    with atomic_write(path, 'w', encoding='utf-8') as f: sub.to_csv(f, index=False)
-    if probs_path is not None:
-        with atomic_write(probs_path, 'w', encoding='utf-8') as f:
-            pd.concat([sub[['filename']], pd.DataFrame(probs, columns=CLASSES)], axis=1).to_csv(f, index=False, float_format='%.5f')
-    return sub
-
-def _pm(d, k, digits=3):
-    "'mean ± std' of figure `k` of a summary, '-' where no run has it"
-    v = d.get(k)
-    if v is None: return '-'
-    return f"{v['mean']:.{digits}f}" + ('' if v['std'] is None else f" ± {v['std']:.{digits}f}")
-
-def format_repeats(rep:dict, # a repeated run's report (`run_repeats`)
-                  ) -> str:
-    "The table of a repeated run (`run_repeats`): mean ± std over the runs of each stage's figures, the kept stage, the pseudo-labels"
-    S, runs = rep['summary'], rep['runs']
-    stages = list(dict.fromkeys(s['name'] for r in runs.values() for s in r['stages']))
-    rows = [dict(stage=st, n=S.get(f'{st}.accuracy', {}).get('n', 0), accuracy=_pm(S, f'{st}.accuracy'), balanced_accuracy=_pm(S, f'{st}.balanced_accuracy'),
-                 test_accuracy=_pm(S, f'{st}.test.accuracy'), test_balanced_accuracy=_pm(S, f'{st}.test.balanced_accuracy'),
-                 seconds=_pm(S, f'{st}.seconds', 0)) for st in stages]
-    rows.append(dict(stage='final (kept)', n=S.get('accuracy', {}).get('n', 0), accuracy=_pm(S, 'accuracy'), balanced_accuracy=_pm(S, 'balanced_accuracy'),
-                     test_accuracy=_pm(S, 'test.accuracy'), test_balanced_accuracy=_pm(S, 'test.balanced_accuracy'), seconds=_pm(S, 'seconds', 0)))
-    df = pd.DataFrame(rows)
-    if df[['test_accuracy', 'test_balanced_accuracy']].eq('-').all().all(): df = df.drop(columns=['test_accuracy', 'test_balanced_accuracy'])
-    how = (f"{len(runs)} runs: " + (f"{rep['folds']} grouped folds" if rep.get('folds') else '')
-           + (', ' if rep.get('folds') and len(rep['seeds']) > 1 else '') + (f"training seeds {rep['seeds']}" if len(rep['seeds']) > 1 or not rep.get('folds') else '')
-           + f", validation split seed {rep['split_seed']}")
-    lines = [f"recipe {rep['recipe']}, metadata {'on' if rep['metadata'] else 'off'}, validation on the {rep['split']} split; {how}; "
-             "mean ± std (sample std over runs; n runs; seconds: stage time)", df.to_string(index=False)]
-    lines.append('final model kept by validation: ' + ', '.join(f"{k} in {v} of {len(runs)} runs" for k, v in rep['kept'].items()))
-    for r in sorted({int(k.split('.')[0][8:]) for k in S if k.startswith('pseudo_r')}):
-        lines.append(f"round {r}: {_pm(S, f'pseudo_r{r}.accepted', 1)} pseudo-labels accepted"
-                     + (f", accuracy {_pm(S, f'pseudo_r{r}.accuracy')} (against truth)" if f'pseudo_r{r}.accuracy' in S else ''))
-    if 'test.unseen_cities_accuracy' in S: lines.append(f"final test accuracy on unseen cities {_pm(S, 'test.unseen_cities_accuracy')}")
-    return '\n'.join(lines)
-
-def format_report(rep:dict, # a run's report (`run_pipeline`) or a repeated run's (`run_repeats`)
-                 ) -> str:
-    "The results table: stage, split, accuracy, balanced accuracy (and test accuracy where truth exists); mean ± std for a repeated run"
-    if 'runs' in rep and 'summary' in rep: return format_repeats(rep)
-    rows = []
-    for s in rep['stages']:
-        t = s.get('test') or {}
-        rows.append(dict(stage=s['name'], split=s.get('split', '-'), accuracy=s.get('accuracy'), balanced_accuracy=s.get('balanced_accuracy'),
-                         test_accuracy=t.get('accuracy'), n_train=s.get('n_train'), n_valid=s.get('n_valid'), seconds=s.get('seconds')))
-    df = pd.DataFrame(rows)
-    lines = [f"recipe {rep['recipe']}, metadata {'on' if rep['metadata'] else 'off'}, validation on the {rep['split']} split"
-             + (f" (fold {rep['fold']['fold'] + 1} of {rep['fold']['folds']})" if rep.get('fold') else '')
-             + (f", predictions averaged per {rep['aggregate']}" if rep.get('aggregate', 'none') != 'none' else ''),
-             df.to_string(index=False, float_format=lambda v: f'{v:.3f}')]
-    for s in rep['stages']:
-        if h := s.get('hard_samples'):
-            lines.append(f"{s['name']}: {h['hard']} of {h['n']} training clips hard (confidence of {h['reference']} < {h['threshold']}), "
-                         f"weights {h['weight_min']:.2f} to {h['weight_max']:.2f} (mean 1)")
-    for pr in rep.get('pseudo_rounds', []):
-        lines.append(f"round {pr['round']}: {pr['accepted']} of {pr['total']} pseudo-labels accepted, mean confidence "
-                     f"{pr['mean_confidence_accepted'] if pr['mean_confidence_accepted'] == pr['mean_confidence_accepted'] else float('nan'):.3f}"
-                     + (f", accuracy {pr['accuracy']:.3f} (against truth)" if pr.get('accuracy') is not None and pr['accuracy'] == pr['accuracy'] else '')
-                     + f"; teacher {pr['teacher']} (validation {pr['teacher_valid_accuracy']:.3f})" + ('' if pr.get('retrained', True) else '; retraining skipped'))
-    if rep.get('kept'): lines.append(f"final model: {rep['kept']} (the best validation figure)")
-    if rep.get('pseudo_labels'):
-        p = rep['pseudo_labels']
-        lines.append(f"pseudo-labels: {p['accepted']} of {p['total']} accepted" + (f", accuracy {p['accuracy']:.3f} (against truth)" if p.get('accuracy') is not None else ''))
-    if rep.get('test'):
-        t = rep['test']
-        lines.append(f"test (held-out eval clips scored against truth): accuracy {t['accuracy']:.3f}, balanced accuracy {t['balanced_accuracy']:.3f}"
-                     + (f", unseen cities {t['unseen_cities_accuracy']:.3f}" if 'unseen_cities_accuracy' in t else ''))
-    return '\n'.join(lines)
-
-# %% ../nbs/18_pipeline.ipynb #26c6eb1f
-def predict_files(model_path, # a model file saved by `save_asc_model`, e.g. RUN_DIR/model.pt
-                  meta, # metadata CSV of the clips to predict
-                  audio, # folder of their audio files, FILENAME.wav
-                  out_csv, # submission CSV to write (filename, location, record_time, scene_label)
-                  probs_csv=None, # also write class probabilities here; None: not
-                  device=None, # device for features and prediction ('cpu', 'cuda', ...); None: the best available
-                  on_error:str='raise', # audio that cannot be read: 'raise', or 'skip' (listed in STEM_skipped.csv beside `out_csv`)
-                  features_dir=None, # feature cache folder to build or reuse; None: a temporary one, removed afterwards
-                  batch_size:int=64, # clips per prediction batch
-                  progress:bool=True, # show a progress bar while computing features
-                  log=print, # function that prints a line of progress, e.g. `print`
-                  aggregate:str=DEFAULT_AGGREGATE, # average over each 'session' or 'recording' of `meta`, or 'none'
-                 ) -> pd.DataFrame:
-    "Predict the clips of metadata CSV `meta` with a saved model into a submission CSV"
-    import tempfile
-    if aggregate not in AGGREGATES: raise ValueError(f"unknown aggregate {aggregate!r}; expected one of {list(AGGREGATES)}")
-    model, info = load_asc_model(model_path)
-    df = read_meta(meta, on_bad_time='mask')
-    unknown = sorted(set(df.location[df.city == UNKNOWN_CITY]))
-    if unknown: log(f"cities outside the vocabulary (predicted with the unknown-city input): {unknown}")
-    kc = info.get('known_cities')
-    untrained = sorted(set(df.location[df.city != UNKNOWN_CITY]) - set(kc)) if kc is not None else []
-    if untrained: log(f"cities the model never trained on (predicted as the unknown city): {untrained}")
-    fp = _model_features(info, model_path)
-    st = (info.get('stats') or {}).get('mean')
-    n_mels = fp.get('n_mels', 64)
-    if st is not None and len(st) != n_mels:
-        raise ValueError(f"{model_path}: its normalisation statistics have {len(st)} mel bands, the features {n_mels}")
-    out_dir = Path(out_csv).resolve().parent
-    try: out_dir.mkdir(parents=True, exist_ok=True); (out_dir/'.asc-write-probe').touch(); (out_dir/'.asc-write-probe').unlink()
-    except OSError as e: raise PermissionError(f"cannot write {out_csv}: {e.strerror}") from None
-    tmp = None
-    if features_dir is None: tmp = features_dir = tempfile.mkdtemp(prefix='asc-predict-')
-    try:
-        cache = build_feature_cache(audio, df.filename, features_dir, clip_seconds=fp.get('clip_seconds'), on_error=on_error,
-                                    device=str(pick_device(device)), progress=progress)
-        keep = df.filename.isin(set(cache.index.index)).to_numpy()
-        if (~keep).any():
-            log(f"{(~keep).sum()} clips could not be read and are not predicted:")
-            for n, p in zip(cache.skipped.filename, cache.skipped.problem): log(f"  {n}: {p}")
-            sk = Path(out_csv).with_name(Path(out_csv).stem + '_skipped.csv')
-            with atomic_write(sk, 'w') as f: cache.skipped.to_csv(f, index=False)
-            log(f"the list is in {sk}")
-        dk = df[keep].reset_index(drop=True)
-        probs = aggregate_probs(predict_probs(model, model_loader(cache, dk, info, batch_size), device=device), dk, aggregate)
-    finally:
-        if tmp is not None: shutil.rmtree(tmp, ignore_errors=True)
-    return write_submission(dk, probs, out_csv, probs_csv)
-
-# %% ../nbs/18_pipeline.ipynb #b9e0c002
-def _model_features(info:dict, name) -> dict:
-    "The feature parameters a model file was trained on, checked against this library's front-end"
-    from asc_nbdev.features import LogMel, FEATURE_CACHE_VERSION
-    fp = info.get('features') or {}
-    want = dict(LogMel().params, version=FEATURE_CACHE_VERSION)
-    diff = [f'{k} {fp[k]!r} (this library: {want[k]!r})' for k in want if k in fp and fp[k] != want[k]]
-    if diff: raise ValueError(f"{name} was trained on other features than this library computes: {', '.join(diff)}")
-    return fp
-
-def _per_file(v, n:int, what:str) -> list:
-    "One value for all `n` files, or a list of one per file"
-    if v is None or isinstance(v, str): return [v] * n
-    v = list(v)
-    if len(v) != n: raise ValueError(f"{what}: {len(v)} values for {n} files; give one for all files or one per file")
-    return v
-
-def predict(model, # a model file saved by asc-train (`save_asc_model`), or `(model, info)` from `load_asc_model`
-            files, # an audio file, a folder (its .wav, .flac and .ogg files), or a list of them
-            city=None, # the recording city (one for all files, or a list); None or a name outside the model's cities: unknown
-            time=None, # the recording time 'YYYY-MM-DD HH:MM:SS' (one, or a list); None: no time
-            device=None, # where to compute ('auto' / None: a GPU when there is one)
-            on_error:str='raise', # unreadable audio: 'raise', or 'skip' (the file's row says why, no label)
-            batch_size:int=16, # clips read and predicted at a time (memory holds one batch of waveforms)
-            progress:bool=False, # a progress bar over the batches
-           ) -> pd.DataFrame:
-    "Scene labels and class probabilities of audio files, without a metadata CSV or a feature cache"
-    from asc_nbdev.features import LogMel, load_audio, AUDIO_EXTENSIONS
-    if on_error not in ('raise', 'skip'): raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
-    name = model if isinstance(model, (str, Path)) else 'the model'
-    m, info = load_asc_model(model) if isinstance(model, (str, Path)) else model
-    fp = _model_features(info, name)
-    paths = []
-    for f in ([files] if isinstance(files, (str, Path)) else files):   # folders give their audio files, sorted
-        if not Path(f).is_dir(): paths.append(Path(f)); continue
-        found = sorted(p for p in Path(f).iterdir() if p.suffix.lower() in AUDIO_EXTENSIONS)
-        if not found: raise FileNotFoundError(f"no audio files ({', '.join(AUDIO_EXTENSIONS)}) in {f}")
-        paths += found
-    if not paths: raise ValueError("no files to predict")
-    files = paths
-    blank = lambda v: v is None or (not isinstance(v, str) and pd.isna(v)) or not str(v).strip()   # None, NaN, NaT, ''
-    cities = [None if blank(c) else str(c) for c in _per_file(city, len(files), 'city')]
-    times = [None if blank(t) else str(t) for t in _per_file(time, len(files), 'time')]
-    for f, t in zip(files, times):
-        if t is not None and pd.isna(pd.to_datetime(t, format='ISO8601', errors='coerce')):
-            raise ValueError(f"{f}: time {t!r} is not a time like '2023-06-18 17:17:01'; leave it out for 'no time'")
-    dev = pick_device(device); fe = LogMel(sr=fp.get('sr', SAMPLE_RATE)).to(dev)
-    st = info.get('stats') or {}
-    mean = None if st.get('mean') is None else torch.tensor(st['mean'], dtype=torch.float32, device=dev)
-    std = None if mean is None else torch.tensor(st['std'], dtype=torch.float32, device=dev)
-    cast = getattr(torch, fp.get('dtype', 'float32'))   # as the feature cache stores them in training
-    cidx = [UNKNOWN_CITY if c is None else city_index(c) for c in cities]
-    tf = time_features(['' if t is None else t for t in times], on_missing='zero')   # no time: zeros, as time dropout trains
-    m = m.to(dev).eval(); probs, errors = {}, {}
-    with torch.inference_mode():
-        starts = range(0, len(files), batch_size)
-        for k in (progress_bar(starts, leave=False) if progress else starts):   # (display=False still prints a bar)
-            wav = {}
-            for i in range(k, min(k + batch_size, len(files))):
-                try: wav[i] = load_audio(files[i], sr=fe.sr, duration=fp.get('clip_seconds'))[0]
-                except AudioError as e:
-                    if on_error == 'raise': raise
-                    errors[i] = str(e)
-            by_len = {}
-            for i, y in wav.items(): by_len.setdefault(len(y), []).append(i)   # clips of one length go through together
-            for idx in by_len.values():
-                x = fe(torch.from_numpy(np.stack([wav[i] for i in idx])).to(dev)).to(cast).float()
-                if mean is not None: x = (x - mean) / std
-                p = m(x[:, None], torch.tensor([cidx[i] for i in idx], device=dev), torch.from_numpy(tf[idx]).to(dev))
-                probs.update(zip(idx, F.softmax(p.float(), -1).cpu().numpy()))
-    known = set(m.known_cities or [])
-    out = []
-    for i, f in enumerate(files):
-        used = 'not used' if not m.metadata else 'unknown' if cidx[i] not in known else cities[i]
-        r = dict(filename=str(f), city=cities[i], time=times[i], city_used=used)
-        if i in probs: r.update(scene_label=CLASSES[int(probs[i].argmax())], confidence=float(probs[i].max()), **dict(zip(CLASSES, probs[i].tolist())), error='')
-        else: r.update(scene_label=None, confidence=np.nan, **{c: np.nan for c in CLASSES}, error=errors[i])
-        out.append(r)
-    return pd.DataFrame(out)
-
-# %% ../nbs/18_pipeline.ipynb #5e7a26d5
-from typing import Annotated
-
-def _fail(msg):
-    print(msg, file=sys.stderr); sys.exit(2)
-
-RUN_CONFIG = 'run.json'   # the run's configuration in its output folder (`asc-train --config OUT/run.json` repeats it)
-
-def run_config(cfg:RunConfig, # the run's settings (`RunConfig`), e.g. from `parse_config`
-               progress:bool|None=None, # progress bars (None: on a terminal; else one line per epoch)
-              ) -> dict|None:
-    "Run what `asc-train` runs for `cfg`: check it, save it as OUT/run.json, make the demo data, start the processes or run the pipeline (or its repeats)"
-    from asc_nbdev.data.synthetic import make_synthetic
-    res = cfg.check(); out = Path(cfg.out)
-    if is_main_process() and not os.environ.get('ASC_RUN_CONFIG_SAVED'):   # the launcher's processes run the file it wrote
-        out.mkdir(parents=True, exist_ok=True); cfg.save(out/RUN_CONFIG)
-    audio, meta, eval_meta, truth = cfg.audio, cfg.meta, cfg.eval_meta, cfg.truth
-    if cfg.demo:
-        data = out/'data'
-        if not (data/'truth.csv').exists() and is_main_process():
-            kw = dict(preset='demo')
-            if cfg.n_clips: kw['n_clips'] = cfg.n_clips
-            if cfg.data_seed is not None or cfg.seed is not None: kw['seed'] = cfg.data_seed if cfg.data_seed is not None else cfg.seed
-            make_synthetic(data, progress=sys.stdout.isatty(), **kw)
-        if process_count() > 1: init_processes(cfg.device); process_barrier()   # the others wait for rank 0's data
-        audio, meta, eval_meta, truth = data/'audio', data/'dev_metadata.csv', data/'eval_metadata.csv', data/'truth.csv'
-    if cfg.processes > 1:   # start the processes (torchrun), each running OUT/run.json without --processes; notebook 23
-        from asc_nbdev.distributed import launch_processes
-        os.environ['ASC_RUN_CONFIG_SAVED'] = '1'
-        try: rc = launch_processes(cfg.processes, ['--config', str(out/RUN_CONFIG), '--processes', '1'], cfg.device)
-        finally: os.environ.pop('ASC_RUN_CONFIG_SAVED', None)
-        if rc: raise RuntimeError(f"{cfg.processes} processes: at least one failed (exit status {rc}); its error is printed above")
-        return None
-    bars = sys.stdout.isatty() if progress is None else progress
-    kw = dict(eval_meta=eval_meta, truth=truth, split=cfg.split, rounds=cfg.rounds, epochs=cfg.epochs, metadata=not cfg.no_metadata,
-              aggregate=cfg.aggregate, force=cfg.force, deterministic=cfg.deterministic, init_official=res.init_official,
-              precision=cfg.precision, compile=cfg.compile, log_to=cfg.log, reference_model=cfg.reference_model,
-              pretrain=res.pretrain or None, device=cfg.device, on_error=cfg.on_error, progress=bars, epoch_lines=not bars)
-    if cfg.seeds is not None or cfg.folds is not None:
-        return run_repeats(out, audio, meta, res.recipe, seeds=cfg.seeds or 1, folds=cfg.folds, **kw)
-    return run_pipeline(out, audio, meta, res.recipe, **kw)
-
-def asc_train(argv:list|None=None, # the command line's words (None: `sys.argv[1:]`, as the console script)
-             ) -> None:
-    "Train a recipe through the semi-supervised pipeline and predict the eval clips (options: `RunConfig`'s fields; Python: `run_config`)"
-    cfg = parse_config(argv, RunConfig, 'asc-train')
-    try: run_config(cfg)
-    except ConfigError as e: _fail(f"asc-train: error: {e.option()}")
-    except (MetadataError, AudioError, OSError, ValueError, ImportError, RuntimeError) as e: _fail(f"asc-train: error: {e}")
-
-@call_parse
-def asc_predict(*files:str, # audio files or folders to predict without a metadata CSV (then --city/--time apply to all)
-                model:str=None, # a model file saved by asc-train (OUT/model.pt)
-                city:str=None, # with FILE...: the recording city (default: unknown)
-                time:str=None, # with FILE...: the recording time "YYYY-MM-DD HH:MM:SS" (default: no time)
-                meta:str=None, # metadata CSV of the clips to predict
-                audio:str=None, # their audio folder (FILENAME.wav)
-                out:str='submission.csv', # the submission CSV to write
-                probs:str=None, # also write class probabilities to this CSV
-                device:str='auto', # cpu, cuda (cuda:N), mps or auto (a GPU when there is one)
-                on_error:Annotated[str, dict(choices=['raise', 'skip'])]='raise', # unreadable audio: stop, or skip and list
-                aggregate:Annotated[str, dict(choices=list(AGGREGATES))]=DEFAULT_AGGREGATE, # average predictions per session or recording, or none
-               ):
-    "Predict scene labels with a trained model file: the clips of a metadata CSV, or audio files given by name"
-    if files:
-        if meta or audio: _fail("asc-predict: error: give FILE... or --meta CSV --audio DIR, not both")
-        if not model: _fail("asc-predict: error: missing --model; usage: asc-predict --model PATH FILE... [--city C] [--time T] [--out OUT.csv]")
-        if city is not None and not is_known_city(city): print(f"city {city!r} is not one of the 22 cities of the vocabulary: predicted as an unknown city")
-        try:
-            res = predict(model, list(files), city, time, device=device, on_error=on_error, progress=sys.stdout.isatty())
-            with atomic_write(out, 'w') as fh: res.to_csv(fh, index=False)
-        except (MetadataError, AudioError, OSError, ValueError, KeyError) as e: _fail(f"asc-predict: error: {e}")
-        bad = res[res.error != '']
-        print(f"wrote {len(res) - len(bad)} predictions to {out}" + (f"; {len(bad)} files could not be read (their rows say why)" if len(bad) else ''))
-        print(res[['filename', 'scene_label', 'confidence', 'city_used'] + (['error'] if len(bad) else [])].head(20).to_string(index=False))
-        return
-    miss = [f'--{k}' for k, v in (('model', model), ('meta', meta), ('audio', audio)) if not v]
-    if miss: _fail(f"asc-predict: error: missing {', '.join(miss)}; usage: asc-predict --model PATH --meta CSV --audio DIR --out submission.csv")
-    try:
-        sub = predict_files(model, meta, audio, out, probs, device=device, on_error=on_error, aggregate=aggregate)
-    except (MetadataError, AudioError, OSError, ValueError, KeyError) as e:
-        _fail(f"asc-predict: error: {e}")
-    print(f"wrote {len(sub)} predictions to {out}" + (f" and probabilities to {probs}" if probs else ''))
-    print(sub.scene_label.value_counts().to_string())

@@ -145,7 +145,7 @@ def pipeline_part(quick, out):
     "The whole pipeline on the device: asc-train --demo (tiny), device and precision auto, every stage"
     import subprocess
     with tempfile.TemporaryDirectory() as d:
-        (Path(d)/'train.py').write_text('from asc_nbdev.pipeline import asc_train\nasc_train()\n')   # run as __main__, like the console script
+        (Path(d)/'train.py').write_text('from asc_nbdev.cli import asc_train\nasc_train()\n')   # run as __main__, like the console script
         cmd = [sys.executable, str(Path(d)/'train.py'), '--demo', '--out', str(Path(d)/'run'), '--n-clips', '200',
                '--epochs', '2', '--rounds', '1']
         t0 = time.time(); p = subprocess.run(cmd, capture_output=True, text=True); dt = time.time() - t0

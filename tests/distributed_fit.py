@@ -43,3 +43,6 @@ if main:
     torch.save(dict(grads=grads, state={k: v.detach().cpu() for k, v in learn.model.state_dict().items()}, probs=probs,
                     history=h.to_numpy(), summary=s, bs=dls.train.bs,
                     bn=[type(m).__name__ for m in learn.model.modules() if 'BatchNorm' in type(m).__name__]), out/f'result{W}.pt')
+if W > 1:   # leave the process group before exit: gloo's threads torn down at interpreter exit can abort a process ("terminate called")
+    import torch.distributed as dist
+    dist.barrier(); dist.destroy_process_group()

@@ -73,7 +73,7 @@ def test_run_config_repeats_the_run(run, tmp_path):
 
 @pytest.mark.parametrize('content,msg', [(None, '--config: file not found'), ('{"epoch": 3}', '--epoch: no such setting'),
                                          ('[1, 2]', 'holds no settings'), ('{"epochs": "3"}', '--epochs must be an integer'),
-                                         ('{"split": "day"}', "--split must be one of")])
+                                         ('{"split": "day"}', "--split: unknown split 'day'")])
 def test_run_config_bad_file(tmp_path, content, msg):
     p = tmp_path/'run.json'
     if content is not None: p.write_text(content)

@@ -114,6 +114,90 @@ def _class_cities(rng, k=(1, 3)):
         out[CLASSES[c]] = [DEV_CITIES[first]] + [DEV_CITIES[i] for i in extra]
     return {c: out[c] for c in CLASSES}
 
+class _Planner:
+    "The sessions and recordings of a synthetic dataset as they are placed: each recording more than `RECORDING_GAP` minutes from the others of its city"
+    room = 2   # sessions an eval part may add at either end of a recording
+    def __init__(self, rng): self.rng, self.step, self.busy, self.recs, self.sessions = rng, pd.Timedelta(minutes=SESSION_MINUTES), {}, [], []
+    def place(self, city, cls, n):
+        "start time of a new `n`-session recording, more than `RECORDING_GAP` minutes from the others of `city`"
+        rng, room, step = self.rng, self.room, self.step
+        while True:
+            day = pd.Timestamp('2023-04-01') + pd.Timedelta(days=int(rng.integers(0, 153)))
+            h = min(max(_sample_hour(rng, cls), 5 + room / 6), 24 - (n - 1 + room) / 6 - 0.05)
+            t0 = day + pd.Timedelta(seconds=int(h * 3600))
+            a, b = t0 - room * step, t0 + (n - 1 + room) * step
+            if all(b + pd.Timedelta(minutes=RECORDING_GAP + 5) < a2 or b2 + pd.Timedelta(minutes=RECORDING_GAP + 5) < a
+                   for a2, b2 in self.busy.get(city, [])):
+                self.busy.setdefault(city, []).append((a, b)); return t0
+    def session(self, r, k, split, size, kind):
+        t = r['start'] + k * self.step
+        self.sessions.append(dict(session=len(self.sessions), recording=r['recording'], k=k, split=split, size=size, label=r['label'],
+                                  city=r['city'], time=t, hour=t.hour + t.minute / 60 + t.second / 3600, kind=kind))
+    def record(self, split, sizes, lab, city, kind):
+        r = dict(recording=len(self.recs), label=int(lab), city=city, n=len(sizes), split=split,
+                 start=self.place(city, CLASSES[lab], len(sizes)), before=0, after=0)
+        self.recs.append(r)
+        for k, size in enumerate(sizes): self.session(r, k, split, size, kind)
+
+def _plan_dev(pl, n_dev, cities, session_size, recording_size):
+    "dev: recordings of consecutive sessions; classes dealt round-robin over recordings, cities from the class's few"
+    rng = pl.rng; lo, hi = session_size
+    ses = _session_sizes(rng, n_dev, lo, hi, 2 * N_CLASSES)
+    per_rec = _session_sizes(rng, len(ses), recording_size[0], recording_size[1], N_CLASSES)
+    labels = np.concatenate([rng.permutation(N_CLASSES) for _ in range(-(-len(per_rec) // N_CLASSES))])
+    used = {c: 0 for c in CLASSES}; i = 0
+    for n, lab in zip(per_rec, labels):
+        c = CLASSES[lab]; cs = cities[c]
+        w = np.array([DEV_CITY_WEIGHTS[DEV_CITIES.index(x)] for x in cs])
+        city = cs[used[c]] if used[c] < len(cs) else cs[rng.choice(len(cs), p=w / w.sum())]   # each of its cities first
+        used[c] += 1; pl.record('dev', ses[i:i + n], lab, city, 'dev'); i += n
+
+def _plan_eval_shared(pl, es, n_same, n_near, seen, recording_size) -> tuple:
+    "eval sessions that share a dev recording: more clips of its sessions, then new sessions 10-20 min from it; returns (sessions placed, cities covered)"
+    rng, recs, sessions, room = pl.rng, pl.recs, pl.sessions, pl.room
+    n_dev_recs = len(recs)
+    covered, shared, j = set(), [], 0
+    by_rk = {(d['recording'], d['k']): d for d in sessions if d['city'] in seen}
+    while j < n_same and by_rk:   # more clips of a run of sessions of a dev recording (a new seen city first)
+        rs = sorted({r for r, _ in by_rk})
+        pool = [r for r in rs if recs[r]['city'] not in covered and r not in shared] or [r for r in rs if r not in shared] or rs
+        r = recs[pool[rng.integers(len(pool))]]
+        ks = sorted(k for rr, k in by_rk if rr == r['recording']); k = ks[rng.integers(len(ks))]
+        m = min(n_same - j, int(rng.integers(recording_size[0], recording_size[1] + 1)))
+        while m > 0 and (r['recording'], k) in by_rk:
+            d = by_rk.pop((r['recording'], k))
+            sessions.append({**d, 'split': 'eval', 'size': es[j], 'kind': 'same'}); j += 1; m -= 1; k += 1
+        covered.add(r['city']); shared.append(r['recording'])
+    for _ in range(n_near):   # a new session 10-20 min before or after a dev recording (one the eval part shares first)
+        ok = [r for r in recs[:n_dev_recs] if r['city'] in seen and r['before'] + r['after'] < 2 * room]
+        if not ok: break
+        pool = [r for r in ok if r['recording'] in shared] or ok; r = pool[rng.integers(len(pool))]
+        if r['after'] < room: k = r['n'] + r['after']; r['after'] += 1
+        else: r['before'] += 1; k = -r['before']
+        pl.session(r, k, 'eval', es[j], 'near'); covered.add(r['city']); j += 1
+    return j, covered
+
+def _plan_eval(pl, n_eval, cities, session_size, recording_size, eval_session_size, eval_same, eval_near, eval_unseen):
+    "eval: sessions shared with dev recordings, new recordings in seen cities, and recordings in cities dev never heard"
+    rng = pl.rng
+    elo, ehi = eval_session_size or session_size
+    es = _session_sizes(rng, n_eval, elo, ehi, len(EVAL_CITIES))
+    n_same, n_near, n_unseen = (int(round(f * len(es))) for f in (eval_same, eval_near, eval_unseen))
+    n_same = min(n_same, len(es) - n_unseen - n_near)
+    seen = EVAL_CITIES[:len(EVAL_CITIES) - len(UNSEEN_CITIES)]
+    j, covered = _plan_eval_shared(pl, es, n_same, n_near, seen, recording_size)
+    n_new = len(es) - n_unseen - j
+    todo = [str(c) for c in rng.permutation(seen) if c not in covered]
+    for part, n, pool in (('new', n_new, todo), ('unseen', n_unseen, [str(c) for c in rng.permutation(UNSEEN_CITIES)])):
+        if n <= 0: continue
+        for m, nr in enumerate(_session_sizes(rng, n, 1, recording_size[1], min(len(pool), n) if pool else 1)):
+            if part == 'new':   # a new recording in a seen city, of one of the classes dev recorded there
+                city = pool[m] if m < len(pool) else seen[int(rng.integers(len(seen)))]
+                opts = [CLASSES.index(c) for c in CLASSES if city in cities[c]] or list(range(N_CLASSES))
+                lab = opts[int(rng.integers(len(opts)))]
+            else: city = pool[m] if m < len(pool) else pool[int(rng.integers(len(pool)))]; lab = int(rng.integers(N_CLASSES))
+            pl.record('eval', es[j:j + nr], lab, city, part); j += nr
+
 def synth_plan(n_clips:int=400, # clips in all, dev + eval
                labeled_frac:float=0.2, # fraction of dev clips that show their label
                eval_frac:float=0.15, # fraction of the clips in the eval part
@@ -129,78 +213,12 @@ def synth_plan(n_clips:int=400, # clips in all, dev + eval
     "The clips of a synthetic dataset (no audio): name, city, time, true label, split, session, recording, labeled..."
     rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(0,)))
     n_eval = int(round(n_clips * eval_frac)); n_dev = n_clips - n_eval
-    step = pd.Timedelta(minutes=SESSION_MINUTES); room = 2   # sessions an eval part may add at either end
     cities = _class_cities(rng, cities_per_class)
-    busy, recs, sessions = {}, [], []
-    def place(city, cls, n):
-        "start time of a new `n`-session recording, more than `RECORDING_GAP` minutes from the others of `city`"
-        while True:
-            day = pd.Timestamp('2023-04-01') + pd.Timedelta(days=int(rng.integers(0, 153)))
-            h = min(max(_sample_hour(rng, cls), 5 + room / 6), 24 - (n - 1 + room) / 6 - 0.05)
-            t0 = day + pd.Timedelta(seconds=int(h * 3600))
-            a, b = t0 - room * step, t0 + (n - 1 + room) * step
-            if all(b + pd.Timedelta(minutes=RECORDING_GAP + 5) < a2 or b2 + pd.Timedelta(minutes=RECORDING_GAP + 5) < a
-                   for a2, b2 in busy.get(city, [])):
-                busy.setdefault(city, []).append((a, b)); return t0
-    def session(r, k, split, size, kind):
-        t = r['start'] + k * step
-        sessions.append(dict(session=len(sessions), recording=r['recording'], k=k, split=split, size=size, label=r['label'],
-                             city=r['city'], time=t, hour=t.hour + t.minute / 60 + t.second / 3600, kind=kind))
-    def record(split, sizes, lab, city, kind):
-        r = dict(recording=len(recs), label=int(lab), city=city, n=len(sizes), split=split, start=place(city, CLASSES[lab], len(sizes)),
-                 before=0, after=0)
-        recs.append(r)
-        for k, size in enumerate(sizes): session(r, k, split, size, kind)
-    # dev: recordings of consecutive sessions; classes dealt round-robin over recordings, cities from the class's few
-    lo, hi = session_size
-    ses = _session_sizes(rng, n_dev, lo, hi, 2 * N_CLASSES)
-    per_rec = _session_sizes(rng, len(ses), recording_size[0], recording_size[1], N_CLASSES)
-    labels = np.concatenate([rng.permutation(N_CLASSES) for _ in range(-(-len(per_rec) // N_CLASSES))])
-    used = {c: 0 for c in CLASSES}; i = 0
-    for n, lab in zip(per_rec, labels):
-        c = CLASSES[lab]; cs = cities[c]
-        w = np.array([DEV_CITY_WEIGHTS[DEV_CITIES.index(x)] for x in cs])
-        city = cs[used[c]] if used[c] < len(cs) else cs[rng.choice(len(cs), p=w / w.sum())]   # each of its cities first
-        used[c] += 1; record('dev', ses[i:i + n], lab, city, 'dev'); i += n
-    n_dev_recs = len(recs)
-    if n_eval:
-        elo, ehi = eval_session_size or session_size
-        es = _session_sizes(rng, n_eval, elo, ehi, len(EVAL_CITIES))
-        n_same, n_near, n_unseen = (int(round(f * len(es))) for f in (eval_same, eval_near, eval_unseen))
-        n_same = min(n_same, len(es) - n_unseen - n_near)
-        seen = EVAL_CITIES[:len(EVAL_CITIES) - len(UNSEEN_CITIES)]
-        covered, shared, j = set(), [], 0
-        by_rk = {(d['recording'], d['k']): d for d in sessions if d['city'] in seen}
-        while j < n_same and by_rk:   # more clips of a run of sessions of a dev recording (a new seen city first)
-            rs = sorted({r for r, _ in by_rk})
-            pool = [r for r in rs if recs[r]['city'] not in covered and r not in shared] or [r for r in rs if r not in shared] or rs
-            r = recs[pool[rng.integers(len(pool))]]
-            ks = sorted(k for rr, k in by_rk if rr == r['recording']); k = ks[rng.integers(len(ks))]
-            m = min(n_same - j, int(rng.integers(recording_size[0], recording_size[1] + 1)))
-            while m > 0 and (r['recording'], k) in by_rk:
-                d = by_rk.pop((r['recording'], k))
-                sessions.append({**d, 'split': 'eval', 'size': es[j], 'kind': 'same'}); j += 1; m -= 1; k += 1
-            covered.add(r['city']); shared.append(r['recording'])
-        for _ in range(n_near):   # a new session 10-20 min before or after a dev recording (one the eval part shares first)
-            ok = [r for r in recs[:n_dev_recs] if r['city'] in seen and r['before'] + r['after'] < 2 * room]
-            if not ok: break
-            pool = [r for r in ok if r['recording'] in shared] or ok; r = pool[rng.integers(len(pool))]
-            if r['after'] < room: k = r['n'] + r['after']; r['after'] += 1
-            else: r['before'] += 1; k = -r['before']
-            session(r, k, 'eval', es[j], 'near'); covered.add(r['city']); j += 1
-        n_new = len(es) - n_unseen - j
-        todo = [str(c) for c in rng.permutation(seen) if c not in covered]
-        for part, n, pool in (('new', n_new, todo), ('unseen', n_unseen, [str(c) for c in rng.permutation(UNSEEN_CITIES)])):
-            if n <= 0: continue
-            for m, nr in enumerate(_session_sizes(rng, n, 1, recording_size[1], min(len(pool), n) if pool else 1)):
-                if part == 'new':   # a new recording in a seen city, of one of the classes dev recorded there
-                    city = pool[m] if m < len(pool) else seen[int(rng.integers(len(seen)))]
-                    opts = [CLASSES.index(c) for c in CLASSES if city in cities[c]] or list(range(N_CLASSES))
-                    lab = opts[int(rng.integers(len(opts)))]
-                else: city = pool[m] if m < len(pool) else pool[int(rng.integers(len(pool)))]; lab = int(rng.integers(N_CLASSES))
-                record('eval', es[j:j + nr], lab, city, part); j += nr
+    pl = _Planner(rng)
+    _plan_dev(pl, n_dev, cities, session_size, recording_size)
+    if n_eval: _plan_eval(pl, n_eval, cities, session_size, recording_size, eval_session_size, eval_same, eval_near, eval_unseen)
     rows = []
-    for d in sessions:
+    for d in pl.sessions:
         for _ in range(d['size']):
             name = rng.bytes(16).hex() + f"{rng.integers(1, 61)}_{rng.integers(1, 3)}"
             rows.append(dict(filename=name, location=d['city'], record_time=d['time'].strftime('%Y-%m-%d %H:%M:%S'),
@@ -618,90 +636,117 @@ def _beeps(mix, rng, t0, n, f, db, on=.2, off=.2, name='beep'):
     for j in range(n): lay.add(y, t0 + j * (on + off))
 
 # %% ../../nbs/02_data.synthetic.ipynb #f5fb48aa
+class _Scene:
+    "What the sources of one clip's scene draw from: the mix, this clip's `rng`, the session's fixed choices `r`, levels and pitch"
+    def __init__(self, mix, rng, sp):
+        self.mix, self.rng, self.sp, self.cc, self.a, self.dur = mix, rng, sp, sp['cc'], sp['act'], mix.dur
+        self.r = np.random.default_rng(sp['seed'])   # session-level choices: the same for every clip of the session
+        self.P, self.L0 = self.cc['pitch'], sp['level']   # the city's babble pitch; source levels follow the session's bed level
+    def announce(self, notes, p, db, pa=1., decay=.8):
+        "a chime, often followed by a spoken announcement, with probability `p` per 10 s"
+        mix, rng = self.mix, self.rng
+        if rng.random() < min(1, p * self.dur / 10):
+            t0 = rng.uniform(0, self.dur); _chime(mix, rng, notes, db, t0, decay=decay)
+            if rng.random() < pa: _babble(mix, rng, 1, db - 2, self.P, name='pa', talk=.95)
+
+def _vehicle(s, cls):
+    "Bus and Metro: engine or motor whine, rattles, announcements, rumble"
+    mix, rng, r, sp, cc, a, dur, P, L0, announce = s.mix, s.rng, s.r, s.sp, s.cc, s.a, s.dur, s.P, s.L0, s.announce
+    if cls == 'Bus':
+        amps = tuple(np.exp(-np.arange(14) / r.uniform(3, 6)) * r.uniform(.3, 1, 14))
+        _engine(mix, rng, r.uniform(26, 42), L0 + 6 + r.normal(0, 2), amps)
+        if rng.random() < .3: mix.layer('hiss', 9000, (0., (), 2500), True).add(_norm(_burst(rng, 1., mix.sr, .3), L0 + 2), rng.uniform(0, dur))
+        _clinks(mix, rng, _pois(rng, 4, dur), L0 - 6)   # body rattles
+        announce([659, 523], .3, L0 + 2, pa=.6, decay=.6)
+    else:
+        lay = mix.layer('whine', 4500, (0., (), 150), False)
+        nc = int(dur * 10) + 2
+        spd = np.clip(0.5 + 0.5 * lay.ctrl_interp(np.tanh(_ctrl(rng, nc, 40)), 10.), .05, 1)
+        f_lo, f_span = r.uniform(180, 320), r.uniform(500, 1100)
+        ph = (2 * np.pi * np.cumsum((f_lo + f_span * spd) / lay.rate)).astype(_F32)
+        lay.x += _norm(_harmonic(ph, (1, .5, .3), f_lo + f_span, lay.rate) * spd, L0 - 2 + r.normal(0, 3))
+        cl = mix.layer('clack', 5000, (-2, ((800, 5, 1.),), 150), False)
+        per, gap = r.uniform(.5, 1.1), r.uniform(.08, .16); t0 = rng.uniform(0, per)
+        for j in range(int(dur / per) + 1):
+            for dt in (0, gap): cl.add(_norm(_burst(rng, .05, cl.rate, .008), L0 + 8 + rng.normal(0, 2)), t0 + j * per + dt)
+        if rng.random() < .3 * dur / 10: _beeps(mix, rng, rng.uniform(0, dur), 3, r.uniform(900, 2000), L0 + 2)
+        announce([784, 659], .3, L0 + 2, pa=.6, decay=.6)
+    _rumble(mix, rng, L0 + 5 + r.normal(0, 2), fc=r.uniform(80, 200))
+    _babble(mix, rng, int(rng.integers(0, 5) * a), L0 - 4, P, wet=False)
+
+def _hall(s, cls):
+    "Airport and Shopping mall: babble, footsteps, trolleys, announcements, engines or ventilation, music"
+    mix, rng, r, sp, cc, a, dur, P, L0, announce = s.mix, s.rng, s.r, s.sp, s.cc, s.a, s.dur, s.P, s.L0, s.announce
+    air = cls == 'Airport'
+    _babble(mix, rng, int(rng.integers(2, 7) * a), L0 + (0 if air else 4), P)
+    _footsteps(mix, rng, _pois(rng, 3, dur, a), L0 + 12)
+    _trolleys(mix, rng, _pois(rng, 3 if air else 1.5, dur, a), L0 + 2)
+    announce([523, 659, 784, 1047] if air else [880, 698], .5 if air else .2, L0 + 8, pa=1. if air else .5, decay=1.)
+    if r.random() < .6:   # airport: jet engines idling behind the windows; mall: ventilation and escalators
+        lo, hi = (3500, 6000) if air else (2000, 4500)
+        lay = mix.layer('apron', 7000, (0., ((r.uniform(lo, hi), 6, .2 if air else .4),), 800), False)
+        lay.x += _norm(rng.standard_normal(lay.M, dtype=_F32), L0 - (0 if air else 2) + r.normal(0, 2))
+    if air and rng.random() < .5 * dur / 10:   # a jet taxiing or taking off
+        jl = mix.layer('jet', 6000, (-2, ((4500, 10, .4), (200, 6, 1.)), 60, 6000), False)
+        d = rng.uniform(5, 12); t = _t(d, jl.rate); fj = rng.uniform(3500, 5500)
+        y = rng.standard_normal(len(t), dtype=_F32)
+        if fj * 1.05 < 0.45 * jl.rate: y += 2 * np.sin(2 * np.pi * np.cumsum(fj * (1 + .05 * t / d)) / jl.rate).astype(_F32)
+        jl.add(_norm(y * np.sin(np.pi * t / _F32(d)) ** 2, L0 + 6 + rng.normal(0, 3)), rng.uniform(0, dur) - d / 2)
+    if r.random() < (.35 if air else 1.): _music(mix, rng, sp, L0 - 1 + r.normal(0, 3), beats=0 if r.random() < .85 else .3, bright=1)
+
+def _dining(s, cls):
+    "Restaurant and Bar: babble, clinking, music"
+    mix, rng, r, sp, cc, a, dur, P, L0, announce = s.mix, s.rng, s.r, s.sp, s.cc, s.a, s.dur, s.P, s.L0, s.announce
+    bar = cls == 'Bar'
+    _babble(mix, rng, int(rng.integers(4, 10) * a), L0 + (6 if bar else 8), P * (.95 if bar else 1.))
+    _clinks(mix, rng, _pois(rng, 10 if bar else 25, dur, a), L0 + 6)
+    if bar: _music(mix, rng, sp, L0 + 6 + r.normal(0, 3) + 3 * (a - 1), beats=r.uniform(.4, 1.))
+    elif r.random() < .5: _music(mix, rng, sp, L0 + 3 + r.normal(0, 3), beats=0 if r.random() < .5 else .3)
+    if rng.random() < .3: _footsteps(mix, rng, 1, L0 + 10)
+
+def _outdoors(s, cls):
+    "Public square and Traffic street: rumble, pass-bys, horns, talk, footsteps, wind, dancing"
+    mix, rng, r, sp, cc, a, dur, P, L0, announce = s.mix, s.rng, s.r, s.sp, s.cc, s.a, s.dur, s.P, s.L0, s.announce
+    street = cls == 'Traffic street'
+    _rumble(mix, rng, L0 + (6 if street else 4) + r.normal(0, 2))
+    _passbys(mix, rng, _pois(rng, 10 if street else 4, dur, a), L0 + (2 if street else -2), cc)
+    _horns(mix, rng, _pois(rng, (1.2 if street else .4) * cc['horn'], dur, a), L0 + (8 if street else 2))
+    _babble(mix, rng, int(rng.integers(0, 3) if street else rng.integers(2, 7) * a), L0 + (-3 if street else 2), P, wet=False, talk=.5)
+    _footsteps(mix, rng, _pois(rng, 2 if street else 6, dur, a), L0 + 12)
+    if not street:
+        if r.random() < .5: _wind(mix, rng, L0 + 4 + r.normal(0, 3))
+        if 18 <= sp['hour'] <= 21.5 and r.random() < .3:   # evening square dancing
+            _music(mix, rng, sp, L0 - 2, beats=.7, lowpass=3000, wet=False)
+
+def _park(s, cls):
+    "Urban park: birds (the dawn chorus), wind in leaves, distant traffic, talk"
+    mix, rng, r, sp, cc, a, dur, P, L0, announce = s.mix, s.rng, s.r, s.sp, s.cc, s.a, s.dur, s.P, s.L0, s.announce
+    birds = 1 + 2.5 * math.exp(-0.5 * ((sp['hour'] - 6.5) / 1.5) ** 2)   # the dawn chorus
+    _birds(mix, rng, _pois(rng, 6 * birds, dur), L0 + 10, sp)
+    _wind(mix, rng, L0 + 10 + r.normal(0, 3), leaves=L0 + 6 + r.normal(0, 3))
+    _rumble(mix, rng, L0 + 6 + r.normal(0, 3), fc=90)
+    _passbys(mix, rng, _pois(rng, 2, dur), L0 - 4, cc, distant=True)
+    _babble(mix, rng, int(rng.integers(0, 3) * a), L0 + 2, P, wet=False, talk=.4)
+    if rng.random() < .4: _footsteps(mix, rng, 1, L0 + 12, hard=False)
+
+def _construction(s, cls):
+    "Construction site: hammers, drills, a diesel engine, reversing beeps"
+    mix, rng, r, sp, cc, a, dur, P, L0, announce = s.mix, s.rng, s.r, s.sp, s.cc, s.a, s.dur, s.P, s.L0, s.announce
+    _hammer(mix, rng, _pois(rng, 5, dur, a), L0 + 8)
+    _drill(mix, rng, _pois(rng, 4, dur, a), L0 + 6)
+    if r.random() < .5:
+        amps = tuple(np.exp(-np.arange(14) / r.uniform(3, 6)) * r.uniform(.3, 1, 14))
+        _engine(mix, rng, r.uniform(20, 34), L0 + 2 + r.normal(0, 3), amps, name='diesel')
+    if rng.random() < .2: _beeps(mix, rng, rng.uniform(0, dur), 6, 1000, L0 + 4, on=.4, off=.4)
+
+_SCENES = {'Bus': _vehicle, 'Metro': _vehicle, 'Airport': _hall, 'Shopping mall': _hall, 'Restaurant': _dining, 'Bar': _dining, 'Public square': _outdoors, 'Traffic street': _outdoors, 'Urban park': _park, 'Construction site': _construction}
+
 def _scene(mix, rng, sp):
     "Add the sources of scene `sp['cls']` to `mix`: `rng` draws this clip's events, the session seed its fixed choices"
-    cls, cc, a, dur = sp['cls'], sp['cc'], sp['act'], mix.dur
-    r = np.random.default_rng(sp['seed'])   # session-level choices: the same for every clip of the session
-    P, L0 = cc['pitch'], sp['level']         # the city's babble pitch; source levels follow the session's bed level
-    def announce(notes, p, db, pa=1., decay=.8):
-        "a chime, often followed by a spoken announcement, with probability `p` per 10 s"
-        if rng.random() < min(1, p * dur / 10):
-            t0 = rng.uniform(0, dur); _chime(mix, rng, notes, db, t0, decay=decay)
-            if rng.random() < pa: _babble(mix, rng, 1, db - 2, P, name='pa', talk=.95)
-    if cls in ('Bus', 'Metro'):
-        if cls == 'Bus':
-            amps = tuple(np.exp(-np.arange(14) / r.uniform(3, 6)) * r.uniform(.3, 1, 14))
-            _engine(mix, rng, r.uniform(26, 42), L0 + 6 + r.normal(0, 2), amps)
-            if rng.random() < .3: mix.layer('hiss', 9000, (0., (), 2500), True).add(_norm(_burst(rng, 1., mix.sr, .3), L0 + 2), rng.uniform(0, dur))
-            _clinks(mix, rng, _pois(rng, 4, dur), L0 - 6)   # body rattles
-            announce([659, 523], .3, L0 + 2, pa=.6, decay=.6)
-        else:
-            lay = mix.layer('whine', 4500, (0., (), 150), False)
-            nc = int(dur * 10) + 2
-            spd = np.clip(0.5 + 0.5 * lay.ctrl_interp(np.tanh(_ctrl(rng, nc, 40)), 10.), .05, 1)
-            f_lo, f_span = r.uniform(180, 320), r.uniform(500, 1100)
-            ph = (2 * np.pi * np.cumsum((f_lo + f_span * spd) / lay.rate)).astype(_F32)
-            lay.x += _norm(_harmonic(ph, (1, .5, .3), f_lo + f_span, lay.rate) * spd, L0 - 2 + r.normal(0, 3))
-            cl = mix.layer('clack', 5000, (-2, ((800, 5, 1.),), 150), False)
-            per, gap = r.uniform(.5, 1.1), r.uniform(.08, .16); t0 = rng.uniform(0, per)
-            for j in range(int(dur / per) + 1):
-                for dt in (0, gap): cl.add(_norm(_burst(rng, .05, cl.rate, .008), L0 + 8 + rng.normal(0, 2)), t0 + j * per + dt)
-            if rng.random() < .3 * dur / 10: _beeps(mix, rng, rng.uniform(0, dur), 3, r.uniform(900, 2000), L0 + 2)
-            announce([784, 659], .3, L0 + 2, pa=.6, decay=.6)
-        _rumble(mix, rng, L0 + 5 + r.normal(0, 2), fc=r.uniform(80, 200))
-        _babble(mix, rng, int(rng.integers(0, 5) * a), L0 - 4, P, wet=False)
-    elif cls in ('Airport', 'Shopping mall'):
-        air = cls == 'Airport'
-        _babble(mix, rng, int(rng.integers(2, 7) * a), L0 + (0 if air else 4), P)
-        _footsteps(mix, rng, _pois(rng, 3, dur, a), L0 + 12)
-        _trolleys(mix, rng, _pois(rng, 3 if air else 1.5, dur, a), L0 + 2)
-        announce([523, 659, 784, 1047] if air else [880, 698], .5 if air else .2, L0 + 8, pa=1. if air else .5, decay=1.)
-        if r.random() < .6:   # airport: jet engines idling behind the windows; mall: ventilation and escalators
-            lo, hi = (3500, 6000) if air else (2000, 4500)
-            lay = mix.layer('apron', 7000, (0., ((r.uniform(lo, hi), 6, .2 if air else .4),), 800), False)
-            lay.x += _norm(rng.standard_normal(lay.M, dtype=_F32), L0 - (0 if air else 2) + r.normal(0, 2))
-        if air and rng.random() < .5 * dur / 10:   # a jet taxiing or taking off
-            jl = mix.layer('jet', 6000, (-2, ((4500, 10, .4), (200, 6, 1.)), 60, 6000), False)
-            d = rng.uniform(5, 12); t = _t(d, jl.rate); fj = rng.uniform(3500, 5500)
-            y = rng.standard_normal(len(t), dtype=_F32)
-            if fj * 1.05 < 0.45 * jl.rate: y += 2 * np.sin(2 * np.pi * np.cumsum(fj * (1 + .05 * t / d)) / jl.rate).astype(_F32)
-            jl.add(_norm(y * np.sin(np.pi * t / _F32(d)) ** 2, L0 + 6 + rng.normal(0, 3)), rng.uniform(0, dur) - d / 2)
-        if r.random() < (.35 if air else 1.): _music(mix, rng, sp, L0 - 1 + r.normal(0, 3), beats=0 if r.random() < .85 else .3, bright=1)
-    elif cls in ('Restaurant', 'Bar'):
-        bar = cls == 'Bar'
-        _babble(mix, rng, int(rng.integers(4, 10) * a), L0 + (6 if bar else 8), P * (.95 if bar else 1.))
-        _clinks(mix, rng, _pois(rng, 10 if bar else 25, dur, a), L0 + 6)
-        if bar: _music(mix, rng, sp, L0 + 6 + r.normal(0, 3) + 3 * (a - 1), beats=r.uniform(.4, 1.))
-        elif r.random() < .5: _music(mix, rng, sp, L0 + 3 + r.normal(0, 3), beats=0 if r.random() < .5 else .3)
-        if rng.random() < .3: _footsteps(mix, rng, 1, L0 + 10)
-    elif cls in ('Public square', 'Traffic street'):
-        street = cls == 'Traffic street'
-        _rumble(mix, rng, L0 + (6 if street else 4) + r.normal(0, 2))
-        _passbys(mix, rng, _pois(rng, 10 if street else 4, dur, a), L0 + (2 if street else -2), cc)
-        _horns(mix, rng, _pois(rng, (1.2 if street else .4) * cc['horn'], dur, a), L0 + (8 if street else 2))
-        _babble(mix, rng, int(rng.integers(0, 3) if street else rng.integers(2, 7) * a), L0 + (-3 if street else 2), P, wet=False, talk=.5)
-        _footsteps(mix, rng, _pois(rng, 2 if street else 6, dur, a), L0 + 12)
-        if not street:
-            if r.random() < .5: _wind(mix, rng, L0 + 4 + r.normal(0, 3))
-            if 18 <= sp['hour'] <= 21.5 and r.random() < .3:   # evening square dancing
-                _music(mix, rng, sp, L0 - 2, beats=.7, lowpass=3000, wet=False)
-    elif cls == 'Urban park':
-        birds = 1 + 2.5 * math.exp(-0.5 * ((sp['hour'] - 6.5) / 1.5) ** 2)   # the dawn chorus
-        _birds(mix, rng, _pois(rng, 6 * birds, dur), L0 + 10, sp)
-        _wind(mix, rng, L0 + 10 + r.normal(0, 3), leaves=L0 + 6 + r.normal(0, 3))
-        _rumble(mix, rng, L0 + 6 + r.normal(0, 3), fc=90)
-        _passbys(mix, rng, _pois(rng, 2, dur), L0 - 4, cc, distant=True)
-        _babble(mix, rng, int(rng.integers(0, 3) * a), L0 + 2, P, wet=False, talk=.4)
-        if rng.random() < .4: _footsteps(mix, rng, 1, L0 + 12, hard=False)
-    elif cls == 'Construction site':
-        _hammer(mix, rng, _pois(rng, 5, dur, a), L0 + 8)
-        _drill(mix, rng, _pois(rng, 4, dur, a), L0 + 6)
-        if r.random() < .5:
-            amps = tuple(np.exp(-np.arange(14) / r.uniform(3, 6)) * r.uniform(.3, 1, 14))
-            _engine(mix, rng, r.uniform(20, 34), L0 + 2 + r.normal(0, 3), amps, name='diesel')
-        if rng.random() < .2: _beeps(mix, rng, rng.uniform(0, dur), 6, 1000, L0 + 4, on=.4, off=.4)
-    else: raise KeyError(f'no sound recipe for scene {cls!r}; expected one of {CLASSES}')
-    _hum(mix, cc, cc['hum_db'] + (0 if cls in _INDOOR else -12))
+    cls = sp['cls']
+    if cls not in _SCENES: raise KeyError(f'no sound recipe for scene {cls!r}; expected one of {CLASSES}')
+    s = _Scene(mix, rng, sp); _SCENES[cls](s, cls)
+    _hum(mix, s.cc, s.cc['hum_db'] + (0 if cls in _INDOOR else -12))
 
 def render_clip(ss:_SessionSound, # the session's sound (`_SessionSound(session_params(...), n, sr)`)
                 rng:np.random.Generator, # draws this clip's events
