@@ -525,7 +525,15 @@ class Reference(Stage):
         ctx.report['reference'] = dict(name=self.name, path=str(ctx.reference['path']), trained=True,
                                        accuracy=res['accuracy'], balanced_accuracy=res['balanced_accuracy'])
 
-class Train(Stage):
+class _Trained(Stage):
+    "A stage that trains a model: once recorded, it is the next pseudo-labels' teacher"
+    def record(self,
+               ctx:RunContext, # the run
+               res:dict, # what `run` returned
+              ):
+        super().record(ctx, res); ctx.last = ctx.out/self.name
+
+class Train(_Trained):
     "Stage 1: train the recipe on the labeled clips, validated on the run's split"
     name = 'stage1_train'
     def start(self,
@@ -538,11 +546,6 @@ class Train(Stage):
             d:Path, # the stage's folder
            ):
         return ctx.train(d, ctx.recipe, ctx.dls, ctx.model, 'train', self.name, ctx.reference)
-    def record(self,
-               ctx:RunContext, # the run
-               res:dict, # what `run` returned
-              ):
-        super().record(ctx, res); ctx.last = ctx.out/self.name
 
 class PseudoLabel(Stage):
     "Stage 2, round r: the last trained stage labels the unlabeled clips (aggregated per session or recording); the recipe's rule accepts some"
@@ -586,7 +589,7 @@ class PseudoLabel(Stage):
         ctx.log(f"[{self.name}] {rep['accepted']} of {rep['total']} clips accepted (mean confidence "
                 f"{rep.get('mean_confidence_accepted', float('nan')):.3f}); teacher {self.teacher.name}, validation accuracy {teacher['accuracy']:.3f}")
 
-class Retrain(Stage):
+class Retrain(_Trained):
     "Stage 3, round r: retrain the last trained stage's model on the labeled and the accepted pseudo-labeled clips"
     def __init__(self,
                  round:int, # the round (1, 2, ...)
@@ -612,11 +615,6 @@ class Retrain(Stage):
            ):
         m, _ = load_asc_model(self.teacher/'model.pt')
         return ctx.train(d, ctx.recipe, self.dls, m, 'retrain', self.name, ctx.reference)
-    def record(self,
-               ctx:RunContext, # the run
-               res:dict, # what `run` returned
-              ):
-        super().record(ctx, res); ctx.last = ctx.out/self.name
 
 # %% ../nbs/18_pipeline.ipynb #0907f7f6
 class Final(Stage):
