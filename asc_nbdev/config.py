@@ -93,6 +93,9 @@ class RunConfig:
     reference_model: str|None = None # hard-sample recipes (atmaja2025): a model file whose confidence weights the training clips (default: train the baseline as stage1_reference)
     seeds: int|None = None # repeat the run with N training seeds (--seed, +1, ...; same data and validation split): OUT/seed0..., mean and std in OUT/report.json
     folds: int|None = None # repeat the run over K grouped folds of the split's groups (recordings by default): OUT/fold0..., mean and std
+    cv: int|None = None # train K fold models in every training stage (labeled clips in K folds grouped by the split's groups, recordings by default): figures out of fold over every labeled clip, the kept stage chosen on them, pseudo-labels from the K models' average; the final model is that ensemble (K times the training)
+    distill: bool = False # with --cv: train one student on the fold ensemble's soft targets (labeled + unlabeled dev clips); OUT/model.pt is then that one model
+    student: str|None = None # --distill: the student's recipe (default: the run's; e.g. li2025 for a MobileASCNet student of baseline folds)
     precision: Annotated[str, dict(choices=list(PRECISIONS))] = 'auto' # auto: fp32 (bf16 measured no faster and less accurate here, bench/gpu.md); bf16/fp16 need a GPU
     compile: bool = False # torch.compile the models (helps on a GPU; on a CPU it needs a C++ compiler and rarely pays)
     log: Annotated[str, dict(choices=list(LOGGERS))] = 'none' # also log training curves to tensorboard (OUT/STAGE/tensorboard) or wandb (package needed)
@@ -171,9 +174,16 @@ def check_config(cfg:RunConfig, # the configuration to check
         if v is None: continue
         if not 0 <= v < 1: raise ConfigError(k, f"must be in [0, 1), got {v}")
         r = r.replace(**{k: v})
-    for k, lo in (('seeds', 1), ('folds', 2), ('processes', 1), ('rounds', 0), ('epochs', 1), ('n_clips', 1)):
+    for k, lo in (('seeds', 1), ('folds', 2), ('cv', 2), ('processes', 1), ('rounds', 0), ('epochs', 1), ('n_clips', 1)):
         v = getattr(cfg, k)
         if v is not None and v < lo: raise ConfigError(k, f"must be at least {lo}, got {v}")
+    if cfg.cv and cfg.folds: raise ConfigError('cv', f"{cfg.cv} trains fold models inside one run, and --folds {cfg.folds} repeats the run per fold: give one of them (--cv's out-of-fold figures already cover every labeled clip)")
+    if cfg.distill and not cfg.cv: raise ConfigError('distill', "distils the fold ensemble of --cv K into one model: give --cv too (e.g. --cv 5 --distill)")
+    if cfg.student is not None and not cfg.distill: raise ConfigError('student', "is the recipe of the --distill student: give --distill too")
+    if cfg.student is not None:
+        try: load_recipe(cfg.student, quick=cfg.quick or cfg.demo)
+        except KeyError as e: raise ConfigError('student', f": {e.args[0]}") from None
+        except (ValueError, TypeError, FileNotFoundError) as e: raise ConfigError('student', f": {e}") from None
     if cfg.processes > 1 and process_count() > 1: raise ConfigError('processes', "starts the processes itself; leave it out under torchrun or accelerate launch")
     if cfg.processes > 1 and r.bs % cfg.processes:
         raise ConfigError('processes', f"{cfg.processes}: the batch size {r.bs} does not split into {cfg.processes} processes; --set bs=... a multiple of {cfg.processes}")

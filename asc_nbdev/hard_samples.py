@@ -38,18 +38,26 @@ def weight_hard_samples(dls, # `asc_dataloaders`: its training clips get the wei
                         threshold:float=0.7, # clips below this confidence are "hard"
                         device=None, # device to predict on (`pick_device`); None: the best available
                         stats=None, # (mean, std) per mel band the reference was trained with; None: those of `dls`
+                        known:dict|None=None, # filename -> confidence already known (e.g. the reference's out-of-fold confidence, `asc-train --cv`): the model predicts only the other clips
                        ) -> dict:
     "Attach seed 003's hard-sample weights, from `model`'s confidence, to the training clips of `dls`; returns confidences and weights"
     tr = dls.train
     kw = {} if stats is None or stats[0] is None else dict(mean=np.asarray(stats[0], np.float32), std=np.asarray(stats[1], np.float32))
-    dl = tr.new(shuffle=False, drop_last=False, city_dropout=0., time_dropout=0., **kw)
-    conf = confidence(predict_probs(model, dl, device=device))
+    names = None if tr.items.names is None else np.asarray(tr.items.names)
+    conf = np.full(len(tr.items), np.nan, np.float64)
+    if known and names is not None: conf = np.array([known.get(n, np.nan) for n in names], np.float64)
+    todo = np.flatnonzero(np.isnan(conf))
+    if len(todo):
+        items = tr.items if len(todo) == len(conf) else tr.items.subset(todo)
+        dl = tr.new(items=items, shuffle=False, drop_last=False, city_dropout=0., time_dropout=0., **kw)
+        conf[todo] = confidence(predict_probs(model, dl, device=device))
+    conf = conf.astype(np.float32)
     w = hard_sample_weights(conf)
     tr.items.w = w
     va = dls.valid.items
     if va.w is None and va.y is not None: va.w = np.ones(len(va), np.float32)
     return dict(confidence=conf, weights=w, hard=hard_mask(conf, threshold), threshold=threshold,
-                names=None if tr.items.names is None else np.asarray(tr.items.names))
+                names=names, known=int(len(conf) - len(todo)))
 
 def hard_sample_summary(res:dict, # the dict `weight_hard_samples` returns
                        ) -> dict:

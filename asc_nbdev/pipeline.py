@@ -6,17 +6,18 @@ Docs: https://asc-nbdev.github.io/asc_nbdev/pipeline.html.md"""
 
 # %% ../nbs/18_pipeline.ipynb #6a20ae92
 from __future__ import annotations
-import importlib.util, json, os, shutil, sys, time, warnings
+import copy, importlib.util, json, os, shutil, sys, time, warnings
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from pathlib import Path
 import numpy as np, pandas as pd, torch, torch.nn.functional as F
 from fastprogress.fastprogress import progress_bar
 from .core import *
 from . import __version__
-from .data.metadata import read_meta, make_split, TIME_FORMAT, SPLITS, MetadataError, time_features
-from .data.loaders import asc_dataloaders, ASCItems, ASCDataLoader
+from .data.metadata import read_meta, make_split, TIME_FORMAT, SPLITS, MetadataError, time_features, Split
+from .data.loaders import asc_dataloaders, ASCItems, ASCDataLoader, ASCDataLoaders, band_stats
 from .features import build_feature_cache, FeatureCache, AudioError
-from .models.zoo import save_asc_model, load_asc_model, MODEL_FORMAT, _plain
+from .models.zoo import save_asc_model, load_asc_model, MODEL_FORMAT, _plain, FoldEnsemble
 from .learner import predict_probs, history_frame, _balanced_accuracy, per_city_accuracy
 from .config import RunConfig, ConfigError, AGGREGATES, DEFAULT_AGGREGATE, LOGGERS
 from .predict import model_loader, aggregate_probs, write_submission
@@ -28,8 +29,9 @@ from .plots import plot_history, plot_confusion, plot_confidence
 
 # %% auto #0
 __all__ = ['REFERENCE_STAGE', 'StageMismatch', 'fingerprint_diff', 'run_stage', 'evaluate_test', 'stage_loggers',
-           'reference_recipe', 'grouped_folds', 'RunContext', 'run_data', 'make_demo_data', 'open_run', 'Stage',
-           'walk_stages', 'Pretrain', 'Reference', 'Train', 'PseudoLabel', 'Retrain', 'Final', 'pipeline_stages',
+           'reference_recipe', 'grouped_folds', 'RunContext', 'train_folds', 'plot_fold_figures', 'run_data',
+           'make_demo_data', 'open_run', 'Stage', 'walk_stages', 'Pretrain', 'Reference', 'Train', 'PseudoLabel',
+           'Retrain', 'kept_stage', 'student_recipe', 'distill_targets', 'Distill', 'Final', 'pipeline_stages',
            'pipeline_config', 'run_pipeline', 'run_repeats']
 
 # %% ../nbs/18_pipeline.ipynb #d1104262
@@ -159,13 +161,17 @@ def _hard_weights(d, recipe, dls, reference, device=None) -> dict:
     from asc_nbdev.hard_samples import hard_sample_summary, plot_hard_samples
     m, info = load_asc_model(reference['path'])
     st = info.get('stats') or {}
-    hs = weight_hard_samples(dls, m, recipe.hard_threshold, device=device, stats=(st.get('mean'), st.get('std')))
+    known = None
+    if reference.get('oof') is not None:   # --cv: each labeled clip's confidence from the reference fold model that did not train on it
+        oof = pd.read_csv(reference['oof'], dtype={'filename': str})
+        known = dict(zip(oof.filename, oof[list(CLASSES)].max(1)))
+    hs = weight_hard_samples(dls, m, recipe.hard_threshold, device=device, stats=(st.get('mean'), st.get('std')), known=known)
     n = len(hs['confidence'])
     with atomic_write(d/'hard_samples.csv', 'w') as f:
         pd.DataFrame({'filename': hs['names'] if hs['names'] is not None else np.arange(n), 'confidence': hs['confidence'],
                       'weight': hs['weights'], 'hard': hs['hard'], 'pseudo': np.arange(n) >= len(dls.train_meta)}).to_csv(f, index=False)
     if is_main_process(): _savefig(plot_hard_samples(hs, title=f"hard samples: confidence of {reference['name']}"), d/'hard_samples.png')
-    return dict(hard_sample_summary(hs), reference=reference['name'])
+    return dict(hard_sample_summary(hs), reference=reference['name'], **({'out_of_fold': hs['known']} if known is not None else {}))
 
 def _stage_train(d, recipe, dls, model, stage, title, truth_meta, seen, metadata, progress, aggregate=DEFAULT_AGGREGATE, epoch_log=None,
                  deterministic=False, reference=None, device=None, fit_kw=None):
@@ -263,11 +269,13 @@ class RunContext:
     test_meta: pd.DataFrame = None # eval clips with a true label (None: no truth)
     split: object = None # the validation `Split` of the labeled clips
     dls: object = None # the labeled clips' loaders (stage 1 and the reference)
+    folds: list|None = None # `--cv K`: the K `Split`s of the labeled clips (every training stage trains one model per fold); None: one split
     fit_kw: dict = field(default_factory=dict) # precision, compile, extra callbacks, logger, eval cities for `fit_recipe`
     fp: dict = field(default_factory=dict) # what every stage's result depends on (`fingerprint` adds the stage's own)
     reference: dict|None = None # the hard-sample reference model: name, path (seed 003)
     model: object = None # the model stage 1 starts from (pre-trained or the official checkpoint), None: a fresh one
     last: Path|None = None # the folder of the last trained stage (the next pseudo-labels' teacher)
+    student: Path|None = None # `--distill`: the folder of the student stage (its model is the final one)
     pseudo: pd.DataFrame|None = None # the accepted pseudo-labels of the current round
     pseudo_report: dict|None = None # the last round's pseudo-label figures
     rounds: list = field(default_factory=list) # one entry per pseudo-label round: teacher, accepted, accuracy, retrained
@@ -307,10 +315,110 @@ class RunContext:
               stage:str, # 'train' or 'retrain' (which augmentations apply)
               name:str, # the stage's name
               reference=None, # the hard-sample reference (seed 003), None: none
+              **fit, # more `fit_recipe` settings for this model (e.g. keep='last', epochs=)
              ) -> dict:
         "Train one model in folder `d` and return its stage's figures (`_stage_train` with this run's settings)"
         return _stage_train(d, recipe, dls, model, stage, name, self.test_meta, self.seen, self.metadata, self.progress, self.cfg.aggregate,
-                            self.epoch_log, self.cfg.deterministic, reference, self.device, self.fit_kw)
+                            self.epoch_log, self.cfg.deterministic, reference, self.device, dict(self.fit_kw, **fit))
+    def fold_loaders(self,
+                     i:int, # the fold
+                     pseudo=None, # accepted pseudo-labels (those sharing a recording with the fold's validation clips stay out)
+                    ):
+        "Training and validation loaders of fold `i` of `folds`"
+        return asc_dataloaders(self.dev, self.cache, self.folds[i], bs=self.recipe.bs, pseudo=pseudo, seed=self.recipe.seed,
+                               device=self.device, **self.drop)
+    def train_stage(self,
+                    d, # the stage's folder
+                    recipe:Recipe, # what to train
+                    stage:str, # 'train' or 'retrain'
+                    name:str, # the stage's name
+                    start=None, # `start(i) -> model` to start fold i from (i None: the one model of a single split); None: fresh models
+                    pseudo=None, # accepted pseudo-labels to train on beside the labeled clips
+                    reference=None, # the hard-sample reference (seed 003)
+                   ) -> dict:
+        "A training stage: one model on the run's split, or with `folds` one per fold (d/fold0, ...) and their ensemble (`train_folds`)"
+        if not self.folds:
+            dls = self.dls if pseudo is None else self.loaders(pseudo)
+            return self.train(d, recipe, dls, None if start is None else start(None), stage, name, reference)
+        return train_folds(self, d, recipe, stage, name, start, pseudo, reference)
+
+# %% ../nbs/18_pipeline.ipynb #fff6195a
+def _oof_figures(oof:pd.DataFrame, per_fold:list) -> dict:
+    "Out-of-fold figures of a stage: accuracy and balanced accuracy over every labeled clip, seen and unseen cities apart, each fold's"
+    P, y = oof[list(CLASSES)].to_numpy(), oof['label'].to_numpy(); ok = P.argmax(1) == y
+    out = dict(accuracy=float(ok.mean()), balanced_accuracy=_balanced_accuracy(y, P.argmax(1)), n=int(len(oof)))
+    unseen = oof['unseen_city'].to_numpy(bool)
+    if (~unseen).any(): out['seen_cities_accuracy'] = float(ok[~unseen].mean())
+    if unseen.any(): out.update(unseen_cities_accuracy=float(ok[unseen].mean()), n_unseen=int(unseen.sum()))
+    out['per_fold'] = per_fold
+    return out
+
+def train_folds(ctx:RunContext, # the run (`folds` set)
+                d:Path, # the stage's folder: d/fold0 ... one model each, d/model.pt their ensemble
+                recipe:Recipe, # what to train
+                stage:str, # 'train' or 'retrain'
+                name:str, # the stage's name
+                start=None, # `start(i) -> model` for fold i (None: fresh models)
+                pseudo=None, # accepted pseudo-labels beside the labeled clips
+                reference=None, # the hard-sample reference (seed 003)
+               ) -> dict:
+    "Train one model per fold of `ctx.folds`; the stage's figures out of fold over every labeled clip; its model the `FoldEnsemble` of them"
+    K, parts, per_fold, folds = len(ctx.folds), [], [], []
+    for i in range(K):
+        dls = ctx.fold_loaders(i, pseudo)
+        ctx.log(f"[{name}] fold {i + 1} of {K}: {len(dls.train.items)} training clips, {len(dls.valid.items)} validation clips"
+                f" ({ctx.folds[i].info.get('valid_groups', '?')} {ctx.folds[i].info.get('group') or 'clip'}s)")
+        r = ctx.train(d/f'fold{i}', recipe, dls, None if start is None else start(i), stage, f'{name}-fold{i}', reference)
+        process_barrier()   # several processes: rank 0 wrote the fold's validation probabilities
+        vp = pd.read_csv(d/f'fold{i}'/'valid_probs.csv', dtype={'filename': str})
+        vp['fold'] = i; vp['unseen_city'] = ~np.isin(dls.valid.items.city, np.unique(dls.train.items.city))
+        parts.append(vp); folds.append(r)
+        per_fold.append(dict(fold=i, accuracy=r['accuracy'], balanced_accuracy=r['balanced_accuracy'], n_train=r['n_train'], n_valid=r['n_valid'],
+                             epochs_run=r['epochs_run'], best_epoch=r['best_epoch'], **({'audio_best_epoch': r['audio_best_epoch']} if 'audio_best_epoch' in r else {}),
+                             **({'test_accuracy': r['test']['accuracy']} if 'test' in r else {}),
+                             **({'n_pseudo': r['n_pseudo'], 'pseudo_dropped': r['pseudo_dropped']} if 'n_pseudo' in r else {})))
+    oof = pd.concat(parts, ignore_index=True)
+    if is_main_process():
+        with atomic_write(d/'oof_probs.csv', 'w') as f: oof.to_csv(f, index=False, float_format='%.5f')
+        P, y = oof[list(CLASSES)].to_numpy(), oof['label'].to_numpy()
+        _savefig(plot_confusion(P.argmax(1), y, title=f'{name}: out of fold ({K} folds, {len(oof)} labeled clips)').figure, d/'confusion.png')
+        _savefig(plot_confidence(P, y, title=f'{name}: out-of-fold confidence').figure, d/'confidence.png')
+    ms = [load_asc_model(d/f'fold{i}'/'model.pt') for i in range(K)]
+    ens = FoldEnsemble([m for m, _ in ms], [(info['stats']['mean'], info['stats']['std']) for _, info in ms]).eval()
+    if is_main_process():
+        save_asc_model(ens, d/'model.pt', recipe, ens.input_stats, extra=dict(cv=K, split=ctx.split.strategy))
+        save_json(recipe.to_dict(), d/'recipe.json')
+    st = dict(stats=dict(mean=ens.input_stats[0].tolist(), std=ens.input_stats[1].tolist()))
+    test = evaluate_test(ens, SimpleNamespace(test_dl=lambda meta: model_loader(ctx.cache, meta, st)), ctx.test_meta, ctx.seen, ctx.cfg.aggregate)
+    o = _oof_figures(oof, per_fold)
+    if is_main_process(): _savefig(plot_fold_figures(dict(name=name, oof=o, **({'test': test} if test else {}))), d/'folds.png')
+    res = dict(name=name, split=f'{ctx.split.strategy} ({K} folds, out of fold)', cv=K, models=K, accuracy=o['accuracy'],
+               balanced_accuracy=o['balanced_accuracy'], city_accuracy=float(np.mean([r['city_accuracy'] for r in folds])),
+               n_train=int(round(np.mean([r['n_train'] for r in folds]))), n_valid=o['n'], epochs_run=int(sum(r['epochs_run'] for r in folds)),
+               best_epoch=[r['best_epoch'] for r in folds], monitor=folds[0]['monitor'], oof=o, **({'test': test} if test else {}))
+    if 'n_pseudo' in folds[0]:
+        res.update(n_labeled=o['n'], n_pseudo=int(round(np.mean([r['n_pseudo'] for r in folds]))), pseudo_dropped=int(sum(r['pseudo_dropped'] for r in folds)))
+    if 'hard_samples' in folds[0]: res['hard_samples'] = dict(folds[0]['hard_samples'], per_fold=[r['hard_samples']['hard'] for r in folds])
+    return res
+
+def plot_fold_figures(rec:dict, # a `--cv` stage's record (report.json `stages[i]`): its `oof` figures, `test` if truth existed
+                      ax=None, # matplotlib axes to draw on; None: a new figure
+                      figsize=(6, 2.8), # figure size when a new figure is made
+                     ):
+    "Each fold's validation accuracy (the figure one split would have shown) beside the out-of-fold accuracy, and the test accuracy of each fold model and of their ensemble"
+    import matplotlib.pyplot as plt
+    if ax is None: _, ax = plt.subplots(figsize=figsize)
+    pf, o = rec['oof']['per_fold'], rec['oof']
+    x = np.arange(1, len(pf) + 1)
+    ax.scatter(x, [f['accuracy'] for f in pf], s=[12 + f['n_valid'] for f in pf], color='tab:blue', label="fold's validation accuracy (size: its clips)")
+    ax.axhline(o['accuracy'], color='tab:blue', ls='--', lw=1.2, label=f"out of fold, {o['n']} clips: {o['accuracy']:.3f}")
+    if all('test_accuracy' in f for f in pf):
+        ax.scatter(x, [f['test_accuracy'] for f in pf], marker='x', color='tab:red', label='fold model on the test clips')
+    if rec.get('test'): ax.axhline(rec['test']['accuracy'], color='tab:red', lw=1.2, label=f"ensemble on the test clips: {rec['test']['accuracy']:.3f}")
+    ax.set_xticks(x); ax.set_xlabel('fold'); ax.set_ylabel('accuracy'); ax.set_ylim(0, 1.02)
+    ax.set_title(f"{rec['name']}: {len(pf)} fold models", fontsize=9); ax.legend(fontsize=7, loc='lower right')
+    plt.tight_layout()
+    return ax.figure
 
 # %% ../nbs/18_pipeline.ipynb #fa3b9450
 def run_data(cfg:RunConfig, # the run's settings
@@ -387,6 +495,16 @@ def _choose_split(ctx:RunContext, fold, split_seed) -> None:
     if fold is not None:
         ctx.report['fold'] = dict(fold=fold[0], folds=fold[1], valid_groups=sp.info.get('valid_groups'))
         ctx.log(f"[split] fold {fold[0] + 1} of {fold[1]} over {sp.info.get('group') or 'clips'}: {len(sp.train)} training, {len(sp.valid)} validation clips")
+    if cfg.cv:   # --cv K: every training stage trains one model per fold; no clip is validated twice, every labeled clip once
+        ctx.folds = grouped_folds(ctx.dev, cfg.cv, cfg.split, ss)
+        lab = ctx.dev[ctx.dev.label >= 0].reset_index(drop=True)
+        ctx.log(f"[split] --cv {cfg.cv}: {len(lab)} labeled clips in {cfg.cv} folds over {ctx.folds[0].info.get('group') or 'clip'}s, "
+                f"{min(len(f.valid) for f in ctx.folds)} to {max(len(f.valid) for f in ctx.folds)} validation clips each")
+        for f in ctx.folds:
+            missing = sorted(set(lab.label) - set(lab.label.iloc[f.train]))
+            if missing: ctx.log(f"[split] fold {f.info['fold'] + 1}: no training clip of {', '.join(CLASSES[k] for k in missing)} (all its {f.info.get('group') or 'clip'}s are in this fold's validation)")
+        ctx.report['cv'] = dict(folds=cfg.cv, group=ctx.folds[0].info.get('group'), seed=ss,
+                                valid=[int(len(f.valid)) for f in ctx.folds], valid_groups=[f.info.get('valid_groups') for f in ctx.folds])
 
 def _run_fingerprint(ctx:RunContext, res, fold) -> dict:
     "What every stage's result depends on: the resolved recipe and settings of the configuration, the data files, the features, the split"
@@ -396,6 +514,7 @@ def _run_fingerprint(ctx:RunContext, res, fold) -> dict:
               pretrain=[list(p) for p in res.pretrain], valid=len(sp.valid), train=len(sp.train),
               init=_file(res.init_official), precision=ctx.fit_kw['precision'])
     if fold is not None: fp['fold'] = list(fold)
+    if cfg.cv: fp['cv'] = cfg.cv
     if ctx.reference is not None: fp['reference'] = _file(cfg.reference_model) if cfg.reference_model is not None else REFERENCE_STAGE
     return fp
 
@@ -428,7 +547,7 @@ def open_run(cfg:RunConfig, # the run's settings
     _choose_split(ctx, fold, split_seed)
     if recipe.hard_samples:   # seed 003: the reference whose confidence weights the hard samples
         ctx.reference = (dict(name=Path(cfg.reference_model).name, path=Path(cfg.reference_model)) if cfg.reference_model is not None
-                         else dict(name=REFERENCE_STAGE, path=out/REFERENCE_STAGE/'model.pt'))
+                         else dict(name=REFERENCE_STAGE, path=out/REFERENCE_STAGE/'model.pt', oof=out/REFERENCE_STAGE/'oof_probs.csv' if cfg.cv else None))
     ctx.fp = _run_fingerprint(ctx, res, fold)
     if cfg.reference_model is not None and ctx.reference is not None:
         ctx.report['reference'] = dict(name=ctx.reference['name'], path=str(ctx.reference['path']), trained=False)
@@ -516,7 +635,7 @@ class Reference(Stage):
             ctx:RunContext, # the run
             d:Path, # the stage's folder
            ):
-        return ctx.train(d, self.recipe(ctx), ctx.dls, None, 'train', self.name)
+        return ctx.train_stage(d, self.recipe(ctx), 'train', self.name)
     def record(self,
                ctx:RunContext, # the run
                res:dict, # what `run` returned
@@ -539,16 +658,18 @@ class Train(_Trained):
     def start(self,
               ctx:RunContext, # the run
              ):
-        ctx.log(f"[{self.name}] {ctx.recipe.name} on {len(ctx.dls.train.items)} labeled clips, validation: {ctx.split.strategy} split ({len(ctx.dls.valid.items)} clips)")
+        ctx.log(f"[{self.name}] {ctx.recipe.name} on {len(ctx.dls.train.items)} labeled clips, validation: {ctx.split.strategy} split ({len(ctx.dls.valid.items)} clips)" if not ctx.folds
+                else f"[{self.name}] {ctx.recipe.name}: {len(ctx.folds)} fold models on the {len(ctx.folds[0].train) + len(ctx.folds[0].valid)} labeled clips, each validated on its fold")
         return True
     def run(self,
             ctx:RunContext, # the run
             d:Path, # the stage's folder
            ):
-        return ctx.train(d, ctx.recipe, ctx.dls, ctx.model, 'train', self.name, ctx.reference)
+        start = None if ctx.model is None else (lambda i: copy.deepcopy(ctx.model))   # each fold from its own copy of the starting model
+        return ctx.train_stage(d, ctx.recipe, 'train', self.name, start, reference=ctx.reference)
 
 class PseudoLabel(Stage):
-    "Stage 2, round r: the last trained stage labels the unlabeled clips (aggregated per session or recording); the recipe's rule accepts some"
+    "Stage 2, round r: the last trained stage (with `--cv`, its fold ensemble) labels the unlabeled clips (aggregated per session or recording); the recipe's rule accepts some"
     def __init__(self,
                  round:int, # the round (1, 2, ...)
                 ): self.round, self.name = round, f'stage2_pseudo_r{round}'
@@ -568,8 +689,10 @@ class PseudoLabel(Stage):
         r, unl = ctx.recipe, ctx.unlabeled
         m, minfo = load_asc_model(self.teacher/'model.pt')
         probs = aggregate_probs(predict_probs(m, model_loader(ctx.cache, unl, minfo)), unl, ctx.cfg.aggregate)   # normalised as that model was trained
-        pl = pseudo_label(probs, unl, r.pseudo, r.pseudo_threshold, r.session_agreement, labeled=ctx.dev)
+        pl = pseudo_label(probs, unl, r.pseudo, r.pseudo_threshold, r.session_agreement, labeled=ctx.dev, share=r.pseudo_share)
         with atomic_write(d/'pseudo_labels.csv', 'w') as f: pl.to_csv(f, index=False)
+        with atomic_write(d/'teacher_probs.csv', 'w') as f:   # every unlabeled clip's (aggregated) teacher probabilities: other rules can be tried on them
+            pd.DataFrame(probs, columns=CLASSES).assign(filename=unl.filename.to_numpy()).to_csv(f, index=False, float_format='%.5f')
         if is_main_process(): _savefig(plot_pseudo_confidence(pl, title=f'pseudo-labels round {self.round}').figure, d/'confidence.png')
         rep = pseudo_report(pl, ctx.truth); rep['name'] = self.name
         rep['mean_confidence'] = float(pl.confidence.mean()) if len(pl) else float('nan')
@@ -587,7 +710,9 @@ class PseudoLabel(Stage):
         ctx.rounds.append(dict(round=self.round, teacher=self.teacher.name, teacher_valid_accuracy=teacher['accuracy'],
             **{k: rep.get(k) for k in ('accepted', 'total', 'mean_confidence', 'mean_confidence_accepted', 'accuracy')}))
         ctx.log(f"[{self.name}] {rep['accepted']} of {rep['total']} clips accepted (mean confidence "
-                f"{rep.get('mean_confidence_accepted', float('nan')):.3f}); teacher {self.teacher.name}, validation accuracy {teacher['accuracy']:.3f}")
+                f"{rep.get('mean_confidence_accepted', float('nan')):.3f}); teacher {self.teacher.name}, "
+                + ('out-of-fold' if ctx.folds else 'validation') + f" accuracy {teacher['accuracy']:.3f}; per class: "
+                + ', '.join(f"{c} {n}" for c, n in rep['per_class'].items() if n))
 
 class Retrain(_Trained):
     "Stage 3, round r: retrain the last trained stage's model on the labeled and the accepted pseudo-labeled clips"
@@ -602,8 +727,9 @@ class Retrain(_Trained):
             ctx.log(f"[{self.name}] no pseudo-labels accepted: retraining skipped (it would train on the labeled clips alone again)")
             done['retrained'] = False; return False
         done['retrained'] = True
-        self.dls, self.teacher = ctx.loaders(ctx.pseudo), ctx.last
-        ctx.log(f"[{self.name}] on {len(self.dls.train.items)} clips (labeled + pseudo-labeled), validation: {ctx.split.strategy} split")
+        self.teacher = ctx.last
+        ctx.log(f"[{self.name}] on the labeled and {len(ctx.pseudo)} pseudo-labeled clips, validation: "
+                + (f"{ctx.split.strategy} split" if not ctx.folds else f"out of fold ({len(ctx.folds)} fold models, each from the teacher's model of its fold)"))
         return True
     def fingerprint(self,
                     ctx:RunContext, # the run
@@ -613,31 +739,125 @@ class Retrain(_Trained):
             ctx:RunContext, # the run
             d:Path, # the stage's folder
            ):
-        m, _ = load_asc_model(self.teacher/'model.pt')
-        return ctx.train(d, ctx.recipe, self.dls, m, 'retrain', self.name, ctx.reference)
+        start = lambda i: load_asc_model(self.teacher/('model.pt' if i is None else f'fold{i}/model.pt'))[0]
+        return ctx.train_stage(d, ctx.recipe, 'retrain', self.name, start, pseudo=ctx.pseudo, reference=ctx.reference)
 
 # %% ../nbs/18_pipeline.ipynb #0907f7f6
+def kept_stage(ctx:RunContext, # the run, its trained stages recorded
+              ) -> dict:
+    "The record of the trained stage with the best validation figure (out of fold with `--cv`; ties: the later one)"
+    trained = [s for s in ctx.report['stages'] if s.get('role') not in ('reference', 'student') and s['name'] != 'stage0_pretrain']
+    return max(reversed(trained), key=lambda s: s[ctx.recipe.monitor])
+
+def student_recipe(ctx:RunContext, # the run
+                  ) -> Recipe:
+    "The `--distill` student's recipe: `--student`'s (quick as the run is) or the run's, with the run's seed, dropouts, clip length and distillation settings; no hard-sample weights"
+    r, cfg = ctx.recipe, ctx.cfg
+    s = r if cfg.student is None else load_recipe(cfg.student, quick=cfg.quick or cfg.demo).replace(
+        seed=r.seed, city_dropout=r.city_dropout, time_dropout=r.time_dropout, clip_seconds=r.clip_seconds,
+        distill_temperature=r.distill_temperature, distill_hard_weight=r.distill_hard_weight)
+    if cfg.epochs and cfg.student is not None: s = s.replace(epochs=cfg.epochs)
+    return s.replace(name=s.name + '-student', hard_samples=False, freeze_blocks=0, pretrain_epochs=0)
+
+def distill_targets(probs:np.ndarray, # (clips, classes) the teacher's probabilities for the dev clips
+                    labels:np.ndarray, # each clip's class index, -1 for unlabeled
+                    temperature:float=2.0, # softening: p^(1/T), renormalised (1: as they are)
+                    hard_weight:float=0.5, # a labeled clip's target: this much of its one-hot label, the rest the softened teacher
+                   ) -> np.ndarray:
+    "The student's soft targets: the teacher's softened probabilities, mixed with the true label on labeled clips"
+    p = np.clip(np.asarray(probs, np.float64), 1e-12, 1) ** (1 / temperature); p /= p.sum(1, keepdims=True)
+    lab = np.asarray(labels) >= 0
+    p[lab] = hard_weight * np.eye(p.shape[1])[np.asarray(labels)[lab]] + (1 - hard_weight) * p[lab]
+    return p.astype(np.float32)
+
+def _distill_loaders(ctx:RunContext, recipe:Recipe, targets:np.ndarray):
+    "Loaders of every dev clip with its soft target; the 'validation' loader holds the labeled clips, which are in training (a figure of fit, not an estimate)"
+    from asc_nbdev.data.loaders import _meta_arrays, _pin
+    dev, cache, W = ctx.dev, ctx.cache, process_count()
+    names, city, tf, hours = _meta_arrays(dev); rows = cache.rows(names)
+    mean, std = band_stats(cache.features, rows)
+    lab = np.flatnonzero(dev.label.to_numpy() >= 0)
+    itr = ASCItems(cache.features, rows, city, tf, targets, None, names, hours)
+    iva = ASCItems(cache.features, rows[lab], city[lab], tf[lab], np.eye(N_CLASSES, dtype=np.float32)[dev.label.to_numpy()[lab]], None, names[lab], hours[lab])
+    if recipe.bs % W: raise ValueError(f"the batch size {recipe.bs} does not split into {W} processes; use a multiple of {W}")
+    bs, dev_ = recipe.bs // W, ctx.device
+    dtr = ASCDataLoader(itr, bs=bs, shuffle=True, drop_last=len(itr) > recipe.bs, mean=mean, std=std, seed=recipe.seed, device=dev_, pin_memory=_pin(dev_), **ctx.drop)
+    dls = ASCDataLoaders(dtr, ASCDataLoader(iva, bs=bs * 2, mean=mean, std=std, device=dev_, pin_memory=_pin(dev_)), device=dev_)
+    dls.split = Split(np.arange(len(lab)), np.arange(len(lab)), 'none', recipe.seed, dict(note='distillation: the labeled clips are in training'))
+    dls.stats, dls.cache, dls.dropped, dls.n_inp = (mean, std), cache, {}, 3
+    dls.train_meta, dls.valid_meta = dev.iloc[lab].reset_index(drop=True), dev.iloc[lab].reset_index(drop=True)
+    return dls
+
+class Distill(Stage):
+    "`--distill` (with `--cv`): one student trained on the kept stage's fold ensemble's soft targets over every labeled and unlabeled dev clip; it becomes OUT/model.pt"
+    name, always = 'stage4_distill', True   # also after a round that accepted no pseudo-label
+    def start(self,
+              ctx:RunContext, # the run
+             ):
+        self.teacher = kept_stage(ctx)
+        ctx.log(f"[{self.name}] {student_recipe(ctx).name} learns from {self.teacher['name']}'s {self.teacher.get('models', 1)}-model ensemble "
+                f"(out of fold {ctx.recipe.monitor} {self.teacher[ctx.recipe.monitor]:.3f}) on {len(ctx.dev)} dev clips")
+        return True
+    def fingerprint(self,
+                    ctx:RunContext, # the run
+                   ):
+        return ctx.fingerprint(self.name, teacher=self.teacher['name'], student=student_recipe(ctx).to_dict(), aggregate=ctx.cfg.aggregate)
+    def run(self,
+            ctx:RunContext, # the run
+            d:Path, # the stage's folder
+           ):
+        r, t = student_recipe(ctx), self.teacher
+        ens, info = load_asc_model(ctx.out/t['name']/'model.pt')
+        probs = aggregate_probs(predict_probs(ens, model_loader(ctx.cache, ctx.dev, info)), ctx.dev, ctx.cfg.aggregate)
+        targets = distill_targets(probs, ctx.dev.label.to_numpy(), r.distill_temperature, r.distill_hard_weight)
+        # no held-out clip is left to stop on: as many epochs as the teacher's folds needed (their median best epoch), all run, the last kept
+        pf = (t.get('oof') or {}).get('per_fold') or [dict(best_epoch=t['best_epoch'])]
+        epochs = int(min(r.epochs, max(1, np.median([max(f['best_epoch'], f.get('audio_best_epoch', 0)) + 1 for f in pf]))))
+        res = ctx.train(d, r, _distill_loaders(ctx, r, targets), None, 'retrain', self.name, None, keep='last', epochs=epochs)
+        est = t.get('oof') or {}
+        return dict(res, split='none (labeled clips in training)', role='student', teacher=t['name'], teacher_models=t.get('models', 1),
+                    accuracy_fit=res['accuracy'], balanced_accuracy_fit=res['balanced_accuracy'],
+                    accuracy=est.get('accuracy', t['accuracy']), balanced_accuracy=est.get('balanced_accuracy', t['balanced_accuracy']),
+                    estimate="the teacher's out-of-fold figures (the student has no held-out clip)", epochs=epochs,
+                    temperature=r.distill_temperature, hard_weight=r.distill_hard_weight, student_recipe=r.name, n_train=len(ctx.dev))
+    def record(self,
+               ctx:RunContext, # the run
+               res:dict, # what `run` returned
+              ):
+        ctx.report['stages'].append(dict(res, role='student')); ctx.student = ctx.out/self.name
+
 class Final(Stage):
-    "The final model: the trained stage with the best validation figure (ties: the later one) as OUT/model.pt, and the eval clips' submission"
+    "The final model: the trained stage with the best validation figure (out of fold with `--cv`; ties: the later one), or its `--distill` student, as OUT/model.pt, and the eval clips' submission"
     name, resumable, always = 'final', False, True
     def run(self,
             ctx:RunContext, # the run
             d:Path, # the stage's folder
            ):
         rep, recipe = ctx.report, ctx.recipe
-        trained = [s for s in rep['stages'] if s['name'] not in ('stage0_pretrain', REFERENCE_STAGE)]
-        kept = max(reversed(trained), key=lambda s: s[recipe.monitor])
-        rep['kept'] = kept['name']
+        trained = [s for s in rep['stages'] if s.get('role') not in ('reference', 'student') and s['name'] != 'stage0_pretrain']
+        kept = kept_stage(ctx); rep['kept'] = kept['name']
+        how = 'out-of-fold' if ctx.folds else 'validation'
         if len(trained) > 1:
-            ctx.log(f"[final] kept {kept['name']}: validation {recipe.monitor} {kept[recipe.monitor]:.3f} ("
+            ctx.log(f"[final] kept {kept['name']}: {how} {recipe.monitor} {kept[recipe.monitor]:.3f} ("
                     + ', '.join(f"{s['name']} {s[recipe.monitor]:.3f}" for s in trained) + ')')
-        final, info = load_asc_model(ctx.out/kept['name']/'model.pt')
+        src = ctx.out/kept['name'] if ctx.student is None else ctx.student
+        final, info = load_asc_model(src/'model.pt')
         stats = (info['stats']['mean'], info['stats']['std'])   # the statistics the kept stage trained with
-        save_asc_model(final, ctx.out/'model.pt', recipe, stats, ctx.cache.params, extra=dict(split=ctx.split.strategy, stage=kept['name']))
+        save_asc_model(final, ctx.out/'model.pt', recipe if ctx.student is None else student_recipe(ctx), stats, ctx.cache.params,
+                       extra=dict(split=ctx.split.strategy, stage=src.name, **({'cv': len(ctx.folds)} if ctx.folds else {})))
         if ctx.pseudo_report is not None:
             rep['pseudo_labels'] = {k: ctx.pseudo_report[k] for k in ('accepted', 'total', 'accuracy', 'per_class') if k in ctx.pseudo_report}
         if ctx.rounds: rep['pseudo_rounds'] = ctx.rounds
-        if 'test' in kept: rep['test'] = {k: kept['test'][k] for k in kept['test'] if k != 'per_city'}
+        rep['estimate'] = dict(source=f"out of fold over {kept['oof']['n']} labeled clips ({len(ctx.folds)} folds)" if ctx.folds
+                               else f"{ctx.split.strategy} validation split ({kept.get('n_valid')} clips)",
+                               **{k: kept[k] for k in ('accuracy', 'balanced_accuracy')},
+                               **{k: kept['oof'][k] for k in ('seen_cities_accuracy', 'unseen_cities_accuracy') if k in kept.get('oof', {})})
+        final_rec = kept if ctx.student is None else next(s for s in rep['stages'] if s.get('role') == 'student')
+        rep['final_model'] = dict(stage=src.name, models=len(final) if isinstance(final, FoldEnsemble) else 1,
+                                  kind='fold ensemble' if isinstance(final, FoldEnsemble) else ('distilled student' if ctx.student is not None else 'single model'))
+        if ctx.student is not None:
+            rep['distill'] = {k: final_rec[k] for k in ('teacher', 'teacher_models', 'student_recipe', 'epochs', 'temperature', 'hard_weight', 'accuracy_fit') if k in final_rec}
+        if 'test' in final_rec: rep['test'] = {k: final_rec['test'][k] for k in final_rec['test'] if k != 'per_city'}
         if ctx.ev is not None:
             evk = ctx.ev[ctx.ev.filename.isin(set(ctx.cache.index.index))].reset_index(drop=True)
             probs = aggregate_probs(predict_probs(final, model_loader(ctx.cache, evk, info)), evk, ctx.cfg.aggregate)
@@ -654,10 +874,10 @@ class Final(Stage):
 
 def pipeline_stages(ctx:RunContext, # the run (its configuration decides the stages)
                    ) -> list:
-    "The stages of a run: pre-training if asked, the hard-sample reference if the recipe needs one, stage 1, the pseudo-label and retrain rounds, the final model"
+    "The stages of a run: pre-training if asked, the hard-sample reference if the recipe needs one, stage 1, the pseudo-label and retrain rounds, the `--distill` student, the final model"
     rounds = ctx.report['rounds']
     return ([Pretrain()] if ctx.pretrain else []) + ([Reference()] if ctx.recipe.hard_samples and ctx.cfg.reference_model is None else []) \
-           + [Train()] + [s for r in range(1, rounds + 1) for s in (PseudoLabel(r), Retrain(r))] + [Final()]
+           + [Train()] + [s for r in range(1, rounds + 1) for s in (PseudoLabel(r), Retrain(r))] + ([Distill()] if ctx.cfg.distill else []) + [Final()]
 
 # %% ../nbs/18_pipeline.ipynb #9ea47db8
 _OLD_NAMES = dict(metadata=('no_metadata', lambda v: not v), log_to=('log', lambda v: v or 'none'),

@@ -13,16 +13,17 @@ from .core import *
 __all__ = ['PSEUDO_MODES', 'pseudo_label', 'pseudo_report', 'plot_pseudo_confidence']
 
 # %% ../nbs/16_pseudo.ipynb #2b1fcf34
-PSEUDO_MODES = ('argmax', 'threshold', 'soft')
+PSEUDO_MODES = ('argmax', 'threshold', 'soft', 'top')
 
 def pseudo_label(probs:np.ndarray, # (clips, classes) probabilities for the unlabeled clips
                  meta:pd.DataFrame, # their metadata rows (filename, session, ...), same order
-                 mode:str='threshold', # one of `PSEUDO_MODES`; 'threshold' and 'soft' reject clips below `threshold`
+                 mode:str='threshold', # one of `PSEUDO_MODES`; 'threshold' and 'soft' reject clips below `threshold`; 'top' keeps the most confident `share` of each predicted class
                  threshold:float=0.9, # smallest confidence accepted in 'threshold' and 'soft' modes; 0: no threshold
                  session_agreement:bool=False, # reject clips whose prediction differs from their session's summed vote (needs a 'session' column)
                  labeled:pd.DataFrame|None=None, # labeled clips (session, label) that vote in session agreement
                  max_per_class:int|None=None, # at most this many accepted clips per class, the most confident kept; None: no cap
                  balance:bool=False, # cap every class at the count of the rarest accepted class
+                 share:float=0.5, # 'top': the share of each predicted class's clips accepted (the most confident; at least one clip per predicted class)
                 ) -> pd.DataFrame:
     "A frame of every unlabeled clip: prediction, confidence, whether accepted and why not; class columns for soft"
     if mode not in PSEUDO_MODES: raise ValueError(f"unknown pseudo-label mode {mode!r}; expected one of {list(PSEUDO_MODES)}")
@@ -34,6 +35,11 @@ def pseudo_label(probs:np.ndarray, # (clips, classes) probabilities for the unla
     if 'session' in meta: out['session'] = meta['session'].to_numpy()
     reason = np.array([''] * len(out), dtype=object)
     if mode in ('threshold', 'soft') and threshold > 0: reason[conf < threshold] = 'below threshold'
+    if mode == 'top':   # relative to the teacher's own confidence: a teacher that is never 90% sure still teaches
+        if not 0 < share <= 1: raise ValueError(f"share must be in (0, 1], got {share}")
+        for k in np.unique(pred):
+            idx = np.flatnonzero(pred == k); keep = max(1, int(np.ceil(share * len(idx))))
+            reason[idx[np.argsort(-conf[idx], kind='stable')][keep:]] = 'not in top share'
     if session_agreement:
         if 'session' not in meta: raise ValueError("session agreement needs a 'session' column in the metadata")
         votes = pd.DataFrame(probs, columns=range(probs.shape[1])).assign(session=meta['session'].to_numpy())

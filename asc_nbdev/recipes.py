@@ -60,8 +60,9 @@ class Recipe:
     mixup_alpha: float|tuple|None = None # Beta alpha or a range, None: off
     mixup_p: float|tuple = 1.0 # probability (or range) of mixing a batch
     augment_stages: tuple = ('pretrain', 'train', 'retrain') # stages whose training batches are augmented
-    pseudo: str = 'argmax' # 'argmax' (all clips), 'threshold' (confident hard labels) or 'soft'
+    pseudo: str = 'argmax' # 'argmax' (all clips), 'threshold' (confident hard labels), 'soft', or 'top' (the most confident `pseudo_share` of each predicted class)
     pseudo_threshold: float = 0. # smallest confidence of an accepted pseudo-label ('threshold', 'soft'); 0: none
+    pseudo_share: float = 0.5 # 'top': share of each predicted class's unlabeled clips accepted
     session_agreement: bool = False # keep a pseudo-label only if its session agrees
     rounds: int = 1 # pseudo-label + retrain rounds
     pretrain_epochs: int = 0 # stage 0 on external data (0: no pre-training)
@@ -75,6 +76,8 @@ class Recipe:
     fusion_monitor: str|None = 'valid_loss' # `audio_first`'s second step: the validation figure that keeps its epoch, 'valid_loss' (lower is better) or None for `monitor`: kept by accuracy, the fusion's epoch comes early, its probabilities still far from sure (bench/fusion_confidence.md)
     unseen_weight: float|None = None # models with an audio fallback: weight of the audio classifier's validation figure in the monitored one (`AudioMixAccuracy`); None: the share of eval clips in cities not trained on, when known (`run_pipeline`), else 0
     clip_seconds: float|None = None # None: the data's own length
+    distill_temperature: float = 2.0 # `--distill`: the ensemble teacher's probabilities are softened as p^(1/T), renormalised
+    distill_hard_weight: float = 0.5 # `--distill`: weight of a labeled clip's true label in its target (the rest: the teacher's soft target)
     notes: str = '' # free text about the settings
 
     def replace(self,
@@ -194,7 +197,10 @@ def apply_overrides(recipe:Recipe, # the recipe to change (a copy is returned)
             raise ValueError(f"{k} = {v!r} is out of range")
     for k in ('bs', 'epochs', 'patience', 'step'):
         if getattr(r, k) < 1: raise ValueError(f"{k} must be at least 1, got {getattr(r, k)}")
-    if r.pseudo not in ('argmax', 'threshold', 'soft'): raise ValueError(f"pseudo must be 'argmax', 'threshold' or 'soft', got {r.pseudo!r}")
+    if r.pseudo not in ('argmax', 'threshold', 'soft', 'top'): raise ValueError(f"pseudo must be 'argmax', 'threshold', 'soft' or 'top', got {r.pseudo!r}")
+    if not (isinstance(r.pseudo_share, (int, float)) and 0 < r.pseudo_share <= 1): raise ValueError(f"pseudo_share = {r.pseudo_share!r} is out of range; it takes a share in (0, 1]")
+    if not (isinstance(r.distill_hard_weight, (int, float)) and 0 <= r.distill_hard_weight <= 1): raise ValueError(f"distill_hard_weight = {r.distill_hard_weight!r} is out of range; it takes a weight in [0, 1]")
+    if not (isinstance(r.distill_temperature, (int, float)) and r.distill_temperature > 0): raise ValueError(f"distill_temperature = {r.distill_temperature!r} must be positive")
     if r.monitor not in ('accuracy', 'balanced_accuracy'): raise ValueError(f"monitor must be 'accuracy' or 'balanced_accuracy', got {r.monitor!r}")
     fallback_mode(r.audio_fallback)   # 'off', 'audio' or 'mix', else a clear error
     if r.unseen_weight is not None and not (isinstance(r.unseen_weight, (int, float)) and 0 <= r.unseen_weight <= 1):
@@ -332,11 +338,13 @@ def fit_recipe(recipe:Recipe, # the system's settings
                precision:str='fp32', # 'fp32', 'bf16', 'fp16' (fastai's mixed precision on a GPU), or 'auto' (`resolve_precision`)
                compile:bool=False, # compile the model's forward with `torch.compile` (in place: saved weights keep their names)
                eval_cities=None, # city names (or indices) of the clips the model will predict: their share outside the training cities weights the monitored figure (`unseen_weight`)
+               keep:str='best', # 'best': early stopping and the best validation epoch; 'last': every epoch runs and the last is kept (a student whose validation clips are in its training, `--distill`)
               ):
     "Train `recipe` on `dls` (a model is made unless given); returns `(learner, summary dict)`"
     from asc_nbdev.models.zoo import freeze_blocks
     label, fname = (stage if fname is None else fname), fname or f'{recipe.name}-{stage}'   # label: the epoch lines'
-    run = dict(stage=stage, label=label, cbs=cbs, progress=progress, epochs=epochs, epoch_log=epoch_log, precision=precision, compile=compile)
+    if keep not in ('best', 'last'): raise ValueError(f"keep must be 'best' or 'last', got {keep!r}")
+    run = dict(stage=stage, label=label, cbs=cbs, progress=progress, epochs=epochs, epoch_log=epoch_log, precision=precision, compile=compile, keep=keep)
     if metadata and recipe.audio_first and stage != 'pretrain':
         return _fit_audio_first(recipe, dls, model, path, fname, deterministic, eval_cities, run)
     seed_everything(recipe.seed, deterministic)
@@ -378,13 +386,13 @@ def _fit_audio_first(recipe, dls, model, path, fname, deterministic, eval_cities
                        audio_accuracy=sa['accuracy'], audio_balanced_accuracy=sa['balanced_accuracy'],
                        **{f'mixed_{m}': round((1 - w) * s[m] + w * sa[m], 6)})
 
-def _fit(recipe, dls, model, path, fname, monitor, extra, aux, stage, label, cbs, progress, epochs, epoch_log, precision, compile):
+def _fit(recipe, dls, model, path, fname, monitor, extra, aux, stage, label, cbs, progress, epochs, epoch_log, precision, compile, keep='best'):
     "One training run of `model` on `dls`, keeping the epoch of the best `monitor`"
     Path(path).mkdir(parents=True, exist_ok=True)
     multi, main = init_processes(dls.device), is_main_process()   # several processes (asc-train --processes N): notebook 23
     if not main: progress, epoch_log = False, None                # rank 0 alone shows progress and writes the history
     learn = asc_learner(dls, model, lr=recipe.lr, loss_func=ASCLoss(recipe.smoothing), step=recipe.step, gamma=recipe.gamma,
-                        monitor=monitor, patience=recipe.patience, fname=fname, metrics=extra,
+                        monitor=monitor, patience=recipe.patience if keep == 'best' else None, save_best=keep == 'best', fname=fname, metrics=extra,
                         cbs=recipe_callbacks(recipe, stage) + ([CSVLogger('history.csv')] if main else []) + list(cbs or [])
                             + ([AudioFallbackLoss(recipe.fallback_weight)] if aux else [])
                             + ([EpochLines(label, epoch_log)] if epoch_log else []),
@@ -407,7 +415,7 @@ def _fit(recipe, dls, model, path, fname, monitor, extra, aux, stage, label, cbs
         learn.remove_cbs([c for c in learn.cbs if isinstance(c, ASCDistributedTrainer)])
         runs = gather_objects((len(h), h[monitor].round(6).tolist()))   # gathered metrics: every process stopped alike
         if any(r != runs[0] for r in runs): raise RuntimeError(f"the processes disagree on the epochs or the validation {monitor}: {runs}")
-    best = int(h[monitor].to_numpy().argmin() if monitor.endswith('loss') else h[monitor].to_numpy().argmax())
+    best = len(h) - 1 if keep == 'last' else int(h[monitor].to_numpy().argmin() if monitor.endswith('loss') else h[monitor].to_numpy().argmax())
     return learn, dict(stage=stage, epochs_run=len(h), best_epoch=best, seconds=round(time.time() - t0, 1), monitor=monitor,
                        **{k: float(h[k].iloc[best]) for k in ('accuracy', 'balanced_accuracy', 'city_accuracy', *[m.name for m in extra])})
 

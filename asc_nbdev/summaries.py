@@ -31,6 +31,7 @@ def run_figures(rep:dict, # one run's report (`run_pipeline`)
     for pr in rep.get('pseudo_rounds', []):
         for k in ('accepted', 'mean_confidence_accepted', 'accuracy', 'teacher_valid_accuracy'):
             if num(pr.get(k)): f[f"pseudo_r{pr['round']}.{k}"] = pr[k]
+    if num((rep.get('final_model') or {}).get('models')): f['models'] = rep['final_model']['models']
     if num(rep.get('seconds')): f['seconds'] = rep['seconds']
     return f
 
@@ -95,7 +96,20 @@ def format_report(rep:dict, # a run's report (`run_pipeline`) or a repeated run'
                      f"{pr['mean_confidence_accepted'] if pr['mean_confidence_accepted'] == pr['mean_confidence_accepted'] else float('nan'):.3f}"
                      + (f", accuracy {pr['accuracy']:.3f} (against truth)" if pr.get('accuracy') is not None and pr['accuracy'] == pr['accuracy'] else '')
                      + f"; teacher {pr['teacher']} (validation {pr['teacher_valid_accuracy']:.3f})" + ('' if pr.get('retrained', True) else '; retraining skipped'))
-    if rep.get('kept'): lines.append(f"final model: {rep['kept']} (the best validation figure)")
+    if rep.get('cv'):
+        cv = rep['cv']
+        lines.append(f"--cv {cv['folds']}: every training stage trained {cv['folds']} models, one per fold of the labeled {cv.get('group') or 'clip'}s "
+                     f"({min(cv['valid'])} to {max(cv['valid'])} validation clips each); accuracy = out of fold over every labeled clip")
+    if rep.get('kept'):
+        fm = rep.get('final_model') or {}
+        how = 'out-of-fold' if rep.get('cv') else 'validation'
+        lines.append(f"final model: {rep['kept']} (the best {how} figure)" + (f", its {fm['models']}-model fold ensemble" if fm.get('kind') == 'fold ensemble' else ''))
+    if d := rep.get('distill'):
+        lines.append(f"distilled: {d['student_recipe']} trained {d['epochs']} epochs on the soft targets of {d['teacher']}'s {d['teacher_models']} models "
+                     f"(temperature {d['temperature']}, true-label weight {d['hard_weight']}); OUT/model.pt is that one student")
+    if e := rep.get('estimate'):
+        lines.append(f"estimate ({e['source']}): accuracy {e['accuracy']:.3f}, balanced accuracy {e['balanced_accuracy']:.3f}"
+                     + (f", unseen cities {e['unseen_cities_accuracy']:.3f}" if 'unseen_cities_accuracy' in e else ''))
     if rep.get('pseudo_labels'):
         p = rep['pseudo_labels']
         lines.append(f"pseudo-labels: {p['accepted']} of {p['total']} accepted" + (f", accuracy {p['accuracy']:.3f} (against truth)" if p.get('accuracy') is not None else ''))

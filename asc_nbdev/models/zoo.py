@@ -20,9 +20,9 @@ from .mobileascnet import MobileASCNet
 from .fcnn import FCNN
 
 # %% auto #0
-__all__ = ['MODELS', 'MODEL_INFO', 'MODEL_FORMAT', 'ONNX_INPUTS', 'ONNX_EXPORTERS', 'create_model', 'save_asc_model',
-           'load_asc_model', 'asc_splitter', 'count_params', 'replace_head', 'freeze_blocks', 'unfreeze', 'param_table',
-           'check_onnx', 'export_onnx', 'onnx_metadata', 'asc_export']
+__all__ = ['MODELS', 'MODEL_INFO', 'MODEL_FORMAT', 'ONNX_INPUTS', 'ONNX_EXPORTERS', 'create_model', 'FoldEnsemble',
+           'save_asc_model', 'load_asc_model', 'asc_splitter', 'count_params', 'replace_head', 'freeze_blocks',
+           'unfreeze', 'param_table', 'check_onnx', 'export_onnx', 'onnx_metadata', 'asc_export']
 
 # %% ../../nbs/11_models.zoo.ipynb #645df0ba
 MODELS = {'se_trans': SETrans, 'resnet_attention': ResNetAttention, 'mobileascnet': MobileASCNet, 'fcnn': FCNN}
@@ -51,6 +51,63 @@ def create_model(name:str, # one of `MODELS`
     bad = [k for k in kwargs if k not in _valid_kwargs(cls)]
     if bad: raise TypeError(f"{name}: unknown setting(s) {bad}; valid: {', '.join(k for k in _valid_kwargs(cls) if k not in ('n_classes', 'metadata'))}")
     return cls(n_classes=n_classes, metadata=metadata, **kwargs)
+
+# %% ../../nbs/11_models.zoo.ipynb #57952a6d
+class FoldEnsemble(nn.Module):
+    "K models as one: each member normalises the input as it was trained; the output is the log of the members' mean probability"
+    arch = 'ensemble'
+    def __init__(self,
+                 models:list, # the member models (zoo models taking x, city, time)
+                 stats:list|None=None, # per member (mean, std) per mel band it was trained with; None entries (or None): no normalisation
+                 input_stats=None, # (mean, std) the ensemble's input is normalised with; None: the mean of the members' statistics
+                ):
+        super().__init__()
+        if not models: raise ValueError("a FoldEnsemble needs at least one model")
+        self.members = nn.ModuleList(models)
+        stats = list(stats) if stats is not None else [None] * len(models)
+        if len(stats) != len(models): raise ValueError(f"{len(stats)} statistics for {len(models)} models")
+        n = next((len(s[0]) for s in stats if s is not None and s[0] is not None), None)
+        if input_stats is None and n is not None:
+            ok = [s for s in stats if s is not None and s[0] is not None]
+            input_stats = (np.mean([s[0] for s in ok], 0), np.mean([s[1] for s in ok], 0))
+        self.input_stats = None if input_stats is None or input_stats[0] is None else tuple(np.asarray(v, np.float32) for v in input_stats)
+        scale, shift = [], []
+        for s in stats:   # member input = (x * s0 + m0 - m_i) / s_i  for an input x normalised with (m0, s0)
+            m0, s0 = self.input_stats if self.input_stats is not None else (np.zeros(n or 1, np.float32), np.ones(n or 1, np.float32))
+            mi, si = (np.zeros_like(m0), np.ones_like(s0)) if s is None or s[0] is None else (np.asarray(s[0], np.float32), np.asarray(s[1], np.float32))
+            scale.append(s0 / si); shift.append((m0 - mi) / si)
+        self.register_buffer('scale', torch.tensor(np.stack(scale), dtype=torch.float32))
+        self.register_buffer('shift', torch.tensor(np.stack(shift), dtype=torch.float32))
+
+    @property
+    def hparams(self) -> dict:
+        "What `from_hparams` rebuilds the ensemble from: each member's architecture and settings, and the statistics' size"
+        return dict(members=[dict(arch=m.arch, hparams=m.hparams) for m in self.members], n_mels=int(self.scale.shape[1]))
+    @classmethod
+    def from_hparams(cls,
+                     hp:dict, # `hparams` of a saved ensemble
+                    ) -> 'FoldEnsemble':
+        "An ensemble of untrained members of the saved architectures (its buffers and weights come from the state dict)"
+        n = hp.get('n_mels', 1)
+        return cls([create_model(m['arch'], **m['hparams']) for m in hp['members']], [(np.zeros(n), np.ones(n))] * len(hp['members']))
+    @property
+    def known_cities(self) -> list|None:
+        "The cities any member was trained on (each member maps its own unknown cities)"
+        ks = [m.known_cities for m in self.members if getattr(m, 'known_cities', None) is not None]
+        return None if not ks else sorted(set().union(*ks))
+    def __len__(self): return len(self.members)
+    @property
+    def metadata(self) -> bool:
+        "Whether the members use city and time"
+        return any(getattr(m, 'metadata', False) for m in self.members)
+
+    def forward(self,
+                x, # spectrograms (batch, 1, frames, n_mels), normalised with `input_stats`
+                city, # city indices (batch,)
+                time, # time features (batch, n_time)
+               ):
+        p = torch.stack([torch.softmax(m(x * self.scale[i] + self.shift[i], city, time).float(), -1) for i, m in enumerate(self.members)])
+        return torch.log(p.mean(0).clamp_min(1e-12))
 
 # %% ../../nbs/11_models.zoo.ipynb #c0de0002
 MODEL_FORMAT = 'asc_nbdev.model/1'
@@ -90,7 +147,7 @@ def load_asc_model(path, # a model file saved by `save_asc_model`
         raise ValueError(f"{path} is not an asc_nbdev model file (format {obj.get('format') if isinstance(obj, dict) else type(obj).__name__!r}, expected {MODEL_FORMAT!r})")
     if obj['classes'] != list(CLASSES): raise ValueError(f"{path} was trained on classes {obj['classes']}, this library uses {CLASSES}")
     hp = dict(obj['hparams'])
-    try: model = create_model(obj['arch'], **hp)
+    try: model = FoldEnsemble.from_hparams(hp) if obj['arch'] == FoldEnsemble.arch else create_model(obj['arch'], **hp)
     except (TypeError, ValueError, KeyError) as e:
         raise ValueError(f"{path}: its {obj['arch']!r} model cannot be built by asc_nbdev {__version__} (a file of another version?): {e}") from None
     sd = dict(obj['state_dict'])

@@ -1,0 +1,121 @@
+"End to end with fold models: `asc-train --cv K` (out-of-fold figures, the ensemble as teacher and model file), `--distill`, hard samples out of fold, bad combinations."
+import json
+from pathlib import Path
+import numpy as np, pandas as pd, pytest, torch
+from conftest import run_cli
+from asc_nbdev.all import *
+
+ARGS = ['--demo', '--recipe', 'li2025', '--epochs', '2', '--n-clips', '240', '--cv', '3']
+
+@pytest.fixture(scope='module')
+def cv_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp('cv')/'run'
+    r = run_cli('asc-train', *ARGS, '--out', out)
+    return out, r, json.loads((out/'report.json').read_text())
+
+def _labeled(out):
+    m = read_meta(out/'data'/'dev_metadata.csv'); return m[m.label >= 0]
+
+def test_out_of_fold_figures(cv_run):
+    "Every trained stage: K models, figures out of fold over every labeled clip exactly once, each fold's figures"
+    out, r, rep = cv_run
+    lab = _labeled(out)
+    trained = [s for s in rep['stages'] if s.get('role') is None]
+    assert [s['name'] for s in trained] == ['stage1_train', 'stage3_retrain_r1']
+    for s in trained:
+        o = s['oof']
+        assert (s['models'], o['n'], len(o['per_fold'])) == (3, len(lab), 3)
+        assert sum(f['n_valid'] for f in o['per_fold']) == len(lab)
+        assert s['accuracy'] == o['accuracy'] and 0 <= o['balanced_accuracy'] <= 1
+        oof = pd.read_csv(out/s['name']/'oof_probs.csv', dtype={'filename': str})
+        assert sorted(oof.filename) == sorted(lab.filename)                 # each labeled clip once
+        np.testing.assert_allclose((oof[CLASSES].to_numpy().argmax(1) == oof.label).mean(), o['accuracy'])
+        for i in range(3): assert (out/s['name']/f'fold{i}'/'model.pt').is_file()
+        assert (out/s['name']/'folds.png').stat().st_size > 0
+    assert rep['cv']['folds'] == 3 and sum(rep['cv']['valid']) == len(lab)
+    assert '--cv 3' in r.stdout and 'out-of-fold' in r.stdout
+
+def test_folds_group_recordings(cv_run):
+    "No recording is in two folds' validation: each fold's validation clips come from recordings its training never saw"
+    out, _, _ = cv_run
+    oof = pd.read_csv(out/'stage1_train'/'oof_probs.csv', dtype={'filename': str})
+    rec = _labeled(out).set_index('filename')['recording']
+    assert oof.assign(rec=oof.filename.map(rec)).groupby('rec').fold.nunique().max() == 1
+
+def test_pseudo_labels_stay_out_of_their_fold(cv_run):
+    "A retrain fold trains on no pseudo-labeled clip that shares a recording with that fold's validation clips"
+    out, _, rep = cv_run
+    s3 = next(s for s in rep['stages'] if s['name'] == 'stage3_retrain_r1')
+    pf = s3['oof']['per_fold']
+    assert all('n_pseudo' in f for f in pf) and sum(f['pseudo_dropped'] for f in pf) > 0
+
+def test_kept_on_out_of_fold_and_ensemble_model(cv_run, tmp_path):
+    "The kept stage has the best out-of-fold figure; OUT/model.pt is its 3-model ensemble; asc-predict averages it to the run's submission"
+    out, _, rep = cv_run
+    monitor = json.loads((out/'recipe.json').read_text())['monitor']
+    trained = [s for s in rep['stages'] if s.get('role') is None]
+    assert rep['kept'] == max(reversed(trained), key=lambda s: s[monitor])['name']
+    m, info = load_asc_model(out/'model.pt')
+    assert isinstance(m, FoldEnsemble) and len(m) == 3 and info['extra']['cv'] == 3
+    assert rep['final_model'] == dict(stage=rep['kept'], models=3, kind='fold ensemble')
+    assert rep['estimate']['accuracy'] == next(s for s in trained if s['name'] == rep['kept'])['oof']['accuracy']
+    run_cli('asc-predict', '--model', out/'model.pt', '--meta', out/'data'/'eval_metadata.csv', '--audio', out/'data'/'audio', '--out', tmp_path/'sub.csv')
+    assert pd.read_csv(tmp_path/'sub.csv').equals(pd.read_csv(out/'submission.csv'))
+
+def test_pseudo_labels_from_the_ensemble(cv_run):
+    "Round 1's teacher is the stage-1 ensemble: its saved probabilities are those of the 3 fold models averaged (then per session)"
+    out, _, rep = cv_run
+    tp = pd.read_csv(out/'stage2_pseudo_r1'/'teacher_probs.csv', dtype={'filename': str})
+    dev = read_meta(out/'data'/'dev_metadata.csv'); unl = dev[dev.label < 0].reset_index(drop=True)
+    cache = FeatureCache(out/'features')
+    ps = []
+    for i in range(3):
+        m, info = load_asc_model(out/'stage1_train'/f'fold{i}'/'model.pt')
+        ps.append(predict_probs(m, model_loader(cache, unl, info), device='cpu'))
+    want = aggregate_probs(np.mean(ps, 0), unl, rep['aggregate'])
+    np.testing.assert_allclose(tp[CLASSES].to_numpy(), want, atol=2e-4)
+    assert rep['pseudo_rounds'][0]['teacher'] == 'stage1_train'
+
+def test_distill_reuses_the_folds_and_gives_one_model(cv_run, tmp_path):
+    "--distill on the same run: the fold stages resume, one student is trained and is OUT/model.pt (a single model), predicting with asc-predict"
+    out, _, rep = cv_run
+    r = run_cli('asc-train', *ARGS, '--distill', '--out', out)
+    assert r.stdout.count('done before, skipped') >= 3
+    rep2 = json.loads((out/'report.json').read_text())
+    st = next(s for s in rep2['stages'] if s.get('role') == 'student')
+    assert st['teacher'] == rep['kept'] and st['n_train'] == len(read_meta(out/'data'/'dev_metadata.csv'))
+    m, info = load_asc_model(out/'model.pt')
+    assert not isinstance(m, FoldEnsemble) and info['extra']['stage'] == 'stage4_distill'
+    assert rep2['final_model']['kind'] == 'distilled student' and rep2['kept'] == rep['kept']
+    assert 'distilled:' in r.stdout
+    run_cli('asc-predict', '--model', out/'model.pt', '--meta', out/'data'/'eval_metadata.csv', '--audio', out/'data'/'audio', '--out', tmp_path/'sub.csv')
+    assert pd.read_csv(tmp_path/'sub.csv').equals(pd.read_csv(out/'submission.csv'))
+
+def test_distill_targets():
+    "The student's targets: softened teacher probabilities; on labeled clips mixed with the true label"
+    p = np.array([[.8, .2], [.5, .5], [.9, .1]])
+    t = distill_targets(p, np.array([-1, 1, -1]), temperature=1.0, hard_weight=0.5)
+    np.testing.assert_allclose(t, [[.8, .2], [.25, .75], [.9, .1]], atol=1e-6)
+    soft = distill_targets(p, np.array([-1, -1, -1]), temperature=2.0, hard_weight=0.5)
+    assert soft[0, 0] < .8 and np.allclose(soft.sum(1), 1)                 # a higher temperature flattens
+
+def test_hard_samples_out_of_fold(tmp_path):
+    "atmaja2025 with --cv: the reference is 3 fold models; stage 1's weights come from each labeled clip's out-of-fold confidence"
+    out = tmp_path/'run'
+    run_cli('asc-train', '--demo', '--recipe', 'atmaja2025', '--epochs', '1', '--n-clips', '160', '--cv', '3', '--rounds', '0', '--out', out)
+    rep = json.loads((out/'report.json').read_text())
+    s1 = next(s for s in rep['stages'] if s['name'] == 'stage1_train')
+    assert s1['hard_samples']['out_of_fold'] == s1['hard_samples']['n']   # every training clip of fold 0: its confidence known out of fold
+    oof = pd.read_csv(out/'stage1_reference'/'oof_probs.csv', dtype={'filename': str})
+    hs = pd.read_csv(out/'stage1_train'/'fold0'/'hard_samples.csv', dtype={'filename': str}).merge(oof, on='filename')
+    np.testing.assert_allclose(hs.confidence, hs[CLASSES].max(1), atol=1e-4)
+
+@pytest.mark.parametrize('args,msg', [
+    (['--distill'], '--distill distils the fold ensemble of --cv K'),
+    (['--cv', '3', '--folds', '3'], 'give one of them'),
+    (['--cv', '1'], '--cv must be at least 2'),
+    (['--cv', '3', '--student', 'baseline'], '--student is the recipe of the --distill student'),
+])
+def test_bad_combinations(tmp_path, args, msg):
+    r = run_cli('asc-train', '--demo', *args, '--out', tmp_path/'o', check=False)
+    assert r.returncode != 0 and msg in r.stderr, r.stderr[-2000:]
