@@ -15,7 +15,7 @@ from .core import *
 from .data.metadata import MetadataError
 from .features import AudioError
 from .config import RunConfig, ConfigError, parse_config, AGGREGATES, DEFAULT_AGGREGATE
-from .predict import predict_files, predict
+from .predict import predict_files, predict, file_summary, plot_timeline
 from .pipeline import run_pipeline, run_repeats, make_demo_data
 
 # %% auto #0
@@ -56,6 +56,34 @@ def asc_train(argv:list|None=None, # the command line's words (None: `sys.argv[1
     import torch.distributed as dist
     if dist.is_available() and dist.is_initialized(): dist.destroy_process_group()   # one of several processes: leave the group before exit
 
+def _window_outputs(res:pd.DataFrame, out, plot:bool) -> None:
+    "asc-predict --window: OUT_files.csv (one row per file), OUT.png with --plot, and what was written"
+    fs = file_summary(res); fcsv = Path(out).with_name(Path(out).stem + '_files.csv')
+    with atomic_write(fcsv, 'w') as fh: fs.to_csv(fh, index=False)
+    bad = res[res.error != '']
+    print(f"wrote {len(res) - len(bad)} window predictions of {res.filename.nunique() - len(bad)} files to {out}, one row per file to {fcsv}"
+          + (f"; {len(bad)} files could not be read (their rows say why)" if len(bad) else ''))
+    print(fs[['filename', 'windows', 'seconds', 'scene_label', 'confidence', 'error']].head(20).to_string(index=False))
+    if plot and len(res) > len(bad):
+        import matplotlib; matplotlib.use('Agg', force=False)
+        import matplotlib.pyplot as plt
+        names = list(dict.fromkeys(res.filename[res.error == '']))[:6]
+        png = Path(out).with_suffix('.png')
+        figs = [plot_timeline(res, n) for n in names]
+        with atomic_path(png) as tmp:
+            if len(figs) == 1: figs[0].savefig(tmp, dpi=80, format='png', bbox_inches='tight')
+            else:   # several files: their timelines one above the other
+                import io, PIL.Image
+                ims = []
+                for f in figs:
+                    b = io.BytesIO(); f.savefig(b, dpi=80, format='png', bbox_inches='tight'); ims.append(PIL.Image.open(b).convert('RGB'))
+                W = max(i.width for i in ims); canvas = PIL.Image.new('RGB', (W, sum(i.height for i in ims)), 'white')
+                y = 0
+                for i in ims: canvas.paste(i, (0, y)); y += i.height
+                canvas.save(tmp, format='PNG')
+        for f in figs: plt.close(f)
+        print(f"timeline{'s' if len(figs) > 1 else ''} of {len(figs)} file{'s' if len(figs) > 1 else ''} in {png}")
+
 @call_parse
 def asc_predict(*files:str, # audio files or folders to predict without a metadata CSV (then --city/--time apply to all)
                 model:str=None, # a model file saved by asc-train (OUT/model.pt)
@@ -68,20 +96,27 @@ def asc_predict(*files:str, # audio files or folders to predict without a metada
                 device:str='auto', # cpu, cuda (cuda:N), mps or auto (a GPU when there is one)
                 on_error:Annotated[str, dict(choices=['raise', 'skip'])]='raise', # unreadable audio: stop, or skip and list
                 aggregate:Annotated[str, dict(choices=list(AGGREGATES))]=DEFAULT_AGGREGATE, # average predictions per session or recording, or none
+                window:float=None, # with FILE...: predict window by window, SECONDS long (e.g. the model's clip length): one row per window, OUT_files.csv per file
+                hop:float=None, # with --window: seconds between window starts (default: the window)
+                plot:store_true=False, # with --window: draw each file's scene over time into OUT.png (up to 6 files)
                ):
     "Predict scene labels with a trained model file: the clips of a metadata CSV, or audio files given by name"
     if files:
         if meta or audio: _fail("asc-predict: error: give FILE... or --meta CSV --audio DIR, not both")
         if not model: _fail("asc-predict: error: missing --model; usage: asc-predict --model PATH FILE... [--city C] [--time T] [--out OUT.csv]")
         if city is not None and not is_known_city(city): print(f"city {city!r} is not one of the 22 cities of the vocabulary: predicted as an unknown city")
+        if window is None and (hop is not None or plot): _fail("asc-predict: error: --hop and --plot go with --window SECONDS")
         try:
-            res = predict(model, list(files), city, time, device=device, on_error=on_error, progress=sys.stdout.isatty())
+            res = predict(model, list(files), city, time, device=device, on_error=on_error, progress=sys.stdout.isatty(), window=window, hop=hop)
             with atomic_write(out, 'w') as fh: res.to_csv(fh, index=False)
+            if window is not None: _window_outputs(res, out, plot)
         except (MetadataError, AudioError, OSError, ValueError, KeyError) as e: _fail(f"asc-predict: error: {e}")
+        if window is not None: return
         bad = res[res.error != '']
         print(f"wrote {len(res) - len(bad)} predictions to {out}" + (f"; {len(bad)} files could not be read (their rows say why)" if len(bad) else ''))
         print(res[['filename', 'scene_label', 'confidence', 'city_used'] + (['error'] if len(bad) else [])].head(20).to_string(index=False))
         return
+    if window is not None or hop is not None or plot: _fail("asc-predict: error: --window, --hop and --plot predict audio files given by name: asc-predict --model M --window 5 FILE...")
     miss = [f'--{k}' for k, v in (('model', model), ('meta', meta), ('audio', audio)) if not v]
     if miss: _fail(f"asc-predict: error: missing {', '.join(miss)}; usage: asc-predict --model PATH --meta CSV --audio DIR --out submission.csv")
     try:

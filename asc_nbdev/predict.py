@@ -19,7 +19,8 @@ from .learner import predict_probs
 from .config import AGGREGATES, DEFAULT_AGGREGATE
 
 # %% auto #0
-__all__ = ['model_loader', 'aggregate_probs', 'write_submission', 'predict_files', 'predict']
+__all__ = ['model_loader', 'aggregate_probs', 'write_submission', 'predict_files', 'predict', 'unused_audio_message',
+           'audio_seconds', 'audio_windows', 'predict_windows', 'file_summary', 'plot_timeline']
 
 # %% ../nbs/18b_predict.ipynb #35712a60
 def model_loader(cache, # a `FeatureCache` holding the clips
@@ -111,6 +112,10 @@ def predict_files(model_path, # a model file saved by `save_asc_model`, e.g. RUN
             with atomic_write(sk, 'w') as f: cache.skipped.to_csv(f, index=False)
             log(f"the list is in {sk}")
         dk = df[keep].reset_index(drop=True)
+        crop = [n for n in cache.manifest.get('cropped', []) if n in set(dk.filename)]
+        if crop and cache.clip_seconds:   # never cut silently: how much of which clips was not used
+            clip = cache.clip_seconds
+            log(unused_audio_message([(Path(audio)/f'{n}.wav', audio_seconds(Path(audio)/f'{n}.wav')) for n in crop], clip))
         probs = aggregate_probs(predict_probs(model, model_loader(cache, dk, info, batch_size), device=device), dk, aggregate)
     finally:
         if tmp is not None: shutil.rmtree(tmp, ignore_errors=True)
@@ -133,18 +138,9 @@ def _per_file(v, n:int, what:str) -> list:
     if len(v) != n: raise ValueError(f"{what}: {len(v)} values for {n} files; give one for all files or one per file")
     return v
 
-def predict(model, # a model file saved by asc-train (`save_asc_model`), or `(model, info)` from `load_asc_model`
-            files, # an audio file, a folder (its .wav, .flac and .ogg files), or a list of them
-            city=None, # the recording city (one for all files, or a list); None or a name outside the model's cities: unknown
-            time=None, # the recording time 'YYYY-MM-DD HH:MM:SS' (one, or a list); None: no time
-            device=None, # where to compute ('auto' / None: a GPU when there is one)
-            on_error:str='raise', # unreadable audio: 'raise', or 'skip' (the file's row says why, no label)
-            batch_size:int=16, # clips read and predicted at a time (memory holds one batch of waveforms)
-            progress:bool=False, # a progress bar over the batches
-           ) -> pd.DataFrame:
-    "Scene labels and class probabilities of audio files, without a metadata CSV or a feature cache"
-    from asc_nbdev.features import LogMel, load_audio, AUDIO_EXTENSIONS
-    if on_error not in ('raise', 'skip'): raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+def _inputs(model, files, city, time) -> tuple:
+    "The model, its info and feature parameters, the audio paths (folders expanded) and one city and time per file, checked"
+    from asc_nbdev.features import AUDIO_EXTENSIONS
     name = model if isinstance(model, (str, Path)) else 'the model'
     m, info = load_asc_model(model) if isinstance(model, (str, Path)) else model
     fp = _model_features(info, name)
@@ -155,43 +151,222 @@ def predict(model, # a model file saved by asc-train (`save_asc_model`), or `(mo
         if not found: raise FileNotFoundError(f"no audio files ({', '.join(AUDIO_EXTENSIONS)}) in {f}")
         paths += found
     if not paths: raise ValueError("no files to predict")
-    files = paths
     blank = lambda v: v is None or (not isinstance(v, str) and pd.isna(v)) or not str(v).strip()   # None, NaN, NaT, ''
-    cities = [None if blank(c) else str(c) for c in _per_file(city, len(files), 'city')]
-    times = [None if blank(t) else str(t) for t in _per_file(time, len(files), 'time')]
-    for f, t in zip(files, times):
+    cities = [None if blank(c) else str(c) for c in _per_file(city, len(paths), 'city')]
+    times = [None if blank(t) else str(t) for t in _per_file(time, len(paths), 'time')]
+    for f, t in zip(paths, times):
         if t is not None and pd.isna(pd.to_datetime(t, format='ISO8601', errors='coerce')):
             raise ValueError(f"{f}: time {t!r} is not a time like '2023-06-18 17:17:01'; leave it out for 'no time'")
-    dev = pick_device(device); fe = LogMel(sr=fp.get('sr', SAMPLE_RATE)).to(dev)
-    st = info.get('stats') or {}
-    mean = None if st.get('mean') is None else torch.tensor(st['mean'], dtype=torch.float32, device=dev)
-    std = None if mean is None else torch.tensor(st['std'], dtype=torch.float32, device=dev)
-    cast = getattr(torch, fp.get('dtype', 'float32'))   # as the feature cache stores them in training
+    return m, info, fp, paths, cities, times
+
+class _Runner:
+    "Log-mel, normalisation and the model on a batch of equal-length waveforms, as training saw them"
+    def __init__(self, m, info, fp, device):
+        from asc_nbdev.features import LogMel
+        self.dev = pick_device(device); self.fe = LogMel(sr=fp.get('sr', SAMPLE_RATE)).to(self.dev)
+        st = info.get('stats') or {}
+        self.mean = None if st.get('mean') is None else torch.tensor(st['mean'], dtype=torch.float32, device=self.dev)
+        self.std = None if self.mean is None else torch.tensor(st['std'], dtype=torch.float32, device=self.dev)
+        self.cast = getattr(torch, fp.get('dtype', 'float32'))   # as the feature cache stores them in training
+        self.m = m.to(self.dev).eval()
+    def __call__(self, waves, cidx, tf) -> np.ndarray:
+        with torch.inference_mode():
+            x = self.fe(torch.from_numpy(np.stack(waves)).to(self.dev)).to(self.cast).float()
+            if self.mean is not None: x = (x - self.mean) / self.std
+            p = self.m(x[:, None], torch.tensor(cidx, device=self.dev), torch.from_numpy(np.asarray(tf, np.float32)).to(self.dev))
+            return F.softmax(p.float(), -1).cpu().numpy()
+
+def _city_used(m, cidx, city):
+    return 'not used' if not m.metadata else 'unknown' if cidx not in set(m.known_cities or []) else city
+
+def predict(model, # a model file saved by asc-train (`save_asc_model`), or `(model, info)` from `load_asc_model`
+            files, # an audio file, a folder (its .wav, .flac and .ogg files), or a list of them
+            city=None, # the recording city (one for all files, or a list); None or a name outside the model's cities: unknown
+            time=None, # the recording time 'YYYY-MM-DD HH:MM:SS' (one, or a list); None: no time
+            device=None, # where to compute ('auto' / None: a GPU when there is one)
+            on_error:str='raise', # unreadable audio: 'raise', or 'skip' (the file's row says why, no label)
+            batch_size:int=16, # clips (with `window`: windows) read and predicted at a time
+            progress:bool=False, # a progress bar over the batches
+            window:float|None=None, # seconds: predict every file window by window (`predict_windows`); None: one row per file, its first clip length
+            hop:float|None=None, # with `window`: seconds between window starts (default: the window, no overlap)
+            log=print, # function that prints a line: files longer than the model's clip say how much was not used
+           ) -> pd.DataFrame:
+    "Scene labels and class probabilities of audio files, without a metadata CSV or a feature cache"
+    from asc_nbdev.features import load_audio
+    if window is not None: return predict_windows(model, files, city, time, window, hop, device, on_error, batch_size, progress)
+    if on_error not in ('raise', 'skip'): raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+    m, info, fp, files, cities, times = _inputs(model, files, city, time)
+    run = _Runner(m, info, fp, device); clip = fp.get('clip_seconds')
     cidx = [UNKNOWN_CITY if c is None else city_index(c) for c in cities]
     tf = time_features(['' if t is None else t for t in times], on_missing='zero')   # no time: zeros, as time dropout trains
-    m = m.to(dev).eval(); probs, errors = {}, {}
-    with torch.inference_mode():
-        starts = range(0, len(files), batch_size)
-        for k in (progress_bar(starts, leave=False) if progress else starts):   # (display=False still prints a bar)
-            wav = {}
-            for i in range(k, min(k + batch_size, len(files))):
-                try: wav[i] = load_audio(files[i], sr=fe.sr, duration=fp.get('clip_seconds'))[0]
-                except AudioError as e:
-                    if on_error == 'raise': raise
-                    errors[i] = str(e)
-            by_len = {}
-            for i, y in wav.items(): by_len.setdefault(len(y), []).append(i)   # clips of one length go through together
-            for idx in by_len.values():
-                x = fe(torch.from_numpy(np.stack([wav[i] for i in idx])).to(dev)).to(cast).float()
-                if mean is not None: x = (x - mean) / std
-                p = m(x[:, None], torch.tensor([cidx[i] for i in idx], device=dev), torch.from_numpy(tf[idx]).to(dev))
-                probs.update(zip(idx, F.softmax(p.float(), -1).cpu().numpy()))
-    known = set(m.known_cities or [])
+    probs, errors, long = {}, {}, []
+    starts = range(0, len(files), batch_size)
+    for k in (progress_bar(starts, leave=False) if progress else starts):   # (display=False still prints a bar)
+        wav = {}
+        for i in range(k, min(k + batch_size, len(files))):
+            try:
+                wav[i] = load_audio(files[i], sr=run.fe.sr, duration=clip)[0]
+                if clip and (s := audio_seconds(files[i])) > clip + 1e-3: long.append((files[i], s))
+            except AudioError as e:
+                if on_error == 'raise': raise
+                errors[i] = str(e)
+        by_len = {}
+        for i, y in wav.items(): by_len.setdefault(len(y), []).append(i)   # clips of one length go through together
+        for idx in by_len.values(): probs.update(zip(idx, run([wav[i] for i in idx], [cidx[i] for i in idx], tf[idx])))
+    if long: log(unused_audio_message(long, clip))
     out = []
     for i, f in enumerate(files):
-        used = 'not used' if not m.metadata else 'unknown' if cidx[i] not in known else cities[i]
-        r = dict(filename=str(f), city=cities[i], time=times[i], city_used=used)
+        r = dict(filename=str(f), city=cities[i], time=times[i], city_used=_city_used(m, cidx[i], cities[i]))
         if i in probs: r.update(scene_label=CLASSES[int(probs[i].argmax())], confidence=float(probs[i].max()), **dict(zip(CLASSES, probs[i].tolist())), error='')
         else: r.update(scene_label=None, confidence=np.nan, **{c: np.nan for c in CLASSES}, error=errors[i])
         out.append(r)
     return pd.DataFrame(out)
+
+def unused_audio_message(long:list, # [(file, seconds)] of the files longer than the clip
+                         clip:float, # the model's clip length, seconds
+                        ) -> str:
+    "What a prediction of the first `clip` seconds left out, and how to use the rest (`--window`)"
+    unused = sum(s - clip for _, s in long)
+    ex = '; '.join(f"{Path(f).name}: {s:.1f} s, {s - clip:.1f} s unused" for f, s in long[:3]) + ('; ...' if len(long) > 3 else '')
+    return (f"{len(long)} file(s) are longer than the model's {clip:g} s clips: only their first {clip:g} s were predicted, "
+            f"{unused:.1f} s of audio were not used ({ex}); predict them window by window: asc-predict --window {clip:g} FILE... "
+            f"(predict(..., window={clip:g}))")
+
+
+# %% ../nbs/18b_predict.ipynb #e74a3a1a
+def _check_audio(path) -> tuple:
+    "(sample rate, frames, channels) of a readable audio file, from its header; `AudioError` as `load_audio` words it"
+    import soundfile as sf
+    from asc_nbdev.features import _wav_truncation
+    path = Path(path)
+    if not path.is_file(): raise AudioError(path, 'missing: no such file' if not path.exists() else 'not a file', 'missing')
+    if (size := path.stat().st_size) == 0: raise AudioError(path, 'zero-length file (0 bytes)', 'empty')
+    try:
+        with sf.SoundFile(path) as f: sr, frames, ch, fmt = f.samplerate, f.frames, f.channels, f.format
+    except Exception as e: raise AudioError(path, f'not a readable audio file ({type(e).__name__}: {str(e).strip()})', 'unreadable') from None
+    trunc = _wav_truncation(path, size) if fmt in ('WAV', 'WAVEX') else None
+    if trunc is not None: raise AudioError(path, f'truncated: the header declares {trunc[0]} frames, the file holds {frames} ({size} bytes of {trunc[1]})', 'truncated')
+    if frames == 0: raise AudioError(path, 'zero-length audio (the file holds no samples)', 'empty')
+    return sr, frames, ch
+
+def audio_seconds(path, # an audio file
+                 ) -> float:
+    "The length of an audio file in seconds, from its header (nothing decoded)"
+    sr, frames, _ = _check_audio(path); return frames / sr
+
+def audio_windows(path, # an audio file soundfile reads
+                  sr:int, # the sample rate to deliver (resampled with soxr as a stream, so block edges leave no seam)
+                  window:float, # window length, seconds
+                  hop:float|None=None, # seconds between window starts (default: `window`)
+                  block:float=60., # seconds read and decoded at a time: memory holds about one block and one window
+                 ):
+    "Yield `(start, end, padded, samples)` for each window of a file (mono float32 at `sr`); the last partial window is zero-padded (as training pads) and flagged; nothing is left out"
+    import soundfile as sf
+    hop = window if hop is None else hop
+    if window <= 0 or hop <= 0: raise ValueError(f"window and hop must be positive seconds, got window={window}, hop={hop}")
+    sr_in, frames, ch = _check_audio(path)
+    W, H = int(round(window * sr)), max(1, int(round(hop * sr)))
+    rs = None
+    if sr_in != sr:
+        import soxr
+        rs = soxr.ResampleStream(sr_in, sr, 1, dtype='float32', quality='HQ')
+    buf, b0, start, covered, done = np.zeros(0, np.float32), 0, 0, 0, False   # buf holds samples b0 .. b0+len(buf) at `sr`
+    with sf.SoundFile(path) as f:
+        while True:
+            if start > b0: buf, b0 = buf[start - b0:], start
+            while not done and b0 + len(buf) < start + W:
+                x = f.read(max(1, int(block * sr_in)), dtype='float32', always_2d=True)
+                done = len(x) == 0 or f.tell() >= frames
+                y = x.mean(1, dtype=np.float32) if ch > 1 else x[:, 0]
+                if rs is not None: y = rs.resample_chunk(np.ascontiguousarray(y), last=done)
+                buf = np.concatenate([buf, y.astype(np.float32, copy=False)])
+            end = b0 + len(buf)
+            if end >= start + W:
+                yield start / sr, (start + W) / sr, False, buf[:W].copy(); covered = start + W; start += H; continue
+            if end > covered:   # the rest: a last, partial window, padded with zeros
+                yield start / sr, end / sr, True, np.concatenate([buf, np.zeros(W - len(buf), np.float32)])
+            return
+
+def predict_windows(model, # a model file saved by asc-train, or `(model, info)` from `load_asc_model`
+                    files, # an audio file, a folder, or a list of them
+                    city=None, # the recording city (one, or one per file)
+                    time=None, # the recording start 'YYYY-MM-DD HH:MM:SS' (one, or one per file); each window's time is it plus the window's start
+                    window:float|None=None, # window length, seconds (default: the model's clip length)
+                    hop:float|None=None, # seconds between window starts (default: the window)
+                    device=None, # where to compute
+                    on_error:str='raise', # unreadable audio: 'raise', or 'skip' (one row for the file says why)
+                    batch_size:int=64, # windows predicted at a time, across files
+                    progress:bool=False, # a progress bar over the files
+                   ) -> pd.DataFrame:
+    "One row per window of every file: filename, start, end (seconds), padded, the window's time, scene label, confidence and probabilities"
+    if on_error not in ('raise', 'skip'): raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+    m, info, fp, files, cities, times = _inputs(model, files, city, time)
+    if window is None: window = fp.get('clip_seconds')
+    if window is None: raise ValueError("the model file does not say its clip length: give window= (seconds)")
+    if window <= 0 or (hop is not None and hop <= 0): raise ValueError(f"window and hop must be positive seconds, got window={window}, hop={hop}")
+    run = _Runner(m, info, fp, device)
+    rows, batch = [], []
+    def flush():
+        if not batch: return
+        p = run([b[1] for b in batch], [b[2] for b in batch], time_features([b[3] for b in batch], on_missing='zero'))
+        for (r, _, _, _), q in zip(batch, p):
+            r.update(scene_label=CLASSES[int(q.argmax())], confidence=float(q.max()), **dict(zip(CLASSES, q.tolist())), error=''); rows.append(r)
+        batch.clear()
+    for i in (progress_bar(range(len(files)), leave=False) if progress else range(len(files))):
+        c = UNKNOWN_CITY if cities[i] is None else city_index(cities[i])
+        t0 = None if times[i] is None else pd.Timestamp(times[i])
+        base = dict(filename=str(files[i]), city=cities[i], city_used=_city_used(m, c, cities[i]))
+        try:
+            for s, e, pad, y in audio_windows(files[i], run.fe.sr, window, hop):
+                t = '' if t0 is None else (t0 + pd.Timedelta(seconds=s)).strftime(TIME_FORMAT)
+                batch.append((dict(base, start=round(s, 3), end=round(e, 3), padded=pad, time=t or None), y, c, t))
+                if len(batch) >= batch_size: flush()
+        except AudioError as e:
+            if on_error == 'raise': raise
+            flush(); rows.append(dict(base, start=np.nan, end=np.nan, padded=False, time=times[i], scene_label=None, confidence=np.nan,
+                                      **{k: np.nan for k in CLASSES}, error=str(e)))
+    flush()
+    cols = ['filename', 'start', 'end', 'padded', 'city', 'time', 'city_used', 'scene_label', 'confidence'] + list(CLASSES) + ['error']
+    out = pd.DataFrame(rows, columns=cols)
+    order = {str(f): k for k, f in enumerate(files)}
+    return out.sort_values(['filename', 'start'], key=lambda s: s.map(order) if s.name == 'filename' else s, kind='stable').reset_index(drop=True)
+
+def file_summary(win:pd.DataFrame, # the frame `predict_windows` returns
+                ) -> pd.DataFrame:
+    "One row per file: its windows' probabilities averaged (as `--aggregate` averages a session), the most likely scene, the seconds covered"
+    ok = win[win.error == '']
+    g = ok.groupby('filename', sort=False)
+    out = g[list(CLASSES)].mean()
+    P = out.to_numpy()
+    out.insert(0, 'windows', g.size()); out.insert(1, 'seconds', g['end'].max()); out.insert(2, 'padded_windows', g['padded'].sum().astype(int))
+    out.insert(3, 'scene_label', [CLASSES[k] for k in P.argmax(1)] if len(P) else []); out.insert(4, 'confidence', P.max(1) if len(P) else [])
+    out = out.reset_index()
+    bad = win[win.error != ''][['filename', 'error']]
+    return pd.concat([out.assign(error=''), bad], ignore_index=True) if len(bad) else out.assign(error='')
+
+def plot_timeline(pred:pd.DataFrame, # the frame `predict_windows` returns
+                  filename=None, # the file to draw (default: the first)
+                  figsize=(9, 3.6), # matplotlib figure size
+                  title:str|None=None, # figure title (default: the file's name)
+                 ):
+    "Scene over time for one file: the probabilities of every class per window as a heat map, the top class and its confidence below"
+    import matplotlib.pyplot as plt
+    w = pred[pred.error == '']
+    if filename is None and len(w): filename = w.filename.iloc[0]
+    w = w[w.filename == str(filename)]
+    if not len(w): raise ValueError(f"no predicted windows of {filename!r} in the frame")
+    P = w[list(CLASSES)].to_numpy().T; s, e = w.start.to_numpy(), w.end.to_numpy()
+    fig, (a, b) = plt.subplots(2, 1, figsize=figsize, sharex=True, gridspec_kw=dict(height_ratios=[3, 1.2]))
+    edges = np.append(s, e[-1])   # overlapping windows (hop < window) are drawn a hop wide
+    a.pcolormesh(edges, np.arange(len(CLASSES) + 1), P, cmap='viridis', vmin=0, vmax=1, shading='flat')
+    a.set_yticks(np.arange(len(CLASSES)) + .5, CLASSES, fontsize=7); a.set_title(title or Path(str(filename)).name, fontsize=9)
+    top = w[list(CLASSES)].to_numpy().argmax(1)
+    cmap = plt.get_cmap('tab10')
+    for k in range(len(w)):
+        b.bar(s[k], w.confidence.iloc[k], width=e[k] - s[k], align='edge', color=cmap(top[k] % 10), alpha=.5 if w.padded.iloc[k] else 1)
+    runs = np.flatnonzero(np.r_[True, top[1:] != top[:-1]])
+    for r in runs: b.text(s[r], 1.02, CLASSES[top[r]], fontsize=7, va='bottom')
+    b.set_ylim(0, 1.3); b.set_ylabel('confidence', fontsize=8); b.set_xlabel('seconds')
+    plt.tight_layout()
+    return fig
+
