@@ -22,7 +22,8 @@ from .fcnn import FCNN
 # %% auto #0
 __all__ = ['MODELS', 'MODEL_INFO', 'MODEL_FORMAT', 'ONNX_INPUTS', 'ONNX_EXPORTERS', 'create_model', 'FoldEnsemble',
            'save_asc_model', 'load_asc_model', 'asc_splitter', 'count_params', 'replace_head', 'freeze_blocks',
-           'unfreeze', 'param_table', 'check_onnx', 'export_onnx', 'onnx_metadata', 'asc_export']
+           'unfreeze', 'param_table', 'model_complexity', 'complexity_table', 'check_onnx', 'export_onnx',
+           'onnx_metadata', 'asc_export']
 
 # %% ../../nbs/11_models.zoo.ipynb #645df0ba
 MODELS = {'se_trans': SETrans, 'resnet_attention': ResNetAttention, 'mobileascnet': MobileASCNet, 'fcnn': FCNN}
@@ -216,6 +217,37 @@ def param_table(n_classes:int=10, # output classes
         rows.append(dict(model=name, recipe=info['recipe'], source=info['source'], params=n,
                          params_M=round(n / 1e6, 3), body_M=round(count_params(m.body) / 1e6, 3),
                          head_M=round(count_params(m.head) / 1e6, 3), paper=info['paper_params'], vs_paper=diff))
+    return pd.DataFrame(rows)
+
+# %% ../../nbs/11_models.zoo.ipynb #e90c8de4
+def model_complexity(model:nn.Module, # a zoo model (or any taking x, city, time)
+                     seconds:float=10.0, # clip length the MACs are counted for
+                     sr:int=44100, # sample rate of the features
+                     hop_length:int=882, # the log-mel hop (`LOGMEL_DEFAULTS`)
+                     n_mels:int=64, # mel bands
+                    ) -> dict:
+    "Parameters, MACs per clip of `seconds` and the weights' size in fp32/fp16/int8 (KiB), as DCASE Task 1 reports them"
+    from torch.utils.flop_counter import FlopCounterMode
+    frames = int(seconds * sr) // hop_length
+    p = next(model.parameters(), None); dev = p.device if p is not None else torch.device('cpu')
+    x = torch.zeros(1, 1, frames, n_mels, device=dev); c = torch.zeros(1, dtype=torch.long, device=dev)
+    t = torch.zeros(1, N_TIME_FEATURES, device=dev)
+    was = model.training; model.eval()
+    try:
+        with FlopCounterMode(display=False) as fc, torch.no_grad(): model(x, c, t)
+    finally: model.train(was)
+    n = count_params(model)
+    return dict(params=n, params_M=round(n / 1e6, 3), macs_M=round(fc.get_total_flops() / 2 / 1e6, 1), seconds=seconds, frames=frames,
+                size_fp32_KiB=round(n * 4 / 1024, 1), size_fp16_KiB=round(n * 2 / 1024, 1), size_int8_KiB=round(n / 1024, 1))
+
+def complexity_table(seconds:float=10.0, # clip length the MACs are counted for
+                     metadata:bool=True, # city and time on
+                    ) -> pd.DataFrame:
+    "`model_complexity` of every model of the zoo at its defaults, with the papers' parameter figures"
+    rows = []
+    for name in MODELS:
+        info = MODEL_INFO[name]
+        rows.append(dict(model=name, recipe=info['recipe'], **model_complexity(create_model(name, metadata=metadata), seconds), paper=info['paper_params']))
     return pd.DataFrame(rows)
 
 # %% ../../nbs/11_models.zoo.ipynb #5b0e0a02
