@@ -93,7 +93,7 @@ class RunConfig:
     reference_model: str|None = None # hard-sample recipes (atmaja2025): a model file whose confidence weights the training clips (default: train the baseline as stage1_reference)
     seeds: int|None = None # repeat the run with N training seeds (--seed, +1, ...; same data and validation split): OUT/seed0..., mean and std in OUT/report.json
     folds: int|None = None # repeat the run over K grouped folds of the split's groups (recordings by default): OUT/fold0..., mean and std
-    cv: int|None = None # train K fold models in every training stage (labeled clips in K folds grouped by the split's groups, recordings by default): figures out of fold over every labeled clip, the kept stage chosen on them, pseudo-labels from the K models' average; the final model is that ensemble (K times the training)
+    cv: Annotated[int|None, dict(nargs='?', const=5)] = None # `--cv` alone: 5 (off by default: measured in bench/small_data.md, K times the training); train K fold models in every training stage (labeled clips in K folds grouped by the split's groups, recordings by default): figures out of fold over every labeled clip, the kept stage chosen on them, pseudo-labels from the K models' average; the final model is that ensemble (K times the training)
     distill: bool = False # with --cv: train one student on the fold ensemble's soft targets (labeled + unlabeled dev clips); OUT/model.pt is then that one model
     student: str|None = None # --distill: the student's recipe (default: the run's; e.g. li2025 for a MobileASCNet student of baseline folds)
     precision: Annotated[str, dict(choices=list(PRECISIONS))] = 'auto' # auto: fp32 (bf16 measured no faster and less accurate here, bench/gpu.md); bf16/fp16 need a GPU

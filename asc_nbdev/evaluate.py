@@ -101,7 +101,9 @@ def load_run(run_dir, # a folder made by `asc-train` / `run_pipeline`
     valid, pseudo = {}, {}
     for s in rep['stages']:
         if s['name'].startswith('stage0'): continue   # pre-training: other classes and data
-        valid[s['name']] = _read_probs(_need(run/s['name']/'valid_probs.csv', run, f"validation predictions of {s['name']}"), run)
+        if s.get('role') == 'student': continue   # --distill: its labeled clips were in its training, no validation figure of its own
+        f = 'oof_probs.csv' if s.get('cv') else 'valid_probs.csv'   # --cv: every labeled clip, predicted out of fold
+        valid[s['name']] = _read_probs(_need(run/s['name']/f, run, f"{'out-of-fold' if s.get('cv') else 'validation'} predictions of {s['name']}"), run)
         if m := re.fullmatch(r'stage3_retrain_r(\d+)', s['name']):
             d = run/f'stage2_pseudo_r{m[1]}'
             pl = pd.read_csv(_need(d/'pseudo_labels.csv', run, f'pseudo-labels of round {m[1]}'), dtype={'filename': str},
@@ -195,7 +197,7 @@ def stage_table(report:dict, # a run's report.json, as a dict
     "Every stage's numbers from a run's report.json, one row per (stage, split)"
     rows = []
     for s in report['stages']:
-        rows.append(dict(stage=s['name'], split=valid_split(s.get('split', report['split'])), n=s.get('n_valid'),
+        rows.append(dict(stage=s['name'], split=("the teacher's out-of-fold figure (a student has no held-out clip)" if s.get('role') == 'student' else valid_split(s.get('split', report['split'])) + (f", out of fold ({s['cv']} folds)" if s.get('cv') else '')), n=s.get('n_valid'),
                          accuracy=s.get('accuracy'), balanced_accuracy=s.get('balanced_accuracy'),
                          city_accuracy=s.get('city_accuracy'), n_train=s.get('n_train'), epochs_run=s.get('epochs_run'),
                          best_epoch=s.get('best_epoch'), seconds=s.get('seconds')))
@@ -293,8 +295,12 @@ class RunReport:
         if final is not None:
             vp = run.valid[final]
             seen = None
-            if dev is not None: seen = set(dev['location'][~dev['filename'].isin(set(vp['filename']))])
-            self._add_split(valid_split(rep['split']), final, prediction_frame(vp, vp['label'], dev, seen, f'{final}/valid_probs.csv'), vp)
+            if 'unseen_city' in vp and dev is not None:   # --cv: a city is seen where its fold trained on it
+                seen = set(dev.set_index('filename').reindex(vp['filename'][~vp['unseen_city'].astype(bool)])['location'])
+            elif dev is not None: seen = set(dev['location'][~dev['filename'].isin(set(vp['filename']))])
+            cv = rep.get('cv')
+            self._add_split(valid_split(rep['split']) + (f", out of fold ({cv['folds']} folds)" if cv else ''), final,
+                            prediction_frame(vp, vp['label'], dev, seen, f"{final}/{'oof_probs' if cv else 'valid_probs'}.csv"), vp)
         if run.eval_probs is not None and run.truth is not None:
             ep = run.eval_probs; tl = run.truth.reindex(ep['filename'])
             if tl.isna().any():

@@ -392,10 +392,10 @@ def train_folds(ctx:RunContext, # the run (`folds` set)
     test = evaluate_test(ens, SimpleNamespace(test_dl=lambda meta: model_loader(ctx.cache, meta, st)), ctx.test_meta, ctx.seen, ctx.cfg.aggregate)
     o = _oof_figures(oof, per_fold)
     if is_main_process(): _savefig(plot_fold_figures(dict(name=name, oof=o, **({'test': test} if test else {}))), d/'folds.png')
-    res = dict(name=name, split=f'{ctx.split.strategy} ({K} folds, out of fold)', cv=K, models=K, accuracy=o['accuracy'],
+    res = dict(name=name, split=ctx.split.strategy, cv=K, models=K, accuracy=o['accuracy'],
                balanced_accuracy=o['balanced_accuracy'], city_accuracy=float(np.mean([r['city_accuracy'] for r in folds])),
                n_train=int(round(np.mean([r['n_train'] for r in folds]))), n_valid=o['n'], epochs_run=int(sum(r['epochs_run'] for r in folds)),
-               best_epoch=[r['best_epoch'] for r in folds], monitor=folds[0]['monitor'], oof=o, **({'test': test} if test else {}))
+               best_epoch=int(np.median([r['best_epoch'] for r in folds])), monitor=folds[0]['monitor'], oof=o, **({'test': test} if test else {}))
     if 'n_pseudo' in folds[0]:
         res.update(n_labeled=o['n'], n_pseudo=int(round(np.mean([r['n_pseudo'] for r in folds]))), pseudo_dropped=int(sum(r['pseudo_dropped'] for r in folds)))
     if 'hard_samples' in folds[0]: res['hard_samples'] = dict(folds[0]['hard_samples'], per_fold=[r['hard_samples']['hard'] for r in folds])
@@ -815,7 +815,7 @@ class Distill(Stage):
         epochs = int(min(r.epochs, max(1, np.median([max(f['best_epoch'], f.get('audio_best_epoch', 0)) + 1 for f in pf]))))
         res = ctx.train(d, r, _distill_loaders(ctx, r, targets), None, 'retrain', self.name, None, keep='last', epochs=epochs)
         est = t.get('oof') or {}
-        return dict(res, split='none (labeled clips in training)', role='student', teacher=t['name'], teacher_models=t.get('models', 1),
+        return dict(res, split='none', role='student', teacher=t['name'], teacher_models=t.get('models', 1),
                     accuracy_fit=res['accuracy'], balanced_accuracy_fit=res['balanced_accuracy'],
                     accuracy=est.get('accuracy', t['accuracy']), balanced_accuracy=est.get('balanced_accuracy', t['balanced_accuracy']),
                     estimate="the teacher's out-of-fold figures (the student has no held-out clip)", epochs=epochs,

@@ -80,7 +80,7 @@ def format_report(rep:dict, # a run's report (`run_pipeline`) or a repeated run'
     rows = []
     for s in rep['stages']:
         t = s.get('test') or {}
-        rows.append(dict(stage=s['name'], split=s.get('split', '-'), accuracy=s.get('accuracy'), balanced_accuracy=s.get('balanced_accuracy'),
+        rows.append(dict(stage=s['name'], split=s.get('split', '-') + (f", {s['cv']} folds, out of fold" if s.get('cv') else ''), accuracy=s.get('accuracy'), balanced_accuracy=s.get('balanced_accuracy'),
                          test_accuracy=t.get('accuracy'), n_train=s.get('n_train'), n_valid=s.get('n_valid'), seconds=s.get('seconds')))
     df = pd.DataFrame(rows)
     lines = [f"recipe {rep['recipe']}, metadata {'on' if rep['metadata'] else 'off'}, validation on the {rep['split']} split"
@@ -95,7 +95,7 @@ def format_report(rep:dict, # a run's report (`run_pipeline`) or a repeated run'
         lines.append(f"round {pr['round']}: {pr['accepted']} of {pr['total']} pseudo-labels accepted, mean confidence "
                      f"{pr['mean_confidence_accepted'] if pr['mean_confidence_accepted'] == pr['mean_confidence_accepted'] else float('nan'):.3f}"
                      + (f", accuracy {pr['accuracy']:.3f} (against truth)" if pr.get('accuracy') is not None and pr['accuracy'] == pr['accuracy'] else '')
-                     + f"; teacher {pr['teacher']} (validation {pr['teacher_valid_accuracy']:.3f})" + ('' if pr.get('retrained', True) else '; retraining skipped'))
+                     + f"; teacher {pr['teacher']} ({'out of fold' if rep.get('cv') else 'validation'} {pr['teacher_valid_accuracy']:.3f})" + ('' if pr.get('retrained', True) else '; retraining skipped'))
     if rep.get('cv'):
         cv = rep['cv']
         lines.append(f"--cv {cv['folds']}: every training stage trained {cv['folds']} models, one per fold of the labeled {cv.get('group') or 'clip'}s "
@@ -105,7 +105,7 @@ def format_report(rep:dict, # a run's report (`run_pipeline`) or a repeated run'
         how = 'out-of-fold' if rep.get('cv') else 'validation'
         lines.append(f"final model: {rep['kept']} (the best {how} figure)" + (f", its {fm['models']}-model fold ensemble" if fm.get('kind') == 'fold ensemble' else ''))
     if d := rep.get('distill'):
-        lines.append(f"distilled: {d['student_recipe']} trained {d['epochs']} epochs on the soft targets of {d['teacher']}'s {d['teacher_models']} models "
+        lines.append(f"distilled: {d['student_recipe']} trained {d['epochs']} epoch{'s' if d['epochs'] != 1 else ''} on the soft targets of {d['teacher']}'s {d['teacher_models']} models "
                      f"(temperature {d['temperature']}, true-label weight {d['hard_weight']}); OUT/model.pt is that one student")
     if e := rep.get('estimate'):
         lines.append(f"estimate ({e['source']}): accuracy {e['accuracy']:.3f}, balanced accuracy {e['balanced_accuracy']:.3f}"

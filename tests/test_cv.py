@@ -119,3 +119,11 @@ def test_hard_samples_out_of_fold(tmp_path):
 def test_bad_combinations(tmp_path, args, msg):
     r = run_cli('asc-train', '--demo', *args, '--out', tmp_path/'o', check=False)
     assert r.returncode != 0 and msg in r.stderr, r.stderr[-2000:]
+
+def test_report_of_a_cv_run(cv_run, tmp_path):
+    "asc-report reads the out-of-fold predictions of a --cv run (no single validation split exists)"
+    out, _, _ = cv_run
+    r = run_cli('asc-report', out, '--out', tmp_path/'rep', '--no-siblings')
+    assert 'out of fold (3 folds)' in r.stdout
+    md = (tmp_path/'rep'/'index.md').read_text()
+    assert 'validation (recording split), out of fold (3 folds)' in md
