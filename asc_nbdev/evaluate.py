@@ -289,6 +289,13 @@ class RunReport:
                          rounds=rep.get('rounds'), **{f'data_{k}': v for k, v in (rep.get('data') or {}).items() if not isinstance(v, str)},
                          **{f'{k}_path': (None if v is None else str(v)) for k, v in run.data.items()})
         self.stages = stage_table(rep)
+        self.model = None
+        if (run.path/'model.pt').is_file():   # the final model's complexity, as DCASE Task 1 reports it
+            from asc_nbdev.models.zoo import load_asc_model, model_complexity
+            m, minfo = load_asc_model(run.path/'model.pt')
+            cx = model_complexity(m, seconds=(minfo.get('features') or {}).get('clip_seconds') or 10.0)
+            kind = f"fold ensemble of {len(m)} {m.members[0].arch}" if minfo['arch'] == 'ensemble' else minfo['arch']
+            self.model = pd.DataFrame([dict(model=kind, **{k: cx[k] for k in ('params_M', 'macs_M', 'seconds', 'size_fp32_KiB', 'size_fp16_KiB', 'size_int8_KiB')})]).set_index('model')
         self.splits = {}
         final = rep.get('kept') if rep.get('kept') in run.valid else next(reversed(run.valid), None)   # the stage model.pt holds
         dev = run.dev
@@ -352,6 +359,7 @@ class RunReport:
             out[f'pseudo_labels_per_class, {PSEUDO_SPLIT}'] = _table_json(_wide_rounds(self.pseudo_classes))
         if self.compare is not None: out['compare'] = _table_json(self.compare)
         if self.leakage is not None: out['leakage'] = _table_json(self.leakage)
+        if self.model is not None: out['model'] = _table_json(self.model)
         return _jsonable(out)
 
     def __repr__(self):
@@ -488,6 +496,9 @@ def blocks(self:RunReport,
     B += [('h', 2, 'Accuracy per stage and split'), ('table', self.stages.set_index(['stage', 'split']),
            'From report.json: each stage\'s best epoch on the validation split; test numbers from each stage\'s model.')]
     fig('stages.png')
+    if self.model is not None:
+        B += [('h', 2, 'The final model'), ('table', self.model, "model.pt: parameters (millions), multiply-accumulates per clip of the "
+               "model's length (millions; model_complexity) and the weights' size in fp32 / fp16 / int8 (KiB), as DCASE Task 1 reports them")]
     for name, d in self.splits.items():
         s = _slug(name); sm = d['summary']
         B += [('h', 2, f"{name}: {d['source']}"),

@@ -127,3 +127,14 @@ def test_report_of_a_cv_run(cv_run, tmp_path):
     assert 'out of fold (3 folds)' in r.stdout
     md = (tmp_path/'rep'/'index.md').read_text()
     assert 'validation (recording split), out of fold (3 folds)' in md
+
+def test_report_names_the_ensemble_and_its_cost(cv_run, tmp_path):
+    out, _, _ = cv_run
+    run_cli('asc-report', out, '--out', tmp_path/'rep', '--no-siblings')
+    s = json.loads((tmp_path/'rep'/'summary.json').read_text())
+    m = load_asc_model(out/'model.pt')[0]
+    want = model_complexity(m, seconds=2.0)                                    # the demo's 2 s clips
+    row = s['model']['fold ensemble of 3 mobileascnet']
+    assert (row['params_M'], row['macs_M']) == (want['params_M'], want['macs_M'])
+    one = model_complexity(m.members[0], seconds=2.0)
+    assert abs(row['params_M'] - 3 * one['params_M']) <= 0.002                  # three members' weights
