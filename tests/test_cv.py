@@ -62,6 +62,18 @@ def test_kept_on_out_of_fold_and_ensemble_model(cv_run, tmp_path):
     run_cli('asc-predict', '--model', out/'model.pt', '--meta', out/'data'/'eval_metadata.csv', '--audio', out/'data'/'audio', '--out', tmp_path/'sub.csv')
     assert pd.read_csv(tmp_path/'sub.csv').equals(pd.read_csv(out/'submission.csv'))
 
+def test_report_names_the_ensemble_and_its_cost(cv_run, tmp_path):
+    "Before --distill replaces it (tests run in file order): model.pt is the 3-model ensemble, and asc-report gives its cost"
+    out, _, _ = cv_run
+    run_cli('asc-report', out, '--out', tmp_path/'rep', '--no-siblings')
+    s = json.loads((tmp_path/'rep'/'summary.json').read_text())
+    m = load_asc_model(out/'model.pt')[0]
+    want = model_complexity(m, seconds=2.0)                                    # the demo's 2 s clips
+    row = s['model']['fold ensemble of 3 mobileascnet']
+    assert (row['params_M'], row['macs_M']) == (want['params_M'], want['macs_M'])
+    one = model_complexity(m.members[0], seconds=2.0)
+    assert abs(row['params_M'] - 3 * one['params_M']) <= 0.002                  # three members' weights
+
 def test_pseudo_labels_from_the_ensemble(cv_run):
     "Round 1's teacher is the stage-1 ensemble: its saved probabilities are those of the 3 fold models averaged (then per session)"
     out, _, rep = cv_run
@@ -108,7 +120,7 @@ def test_hard_samples_out_of_fold(tmp_path):
     assert s1['hard_samples']['out_of_fold'] == s1['hard_samples']['n']   # every training clip of fold 0: its confidence known out of fold
     oof = pd.read_csv(out/'stage1_reference'/'oof_probs.csv', dtype={'filename': str})
     hs = pd.read_csv(out/'stage1_train'/'fold0'/'hard_samples.csv', dtype={'filename': str}).merge(oof, on='filename')
-    np.testing.assert_allclose(hs.confidence, hs[CLASSES].max(1), atol=1e-4)
+    np.testing.assert_allclose(hs.confidence, hs[CLASSES].max(axis=1), atol=1e-4)
 
 @pytest.mark.parametrize('args,msg', [
     (['--distill'], '--distill distils the fold ensemble of --cv K'),
@@ -127,14 +139,3 @@ def test_report_of_a_cv_run(cv_run, tmp_path):
     assert 'out of fold (3 folds)' in r.stdout
     md = (tmp_path/'rep'/'index.md').read_text()
     assert 'validation (recording split), out of fold (3 folds)' in md
-
-def test_report_names_the_ensemble_and_its_cost(cv_run, tmp_path):
-    out, _, _ = cv_run
-    run_cli('asc-report', out, '--out', tmp_path/'rep', '--no-siblings')
-    s = json.loads((tmp_path/'rep'/'summary.json').read_text())
-    m = load_asc_model(out/'model.pt')[0]
-    want = model_complexity(m, seconds=2.0)                                    # the demo's 2 s clips
-    row = s['model']['fold ensemble of 3 mobileascnet']
-    assert (row['params_M'], row['macs_M']) == (want['params_M'], want['macs_M'])
-    one = model_complexity(m.members[0], seconds=2.0)
-    assert abs(row['params_M'] - 3 * one['params_M']) <= 0.002                  # three members' weights
