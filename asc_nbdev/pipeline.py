@@ -164,7 +164,7 @@ def _hard_weights(d, recipe, dls, reference, device=None) -> dict:
     known = None
     if reference.get('oof') is not None:   # --cv: each labeled clip's confidence from the reference fold model that did not train on it
         oof = pd.read_csv(reference['oof'], dtype={'filename': str})
-        known = dict(zip(oof.filename, oof[list(CLASSES)].max(1)))
+        known = dict(zip(oof.filename, oof[list(CLASSES)].max(axis=1)))
     hs = weight_hard_samples(dls, m, recipe.hard_threshold, device=device, stats=(st.get('mean'), st.get('std')), known=known)
     n = len(hs['confidence'])
     with atomic_write(d/'hard_samples.csv', 'w') as f:
@@ -746,8 +746,11 @@ class Retrain(_Trained):
 def kept_stage(ctx:RunContext, # the run, its trained stages recorded
               ) -> dict:
     "The record of the trained stage with the best validation figure (out of fold with `--cv`; ties: the later one)"
-    trained = [s for s in ctx.report['stages'] if s.get('role') not in ('reference', 'student') and s['name'] != 'stage0_pretrain']
-    return max(reversed(trained), key=lambda s: s[ctx.recipe.monitor])
+    return max(reversed(_trained_stages(ctx.report)), key=lambda s: s[ctx.recipe.monitor])
+
+def _trained_stages(rep:dict) -> list:
+    "The records of the stages that trained a candidate final model (not pre-training, the reference or a student)"
+    return [s for s in rep['stages'] if s.get('role') not in ('reference', 'student') and s['name'] != 'stage0_pretrain']
 
 def student_recipe(ctx:RunContext, # the run
                   ) -> Recipe:
@@ -834,7 +837,7 @@ class Final(Stage):
             d:Path, # the stage's folder
            ):
         rep, recipe = ctx.report, ctx.recipe
-        trained = [s for s in rep['stages'] if s.get('role') not in ('reference', 'student') and s['name'] != 'stage0_pretrain']
+        trained = _trained_stages(rep)
         kept = kept_stage(ctx); rep['kept'] = kept['name']
         how = 'out-of-fold' if ctx.folds else 'validation'
         if len(trained) > 1:
