@@ -65,7 +65,7 @@ def _window_outputs(res:pd.DataFrame, out, plot:bool) -> None:
           + (f"; {len(bad)} files could not be read (their rows say why)" if len(bad) else ''))
     print(fs[['filename', 'windows', 'seconds', 'scene_label', 'confidence', 'error']].head(20).to_string(index=False))
     if plot and len(res) > len(bad):
-        import matplotlib; matplotlib.use('Agg', force=False)
+        file_backend()   # Agg in a script; a notebook keeps its inline figures
         import matplotlib.pyplot as plt
         names = list(dict.fromkeys(res.filename[res.error == '']))[:6]
         png = Path(out).with_suffix('.png')

@@ -16,7 +16,8 @@ warnings.filterwarnings('ignore', message=r'`torch\.jit\.script` is deprecated',
 __all__ = ['CLASSES', 'CITIES', 'N_CLASSES', 'UNKNOWN_CITY', 'N_CITY_TOKENS', 'N_TIME_FEATURES', 'SAMPLE_RATE', 'CLIP_SECONDS',
            'class_index', 'city_index', 'is_known_city', 'seed_everything', 'expect', 'pick_device', 'process_rank',
            'process_count', 'is_main_process', 'processes_joined', 'init_processes', 'own_writes', 'process_barrier',
-           'gather_objects', 'broadcast_object', 'atomic_write', 'atomic_path', 'save_json', 'load_json']
+           'gather_objects', 'broadcast_object', 'atomic_write', 'atomic_path', 'save_json', 'load_json',
+           'file_backend']
 
 # %% ../nbs/00_core.ipynb #985be1c2
 CLASSES = ['Bus', 'Airport', 'Metro', 'Restaurant', 'Shopping mall', 'Public square',
@@ -230,3 +231,11 @@ def _json_default(o):
     if isinstance(o, np.ndarray): return o.tolist()
     if isinstance(o, Path): return str(o)
     raise TypeError(f'{type(o).__name__} is not JSON serialisable')
+
+# %% ../nbs/00_core.ipynb #adc35e71
+def file_backend() -> str:
+    "Use matplotlib's Agg backend in a script or worker process; inside IPython keep the notebook's backend. Returns the backend"
+    import sys, matplotlib
+    ip = sys.modules.get('IPython')
+    if ip is None or getattr(ip, 'get_ipython', lambda: None)() is None: matplotlib.use('Agg', force=False)
+    return matplotlib.get_backend()

@@ -307,11 +307,12 @@ def audio(self:ClipExplorer,
 @patch
 def figure(self:ClipExplorer,
            figsize=(9, 2.8), # matplotlib figure size
+           dpi:float|None=100, # its resolution (the panel's default, whatever a notebook set in `rcParams`); None: `rcParams`
           ):
     "A matplotlib figure of the shown clip: log-mel spectrogram and class probabilities"
     import matplotlib.pyplot as plt
     cur = self.current
-    fig, (a, b) = plt.subplots(1, 2, figsize=figsize, gridspec_kw=dict(width_ratios=[3, 2]))
+    fig, (a, b) = plt.subplots(1, 2, figsize=figsize, gridspec_kw=dict(width_ratios=[3, 2]), dpi=dpi)
     if cur is None:
         for ax in (a, b): ax.axis('off')
         a.text(0, 0.5, 'no clip passes the filters'); return fig

@@ -111,7 +111,7 @@ def evaluate_test(model, # the model to score
     return res
 
 def _save_stage_plots(d, learn, summary, dls, title):
-    import matplotlib; matplotlib.use('Agg', force=False)
+    file_backend()   # Agg in a script; a notebook keeps its inline figures
     import matplotlib.pyplot as plt
     probs = predict_probs(learn.model, dls.valid)   # every process takes part (a share each); rank 0 alone draws and writes
     if not is_main_process(): return probs

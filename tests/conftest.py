@@ -24,3 +24,13 @@ def shared_data():
 def cli_runner(name, timeout=300):
     "A function running console script `name` with arguments, unchecked (tests read returncode, stdout, stderr)"
     return lambda *args: run_cli(name, *args, check=False, timeout=timeout)
+
+@pytest.fixture(scope='module')
+def driver():
+    "A headless Chromium driven by Selenium (tests/browser.py); the test skips, saying why, where none can be had"
+    from browser import find_chromium, chrome
+    found = find_chromium()
+    if isinstance(found, str): pytest.skip(found)
+    d = chrome(*found)
+    yield d
+    d.quit()
