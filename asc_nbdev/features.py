@@ -37,6 +37,7 @@ class AudioError(ValueError):
                 ):
         self.path, self.problem, self.kind = str(path), problem, kind
         super().__init__(f'{path}: {problem}')
+    def __reduce__(self): return type(self), (self.path, self.problem, self.kind)   # it travels back from decoding processes
 
 @dataclass
 class AudioInfo:
@@ -469,10 +470,10 @@ def load_feature_cache(out, # folder of the feature cache (the `out` it was buil
     return FeatureCache(out)
 
 # %% ../nbs/03_features.ipynb #757a42f9
-def _try_load(path, sr, duration, fe=None, dtype=None):
-    "(waveform, AudioInfo), or its log-mel (on the CPU, when `fe` is given), or (None, AudioError)"
-    try: y, info = load_audio(path, sr=sr, duration=duration,
-                              out=None if fe is None else _scratch('clip', (int(round(duration*sr)),), np.float32))
+def _try_load(path, sr, duration, fe=None, dtype=None, out=None):
+    "(waveform, AudioInfo), or its log-mel (on the CPU, when `fe` is given), or (None, AudioError); the waveform in `out` if given"
+    if out is None and fe is not None: out = _scratch('clip', (int(round(duration*sr)),), np.float32)
+    try: y, info = load_audio(path, sr=sr, duration=duration, out=out)
     except AudioError as e:
         if e.kind == 'missing' and Path(path).suffix == AUDIO_EXTENSIONS[0] and not Path(path).exists():   # (found by `find_audio`)
             e = AudioError(path, f"missing: no such file, nor {Path(path).stem}{' or '.join(AUDIO_EXTENSIONS[1:])}", 'missing')
@@ -506,6 +507,27 @@ def _decoded(jobs, fn, workers:int):
             if nxt is not None: pending.append((nxt, [ex.submit(fn, r) for r in nxt]))
             yield rows, [f.result() for f in futs]
     finally: ex.shutdown(wait=True, cancel_futures=True)
+
+class _DecodeBatches(torch.utils.data.Dataset):
+    "Batch j of `jobs` -> (rows, [(position in the waveforms or None, AudioInfo or AudioError)], waveforms): a decoding process's work"
+    def __init__(self, jobs, paths, sr, seconds): self.jobs, self.paths, self.sr, self.seconds = jobs, paths, sr, seconds
+    def __len__(self): return len(self.jobs)
+    def __getitem__(self, j):
+        rows = self.jobs[j]
+        x = torch.empty(len(rows), int(round(self.seconds*self.sr))).share_memory_()   # decoded in place, sent without a copy
+        xa, res, k = x.numpy(), [], 0
+        for r in rows:
+            y, info = _try_load(self.paths[r], self.sr, self.seconds, out=xa[k])
+            res.append((None if y is None else k, info)); k += y is not None
+        return rows, res, x[:k]
+
+def _decoded_procs(jobs, paths, sr, seconds, decoders:int, pin:bool):
+    "Yield (rows, res, waveforms) per batch of `jobs`: `decoders` worker processes (a PyTorch DataLoader) decode ahead of use"
+    dl = torch.utils.data.DataLoader(_DecodeBatches(jobs, paths, sr, seconds), batch_size=None, num_workers=decoders, pin_memory=pin,
+                                     prefetch_factor=2)
+    it = iter(dl)
+    try: yield from it
+    finally: del it                         # stops the processes, also when the caller stops early
 
 def _read_progress(path, plan:str):
     "Finished rows {row: (stat, padded, cropped)} and skipped rows {row: (stat, problem)} logged by an interrupted run"
@@ -607,35 +629,45 @@ def _copy_rows(p, mm, names, stats, done, skipped, log) -> int:
     if carry: log({'skipped': carry}); skipped.update({r: (st, q) for r, st, q in carry})
     return n
 
-def _compute_rows(p, mm, paths, stats, done, skipped, log, sr, dtype, device, batch_size, workers, on_error, progress, after_batch) -> int:
+def _compute_rows(p, mm, paths, stats, done, skipped, log, sr, dtype, device, batch_size, workers, on_error, progress, after_batch,
+                  decoders=0) -> int:
     "Decode and compute every row not done yet, batch by batch, logging each batch; returns the rows computed"
     todo = [r for r in range(len(paths)) if r not in done and r not in skipped]
     jobs = [todo[i:i+batch_size] for i in range(0, len(todo), batch_size)]
     dev = pick_device(device); fe, on_cpu = p.fe.to(dev), dev.type == 'cpu'
-    n, batches, pbar = 0, None, None
-    # CPU: each worker thread (or this one) decodes and computes whole clips, with PyTorch's own threads set to 1:
-    # its parallel regions are too small for these ops, and on a busy machine they wait for each other;
-    # GPU: the workers decode and the GPU computes each batch at once
+    n, batches, pbar, pool, tdt = 0, None, None, None, getattr(torch, dtype)
+    # threads (decoders=0): on the CPU each worker thread (or this one) decodes and computes whole clips, with PyTorch's
+    # own threads set to 1 (its parallel regions are too small for these ops, and on a busy machine they wait for each
+    # other); on a GPU the threads decode and the GPU computes each batch at once.
+    # decoders > 0: worker processes decode, this process computes each batch: the GPU in one call, the CPU a clip per thread
+    def compute(x):
+        if not on_cpu:
+            with torch.inference_mode(): return fe(x.to(dev, non_blocking=True)).to(tdt).cpu().numpy()
+        def one(y):
+            with torch.inference_mode(): return fe(y).to(tdt).numpy()
+        return np.stack(list(pool.map(one, x)) if pool is not None else [one(y) for y in x])
     with _torch_threads(1 if on_cpu else None):
-        fn = (lambda r: _try_load(paths[r], sr, p.clip_seconds, fe, dtype)) if on_cpu else (lambda r: _try_load(paths[r], sr, p.clip_seconds))
         try:
-            batches = _decoded(jobs, fn, workers)
+            if decoders > 0:
+                if on_cpu and workers > 1: pool = ThreadPoolExecutor(workers, thread_name_prefix='asc-features')
+                batches = _decoded_procs(jobs, paths, sr, p.clip_seconds, decoders, pin=not on_cpu)
+            else:
+                fn = (lambda r: _try_load(paths[r], sr, p.clip_seconds, fe, dtype)) if on_cpu else (lambda r: _try_load(paths[r], sr, p.clip_seconds))
+                batches = ((rows, res, None) for rows, res in _decoded(jobs, fn, workers))
             pbar = progress_bar(batches, total=len(jobs)) if progress and jobs else None
-            for b, (rows, res) in enumerate(pbar if pbar is not None else batches):
+            for b, (rows, res, x) in enumerate(pbar if pbar is not None else batches):
                 bad = [(r, e) for r, (y, e) in zip(rows, res) if y is None]
                 if bad and on_error == 'raise': raise bad[0][1]
                 good = [(r, y, i) for r, (y, i) in zip(rows, res) if y is not None]
-                if good and on_cpu: mm[[r for r, _, _ in good]] = np.stack([f for _, f, _ in good])
-                elif good:
-                    with torch.inference_mode():
-                        x = torch.from_numpy(np.stack([y for _, y, _ in good])).to(dev, non_blocking=True)
-                        mm[[r for r, _, _ in good]] = fe(x).to(getattr(torch, dtype)).cpu().numpy()
+                if good and x is None and on_cpu: mm[[r for r, _, _ in good]] = np.stack([f for _, f, _ in good])   # computed by the threads
+                elif good: mm[[r for r, _, _ in good]] = compute(x if x is not None else torch.from_numpy(np.stack([y for _, y, _ in good])))
                 rec = {'done': [[r, stats[r], i.padded, i.cropped] for r, _, i in good], 'skipped': [[r, stats[r], e.problem] for r, e in bad]}
                 log(rec, force=after_batch is not None); n += len(good)
                 done.update({r: tuple(v) for r, *v in rec['done']}); skipped.update({r: (st, q) for r, st, q in rec['skipped']})
                 if after_batch is not None: after_batch(b + 1, len(done) + len(skipped))
         finally:
             if batches is not None: batches.close()
+            if pool is not None: pool.shutdown(wait=True)
     if isinstance(pbar, ConsoleProgressBar): print()   # end the console bar's line
     return n
 
@@ -676,6 +708,7 @@ def build_feature_cache(audio_dir, # folder with the audio files: FILENAME.wav, 
                         device:str='cpu', # where LogMel runs: 'cpu', 'cuda', 'auto'
                         batch_size:int=16, # clips per batch (one GPU call; one progress-log entry)
                         workers:int=2, # threads decoding audio (and on the CPU computing) in parallel; 0: all in this thread
+                        decoders:int=0, # worker processes decoding audio ahead while this process computes the batches (`workers` threads on the CPU); 0: threads only
                         on_error:str='raise', # bad audio: 'raise' stops at the first bad file, 'skip' lists it and goes on
                         progress:bool=True, # show a progress bar
                         verbose:bool=True, # print the summary (counts, skipped files)
@@ -690,13 +723,14 @@ def build_feature_cache(audio_dir, # folder with the audio files: FILENAME.wav, 
     if dtype not in ('float16', 'float32'): raise ValueError(f"dtype must be 'float16' or 'float32', not {dtype!r}")
     if on_error not in ('raise', 'skip'): raise ValueError(f"on_error must be 'raise' or 'skip', not {on_error!r}")
     if batch_size < 1: raise ValueError(f'batch_size must be at least 1, not {batch_size}')
+    if decoders < 0 or workers < 0: raise ValueError(f'workers and decoders must be 0 or more, not {workers} and {decoders}')
     audio_dir, out = Path(audio_dir), Path(out)
     names = [str(f) for f in filenames]
     if not names: raise ValueError('no filenames given')
     idx = pd.Index(names)
     if idx.has_duplicates: raise ValueError(f'filenames listed more than once: {list(idx[idx.duplicated()].unique()[:5])}')
     say = print if verbose else (lambda *a, **k: None)
-    kw = dict(sr=sr, dtype=dtype, device=device, batch_size=batch_size, workers=workers, on_error=on_error, checkpoint_s=checkpoint_s)
+    kw = dict(sr=sr, dtype=dtype, device=device, batch_size=batch_size, workers=workers, decoders=decoders, on_error=on_error, checkpoint_s=checkpoint_s)
     if shard and process_count() > 1 and not only_if_current:
         return _build_sharded(audio_dir, names, out, clip_seconds, kw, progress, verbose, after_batch)
     paths = [find_audio(audio_dir, n) for n in names]
@@ -713,7 +747,8 @@ def build_feature_cache(audio_dir, # folder with the audio files: FILENAME.wav, 
     log = _ProgressLog(prog, mm, checkpoint_s)
     try:
         n_reused = _copy_rows(p, mm, names, stats, done, skipped, log)
-        n_computed = _compute_rows(p, mm, paths, stats, done, skipped, log, sr, dtype, device, batch_size, workers, on_error, progress, after_batch)
+        n_computed = _compute_rows(p, mm, paths, stats, done, skipped, log, sr, dtype, device, batch_size, workers, on_error, progress,
+                                   after_batch, decoders)
     except BaseException:
         log.checkpoint(); raise                          # interrupted: keep the finished batches for the re-run
     finally: log.close()
@@ -766,6 +801,7 @@ def asc_features(audio_dir:str, # folder with the audio files: FILENAME.wav, els
                  device:str='cpu', # cpu, cuda (cuda:N) or auto
                  batch_size:int=16, # clips per batch
                  workers:int=2, # threads decoding (on the CPU also computing) clips in parallel; 2 is fastest on 2 cores
+                 decoders:int=0, # worker processes decoding ahead while this process computes (on a GPU: try 4-8); 0: threads only
                  dtype:Annotated[str, dict(choices=['float16', 'float32'])]='float16', # storage type
                  on_error:Annotated[str, dict(choices=['raise', 'skip'])]='raise', # raise: stop at the first bad file; skip: list it in OUT/skipped.csv and go on
                  clip_seconds:float|None=None, # pad/crop every clip to this length (default: the median duration)
@@ -776,7 +812,7 @@ def asc_features(audio_dir:str, # folder with the audio files: FILENAME.wav, els
     try:
         names = read_meta(csv, on_bad_time='mask')['filename'].tolist()
         return build_feature_cache(audio_dir, names, out, clip_seconds=clip_seconds, device=device, batch_size=batch_size,
-                                   workers=workers, dtype=dtype, on_error=on_error, progress=not quiet, verbose=not quiet)
+                                   workers=workers, decoders=decoders, dtype=dtype, on_error=on_error, progress=not quiet, verbose=not quiet)
     except (AudioError, ValueError, OSError, RuntimeError) as e:   # (OSError: a folder that cannot be written, a full disk)
         if not is_cli(): raise
         hint = '\n(use --on-error skip to leave bad files out and list them in OUT/skipped.csv)' if isinstance(e, AudioError) else ''

@@ -2,22 +2,25 @@
 
 Prints, with the device's name:
 1. feature extraction, clips/s on the same 10 s, 44.1 kHz clips: the official baseline's way (librosa, one file at a
-   time), this library on the CPU, and on the GPU (target: GPU >= 100x the baseline's way);
+   time), this library on the CPU, and on the GPU with threads and with decoding processes (`decoders`), against the
+   decoding floor (reading + decoding alone, bench/decode_floor.py; target: within 2x of it);
 2. training samples/s per model (the four architectures, full size, 500 frames, batch 64 on a GPU, 16 on the CPU) at
    fp32, bf16 and fp32 + `torch.compile`, with the fraction of step time spent waiting for data (a real
    `asc_dataloaders` loader over a feature cache) and the peak GPU memory (target: bf16 >= 1.5x fp32 on the ResNet and FCNN).
 3. bf16 against fp32 accuracy: li2025 (quick) trained on the demo data per seed at both precisions, validation
    (recording split) and test accuracy (the issue: bf16 within noise of fp32);
-4. the whole pipeline on this device: a tiny `asc-train --demo`, device and precision auto (every stage runs there).
+4. the whole pipeline on this device: a tiny `asc-train --demo`, device and precision auto (every stage runs there);
+5. the full-size rehearsal (bench/rehearsal.py): the four full recipes on 2,000 rows of the twin at 10 s, 44.1 kHz with an
+   epoch cap of 3 (the prefetching loader on the GPU), then li2025 with --compile: minutes, memory, samples/s per stage.
 Writes the same text to --out (default bench/gpu.md), after every part, so a run cut short still leaves its tables.
 
-Usage: python bench/gpu.py [--clips 64] [--steps 20] [--seeds 3] [--parts features,train,accuracy,pipeline] [--quick] [--out bench/gpu.md]
+Usage: python bench/gpu.py [--clips 64] [--steps 20] [--seeds 8] [--parts features,train,accuracy,pipeline,compile,rehearsal] [--quick] [--out bench/gpu.md]
 (`--quick`: a few clips and steps, quick models: a smoke test of the script itself on the CPU.)
 """
 import os
 if not __import__('torch').cuda.is_available():
     for _v in ('OMP_NUM_THREADS', 'OPENBLAS_NUM_THREADS', 'MKL_NUM_THREADS'): os.environ.setdefault(_v, '1')
-import argparse, contextlib, platform, sys, tempfile, time
+import argparse, contextlib, platform, shutil, sys, tempfile, time
 from pathlib import Path
 import numpy as np, pandas as pd, torch, torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).parent))
@@ -33,18 +36,32 @@ def best_rate(fn, n, repeats=2):
     return n / best
 
 def features_part(n, lines):
+    "Extraction against the official way and against the decoding floor (bench/decode_floor.py: reading + decoding alone)"
+    import multiprocessing as mp
+    from decode_floor import floor_rate, extract_rate, transform_ms
+    cores = os.cpu_count() or 1
     with tempfile.TemporaryDirectory() as d:
-        d = Path(d); (d/'a').mkdir(); names = make_clips(d/'a', n)
+        d = Path(d); (d/'a').mkdir(); names = make_clips(d/'a', n); paths = [d/'a'/f'{x}.wav' for x in names]
         baseline(d/'a', names[:1]); ours(d/'a', names[:2], d/'w', device='cpu')   # warm-up: imports, numba compilation, FFT plans
         base = best_rate(lambda: baseline(d/'a', names[:max(4, n // 4)]), max(4, n // 4), 1)   # the slow way: a quarter of the clips
-        cpu = best_rate(lambda: ours(d/'a', names, d/'c', device='cpu'), n)
-        lines += ['## Feature extraction (10 s, 44.1 kHz clips)', '', '| way | clips/s | x baseline |', '|---|---|---|',
-                  f'| official baseline (librosa, one file at a time) | {base:.1f} | 1.0 |', f'| this library, CPU | {cpu:.1f} | {cpu / base:.1f} |']
+        floor = {c: max(floor_rate(paths, cores, c, mp.get_context('fork')) for _ in range(2)) for c in (False, True)}
+        ways = {'this library, CPU (threads, workers 2)': dict(device='cpu', workers=2)}
         if torch.cuda.is_available():
-            gpu = best_rate(lambda: ours(d/'a', names, d/'g', device='cuda'), n)
-            lines.append(f'| this library, GPU ({torch.cuda.get_device_name()}) | {gpu:.1f} | {gpu / base:.1f} (target >= 100) |')
-        else: lines.append('| this library, GPU | no GPU on this machine | – |')
-        lines += ['', f'load {load_avg()}', '']
+            ours(d/'a', names[:2], d/'wg', device='cuda')
+            ways.update({'this library, GPU (threads, workers 4)': dict(device='cuda', workers=4, batch_size=32),
+                         **{f'this library, GPU (decoders {k})': dict(device='cuda', decoders=k, workers=0, batch_size=32)
+                            for k in sorted({4, min(8, cores), cores})}})
+        rate = {w: {c: max(extract_rate(d/'a', names, d/'o', c, **kw) for _ in range(2)) for c in (False, True)} for w, kw in ways.items()}
+        lines += ['## Feature extraction (10 s, 44.1 kHz clips)', '',
+                  f'The target: within 2x of the decoding floor (reading + decoding alone in {cores} processes, `bench/decode_floor.py`): '
+                  f'{floor[False]:.0f} clips/s with the files in the page cache, {floor[True]:.0f} read from the disk.', '',
+                  '| way | clips/s (warm) | clips/s (cold) | x official way | floor / this (warm) | floor / this (cold) |', '|---|---|---|---|---|---|',
+                  f'| official baseline (librosa, one file at a time) | {base:.1f} | – | 1.0 | {floor[False] / base:.1f} | – |']
+        for w, r in rate.items():
+            lines.append(f'| {w} | {r[False]:.1f} | {r[True]:.1f} | {r[False] / base:.1f} | {floor[False] / r[False]:.1f} | {floor[True] / r[True]:.1f} |')
+        if not torch.cuda.is_available(): lines.append('| this library, GPU | no GPU on this machine | – | – | – | – |')
+        lines += ['', f'LogMel alone: {transform_ms("cpu"):.2f} ms per clip on one CPU thread'
+                  + (f', {transform_ms("cuda", 64):.3f} ms on the GPU (batch 64)' if torch.cuda.is_available() else '') + f'. load {load_avg()}', '']
 
 def train_rate(model, dl, steps, precision, compile_, device):
     "samples/s of forward + backward + Adam over `steps` batches of `dl`, and the share of time waiting for data"
@@ -155,15 +172,35 @@ def pipeline_part(quick, out):
                   f'exit status {p.returncode}, {dt:.0f} s; last lines:', '', '```', *tail, '```', '']
         write(out)
 
+def rehearsal_part(quick, out, clips=2000, epochs=3):
+    """bench/rehearsal.py on this device: the four full recipes through the pipeline on `clips` rows of the twin at the real clip
+    format with an epoch cap (the prefetching loader on a GPU), then li2025 again with --compile; writes bench/rehearsal_gpu.md"""
+    import subprocess
+    here = Path(__file__).parent
+    runs = [('eager', ['--clips', str(clips), '--max-epochs', str(epochs)]),
+            ('compiled (li2025)', ['--clips', str(clips), '--max-epochs', str(epochs), '--recipes', 'li2025', '--compile'])]
+    SECTIONS['rehearsal'] = lines = ['## The full recipes at the real clip format (bench/rehearsal.py)', '']
+    for name, args in runs:
+        if quick: args = ['--quick'] + args[2:]
+        md = Path(tempfile.gettempdir())/f'rehearsal_{name.split()[0]}.md'
+        cmd = [sys.executable, str(here/'rehearsal.py'), *args, '--work', str(Path(tempfile.gettempdir())/f'asc_rehearsal_gpu_{name.split()[0]}'),
+               '--out', str(md)]
+        t0 = time.time(); p = subprocess.run(cmd, capture_output=True, text=True); dt = time.time() - t0
+        lines += [f'### {name}: `{" ".join(cmd[1:])}` (exit {p.returncode}, {dt / 60:.1f} min)', '']
+        lines += md.read_text().split('\n')[2:] if md.exists() else ['```', *(p.stdout + p.stderr).strip().splitlines()[-15:], '```']
+        lines.append('')
+        write(out)
+        if not quick and md.exists(): shutil.copy(md, here/f'rehearsal_gpu{"" if name == "eager" else "_compiled"}.md')
+
 def write(out):
-    text = '\n'.join(sum((SECTIONS[k] for k in ('head', 'features', 'train', 'accuracy', 'pipeline') if k in SECTIONS), []))
+    text = '\n'.join(sum((SECTIONS[k] for k in ('head', 'features', 'train', 'accuracy', 'pipeline', 'rehearsal') if k in SECTIONS), []))
     Path(out).write_text(text + '\n'); return text
 
 if __name__ == '__main__':
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument('--clips', type=int, default=64); ap.add_argument('--steps', type=int, default=20)
-    ap.add_argument('--quick', action='store_true'); ap.add_argument('--seeds', type=int, default=3)
-    ap.add_argument('--parts', default='features,train,accuracy,pipeline,compile', help='comma-separated: features,train,accuracy,pipeline,compile'); ap.add_argument('--out', default=str(Path(__file__).parent/'gpu.md'))
+    ap.add_argument('--quick', action='store_true'); ap.add_argument('--seeds', type=int, default=8)
+    ap.add_argument('--parts', default='features,train,accuracy,pipeline,compile,rehearsal', help='comma-separated: features,train,accuracy,pipeline,compile,rehearsal'); ap.add_argument('--out', default=str(Path(__file__).parent/'gpu.md'))
     a = ap.parse_args()
     if a.quick: a.clips, a.steps = min(a.clips, 8), min(a.steps, 3)
     dev = torch.cuda.get_device_name() if torch.cuda.is_available() else f'no GPU: {platform.processor() or platform.machine()}, {os.cpu_count()} cpus'
@@ -178,4 +215,5 @@ if __name__ == '__main__':
     if 'accuracy' in parts: accuracy_part(range(a.seeds), a.quick, a.out)
     if 'pipeline' in parts: pipeline_part(a.quick, a.out)
     if 'compile' in parts and (torch.cuda.is_available() or a.quick): training_part(a.steps, a.quick, a.out, compile_only=True)
+    if 'rehearsal' in parts: rehearsal_part(a.quick, a.out)
     print(write(a.out))

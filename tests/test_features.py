@@ -209,6 +209,36 @@ def test_cache_workers_same_bytes(folder, tmp_path):
     build_feature_cache(d, names, tmp_path/'w2', batch_size=5, workers=2, progress=False, verbose=False)
     for f in CACHE_FILES: assert (tmp_path/'w0'/f).read_bytes() == (tmp_path/'w2'/f).read_bytes(), f
 
+class Killed(Exception): pass
+
+def test_cache_decoders_same_bytes(folder, tmp_path):
+    "Decoding in worker processes (`decoders`): the same cache files; bad files raised and skipped as with threads"
+    d, names = folder
+    build_feature_cache(d, names, tmp_path/'w0', batch_size=3, progress=False, verbose=False)
+    for dec, w in [(1, 0), (2, 2)]:
+        build_feature_cache(d, names, tmp_path/f'd{dec}', batch_size=3, decoders=dec, workers=w, progress=False, verbose=False)
+        for f in CACHE_FILES: assert (tmp_path/'w0'/f).read_bytes() == (tmp_path/f'd{dec}'/f).read_bytes(), (dec, f)
+    kinds = make_bad(d)
+    allnames = names[:2] + list(kinds) + names[2:]
+    with pytest.raises(AudioError, match=f'{list(kinds)[0]}.wav'):
+        build_feature_cache(d, allnames, tmp_path/'r', batch_size=3, clip_seconds=0.5, decoders=2, progress=False, verbose=False)
+    a = build_feature_cache(d, allnames, tmp_path/'skip0', batch_size=3, clip_seconds=0.5, on_error='skip', progress=False, verbose=False)
+    b = build_feature_cache(d, allnames, tmp_path/'skip2', batch_size=3, clip_seconds=0.5, on_error='skip', decoders=2, progress=False, verbose=False)
+    assert a.report['skipped'] == b.report['skipped'] == len(kinds)
+    for f in CACHE_FILES: assert (tmp_path/'skip0'/f).read_bytes() == (tmp_path/'skip2'/f).read_bytes(), f
+
+def test_cache_decoders_resume(folder, tmp_path):
+    "Interrupted while processes decode ahead: the re-run resumes the logged batches and gives the same bytes"
+    d, names = folder
+    kw = dict(batch_size=2, clip_seconds=0.5, progress=False, verbose=False, decoders=2)
+    straight = build_feature_cache(d, names, tmp_path/'straight', **kw)
+    def kill(b, n):
+        if b == 2: raise Killed()
+    with pytest.raises(Killed): build_feature_cache(d, names, tmp_path/'resumed', after_batch=kill, **kw)
+    r = build_feature_cache(d, names, tmp_path/'resumed', **kw)
+    assert (r.report['resumed'], r.report['computed']) == (4, 4)
+    for f in CACHE_FILES: assert (tmp_path/'resumed'/f).read_bytes() == (tmp_path/'straight'/f).read_bytes(), f
+
 def test_cache_bad_audio_raise_and_skip(folder, tmp_path, capsys):
     d, names = folder
     kinds = make_bad(d)
@@ -247,8 +277,6 @@ def test_cache_bad_arguments(folder, tmp_path):
     with pytest.raises(FileNotFoundError, match='not a feature cache'): load_feature_cache(tmp_path)
     assert median_duration([d/f'{n}.wav' for n in names] + [d/'nope.wav']) == 0.5
 
-
-class Killed(Exception): pass
 
 def test_cache_resume_after_interruption(folder, tmp_path):
     d, names = folder
@@ -308,7 +336,7 @@ def write_meta(path, names):
 def test_cli(folder, tmp_path, run_cli):
     d, names = folder
     write_meta(tmp_path/'meta.csv', names)
-    p = run_cli(d, tmp_path/'meta.csv', tmp_path/'out', '--batch-size', 3, '--workers', 2, '--dtype', 'float32')
+    p = run_cli(d, tmp_path/'meta.csv', tmp_path/'out', '--batch-size', 3, '--workers', 2, '--decoders', 1, '--dtype', 'float32')
     assert p.returncode == 0, p.stderr
     assert 'computed 8' in p.stdout and 'padded 1, cropped 1' in p.stdout
     c = load_feature_cache(tmp_path/'out')
@@ -329,9 +357,9 @@ def test_cli_arguments():
     from fastcore.script import anno_parser
     p = anno_parser(asc_features)
     a = p.parse_args(['A', 'B.csv', 'OUT', '--batch-size', '8', '--workers', '2', '--dtype', 'float32', '--on-error', 'skip',
-                      '--clip-seconds', '2.5', '--device', 'cuda'])
-    assert (a.audio_dir, a.csv, a.out, a.batch_size, a.workers, a.dtype, a.on_error, a.clip_seconds, a.device) == \
-           ('A', 'B.csv', 'OUT', 8, 2, 'float32', 'skip', 2.5, 'cuda')
+                      '--clip-seconds', '2.5', '--device', 'cuda', '--decoders', '4'])
+    assert (a.audio_dir, a.csv, a.out, a.batch_size, a.workers, a.dtype, a.on_error, a.clip_seconds, a.device, a.decoders) == \
+           ('A', 'B.csv', 'OUT', 8, 2, 'float32', 'skip', 2.5, 'cuda', 4)
     a = p.parse_args(['A', 'B.csv', 'OUT'])
     assert (a.batch_size, a.workers, a.dtype, a.on_error, a.clip_seconds, a.device) == (16, 2, 'float16', 'raise', None, 'cpu')
     for bad in [['--dtype', 'int8'], ['--on-error', 'ignore']]:
