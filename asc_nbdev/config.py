@@ -96,7 +96,7 @@ class RunConfig:
     cv: Annotated[int|None, dict(nargs='?', const=5)] = None # `--cv` alone: 5 (off by default: measured in bench/small_data.md, K times the training); train K fold models in every training stage (labeled clips in K folds grouped by the split's groups, recordings by default): figures out of fold over every labeled clip, the kept stage chosen on them, pseudo-labels from the K models' average; the final model is that ensemble (K times the training)
     distill: bool = False # with --cv: train one student on the fold ensemble's soft targets (labeled + unlabeled dev clips); OUT/model.pt is then that one model
     student: str|None = None # --distill: the student's recipe (default: the run's; e.g. li2025 for a MobileASCNet student of baseline folds)
-    precision: Annotated[str, dict(choices=list(PRECISIONS))] = 'auto' # auto: fp32 (bf16 measured no faster and less accurate here, bench/gpu.md); bf16/fp16 need a GPU
+    precision: Annotated[str, dict(choices=list(PRECISIONS))] = 'auto' # auto: fp32 (bf16 was no faster on an H100, bench/gpu.md; its accuracy, within noise of fp32 on a CPU, bench/bf16_parts.md, is unmeasured on a GPU); bf16/fp16 need a GPU
     compile: bool = False # torch.compile the models (helps on a GPU; on a CPU it needs a C++ compiler and rarely pays)
     log: Annotated[str, dict(choices=list(LOGGERS))] = 'none' # also log training curves to tensorboard (OUT/STAGE/tensorboard) or wandb (package needed)
     processes: int = 1 # train data-parallel in N processes on this machine (one per GPU, or N CPU processes with --device cpu); the recipe's batch size stays the global batch

@@ -523,8 +523,9 @@ class _DecodeBatches(torch.utils.data.Dataset):
 
 def _decoded_procs(jobs, paths, sr, seconds, decoders:int, pin:bool):
     "Yield (rows, res, waveforms) per batch of `jobs`: `decoders` worker processes (a PyTorch DataLoader) decode ahead of use"
+    fork = 'fork' in torch.multiprocessing.get_all_start_methods()   # (no pickling of this module's classes, also from a notebook)
     dl = torch.utils.data.DataLoader(_DecodeBatches(jobs, paths, sr, seconds), batch_size=None, num_workers=decoders, pin_memory=pin,
-                                     prefetch_factor=2)
+                                     prefetch_factor=2, multiprocessing_context='fork' if fork else None)
     it = iter(dl)
     try: yield from it
     finally: del it                         # stops the processes, also when the caller stops early

@@ -7,7 +7,7 @@ Docs: https://asc-nbdev.github.io/asc_nbdev/showdoc.html.md"""
 # %% ../nbs/24_showdoc.ipynb #306cb0d6
 from __future__ import annotations
 import inspect
-from fastcore.docments import DocmentTbl, DocmentText
+from fastcore.docments import DocmentTbl, DocmentText, _type_str
 from nbdev.showdoc import BasicMarkdownRenderer
 
 # %% auto #0
@@ -23,13 +23,12 @@ def signature_text(sym, # a function or class
     name = name or sym.__qualname__
     params = [p for p, _ in dm.params]
     ret = dm.dm.get('return', {}).get('anno', inspect.Parameter.empty)
-    if ret is not inspect.Parameter.empty: ret = '->' + (ret if isinstance(ret, str) else inspect.formatannotation(ret).removeprefix('typing.'))
-    else: ret = ''
+    ret = '' if ret is inspect.Parameter.empty or inspect.isclass(sym) else '->' + _type_str(ret)   # (a class: its `__init__`'s None is no result)
     head = f"{'class' if inspect.isclass(sym) else 'def'} {name}("
     if len(head) + len(', '.join(params)) + len(ret) + 1 <= maxline: return head + ', '.join(params) + ')' + ret
     lines, cur = [], ''
     for p in params:
-        if cur and len(cur) + len(p) + 6 > maxline: lines.append(cur + ','); cur = ''
+        if cur and 4 + len(cur) + 2 + len(p) + 1 > maxline: lines.append(cur + ','); cur = ''   # indent, ', ', the closing comma
         cur = f'{cur}, {p}' if cur else p
     return head + '\n    ' + '\n    '.join(lines + [cur]) + '\n)' + ret
 
@@ -64,6 +63,9 @@ class ParamTableRenderer(BasicMarkdownRenderer):
         if not isinstance(self.dm, DocmentText): return doc          # no signature (a builtin): nbdev's own entry
         head = doc[:doc.index('```python')]
         out = head + f"```python\n{signature_text(self.sym, self.nm)}\n```"
-        if self.docs: out += '\n\n*' + self.docs.strip().replace('\n', ' ') + '*'
+        if self.docs:            # italic as nbdev shows it, unless a `*` would end the italics; `<` outside code is no HTML tag
+            parts = self.docs.strip().replace('\n', ' ').split('`')
+            d = '`'.join(x.replace('<', '\\<') if i % 2 == 0 else x for i, x in enumerate(parts))
+            out += '\n\n' + (d if '*' in ''.join(parts[::2]) else f'*{d}*')
         tbl = DocmentTbl(self.sym)._repr_markdown_()
         return out + ('\n\n' + tbl if tbl else '')

@@ -40,6 +40,7 @@ def features_part(n, lines):
     import multiprocessing as mp
     from decode_floor import floor_rate, extract_rate, transform_ms
     cores = os.cpu_count() or 1
+    if torch.cuda.is_available(): n = max(n, 512)   # enough batches of 32 for every decoding process, and clips for each floor process
     with tempfile.TemporaryDirectory() as d:
         d = Path(d); (d/'a').mkdir(); names = make_clips(d/'a', n); paths = [d/'a'/f'{x}.wav' for x in names]
         baseline(d/'a', names[:1]); ours(d/'a', names[:2], d/'w', device='cpu')   # warm-up: imports, numba compilation, FFT plans
@@ -172,20 +173,25 @@ def pipeline_part(quick, out):
                   f'exit status {p.returncode}, {dt:.0f} s; last lines:', '', '```', *tail, '```', '']
         write(out)
 
-def rehearsal_part(quick, out, clips=2000, epochs=3):
+def rehearsal_part(quick, out, clips=2000, epochs=3, timeout=360):
     """bench/rehearsal.py on this device: the four full recipes through the pipeline on `clips` rows of the twin at the real clip
     format with an epoch cap (the prefetching loader on a GPU), then li2025 again with --compile; writes bench/rehearsal_gpu.md"""
     import subprocess
     here = Path(__file__).parent
     runs = [('eager', ['--clips', str(clips), '--max-epochs', str(epochs)]),
-            ('compiled (li2025)', ['--clips', str(clips), '--max-epochs', str(epochs), '--recipes', 'li2025', '--compile'])]
+            ('compiled (li2025)', ['--clips', str(clips), '--max-epochs', str(epochs), '--recipes', 'li2025', '--compile', '--suffix', '-compiled'])]
     SECTIONS['rehearsal'] = lines = ['## The full recipes at the real clip format (bench/rehearsal.py)', '']
     for name, args in runs:
         if quick: args = ['--quick'] + args[2:]
         md = Path(tempfile.gettempdir())/f'rehearsal_{name.split()[0]}.md'
-        cmd = [sys.executable, str(here/'rehearsal.py'), *args, '--work', str(Path(tempfile.gettempdir())/f'asc_rehearsal_gpu_{name.split()[0]}'),
+        md.unlink(missing_ok=True)                       # a run that fails shows its own output, not an older file
+        cmd = [sys.executable, str(here/'rehearsal.py'), *args, '--work', str(Path(tempfile.gettempdir())/'asc_rehearsal_gpu'),   # one data set
                '--out', str(md)]
-        t0 = time.time(); p = subprocess.run(cmd, capture_output=True, text=True); dt = time.time() - t0
+        t0 = time.time()
+        try: p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired as e:
+            p = subprocess.CompletedProcess(cmd, f'timeout ({timeout} s)', (e.stdout or b'').decode(errors='replace') if isinstance(e.stdout, bytes) else (e.stdout or ''), '')
+        dt = time.time() - t0
         lines += [f'### {name}: `{" ".join(cmd[1:])}` (exit {p.returncode}, {dt / 60:.1f} min)', '']
         lines += md.read_text().split('\n')[2:] if md.exists() else ['```', *(p.stdout + p.stderr).strip().splitlines()[-15:], '```']
         lines.append('')

@@ -11,13 +11,20 @@ ARTIFACTS = Path(os.environ.get('ASC_ARTIFACTS', ROOT/'_artifacts'))   # screens
 
 def find_chromium():
     "(chromium, chromedriver) paths, or a string saying why there are none"
-    names = dict(chromium=['chromium', 'chromium-browser', 'google-chrome'], chromedriver=['chromedriver'])
+    names = dict(chromium=['chromium', 'chromium-browser', 'google-chrome', 'google-chrome-stable'], chromedriver=['chromedriver'])
     found = {k: next((p for p in map(shutil.which, v) if p), None) for k, v in names.items()}
     missing = [k for k, v in found.items() if v is None]
     if missing: return (f"no {' and no '.join(missing)} on PATH (Debian: apt-get install chromium chromium-driver; "
                         ".ci/run installs them where it can)")
     try: import selenium  # noqa: F401
     except ImportError: return 'selenium is not installed (pip install -e ".[dev]")'
+    def major(exe):
+        try: out = subprocess.run([exe, '--version'], capture_output=True, text=True, timeout=30).stdout
+        except (OSError, subprocess.SubprocessError): return None
+        m = re.search(r'(\d+)\.\d+\.\d+', out)
+        return m and int(m.group(1))
+    b, d = major(found['chromium']), major(found['chromedriver'])
+    if b and d and b != d: return f"{found['chromium']} is version {b} but {found['chromedriver']} is for {d}: install a matching pair"
     return found['chromium'], found['chromedriver']
 
 def chrome(chromium, chromedriver, width=1400, height=1000):
@@ -40,13 +47,15 @@ def save_screenshot(png:bytes, path:Path, colors:int=128):
     Image.open(io.BytesIO(png)).convert('RGB').quantize(colors).save(path, optimize=True)
     return path
 
-def wait_for(cond, timeout, what, every=0.25):
-    "Call `cond()` until it returns something true (returned); AssertionError naming `what` after `timeout` seconds"
+def wait_for(cond, timeout, what, every=0.25, retry=()):
+    """Call `cond()` until it returns something true (returned); AssertionError naming `what` after `timeout` seconds.
+    An AssertionError from `cond` ends the wait at once, unless `retry` holds it (then it is tried again)"""
     end, last = time.monotonic() + timeout, None
     while True:
         try:
             v = cond()
             if v: return v
+        except retry as e: last = e
         except AssertionError: raise
         except Exception as e: last = e    # a page still building: stale elements and the like
         if time.monotonic() > end:
@@ -64,6 +73,13 @@ _LAB_SETTINGS = {
     '@jupyterlab/docmanager-extension/plugin.jupyterlab-settings': {'autosave': False},
 }
 
+def _die_with_parent():
+    "Linux: the server gets SIGTERM when the test process dies, even by SIGKILL (a CI timeout), instead of living on"
+    try:
+        import ctypes
+        ctypes.CDLL('libc.so.6', use_errno=True).prctl(1, signal.SIGTERM)   # PR_SET_PDEATHSIG
+    except (OSError, AttributeError): pass
+
 @contextlib.contextmanager
 def jupyter_lab(root_dir:Path, work:Path, timeout=90):
     "A JupyterLab server on a free localhost port with a random token, serving `root_dir`; stopped in every outcome"
@@ -72,12 +88,13 @@ def jupyter_lab(root_dir:Path, work:Path, timeout=90):
     for k, v in _LAB_SETTINGS.items():
         p = settings/k; p.parent.mkdir(parents=True, exist_ok=True); p.write_text(json.dumps(v))
     env = {**os.environ, 'JUPYTERLAB_SETTINGS_DIR': str(settings), 'JUPYTERLAB_WORKSPACES_DIR': str(work/'lab-workspaces'),
-           'JUPYTER_RUNTIME_DIR': str(work/'jupyter-runtime'), 'JUPYTER_CONFIG_DIR': str(work/'jupyter-config')}
+           'JUPYTER_RUNTIME_DIR': str(work/'jupyter-runtime'), 'JUPYTER_CONFIG_DIR': str(work/'jupyter-config'),
+           'JUPYTER_DATA_DIR': str(work/'jupyter-data')}     # no user kernelspec: the kernel is this Python's (ipykernel's own spec)
     env.pop('MPLBACKEND', None)      # the tests' Agg would reach the kernel: a user's kernel draws inline
     log = open(work/'jupyterlab.log', 'w')
     cmd = [sys.executable, '-m', 'jupyterlab', '--no-browser', f'--port={port}', '--ip=127.0.0.1', f'--IdentityProvider.token={token}',
            f'--ServerApp.root_dir={root_dir}', '--ServerApp.port_retries=0', '--LabApp.news_url=', '--ServerApp.allow_root=True']
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True, preexec_fn=_die_with_parent)
     url = f'http://127.0.0.1:{port}'
     try:
         def up():
@@ -99,27 +116,48 @@ def lab_log(work:Path) -> str:
     return p.read_text()[-4000:] if p.exists() else ''
 
 # ---------------------------------------------------------------- JupyterLab: open a notebook and run it
-def _accept_kernel_dialog(d):
-    "Accept JupyterLab's 'Select Kernel' dialog where it shows (first open of a notebook); True once the kernel is idle"
+def _accept_dialogs(d) -> bool:
+    "Accept JupyterLab's dialogs (the 'Select Kernel' one on a first open); True if there was one"
     from selenium.webdriver.common.by import By
-    for b in d.find_elements(By.CSS_SELECTOR, '.jp-Dialog .jp-Dialog-button.jp-mod-accept'): b.click()
+    bs = d.find_elements(By.CSS_SELECTOR, '.jp-Dialog .jp-Dialog-button.jp-mod-accept')
+    for b in bs: b.click()
+    return bool(bs)
+
+def _kernel_idle(d) -> bool:
+    from selenium.webdriver.common.by import By
     st = d.find_elements(By.CSS_SELECTOR, '.jp-Notebook-ExecutionIndicator, .jp-Toolbar-kernelStatus')
     return any((e.get_attribute('data-status') or '') == 'idle' or 'idle' in (e.get_attribute('title') or '').lower() for e in st)
+
+def _settled(d, quiet=2.0, timeout=120):
+    "Accept dialogs until none has shown for `quiet` seconds with the kernel idle"
+    end, last = time.monotonic() + timeout, time.monotonic()
+    while time.monotonic() < end:
+        if _accept_dialogs(d): last = time.monotonic()
+        elif time.monotonic() - last > quiet and _kernel_idle(d): return True
+        time.sleep(0.25)
+    raise AssertionError(f'the notebook did not settle (a dialog kept showing, or the kernel never went idle) within {timeout} s')
+
+def _run_all_cells(d):
+    from selenium.webdriver.common.by import By
+    menu = wait_for(lambda: [e for e in d.find_elements(By.CSS_SELECTOR, '.lm-MenuBar-itemLabel') if e.text == 'Run'], 30, 'the Run menu')
+    menu[0].click()
+    wait_for(lambda: [e for e in d.find_elements(By.CSS_SELECTOR, '.lm-Menu-itemLabel') if e.text == 'Run All Cells'], 30,
+             'Run > Run All Cells')[0].click()
 
 def run_all(d, url, token, name, timeout=300):
     "Open notebook `name` in JupyterLab, run all its cells, wait until each code cell has run; returns the cells' prompts"
     from selenium.webdriver.common.by import By
     d.get(f'{url}/lab/tree/{name}?token={token}')
     wait_for(lambda: d.find_elements(By.CSS_SELECTOR, '.jp-Notebook .jp-Cell'), 120, f'{name} opened in JupyterLab')
-    wait_for(lambda: _accept_kernel_dialog(d), 120, f'the kernel of {name} started (idle)')
-    menu = wait_for(lambda: [e for e in d.find_elements(By.CSS_SELECTOR, '.lm-MenuBar-itemLabel') if e.text == 'Run'], 30, 'the Run menu')
-    menu[0].click()
-    wait_for(lambda: [e for e in d.find_elements(By.CSS_SELECTOR, '.lm-Menu-itemLabel') if e.text == 'Run All Cells'], 30,
-             'Run > Run All Cells')[0].click()
+    _settled(d)
+    _run_all_cells(d); clicked = time.monotonic()
     def done():
+        nonlocal clicked
+        if _accept_dialogs(d): time.sleep(1); _run_all_cells(d); clicked = time.monotonic()   # a dialog took the click: again
         errors = notebook_errors(d)
         if errors: raise AssertionError(f'{name}: a cell shows an error while running all cells:\n{errors[0][:3000]}')
         ps = [e.text.strip() for e in d.find_elements(By.CSS_SELECTOR, '.jp-Notebook .jp-CodeCell .jp-InputPrompt')]
+        if ps and all(p == '[ ]:' for p in ps) and time.monotonic() - clicked > 20: _run_all_cells(d); clicked = time.monotonic()
         return ps if ps and all(re.fullmatch(r'\[\d+\]:', p) for p in ps) else None
     return wait_for(done, timeout, f'every code cell of {name} run (an execution count in each prompt)', every=1)
 
@@ -162,11 +200,17 @@ def check_explorer_rendered(root):
         f"no loaded spectrogram picture in the explorer's output ({len(s['images'])} images, natural widths {s['natural_widths']})"
     return s
 
-def check_explorer_responds(root, control='class', choice='Bar', timeout=30):
-    "Choosing `choice` in the `control` dropdown changes the count line, the chosen clip and the picture; returns (before, after)"
+def check_explorer_responds(root, control='class', choice=None, timeout=30, picture_timeout=None):
+    """Choosing `choice` in the `control` dropdown (None: the first option that is not 'any' and not the shown clip's own
+    class) changes the count line and the chosen clip (within `timeout` s) and the picture (within `picture_timeout` s,
+    default `timeout`); returns (before, after)"""
     from selenium.webdriver.support.ui import Select
-    before = check_explorer_rendered(root)
-    Select(before['selects'][control]).select_by_visible_text(choice)
+    before = wait_for(lambda: check_explorer_rendered(root), timeout, 'the explorer rendered', retry=(AssertionError,))
+    sel = Select(before['selects'][control])
+    if choice is None:
+        shown = [p.strip() for p in Select(before['selects']['clip']).first_selected_option.text.split('|')]
+        choice = next(o.text for o in sel.options if o.text not in ('any', *shown[1:2]))
+    sel.select_by_visible_text(choice)
     def changed():
         s = explorer_state(root)
         return s if s['count'] != before['count'] and s['clip'] != before['clip'] else None
@@ -176,7 +220,7 @@ def check_explorer_responds(root, control='class', choice='Bar', timeout=30):
     def new_picture():
         s = explorer_state(root)
         return s if s['images'] and s['images'][0] != before['images'][0] and all(w and w > 0 for w in s['natural_widths']) else None
-    after = wait_for(new_picture, timeout, f'a new spectrogram picture after choosing {control} = {choice} (the text changed: '
+    after = wait_for(new_picture, picture_timeout or timeout, f'a new spectrogram picture after choosing {control} = {choice} (the text changed: '
                                            f'{before["count"]!r} -> {after["count"]!r})')
     return before, after
 

@@ -49,9 +49,9 @@ def test_explorer_in_jupyterlab(driver, tmp_path):
                   f"screenshot {ARTIFACTS/'explorer.png'}")
             # the check fails on a widget whose picture never updates: its text changes, its picture does not
             broken.location_once_scrolled_into_view
-            check_explorer_rendered(broken)
+            wait_for(lambda: check_explorer_rendered(broken), 30, 'the broken explorer rendered', retry=(AssertionError,))
             with pytest.raises(AssertionError, match='a new spectrogram picture'):
-                check_explorer_responds(broken, timeout=8)
+                check_explorer_responds(broken, timeout=60, picture_timeout=8)
         except Exception:
             driver.save_screenshot(str(tmp_path/'failure.png'))
             print(f'screenshot of the failure: {tmp_path/"failure.png"}\nJupyterLab log:\n{lab_log(work)}')

@@ -1,8 +1,8 @@
 """The docs site as far as it can be built without Quarto: `nbdev-proc-nbs` processes every notebook (in a copy of the
-project), each exported function, class and public method gets its docs entry (signature and parameter table, the
+project), each exported function and class and each public method (those added with @patch, and the others where shown) gets its docs entry (signature and parameter table, the
 renderer of nbs/24_showdoc), and those pages rendered to HTML by `jupyter nbconvert` (the stand-in for Quarto) show
 them in a real browser (headless Chromium; skipped, saying why, where none can be had)."""
-import importlib, json, os, re, shutil, subprocess, sys
+import importlib, inspect, json, os, re, shutil, subprocess, sys
 from pathlib import Path
 import pytest
 from browser import ROOT, wait_for
@@ -37,17 +37,29 @@ def _params(obj) -> list:
     return [k for k, v in d.items() if k not in ('self', 'cls', 'return') and v.get('docment')]
 
 def expected_entries(page:str) -> dict:
-    "name shown on `page` -> parameters its table must list: every callable in a module's `__all__` whose docs page it is"
+    """name shown on `page` -> (parameters its table must list, whether the entry must be there): every callable in a
+    module's `__all__` whose docs page it is (required), and the public methods of those classes (required where added
+    with fastcore's `@patch`, which nbdev documents on their own; checked where shown when defined in the class body)"""
     from asc_nbdev._modidx import d
     out = {}
     for modname, syms in d['syms'].items():
         for sym, (url, _) in syms.items():
             rest = sym[len(modname) + 1:]
-            if url.split('#')[0] != page or '.' in rest: continue
+            if url.split('#')[0] != page or rest.count('.') > 1: continue
             mod = importlib.import_module(modname)
-            obj = getattr(mod, rest, None)
-            if rest not in getattr(mod, '__all__', []) or getattr(obj, '__module__', None) != modname or not callable(obj): continue
-            out[rest] = _params(obj)
+            if '.' not in rest:
+                obj = getattr(mod, rest, None)
+                if rest in getattr(mod, '__all__', []) and getattr(obj, '__module__', None) == modname and callable(obj):
+                    out[rest] = (_params(obj), True)
+                continue
+            cname, meth = rest.split('.')
+            cls = getattr(mod, cname, None)
+            if meth.startswith('_') or cname not in getattr(mod, '__all__', []) or not isinstance(cls, type) or meth not in vars(cls): continue
+            f = vars(cls)[meth]
+            f = f.fget if isinstance(f, property) else getattr(f, '__func__', f)
+            try: in_body = bool(re.search(rf'^\s+def {meth}\(', inspect.getsource(cls), re.M))
+            except (OSError, TypeError): in_body = True
+            out[rest] = (_params(f), not in_body)
     return out
 
 def markdown_entries(nb:dict) -> dict:
@@ -64,12 +76,16 @@ def markdown_entries(nb:dict) -> dict:
     return out
 
 def check_entries(page, found:dict, want:dict):
-    "Each wanted name has an entry with its signature and a table row per parameter"
+    "Each wanted name has an entry (where required) with its signature and a table row per documented parameter"
     assert want or not found, page
-    for name, params in want.items():
-        assert name in found, f'{page}: no docs entry for {name} (entries: {sorted(found)[:12]}...)'
+    for name, (params, required) in want.items():
+        if name not in found:
+            assert not required, f'{page}: no docs entry for {name} (entries: {sorted(found)[:12]}...)'
+            continue
         sig, rows = found[name]
-        assert re.match(rf'(def|class) {re.escape(name)}\(', sig.strip()), f'{page}: {name} shows no signature: {sig[:120]!r}'
+        short = name.split('.')[-1]
+        assert re.match(rf'(def|class) {re.escape(name)}\(|(def|class) {re.escape(short)}\(', sig.strip()), \
+            f'{page}: {name} shows no signature: {sig[:120]!r}'
         for p in params: assert re.search(rf'\b{re.escape(p)}\b', sig), f'{page}: the signature of {name} lacks {p}'
         miss = [p for p in params if p not in rows]
         assert not miss, f'{page}: the parameter table of {name} lacks {miss} (rows: {rows})'
@@ -80,13 +96,14 @@ def test_every_notebook_processed(proc):
 
 def test_processed_entries(proc):
     "In the processed notebooks (what Quarto renders) every exported callable has a signature and a parameter table"
-    n = 0
+    n = methods = 0
     for p in sorted(proc.glob('*.ipynb')):
         nb = json.loads(p.read_text())
         page = _page(nb)
         want = expected_entries(page)
         check_entries(page, markdown_entries(nb), want); n += len(want)
-    assert n > 250, n        # every module's __all__ counted (the docments test walks the same API)
+        methods += sum(1 for k in want if '.' in k and k in markdown_entries(nb))
+    assert n > 250 and methods >= 10, (n, methods)   # every module's __all__ and the methods shown (435 and 11 when written)
 
 def _html_pages(proc, out):
     "The processed notebooks as HTML pages (nbconvert's basic template: no script from the internet), name -> path"
@@ -142,3 +159,7 @@ def test_pages_in_a_browser(proc, driver, tmp_path):
     (tmp_path/'no-signature.html').write_text(html[:j] + html[k:])
     with pytest.raises(AssertionError, match='resynthesize shows no signature'):
         check_entries(page, browser_entries(driver, tmp_path/'no-signature.html'), expected_entries(page))
+    i = html.index('id="ClipExplorer.figure"'); j = html.index('<table>', i); k = html.index('</table>', j) + len('</table>')
+    (tmp_path/'no-method-table.html').write_text(html[:j] + html[k:])
+    with pytest.raises(AssertionError, match='parameter table of ClipExplorer.figure lacks'):
+        check_entries(page, browser_entries(driver, tmp_path/'no-method-table.html'), expected_entries(page))
