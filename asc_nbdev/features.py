@@ -491,9 +491,9 @@ def _torch_threads(n:int|None):
         if n: torch.set_num_threads(old)
 
 def _decoded(jobs, fn, workers:int):
-    "Yield (rows, [fn(row) ...]) per batch of `jobs` (lists of rows); `workers` threads run `fn` ahead of use"
+    "Yield (rows, [fn(row) ...], None) per batch of `jobs` (lists of rows); `workers` threads run `fn` ahead of use"
     if workers <= 0:
-        for rows in jobs: yield rows, [fn(r) for r in rows]
+        for rows in jobs: yield rows, [fn(r) for r in rows], None
         return
     ex = ThreadPoolExecutor(workers, thread_name_prefix='asc-features')
     try:
@@ -505,7 +505,7 @@ def _decoded(jobs, fn, workers:int):
             rows, futs = pending.popleft()
             nxt = next(it, None)
             if nxt is not None: pending.append((nxt, [ex.submit(fn, r) for r in nxt]))
-            yield rows, [f.result() for f in futs]
+            yield rows, [f.result() for f in futs], None     # (None: no stacked waveforms, as `_decoded_procs` gives)
     finally: ex.shutdown(wait=True, cancel_futures=True)
 
 class _DecodeBatches(torch.utils.data.Dataset):
@@ -654,7 +654,7 @@ def _compute_rows(p, mm, paths, stats, done, skipped, log, sr, dtype, device, ba
                 batches = _decoded_procs(jobs, paths, sr, p.clip_seconds, decoders, pin=not on_cpu)
             else:
                 fn = (lambda r: _try_load(paths[r], sr, p.clip_seconds, fe, dtype)) if on_cpu else (lambda r: _try_load(paths[r], sr, p.clip_seconds))
-                batches = ((rows, res, None) for rows, res in _decoded(jobs, fn, workers))
+                batches = _decoded(jobs, fn, workers)
             pbar = progress_bar(batches, total=len(jobs)) if progress and jobs else None
             for b, (rows, res, x) in enumerate(pbar if pbar is not None else batches):
                 bad = [(r, e) for r, (y, e) in zip(rows, res) if y is None]

@@ -60,18 +60,12 @@ def extract_rate(folder, names, out, cold, **kw):
     return len(names) / (time.perf_counter() - t0)
 
 def transform_ms(device, n=16):
-    "ms per clip of LogMel alone on decoded clips (batch of `n`; CPU: one thread, a clip at a time, as the cache does)"
-    from asc_nbdev.features import LogMel
+    "ms per clip of LogMel alone on decoded clips (batch of `n`; CPU: one thread, a clip at a time, as the cache computes)"
+    from asc_nbdev.features import LogMel, _torch_threads
     m = LogMel().to(device); x = torch.randn(n, int(SR*SECONDS), device=device)
     sync = torch.cuda.synchronize if device == 'cuda' else (lambda: None)
-    threads = torch.get_num_threads()
-    if device == 'cpu': torch.set_num_threads(1)        # as the cache computes: two threads' small regions wait for each other under load
-    try: return _time_transform(m, x, device, sync, n)
-    finally: torch.set_num_threads(threads)
-
-def _time_transform(m, x, device, sync, n):
-    with torch.inference_mode():
-        run = (lambda: m(x)) if device == 'cuda' else (lambda: [m(c) for c in x])
+    run = (lambda: m(x)) if device == 'cuda' else (lambda: [m(c) for c in x])
+    with torch.inference_mode(), _torch_threads(1 if device == 'cpu' else None):   # as the cache: one thread on the CPU
         run(); sync(); best = float('inf')
         for _ in range(3):
             t0 = time.perf_counter(); run(); sync(); best = min(best, time.perf_counter() - t0)
