@@ -10,6 +10,7 @@ __all__ = []
 # %% ../nbs/99_all.ipynb #5401c936
 import importlib
 from .core import *
+from .locks import *
 from .data.metadata import *
 from .data.synthetic import *
 from .features import *
@@ -36,5 +37,5 @@ from .evaluate import *
 from .explorer import *
 
 # %% ../nbs/99_all.ipynb #abf7409e
-_modules = ['core', 'data.metadata', 'data.synthetic', 'features', 'data.loaders', 'augment', 'models.fusion', 'models.se_trans', 'models.resnet', 'models.mobileascnet', 'models.fcnn', 'models.zoo', 'learner', 'recipes', 'hard_samples', 'plots', 'pseudo', 'external', 'config', 'pipeline', 'predict', 'summaries', 'cli', 'evaluate', 'explorer']
+_modules = ['core', 'locks', 'data.metadata', 'data.synthetic', 'features', 'data.loaders', 'augment', 'models.fusion', 'models.se_trans', 'models.resnet', 'models.mobileascnet', 'models.fcnn', 'models.zoo', 'learner', 'recipes', 'hard_samples', 'plots', 'pseudo', 'external', 'config', 'pipeline', 'predict', 'summaries', 'cli', 'evaluate', 'explorer']
 __all__ = [n for m in _modules for n in importlib.import_module(f'asc_nbdev.{m}').__all__]

@@ -6,12 +6,13 @@ Docs: https://asc-nbdev.github.io/asc_nbdev/cli.html.md"""
 
 # %% ../nbs/18d_cli.ipynb #5fca453f
 from __future__ import annotations
-import os, sys
+import contextlib, os, sys
 from pathlib import Path
 from typing import Annotated
 import pandas as pd
 from fastcore.script import call_parse, store_true
 from .core import *
+from .locks import lock_folder, lend_locks, FolderBusy
 from .data.metadata import MetadataError
 from .features import AudioError
 from .config import RunConfig, ConfigError, parse_config, AGGREGATES, DEFAULT_AGGREGATE
@@ -32,19 +33,21 @@ def run_config(cfg:RunConfig, # the run's settings (`RunConfig`), e.g. from `par
               ) -> dict|None:
     "Run what `asc-train` runs for `cfg`: check it, save it as OUT/run.json, make the demo data, start the processes or run the pipeline (or its repeats)"
     cfg.check(); out = Path(cfg.out)
-    if is_main_process() and not os.environ.get('ASC_RUN_CONFIG_SAVED'):   # the launcher's processes run the file it wrote
-        out.mkdir(parents=True, exist_ok=True); cfg.save(out/RUN_CONFIG)
-    make_demo_data(cfg)
-    if cfg.processes > 1:   # start the processes (torchrun), each running OUT/run.json without --processes; notebook 23
-        from asc_nbdev.distributed import launch_processes
-        os.environ['ASC_RUN_CONFIG_SAVED'] = '1'
-        try: rc = launch_processes(cfg.processes, ['--config', str(out/RUN_CONFIG), '--processes', '1'], cfg.device)
-        finally: os.environ.pop('ASC_RUN_CONFIG_SAVED', None)
-        if rc: raise RuntimeError(f"{cfg.processes} processes: at least one failed (exit status {rc}); its error is printed above")
-        return None
-    bars = sys.stdout.isatty() if progress is None else progress   # bars on a terminal, else a line per epoch
-    if cfg.seeds is not None or cfg.folds is not None: return run_repeats(cfg, progress=bars, epoch_lines=not bars)
-    return run_pipeline(cfg, progress=bars, epoch_lines=not bars)
+    with lock_folder(out, 'run folder'):   # before anything is written: a second run on the folder stops here
+        if is_main_process() and not os.environ.get('ASC_RUN_CONFIG_SAVED'):   # the launcher's processes run the file it wrote
+            cfg.save(out/RUN_CONFIG)
+        make_demo_data(cfg)
+        if cfg.processes > 1:   # start the processes (torchrun), each running OUT/run.json without --processes; notebook 23
+            from asc_nbdev.distributed import launch_processes
+            os.environ['ASC_RUN_CONFIG_SAVED'] = '1'
+            try:
+                with lend_locks(out): rc = launch_processes(cfg.processes, ['--config', str(out/RUN_CONFIG), '--processes', '1'], cfg.device)
+            finally: os.environ.pop('ASC_RUN_CONFIG_SAVED', None)
+            if rc: raise RuntimeError(f"{cfg.processes} processes: at least one failed (exit status {rc}); its error is printed above")
+            return None
+        bars = sys.stdout.isatty() if progress is None else progress   # bars on a terminal, else a line per epoch
+        if cfg.seeds is not None or cfg.folds is not None: return run_repeats(cfg, progress=bars, epoch_lines=not bars)
+        return run_pipeline(cfg, progress=bars, epoch_lines=not bars)
 
 def asc_train(argv:list|None=None, # the command line's words (None: `sys.argv[1:]`, as the console script)
              ) -> None:
@@ -55,6 +58,11 @@ def asc_train(argv:list|None=None, # the command line's words (None: `sys.argv[1
     except (MetadataError, AudioError, OSError, ValueError, ImportError, RuntimeError) as e: _fail(f"asc-train: error: {e}")
     import torch.distributed as dist
     if dist.is_available() and dist.is_initialized(): dist.destroy_process_group()   # one of several processes: leave the group before exit
+
+def _writing_into(out) -> contextlib.AbstractContextManager:
+    "Hold the run folder that `out` is written into (its folder holds a run.json), so that no run writes there meanwhile"
+    d = Path(out).resolve().parent
+    return lock_folder(d, 'run folder') if (d/RUN_CONFIG).exists() else contextlib.nullcontext()
 
 def _window_outputs(res:pd.DataFrame, out, plot:bool) -> None:
     "asc-predict --window: OUT_files.csv (one row per file), OUT.png with --plot, and what was written"
@@ -107,10 +115,11 @@ def asc_predict(*files:str, # audio files or folders to predict without a metada
         if city is not None and not is_known_city(city): print(f"city {city!r} is not one of the 22 cities of the vocabulary: predicted as an unknown city")
         if window is None and (hop is not None or plot): _fail("asc-predict: error: --hop and --plot go with --window SECONDS")
         try:
-            res = predict(model, list(files), city, time, device=device, on_error=on_error, progress=sys.stdout.isatty(), window=window, hop=hop)
-            with atomic_write(out, 'w') as fh: res.to_csv(fh, index=False)
-            if window is not None: _window_outputs(res, out, plot)
-        except (MetadataError, AudioError, OSError, ValueError, KeyError) as e: _fail(f"asc-predict: error: {e}")
+            with _writing_into(out):
+                res = predict(model, list(files), city, time, device=device, on_error=on_error, progress=sys.stdout.isatty(), window=window, hop=hop)
+                with atomic_write(out, 'w') as fh: res.to_csv(fh, index=False)
+                if window is not None: _window_outputs(res, out, plot)
+        except (MetadataError, AudioError, OSError, ValueError, KeyError, FolderBusy) as e: _fail(f"asc-predict: error: {e}")
         if window is not None: return
         bad = res[res.error != '']
         print(f"wrote {len(res) - len(bad)} predictions to {out}" + (f"; {len(bad)} files could not be read (their rows say why)" if len(bad) else ''))
@@ -120,8 +129,8 @@ def asc_predict(*files:str, # audio files or folders to predict without a metada
     miss = [f'--{k}' for k, v in (('model', model), ('meta', meta), ('audio', audio)) if not v]
     if miss: _fail(f"asc-predict: error: missing {', '.join(miss)}; usage: asc-predict --model PATH --meta CSV --audio DIR --out submission.csv")
     try:
-        sub = predict_files(model, meta, audio, out, probs, device=device, on_error=on_error, aggregate=aggregate)
-    except (MetadataError, AudioError, OSError, ValueError, KeyError) as e:
+        with _writing_into(out): sub = predict_files(model, meta, audio, out, probs, device=device, on_error=on_error, aggregate=aggregate)
+    except (MetadataError, AudioError, OSError, ValueError, KeyError, FolderBusy) as e:
         _fail(f"asc-predict: error: {e}")
     print(f"wrote {len(sub)} predictions to {out}" + (f" and probabilities to {probs}" if probs else ''))
     print(sub.scene_label.value_counts().to_string())

@@ -16,8 +16,8 @@ from .data.metadata import SPLITS
 from .recipes import Recipe, load_recipe, apply_overrides, PRECISIONS
 
 # %% auto #0
-__all__ = ['AGGREGATES', 'DEFAULT_AGGREGATE', 'LOGGERS', 'ConfigError', 'RunConfig', 'check_config', 'config_parser',
-           'parse_config']
+__all__ = ['AGGREGATES', 'DEFAULT_AGGREGATE', 'LOGGERS', 'ConfigError', 'RunConfig', 'check_config', 'DefaultOnceFormatter',
+           'config_parser', 'parse_config']
 
 # %% ../nbs/18a_config.ipynb #a57ab9a3
 AGGREGATES = ('none', 'session', 'recording')   # how predictions of one session or recording may be averaged
@@ -200,13 +200,20 @@ def check_config(cfg:RunConfig, # the configuration to check
 RunConfig.check = check_config
 
 # %% ../nbs/18a_config.ipynb #6fff57a5
+class DefaultOnceFormatter(argparse.HelpFormatter):
+    "Help that says each default once: in the field's own words where they name it, else '(default: VALUE)'; nothing for switches and unset options"
+    def _get_help_string(self, action):
+        h = action.help or ''
+        if 'default' in h.lower() or action.default in (None, False, argparse.SUPPRESS) or action.nargs == 0: return h
+        return h + ' (default: %(default)s)'
+
 def config_parser(cls=RunConfig, # the configuration dataclass whose fields become the options
                   prog:str='asc-train', # the command's name
                   description:str|None=None, # the help's first line (default: the class's docstring)
                  ) -> argparse.ArgumentParser:
     "An argument parser with one option per field (`--city-dropout` for `city_dropout`, its docment as help) and `--config FILE`"
     p = argparse.ArgumentParser(prog=prog, description=description or cls.__doc__,
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=DefaultOnceFormatter)
     p.add_argument('--config', default=None, help="a run's run.json: its settings, with the options given here on top")
     for k, (types, extra, default, doc) in _field_spec(cls).items():
         t = types[0]

@@ -18,6 +18,7 @@ import torch, torch.nn as nn, torchaudio
 from typing import Annotated
 from fastcore.script import call_parse, CliError, is_cli
 from fastprogress.fastprogress import progress_bar, ConsoleProgressBar
+from .locks import lock_folder
 from .core import SAMPLE_RATE, CLIP_SECONDS, atomic_write, atomic_path, save_json, load_json, pick_device
 from .core import process_rank, process_count, is_main_process, init_processes, process_barrier, gather_objects, broadcast_object, own_writes
 
@@ -734,37 +735,38 @@ def build_feature_cache(audio_dir, # folder with the audio files: FILENAME.wav, 
     kw = dict(sr=sr, dtype=dtype, device=device, batch_size=batch_size, workers=workers, decoders=decoders, on_error=on_error, checkpoint_s=checkpoint_s)
     if shard and process_count() > 1 and not only_if_current:
         return _build_sharded(audio_dir, names, out, clip_seconds, kw, progress, verbose, after_batch)
-    paths = [find_audio(audio_dir, n) for n in names]
-    stats = [_stat(p) for p in paths]
-    p = _cache_plan(out, names, paths, stats, sources, clip_seconds, sr, dtype, on_error)
-    if p.old is not None and _up_to_date(p, names, t0):
-        say(f'{p.old}: up to date, nothing to compute')
-        return p.old
-    if only_if_current: return None
-    mm, got, part, prog = _open_partial(out, p, names, dtype)
-    done = {r: v for r, v in got[0].items() if v[0] == stats[r]}         # finished rows whose file is unchanged
-    skipped = {r: v for r, v in got[1].items() if on_error == 'skip' and v[0] == stats[r]}
-    n_resumed = len(done) + len(skipped)
-    log = _ProgressLog(prog, mm, checkpoint_s)
-    try:
-        n_reused = _copy_rows(p, mm, names, stats, done, skipped, log)
-        n_computed = _compute_rows(p, mm, paths, stats, done, skipped, log, sr, dtype, device, batch_size, workers, on_error, progress,
-                                   after_batch, decoders)
-    except BaseException:
-        log.checkpoint(); raise                          # interrupted: keep the finished batches for the re-run
-    finally: log.close()
-    p.old = p.srcs = None   # the old cache's map is let go before the new array takes its place
-    cache, counts, sk = _commit_cache(out, p, mm, part, prog, names, stats, done, skipped, dtype)
-    del mm
-    cache.report = dict(clips=counts['clips'], computed=n_computed, reused=n_reused, resumed=n_resumed, skipped=counts['skipped'],
-                        padded=counts['padded'], cropped=counts['cropped'], seconds=round(time.time() - t0, 2), up_to_date=False)
-    say(f"{cache}: computed {n_computed}, reused {n_reused}, resumed {n_resumed}, skipped {counts['skipped']}; "
-        f"padded {counts['padded']}, cropped {counts['cropped']} (to {p.clip_seconds:g} s) in {cache.report['seconds']:.1f} s")
-    if len(sk):
-        say(f'skipped {len(sk)} file(s), listed in {out/"skipped.csv"}:')
-        for n, q in list(zip(sk['filename'], sk['problem']))[:10]: say(f'  {n}: {q}')
-        if len(sk) > 10: say(f'  ... and {len(sk) - 10} more')
-    return cache
+    with (contextlib.nullcontext() if only_if_current else lock_folder(out, 'feature cache folder', log=say)):
+        paths = [find_audio(audio_dir, n) for n in names]
+        stats = [_stat(p) for p in paths]
+        p = _cache_plan(out, names, paths, stats, sources, clip_seconds, sr, dtype, on_error)
+        if p.old is not None and _up_to_date(p, names, t0):
+            say(f'{p.old}: up to date, nothing to compute')
+            return p.old
+        if only_if_current: return None
+        mm, got, part, prog = _open_partial(out, p, names, dtype)
+        done = {r: v for r, v in got[0].items() if v[0] == stats[r]}         # finished rows whose file is unchanged
+        skipped = {r: v for r, v in got[1].items() if on_error == 'skip' and v[0] == stats[r]}
+        n_resumed = len(done) + len(skipped)
+        log = _ProgressLog(prog, mm, checkpoint_s)
+        try:
+            n_reused = _copy_rows(p, mm, names, stats, done, skipped, log)
+            n_computed = _compute_rows(p, mm, paths, stats, done, skipped, log, sr, dtype, device, batch_size, workers, on_error, progress,
+                                       after_batch, decoders)
+        except BaseException:
+            log.checkpoint(); raise                          # interrupted: keep the finished batches for the re-run
+        finally: log.close()
+        p.old = p.srcs = None   # the old cache's map is let go before the new array takes its place
+        cache, counts, sk = _commit_cache(out, p, mm, part, prog, names, stats, done, skipped, dtype)
+        del mm
+        cache.report = dict(clips=counts['clips'], computed=n_computed, reused=n_reused, resumed=n_resumed, skipped=counts['skipped'],
+                            padded=counts['padded'], cropped=counts['cropped'], seconds=round(time.time() - t0, 2), up_to_date=False)
+        say(f"{cache}: computed {n_computed}, reused {n_reused}, resumed {n_resumed}, skipped {counts['skipped']}; "
+            f"padded {counts['padded']}, cropped {counts['cropped']} (to {p.clip_seconds:g} s) in {cache.report['seconds']:.1f} s")
+        if len(sk):
+            say(f'skipped {len(sk)} file(s), listed in {out/"skipped.csv"}:')
+            for n, q in list(zip(sk['filename'], sk['problem']))[:10]: say(f'  {n}: {q}')
+            if len(sk) > 10: say(f'  ... and {len(sk) - 10} more')
+        return cache
 
 def _build_sharded(audio_dir, names, out, clip_seconds, kw, progress, verbose, after_batch):
     "`build_feature_cache` in a multi-process run: each process computes every N-th clip into OUT/.shards, rank 0 merges them into OUT"

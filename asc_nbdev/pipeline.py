@@ -10,9 +10,10 @@ import copy, importlib.util, json, os, shutil, sys, time, warnings
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 from pathlib import Path
-import numpy as np, pandas as pd, torch, torch.nn.functional as F
+import numpy as np, pandas as pd, torch, torch.nn as nn, torch.nn.functional as F
 from fastprogress.fastprogress import progress_bar
 from .core import *
+from .locks import lock_folder
 from . import __version__
 from .data.metadata import read_meta, make_split, TIME_FORMAT, SPLITS, MetadataError, time_features, Split
 from .data.loaders import asc_dataloaders, ASCItems, ASCDataLoader, ASCDataLoaders, band_stats
@@ -22,7 +23,7 @@ from .learner import predict_probs, history_frame, _balanced_accuracy, per_city_
 from .config import RunConfig, ConfigError, AGGREGATES, DEFAULT_AGGREGATE, LOGGERS
 from .predict import model_loader, aggregate_probs, write_submission
 from .summaries import format_report, summarize_runs, run_figures
-from .recipes import Recipe, get_recipe, fit_recipe, make_model, load_recipe, apply_overrides, resolve_precision, PRECISIONS
+from .recipes import Recipe, get_recipe, fit_recipe, make_model, load_recipe, apply_overrides, resolve_precision, PRECISIONS, audio_model
 from .hard_samples import weight_hard_samples
 from .pseudo import pseudo_label, pseudo_report, plot_pseudo_confidence
 from .plots import plot_history, plot_confusion, plot_confidence
@@ -114,6 +115,8 @@ def _save_stage_plots(d, learn, summary, dls, title):
     file_backend()   # Agg in a script; a notebook keeps its inline figures
     import matplotlib.pyplot as plt
     probs = predict_probs(learn.model, dls.valid)   # every process takes part (a share each); rank 0 alone draws and writes
+    # `audio_first`: its audio-only model's too (an audio-first stage's hard-sample reference, `_hard_weights`)
+    pa = predict_probs(audio_model(learn.model), dls.valid) if _has_audio_model(learn.model) else None
     if not is_main_process(): return probs
     h = history_frame(learn)   # history.csv: written each epoch by fastai's CSVLogger
     fig = plot_history(h, title=title, best=summary.get('best_epoch')); _savefig(fig, d/'curves.png')
@@ -127,7 +130,15 @@ def _save_stage_plots(d, learn, summary, dls, title):
     with atomic_write(d/'valid_probs.csv', 'w') as f:
         pd.DataFrame(probs, columns=CLASSES).assign(filename=dls.valid_meta['filename'].to_numpy(),
             label=dls.valid_meta['label'].to_numpy()).to_csv(f, index=False)
+    if pa is not None:
+        with atomic_write(d/'valid_probs_audio.csv', 'w') as f:
+            pd.DataFrame(pa, columns=CLASSES).assign(filename=dls.valid_meta['filename'].to_numpy(),
+                label=dls.valid_meta['label'].to_numpy()).to_csv(f, index=False)
     return probs
+
+def _has_audio_model(model) -> bool:
+    "Whether `model` holds a whole audio-only model (`audio_first`: its head's audio classifier is an audio-only head)"
+    return type(getattr(getattr(model, 'head', None), 'audio_fc', None)).__name__ == 'FusionHead'
 
 def _savefig(fig, path):
     import matplotlib.pyplot as plt
@@ -145,25 +156,34 @@ def stage_loggers(log_to:str|None, # one of `LOGGERS` (None: 'none')
     if log_to in (None, 'none'): return []
     if log_to == 'tensorboard':
         try: from fastai.callback.tensorboard import TensorBoardCallback
-        except ImportError: raise ImportError("--log tensorboard needs the tensorboard package: pip install 'asc_nbdev[log]' (or pip install tensorboard)") from None
+        except ImportError: raise ImportError("--log tensorboard needs the tensorboard package: pip install 'asc-nbdev[log]' (or pip install tensorboard)") from None
         return [TensorBoardCallback(log_dir=str(Path(d)/'tensorboard'), trace_model=False, log_preds=False)]
     if log_to == 'wandb':
         try:
             import wandb
             from fastai.callback.wandb import WandbCallback
-        except ImportError: raise ImportError("--log wandb needs the wandb package: pip install wandb (then wandb login, or WANDB_MODE=offline)") from None
+        except ImportError: raise ImportError("--log wandb needs the wandb package: pip install 'asc-nbdev[wandb]' (or pip install wandb; then wandb login, or WANDB_MODE=offline)") from None
         wandb.init(project='asc_nbdev', name=name, group=Path(d).parent.name, reinit=True)
         return [WandbCallback(log_preds=False, log_model=False)]
     raise ValueError(f"unknown logger {log_to!r}; expected one of {list(LOGGERS)}")
 
-def _hard_weights(d, recipe, dls, reference, device=None) -> dict:
-    "Seed 003: weight the training clips of `dls` by the reference model's confidence; writes hard_samples.csv/.png into `d`; returns the summary"
+def _audio_only(model):
+    "The audio-only model inside `model` (a fold ensemble: of each member), or `model` itself if it holds none"
+    if isinstance(model, FoldEnsemble):
+        if not all(_has_audio_model(m) for m in model.members): return model
+        e = copy.deepcopy(model); e.members = nn.ModuleList([audio_model(m) for m in e.members]); return e
+    return audio_model(model) if _has_audio_model(model) else model
+
+def _hard_weights(d, recipe, dls, reference, device=None, audio:bool=False) -> dict:
+    "Seed 003: weight the training clips of `dls` by the reference model's confidence (`audio`: its audio-only model's); writes hard_samples.csv/.png into `d`"
     from asc_nbdev.hard_samples import hard_sample_summary, plot_hard_samples
     m, info = load_asc_model(reference['path'])
+    if audio: m = _audio_only(m)   # an audio-first stage: its audio step then weighs its clips exactly as a metadata-off run
     st = info.get('stats') or {}
     known = None
     if reference.get('oof') is not None:   # --cv: each labeled clip's confidence from the reference fold model that did not train on it
-        oof = pd.read_csv(reference['oof'], dtype={'filename': str})
+        f = Path(reference['oof']); fa = f.with_name(f.stem + '_audio.csv')
+        oof = pd.read_csv(fa if audio and fa.exists() else f, dtype={'filename': str})
         known = dict(zip(oof.filename, oof[list(CLASSES)].max(axis=1)))
     hs = weight_hard_samples(dls, m, recipe.hard_threshold, device=device, stats=(st.get('mean'), st.get('std')), known=known)
     n = len(hs['confidence'])
@@ -178,7 +198,7 @@ def _stage_train(d, recipe, dls, model, stage, title, truth_meta, seen, metadata
     hs = None
     if recipe.hard_samples:   # seed 003: weight every training clip by the reference model's confidence, then train
         if reference is None: raise ValueError(f"recipe {recipe.name} weights hard samples: it needs a reference model (run_pipeline trains one, or give reference_model)")
-        hs = _hard_weights(d, recipe, dls, reference, device)
+        hs = _hard_weights(d, recipe, dls, reference, device, audio=metadata and recipe.audio_first)
     kw = dict(fit_kw or {}); log_to = kw.pop('log_to', None)
     kw['cbs'] = list(kw.get('cbs') or []) + (stage_loggers(log_to, d, title) if is_main_process() else [])
     learn, s = fit_recipe(recipe, dls, model=model, stage=stage, metadata=metadata, path=d, progress=progress, fname=title, epoch_log=epoch_log,
@@ -380,6 +400,9 @@ def train_folds(ctx:RunContext, # the run (`folds` set)
     oof = pd.concat(parts, ignore_index=True)
     if is_main_process():
         with atomic_write(d/'oof_probs.csv', 'w') as f: oof.to_csv(f, index=False, float_format='%.5f')
+        if all((d/f'fold{i}'/'valid_probs_audio.csv').exists() for i in range(K)):   # `audio_first`: the audio-only models' too
+            oa = pd.concat([pd.read_csv(d/f'fold{i}'/'valid_probs_audio.csv', dtype={'filename': str}) for i in range(K)], ignore_index=True)
+            with atomic_write(d/'oof_probs_audio.csv', 'w') as f: oa.to_csv(f, index=False, float_format='%.5f')
         P, y = oof[list(CLASSES)].to_numpy(), oof['label'].to_numpy()
         _savefig(plot_confusion(P.argmax(1), y, title=f'{name}: out of fold ({K} folds, {len(oof)} labeled clips)').figure, d/'confusion.png')
         _savefig(plot_confidence(P, y, title=f'{name}: out-of-fold confidence').figure, d/'confidence.png')
@@ -458,7 +481,8 @@ def _run_recipe(cfg:RunConfig, res, log) -> tuple:
         recipe = recipe.replace(model_kwargs={**recipe.model_kwargs, **arch})
         model = load_official_se_trans(res.init_official, make_model(recipe, metadata=not cfg.no_metadata), fc=False, context=None)
     if cfg.log in ('tensorboard', 'wandb') and importlib.util.find_spec(cfg.log) is None:   # say so now, not after the first stage
-        raise ImportError(f"--log {cfg.log} needs the {cfg.log} package: pip install {cfg.log}")
+        extra = dict(tensorboard='log', wandb='wandb')[cfg.log]
+        raise ImportError(f"--log {cfg.log} needs the {cfg.log} package: pip install 'asc-nbdev[{extra}]' (or pip install {cfg.log})")
     if cfg.reference_model is not None and not Path(cfg.reference_model).is_file():
         raise FileNotFoundError(f"reference model file not found: {cfg.reference_model}")
     return recipe, model
@@ -635,6 +659,8 @@ class Reference(Stage):
             ctx:RunContext, # the run
             d:Path, # the stage's folder
            ):
+        # loaders of its own: stage 1's then shuffle and drop out as in a run without the reference (its audio step as a metadata-off run's)
+        if not ctx.folds: return ctx.train(d, self.recipe(ctx), ctx.loaders(), None, 'train', self.name)
         return ctx.train_stage(d, self.recipe(ctx), 'train', self.name)
     def record(self,
                ctx:RunContext, # the run
@@ -913,9 +939,10 @@ def run_pipeline(config, # a `RunConfig`; or, in the older form, the output fold
     "Run the semi-supervised pipeline of `config`; returns the report (also written to OUT/report.json)"
     cfg = config if isinstance(config, RunConfig) else pipeline_config(config, *args, **settings)
     if isinstance(config, RunConfig) and (args or settings): raise TypeError("run_pipeline(config) takes the settings in the RunConfig, not beside it")
-    make_demo_data(cfg)
-    ctx = open_run(cfg, cbs, log, progress, epoch_lines, **(repeat or {}))
-    return walk_stages(ctx, (stages or pipeline_stages)(ctx))
+    with lock_folder(cfg.out, 'run folder', log):   # the folder belongs to this run (process group) until it ends
+        make_demo_data(cfg)
+        ctx = open_run(cfg, cbs, log, progress, epoch_lines, **(repeat or {}))
+        return walk_stages(ctx, (stages or pipeline_stages)(ctx))
 
 # %% ../nbs/18_pipeline.ipynb #324cdb53
 def run_repeats(config, # a `RunConfig` with `seeds` and/or `folds`; or, in the older form, the output folder with `audio, meta, recipe` after it
@@ -928,6 +955,9 @@ def run_repeats(config, # a `RunConfig` with `seeds` and/or `folds`; or, in the 
                ) -> dict:
     "Repeat `run_pipeline` over seeds and/or grouped folds (OUT/seed0..., OUT/fold0..., OUT/fold0-seed0...); returns the report with `runs` and `summary`"
     cfg = config if isinstance(config, RunConfig) else pipeline_config(config, *args, **settings)
+    with lock_folder(cfg.out, 'run folder', log): return _run_repeats(cfg, log, progress, epoch_lines, cbs)
+
+def _run_repeats(cfg, log, progress, epoch_lines, cbs):
     t0 = time.time(); out = Path(cfg.out); out.mkdir(parents=True, exist_ok=True)
     make_demo_data(cfg)
     recipe = cfg.check().recipe; seeds, folds = cfg.seeds or 1, cfg.folds

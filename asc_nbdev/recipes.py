@@ -33,7 +33,7 @@ QUICK_MODEL_KWARGS = {  # narrower models for the quick CPU variant (same archit
 
 PAPER_ADAM = dict(name='adam', betas=(0.9, 0.999), eps=1e-8, weight_decay=0.)   # torch.optim.Adam's defaults (fastai's differ)
 CITY_DROPOUT, TIME_DROPOUT = 0.5, 0.3   # defaults of every recipe, chosen by measurement: bench/metadata.md
-AUDIO_FALLBACK = 'off'   # clips of cities not trained on: 'off' (the papers), 'audio' or 'mix' (FusionHead); li2025 and baseline use 'audio' with audio_first, yang2025 'audio' with isolate_audio, atmaja2025 'off', by measurement: bench/metadata_unseen.md
+AUDIO_FALLBACK = 'off'   # clips of cities not trained on: 'off' (the papers), 'audio' or 'mix' (FusionHead); every recipe uses 'audio' with audio_first: bench/metadata_unseen.md
 
 @dataclass
 class Recipe:
@@ -126,9 +126,10 @@ RECIPES = {
     'yang2025': Recipe(
         'yang2025', 'seed 000 (Yang et al., APSIPA ASC 2025)', 'resnet_attention', lr=5e-4, epochs=1000, patience=20,
         spec_augment=dict(n_time_masks=2, time_width=20, n_freq_masks=2, freq_width=8), time_roll=(0.1, 0.3), mixup_alpha=1.0, mixup_p=1.0,
-        pseudo='threshold', pseudo_threshold=0.9, pretrain_epochs=1000, audio_fallback='audio', isolate_audio=True,
+        pseudo='threshold', pseudo_threshold=0.9, pretrain_epochs=1000, audio_fallback='audio', audio_first=True,
         notes='SpecAugment (time shifting, frequency and time masking): widths and shift range not given in the paper; '
-              'clips of cities not trained on: audio classifier, isolated body, kept epoch for both roles (bench/metadata_unseen.md); '
+              'beyond the paper: the audio-only model trained first, the fusion on its frozen body (audio_first), so clips of '
+              'cities not trained on get exactly the audio-only prediction (bench/metadata_unseen.md); '
               'the pseudo-label confidence threshold (0.9) is not given; pre-training runs under the same early stopping '
               '(up to 1000 epochs, patience 20)'),
     'li2025': Recipe(
@@ -145,7 +146,11 @@ RECIPES = {
     'atmaja2025': Recipe(
         'atmaja2025', 'seed 003 (Atmaja et al.)', 'fcnn', lr=1e-4, epochs=20, patience=10,
         monitor='balanced_accuracy', smoothing=0.1, hard_samples=True, hard_threshold=0.7, pseudo='argmax',
-        notes='optimiser settings follow the baseline pipeline the paper builds on (not stated otherwise)'),
+        audio_fallback='audio', audio_first=True,
+        notes='optimiser settings follow the baseline pipeline the paper builds on (not stated otherwise); beyond the paper: '
+              'the audio-only model trained first (its hard-sample weights from the reference\'s audio-only model), the fusion '
+              'on its frozen body (audio_first), so clips of cities not trained on get exactly the audio-only prediction '
+              '(bench/metadata_unseen.md)'),
 }
 
 def get_recipe(name:str, # a key of `RECIPES`

@@ -118,7 +118,8 @@ def test_hard_samples_out_of_fold(tmp_path):
     rep = json.loads((out/'report.json').read_text())
     s1 = next(s for s in rep['stages'] if s['name'] == 'stage1_train')
     assert s1['hard_samples']['out_of_fold'] == s1['hard_samples']['n']   # every training clip of fold 0: its confidence known out of fold
-    oof = pd.read_csv(out/'stage1_reference'/'oof_probs.csv', dtype={'filename': str})
+    # audio first (atmaja2025's default): the weights of its audio step come from the reference's audio-only fold models
+    oof = pd.read_csv(out/'stage1_reference'/'oof_probs_audio.csv', dtype={'filename': str})
     hs = pd.read_csv(out/'stage1_train'/'fold0'/'hard_samples.csv', dtype={'filename': str}).merge(oof, on='filename')
     np.testing.assert_allclose(hs.confidence, hs[CLASSES].max(axis=1), atol=1e-4)
 

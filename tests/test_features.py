@@ -4,6 +4,7 @@ from pathlib import Path
 import numpy as np, pandas as pd, pytest, soundfile as sf, torch
 from asc_nbdev.features import (AudioError, load_audio, logmel_librosa, assert_logmel_close, LogMel, build_feature_cache, load_feature_cache,
                                 FeatureCache, median_duration, asc_features)
+from asc_nbdev.locks import LOCK_FILE
 
 SR = 44_100
 REAL_WAV = Path(__file__).parent/'data'/'acoustic_scene.wav'   # a real recording (dcase_util, MIT; see data/SOURCE.md)
@@ -161,7 +162,7 @@ def test_cache_build_and_api(folder, tmp_path, capsys):
     assert (len(c), c.n_frames, c.n_mels, c.dtype) == (8, 25, 64, np.float16)
     assert (c.report['padded'], c.report['cropped'], c.report['computed'], c.report['skipped']) == (1, 1, 8, 0)
     assert 'padded 1, cropped 1' in capsys.readouterr().out
-    assert sorted(p.name for p in (tmp_path/'fc').iterdir()) == sorted(CACHE_FILES)
+    assert sorted(p.name for p in (tmp_path/'fc').iterdir()) == sorted(CACHE_FILES + [LOCK_FILE])   # its lock stays, released
     arr = np.load(tmp_path/'fc'/'features.npy', mmap_mode='r')
     assert isinstance(arr, np.memmap) and arr.shape == (8, 25, 64) and not c.features.flags.writeable
     assert list(c.index.index) == names and list(c.index) == list(range(8))
@@ -285,11 +286,11 @@ def test_cache_resume_after_interruption(folder, tmp_path):
     def kill(b, n):
         if b == 2: raise Killed()
     with pytest.raises(Killed): build_feature_cache(d, names, tmp_path/'resumed', after_batch=kill, **kw)
-    assert sorted(p.name for p in (tmp_path/'resumed').iterdir()) == ['.features.partial.npy', '.features.progress']
+    assert sorted(p.name for p in (tmp_path/'resumed').iterdir()) == [LOCK_FILE, '.features.partial.npy', '.features.progress']
     r = build_feature_cache(d, names, tmp_path/'resumed', **kw)
     assert (r.report['resumed'], r.report['computed']) == (4, 4)
     for f in CACHE_FILES: assert (tmp_path/'resumed'/f).read_bytes() == (tmp_path/'straight'/f).read_bytes(), f
-    assert sorted(p.name for p in (tmp_path/'resumed').iterdir()) == sorted(CACHE_FILES)
+    assert sorted(p.name for p in (tmp_path/'resumed').iterdir()) == sorted(CACHE_FILES + [LOCK_FILE])
     # an interrupted update leaves the old cache intact and readable; the re-run finishes it
     write(d/'clip1.wav', 0.5, SR, 50); write(d/'clip7.wav', 0.5, SR, 51)
     old = stat_ns(tmp_path/'resumed')

@@ -88,6 +88,7 @@ def test_killed_in_training_and_pseudo_labeling_finishes_the_same(tmp_path):
     r = Run(out)
     r.kill_when(_line(r, '[stage1_train] epoch 1/3'))
     assert r.p.returncode == -signal.SIGKILL
+    killed = r.p.pid
     assert (out/'stage1_train').is_dir() and not (out/'stage1_train'/'done.json').exists() and not (out/'report.json').exists()
 
     # 2. re-run: stage 1 again from the start; killed in the middle of pseudo-labeling
@@ -96,6 +97,7 @@ def test_killed_in_training_and_pseudo_labeling_finishes_the_same(tmp_path):
     assert r.p.returncode == -signal.SIGKILL and (out/'stage1_train'/'done.json').exists()
     log = ''.join(r.lines)
     assert 'up to date, nothing to compute' in log   # the feature cache was finished in run 1: nothing recomputed
+    assert f'taking over from process {killed} on' in log   # the killed run's lock (asc_nbdev.locks): taken over, said
 
     # 3. re-run: stage 1 skipped, pseudo-labeling again from the start; killed in the middle of retraining
     r = Run(out)

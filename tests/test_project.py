@@ -1,5 +1,5 @@
 "README, CI and the notebooks stay in step."
-import re, subprocess, sys
+import os, re, subprocess, sys
 from conftest import ROOT
 
 def test_readme_in_step_with_index():
@@ -43,3 +43,53 @@ def test_no_name_clashes_with_fastai_or_sklearn():
     clash = sorted(n for n in ours for mod in (fv, skm) if hasattr(mod, n) and getattr(mod, n) is not getattr(a, n)
                    and not n.startswith('__'))
     assert clash == [], f"asc_nbdev.all hides these names of fastai.vision.all / sklearn.metrics: {clash}"
+
+def _declared() -> set:
+    "Distribution names pyproject.toml declares: the dependencies and every extra, normalised"
+    import tomllib
+    from packaging.requirements import Requirement
+    p = tomllib.loads((ROOT/'pyproject.toml').read_text())['project']
+    reqs = p['dependencies'] + [r for v in p.get('optional-dependencies', {}).values() for r in v]
+    return {Requirement(r).name.lower().replace('_', '-') for r in reqs}
+
+def _imports() -> dict:
+    "Top-level module -> the package files that import it (absolute imports of other packages only)"
+    import ast
+    out = {}
+    for f in sorted((ROOT/'asc_nbdev').rglob('*.py')):
+        for n in ast.walk(ast.parse(f.read_text())):
+            mods = [a.name for a in n.names] if isinstance(n, ast.Import) else [n.module] if isinstance(n, ast.ImportFrom) and n.level == 0 and n.module else []
+            for m in mods:
+                top = m.split('.')[0]
+                if top != 'asc_nbdev' and top not in sys.stdlib_module_names and top != '__future__':
+                    out.setdefault(top, set()).add(f.relative_to(ROOT).as_posix())
+    return out
+
+def test_every_import_is_declared():
+    "Each package the library imports is a declared dependency (core or an extra), not one that arrives only through another"
+    from importlib.metadata import packages_distributions
+    dists, declared = packages_distributions(), _declared()
+    missing = {}
+    for mod, files in _imports().items():
+        names = {d.lower().replace('_', '-') for d in dists.get(mod, [mod])}   # not installed (an optional extra): its own name
+        if not names & declared: missing[mod] = (sorted(names), sorted(files)[:3])
+    assert not missing, f"imported but not declared in pyproject.toml (module: distributions, files): {missing}"
+
+def test_help_says_each_default_once():
+    r = subprocess.run(['asc-train', '--help'], capture_output=True, text=True, env=dict(os.environ, COLUMNS='400'))
+    assert r.returncode == 0, r.stderr
+    opts = [l for l in r.stdout.splitlines() if l.strip().startswith('--')]
+    assert len(opts) > 30
+    twice = [l.strip() for l in opts if l.count('(default:') > 1 or ("default" in l.split('(default:')[0] and '(default:' in l)]
+    assert not twice and '(default: None)' not in r.stdout, twice
+    assert "--rounds ROUNDS" in r.stdout and "rounds (default: the recipe's)" in r.stdout
+
+def test_cpu_notebook_output_has_no_error_lines(tmp_path):
+    "The profiling notebook on a CPU-only machine prints no kineto ERROR/USDT lines (they are not errors)"
+    import torch, pytest
+    if torch.cuda.is_available(): pytest.skip('on a GPU machine the profiler keeps its own lines')
+    env = {k: v for k, v in os.environ.items() if k != 'KINETO_LOG_LEVEL'}
+    r = subprocess.run(['nbdev-test', str(ROOT/'nbs'/'09_models.mobileascnet.ipynb')], capture_output=True, text=True, env=env, cwd=ROOT)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    bad = [l for l in (r.stdout + r.stderr).splitlines() if re.match(r'^(ERROR|USDT|STAGE|WARNING):', l)]
+    assert not bad, bad
