@@ -22,6 +22,9 @@ from .models.resnet import *
 from .models.mobileascnet import *
 from .models.fcnn import *
 from .models.zoo import *
+from .teachers.panns import *
+from .teachers.efficientat import *
+from .teachers.beats import *
 from .learner import *
 from .recipes import *
 from .hard_samples import *
@@ -37,5 +40,5 @@ from .evaluate import *
 from .explorer import *
 
 # %% ../nbs/99_all.ipynb #abf7409e
-_modules = ['core', 'locks', 'data.metadata', 'data.synthetic', 'features', 'data.loaders', 'augment', 'models.fusion', 'models.se_trans', 'models.resnet', 'models.mobileascnet', 'models.fcnn', 'models.zoo', 'learner', 'recipes', 'hard_samples', 'plots', 'pseudo', 'external', 'config', 'pipeline', 'predict', 'summaries', 'cli', 'evaluate', 'explorer']
+_modules = ['core', 'locks', 'data.metadata', 'data.synthetic', 'features', 'data.loaders', 'augment', 'models.fusion', 'models.se_trans', 'models.resnet', 'models.mobileascnet', 'models.fcnn', 'models.zoo', 'teachers.panns', 'teachers.efficientat', 'teachers.beats', 'learner', 'recipes', 'hard_samples', 'plots', 'pseudo', 'external', 'config', 'pipeline', 'predict', 'summaries', 'cli', 'evaluate', 'explorer']
 __all__ = [n for m in _modules for n in importlib.import_module(f'asc_nbdev.{m}').__all__]

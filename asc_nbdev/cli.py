@@ -107,10 +107,12 @@ def asc_predict(*files:str, # audio files or folders to predict without a metada
                 window:float=None, # with FILE...: predict window by window, SECONDS long (e.g. the model's clip length): one row per window, OUT_files.csv per file
                 hop:float=None, # with --window: seconds between window starts (default: the window)
                 plot:store_true=False, # with --window: draw each file's scene over time into OUT.png (up to 6 files)
+                tta:Annotated[str, dict(choices=['none', 'bn', 'bn-city'])]='none', # with --meta: adapt batch-norm statistics to these clips (bn) or to each city's (bn-city)
                ):
     "Predict scene labels with a trained model file: the clips of a metadata CSV, or audio files given by name"
     if files:
         if meta or audio: _fail("asc-predict: error: give FILE... or --meta CSV --audio DIR, not both")
+        if tta != 'none': _fail("asc-predict: error: --tta adapts to the clips of a metadata CSV: give --meta CSV --audio DIR")
         if not model: _fail("asc-predict: error: missing --model; usage: asc-predict --model PATH FILE... [--city C] [--time T] [--out OUT.csv]")
         if city is not None and not is_known_city(city): print(f"city {city!r} is not one of the 22 cities of the vocabulary: predicted as an unknown city")
         if window is None and (hop is not None or plot): _fail("asc-predict: error: --hop and --plot go with --window SECONDS")
@@ -129,7 +131,7 @@ def asc_predict(*files:str, # audio files or folders to predict without a metada
     miss = [f'--{k}' for k, v in (('model', model), ('meta', meta), ('audio', audio)) if not v]
     if miss: _fail(f"asc-predict: error: missing {', '.join(miss)}; usage: asc-predict --model PATH --meta CSV --audio DIR --out submission.csv")
     try:
-        with _writing_into(out): sub = predict_files(model, meta, audio, out, probs, device=device, on_error=on_error, aggregate=aggregate)
+        with _writing_into(out): sub = predict_files(model, meta, audio, out, probs, device=device, on_error=on_error, aggregate=aggregate, tta=tta)
     except (MetadataError, AudioError, OSError, ValueError, KeyError, FolderBusy) as e:
         _fail(f"asc-predict: error: {e}")
     print(f"wrote {len(sub)} predictions to {out}" + (f" and probabilities to {probs}" if probs else ''))

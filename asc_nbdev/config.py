@@ -99,6 +99,11 @@ class RunConfig:
     precision: Annotated[str, dict(choices=list(PRECISIONS))] = 'auto' # auto: fp32 (bf16 was no faster on an H100, bench/gpu.md; its accuracy, within noise of fp32 on a CPU, bench/bf16_parts.md, is unmeasured on a GPU); bf16/fp16 need a GPU
     compile: bool = False # torch.compile the models (helps on a GPU; on a CPU it needs a C++ compiler and rarely pays)
     log: Annotated[str, dict(choices=list(LOGGERS))] = 'none' # also log training curves to tensorboard (OUT/STAGE/tensorboard) or wandb (package needed)
+    teacher: str|None = None # a pretrained audio model as teacher: NAME=CHECKPOINT (panns_cnn14, efficientat_mn10, beats, passt) or package.module:function; its student replaces the pseudo-label rounds
+    teacher_head: Annotated[str, dict(choices=['logreg', 'mlp'])] = 'logreg' # --teacher: the classifier on its embeddings (bench/teacher.md)
+    teacher_metadata: bool = False # --teacher: the head also sees the clip's city and time
+    tta: Annotated[str, dict(choices=['none', 'bn', 'bn-city'])] = 'none' # test-time adaptation of the eval predictions: batch-norm statistics re-estimated on the eval clips (bn), or on each city's (bn-city); bench/ssl.md
+    submit: Annotated[str, dict(choices=['model', 'teacher'])] = 'model' # the submission's predictions: the final model's, or (with --teacher) the teacher's own
     processes: int = 1 # train data-parallel in N processes on this machine (one per GPU, or N CPU processes with --device cpu); the recipe's batch size stays the global batch
 
     def __post_init__(self):
@@ -187,6 +192,15 @@ def check_config(cfg:RunConfig, # the configuration to check
     if cfg.processes > 1 and process_count() > 1: raise ConfigError('processes', "starts the processes itself; leave it out under torchrun or accelerate launch")
     if cfg.processes > 1 and r.bs % cfg.processes:
         raise ConfigError('processes', f"{cfg.processes}: the batch size {r.bs} does not split into {cfg.processes} processes; --set bs=... a multiple of {cfg.processes}")
+    if cfg.teacher is not None:
+        t = cfg.teacher.strip()
+        if not (('=' in t and t.split('=', 1)[0] and t.split('=', 1)[1]) or (':' in t and '=' not in t)):
+            raise ConfigError('teacher', f"takes NAME=CHECKPOINT or package.module:function, got {cfg.teacher!r}")
+        if cfg.rounds: raise ConfigError('rounds', f"{cfg.rounds}: with --teacher its student replaces the pseudo-label rounds; leave --rounds out")
+        if cfg.distill: raise ConfigError('distill', "distils a fold ensemble; with --teacher the student is already distilled from the teacher")
+    for k in ('teacher_head', 'teacher_metadata'):
+        if getattr(cfg, k) != getattr(RunConfig, k) and cfg.teacher is None: raise ConfigError(k, "goes with --teacher")
+    if cfg.submit == 'teacher' and cfg.teacher is None: raise ConfigError('submit', "teacher needs --teacher")
     if cfg.reference_model is not None and not r.hard_samples:
         raise ConfigError('reference_model', f"weights hard samples; recipe {r.name} has hard_samples off (atmaja2025 has it on, or --set hard_samples=true)")
     init = _pairs([cfg.init] if cfg.init else [], 'init', 'official=PATH')

@@ -63,6 +63,7 @@ def lock_folder(folder, # the folder to hold (made if missing)
     folder = Path(folder); key = str(folder.resolve())
     if key in _held: _held[key][1] += 1
     if key in _held or _covered(key) or not is_main_process():   # again, inside a held folder, or a rank under rank 0
+        if is_main_process(): folder.mkdir(parents=True, exist_ok=True)
         try: yield folder
         finally:
             if key in _held: _held[key][1] -= 1

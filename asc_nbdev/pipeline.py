@@ -18,22 +18,22 @@ from . import __version__
 from .data.metadata import read_meta, make_split, TIME_FORMAT, SPLITS, MetadataError, time_features, Split
 from .data.loaders import asc_dataloaders, ASCItems, ASCDataLoader, ASCDataLoaders, band_stats
 from .features import build_feature_cache, FeatureCache, AudioError
-from .models.zoo import save_asc_model, load_asc_model, MODEL_FORMAT, _plain, FoldEnsemble
+from .models.zoo import save_asc_model, load_asc_model, MODEL_FORMAT, _plain, FoldEnsemble, count_params
 from .learner import predict_probs, history_frame, _balanced_accuracy, per_city_accuracy
 from .config import RunConfig, ConfigError, AGGREGATES, DEFAULT_AGGREGATE, LOGGERS
-from .predict import model_loader, aggregate_probs, write_submission
+from .predict import model_loader, aggregate_probs, write_submission, tta_probs
 from .summaries import format_report, summarize_runs, run_figures
 from .recipes import Recipe, get_recipe, fit_recipe, make_model, load_recipe, apply_overrides, resolve_precision, PRECISIONS, audio_model
 from .hard_samples import weight_hard_samples
-from .pseudo import pseudo_label, pseudo_report, plot_pseudo_confidence
+from .pseudo import pseudo_label, pseudo_report, plot_pseudo_confidence, carried_labels
 from .plots import plot_history, plot_confusion, plot_confidence
 
 # %% auto #0
-__all__ = ['REFERENCE_STAGE', 'StageMismatch', 'fingerprint_diff', 'run_stage', 'evaluate_test', 'stage_loggers',
-           'reference_recipe', 'grouped_folds', 'RunContext', 'train_folds', 'plot_fold_figures', 'run_data',
-           'make_demo_data', 'open_run', 'Stage', 'walk_stages', 'Pretrain', 'Reference', 'Train', 'PseudoLabel',
-           'Retrain', 'kept_stage', 'student_recipe', 'distill_targets', 'Distill', 'Final', 'pipeline_stages',
-           'pipeline_config', 'run_pipeline', 'run_repeats']
+__all__ = ['REFERENCE_STAGE', 'StageMismatch', 'fingerprint_diff', 'run_stage', 'evaluate_test', 'eval_figures', 'stage_loggers',
+           'reference_recipe', 'grouped_folds', 'RunContext', 'oof_figures', 'train_folds', 'plot_fold_figures',
+           'run_data', 'make_demo_data', 'open_run', 'Stage', 'walk_stages', 'Pretrain', 'Reference', 'Train',
+           'PseudoLabel', 'Retrain', 'kept_stage', 'student_recipe', 'distill_targets', 'soft_target_loaders',
+           'Distill', 'Final', 'pipeline_stages', 'pipeline_config', 'run_pipeline', 'run_repeats']
 
 # %% ../nbs/18_pipeline.ipynb #d1104262
 class StageMismatch(ValueError):
@@ -96,7 +96,14 @@ def evaluate_test(model, # the model to score
                  ) -> dict|None:
     "Accuracy of `model` on the test clips (metadata rows with `label` from truth), seen and unseen cities apart, per aggregation"
     if test_meta is None or len(test_meta) == 0: return None
-    raw = predict_probs(model, dls.test_dl(test_meta))
+    return eval_figures(predict_probs(model, dls.test_dl(test_meta)), test_meta, seen_cities, aggregate)
+
+def eval_figures(raw:np.ndarray, # (clips, classes) probabilities of the test clips, in `test_meta`'s order
+                 test_meta:pd.DataFrame, # metadata rows of the test clips with `label` (from truth)
+                 seen_cities=(), # cities of the training data
+                 aggregate:str=DEFAULT_AGGREGATE, # the aggregation of the main figures; every mode is reported under `aggregates`
+                ) -> dict:
+    "The test figures of probabilities `raw`: accuracy, balanced accuracy, per city, seen and unseen cities apart, per aggregation"
     t = test_meta['label'].to_numpy(); seen = test_meta['location'].isin(set(seen_cities)).to_numpy()
     modes = {}
     for how in AGGREGATES:
@@ -115,8 +122,6 @@ def _save_stage_plots(d, learn, summary, dls, title):
     file_backend()   # Agg in a script; a notebook keeps its inline figures
     import matplotlib.pyplot as plt
     probs = predict_probs(learn.model, dls.valid)   # every process takes part (a share each); rank 0 alone draws and writes
-    # `audio_first`: its audio-only model's too (an audio-first stage's hard-sample reference, `_hard_weights`)
-    pa = predict_probs(audio_model(learn.model), dls.valid) if _has_audio_model(learn.model) else None
     if not is_main_process(): return probs
     h = history_frame(learn)   # history.csv: written each epoch by fastai's CSVLogger
     fig = plot_history(h, title=title, best=summary.get('best_epoch')); _savefig(fig, d/'curves.png')
@@ -130,10 +135,6 @@ def _save_stage_plots(d, learn, summary, dls, title):
     with atomic_write(d/'valid_probs.csv', 'w') as f:
         pd.DataFrame(probs, columns=CLASSES).assign(filename=dls.valid_meta['filename'].to_numpy(),
             label=dls.valid_meta['label'].to_numpy()).to_csv(f, index=False)
-    if pa is not None:
-        with atomic_write(d/'valid_probs_audio.csv', 'w') as f:
-            pd.DataFrame(pa, columns=CLASSES).assign(filename=dls.valid_meta['filename'].to_numpy(),
-                label=dls.valid_meta['label'].to_numpy()).to_csv(f, index=False)
     return probs
 
 def _has_audio_model(model) -> bool:
@@ -180,18 +181,13 @@ def _hard_weights(d, recipe, dls, reference, device=None, audio:bool=False) -> d
     m, info = load_asc_model(reference['path'])
     if audio: m = _audio_only(m)   # an audio-first stage: its audio step then weighs its clips exactly as a metadata-off run
     st = info.get('stats') or {}
-    known = None
-    if reference.get('oof') is not None:   # --cv: each labeled clip's confidence from the reference fold model that did not train on it
-        f = Path(reference['oof']); fa = f.with_name(f.stem + '_audio.csv')
-        oof = pd.read_csv(fa if audio and fa.exists() else f, dtype={'filename': str})
-        known = dict(zip(oof.filename, oof[list(CLASSES)].max(axis=1)))
-    hs = weight_hard_samples(dls, m, recipe.hard_threshold, device=device, stats=(st.get('mean'), st.get('std')), known=known)
+    hs = weight_hard_samples(dls, m, recipe.hard_threshold, device=device, stats=(st.get('mean'), st.get('std')))
     n = len(hs['confidence'])
     with atomic_write(d/'hard_samples.csv', 'w') as f:
         pd.DataFrame({'filename': hs['names'] if hs['names'] is not None else np.arange(n), 'confidence': hs['confidence'],
                       'weight': hs['weights'], 'hard': hs['hard'], 'pseudo': np.arange(n) >= len(dls.train_meta)}).to_csv(f, index=False)
     if is_main_process(): _savefig(plot_hard_samples(hs, title=f"hard samples: confidence of {reference['name']}"), d/'hard_samples.png')
-    return dict(hard_sample_summary(hs), reference=reference['name'], **({'out_of_fold': hs['known']} if known is not None else {}))
+    return dict(hard_sample_summary(hs), reference=reference['name'] + (f" ({Path(reference['path']).parent.name})" if reference.get('folds') else ''))
 
 def _stage_train(d, recipe, dls, model, stage, title, truth_meta, seen, metadata, progress, aggregate=DEFAULT_AGGREGATE, epoch_log=None,
                  deterministic=False, reference=None, device=None, fit_kw=None):
@@ -296,6 +292,9 @@ class RunContext:
     model: object = None # the model stage 1 starts from (pre-trained or the official checkpoint), None: a fresh one
     last: Path|None = None # the folder of the last trained stage (the next pseudo-labels' teacher)
     student: Path|None = None # `--distill`: the folder of the student stage (its model is the final one)
+    teacher: Path|None = None # `--teacher`: the teacher stage's folder (its probabilities teach the student)
+    teacher_model: object = None # `--teacher`: the loaded `Teacher` (checked when the run opens, before any work)
+    features_dir: Path|None = None # the feature cache folder (a teacher's embeddings go beside it)
     pseudo: pd.DataFrame|None = None # the accepted pseudo-labels of the current round
     pseudo_report: dict|None = None # the last round's pseudo-label figures
     rounds: list = field(default_factory=list) # one entry per pseudo-label round: teacher, accepted, accuracy, retrained
@@ -363,7 +362,9 @@ class RunContext:
         return train_folds(self, d, recipe, stage, name, start, pseudo, reference)
 
 # %% ../nbs/18_pipeline.ipynb #fff6195a
-def _oof_figures(oof:pd.DataFrame, per_fold:list) -> dict:
+def oof_figures(oof:pd.DataFrame, # one row per labeled clip: its out-of-fold probabilities (class columns), `label`, `unseen_city`
+                per_fold:list, # each fold's figures (dicts), kept as they are
+               ) -> dict:
     "Out-of-fold figures of a stage: accuracy and balanced accuracy over every labeled clip, seen and unseen cities apart, each fold's"
     P, y = oof[list(CLASSES)].to_numpy(), oof['label'].to_numpy(); ok = P.argmax(1) == y
     out = dict(accuracy=float(ok.mean()), balanced_accuracy=_balanced_accuracy(y, P.argmax(1)), n=int(len(oof)))
@@ -381,14 +382,17 @@ def train_folds(ctx:RunContext, # the run (`folds` set)
                 start=None, # `start(i) -> model` for fold i (None: fresh models)
                 pseudo=None, # accepted pseudo-labels beside the labeled clips
                 reference=None, # the hard-sample reference (seed 003)
+                loaders=None, # `loaders(i) -> dls` of fold i (None: `ctx.fold_loaders(i, pseudo)`)
                ) -> dict:
     "Train one model per fold of `ctx.folds`; the stage's figures out of fold over every labeled clip; its model the `FoldEnsemble` of them"
     K, parts, per_fold, folds = len(ctx.folds), [], [], []
     for i in range(K):
-        dls = ctx.fold_loaders(i, pseudo)
+        dls = ctx.fold_loaders(i, pseudo[i] if isinstance(pseudo, list) else pseudo) if loaders is None else loaders(i)
+        ref = reference   # a reference trained per fold (--cv): fold i is weighted by its fold-i model, which never saw fold i's validation clips
+        if reference is not None and reference.get('folds'): ref = dict(reference, path=Path(reference['path']).parent/f'fold{i}'/'model.pt', oof=None)
         ctx.log(f"[{name}] fold {i + 1} of {K}: {len(dls.train.items)} training clips, {len(dls.valid.items)} validation clips"
                 f" ({ctx.folds[i].info.get('valid_groups', '?')} {ctx.folds[i].info.get('group') or 'clip'}s)")
-        r = ctx.train(d/f'fold{i}', recipe, dls, None if start is None else start(i), stage, f'{name}-fold{i}', reference)
+        r = ctx.train(d/f'fold{i}', recipe, dls, None if start is None else start(i), stage, f'{name}-fold{i}', ref)
         process_barrier()   # several processes: rank 0 wrote the fold's validation probabilities
         vp = pd.read_csv(d/f'fold{i}'/'valid_probs.csv', dtype={'filename': str})
         vp['fold'] = i; vp['unseen_city'] = ~np.isin(dls.valid.items.city, np.unique(dls.train.items.city))
@@ -400,9 +404,6 @@ def train_folds(ctx:RunContext, # the run (`folds` set)
     oof = pd.concat(parts, ignore_index=True)
     if is_main_process():
         with atomic_write(d/'oof_probs.csv', 'w') as f: oof.to_csv(f, index=False, float_format='%.5f')
-        if all((d/f'fold{i}'/'valid_probs_audio.csv').exists() for i in range(K)):   # `audio_first`: the audio-only models' too
-            oa = pd.concat([pd.read_csv(d/f'fold{i}'/'valid_probs_audio.csv', dtype={'filename': str}) for i in range(K)], ignore_index=True)
-            with atomic_write(d/'oof_probs_audio.csv', 'w') as f: oa.to_csv(f, index=False, float_format='%.5f')
         P, y = oof[list(CLASSES)].to_numpy(), oof['label'].to_numpy()
         _savefig(plot_confusion(P.argmax(1), y, title=f'{name}: out of fold ({K} folds, {len(oof)} labeled clips)').figure, d/'confusion.png')
         _savefig(plot_confidence(P, y, title=f'{name}: out-of-fold confidence').figure, d/'confidence.png')
@@ -413,7 +414,7 @@ def train_folds(ctx:RunContext, # the run (`folds` set)
         save_json(recipe.to_dict(), d/'recipe.json')
     st = dict(stats=dict(mean=ens.input_stats[0].tolist(), std=ens.input_stats[1].tolist()))
     test = evaluate_test(ens, SimpleNamespace(test_dl=lambda meta: model_loader(ctx.cache, meta, st)), ctx.test_meta, ctx.seen, ctx.cfg.aggregate)
-    o = _oof_figures(oof, per_fold)
+    o = oof_figures(oof, per_fold)
     if is_main_process(): _savefig(plot_fold_figures(dict(name=name, oof=o, **({'test': test} if test else {}))), d/'folds.png')
     res = dict(name=name, split=ctx.split.strategy, cv=K, models=K, accuracy=o['accuracy'],
                balanced_accuracy=o['balanced_accuracy'], city_accuracy=float(np.mean([r['city_accuracy'] for r in folds])),
@@ -563,15 +564,19 @@ def open_run(cfg:RunConfig, # the run's settings
     recipe, model = _run_recipe(cfg, res, log)
     ctx = RunContext(cfg, out, recipe, log, progress, log if epoch_lines else None, run_data(cfg), model=model)
     ctx.report = dict(recipe=recipe.name, split=cfg.split, metadata=ctx.metadata, aggregate=cfg.aggregate,
-                      rounds=recipe.rounds if cfg.rounds is None else cfg.rounds, stages=[])
-    _read_data(ctx, out/'features' if features_dir is None else Path(features_dir))
+                      rounds=0 if cfg.teacher else recipe.rounds if cfg.rounds is None else cfg.rounds, stages=[])
+    if cfg.teacher:   # a teacher that cannot be loaded is said now, not after the features
+        from asc_nbdev.teachers.core import load_teacher
+        ctx.teacher_model = load_teacher(cfg.teacher)
+    ctx.features_dir = out/'features' if features_dir is None else Path(features_dir)
+    _read_data(ctx, ctx.features_dir)
     ctx.fit_kw = dict(precision=resolve_precision(cfg.precision, ctx.device), compile=cfg.compile, cbs=list(cbs or []), log_to=cfg.log,
                       eval_cities=None if ctx.ev is None else ctx.ev.location.tolist())   # their share outside a stage's training cities weights its kept epoch
     save_json(recipe.to_dict(), out/'recipe.json')   # the exact recipe of this run (asc-train --recipe OUT/recipe.json repeats it)
     _choose_split(ctx, fold, split_seed)
     if recipe.hard_samples:   # seed 003: the reference whose confidence weights the hard samples
         ctx.reference = (dict(name=Path(cfg.reference_model).name, path=Path(cfg.reference_model)) if cfg.reference_model is not None
-                         else dict(name=REFERENCE_STAGE, path=out/REFERENCE_STAGE/'model.pt', oof=out/REFERENCE_STAGE/'oof_probs.csv' if cfg.cv else None))
+                         else dict(name=REFERENCE_STAGE, path=out/REFERENCE_STAGE/'model.pt', folds=bool(cfg.cv)))
     ctx.fp = _run_fingerprint(ctx, res, fold)
     if cfg.reference_model is not None and ctx.reference is not None:
         ctx.report['reference'] = dict(name=ctx.reference['name'], path=str(ctx.reference['path']), trained=False)
@@ -708,19 +713,35 @@ class PseudoLabel(Stage):
                     ctx:RunContext, # the run
                    ):
         return ctx.fingerprint(self.name, aggregate=ctx.cfg.aggregate)
+    def label(self,
+              ctx:RunContext, # the run
+              model_file:Path, # the teacher model that labels
+              lenders:pd.DataFrame, # the labeled clips it trained on: they vote (session agreement) and lend labels (`carry_labels`)
+             ) -> tuple:
+        "The teacher's (aggregated) probabilities of the unlabeled clips and the recipe's pseudo-labels of them"
+        r, unl = ctx.recipe, ctx.unlabeled
+        m, minfo = load_asc_model(model_file)
+        probs = aggregate_probs(predict_probs(m, model_loader(ctx.cache, unl, minfo)), unl, ctx.cfg.aggregate)   # normalised as that model was trained
+        carried = None if r.carry_labels == 'off' else carried_labels(unl, lenders, r.carry_labels)
+        return probs, pseudo_label(probs, unl, r.pseudo, r.pseudo_threshold, r.session_agreement, labeled=lenders, share=r.pseudo_share, carried=carried)
     def run(self,
             ctx:RunContext, # the run
             d:Path, # the stage's folder
            ):
-        r, unl = ctx.recipe, ctx.unlabeled
-        m, minfo = load_asc_model(self.teacher/'model.pt')
-        probs = aggregate_probs(predict_probs(m, model_loader(ctx.cache, unl, minfo)), unl, ctx.cfg.aggregate)   # normalised as that model was trained
-        pl = pseudo_label(probs, unl, r.pseudo, r.pseudo_threshold, r.session_agreement, labeled=ctx.dev, share=r.pseudo_share)
+        unl, lab = ctx.unlabeled, ctx.dev[ctx.dev.label >= 0].reset_index(drop=True)
+        # the report's labels: the teacher (with --cv its fold ensemble) and the labeled clips it trained on
+        probs, pl = self.label(ctx, self.teacher/'model.pt', lab if ctx.folds else lab.iloc[ctx.split.train])
         with atomic_write(d/'pseudo_labels.csv', 'w') as f: pl.to_csv(f, index=False)
+        fold_acc = []
+        for i, sp in enumerate(ctx.folds or []):   # what fold i retrains on: its own model's labels, lent by its own training clips
+            _, pli = self.label(ctx, self.teacher/f'fold{i}'/'model.pt', lab.iloc[sp.train])
+            with atomic_write(d/f'pseudo_labels_fold{i}.csv', 'w') as f: pli.to_csv(f, index=False)
+            fold_acc.append(pseudo_report(pli, ctx.truth).get('accuracy'))
         with atomic_write(d/'teacher_probs.csv', 'w') as f:   # every unlabeled clip's (aggregated) teacher probabilities: other rules can be tried on them
             pd.DataFrame(probs, columns=CLASSES).assign(filename=unl.filename.to_numpy()).to_csv(f, index=False, float_format='%.5f')
         if is_main_process(): _savefig(plot_pseudo_confidence(pl, title=f'pseudo-labels round {self.round}').figure, d/'confidence.png')
         rep = pseudo_report(pl, ctx.truth); rep['name'] = self.name
+        if fold_acc and fold_acc[0] is not None: rep['per_fold_accuracy'] = fold_acc
         rep['mean_confidence'] = float(pl.confidence.mean()) if len(pl) else float('nan')
         rep['mean_confidence_accepted'] = float(pl.confidence[pl.accepted].mean()) if pl.accepted.any() else float('nan')
         return rep
@@ -729,12 +750,15 @@ class PseudoLabel(Stage):
                rep:dict, # what `run` returned
               ):
         ctx.pseudo_report = rep
-        pl = pd.read_csv(ctx.out/self.name/'pseudo_labels.csv', dtype={'filename': str})
-        pl = pl[pl.accepted].reset_index(drop=True)
-        ctx.pseudo = pl[['filename', 'label']] if ctx.recipe.pseudo != 'soft' else pl[['filename'] + list(CLASSES)]
+        def accepted(f):
+            pl = pd.read_csv(f, dtype={'filename': str}); pl = pl[pl.accepted].reset_index(drop=True)
+            return pl[['filename', 'label']] if ctx.recipe.pseudo != 'soft' else pl[['filename'] + list(CLASSES)]
+        ctx.pseudo = (accepted(ctx.out/self.name/'pseudo_labels.csv') if not ctx.folds else   # --cv: one frame per fold
+                      [accepted(ctx.out/self.name/f'pseudo_labels_fold{i}.csv') for i in range(len(ctx.folds))])
         teacher = next(s for s in ctx.report['stages'] if s['name'] == self.teacher.name)
         ctx.rounds.append(dict(round=self.round, teacher=self.teacher.name, teacher_valid_accuracy=teacher['accuracy'],
-            **{k: rep.get(k) for k in ('accepted', 'total', 'mean_confidence', 'mean_confidence_accepted', 'accuracy')}))
+            **{k: rep.get(k) for k in ('accepted', 'total', 'mean_confidence', 'mean_confidence_accepted', 'accuracy', 'carried',
+                                       'accuracy_carried', 'per_fold_accuracy') if k in rep or k in ('accepted', 'total', 'accuracy')}))
         ctx.log(f"[{self.name}] {rep['accepted']} of {rep['total']} clips accepted (mean confidence "
                 f"{rep.get('mean_confidence_accepted', float('nan')):.3f}); teacher {self.teacher.name}, "
                 + ('out-of-fold' if ctx.folds else 'validation') + f" accuracy {teacher['accuracy']:.3f}; per class: "
@@ -749,13 +773,15 @@ class Retrain(_Trained):
               ctx:RunContext, # the run
              ):
         done = ctx.rounds[-1]
-        if len(ctx.pseudo) == 0:
+        n = [len(p) for p in ctx.pseudo] if isinstance(ctx.pseudo, list) else [len(ctx.pseudo)]
+        if max(n) == 0:
             ctx.log(f"[{self.name}] no pseudo-labels accepted: retraining skipped (it would train on the labeled clips alone again)")
             done['retrained'] = False; return False
         done['retrained'] = True
         self.teacher = ctx.last
-        ctx.log(f"[{self.name}] on the labeled and {len(ctx.pseudo)} pseudo-labeled clips, validation: "
-                + (f"{ctx.split.strategy} split" if not ctx.folds else f"out of fold ({len(ctx.folds)} fold models, each from the teacher's model of its fold)"))
+        ctx.log(f"[{self.name}] on the labeled and {n[0] if len(n) == 1 else f'{min(n)} to {max(n)}'} pseudo-labeled clips, validation: "
+                + (f"{ctx.split.strategy} split" if not ctx.folds else
+                   f"out of fold ({len(ctx.folds)} fold models, each from the teacher's model of its fold and on that model's labels)"))
         return True
     def fingerprint(self,
                     ctx:RunContext, # the run
@@ -776,7 +802,7 @@ def kept_stage(ctx:RunContext, # the run, its trained stages recorded
 
 def _trained_stages(rep:dict) -> list:
     "The records of the stages that trained a candidate final model (not pre-training, the reference or a student)"
-    return [s for s in rep['stages'] if s.get('role') not in ('reference', 'student') and s['name'] != 'stage0_pretrain']
+    return [s for s in rep['stages'] if s.get('role') not in ('reference', 'student', 'teacher') and s['name'] != 'stage0_pretrain']
 
 def student_recipe(ctx:RunContext, # the run
                   ) -> Recipe:
@@ -799,22 +825,34 @@ def distill_targets(probs:np.ndarray, # (clips, classes) the teacher's probabili
     p[lab] = hard_weight * np.eye(p.shape[1])[np.asarray(labels)[lab]] + (1 - hard_weight) * p[lab]
     return p.astype(np.float32)
 
-def _distill_loaders(ctx:RunContext, recipe:Recipe, targets:np.ndarray):
-    "Loaders of every dev clip with its soft target; the 'validation' loader holds the labeled clips, which are in training (a figure of fit, not an estimate)"
+def soft_target_loaders(ctx:RunContext, # the run
+                        recipe:Recipe, # the model's recipe (batch size, seed)
+                        targets:np.ndarray, # (dev clips, classes) soft targets in `ctx.dev`'s order; a row of NaN: not trained on
+                        split=None, # a `Split` of the labeled clips: its validation clips are held out (hard labels), and with them
+                                    # every clip of their recordings; None: the labeled clips, though in training, are the 'validation'
+                       ):
+    "Loaders of dev clips with soft targets (a teacher's, distillation's): training on every row of `targets`, validation on `split`"
     from asc_nbdev.data.loaders import _meta_arrays, _pin
     dev, cache, W = ctx.dev, ctx.cache, process_count()
     names, city, tf, hours = _meta_arrays(dev); rows = cache.rows(names)
-    mean, std = band_stats(cache.features, rows)
-    lab = np.flatnonzero(dev.label.to_numpy() >= 0)
-    itr = ASCItems(cache.features, rows, city, tf, targets, None, names, hours)
-    iva = ASCItems(cache.features, rows[lab], city[lab], tf[lab], np.eye(N_CLASSES, dtype=np.float32)[dev.label.to_numpy()[lab]], None, names[lab], hours[lab])
+    labels = dev.label.to_numpy(); lab = np.flatnonzero(labels >= 0); use = np.isfinite(targets).all(1)
+    va, dropped = (lab, 0) if split is None else (lab[split.valid], 0)
+    if split is not None:   # clips of one recording share sound and label: none of the validation recordings' clips trains
+        group = 'location' if split.strategy == 'city' else 'recording' if 'recording' in dev else 'session'
+        near = dev[group].isin(set(dev[group].iloc[va])).to_numpy()
+        dropped = int((use & near & (labels < 0)).sum()); use &= ~near
+    tr = np.flatnonzero(use)
+    mean, std = band_stats(cache.features, rows[tr])
+    itr = ASCItems(cache.features, rows[tr], city[tr], tf[tr], np.asarray(targets, np.float32)[tr], None, names[tr], hours[tr])
+    iva = ASCItems(cache.features, rows[va], city[va], tf[va], np.eye(N_CLASSES, dtype=np.float32)[labels[va]], None, names[va], hours[va])
     if recipe.bs % W: raise ValueError(f"the batch size {recipe.bs} does not split into {W} processes; use a multiple of {W}")
     bs, dev_ = recipe.bs // W, ctx.device
     dtr = ASCDataLoader(itr, bs=bs, shuffle=True, drop_last=len(itr) > recipe.bs, mean=mean, std=std, seed=recipe.seed, device=dev_, pin_memory=_pin(dev_), **ctx.drop)
     dls = ASCDataLoaders(dtr, ASCDataLoader(iva, bs=bs * 2, mean=mean, std=std, device=dev_, pin_memory=_pin(dev_)), device=dev_)
-    dls.split = Split(np.arange(len(lab)), np.arange(len(lab)), 'none', recipe.seed, dict(note='distillation: the labeled clips are in training'))
-    dls.stats, dls.cache, dls.dropped, dls.n_inp = (mean, std), cache, {}, 3
-    dls.train_meta, dls.valid_meta = dev.iloc[lab].reset_index(drop=True), dev.iloc[lab].reset_index(drop=True)
+    dls.split = split if split is not None else Split(np.arange(len(lab)), np.arange(len(lab)), 'none', recipe.seed,
+                                                      dict(note='distillation: the labeled clips are in training'))
+    dls.stats, dls.cache, dls.dropped, dls.n_inp = (mean, std), cache, {'pseudo_in_validation': dropped}, 3
+    dls.train_meta = dev.iloc[tr[labels[tr] >= 0]].reset_index(drop=True); dls.valid_meta = dev.iloc[va].reset_index(drop=True)
     return dls
 
 class Distill(Stage):
@@ -842,7 +880,7 @@ class Distill(Stage):
         # no held-out clip is left to stop on: as many epochs as the teacher's folds needed (their median best epoch), all run, the last kept
         pf = (t.get('oof') or {}).get('per_fold') or [dict(best_epoch=t['best_epoch'])]
         epochs = int(min(r.epochs, max(1, np.median([max(f['best_epoch'], f.get('audio_best_epoch', 0)) + 1 for f in pf]))))
-        res = ctx.train(d, r, _distill_loaders(ctx, r, targets), None, 'retrain', self.name, None, keep='last', epochs=epochs)
+        res = ctx.train(d, r, soft_target_loaders(ctx, r, targets), None, 'retrain', self.name, None, keep='last', epochs=epochs)
         est = t.get('oof') or {}
         return dict(res, split='none', role='student', teacher=t['name'], teacher_models=t.get('models', 1),
                     accuracy_fit=res['accuracy'], balanced_accuracy_fit=res['balanced_accuracy'],
@@ -882,16 +920,27 @@ class Final(Stage):
                                **{k: kept[k] for k in ('accuracy', 'balanced_accuracy')},
                                **{k: kept['oof'][k] for k in ('seen_cities_accuracy', 'unseen_cities_accuracy') if k in kept.get('oof', {})})
         final_rec = kept if ctx.student is None else next(s for s in rep['stages'] if s.get('role') == 'student')
-        rep['final_model'] = dict(stage=src.name, models=len(final) if isinstance(final, FoldEnsemble) else 1,
+        rep['final_model'] = dict(stage=src.name, models=len(final) if isinstance(final, FoldEnsemble) else 1, params=count_params(final),
                                   kind='fold ensemble' if isinstance(final, FoldEnsemble) else ('distilled student' if ctx.student is not None else 'single model'))
         if ctx.student is not None:
             rep['distill'] = {k: final_rec[k] for k in ('teacher', 'teacher_models', 'student_recipe', 'epochs', 'temperature', 'hard_weight', 'accuracy_fit') if k in final_rec}
         if 'test' in final_rec: rep['test'] = {k: final_rec['test'][k] for k in final_rec['test'] if k != 'per_city'}
         if ctx.ev is not None:
             evk = ctx.ev[ctx.ev.filename.isin(set(ctx.cache.index.index))].reset_index(drop=True)
-            probs = aggregate_probs(predict_probs(final, model_loader(ctx.cache, evk, info)), evk, ctx.cfg.aggregate)
+            if ctx.cfg.submit == 'teacher':   # `--submit teacher`: its own predictions; OUT/model.pt stays the recipe's model
+                raw = pd.read_csv(ctx.teacher/'probs.csv', dtype={'filename': str}).set_index('filename').loc[evk.filename, list(CLASSES)]
+                raw = raw.to_numpy(np.float32)
+            elif ctx.cfg.tta != 'none':   # batch norm adapted to the eval clips (`tta_probs`); the model file is not changed
+                raw = tta_probs(final, ctx.cache, evk, info, ctx.cfg.tta, device=ctx.device, log=ctx.log)
+                if ctx.test_meta is not None and len(ctx.test_meta):
+                    pos = pd.Series(np.arange(len(evk)), index=evk.filename.to_numpy())
+                    rep['tta'] = dict(mode=ctx.cfg.tta, test=eval_figures(raw[pos.loc[ctx.test_meta.filename].to_numpy()], ctx.test_meta,
+                                                                          ctx.seen, ctx.cfg.aggregate))
+            else: raw = predict_probs(final, model_loader(ctx.cache, evk, info))
+            probs = aggregate_probs(raw, evk, ctx.cfg.aggregate)
             write_submission(evk, probs, ctx.out/'submission.csv', ctx.out/'eval_probs.csv')
-            rep['submission'] = dict(path=str(ctx.out/'submission.csv'), rows=len(evk), skipped=len(ctx.ev) - len(evk))
+            rep['submission'] = dict(path=str(ctx.out/'submission.csv'), rows=len(evk), skipped=len(ctx.ev) - len(evk),
+                                     source='teacher' if ctx.cfg.submit == 'teacher' else 'model')
         return rep
     def record(self,
                ctx:RunContext, # the run
@@ -903,10 +952,15 @@ class Final(Stage):
 
 def pipeline_stages(ctx:RunContext, # the run (its configuration decides the stages)
                    ) -> list:
-    "The stages of a run: pre-training if asked, the hard-sample reference if the recipe needs one, stage 1, the pseudo-label and retrain rounds, the `--distill` student, the final model"
+    "The stages of a run: pre-training if asked, the `--teacher` stage, the hard-sample reference if the recipe needs one, stage 1, the pseudo-label and retrain rounds (or the teacher's student), the `--distill` student, the final model"
     rounds = ctx.report['rounds']
-    return ([Pretrain()] if ctx.pretrain else []) + ([Reference()] if ctx.recipe.hard_samples and ctx.cfg.reference_model is None else []) \
-           + [Train()] + [s for r in range(1, rounds + 1) for s in (PseudoLabel(r), Retrain(r))] + ([Distill()] if ctx.cfg.distill else []) + [Final()]
+    semi = [s for r in range(1, rounds + 1) for s in (PseudoLabel(r), Retrain(r))]
+    first = []
+    if ctx.cfg.teacher:   # the teacher's student takes the place of the offline pseudo-label rounds
+        from asc_nbdev.teachers.stage import TeacherStage, StudentStage
+        first, semi = [TeacherStage()], [StudentStage()]
+    return ([Pretrain()] if ctx.pretrain else []) + first + ([Reference()] if ctx.recipe.hard_samples and ctx.cfg.reference_model is None else []) \
+           + [Train()] + semi + ([Distill()] if ctx.cfg.distill else []) + [Final()]
 
 # %% ../nbs/18_pipeline.ipynb #9ea47db8
 _OLD_NAMES = dict(metadata=('no_metadata', lambda v: not v), log_to=('log', lambda v: v or 'none'),

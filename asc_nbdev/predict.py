@@ -19,8 +19,9 @@ from .learner import predict_probs
 from .config import AGGREGATES, DEFAULT_AGGREGATE
 
 # %% auto #0
-__all__ = ['model_loader', 'aggregate_probs', 'write_submission', 'predict_files', 'predict', 'unused_audio_message',
-           'audio_seconds', 'audio_windows', 'predict_windows', 'file_summary', 'plot_timeline']
+__all__ = ['TTA_MODES', 'model_loader', 'aggregate_probs', 'write_submission', 'predict_files', 'predict', 'unused_audio_message',
+           'adapt_batchnorm', 'tta_probs', 'audio_seconds', 'audio_windows', 'predict_windows', 'file_summary',
+           'plot_timeline']
 
 # %% ../nbs/18b_predict.ipynb #35712a60
 def model_loader(cache, # a `FeatureCache` holding the clips
@@ -68,6 +69,8 @@ def write_submission(meta:pd.DataFrame, # metadata rows of the predicted clips (
     return sub
 
 # %% ../nbs/18b_predict.ipynb #26c6eb1f
+TTA_MODES = ('none', 'bn', 'bn-city')   # test-time adaptation: none, batch norm on all clips, batch norm per city
+
 def predict_files(model_path, # a model file saved by `save_asc_model`, e.g. RUN_DIR/model.pt
                   meta, # metadata CSV of the clips to predict
                   audio, # folder of their audio files, FILENAME.wav
@@ -80,10 +83,12 @@ def predict_files(model_path, # a model file saved by `save_asc_model`, e.g. RUN
                   progress:bool=True, # show a progress bar while computing features
                   log=print, # function that prints a line of progress, e.g. `print`
                   aggregate:str=DEFAULT_AGGREGATE, # average over each 'session' or 'recording' of `meta`, or 'none'
+                  tta:str='none', # test-time adaptation (`TTA_MODES`): 'bn' re-estimates batch-norm statistics on these clips, 'bn-city' per city
                  ) -> pd.DataFrame:
     "Predict the clips of metadata CSV `meta` with a saved model into a submission CSV"
     import tempfile
     if aggregate not in AGGREGATES: raise ValueError(f"unknown aggregate {aggregate!r}; expected one of {list(AGGREGATES)}")
+    if tta not in TTA_MODES: raise ValueError(f"unknown test-time adaptation {tta!r}; expected one of {list(TTA_MODES)}")
     model, info = load_asc_model(model_path)
     df = read_meta(meta, on_bad_time='mask')
     unknown = sorted(set(df.location[df.city == UNKNOWN_CITY]))
@@ -116,7 +121,9 @@ def predict_files(model_path, # a model file saved by `save_asc_model`, e.g. RUN
         if crop and cache.clip_seconds:   # never cut silently: how much of which clips was not used
             clip = cache.clip_seconds
             log(unused_audio_message([(Path(audio)/f'{n}.wav', audio_seconds(Path(audio)/f'{n}.wav')) for n in crop], clip))
-        probs = aggregate_probs(predict_probs(model, model_loader(cache, dk, info, batch_size), device=device), dk, aggregate)
+        raw = (predict_probs(model, model_loader(cache, dk, info, batch_size), device=device) if tta == 'none' else
+               tta_probs(model, cache, dk, info, tta, batch_size=batch_size, device=device, log=log))
+        probs = aggregate_probs(raw, dk, aggregate)
     finally:
         if tmp is not None: shutil.rmtree(tmp, ignore_errors=True)
     return write_submission(dk, probs, out_csv, probs_csv)
@@ -232,6 +239,46 @@ def unused_audio_message(long:list, # [(file, seconds)] of the files longer than
             f"{unused:.1f} s of audio were not used ({ex}); predict them window by window: asc-predict --window {clip:g} FILE... "
             f"(predict(..., window={clip:g}))")
 
+
+# %% ../nbs/18b_predict.ipynb #tta00002
+def adapt_batchnorm(model, # a model (a zoo model or a `FoldEnsemble`)
+                    dl, # a loader of the clips to adapt to (batches start with x, city, time)
+                    device=None, # where to compute (None: the best available)
+                   ):
+    "A copy of `model` whose batch-norm statistics are the plain averages over the clips of `dl`; its weights and `model` stay as they are"
+    import copy, torch.nn as nn
+    m = copy.deepcopy(model); dev = pick_device(device) if device is None or isinstance(device, str) else device
+    bns = [b for b in m.modules() if isinstance(b, nn.modules.batchnorm._BatchNorm) and b.track_running_stats]
+    m.to(dev).eval()
+    if not bns: return m
+    for b in bns: b.reset_running_stats(); b.momentum = None; b.train()   # momentum None: a cumulative average over the batches
+    with torch.no_grad():
+        for b in dl: m(*[t.to(dev) for t in b[:3]])
+    return m.eval()
+
+# %% ../nbs/18b_predict.ipynb #tta00003
+def tta_probs(model, # the model (`load_asc_model`)
+              cache, # a feature cache holding the clips
+              meta:pd.DataFrame, # the clips (`read_meta`)
+              info:dict, # the model file's info (its normalisation statistics)
+              how:str='bn', # 'bn': adapt on all the clips; 'bn-city': on each city's
+              min_clips:int=16, # 'bn-city': a city with fewer clips is predicted by the model adapted to all of them
+              batch_size:int=64, # clips per batch
+              device=None, # where to compute
+              log=print, # where the line saying what was adapted goes
+             ) -> np.ndarray:
+    "Probabilities of the clips of `meta`, in order, after test-time adaptation of the batch-norm statistics"
+    if how not in TTA_MODES[1:]: raise ValueError(f"how must be one of {list(TTA_MODES[1:])}, got {how!r}")
+    meta = meta.reset_index(drop=True); out = np.zeros((len(meta), N_CLASSES), np.float32)
+    dl = lambda df: model_loader(cache, df, info, batch_size)
+    allm = adapt_batchnorm(model, dl(meta), device)
+    groups = meta.groupby('location').indices if how == 'bn-city' else {}
+    big = {c: ix for c, ix in groups.items() if len(ix) >= min_clips}
+    rest = np.setdiff1d(np.arange(len(meta)), np.concatenate(list(big.values())) if big else [])
+    if len(rest): out[rest] = predict_probs(allm, dl(meta.iloc[rest]), device=device)
+    for c, ix in big.items(): out[ix] = predict_probs(adapt_batchnorm(model, dl(meta.iloc[ix]), device), dl(meta.iloc[ix]), device=device)
+    log(f"[tta] batch norm adapted to {len(meta)} clips" + (f", per city for {len(big)} cities of at least {min_clips} clips" if how == 'bn-city' else ''))
+    return out
 
 # %% ../nbs/18b_predict.ipynb #e74a3a1a
 def _check_audio(path) -> tuple:

@@ -10,10 +10,10 @@ import numpy as np, pandas as pd
 from .core import *
 
 # %% auto #0
-__all__ = ['PSEUDO_MODES', 'pseudo_label', 'pseudo_report', 'plot_pseudo_confidence']
+__all__ = ['PSEUDO_MODES', 'pseudo_label', 'carried_labels', 'pseudo_report', 'plot_pseudo_confidence']
 
 # %% ../nbs/16_pseudo.ipynb #2b1fcf34
-PSEUDO_MODES = ('argmax', 'threshold', 'soft', 'top')
+PSEUDO_MODES = ('argmax', 'threshold', 'soft', 'top', 'carried')
 
 def pseudo_label(probs:np.ndarray, # (clips, classes) probabilities for the unlabeled clips
                  meta:pd.DataFrame, # their metadata rows (filename, session, ...), same order
@@ -24,17 +24,25 @@ def pseudo_label(probs:np.ndarray, # (clips, classes) probabilities for the unla
                  max_per_class:int|None=None, # at most this many accepted clips per class, the most confident kept; None: no cap
                  balance:bool=False, # cap every class at the count of the rarest accepted class
                  share:float=0.5, # 'top': the share of each predicted class's clips accepted (the most confident; at least one clip per predicted class)
+                 carried:np.ndarray|None=None, # the label each clip's session or recording carries (`carried_labels`; -1: none): it replaces the model's, always accepted; 'carried' mode keeps these clips alone
                 ) -> pd.DataFrame:
     "A frame of every unlabeled clip: prediction, confidence, whether accepted and why not; class columns for soft"
     if mode not in PSEUDO_MODES: raise ValueError(f"unknown pseudo-label mode {mode!r}; expected one of {list(PSEUDO_MODES)}")
+    if mode == 'carried' and carried is None: raise ValueError("the 'carried' mode labels clips by their sessions: give `carried` (`carried_labels`)")
     probs = np.asarray(probs, dtype=np.float32)
     if len(probs) != len(meta): raise ValueError(f"{len(probs)} predictions for {len(meta)} clips")
+    if carried is not None:   # a clip whose session (or recording) carries a label: that label, as sure as the labeled clips
+        c = np.asarray(carried); has = c >= 0
+        if len(c) != len(probs): raise ValueError(f"{len(c)} carried labels for {len(probs)} clips")
+        probs = probs.copy(); probs[has] = np.eye(probs.shape[1], dtype=np.float32)[c[has]]
     pred, conf = probs.argmax(1), probs.max(1)
     out = pd.DataFrame({'filename': meta['filename'].to_numpy(), 'label': pred,
                         'scene_label': [CLASSES[p] for p in pred], 'confidence': conf})
     if 'session' in meta: out['session'] = meta['session'].to_numpy()
     reason = np.array([''] * len(out), dtype=object)
+    if carried is not None: out['source'] = np.where(has, 'carried', 'model')
     if mode in ('threshold', 'soft') and threshold > 0: reason[conf < threshold] = 'below threshold'
+    if mode == 'carried': reason[~has] = 'no carried label'
     if mode == 'top':   # relative to the teacher's own confidence: a teacher that is never 90% sure still teaches
         if not 0 < share <= 1: raise ValueError(f"share must be in (0, 1], got {share}")
         for k in np.unique(pred):
@@ -51,6 +59,7 @@ def pseudo_label(probs:np.ndarray, # (clips, classes) probabilities for the unla
         agree = sess_label.reindex(out['session']).to_numpy() == pred
         reason[(reason == '') & ~agree] = 'disagrees with session'
         out['session_label'] = sess_label.reindex(out['session']).to_numpy()
+    if carried is not None: reason[has] = ''   # a carried label is accepted whatever the other rules say
     ok = reason == ''
     caps = {}
     if balance and ok.any():
@@ -67,6 +76,19 @@ def pseudo_label(probs:np.ndarray, # (clips, classes) probabilities for the unla
         for k, c in enumerate(CLASSES[:probs.shape[1]]): out[c] = probs[:, k]
     return out
 
+def carried_labels(unlabeled:pd.DataFrame, # the unlabeled clips' metadata (`session`, `recording`)
+                   labeled:pd.DataFrame, # the labeled clips that may lend their labels (`label` >= 0): the training ones
+                   by:str='session', # 'session' or 'recording': the group whose labeled clips lend their label
+                  ) -> np.ndarray:
+    "The label each unlabeled clip's session (or recording) carries: its labeled clips' one label when they agree, else -1"
+    if by not in ('session', 'recording'): raise ValueError(f"labels are carried by 'session' or 'recording', got {by!r}")
+    for d, what in ((unlabeled, 'unlabeled'), (labeled, 'labeled')):
+        if by not in d: raise ValueError(f"the {what} clips' metadata has no {by!r} column (read it with `read_meta`)")
+    lab = labeled[labeled['label'] >= 0]
+    g = lab.groupby(by)['label'].agg(['min', 'max'])
+    one = g['min'][g['min'] == g['max']]   # groups whose labeled clips all say one class
+    return unlabeled[by].map(one).fillna(-1).astype(int).to_numpy()
+
 def pseudo_report(pl:pd.DataFrame, # the frame `pseudo_label` returns
                   truth:pd.DataFrame|None=None, # true labels (filename, scene_label) of the pseudo-labeled clips; None: no accuracy
                  ) -> dict:
@@ -82,6 +104,11 @@ def pseudo_report(pl:pd.DataFrame, # the frame `pseudo_label` returns
         rep['accuracy'] = float(hit[ok].mean()) if ok.any() else float('nan')
         rep['accuracy_all'] = float(hit.mean())
         rep['accuracy_rejected'] = float(hit[~ok].mean()) if (~ok).any() else float('nan')
+        if 'source' in t:
+            c = (t.source == 'carried').to_numpy()
+            rep['accuracy_carried'] = float(hit[c].mean()) if c.any() else float('nan')
+            rep['accuracy_model'] = float(hit[ok & ~c].mean()) if (ok & ~c).any() else float('nan')
+    if 'source' in pl: rep['carried'] = int((acc.source == 'carried').sum())
     return rep
 
 def plot_pseudo_confidence(pl:pd.DataFrame, # the frame `pseudo_label` returns

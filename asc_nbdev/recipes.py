@@ -78,6 +78,15 @@ class Recipe:
     clip_seconds: float|None = None # None: the data's own length
     distill_temperature: float = 2.0 # `--distill`: the ensemble teacher's probabilities are softened as p^(1/T), renormalised
     distill_hard_weight: float = 0.5 # `--distill`: weight of a labeled clip's true label in its target (the rest: the teacher's soft target)
+    carry_labels: str = 'off' # pseudo-labels: an unlabeled clip takes the label its session's ('session') or recording's ('recording') labeled training clips agree on, in place of the model's; 'off': none (bench/ssl.md)
+    ssl_epochs: int = 30 # `--ssl-pretrain`: epochs of self-supervised pre-training (BYOL-A) of the body on the dev clips
+    ssl_lr: float = 1e-3 # `--ssl-pretrain`: its learning rate (Adam)
+    ssl_ema: float = 0.99 # `--ssl-pretrain`: momentum of the target network (an exponential moving average of the online one)
+    ssl_dim: int = 128 # `--ssl-pretrain`: size of the projection (and prediction) the two views are compared in
+    fixmatch_mu: int = 2 # `--ssl fixmatch`: unlabeled clips per labeled clip in every batch
+    fixmatch_weight: float = 1.0 # `--ssl fixmatch`: weight of the unlabeled loss (reached after `fixmatch_rampup` epochs)
+    fixmatch_rampup: int = 5 # `--ssl fixmatch`: epochs over which the unlabeled loss's weight rises linearly from 0
+    fixmatch_ema: float = 0.999 # `--ssl fixmatch`: momentum of the self-adaptive (FreeMatch) confidence thresholds, per step
     notes: str = '' # free text about the settings
 
     def replace(self,
@@ -107,7 +116,7 @@ class Recipe:
              ) -> 'Recipe':
         "The CPU variant for notebooks, tests and the demo: few epochs, small batches, a higher rate, a narrower model"
         return self.replace(name=self.name + '-quick', epochs=min(epochs, self.epochs), patience=min(patience, self.patience), bs=bs,
-                            lr=lr or max(self.lr, 3e-3), pretrain_epochs=min(self.pretrain_epochs, 3),
+                            lr=lr or max(self.lr, 3e-3), pretrain_epochs=min(self.pretrain_epochs, 3), ssl_epochs=min(self.ssl_epochs, 10),
                             model_kwargs={**self.model_kwargs, **QUICK_MODEL_KWARGS.get(self.model, {})})
     def __str__(self):
         w = max(len(f.name) for f in dataclasses.fields(self))
@@ -202,7 +211,14 @@ def apply_overrides(recipe:Recipe, # the recipe to change (a copy is returned)
             raise ValueError(f"{k} = {v!r} is out of range")
     for k in ('bs', 'epochs', 'patience', 'step'):
         if getattr(r, k) < 1: raise ValueError(f"{k} must be at least 1, got {getattr(r, k)}")
-    if r.pseudo not in ('argmax', 'threshold', 'soft', 'top'): raise ValueError(f"pseudo must be 'argmax', 'threshold', 'soft' or 'top', got {r.pseudo!r}")
+    if r.pseudo not in ('argmax', 'threshold', 'soft', 'top', 'carried'): raise ValueError(f"pseudo must be 'argmax', 'threshold', 'soft', 'top' or 'carried', got {r.pseudo!r}")
+    if r.carry_labels not in ('off', 'session', 'recording'): raise ValueError(f"carry_labels must be 'off', 'session' or 'recording', got {r.carry_labels!r}")
+    if r.pseudo == 'carried' and r.carry_labels == 'off': raise ValueError("pseudo 'carried' keeps the labels sessions carry: set carry_labels to 'session' or 'recording'")
+    for k in ('ssl_epochs', 'ssl_dim', 'fixmatch_mu'):
+        if not (isinstance(getattr(r, k), int) and getattr(r, k) >= 1): raise ValueError(f"{k} must be a whole number of at least 1, got {getattr(r, k)!r}")
+    for k in ('ssl_ema', 'fixmatch_ema'):
+        if not (isinstance(getattr(r, k), (int, float)) and 0 <= getattr(r, k) < 1): raise ValueError(f"{k} = {getattr(r, k)!r} is out of range; it takes a momentum in [0, 1)")
+    if not (isinstance(r.fixmatch_weight, (int, float)) and r.fixmatch_weight >= 0): raise ValueError(f"fixmatch_weight = {r.fixmatch_weight!r} must be 0 or more")
     if not (isinstance(r.pseudo_share, (int, float)) and 0 < r.pseudo_share <= 1): raise ValueError(f"pseudo_share = {r.pseudo_share!r} is out of range; it takes a share in (0, 1]")
     if not (isinstance(r.distill_hard_weight, (int, float)) and 0 <= r.distill_hard_weight <= 1): raise ValueError(f"distill_hard_weight = {r.distill_hard_weight!r} is out of range; it takes a weight in [0, 1]")
     if not (isinstance(r.distill_temperature, (int, float)) and r.distill_temperature > 0): raise ValueError(f"distill_temperature = {r.distill_temperature!r} must be positive")

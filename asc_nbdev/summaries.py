@@ -104,6 +104,14 @@ def format_report(rep:dict, # a run's report (`run_pipeline`) or a repeated run'
         fm = rep.get('final_model') or {}
         how = 'out-of-fold' if rep.get('cv') else 'validation'
         lines.append(f"final model: {rep['kept']} (the best {how} figure)" + (f", its {fm['models']}-model fold ensemble" if fm.get('kind') == 'fold ensemble' else ''))
+    if t := rep.get('teacher'):
+        fm = rep.get('final_model') or {}
+        lines.append(f"teacher {t['spec']} ({t['params'] / 1e6:.2f} M parameters, {t['dim']}-d embeddings, {t['head']} head"
+                     + (' with city and time' if t.get('metadata') else '') + f"): {'out-of-fold' if rep.get('cv') else 'validation'} accuracy {t['accuracy']:.3f}"
+                     + (f", test {t['test_accuracy']:.3f}" if 'test_accuracy' in t else '')
+                     + (f", unlabeled clips {t['unlabeled_accuracy']:.3f} (against truth)" if 'unlabeled_accuracy' in t else '')
+                     + (f"; the deployed model has {fm['params'] / 1e6:.2f} M" if 'params' in fm else '')
+                     + ("; the submission is the teacher's" if (rep.get('submission') or {}).get('source') == 'teacher' else ''))
     if d := rep.get('distill'):
         lines.append(f"distilled: {d['student_recipe']} trained {d['epochs']} epoch{'s' if d['epochs'] != 1 else ''} on the soft targets of {d['teacher']}'s {d['teacher_models']} models "
                      f"(temperature {d['temperature']}, true-label weight {d['hard_weight']}); OUT/model.pt is that one student")
@@ -113,6 +121,10 @@ def format_report(rep:dict, # a run's report (`run_pipeline`) or a repeated run'
     if rep.get('pseudo_labels'):
         p = rep['pseudo_labels']
         lines.append(f"pseudo-labels: {p['accepted']} of {p['total']} accepted" + (f", accuracy {p['accuracy']:.3f} (against truth)" if p.get('accuracy') is not None else ''))
+    if (tt := rep.get('tta')) and tt.get('test'):
+        t = tt['test']
+        lines.append(f"with test-time adaptation ({tt['mode']}): test accuracy {t['accuracy']:.3f}"
+                     + (f", unseen cities {t['unseen_cities_accuracy']:.3f}" if 'unseen_cities_accuracy' in t else '') + " (the submission's)")
     if rep.get('test'):
         t = rep['test']
         lines.append(f"test (held-out eval clips scored against truth): accuracy {t['accuracy']:.3f}, balanced accuracy {t['balanced_accuracy']:.3f}"

@@ -111,17 +111,30 @@ def test_distill_targets():
     soft = distill_targets(p, np.array([-1, -1, -1]), temperature=2.0, hard_weight=0.5)
     assert soft[0, 0] < .8 and np.allclose(soft.sum(1), 1)                 # a higher temperature flattens
 
-def test_hard_samples_out_of_fold(tmp_path):
-    "atmaja2025 with --cv: the reference is 3 fold models; stage 1's weights come from each labeled clip's out-of-fold confidence"
-    out = tmp_path/'run'
-    run_cli('asc-train', '--demo', '--recipe', 'atmaja2025', '--epochs', '1', '--n-clips', '160', '--cv', '3', '--rounds', '0', '--out', out)
-    rep = json.loads((out/'report.json').read_text())
-    s1 = next(s for s in rep['stages'] if s['name'] == 'stage1_train')
-    assert s1['hard_samples']['out_of_fold'] == s1['hard_samples']['n']   # every training clip of fold 0: its confidence known out of fold
-    # audio first (atmaja2025's default): the weights of its audio step come from the reference's audio-only fold models
-    oof = pd.read_csv(out/'stage1_reference'/'oof_probs_audio.csv', dtype={'filename': str})
-    hs = pd.read_csv(out/'stage1_train'/'fold0'/'hard_samples.csv', dtype={'filename': str}).merge(oof, on='filename')
-    np.testing.assert_allclose(hs.confidence, hs[CLASSES].max(axis=1), atol=1e-4)
+def test_fold_training_targets_ignore_their_validation_labels(tmp_path, monkeypatch):
+    "With --cv, what fold 0 trains on (pseudo-labels, the labels its sessions carry, hard-sample weights) does not change when fold 0's validation labels do"
+    import asc_nbdev.pipeline as P
+    make_synthetic(tmp_path/'data', preset='tiny', n_clips=120, seed=0, progress=False)
+    real, fixed = P.grouped_folds, {}
+    def same_folds(df, k, split, seed):   # the folds depend on the labels (stratified): the same folds for both runs
+        if 'f' not in fixed: fixed['f'] = real(df, k, split, seed)
+        return fixed['f']
+    monkeypatch.setattr(P, 'grouped_folds', same_folds)
+    D = tmp_path/'data'
+    cfg = RunConfig(recipe='atmaja2025', quick=True, audio=str(D/'audio'), meta=str(D/'dev_metadata.csv'), eval_meta=str(D/'eval_metadata.csv'),
+                    truth=str(D/'truth.csv'), epochs=1, cv=3, set=['carry_labels=session'])   # one epoch: no epoch is chosen on validation
+    run_pipeline(cfg.replace(out=str(tmp_path/'a')), progress=False, log=lambda *a: None)
+    dev = pd.read_csv(D/'dev_metadata.csv', dtype=str, keep_default_na=False)
+    rows = dev.index[dev.scene_label != ''][fixed['f'][0].valid]   # fold 0's validation clips (positions among the labeled rows)
+    dev.loc[rows, 'scene_label'] = [CLASSES[(CLASSES.index(c) + 3) % len(CLASSES)] for c in dev.loc[rows, 'scene_label']]
+    dev.to_csv(tmp_path/'dev2.csv', index=False)
+    run_pipeline(cfg.replace(out=str(tmp_path/'b'), meta=str(tmp_path/'dev2.csv')), progress=False, log=lambda *a: None)
+    same = lambda f: (tmp_path/'a'/f).read_bytes() == (tmp_path/'b'/f).read_bytes()
+    for f in ['stage2_pseudo_r1/pseudo_labels_fold0.csv', 'stage1_train/fold0/hard_samples.csv', 'stage3_retrain_r1/fold0/hard_samples.csv']:
+        assert same(f), f
+    pl = pd.read_csv(tmp_path/'a'/'stage2_pseudo_r1'/'pseudo_labels_fold0.csv')
+    assert (pl.source == 'carried').sum() > 0 and pl.accepted.sum() > 0
+    assert not same('stage2_pseudo_r1/pseudo_labels_fold1.csv') and not same('stage1_train/fold1/hard_samples.csv')   # the others saw them
 
 @pytest.mark.parametrize('args,msg', [
     (['--distill'], '--distill distils the fold ensemble of --cv K'),
