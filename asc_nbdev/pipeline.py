@@ -383,6 +383,7 @@ def train_folds(ctx:RunContext, # the run (`folds` set)
                 pseudo=None, # accepted pseudo-labels beside the labeled clips
                 reference=None, # the hard-sample reference (seed 003)
                 loaders=None, # `loaders(i) -> dls` of fold i (None: `ctx.fold_loaders(i, pseudo)`)
+                cbs=None, # `cbs(i, dls) -> [callback, ...]`: extra fastai callbacks of fold i's training (None: none)
                ) -> dict:
     "Train one model per fold of `ctx.folds`; the stage's figures out of fold over every labeled clip; its model the `FoldEnsemble` of them"
     K, parts, per_fold, folds = len(ctx.folds), [], [], []
@@ -392,7 +393,8 @@ def train_folds(ctx:RunContext, # the run (`folds` set)
         if reference is not None and reference.get('folds'): ref = dict(reference, path=Path(reference['path']).parent/f'fold{i}'/'model.pt', oof=None)
         ctx.log(f"[{name}] fold {i + 1} of {K}: {len(dls.train.items)} training clips, {len(dls.valid.items)} validation clips"
                 f" ({ctx.folds[i].info.get('valid_groups', '?')} {ctx.folds[i].info.get('group') or 'clip'}s)")
-        r = ctx.train(d/f'fold{i}', recipe, dls, None if start is None else start(i), stage, f'{name}-fold{i}', ref)
+        extra = {} if cbs is None else dict(cbs=list(ctx.fit_kw.get('cbs') or []) + list(cbs(i, dls)))
+        r = ctx.train(d/f'fold{i}', recipe, dls, None if start is None else start(i), stage, f'{name}-fold{i}', ref, **extra)
         process_barrier()   # several processes: rank 0 wrote the fold's validation probabilities
         vp = pd.read_csv(d/f'fold{i}'/'valid_probs.csv', dtype={'filename': str})
         vp['fold'] = i; vp['unseen_city'] = ~np.isin(dls.valid.items.city, np.unique(dls.train.items.city))
@@ -564,7 +566,7 @@ def open_run(cfg:RunConfig, # the run's settings
     recipe, model = _run_recipe(cfg, res, log)
     ctx = RunContext(cfg, out, recipe, log, progress, log if epoch_lines else None, run_data(cfg), model=model)
     ctx.report = dict(recipe=recipe.name, split=cfg.split, metadata=ctx.metadata, aggregate=cfg.aggregate,
-                      rounds=0 if cfg.teacher else recipe.rounds if cfg.rounds is None else cfg.rounds, stages=[])
+                      rounds=0 if cfg.teacher or cfg.ssl != 'none' else recipe.rounds if cfg.rounds is None else cfg.rounds, stages=[])
     if cfg.teacher:   # a teacher that cannot be loaded is said now, not after the features
         from asc_nbdev.teachers.core import load_teacher
         ctx.teacher_model = load_teacher(cfg.teacher)
@@ -759,7 +761,7 @@ class PseudoLabel(Stage):
         ctx.rounds.append(dict(round=self.round, teacher=self.teacher.name, teacher_valid_accuracy=teacher['accuracy'],
             **{k: rep.get(k) for k in ('accepted', 'total', 'mean_confidence', 'mean_confidence_accepted', 'accuracy', 'carried',
                                        'accuracy_carried', 'per_fold_accuracy') if k in rep or k in ('accepted', 'total', 'accuracy')}))
-        ctx.log(f"[{self.name}] {rep['accepted']} of {rep['total']} clips accepted (mean confidence "
+        ctx.log(f"[{self.name}] {rep['accepted']} of {rep['total']} clips accepted" + (f", {rep['carried']} of them by the labels their {ctx.recipe.carry_labels}s carry" if rep.get('carried') else '') + " (mean confidence "
                 f"{rep.get('mean_confidence_accepted', float('nan')):.3f}); teacher {self.teacher.name}, "
                 + ('out-of-fold' if ctx.folds else 'validation') + f" accuracy {teacher['accuracy']:.3f}; per class: "
                 + ', '.join(f"{c} {n}" for c, n in rep['per_class'].items() if n))
@@ -802,7 +804,7 @@ def kept_stage(ctx:RunContext, # the run, its trained stages recorded
 
 def _trained_stages(rep:dict) -> list:
     "The records of the stages that trained a candidate final model (not pre-training, the reference or a student)"
-    return [s for s in rep['stages'] if s.get('role') not in ('reference', 'student', 'teacher') and s['name'] != 'stage0_pretrain']
+    return [s for s in rep['stages'] if s.get('role') not in ('reference', 'student', 'teacher', 'pretrain') and s['name'] != 'stage0_pretrain']
 
 def student_recipe(ctx:RunContext, # the run
                   ) -> Recipe:
@@ -956,9 +958,15 @@ def pipeline_stages(ctx:RunContext, # the run (its configuration decides the sta
     rounds = ctx.report['rounds']
     semi = [s for r in range(1, rounds + 1) for s in (PseudoLabel(r), Retrain(r))]
     first = []
+    if ctx.cfg.ssl_pretrain:   # self-supervised pre-training of the body on the dev clips
+        from asc_nbdev.byol import SSLPretrain
+        first = [SSLPretrain()]
+    if ctx.cfg.ssl == 'fixmatch':   # consistency training takes the place of the offline pseudo-label rounds
+        from asc_nbdev.fixmatch import FixMatchStage
+        semi = [FixMatchStage()]
     if ctx.cfg.teacher:   # the teacher's student takes the place of the offline pseudo-label rounds
         from asc_nbdev.teachers.stage import TeacherStage, StudentStage
-        first, semi = [TeacherStage()], [StudentStage()]
+        first, semi = first + [TeacherStage()], [StudentStage()]
     return ([Pretrain()] if ctx.pretrain else []) + first + ([Reference()] if ctx.recipe.hard_samples and ctx.cfg.reference_model is None else []) \
            + [Train()] + semi + ([Distill()] if ctx.cfg.distill else []) + [Final()]
 

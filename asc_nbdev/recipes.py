@@ -86,7 +86,7 @@ class Recipe:
     fixmatch_mu: int = 2 # `--ssl fixmatch`: unlabeled clips per labeled clip in every batch
     fixmatch_weight: float = 1.0 # `--ssl fixmatch`: weight of the unlabeled loss (reached after `fixmatch_rampup` epochs)
     fixmatch_rampup: int = 5 # `--ssl fixmatch`: epochs over which the unlabeled loss's weight rises linearly from 0
-    fixmatch_ema: float = 0.999 # `--ssl fixmatch`: momentum of the self-adaptive (FreeMatch) confidence thresholds, per step
+    fixmatch_ema: float = 0.99 # `--ssl fixmatch`: momentum per step of the self-adaptive (FreeMatch) thresholds' running means: a time constant of 100 steps, a fraction of a run here as FreeMatch's 0.999 is of its 2^20 steps
     notes: str = '' # free text about the settings
 
     def replace(self,

@@ -95,6 +95,7 @@ def format_report(rep:dict, # a run's report (`run_pipeline`) or a repeated run'
         lines.append(f"round {pr['round']}: {pr['accepted']} of {pr['total']} pseudo-labels accepted, mean confidence "
                      f"{pr['mean_confidence_accepted'] if pr['mean_confidence_accepted'] == pr['mean_confidence_accepted'] else float('nan'):.3f}"
                      + (f", accuracy {pr['accuracy']:.3f} (against truth)" if pr.get('accuracy') is not None and pr['accuracy'] == pr['accuracy'] else '')
+                     + (f"; {pr['carried']} carried by their sessions" + (f" ({pr['accuracy_carried']:.3f} right)" if pr.get('accuracy_carried') == pr.get('accuracy_carried') and pr.get('accuracy_carried') is not None else '') if pr.get('carried') else '')
                      + f"; teacher {pr['teacher']} ({'out of fold' if rep.get('cv') else 'validation'} {pr['teacher_valid_accuracy']:.3f})" + ('' if pr.get('retrained', True) else '; retraining skipped'))
     if rep.get('cv'):
         cv = rep['cv']

@@ -25,3 +25,15 @@ def test_deploy_publishes_what_quarto_renders():
 def test_readme_says_where_the_docs_live():
     url = yaml.safe_load((ROOT/'nbs'/'nbdev.yml').read_text())['website']['site-url']
     assert url in (ROOT/'README.md').read_text()
+
+def test_oldest_dependencies_are_pinned_at_the_lower_bounds():
+    "constraints/oldest.txt pins every core dependency at pyproject.toml's lower bound, and a workflow installs it and tests"
+    import tomllib
+    from packaging.requirements import Requirement
+    deps = [Requirement(r) for r in tomllib.loads((ROOT/'pyproject.toml').read_text())['project']['dependencies']]
+    lower = {r.name.lower(): next(s.version for s in r.specifier if s.operator == '>=') for r in deps}
+    pins = dict(l.strip().split('==') for l in (ROOT/'constraints'/'oldest.txt').read_text().splitlines() if '==' in l and not l.startswith('#'))
+    pins = {k.lower(): v for k, v in pins.items()}
+    assert set(lower) <= set(pins), f"not pinned: {sorted(set(lower) - set(pins))}"
+    assert {k: pins[k] for k in lower if pins[k].split('.')[:len(lower[k].split('.'))] != lower[k].split('.')} == {}
+    assert any('tools/oldest_deps.sh' in s.get('run', '') for s in _steps('oldest.yaml'))
