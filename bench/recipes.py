@@ -19,9 +19,10 @@ import argparse, json, platform, resource, shutil, sys, tempfile, time
 from pathlib import Path
 import pandas as pd, torch
 from asc_nbdev.data.synthetic import make_synthetic
-from asc_nbdev.recipes import get_recipe
-from asc_nbdev.core import load_json
-from asc_nbdev.pipeline import run_repeats, REFERENCE_STAGE
+from asc_nbdev.train.recipes import get_recipe
+from asc_nbdev.files import load_json
+from asc_nbdev.pipeline.run import run_repeats
+from asc_nbdev.pipeline.train import REFERENCE_STAGE
 
 def load_avg(): return '/'.join(f'{v:.1f}' for v in os.getloadavg())
 def cpu_s():

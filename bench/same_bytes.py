@@ -3,8 +3,9 @@ Run in two checkouts, `python bench/same_bytes.py DIR > a.json`, and diff the ou
 import hashlib, json, shutil, sys
 from pathlib import Path
 import pandas as pd
-from asc_nbdev.data.synthetic import synth_plan, make_synthetic
-from asc_nbdev.features import build_feature_cache
+from asc_nbdev.data.synth_plan import synth_plan
+from asc_nbdev.data.synthetic import make_synthetic
+from asc_nbdev.audio.cache import build_feature_cache
 
 work = Path(sys.argv[1] if len(sys.argv) > 1 else 'bench/_work/same_bytes'); shutil.rmtree(work, ignore_errors=True)
 sha = lambda b: hashlib.sha256(b).hexdigest()

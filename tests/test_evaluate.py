@@ -3,6 +3,8 @@ import json, shutil, subprocess, sys
 from pathlib import Path
 import numpy as np, pandas as pd, pytest
 from asc_nbdev.core import *
+from asc_nbdev.processes import *
+from asc_nbdev.files import *
 from asc_nbdev.data.metadata import read_meta
 
 
@@ -10,8 +12,8 @@ from asc_nbdev.data.metadata import read_meta
 def runs(tmp_path_factory):
     "A tiny run laid out as `asc-train --demo` does (data in RUN/data), and a metadata-off sibling; a few seconds"
     from asc_nbdev.data.synthetic import make_synthetic
-    from asc_nbdev.pipeline import run_pipeline
-    from asc_nbdev.recipes import get_recipe
+    from asc_nbdev.pipeline.run import run_pipeline
+    from asc_nbdev.train.recipes import get_recipe
     root = tmp_path_factory.mktemp('eval'); run, off = root/'run', root/'run-off'
     D = run/'data'
     make_synthetic(D, preset='tiny', n_clips=160, labeled_frac=0.5, progress=False)
@@ -135,7 +137,7 @@ def test_pseudo_and_compare(report, runs):
 
 
 def test_python_api(runs):
-    from asc_nbdev.evaluate import evaluate_run
+    from asc_nbdev.report.render import evaluate_run
     run, off = runs
     rep = evaluate_run(run, compare=[off], siblings=False)
     assert list(rep.splits) == [VALID, TEST] and rep.compare.shape[1] == 3 and rep.notes == []

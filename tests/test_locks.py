@@ -3,7 +3,7 @@ import json, os, subprocess, sys, time
 from pathlib import Path
 import pandas as pd, pytest
 from conftest import run_cli
-from asc_nbdev.locks import lock_folder, folder_owner, OWNER_FILE
+from asc_nbdev.files import lock_folder, folder_owner, OWNER_FILE
 
 ARGS = ['--demo', '--recipe', 'li2025', '--epochs', '1', '--n-clips', '240', '--rounds', '1']
 

@@ -89,7 +89,7 @@ def test_cpu_notebook_output_has_no_error_lines(tmp_path):
     import torch, pytest
     if torch.cuda.is_available(): pytest.skip('on a GPU machine the profiler keeps its own lines')
     env = {k: v for k, v in os.environ.items() if k != 'KINETO_LOG_LEVEL'}
-    r = subprocess.run(['nbdev-test', str(ROOT/'nbs'/'09_models.mobileascnet.ipynb')], capture_output=True, text=True, env=env, cwd=ROOT)
+    r = subprocess.run(['nbdev-test', str(ROOT/'nbs'/'16_models.mobileascnet.ipynb')], capture_output=True, text=True, env=env, cwd=ROOT)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     bad = [l for l in (r.stdout + r.stderr).splitlines() if re.match(r'^(ERROR|USDT|STAGE|WARNING):', l)]
     assert not bad, bad

@@ -19,8 +19,8 @@ def test_loss_by_hand():
     assert torch.isclose(ASCLoss()(pred, torch.tensor([[0.2, 0.8, 0.]])), -(0.2 * logp[0] + 0.8 * logp[1]))
 
 def test_step_decay_and_metrics_reset():
-    from asc_nbdev.learner import _balanced_accuracy
-    assert _balanced_accuracy([0, 1, 1, 1], [0, 0, 1, 1]) == pytest.approx((1 + 2 / 3) / 2)   # (targ, pred), as sklearn's
+    from asc_nbdev.train.learner import balanced_accuracy
+    assert balanced_accuracy([0, 1, 1, 1], [0, 0, 1, 1]) == pytest.approx((1 + 2 / 3) / 2)   # (targ, pred), as sklearn's
     class O:
         def __init__(s): s.hypers = [{'lr': 1.0}]
     cb = StepDecay(2, 0.9); cb.learn = type('L', (), {'opt': O(), 'epoch': 0})()
