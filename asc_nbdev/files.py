@@ -15,8 +15,71 @@ import numpy as np
 import tempfile
 
 # %% auto #0
-__all__ = ['LOCK_FILE', 'OWNER_FILE', 'LENT_ENV', 'FolderBusy', 'owner_text', 'folder_owner', 'lock_folder', 'lend_locks',
-           'atomic_write', 'atomic_path', 'save_json', 'load_json']
+__all__ = ['LOCK_FILE', 'OWNER_FILE', 'LENT_ENV', 'atomic_write', 'atomic_path', 'save_json', 'load_json', 'FolderBusy',
+           'owner_text', 'folder_owner', 'lock_folder', 'lend_locks']
+
+# %% ../nbs/01_files.ipynb #1f75a9d3
+@contextlib.contextmanager
+def atomic_write(path, # the final file
+                 mode:str='wb', # file mode for writing ('w' for text)
+                 **kwargs, # passed to `open`, e.g. `encoding='utf-8'`
+                ):
+    "Open a temporary file beside `path`; on success rename it to `path`, on error remove it (other processes than rank 0: a scratch file)"
+    path = Path(path)
+    if not writes_files():   # several processes: rank 0 writes; the others' copy goes to a scratch folder, removed at once
+        with tempfile.TemporaryDirectory() as td, open(Path(td)/path.name, mode, **kwargs) as f: yield f
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
+    os.close(fd)
+    try:
+        with open(tmp, mode, **kwargs) as f: yield f
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError): os.unlink(tmp)
+        raise
+
+# %% ../nbs/01_files.ipynb #41d18e20
+@contextlib.contextmanager
+def atomic_path(path, # the final file; its suffix is kept on the temporary name
+               ):
+    "Yield a temporary path beside `path` for a writer that wants a file name; rename on success (other processes than rank 0: a scratch path)"
+    path = Path(path)
+    if not writes_files():
+        with tempfile.TemporaryDirectory() as td: yield Path(td)/f'{path.stem}.tmp{path.suffix}'
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.stem}.', suffix=f'.tmp{path.suffix}')
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError): os.unlink(tmp)
+        raise
+
+# %% ../nbs/01_files.ipynb #c9a78e6b
+def save_json(obj, # JSON-serialisable data; NumPy scalars and arrays are converted
+              path, # the JSON file to write
+              indent:int=2, # indentation of the JSON text
+             ):
+    "Write `obj` as JSON to `path` atomically"
+    with atomic_write(path, 'w', encoding='utf-8') as f: json.dump(obj, f, indent=indent, default=_json_default)
+    return Path(path)
+
+# %% ../nbs/01_files.ipynb #77e68946
+def load_json(path, # the JSON file to read
+             ):
+    "Read a JSON file"
+    with open(path, encoding='utf-8') as f: return json.load(f)
+
+# %% ../nbs/01_files.ipynb #088d337f
+def _json_default(o):
+    if isinstance(o, (np.integer,)): return int(o)
+    if isinstance(o, (np.floating,)): return float(o)
+    if isinstance(o, np.ndarray): return o.tolist()
+    if isinstance(o, Path): return str(o)
+    raise TypeError(f'{type(o).__name__} is not JSON serialisable')
 
 # %% ../nbs/01_files.ipynb #2e840ad5
 LOCK_FILE = '.asc-lock'          # the lock itself (it stays in the folder; the system lock is what counts)
@@ -105,66 +168,3 @@ def lend_locks(*folders, # folders this process holds, to share with the process
     finally:
         if old is None: os.environ.pop(LENT_ENV, None)
         else: os.environ[LENT_ENV] = old
-
-# %% ../nbs/01_files.ipynb #1f75a9d3
-@contextlib.contextmanager
-def atomic_write(path, # the final file
-                 mode:str='wb', # file mode for writing ('w' for text)
-                 **kwargs, # passed to `open`, e.g. `encoding='utf-8'`
-                ):
-    "Open a temporary file beside `path`; on success rename it to `path`, on error remove it (other processes than rank 0: a scratch file)"
-    path = Path(path)
-    if not writes_files():   # several processes: rank 0 writes; the others' copy goes to a scratch folder, removed at once
-        with tempfile.TemporaryDirectory() as td, open(Path(td)/path.name, mode, **kwargs) as f: yield f
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
-    os.close(fd)
-    try:
-        with open(tmp, mode, **kwargs) as f: yield f
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError): os.unlink(tmp)
-        raise
-
-# %% ../nbs/01_files.ipynb #41d18e20
-@contextlib.contextmanager
-def atomic_path(path, # the final file; its suffix is kept on the temporary name
-               ):
-    "Yield a temporary path beside `path` for a writer that wants a file name; rename on success (other processes than rank 0: a scratch path)"
-    path = Path(path)
-    if not writes_files():
-        with tempfile.TemporaryDirectory() as td: yield Path(td)/f'{path.stem}.tmp{path.suffix}'
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.stem}.', suffix=f'.tmp{path.suffix}')
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError): os.unlink(tmp)
-        raise
-
-# %% ../nbs/01_files.ipynb #c9a78e6b
-def save_json(obj, # JSON-serialisable data; NumPy scalars and arrays are converted
-              path, # the JSON file to write
-              indent:int=2, # indentation of the JSON text
-             ):
-    "Write `obj` as JSON to `path` atomically"
-    with atomic_write(path, 'w', encoding='utf-8') as f: json.dump(obj, f, indent=indent, default=_json_default)
-    return Path(path)
-
-# %% ../nbs/01_files.ipynb #77e68946
-def load_json(path, # the JSON file to read
-             ):
-    "Read a JSON file"
-    with open(path, encoding='utf-8') as f: return json.load(f)
-
-# %% ../nbs/01_files.ipynb #088d337f
-def _json_default(o):
-    if isinstance(o, (np.integer,)): return int(o)
-    if isinstance(o, (np.floating,)): return float(o)
-    if isinstance(o, np.ndarray): return o.tolist()
-    if isinstance(o, Path): return str(o)
-    raise TypeError(f'{type(o).__name__} is not JSON serialisable')

@@ -15,7 +15,7 @@ from pathlib import Path
 CHILD = r'''
 import json, resource, sys, time
 import torch
-from asc_nbdev.predict import predict
+from asc_nbdev.predict.files import predict
 model, wav, device, window = sys.argv[1:5]
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 t0 = time.time(); w = predict(model, wav, window=float(window), device=device, batch_size=32)

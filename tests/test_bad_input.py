@@ -130,7 +130,7 @@ CSV = csv_cases()
 # ---------------------------------------------------------------- the driver: many command runs in one process
 _DRIVER = '''
 import contextlib, importlib, io, json, sys, traceback
-ENTRY = {'asc-features': ('asc_nbdev.features', 'asc_features'), 'asc-predict': ('asc_nbdev.cli', 'asc_predict'),
+ENTRY = {'asc-features': ('asc_nbdev.cli', 'asc_features'), 'asc-predict': ('asc_nbdev.cli', 'asc_predict'),
          'asc-train': ('asc_nbdev.cli', 'asc_train')}
 runs_file, results_file = sys.argv[1:3]
 runs, results = json.load(open(runs_file)), {}

@@ -312,7 +312,7 @@ def test_cache_resume_after_sigkill(folder, tmp_path):
     script = tmp_path/'killme.py'
     script.write_text(textwrap.dedent(f'''
         import os, signal
-        from asc_nbdev.features import build_feature_cache
+        from asc_nbdev.audio.cache import build_feature_cache
         def hook(b, n):
             if b == 3: os.kill(os.getpid(), signal.SIGKILL)
         build_feature_cache({str(d)!r}, {more!r}, {str(tmp_path/'killed')!r}, batch_size=2, progress=False, after_batch=hook)
@@ -417,7 +417,7 @@ def _mapped_kb(name):
 @pytest.mark.parametrize('dtype', ['float16', 'float32'])
 def test_read_rows(tmp_path, dtype, monkeypatch):
     from asc_nbdev.audio.cache import read_rows, open_features
-    import asc_nbdev.features as F
+    import asc_nbdev.audio.cache as F
     a = np.random.default_rng(0).standard_normal((300, 9, 5)).astype(dtype)
     np.save(tmp_path/'f.npy', a); m = open_features(tmp_path/'f.npy')
     assert isinstance(m, np.memmap) and not m.flags.writeable and m.shape == a.shape

@@ -4,7 +4,7 @@ from pathlib import Path
 import numpy as np, pandas as pd, pytest, soundfile as sf
 from asc_nbdev.core import CLASSES, CITIES
 from asc_nbdev.data.synthetic import make_synthetic, synth_summary, synth_baselines, synth_settings
-from asc_nbdev.data.synth_plan import synth_plan, twin_labels, twin_plan, DEV_CITIES, UNSEEN_CITIES, _chain_recordings, _real_meta
+from asc_nbdev.data.synth_plan import synth_plan, twin_labels, twin_plan, DEV_CITIES, UNSEEN_CITIES, chain_recordings, _real_meta
 
 HEADER = b'filename,location,record_time,scene_label\n'
 
@@ -84,7 +84,7 @@ def test_recordings(quick):
     "Sessions are consecutive 10-minute chunks of recordings: one scene, one city, one day; chaining finds them"
     dev, ev, truth = read(quick / 'dev_metadata.csv'), read(quick / 'eval_metadata.csv'), read(quick / 'truth.csv')
     d = dev.assign(true=dev.filename.map(truth.set_index('filename').scene_label), t=pd.to_datetime(dev.record_time))
-    d['rec'] = _chain_recordings(d.location, d.t)
+    d['rec'] = chain_recordings(d.location, d.t)
     ses = d.drop_duplicates(['location', 't']).sort_values(['rec', 't'])
     steps = ses.groupby('rec').t.diff().dropna()
     assert (steps == pd.Timedelta(minutes=10)).all()                            # consecutive sessions: exactly 10 min apart

@@ -16,8 +16,8 @@ from ..processes import *
 from ..files import *
 
 # %% auto #0
-__all__ = ['DEV_CITIES', 'DEV_CITY_WEIGHTS', 'UNSEEN_CITIES', 'EVAL_CITIES', 'SESSION_MINUTES', 'SCENE_HOURS', 'synth_plan',
-           'twin_labels', 'twin_plan']
+__all__ = ['DEV_CITIES', 'DEV_CITY_WEIGHTS', 'UNSEEN_CITIES', 'EVAL_CITIES', 'SESSION_MINUTES', 'SCENE_HOURS', 'chain_recordings',
+           'synth_plan', 'twin_labels', 'twin_plan']
 
 # %% ../../nbs/04_data.synth_plan.ipynb #351a7d86
 DEV_CITIES = ["Xi'an", 'Luoyang', 'Hefei', 'Shanghai', 'Chongqing', 'Jinan', 'Shangrao', 'Liupanshui']
@@ -63,7 +63,7 @@ def _session_sizes(rng, n, lo, hi, min_sessions):
     return sizes
 
 # %% ../../nbs/04_data.synth_plan.ipynb #e9eb3079
-def _chain_recordings(location, # the clips' (or sessions') locations
+def chain_recordings(location, # the clips' (or sessions') locations
                       times, # their record_time (strings or timestamps)
                       gap:float=RECORDING_GAP, # minutes
                      ) -> np.ndarray:
@@ -245,7 +245,7 @@ def twin_labels(df:pd.DataFrame, # clips: location, record_time, scene_label (''
     "A label for every clip: a recording keeps its label (rule in the text); aligned with `df`"
     lab = df.scene_label.fillna('').astype(str).to_numpy()
     d = pd.DataFrame({'loc': df.location.astype(str).to_numpy(), 't': pd.to_datetime(df.record_time).to_numpy(), 'lab': lab})
-    d['rec'] = _chain_recordings(d['loc'], d['t'], gap)
+    d['rec'] = chain_recordings(d['loc'], d['t'], gap)
     S = d[['loc', 't', 'rec']].drop_duplicates().sort_values(['rec', 't']).reset_index(drop=True)
     seen = d[d.lab != ''].groupby(['loc', 't']).lab.agg(lambda v: v.value_counts().sort_index().idxmax())   # 1. the session's label
     S['lab'] = pd.MultiIndex.from_frame(S[['loc', 't']]).map(seen.to_dict().get)
@@ -274,9 +274,9 @@ def twin_plan(seed:int=0, # draws hidden labels, session colouring and clip even
     df['labeled'] = df.scene_label != ''
     df['scene_label'] = twin_labels(df, seed, gap).to_numpy()
     t = pd.to_datetime(df.record_time)
-    df['recording'] = _chain_recordings(df.location, t, gap)
+    df['recording'] = chain_recordings(df.location, t, gap)
     ses = df[['location']].assign(t=t).drop_duplicates().sort_values(['location', 't'])
-    ses['session'] = np.arange(len(ses)); ses['k'] = ses.groupby(_chain_recordings(ses.location, ses.t, gap)).cumcount()
+    ses['session'] = np.arange(len(ses)); ses['k'] = ses.groupby(chain_recordings(ses.location, ses.t, gap)).cumcount()
     df = df.merge(ses.rename(columns={'t': '_t'}), left_on=['location', t.rename('_t')], right_on=['location', '_t'], how='left')
     dk = set(zip(df.location[df.split == 'dev'], df._t[df.split == 'dev']))
     drec = set(df.recording[df.split == 'dev'])

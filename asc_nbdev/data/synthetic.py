@@ -19,7 +19,7 @@ from ..files import *
 from .metadata import RECORDING_GAP
 from .synth_plan import DEV_CITIES
 from .synth_plan import SESSION_MINUTES
-from .synth_plan import _chain_recordings
+from .synth_plan import chain_recordings
 from .synth_plan import synth_plan
 from .synth_plan import twin_plan
 from .synth_sound import SessionSound
@@ -38,7 +38,7 @@ def metadata_structure(dev, # dev metadata: filename, location, record_time, sce
                gap:float=RECORDING_GAP) -> dict:
     "Recordings, class-city structure and dev/eval overlap of a pair of CAS-format metadata frames"
     dev = dev.assign(t=pd.to_datetime(dev.record_time)); ev = ev.assign(t=pd.to_datetime(ev.record_time))
-    dev['rec'] = _chain_recordings(dev.location, dev.t, gap); ev['rec'] = _chain_recordings(ev.location, ev.t, gap)
+    dev['rec'] = chain_recordings(dev.location, dev.t, gap); ev['rec'] = chain_recordings(ev.location, ev.t, gap)
     dev['lab'] = dev.filename.map(truth).fillna('') if truth is not None else dev.scene_label
     S = lambda d: d[['location', 't']].drop_duplicates().reset_index(drop=True)
     Ds, Ls, Es = S(dev), S(dev[dev.scene_label != '']), S(ev)
