@@ -65,6 +65,7 @@ def report(tmp_path_factory):
     "A tiny run whose eval part has a city named with HTML, and its asc-report --html"
     from asc_nbdev.data.synthetic import make_synthetic
     from asc_nbdev.pipeline.run import run_pipeline
+    from asc_nbdev.pipeline.config import RunConfig
     from asc_nbdev.train.recipes import get_recipe
     from conftest import run_cli
     run = tmp_path_factory.mktemp('report')/'run'; D = run/'data'
@@ -73,8 +74,7 @@ def report(tmp_path_factory):
     city = ev['location'].iloc[0]
     ev.loc[ev['location'] == city, 'location'] = CITY
     ev.to_csv(D/'eval_metadata.csv', index=False)
-    run_pipeline(run, D/'audio', D/'dev_metadata.csv', get_recipe('li2025', quick=True, epochs=2), eval_meta=D/'eval_metadata.csv',
-                 truth=D/'truth.csv', progress=False, log=lambda *a: None)
+    run_pipeline(RunConfig(out=run, audio=D/'audio', meta=D/'dev_metadata.csv', recipe=get_recipe('li2025', quick=True, epochs=2), eval_meta=D/'eval_metadata.csv', truth=D/'truth.csv'), progress=False, log=lambda *a: None)
     run_cli('asc-report', run, '--html', timeout=300)
     return run/'report'
 

@@ -6,6 +6,7 @@ from asc_nbdev.core import *
 from asc_nbdev.processes import *
 from asc_nbdev.files import *
 from asc_nbdev.data.metadata import read_meta
+from asc_nbdev.pipeline.config import RunConfig
 
 
 @pytest.fixture(scope='module')
@@ -17,8 +18,7 @@ def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp('eval'); run, off = root/'run', root/'run-off'
     D = run/'data'
     make_synthetic(D, preset='tiny', n_clips=160, labeled_frac=0.5, progress=False)
-    run_pipeline(run, D/'audio', D/'dev_metadata.csv', get_recipe('li2025', quick=True, epochs=2), eval_meta=D/'eval_metadata.csv',
-                 truth=D/'truth.csv', progress=False, log=lambda *a: None)
+    run_pipeline(RunConfig(out=run, audio=D/'audio', meta=D/'dev_metadata.csv', recipe=get_recipe('li2025', quick=True, epochs=2), eval_meta=D/'eval_metadata.csv', truth=D/'truth.csv'), progress=False, log=lambda *a: None)
     # the sibling: only its report.json is read, so a copy with metadata off and other numbers stands in for a second training
     rj = json.loads((run/'report.json').read_text())
     rj['metadata'] = False

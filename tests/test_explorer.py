@@ -6,6 +6,7 @@ from asc_nbdev.core import *
 from asc_nbdev.processes import *
 from asc_nbdev.files import *
 from asc_nbdev.data.metadata import read_meta
+from asc_nbdev.pipeline.config import RunConfig
 
 
 @pytest.fixture(scope='module')
@@ -21,8 +22,7 @@ def run(data):
     from asc_nbdev.pipeline.run import run_pipeline
     from asc_nbdev.train.recipes import get_recipe
     out = data.parent/'run'
-    run_pipeline(out, data/'audio', data/'dev_metadata.csv', get_recipe('li2025', quick=True, epochs=2), eval_meta=data/'eval_metadata.csv',
-                 truth=data/'truth.csv', progress=False, log=lambda *a: None, aggregate='none')   # per-clip probabilities, as the explorer shows
+    run_pipeline(RunConfig(out=out, audio=data/'audio', meta=data/'dev_metadata.csv', recipe=get_recipe('li2025', quick=True, epochs=2), eval_meta=data/'eval_metadata.csv', truth=data/'truth.csv', aggregate='none'), progress=False, log=lambda *a: None)   # per-clip probabilities, as the explorer shows
     # forget where the data lie (report.json records it), so these tests see a run whose data must be given
     from asc_nbdev.files import load_json, save_json
     rj = load_json(out/'report.json')
