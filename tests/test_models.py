@@ -290,7 +290,7 @@ def test_asc_train_init_official(tmp_path):
     "`asc-train --recipe baseline --init official=PATH`: stage 1 starts from the official checkpoint's body (its sizes, not the quick ones)"
     import json
     from conftest import run_cli
-    from asc_nbdev.pipeline.run import load_asc_model
+    from asc_nbdev.models.files import load_asc_model
     off = _official(); p = tmp_path/'SE-Trans_pretrained_model.pth'
     torch.save({'epoch': 3, 'model_state_dict': off.state_dict()}, p)
     out = tmp_path/'run'
