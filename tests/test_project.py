@@ -85,11 +85,13 @@ def test_help_says_each_default_once():
     assert "--rounds ROUNDS" in r.stdout and "rounds (default: the recipe's)" in r.stdout
 
 def test_cpu_notebook_output_has_no_error_lines(tmp_path):
-    "The profiling notebook on a CPU-only machine prints no kineto ERROR/USDT lines (they are not errors)"
+    "The profiling notebook on a CPU-only machine prints no kineto ERROR/USDT lines (they are not errors), also when torch was loaded by an earlier notebook in another thread"
     import torch, pytest
     if torch.cuda.is_available(): pytest.skip('on a GPU machine the profiler keeps its own lines')
+    nbs = sorted(p.name for p in (ROOT/'nbs').glob('*_models.*.ipynb'))
+    two = [n for n in nbs if 'resnet' in n or 'mobileascnet' in n]   # one worker: torch comes in with the first, the profiler runs in the second
     env = {k: v for k, v in os.environ.items() if k != 'KINETO_LOG_LEVEL'}
-    r = subprocess.run(['nbdev-test', str(ROOT/'nbs'/'09_models.mobileascnet.ipynb')], capture_output=True, text=True, env=env, cwd=ROOT)
-    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    r = subprocess.run(['nbdev-test', '--n-workers', '1', '--file-re', '|'.join(re.escape(n) for n in two)], capture_output=True, text=True, env=env, cwd=ROOT)
+    assert r.returncode == 0 and len(two) == 2, r.stdout[-2000:] + r.stderr[-2000:]
     bad = [l for l in (r.stdout + r.stderr).splitlines() if re.match(r'^(ERROR|USDT|STAGE|WARNING):', l)]
     assert not bad, bad
