@@ -95,3 +95,10 @@ def test_cpu_notebook_output_has_no_error_lines(tmp_path):
     assert r.returncode == 0 and len(two) == 2, r.stdout[-2000:] + r.stderr[-2000:]
     bad = [l for l in (r.stdout + r.stderr).splitlines() if re.match(r'^(ERROR|USDT|STAGE|WARNING):', l)]
     assert not bad, bad
+
+
+def test_no_script_hides_a_standard_module():
+    "A script in bench/ or tools/ named like a standard module (bench/ssl.py once) hides it from every script beside it: `import ssl` found the script"
+    import sys
+    clash = [str(p.relative_to(ROOT)) for d in ('bench', 'tools') for p in (ROOT/d).glob('*.py') if p.stem in sys.stdlib_module_names]
+    assert clash == [], f"these scripts hide the standard module of their name from the scripts beside them; rename them: {clash}"

@@ -108,10 +108,10 @@ class RunConfig:
     teacher: str|None = None # a pretrained audio model as teacher: NAME=CHECKPOINT (panns_cnn14, efficientat_mn10, beats, passt) or package.module:function; its student replaces the pseudo-label rounds
     teacher_head: Annotated[str, dict(choices=['logreg', 'mlp'])] = 'logreg' # --teacher: the classifier on its embeddings (bench/teacher.md)
     teacher_metadata: bool = False # --teacher: the head also sees the clip's city and time
-    ssl_pretrain: bool = False # self-supervised pre-training (BYOL-A) of the recipe's body on every dev clip before stage 1 (recipe fields ssl_*); bench/ssl.md
+    ssl_pretrain: bool = False # self-supervised pre-training (BYOL-A) of the recipe's body on every dev clip before stage 1 (recipe fields ssl_*); bench/semi_supervised.md
     ssl_transductive: bool = False # --ssl-pretrain: learn from the eval clips' audio too (transductive: the report says so)
     ssl: Annotated[str, dict(choices=['none', 'fixmatch'])] = 'none' # consistency training with the unlabeled clips in every batch (fixmatch: FreeMatch thresholds; recipe fields fixmatch_*) in place of the pseudo-label rounds
-    tta: Annotated[str, dict(choices=['none', 'bn', 'bn-city'])] = 'none' # test-time adaptation of the eval predictions: batch-norm statistics re-estimated on the eval clips (bn), or on each city's (bn-city); bench/ssl.md
+    tta: Annotated[str, dict(choices=['none', 'bn', 'bn-city'])] = 'none' # test-time adaptation of the eval predictions: batch-norm statistics re-estimated on the eval clips (bn), or on each city's (bn-city); bench/semi_supervised.md
     submit: Annotated[str, dict(choices=['model', 'teacher'])] = 'model' # the submission's predictions: the final model's, or (with --teacher) the teacher's own
     processes: int = 1 # train data-parallel in N processes on this machine (one per GPU, or N CPU processes with --device cpu); the recipe's batch size stays the global batch
 

@@ -26,10 +26,9 @@ Reported: test accuracy (seen / unseen cities), the accuracy of what the unlabel
 pseudo-labels, carried labels, FixMatch targets that passed the mask in the last epoch), the kept stage, wall time;
 mean and standard error over the datasets, differences paired per dataset.
 
-Usage: OMP_NUM_THREADS=1 python bench/ssl.py [--seeds 10] [--recipes li2025 baseline] [--methods ...] [--work DIR] [--out bench/ssl.md]
+Usage: OMP_NUM_THREADS=1 python bench/semi_supervised.py [--seeds 10] [--recipes li2025 baseline] [--methods ...] [--work DIR] [--out bench/semi_supervised.md]
 """
 import os, sys
-if sys.path and os.path.abspath(sys.path[0]) == os.path.dirname(os.path.abspath(__file__)): sys.path.pop(0)   # this file's name hides the standard `ssl`
 for _v in ('OMP_NUM_THREADS', 'OPENBLAS_NUM_THREADS', 'MKL_NUM_THREADS'): os.environ.setdefault(_v, '1')
 import argparse, platform, shutil, time, tempfile
 from pathlib import Path
@@ -121,7 +120,7 @@ def mse(s): s = pd.Series(s, dtype=float).dropna(); return f"{s.mean():.3f} ± {
 
 def report(df, args, seconds):
     lines = ['# Learning from the unlabeled audio: carried labels, BYOL-A, FixMatch, test-time adaptation', '',
-             f"`OMP_NUM_THREADS=1 python bench/ssl.py --seeds {args.seeds} --recipes {' '.join(args.recipes)}` ({seconds / 60:.0f} min of runs in this call; "
+             f"`OMP_NUM_THREADS=1 python bench/semi_supervised.py --seeds {args.seeds} --recipes {' '.join(args.recipes)}` ({seconds / 60:.0f} min of runs in this call; "
              "finished runs are read back). "
              f"{df.seed.nunique()} synthetic datasets (seeds 0 to {df.seed.max()}, `make_synthetic({', '.join(f'{k}={v!r}' for k, v in DATA.items())})`) in two "
              "structures: `sessions` (about 30 % of every session labeled, as generated) and `recordings` (the same clips, whole recordings "
