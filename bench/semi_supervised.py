@@ -13,7 +13,7 @@ scored against the hidden truth, a third of them in cities dev never heard), in 
   shares a session or recording with a labeled one.
 
 Per recipe (quick), dataset and structure, paired (every method's run on the same data, split and seed):
-- `offline`: today's pipeline (stage 1, then the recipe's pseudo-label round);
+- `offline`: the pipeline before this change (stage 1, then the recipe's pseudo-label round with the model's labels alone, `carry_labels=off`);
 - `carried`: the round with the labels sessions carry (`carry_labels=session`) in place of the model's where they exist;
 - `carried only`: the round with those labels alone (`pseudo=carried`);
 - `byol`: `--ssl-pretrain` (BYOL-A on every dev clip), then today's pipeline;
@@ -43,8 +43,8 @@ from asc_nbdev.predict import tta_probs, aggregate_probs
 from asc_nbdev.pipeline import run_pipeline, eval_figures
 
 DATA = dict(preset='quick', n_clips=500, duration=1.0, sr=16000, labeled_frac=0.3)   # = bench/small_data.py's
-METHODS = {'offline': {}, 'carried': dict(set=['carry_labels=session']), 'carried only': dict(set=['carry_labels=session', 'pseudo=carried']),
-           'byol': dict(ssl_pretrain=True), 'fixmatch': dict(ssl='fixmatch'), 'byol + fixmatch': dict(ssl_pretrain=True, ssl='fixmatch'),
+METHODS = {'offline': dict(set=['carry_labels=off']), 'carried': dict(set=['carry_labels=session']), 'carried only': dict(set=['carry_labels=session', 'pseudo=carried']),
+           'byol': dict(ssl_pretrain=True, set=['carry_labels=off']), 'fixmatch': dict(ssl='fixmatch'), 'byol + fixmatch': dict(ssl_pretrain=True, ssl='fixmatch'),
            'byol + carried': dict(ssl_pretrain=True, set=['carry_labels=session'])}
 
 def load_avg(): return '/'.join(f'{v:.1f}' for v in os.getloadavg())
