@@ -145,6 +145,9 @@ def report(df, args, seconds):
             lines += ['', '| test-time adaptation, paired with the same run without it | test accuracy | unseen cities |', '|---|---|---|']
             for how in ('bn', 'bn-city'):
                 lines.append(f"| {how} (every method's final model) | {mse(g[f'test_{how}'] - g['test'])} | {mse(g[f'unseen_{how}'] - g['unseen'])} |")
+            big = max(read_meta(args.work/f'data{s}-{structure}'/'eval_metadata.csv').location.value_counts().max() for s in g.seed.unique())
+            if big < 16: lines += ['', f"bn-city adapts a city on its own only from 16 eval clips (`tta_probs(min_clips=16)`); the largest eval city "
+                                       f"of these datasets has {big}, so bn-city is bn here: it is measured on none of them."]
         kept = g.groupby('method', sort=False).kept.agg(lambda s: ', '.join(f'{k} {v}' for k, v in s.value_counts().items()))
         lines += ['', 'Kept stage (datasets): ' + '; '.join(f'{m}: {k}' for m, k in kept.items()), '']
     return '\n'.join(lines)
