@@ -117,15 +117,18 @@ def mse(s): s = pd.Series(s, dtype=float).dropna(); return f"{s.mean():.3f} ± {
 
 def report(df, args, seconds):
     lines = ['# Learning from the unlabeled audio: carried labels, BYOL-A, FixMatch, test-time adaptation', '',
-             f"`OMP_NUM_THREADS=1 python bench/semi_supervised.py --seeds {args.seeds} --recipes {' '.join(args.recipes)}` ({seconds / 60:.0f} min of runs in this call; "
-             "finished runs are read back). "
+             (f"`OMP_NUM_THREADS=1 python bench/semi_supervised.py --report-only --recipes {' '.join(args.recipes)}`: every finished run under the work "
+              f"folder ({df.seconds.sum() / 3600:.1f} h of runs), made by `--seeds N --recipes R [--structures S]` calls (the log has each run). "
+              if args.report_only else
+              f"`OMP_NUM_THREADS=1 python bench/semi_supervised.py --seeds {args.seeds} --recipes {' '.join(args.recipes)}` ({seconds / 60:.0f} min of runs in this call; "
+             "finished runs are read back). ") +
              f"{df.seed.nunique()} synthetic datasets (seeds 0 to {df.seed.max()}, `make_synthetic({', '.join(f'{k}={v!r}' for k, v in DATA.items())})`) in two "
              "structures: `sessions` (about 30 % of every session labeled, as generated) and `recordings` (the same clips, whole recordings "
              "labeled or not). Quick recipes as `asc-train` runs them; test = the eval clips against the hidden truth, predictions averaged per "
              f"session. Mean ± standard error over the datasets. {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__} on 1 thread; "
              "the load beside each run is in the log.", '']
     for (recipe, structure), g in df.groupby(['recipe', 'structure'], sort=False):
-        lines += [f'## {recipe} (quick), structure `{structure}`', '',
+        lines += [f'## {recipe} (quick), structure `{structure}`: {g.seed.nunique()} datasets (seeds {", ".join(map(str, sorted(g.seed.unique())))})', '',
                   '| method | test accuracy | seen cities | unseen cities | + tta bn: test | unseen | + tta bn-city: test | unseen | taught labels accuracy | shown estimate | seconds |',
                   '|---|---|---|---|---|---|---|---|---|---|---|']
         for m, gm in g.groupby('method', sort=False):
@@ -161,13 +164,17 @@ if __name__ == '__main__':
     ap.add_argument('--cv-methods', nargs='*', default=[], help='methods also run with --cv 5 (li2025 only)')
     ap.add_argument('--work', type=Path, default=Path(tempfile.gettempdir())/'asc-bench-ssl')
     ap.add_argument('--out', default=None)
+    ap.add_argument('--report-only', action='store_true', help='train nothing: report every finished run under --work (datasets may differ per recipe and structure)')
     args = ap.parse_args()
     torch.set_num_threads(1)
     work = args.work; work.mkdir(parents=True, exist_ok=True)
     logf = open(work/'log.txt', 'a')
     def log(m): print(m, flush=True); logf.write(m + '\n'); logf.flush()
     t0, rows = time.time(), []
-    for seed in range(args.seeds):
+    if args.report_only:
+        rows = [load_json(f) for f in sorted(work.glob('*/*/*/bench.json'))]
+        rows = [r for r in rows if r['recipe'] in args.recipes and r['structure'] in args.structures]
+    for seed in ([] if args.report_only else range(args.seeds)):
         a = work/f'data{seed}-sessions'
         if not (a/'truth.csv').exists(): make_synthetic(a, seed=seed, progress=False, **DATA)
         by_recordings(a, work/f'data{seed}-recordings', seed)
