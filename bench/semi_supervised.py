@@ -13,7 +13,7 @@ scored against the hidden truth, a third of them in cities dev never heard), in 
   shares a session or recording with a labeled one.
 
 Per recipe (quick), dataset and structure, paired (every method's run on the same data, split and seed):
-- `offline`: today's pipeline (stage 1, then the recipe's pseudo-label round);
+- `offline`: the pipeline before this change (stage 1, then the recipe's pseudo-label round with the model's labels alone, `carry_labels=off`);
 - `carried`: the round with the labels sessions carry (`carry_labels=session`) in place of the model's where they exist;
 - `carried only`: the round with those labels alone (`pseudo=carried`);
 - `byol`: `--ssl-pretrain` (BYOL-A on every dev clip), then today's pipeline;
@@ -46,8 +46,8 @@ from asc_nbdev.pipeline.run import run_pipeline
 from asc_nbdev.pipeline.train import eval_figures
 
 DATA = dict(preset='quick', n_clips=500, duration=1.0, sr=16000, labeled_frac=0.3)   # = bench/small_data.py's
-METHODS = {'offline': {}, 'carried': dict(set=['carry_labels=session']), 'carried only': dict(set=['carry_labels=session', 'pseudo=carried']),
-           'byol': dict(ssl_pretrain=True), 'fixmatch': dict(ssl='fixmatch'), 'byol + fixmatch': dict(ssl_pretrain=True, ssl='fixmatch'),
+METHODS = {'offline': dict(set=['carry_labels=off']), 'carried': dict(set=['carry_labels=session']), 'carried only': dict(set=['carry_labels=session', 'pseudo=carried']),
+           'byol': dict(ssl_pretrain=True, set=['carry_labels=off']), 'fixmatch': dict(ssl='fixmatch'), 'byol + fixmatch': dict(ssl_pretrain=True, ssl='fixmatch'),
            'byol + carried': dict(ssl_pretrain=True, set=['carry_labels=session'])}
 
 def load_avg(): return '/'.join(f'{v:.1f}' for v in os.getloadavg())
@@ -120,15 +120,18 @@ def mse(s): s = pd.Series(s, dtype=float).dropna(); return f"{s.mean():.3f} ± {
 
 def report(df, args, seconds):
     lines = ['# Learning from the unlabeled audio: carried labels, BYOL-A, FixMatch, test-time adaptation', '',
-             f"`OMP_NUM_THREADS=1 python bench/semi_supervised.py --seeds {args.seeds} --recipes {' '.join(args.recipes)}` ({seconds / 60:.0f} min of runs in this call; "
-             "finished runs are read back). "
+             (f"`OMP_NUM_THREADS=1 python bench/semi_supervised.py --report-only --recipes {' '.join(args.recipes)}`: every finished run under the work "
+              f"folder ({df.seconds.sum() / 3600:.1f} h of runs), made by `--seeds N --recipes R [--structures S]` calls (the log has each run). "
+              if args.report_only else
+              f"`OMP_NUM_THREADS=1 python bench/semi_supervised.py --seeds {args.seeds} --recipes {' '.join(args.recipes)}` ({seconds / 60:.0f} min of runs in this call; "
+             "finished runs are read back). ") +
              f"{df.seed.nunique()} synthetic datasets (seeds 0 to {df.seed.max()}, `make_synthetic({', '.join(f'{k}={v!r}' for k, v in DATA.items())})`) in two "
              "structures: `sessions` (about 30 % of every session labeled, as generated) and `recordings` (the same clips, whole recordings "
              "labeled or not). Quick recipes as `asc-train` runs them; test = the eval clips against the hidden truth, predictions averaged per "
              f"session. Mean ± standard error over the datasets. {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__} on 1 thread; "
              "the load beside each run is in the log.", '']
     for (recipe, structure), g in df.groupby(['recipe', 'structure'], sort=False):
-        lines += [f'## {recipe} (quick), structure `{structure}`', '',
+        lines += [f'## {recipe} (quick), structure `{structure}`: {g.seed.nunique()} datasets (seeds {", ".join(map(str, sorted(g.seed.unique())))})', '',
                   '| method | test accuracy | seen cities | unseen cities | + tta bn: test | unseen | + tta bn-city: test | unseen | taught labels accuracy | shown estimate | seconds |',
                   '|---|---|---|---|---|---|---|---|---|---|---|']
         for m, gm in g.groupby('method', sort=False):
@@ -148,6 +151,9 @@ def report(df, args, seconds):
             lines += ['', '| test-time adaptation, paired with the same run without it | test accuracy | unseen cities |', '|---|---|---|']
             for how in ('bn', 'bn-city'):
                 lines.append(f"| {how} (every method's final model) | {mse(g[f'test_{how}'] - g['test'])} | {mse(g[f'unseen_{how}'] - g['unseen'])} |")
+            big = max(read_meta(args.work/f'data{s}-{structure}'/'eval_metadata.csv').location.value_counts().max() for s in g.seed.unique())
+            if big < 16: lines += ['', f"bn-city adapts a city on its own only from 16 eval clips (`tta_probs(min_clips=16)`); the largest eval city "
+                                       f"of these datasets has {big}, so bn-city is bn here: it is measured on none of them."]
         kept = g.groupby('method', sort=False).kept.agg(lambda s: ', '.join(f'{k} {v}' for k, v in s.value_counts().items()))
         lines += ['', 'Kept stage (datasets): ' + '; '.join(f'{m}: {k}' for m, k in kept.items()), '']
     return '\n'.join(lines)
@@ -161,13 +167,17 @@ if __name__ == '__main__':
     ap.add_argument('--cv-methods', nargs='*', default=[], help='methods also run with --cv 5 (li2025 only)')
     ap.add_argument('--work', type=Path, default=Path(tempfile.gettempdir())/'asc-bench-ssl')
     ap.add_argument('--out', default=None)
+    ap.add_argument('--report-only', action='store_true', help='train nothing: report every finished run under --work (datasets may differ per recipe and structure)')
     args = ap.parse_args()
     torch.set_num_threads(1)
     work = args.work; work.mkdir(parents=True, exist_ok=True)
     logf = open(work/'log.txt', 'a')
     def log(m): print(m, flush=True); logf.write(m + '\n'); logf.flush()
     t0, rows = time.time(), []
-    for seed in range(args.seeds):
+    if args.report_only:
+        rows = [load_json(f) for f in sorted(work.glob('*/*/*/bench.json'))]
+        rows = [r for r in rows if r['recipe'] in args.recipes and r['structure'] in args.structures]
+    for seed in ([] if args.report_only else range(args.seeds)):
         a = work/f'data{seed}-sessions'
         if not (a/'truth.csv').exists(): make_synthetic(a, seed=seed, progress=False, **DATA)
         by_recordings(a, work/f'data{seed}-recordings', seed)

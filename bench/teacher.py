@@ -45,7 +45,8 @@ def cfg_of(work, recipe, seed, variant):
     data = work/f'data{seed}'
     return RunConfig(recipe=recipe, quick=True, audio=str(data/'audio'), meta=str(data/'dev_metadata.csv'), eval_meta=str(data/'eval_metadata.csv'),
                      truth=str(data/'truth.csv'), out=str(work/recipe/f'seed{seed}'/variant.replace(' ', '')),
-                     teacher=None if variant == 'recipe' else SPEC, cv=5 if 'cv' in variant else None)
+                     teacher=None if variant == 'recipe' else SPEC, cv=5 if 'cv' in variant else None,
+                     set=['carry_labels=off'])   # the model's pseudo-labels alone, as these runs were made (the default before issue 37)
 
 def one_run(work, recipe, seed, variant, log):
     "Run (or read back) one variant on one dataset; returns its report with the wall time"
@@ -96,11 +97,11 @@ def mse(s): s = pd.Series(s).dropna(); return f"{s.mean():.3f} ± {s.std(ddof=1)
 
 def report(df, args, seconds):
     lines = ['# Pretrained teachers: the recipe alone, the teacher\'s head, the student', '',
-             f"`OMP_NUM_THREADS=1 python bench/teacher.py --seeds {args.seeds} --recipes {' '.join(args.recipes)}` ({seconds / 60:.0f} min of runs). "
+             f"`OMP_NUM_THREADS=1 python bench/teacher.py --seeds {args.seeds} --recipes {' '.join(args.recipes)}` ({seconds / 60:.0f} min of runs in this call, finished runs read back; bench/teacher_log.txt has each run with its time and load). "
              f"{len(df.seed.unique())} synthetic datasets (seeds 0 to {args.seeds - 1}, `make_synthetic({', '.join(f'{k}={v!r}' for k, v in DATA.items())})`, "
              "as bench/small_data.py). Teacher: `bench/synthetic_teacher.py` (a full-width MobileASCNet trained on another synthetic dataset, "
              "seven of the ten classes; an optimistic stand-in for a pretrained model: its training data come from the same generator). "
-             "Quick recipes as `asc-train` runs them; test = the eval clips against the hidden truth, predictions averaged per session. "
+             "Quick recipes as `asc-train` runs them, the round with the model's pseudo-labels alone (`carry_labels=off`, the default before issue 37); test = the eval clips against the hidden truth, predictions averaged per session. "
              f"Mean ± standard error over the datasets. {platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__} on 1 thread; "
              "the load beside each run is in the log.", '']
     for recipe, g in df.groupby('recipe', sort=False):

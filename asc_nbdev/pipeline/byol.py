@@ -9,11 +9,11 @@ from __future__ import annotations
 import contextlib, copy, math, time
 from pathlib import Path
 import numpy as np, pandas as pd, torch, torch.nn as nn, torch.nn.functional as F
+from ..core import *   # first: its warning filter comes before fastai's import
 from fastai.callback.core import Callback
 from fastai.learner import Learner
 from fastai.optimizer import Adam
 import fastai.callback.schedule   # Learner.fit_one_cycle
-from ..core import *
 from ..processes import *
 from ..files import *
 from ..data.loaders import ASCItems, ASCDataLoader, ASCDataLoaders, band_stats

@@ -9,8 +9,8 @@ from __future__ import annotations
 import itertools
 from pathlib import Path
 import numpy as np, pandas as pd, torch, torch.nn as nn, torch.nn.functional as F
+from ..core import *   # first: its warning filter comes before fastai's import
 from fastai.callback.core import Callback
-from ..core import *
 from ..processes import *
 from ..files import *
 from ..data.augment import spec_augment, time_roll
