@@ -57,7 +57,7 @@ def test_kept_on_out_of_fold_and_ensemble_model(cv_run, tmp_path):
     assert rep['kept'] == max(reversed(trained), key=lambda s: s[monitor])['name']
     m, info = load_asc_model(out/'model.pt')
     assert isinstance(m, FoldEnsemble) and len(m) == 3 and info['extra']['cv'] == 3
-    assert rep['final_model'] == dict(stage=rep['kept'], models=3, kind='fold ensemble')
+    assert rep['final_model'] == dict(stage=rep['kept'], models=3, kind='fold ensemble', params=count_params(m))   # the three members' weights
     assert rep['estimate']['accuracy'] == next(s for s in trained if s['name'] == rep['kept'])['oof']['accuracy']
     run_cli('asc-predict', '--model', out/'model.pt', '--meta', out/'data'/'eval_metadata.csv', '--audio', out/'data'/'audio', '--out', tmp_path/'sub.csv')
     assert pd.read_csv(tmp_path/'sub.csv').equals(pd.read_csv(out/'submission.csv'))

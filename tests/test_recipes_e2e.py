@@ -129,9 +129,11 @@ def test_atmaja2025_hard_samples_from_the_reference(data, tmp_path):
         assert (hs.hard == (hs.confidence < 0.7)).all()
         assert (h['weight_min'], h['weight_max']) == pytest.approx((hs.weight.min(), hs.weight.max()), rel=1e-4)
         assert int(hs.pseudo.sum()) == s.get('n_pseudo', 0)
-        # the confidence is the reference's (its own normalisation, no city/time dropout), not the FCNN's
+        # the confidence is the reference's (its own normalisation, no city/time dropout), not the FCNN's; audio first
+        # (atmaja2025's default): its audio-only model's, so the audio step weighs its clips as a metadata-off run does
         clips = dev.set_index('filename').loc[hs.filename].reset_index()
-        np.testing.assert_allclose(hs.confidence, predict_probs(rm, model_loader(cache, clips, rinfo)).max(1), atol=1e-4)   # a GPU's kernels differ by ~2e-5
+        assert get_recipe('atmaja2025', quick=True).audio_first
+        np.testing.assert_allclose(hs.confidence, predict_probs(audio_model(rm), model_loader(cache, clips, rinfo)).max(1), atol=1e-4)   # a GPU's kernels differ by ~2e-5
     _check_sizes(out, data, rep); _check_stage_figures(out, rep)
     assert 'training clips hard (confidence of stage1_reference < 0.7)' in format_report(rep)
     # a reference model file given by the user: no reference stage, the same confidences on the same clips

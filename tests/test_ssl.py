@@ -34,11 +34,11 @@ def test_predict_with_tta(ssl_run, tmp_path):
     assert bad.returncode == 2 and '--tta adapts to the clips of a metadata CSV' in bad.stderr
 
 def test_carried_labels_in_the_round(tmp_path):
-    "The labels sessions carry are the default (bench/semi_supervised.md); carry_labels=off leaves the model's alone"
-    run_cli('asc-train', *TINY, '--out', tmp_path/'c')
+    "carry_labels=session: the labels sessions carry replace the model's where they exist (off by default: bench/demo_carried.md)"
+    assert get_recipe('li2025').carry_labels == 'off'
+    run_cli('asc-train', *TINY, '--set', 'carry_labels=session', '--out', tmp_path/'c')
     rep = json.loads((tmp_path/'c'/'report.json').read_text())
     pr = rep['pseudo_rounds'][0]
-    assert json.loads((tmp_path/'c'/'recipe.json').read_text())['carry_labels'] == 'session'
     assert pr['carried'] > 0 and pr['accuracy_carried'] == 1.0   # synthetic sessions hold one scene: the labels they carry are right
     pl = pd.read_csv(tmp_path/'c'/'stage2_pseudo_r1'/'pseudo_labels.csv')
     assert (pl.source == 'carried').sum() == pr['carried'] and pl[pl.source == 'carried'].accepted.all()
@@ -46,7 +46,7 @@ def test_carried_labels_in_the_round(tmp_path):
 @pytest.mark.parametrize('args,msg', [(['--ssl', 'fixmatch', '--rounds', '1'], '--ssl fixmatch replaces the pseudo-label rounds'),
                                       (['--ssl-transductive'], '--ssl-transductive goes with --ssl-pretrain'),
                                       (['--ssl', 'fixmatch', '--teacher', 'm:f'], 'both replace the pseudo-label rounds'),
-                                      (['--set', 'pseudo=carried', '--set', 'carry_labels=off'], "pseudo 'carried' keeps the labels sessions carry")])
+                                      (['--set', 'pseudo=carried'], "pseudo 'carried' keeps the labels sessions carry")])
 def test_bad_combinations(tmp_path, args, msg):
     r = run_cli('asc-train', '--demo', *args, '--out', tmp_path/'o', check=False)
     assert r.returncode == 2 and msg in r.stderr, r.stderr

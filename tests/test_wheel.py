@@ -6,9 +6,9 @@ from pathlib import Path
 import pytest
 from conftest import ROOT
 
-# modules of the optional extras (export, log, distributed, dev: nbdev's show_doc in each notebook's hidden first cell) and
-# wandb (asc-train --log wandb says to install it): a plain `pip install asc-nbdev` does not bring them
-OPTIONAL = {'nbdev', 'onnx', 'onnxscript', 'onnxruntime', 'tensorboard', 'accelerate', 'wandb'}
+# modules of the optional extras (export, log, distributed, wandb, passt; dev: nbdev's show_doc in each notebook's hidden
+# first cell): a plain `pip install asc-nbdev` does not bring them
+OPTIONAL = {'nbdev', 'onnx', 'onnxscript', 'onnxruntime', 'tensorboard', 'accelerate', 'wandb', 'hear21passt'}
 NBS = sorted(p for p in (ROOT/'nbs').glob('*.ipynb') if not p.name.startswith('_'))
 
 @pytest.fixture(scope='module')

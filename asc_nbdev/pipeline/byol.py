@@ -67,8 +67,15 @@ class BYOL(nn.Module):
         self.body, self.projector, self.predictor = body, _mlp(d, dim), _mlp(dim, dim)
         self.target = nn.Sequential(copy.deepcopy(body), copy.deepcopy(self.projector)).requires_grad_(False)
         self.g = torch.Generator().manual_seed(seed)
-    def views(self, x): return [random_resize_crop(log_mixup_exp(x, generator=self.g), generator=self.g) for _ in range(2)]
-    def forward(self, x, city=None, time=None):
+    def views(self, x:torch.Tensor, # (batch, 1, frames, mels) log-mel batch
+             ) -> list:
+        "Two augmented views of the batch: log-mixup-exp, then a random resize-crop, each with its own draws"
+        return [random_resize_crop(log_mixup_exp(x, generator=self.g), generator=self.g) for _ in range(2)]
+    def forward(self, x:torch.Tensor, # (batch, 1, frames, mels) log-mel batch
+                city=None, # ignored: the loaders' batches carry city and time, BYOL-A learns from the audio alone
+                time=None, # ignored, as `city`
+               ) -> torch.Tensor:
+        "The BYOL loss of the batch: 2 - 2 cos(prediction, target projection), both directions averaged"
         v1, v2 = self.views(x.float())
         p1, p2 = (self.predictor(self.projector(self.body(v))) for v in (v1, v2))
         with torch.no_grad(): z1, z2 = (self.target(v) for v in (v1, v2))

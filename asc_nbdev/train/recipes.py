@@ -81,7 +81,7 @@ class Recipe:
     clip_seconds: float|None = None # None: the data's own length
     distill_temperature: float = 2.0 # `--distill`: the ensemble teacher's probabilities are softened as p^(1/T), renormalised
     distill_hard_weight: float = 0.5 # `--distill`: weight of a labeled clip's true label in its target (the rest: the teacher's soft target)
-    carry_labels: str = 'session' # pseudo-labels: an unlabeled clip takes the label its session's ('session') or recording's ('recording') labeled training clips agree on, in place of the model's; 'off': the model's alone (bench/semi_supervised.md)
+    carry_labels: str = 'off' # pseudo-labels: an unlabeled clip takes the label its session's ('session') or recording's ('recording') labeled training clips agree on, in place of the model's; 'off': the model's alone, as the papers (bench/semi_supervised.md, bench/demo_carried.md)
     ssl_epochs: int = 30 # `--ssl-pretrain`: epochs of self-supervised pre-training (BYOL-A) of the body on the dev clips
     ssl_lr: float = 1e-3 # `--ssl-pretrain`: its learning rate (Adam)
     ssl_ema: float = 0.99 # `--ssl-pretrain`: momentum of the target network (an exponential moving average of the online one)
