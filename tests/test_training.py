@@ -73,7 +73,7 @@ def test_asc_train_with_pretraining(tmp_path):
     rep = json.loads((out/'report.json').read_text())
     assert [s['name'] for s in rep['stages']] == ['stage0_pretrain', 'stage1_train']
     s0 = rep['stages'][0]
-    assert s0['split'] == 'random' and s0['datasets'] == ['tau2020', 'cochlscene'] and s0['n_train'] + s0['n_valid'] == 29   # li2025: no stations (seed 002, Table 1)
+    assert s0['split'] == 'random' and s0['datasets'] == ['tau2020', 'cochlscene'] and s0['n_train'] + s0['n_valid'] == 29   # li2025: no stations (li2025, Table 1)
     m, info = load_asc_model(out/'stage0_pretrain'/'model.pt')
     assert info['hparams']['metadata'] is False           # pre-trained on audio only; the head is replaced for stage 1
     m1, _ = load_asc_model(out/'model.pt'); assert m1.metadata is True

@@ -50,8 +50,8 @@ def spec_augment(x:torch.Tensor, # (batch, 1, frames, n_mels)
 HOP_SECONDS = 882 / SAMPLE_RATE  # 20 ms per frame in the challenge's features
 
 def time_roll(x:torch.Tensor, # (batch, 1, frames, n_mels)
-              min_s:float=0.1, # smallest offset in seconds (seed 002: 0.1 s)
-              max_s:float=0.3, # largest offset in seconds (seed 002: 0.3 s)
+              min_s:float=0.1, # smallest offset in seconds (li2025: 0.1 s)
+              max_s:float=0.3, # largest offset in seconds (li2025: 0.3 s)
               hop_s:float=HOP_SECONDS, # seconds per frame
               both_ways:bool=True, # roll forward or backward at random; False: forward only
               generator=None, # `torch.Generator` for reproducible offsets; None: the global RNG
@@ -80,8 +80,8 @@ def to_soft(y:torch.Tensor, # class indices, or soft (float) targets that are re
 # %% ../../nbs/12_data.augment.ipynb #52f421dc
 def mixup(x:torch.Tensor, # a batch, e.g. (batch, 1, frames, n_mels)
           y:torch.Tensor, # its targets: class indices or soft targets
-          alpha=1.0, # Beta(alpha, alpha); a (low, high) range draws alpha per batch (seed 002: (0.6, 0.8))
-          p=1.0, # probability of mixing this batch; a range draws it per batch (seed 002: (0.3, 0.8))
+          alpha=1.0, # Beta(alpha, alpha); a (low, high) range draws alpha per batch (li2025: (0.6, 0.8))
+          p=1.0, # probability of mixing this batch; a range draws it per batch (li2025: (0.3, 0.8))
           w:torch.Tensor|None=None, # optional per-sample weights, mixed the same way
           n_classes:int=N_CLASSES, # number of classes of the soft targets
           generator=None, # `torch.Generator` for reproducible draws; None: the global RNG
@@ -119,7 +119,7 @@ class SpecAugmentCallback(Callback):
 
 # %% ../../nbs/12_data.augment.ipynb #690df47e
 class TimeRollCallback(Callback):
-    "Apply `time_roll` (seed 002: 0.1-0.3 s) to training batches"
+    "Apply `time_roll` (li2025: 0.1-0.3 s) to training batches"
     order = 19
     def __init__(self,
                  min_s=0.1, # smallest offset in seconds

@@ -47,9 +47,9 @@ EXTERNAL_LABEL_MAPS = {  # recipe base name -> dataset -> {source class: challen
 }
 
 EXTERNAL_MAP_SOURCES = {
-    'yang2025': 'seed 000, Table I: stations -> Metro, CochlScene Cafe -> Bar',
-    'li2025': 'seed 002, Table 1: 8 classes; Metro = TAU metro + CochlScene Subway only; no Bar',
-    'default': "recipes whose paper does not pre-train: seed 000's table without Cafe -> Bar (the dataset name cochlscene_bar adds it)",
+    'yang2025': 'yang2025, Table I: stations -> Metro, CochlScene Cafe -> Bar',
+    'li2025': 'li2025, Table 1: 8 classes; Metro = TAU metro + CochlScene Subway only; no Bar',
+    'default': "recipes whose paper does not pre-train: yang2025's table without Cafe -> Bar (the dataset name cochlscene_bar adds it)",
 }
 
 TAU2020_MAP = EXTERNAL_LABEL_MAPS['default']['tau2020']

@@ -70,7 +70,7 @@ class FCNNBody(nn.Module):
 
 # %% ../../nbs/17_models.fcnn.ipynb #d191a051
 class FCNN(ASCModel):
-    "Seed 003: FCNN conv blocks + Transformer encoder, the baseline's city/time fusion"
+    "atmaja2025: FCNN conv blocks + Transformer encoder, the baseline's city/time fusion"
     arch = 'fcnn'
     def __init__(self, n_classes:int=10, # output classes
                  n_mels:int=64, # mel bands of the input

@@ -70,7 +70,7 @@ class CityEmbedding(nn.Embedding):
 
 # %% ../../nbs/13_models.fusion.ipynb #4c989111
 class TimeEncoder(nn.Sequential):
-    "Time features -> vector: linear + ReLU (the baseline), or a two-layer MLP when `hidden` is given (seed 000)"
+    "Time features -> vector: linear + ReLU (the baseline), or a two-layer MLP when `hidden` is given (yang2025)"
     def __init__(self, dim:int=16, # output size (16 in the baseline)
                  hidden:int|None=None, # hidden size of a two-layer MLP; None: a single linear layer
                  n_in:int=N_TIME_FEATURES, # input features (8: sin/cos of hour, month, weekday, minute)
@@ -128,9 +128,9 @@ class ConcatFusion(nn.Module):
     "Concatenate audio and context, then linear -> (batch norm) -> ReLU -> (dropout)"
     def __init__(self, d_audio:int, # audio vector size
                  d_ctx:int, # context vector size
-                 out_dim:int=128, # fused size (128 baseline, 256 seed 000)
-                 bn:bool=False, # batch norm after the linear layer (seed 000)
-                 dropout:float=0., # dropout after the ReLU (seed 000)
+                 out_dim:int=128, # fused size (128 baseline, 256 yang2025)
+                 bn:bool=False, # batch norm after the linear layer (yang2025)
+                 dropout:float=0., # dropout after the ReLU (yang2025)
                 ):
         super().__init__()
         self.linear = nn.Linear(d_audio + d_ctx, out_dim)
@@ -175,10 +175,10 @@ class AudioOnly(nn.Module):
                ): return a
 
 # %% ../../nbs/13_models.fusion.ipynb #621230f3
-FUSIONS = {'concat': 'linear + ReLU on [audio, context] (baseline; seed 002 early fusion)',
-           'early': "alias of 'concat' (seed 002's name)",
-           'concat_bn': 'linear + batch norm + ReLU + dropout (seed 000)',
-           'gated': 'gated multimodal unit (seed 002 gated fusion)'}
+FUSIONS = {'concat': 'linear + ReLU on [audio, context] (baseline; li2025 early fusion)',
+           'early': "alias of 'concat' (li2025's name)",
+           'concat_bn': 'linear + batch norm + ReLU + dropout (yang2025)',
+           'gated': 'gated multimodal unit (li2025 gated fusion)'}
 
 def make_fusion(kind:str, # one of `FUSIONS`
                 d_audio:int, # audio vector size

@@ -195,7 +195,7 @@ class MobileASCNetBody(nn.Module):
 
 # %% ../../nbs/16_models.mobileascnet.ipynb #1207dad5
 class MobileASCNet(ASCModel):
-    "Seed 002: residual depthwise-separable CNN + GRU, city/time embeddings with gated or early fusion"
+    "li2025: residual depthwise-separable CNN + GRU, city/time embeddings with gated or early fusion"
     arch = 'mobileascnet'
     def __init__(self, n_classes:int=10, # output classes
                  n_mels:int=64, # mel bands of the input

@@ -102,7 +102,7 @@ class ResNetAttentionBody(nn.Module):
 
 # %% ../../nbs/15_models.resnet.ipynb #5648137f
 class ResNetAttention(ASCModel):
-    "Seed 000: ResNet with channel/spatial attention, pooling fusion, 256-d metadata fusion, 128-64 classifier"
+    "yang2025: ResNet with channel/spatial attention, pooling fusion, 256-d metadata fusion, 128-64 classifier"
     arch = 'resnet_attention'
     def __init__(self, n_classes:int=10, # output classes
                  n_mels:int=64, # mel bands of the input

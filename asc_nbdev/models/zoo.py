@@ -26,10 +26,10 @@ __all__ = ['MODELS', 'MODEL_INFO', 'create_model', 'asc_splitter', 'count_params
 MODELS = {'se_trans': SETrans, 'resnet_attention': ResNetAttention, 'mobileascnet': MobileASCNet, 'fcnn': FCNN}
 
 MODEL_INFO = {
-    'se_trans': dict(recipe='baseline', source='official baseline (SE-Trans)', paper_params='0.44 M (seed 002, Table 3)', paper_m=0.44),
-    'resnet_attention': dict(recipe='yang2025', source='seed 000 (Yang et al.)', paper_params='not given', paper_m=None),
-    'mobileascnet': dict(recipe='li2025', source='seed 002 (Li et al.)', paper_params='0.37 M (seed 002, Table 3)', paper_m=0.37),
-    'fcnn': dict(recipe='atmaja2025', source='seed 003 (Atmaja et al.)', paper_params='not given', paper_m=None),
+    'se_trans': dict(recipe='baseline', source='official baseline (SE-Trans)', paper_params='0.44 M (li2025, Table 3)', paper_m=0.44),
+    'resnet_attention': dict(recipe='yang2025', source='Yang et al.', paper_params='not given', paper_m=None),
+    'mobileascnet': dict(recipe='li2025', source='Li et al.', paper_params='0.37 M (li2025, Table 3)', paper_m=0.37),
+    'fcnn': dict(recipe='atmaja2025', source='Atmaja et al.', paper_params='not given', paper_m=None),
 }
 
 # %% ../../nbs/18_models.zoo.ipynb #49ff9a24

@@ -95,7 +95,7 @@ class RunContext:
     folds: list|None = None # `--cv K`: the K `Split`s of the labeled clips (every training stage trains one model per fold); None: one split
     fit_kw: dict = field(default_factory=dict) # precision, compile, extra callbacks, logger, eval cities for `fit_recipe`
     fp: dict = field(default_factory=dict) # what every stage's result depends on (`fingerprint` adds the stage's own)
-    reference: dict|None = None # the hard-sample reference model: name, path (seed 003)
+    reference: dict|None = None # the hard-sample reference model: name, path (atmaja2025)
     model: object = None # the model stage 1 starts from (pre-trained or the official checkpoint), None: a fresh one
     last: Path|None = None # the folder of the last trained stage (the next pseudo-labels' teacher)
     student: Path|None = None # `--distill`: the folder of the student stage (its model is the final one)
@@ -140,7 +140,7 @@ class RunContext:
               model, # the model to start from (None: a fresh one)
               stage:str, # 'train' or 'retrain' (which augmentations apply)
               name:str, # the stage's name
-              reference=None, # the hard-sample reference (seed 003), None: none
+              reference=None, # the hard-sample reference (atmaja2025), None: none
               **fit, # more `fit_recipe` settings for this model (e.g. keep='last', epochs=)
              ) -> dict:
         "Train one model in folder `d` and return its stage's figures (`stage_train` with this run's settings)"
@@ -160,7 +160,7 @@ class RunContext:
                     name:str, # the stage's name
                     start=None, # `start(i) -> model` to start fold i from (i None: the one model of a single split); None: fresh models
                     pseudo=None, # accepted pseudo-labels to train on beside the labeled clips
-                    reference=None, # the hard-sample reference (seed 003)
+                    reference=None, # the hard-sample reference (atmaja2025)
                    ) -> dict:
         "A training stage: one model on the run's split, or with `folds` one per fold (d/fold0, ...) and their ensemble (`train_folds`)"
         if not self.folds:

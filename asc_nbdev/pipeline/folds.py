@@ -81,7 +81,7 @@ def train_folds(ctx:RunContext, # the run (`folds` set)
                 name:str, # the stage's name
                 start=None, # `start(i) -> model` for fold i (None: fresh models)
                 pseudo=None, # accepted pseudo-labels beside the labeled clips
-                reference=None, # the hard-sample reference (seed 003)
+                reference=None, # the hard-sample reference (atmaja2025)
                 loaders=None, # `loaders(i) -> dls` of fold i (None: `ctx.fold_loaders(i, pseudo)`)
                 cbs=None, # `cbs(i, dls) -> [callback, ...]`: extra fastai callbacks of fold i's training (None: none)
                ) -> dict:

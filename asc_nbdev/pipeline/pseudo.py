@@ -1,4 +1,4 @@
-"""Label the unlabeled clips with a trained model: confident hard labels, soft labels (seed 002) or every argmax (the official baseline), optionally agreeing within recording sessions, capped or balanced per class, with a report and, where truth exists, their accuracy.
+"""Label the unlabeled clips with a trained model: confident hard labels, soft labels (li2025) or every argmax (the official baseline), optionally agreeing within recording sessions, capped or balanced per class, with a report and, where truth exists, their accuracy.
 
 Docs: https://asc-nbdev.github.io/asc_nbdev/pipeline.pseudo.html.md"""
 

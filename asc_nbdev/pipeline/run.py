@@ -180,7 +180,7 @@ def open_run(cfg:RunConfig, # the run's settings
                       eval_cities=None if ctx.ev is None else ctx.ev.location.tolist())   # their share outside a stage's training cities weights its kept epoch
     save_json(recipe.to_dict(), out/'recipe.json')   # the exact recipe of this run (asc-train --recipe OUT/recipe.json repeats it)
     _choose_split(ctx, fold, split_seed)
-    if recipe.hard_samples:   # seed 003: the reference whose confidence weights the hard samples
+    if recipe.hard_samples:   # atmaja2025: the reference whose confidence weights the hard samples
         ctx.reference = (dict(name=Path(cfg.reference_model).name, path=Path(cfg.reference_model)) if cfg.reference_model is not None
                          else dict(name=REFERENCE_STAGE, path=out/REFERENCE_STAGE/'model.pt', folds=bool(cfg.cv)))
     ctx.fp = _run_fingerprint(ctx, res, fold)

@@ -35,7 +35,7 @@ __all__ = ['Reference', 'TrainedStage', 'Train', 'Final']
 
 # %% ../../nbs/38_pipeline.stages.ipynb #18a6e70b
 class Reference(Stage):
-    "Seed 003: the hard-sample reference, the official baseline trained on the labeled clips; its confidence weights stage 1's clips"
+    "atmaja2025: the hard-sample reference, the official baseline trained on the labeled clips; its confidence weights stage 1's clips"
     name = REFERENCE_STAGE
     def recipe(self,
                ctx:RunContext, # the run
@@ -44,7 +44,7 @@ class Reference(Stage):
     def start(self,
               ctx:RunContext, # the run
              ):
-        ctx.log(f"[{self.name}] {self.recipe(ctx).name} (the hard-sample reference, seed 003) on {len(ctx.dls.train.items)} labeled clips")
+        ctx.log(f"[{self.name}] {self.recipe(ctx).name} (the hard-sample reference, atmaja2025) on {len(ctx.dls.train.items)} labeled clips")
         return True
     def fingerprint(self,
                     ctx:RunContext, # the run

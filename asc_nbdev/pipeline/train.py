@@ -101,7 +101,7 @@ def save_figure(fig, path):
     plt.close(fig)
 
 # %% ../../nbs/35_pipeline.train.ipynb #43a3063c
-REFERENCE_STAGE = 'stage1_reference'   # seed 003: the baseline SE-Trans whose confidence weights the hard samples
+REFERENCE_STAGE = 'stage1_reference'   # atmaja2025: the baseline SE-Trans whose confidence weights the hard samples
 
 def stage_loggers(log_to:str|None, # one of `LOGGERS` (None: 'none')
                   d, # the stage's folder (TensorBoard writes its event files into d/tensorboard)
@@ -132,7 +132,7 @@ def audio_only(model):
 
 # %% ../../nbs/35_pipeline.train.ipynb #ccb26887
 def _hard_weights(d, recipe, dls, reference, device=None, audio:bool=False) -> dict:
-    "Seed 003: weight the training clips of `dls` by the reference model's confidence (`audio`: its audio-only model's); writes hard_samples.csv/.png into `d`"
+    "atmaja2025: weight the training clips of `dls` by the reference model's confidence (`audio`: its audio-only model's); writes hard_samples.csv/.png into `d`"
     from asc_nbdev.train.hard_samples import hard_sample_summary, plot_hard_samples
     m, info = load_asc_model(reference['path'])
     if audio: m = audio_only(m)   # an audio-first stage: its audio step then weighs its clips exactly as a metadata-off run
@@ -149,7 +149,7 @@ def _hard_weights(d, recipe, dls, reference, device=None, audio:bool=False) -> d
 def stage_train(d, recipe, dls, model, stage, title, truth_meta, seen, metadata, progress, aggregate=DEFAULT_AGGREGATE, epoch_log=None,
                  deterministic=False, reference=None, device=None, fit_kw=None):
     hs = None
-    if recipe.hard_samples:   # seed 003: weight every training clip by the reference model's confidence, then train
+    if recipe.hard_samples:   # atmaja2025: weight every training clip by the reference model's confidence, then train
         if reference is None: raise ValueError(f"recipe {recipe.name} weights hard samples: it needs a reference model (run_pipeline trains one, or give reference_model)")
         hs = _hard_weights(d, recipe, dls, reference, device, audio=metadata and recipe.audio_first)
     kw = dict(fit_kw or {}); log_to = kw.pop('log_to', None)
@@ -181,7 +181,7 @@ def stage_train(d, recipe, dls, model, stage, title, truth_meta, seen, metadata,
                 **({'hard_samples': hs} if hs else {}))
 
 # %% ../../nbs/35_pipeline.train.ipynb #8a615bbc
-def reference_recipe(recipe:Recipe, # the run's recipe (a hard-sample one, seed 003)
+def reference_recipe(recipe:Recipe, # the run's recipe (a hard-sample one, atmaja2025)
                      epochs:int|None=None, # the run's epoch override, if any
                     ) -> Recipe:
     "The reference model's recipe: the official baseline (its quick variant for a quick run), with the run's seed, dropout and clip length"

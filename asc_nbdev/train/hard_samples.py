@@ -1,4 +1,4 @@
-"""Seed 003's hard-sample identification: a reference model (the pretrained SE-Trans baseline) gives each training clip a confidence = maximum softmax probability, weight = 1 / (confidence + 1e-8) normalised to mean 1, and "hard" below 0.7.
+"""atmaja2025's hard-sample identification: a reference model (the pretrained SE-Trans baseline) gives each training clip a confidence = maximum softmax probability, weight = 1 / (confidence + 1e-8) normalised to mean 1, and "hard" below 0.7.
 
 Docs: https://asc-nbdev.github.io/asc_nbdev/train.hard_samples.html.md"""
 
@@ -38,13 +38,13 @@ def hard_mask(conf:np.ndarray, # confidence of each clip (`confidence`)
 
 # %% ../../nbs/32_train.hard_samples.ipynb #76e6c3a4
 def weight_hard_samples(dls, # `asc_dataloaders`: its training clips get the weights
-                        model, # the reference model whose confidence decides (seed 003: the pretrained SE-Trans baseline)
+                        model, # the reference model whose confidence decides (atmaja2025: the pretrained SE-Trans baseline)
                         threshold:float=0.7, # clips below this confidence are "hard"
                         device=None, # device to predict on (`pick_device`); None: the best available
                         stats=None, # (mean, std) per mel band the reference was trained with; None: those of `dls`
                         known:dict|None=None, # filename -> confidence already known (e.g. the reference's out-of-fold confidence, `asc-train --cv`): the model predicts only the other clips
                        ) -> dict:
-    "Attach seed 003's hard-sample weights, from `model`'s confidence, to the training clips of `dls`; returns confidences and weights"
+    "Attach atmaja2025's hard-sample weights, from `model`'s confidence, to the training clips of `dls`; returns confidences and weights"
     tr = dls.train
     kw = {} if stats is None or stats[0] is None else dict(mean=np.asarray(stats[0], np.float32), std=np.asarray(stats[1], np.float32))
     names = None if tr.items.names is None else np.asarray(tr.items.names)
@@ -80,7 +80,7 @@ def plot_hard_samples(res:dict, # the dict `weight_hard_samples` returns
                       figsize=(9, 2.8), # matplotlib figure size
                       title:str|None=None, # figure title; None: none
                      ):
-    "Confidence distribution and weights of the training clips, as seed 003's Fig. 2"
+    "Confidence distribution and weights of the training clips, as atmaja2025's Fig. 2"
     import matplotlib.pyplot as plt
     conf, w, t = res['confidence'], res['weights'], res['threshold']
     fig, (a, b) = plt.subplots(1, 2, figsize=figsize)

@@ -25,7 +25,7 @@ __all__ = ['ASCLoss', 'cross_entropy', 'label_smoothing_ce', 'balanced_accuracy'
 # %% ../../nbs/29_train.learner.ipynb #06af52a5
 class ASCLoss(nn.Module):
     "Cross-entropy for hard or soft targets, with optional label smoothing and per-sample weights"
-    def __init__(self, smoothing:float=0., # label smoothing alpha (seed 003: 0.1)
+    def __init__(self, smoothing:float=0., # label smoothing alpha (atmaja2025: 0.1)
                  reduction:str='mean', # 'mean' or 'sum' over the batch, or 'none': per-sample losses (fastai's get_preds sets it)
                 ):
         if reduction not in ('mean', 'sum', 'none'): raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
@@ -53,7 +53,7 @@ class ASCLoss(nn.Module):
 def cross_entropy(): return ASCLoss()
 
 # %% ../../nbs/29_train.learner.ipynb #f44e65cd
-def label_smoothing_ce(alpha:float=0.1, # label smoothing alpha (seed 003: 0.1)
+def label_smoothing_ce(alpha:float=0.1, # label smoothing alpha (atmaja2025: 0.1)
                       ): return ASCLoss(smoothing=alpha)
 
 # %% ../../nbs/29_train.learner.ipynb #2712ee66

@@ -56,7 +56,7 @@ class Recipe:
     seed: int = 1234 # training seed; also the split's, unless a run gives `split_seed`
     valid_pct: float = 0.2 # fraction of the labeled clips for validation
     smoothing: float = 0. # label smoothing alpha
-    hard_samples: bool = False # seed 003's confidence-based sample weights
+    hard_samples: bool = False # atmaja2025's confidence-based sample weights
     hard_threshold: float = 0.7 # clips below this confidence of the reference are hard (`hard_samples`)
     spec_augment: dict|None = None # SpecAugment settings, None: off
     time_roll: tuple|None = None # (min_s, max_s), None: off
@@ -69,7 +69,7 @@ class Recipe:
     session_agreement: bool = False # keep a pseudo-label only if its session agrees
     rounds: int = 1 # pseudo-label + retrain rounds
     pretrain_epochs: int = 0 # stage 0 on external data (0: no pre-training)
-    freeze_blocks: int = 0 # low-level blocks frozen after pre-training (seed 002)
+    freeze_blocks: int = 0 # low-level blocks frozen after pre-training (li2025)
     city_dropout: float = CITY_DROPOUT # rate of training clips whose city is replaced by the unknown city (trains that row)
     time_dropout: float = TIME_DROPOUT # rate of training clips whose time is replaced by 'no time' (zeros)
     audio_fallback: str = AUDIO_FALLBACK # clips of cities the model was not trained on: 'audio' (audio alone), 'mix' (audio and fused averaged) or 'off' (`FusionHead`)
@@ -136,7 +136,7 @@ RECIPES = {
               'beyond the baseline code: the audio-only model is trained first and the city/time fusion on its frozen body '
               '(audio_first), so clips of cities not trained on get exactly the audio-only prediction: bench/metadata_unseen.md'),
     'yang2025': Recipe(
-        'yang2025', 'seed 000 (Yang et al., APSIPA ASC 2025)', 'resnet_attention', lr=5e-4, epochs=1000, patience=20,
+        'yang2025', 'Yang et al., APSIPA ASC 2025', 'resnet_attention', lr=5e-4, epochs=1000, patience=20,
         spec_augment=dict(n_time_masks=2, time_width=20, n_freq_masks=2, freq_width=8), time_roll=(0.1, 0.3), mixup_alpha=1.0, mixup_p=1.0,
         pseudo='threshold', pseudo_threshold=0.9, pretrain_epochs=1000, audio_fallback='audio', audio_first=True,
         notes='SpecAugment (time shifting, frequency and time masking): widths and shift range not given in the paper; '
@@ -145,7 +145,7 @@ RECIPES = {
               'the pseudo-label confidence threshold (0.9) is not given; pre-training runs under the same early stopping '
               '(up to 1000 epochs, patience 20)'),
     'li2025': Recipe(
-        'li2025', 'seed 002 (Li et al., MobileASCNet)', 'mobileascnet', model_kwargs=dict(fusion='gated'),
+        'li2025', 'Li et al., MobileASCNet', 'mobileascnet', model_kwargs=dict(fusion='gated'),
         lr=1e-4, epochs=100, patience=10, monitor='accuracy',
         spec_augment=dict(n_time_masks=2, time_width=20, n_freq_masks=2, freq_width=8), time_roll=(0.1, 0.3),
         mixup_alpha=(0.6, 0.8), mixup_p=(0.3, 0.8), augment_stages=('train', 'retrain'),
@@ -156,7 +156,7 @@ RECIPES = {
               'for the "Pretrained + Freeze" variant; SpecAugment widths not given; pre-training under the same early stopping '
               '(up to 100 epochs, patience 10)'),
     'atmaja2025': Recipe(
-        'atmaja2025', 'seed 003 (Atmaja et al.)', 'fcnn', lr=1e-4, epochs=20, patience=10,
+        'atmaja2025', 'Atmaja et al.', 'fcnn', lr=1e-4, epochs=20, patience=10,
         monitor='balanced_accuracy', smoothing=0.1, hard_samples=True, hard_threshold=0.7, pseudo='argmax',
         audio_fallback='audio', audio_first=True,
         notes='optimiser settings follow the baseline pipeline the paper builds on (not stated otherwise); beyond the paper: '
