@@ -1,4 +1,4 @@
-"""`asc-train` (its options are `RunConfig`'s fields; `run_config` runs one from Python) and `asc-predict`: they only parse and call.
+"""The command lines `asc-train` and `asc-predict`: they only parse and call.
 
 Docs: https://asc-nbdev.github.io/asc_nbdev/cli.html.md"""
 
@@ -51,17 +51,21 @@ def _fail(msg):
 # %% ../nbs/54_cli.ipynb #208ff861
 def asc_train(argv:list|None=None, # the command line's words (None: `sys.argv[1:]`, as the console script)
              ) -> None:
-    "Train a recipe through the semi-supervised pipeline and predict the eval clips (options: `RunConfig`'s fields; Python: `run_config`)"
+    """Train a recipe through the semi-supervised pipeline and predict the eval clips (options: `RunConfig`'s
+    fields; Python: `run_config`)"""
     cfg = parse_config(argv, RunConfig, 'asc-train')
     try: run_config(cfg)
     except ConfigError as e: _fail(f"asc-train: error: {e.option()}")
-    except (MetadataError, AudioError, OSError, ValueError, ImportError, RuntimeError) as e: _fail(f"asc-train: error: {e}")
+    except (MetadataError, AudioError, OSError, ValueError, ImportError, RuntimeError) as e: _fail(
+        f"asc-train: error: {e}")
     import torch.distributed as dist
-    if dist.is_available() and dist.is_initialized(): dist.destroy_process_group()   # one of several processes: leave the group before exit
+    # one of several processes: leave the group before exit
+    if dist.is_available() and dist.is_initialized(): dist.destroy_process_group()
 
 # %% ../nbs/54_cli.ipynb #ee12395e
 def _writing_into(out) -> contextlib.AbstractContextManager:
-    "Hold the run folder that `out` is written into (its folder holds a run.json), so that no run writes there meanwhile"
+    """Hold the run folder that `out` is written into (its folder holds a run.json), so that no run writes there
+    meanwhile"""
     d = Path(out).resolve().parent
     return lock_folder(d, 'run folder') if (d/RUN_CONFIG).exists() else contextlib.nullcontext()
 
@@ -71,7 +75,8 @@ def _window_outputs(res:pd.DataFrame, out, plot:bool) -> None:
     fs = file_summary(res); fcsv = Path(out).with_name(Path(out).stem + '_files.csv')
     with atomic_write(fcsv, 'w') as fh: fs.to_csv(fh, index=False)
     bad = res[res.error != '']
-    print(f"wrote {len(res) - len(bad)} window predictions of {res.filename.nunique() - len(bad)} files to {out}, one row per file to {fcsv}"
+    print(f"wrote {len(res) - len(bad)} window predictions of {res.filename.nunique() - len(bad)} files to {out}, one "
+          f"row per file to {fcsv}"
           + (f"; {len(bad)} files could not be read (their rows say why)" if len(bad) else ''))
     print(fs[['filename', 'windows', 'seconds', 'scene_label', 'confidence', 'error']].head(20).to_string(index=False))
     if plot and len(res) > len(bad):
@@ -86,13 +91,42 @@ def _window_outputs(res:pd.DataFrame, out, plot:bool) -> None:
                 import io, PIL.Image
                 ims = []
                 for f in figs:
-                    b = io.BytesIO(); f.savefig(b, dpi=80, format='png', bbox_inches='tight'); ims.append(PIL.Image.open(b).convert('RGB'))
+                    b = io.BytesIO(); f.savefig(b, dpi=80, format='png', bbox_inches='tight'); ims.append(
+                        PIL.Image.open(b).convert('RGB'))
                 W = max(i.width for i in ims); canvas = PIL.Image.new('RGB', (W, sum(i.height for i in ims)), 'white')
                 y = 0
                 for i in ims: canvas.paste(i, (0, y)); y += i.height
                 canvas.save(tmp, format='PNG')
         for f in figs: plt.close(f)
         print(f"timeline{'s' if len(figs) > 1 else ''} of {len(figs)} file{'s' if len(figs) > 1 else ''} in {png}")
+
+# %% ../nbs/54_cli.ipynb #86c5a672
+def _predict_named(files, model, city, time, meta, audio, out, device, on_error, window, hop, plot, tta):
+    "asc-predict FILE...: check the options, predict the files (or their windows), write OUT and say what it wrote"
+    if meta or audio: _fail("asc-predict: error: give FILE... or --meta CSV --audio DIR, not both")
+    if tta != 'none': _fail("asc-predict: error: --tta adapts to the clips of a metadata CSV: give --meta "
+                            "CSV --audio DIR")
+    if not model: _fail("asc-predict: error: missing --model; usage: asc-predict --model PATH FILE... [--city C] "
+                        "[--time T] [--out OUT.csv]")
+    if city is not None and not is_known_city(city): print(f"city {city!r} is not one of the 22 cities of the "
+                                                           f"vocabulary: predicted as an unknown city")
+    if window is None and (hop is not None or plot): _fail("asc-predict: error: --hop and --plot go with "
+                                                           "--window SECONDS")
+    try:
+        with _writing_into(out):
+            res = predict(model, list(files), city, time, device=device, on_error=on_error,
+                          progress=sys.stdout.isatty(), window=window, hop=hop)
+            with atomic_write(out, 'w') as fh: res.to_csv(fh, index=False)
+            if window is not None: _window_outputs(res, out, plot)
+    except (MetadataError, AudioError, OSError, ValueError, KeyError, FolderBusy) as e: _fail(
+        f"asc-predict: error: {e}")
+    if window is not None: return
+    bad = res[res.error != '']
+    print(f"wrote {len(res) - len(bad)} predictions to {out}" + (f"; {len(bad)} files could not be read (their "
+                                                                 f"rows say why)" if len(bad) else ''))
+    print(res[['filename', 'scene_label', 'confidence', 'city_used'] + (['error'] if len(bad) else [])].head(
+        20).to_string(index=False))
+    return
 
 # %% ../nbs/54_cli.ipynb #a68c126e
 @call_parse
@@ -105,36 +139,30 @@ def asc_predict(*files:str, # audio files or folders to predict without a metada
                 out:str='submission.csv', # the submission CSV to write
                 probs:str=None, # also write class probabilities to this CSV
                 device:str='auto', # cpu, cuda (cuda:N), mps or auto (a GPU when there is one)
-                on_error:Annotated[str, dict(choices=['raise', 'skip'])]='raise', # unreadable audio: stop, or skip and list
-                aggregate:Annotated[str, dict(choices=list(AGGREGATES))]=DEFAULT_AGGREGATE, # average predictions per session or recording, or none
-                window:float=None, # with FILE...: predict window by window, SECONDS long (e.g. the model's clip length): one row per window, OUT_files.csv per file
+                # unreadable audio: stop, or skip and list
+                on_error:Annotated[str, dict(choices=['raise', 'skip'])]='raise',
+                # average predictions per session or recording, or none
+                aggregate:Annotated[str, dict(choices=list(AGGREGATES))]=DEFAULT_AGGREGATE,
+                # with FILE...: predict window by window, SECONDS long (e.g. the model's clip length): one row per
+                # window, OUT_files.csv per file
+                window:float=None,
                 hop:float=None, # with --window: seconds between window starts (default: the window)
                 plot:store_true=False, # with --window: draw each file's scene over time into OUT.png (up to 6 files)
-                tta:Annotated[str, dict(choices=['none', 'bn', 'bn-city'])]='none', # with --meta: adapt batch-norm statistics to these clips (bn) or to each city's (bn-city)
+                # with --meta: adapt batch-norm statistics to these clips (bn) or to each city's (bn-city)
+                tta:Annotated[str, dict(choices=['none', 'bn', 'bn-city'])]='none',
                ):
     "Predict scene labels with a trained model file: the clips of a metadata CSV, or audio files given by name"
-    if files:
-        if meta or audio: _fail("asc-predict: error: give FILE... or --meta CSV --audio DIR, not both")
-        if tta != 'none': _fail("asc-predict: error: --tta adapts to the clips of a metadata CSV: give --meta CSV --audio DIR")
-        if not model: _fail("asc-predict: error: missing --model; usage: asc-predict --model PATH FILE... [--city C] [--time T] [--out OUT.csv]")
-        if city is not None and not is_known_city(city): print(f"city {city!r} is not one of the 22 cities of the vocabulary: predicted as an unknown city")
-        if window is None and (hop is not None or plot): _fail("asc-predict: error: --hop and --plot go with --window SECONDS")
-        try:
-            with _writing_into(out):
-                res = predict(model, list(files), city, time, device=device, on_error=on_error, progress=sys.stdout.isatty(), window=window, hop=hop)
-                with atomic_write(out, 'w') as fh: res.to_csv(fh, index=False)
-                if window is not None: _window_outputs(res, out, plot)
-        except (MetadataError, AudioError, OSError, ValueError, KeyError, FolderBusy) as e: _fail(f"asc-predict: error: {e}")
-        if window is not None: return
-        bad = res[res.error != '']
-        print(f"wrote {len(res) - len(bad)} predictions to {out}" + (f"; {len(bad)} files could not be read (their rows say why)" if len(bad) else ''))
-        print(res[['filename', 'scene_label', 'confidence', 'city_used'] + (['error'] if len(bad) else [])].head(20).to_string(index=False))
-        return
-    if window is not None or hop is not None or plot: _fail("asc-predict: error: --window, --hop and --plot predict audio files given by name: asc-predict --model M --window 5 FILE...")
+    if files: return _predict_named(files, model, city, time, meta, audio, out, device, on_error, window, hop,
+                                    plot, tta)
+    if window is not None or hop is not None or plot: _fail("asc-predict: error: --window, --hop and --plot predict "
+                                                            "audio files given by name: asc-predict --model M "
+                                                            "--window 5 FILE...")
     miss = [f'--{k}' for k, v in (('model', model), ('meta', meta), ('audio', audio)) if not v]
-    if miss: _fail(f"asc-predict: error: missing {', '.join(miss)}; usage: asc-predict --model PATH --meta CSV --audio DIR --out submission.csv")
+    if miss: _fail(f"asc-predict: error: missing {', '.join(miss)}; usage: asc-predict --model PATH --meta CSV --audio "
+                   f"DIR --out submission.csv")
     try:
-        with _writing_into(out): sub = predict_files(model, meta, audio, out, probs, device=device, on_error=on_error, aggregate=aggregate, tta=tta)
+        with _writing_into(out): sub = predict_files(model, meta, audio, out, probs, device=device, on_error=on_error,
+                                                     aggregate=aggregate, tta=tta)
     except (MetadataError, AudioError, OSError, ValueError, KeyError, FolderBusy) as e:
         _fail(f"asc-predict: error: {e}")
     print(f"wrote {len(sub)} predictions to {out}" + (f" and probabilities to {probs}" if probs else ''))
@@ -146,7 +174,8 @@ def asc_meta(csv:str, # a CAS-format metadata CSV (the development part)
              json:store_true=False, # print one JSON object instead of text
              eval:str=None, # the eval metadata CSV: also report how much of it is dev again (`overlap`)
             ):
-    "Summarise and check a CAS metadata CSV: rows, labels, cities, sessions, recordings, label counts, the leakage table, and the dev/eval overlap"
+    """Summarise and check a CAS metadata CSV: rows, labels, cities, sessions, recordings, label counts, the leakage
+    table, and the dev/eval overlap"""
     import json as _json
     def fail(msg): print(f"asc-meta: error: {msg}", file=sys.stderr); sys.exit(2)
     try: df = read_meta(csv)
@@ -160,7 +189,8 @@ def asc_meta(csv:str, # a CAS-format metadata CSV (the development part)
 # %% ../nbs/54_cli.ipynb #8cf3e8af
 @call_parse
 def asc_synth(out:str, # output folder: audio/, dev_metadata.csv, eval_metadata.csv, truth.csv
-              preset:str='default', # starting settings: tiny, quick, demo, default, cas, or twin (the real CAS 2023 metadata)
+              # starting settings: tiny, quick, demo, default, cas, or twin (the real CAS 2023 metadata)
+              preset:str='default',
               n_clips:int=None, # number of clips, dev + eval (default: the preset's; twin: a subset of its 9,800 rows)
               duration:float=None, # seconds per clip
               sr:int=None, # sample rate (Hz)
@@ -187,10 +217,13 @@ def asc_features(audio_dir:str, # folder with the audio files: FILENAME.wav, els
                  out:str, # cache folder to create, update or resume
                  device:str='cpu', # cpu, cuda (cuda:N) or auto
                  batch_size:int=16, # clips per batch
-                 workers:int=2, # threads decoding (on the CPU also computing) clips in parallel; 2 is fastest on 2 cores
-                 decoders:int=0, # worker processes decoding ahead while this process computes (on a GPU: try 4-8); 0: threads only
+                 # threads decoding (on the CPU also computing) clips in parallel; 2 is fastest on 2 cores
+                 workers:int=2,
+                 # worker processes decoding ahead while this process computes (on a GPU: try 4-8); 0: threads only
+                 decoders:int=0,
                  dtype:Annotated[str, dict(choices=['float16', 'float32'])]='float16', # storage type
-                 on_error:Annotated[str, dict(choices=['raise', 'skip'])]='raise', # raise: stop at the first bad file; skip: list it in OUT/skipped.csv and go on
+                 # raise: stop at the first bad file; skip: list it in OUT/skipped.csv and go on
+                 on_error:Annotated[str, dict(choices=['raise', 'skip'])]='raise',
                  clip_seconds:float|None=None, # pad/crop every clip to this length (default: the median duration)
                  quiet:bool=False, # no progress bar or summary
                 ):
@@ -198,12 +231,17 @@ def asc_features(audio_dir:str, # folder with the audio files: FILENAME.wav, els
     from asc_nbdev.data.metadata import read_meta
     try:
         names = read_meta(csv, on_bad_time='mask')['filename'].tolist()
-        return build_feature_cache(audio_dir, names, out, clip_seconds=clip_seconds, device=device, batch_size=batch_size,
-                                   workers=workers, decoders=decoders, dtype=dtype, on_error=on_error, progress=not quiet, verbose=not quiet)
-    except (AudioError, ValueError, OSError, RuntimeError) as e:   # (OSError: a folder that cannot be written, a full disk)
+        return build_feature_cache(audio_dir, names, out, clip_seconds=clip_seconds, device=device,
+                                   batch_size=batch_size,
+                                   workers=workers, decoders=decoders, dtype=dtype, on_error=on_error,
+                                       progress=not quiet, verbose=not quiet)
+    # (OSError: a folder that cannot be written, a full disk)
+    except (AudioError, ValueError, OSError, RuntimeError) as e:
         if not is_cli(): raise
-        hint = '\n(use --on-error skip to leave bad files out and list them in OUT/skipped.csv)' if isinstance(e, AudioError) else ''
-        print(f'asc-features: error: {e}{hint}', file=sys.stderr); raise SystemExit(2)   # 2, as asc-train and asc-predict
+        hint = '\n(use --on-error skip to leave bad files out and list them in OUT/skipped.csv)' if isinstance(e,
+            AudioError) else ''
+        # 2, as asc-train and asc-predict
+        print(f'asc-features: error: {e}{hint}', file=sys.stderr); raise SystemExit(2)
 
 # %% ../nbs/54_cli.ipynb #56512a2f
 @call_parse
@@ -214,20 +252,23 @@ def asc_export(model:str, # a model file saved by asc-train (e.g. OUT/model.pt)
                opset:int=None, # ONNX opset (default: the exporter's)
                no_check:store_true=False, # skip the onnxruntime comparison with PyTorch
               ):
-    "Export a trained model file to ONNX (inputs spectrogram, city, time; output logits), checked against PyTorch with onnxruntime"
+    """Export a trained model file to ONNX (inputs spectrogram, city, time; output logits), checked against PyTorch
+    with onnxruntime"""
     import sys
     try: p = export_onnx(model, out, frames=frames, exporter=exporter, opset=opset, check=not no_check)
     except (FileNotFoundError, IsADirectoryError, ValueError, ImportError) as e:
         print(f"asc-export: error: {e}", file=sys.stderr); sys.exit(2)
     md = onnx_metadata(p)
-    print(f"wrote {p} ({p.stat().st_size / 1e6:.1f} MB, {md['arch']}, {md['exporter']} exporter); inputs: {', '.join(md['inputs'])}; output: logits")
+    print(f"wrote {p} ({p.stat().st_size / 1e6:.1f} MB, {md['arch']}, {md['exporter']} exporter); inputs: "
+          f"{', '.join(md['inputs'])}; output: logits")
 
 # %% ../nbs/54_cli.ipynb #61c833c6
 @call_parse
 def asc_report(run_dir:str, # a finished run folder (made by asc-train)
                out:str=None, # report folder (default RUN_DIR/report)
                html:store_true=False, # also write index.html
-               compare:Annotated[str, dict(action='append')]=None, # another run to put beside it (repeatable); default: siblings differing only in metadata on/off
+               # another run to put beside it (repeatable); default: siblings differing only in metadata on/off
+               compare:Annotated[str, dict(action='append')]=None,
                no_siblings:store_true=False, # do not look for sibling runs to compare with
                meta:str=None, # the run's dev metadata CSV (default: found in RUN_DIR/data)
                eval_meta:str=None, # its eval metadata CSV
@@ -240,136 +281,24 @@ def asc_report(run_dir:str, # a finished run folder (made by asc-train)
     if is_repeated(rj):   # asc-train --seeds/--folds: the summary over the runs
         try: p = save_repeats(run_dir, out, html=html)
         except (RunError, KeyError, ValueError) as e: _fail(f"asc-report: error: {e}")
-        print(f"wrote {p}" + (f" and {p.with_suffix('.html')}" if html else '') + f": {len(rj['runs'])} runs, mean ± std (n)")
+        print(f"wrote {p}" + (f" and {p.with_suffix('.html')}" if html else '') + f": {len(rj['runs'])} runs, "
+              f"mean ± std (n)")
         S = repeats_table(rj)
         for k, v in S.iterrows():
-            print(f"{k} ({v['split']}): {v['mean']:.3f}" + ('' if np.isnan(v['std']) else f" ± {v['std']:.3f}") + f" (n={v['n']})")
+            print(f"{k} ({v['split']}): {v['mean']:.3f}" + ('' if np.isnan(v['std'])
+                else f" ± {v['std']:.3f}") + f" (n={v['n']})")
         print('kept: ' + ', '.join(f"{k} in {v} of {len(rj['runs'])} runs" for k, v in rj['kept'].items()))
         return
     try:
-        rep = evaluate_run(run_dir, compare=compare, siblings=not no_siblings, meta=meta, eval_meta=eval_meta, truth=truth)
+        rep = evaluate_run(run_dir, compare=compare, siblings=not no_siblings, meta=meta, eval_meta=eval_meta,
+                           truth=truth)
         p = rep.save(out, html=html)
     except (RunError, MetadataError, FileNotFoundError, ValueError, KeyError) as e:
         _fail(f"asc-report: error: {e}")
-    print(f"wrote {p}" + (f" and {p.with_suffix('.html')}" if html else '') + f" ({len(list(p.parent.glob('*.png')))} figures)")
+    print(f"wrote {p}" + (f" and {p.with_suffix('.html')}" if html
+                          else '') + f" ({len(list(p.parent.glob('*.png')))} figures)")
     for k, d in rep.splits.items():
         s = d['summary']
-        print(f"{k}: accuracy {s['accuracy']:.3f}, balanced accuracy {s['balanced_accuracy']:.3f} ({s['n']} clips, {d['source']})")
-    for n in rep.notes: print(f"not reported: {n}")
-
-# %% ../nbs/54_cli.ipynb #5fcc52c1
-@call_parse
-def asc_meta(csv:str, # a CAS-format metadata CSV (the development part)
-             json:store_true=False, # print one JSON object instead of text
-             eval:str=None, # the eval metadata CSV: also report how much of it is dev again (`overlap`)
-            ):
-    "Summarise and check a CAS metadata CSV: rows, labels, cities, sessions, recordings, label counts, the leakage table, and the dev/eval overlap"
-    import json as _json
-    def fail(msg): print(f"asc-meta: error: {msg}", file=sys.stderr); sys.exit(2)
-    try: df = read_meta(csv)
-    except (MetadataError, FileNotFoundError) as e: fail(e)
-    try: ev = read_meta(eval) if eval else None
-    except (MetadataError, FileNotFoundError) as e: fail(f"--eval: {e}")
-    s = summarize_meta(df)
-    if ev is not None: s['overlap'] = dev_eval_overlap(df, ev)
-    print(_json.dumps(s, indent=2) if json else format_summary(s))
-
-# %% ../nbs/54_cli.ipynb #0ee9c91b
-@call_parse
-def asc_synth(out:str, # output folder: audio/, dev_metadata.csv, eval_metadata.csv, truth.csv
-              preset:str='default', # starting settings: tiny, quick, demo, default, cas, or twin (the real CAS 2023 metadata)
-              n_clips:int=None, # number of clips, dev + eval (default: the preset's; twin: a subset of its 9,800 rows)
-              duration:float=None, # seconds per clip
-              sr:int=None, # sample rate (Hz)
-              labeled_frac:float=None, # fraction of dev clips that show their label, in (0, 1]
-              eval_frac:float=None, # fraction of clips in the eval part, in (0, 0.5]
-              seed:int=None, # random seed: same seed and settings, same bytes
-              overwrite:store_true=False, # replace a dataset made with other settings
-              json:store_true=False, # print the summary as one JSON object
-              quiet:store_true=False, # no progress bar
-             ):
-    "Make a synthetic CAS-like dataset (audio, metadata CSVs, hidden truth) and print its summary"
-    import json as _json
-    try:
-        s = make_synthetic(out, preset=preset, n_clips=n_clips, duration=duration, sr=sr, labeled_frac=labeled_frac,
-                           eval_frac=eval_frac, seed=seed, overwrite=overwrite, progress=not (quiet or json))
-    except (ValueError, FileExistsError, TypeError) as e:
-        print(f'asc-synth: error: {e}', file=sys.stderr); sys.exit(2)
-    print(_json.dumps(s) if json else format_synth_summary(s))
-
-# %% ../nbs/54_cli.ipynb #4c76b988
-@call_parse
-def asc_features(audio_dir:str, # folder with the audio files: FILENAME.wav, else FILENAME.flac or .ogg
-                 csv:str, # CAS-format metadata CSV; its `filename` column lists the clips (no '.wav')
-                 out:str, # cache folder to create, update or resume
-                 device:str='cpu', # cpu, cuda (cuda:N) or auto
-                 batch_size:int=16, # clips per batch
-                 workers:int=2, # threads decoding (on the CPU also computing) clips in parallel; 2 is fastest on 2 cores
-                 decoders:int=0, # worker processes decoding ahead while this process computes (on a GPU: try 4-8); 0: threads only
-                 dtype:Annotated[str, dict(choices=['float16', 'float32'])]='float16', # storage type
-                 on_error:Annotated[str, dict(choices=['raise', 'skip'])]='raise', # raise: stop at the first bad file; skip: list it in OUT/skipped.csv and go on
-                 clip_seconds:float|None=None, # pad/crop every clip to this length (default: the median duration)
-                 quiet:bool=False, # no progress bar or summary
-                ):
-    "Compute the log-mel features of the clips listed in CSV into the cache folder OUT"
-    from asc_nbdev.data.metadata import read_meta
-    try:
-        names = read_meta(csv, on_bad_time='mask')['filename'].tolist()
-        return build_feature_cache(audio_dir, names, out, clip_seconds=clip_seconds, device=device, batch_size=batch_size,
-                                   workers=workers, decoders=decoders, dtype=dtype, on_error=on_error, progress=not quiet, verbose=not quiet)
-    except (AudioError, ValueError, OSError, RuntimeError) as e:   # (OSError: a folder that cannot be written, a full disk)
-        if not is_cli(): raise
-        hint = '\n(use --on-error skip to leave bad files out and list them in OUT/skipped.csv)' if isinstance(e, AudioError) else ''
-        print(f'asc-features: error: {e}{hint}', file=sys.stderr); raise SystemExit(2)   # 2, as asc-train and asc-predict
-
-# %% ../nbs/54_cli.ipynb #5e094dd0
-@call_parse
-def asc_export(model:str, # a model file saved by asc-train (e.g. OUT/model.pt)
-               out:str, # the .onnx file to write
-               frames:int=100, # frames of the example input traced (the file takes any number)
-               exporter:str='auto', # auto, dynamo or torchscript
-               opset:int=None, # ONNX opset (default: the exporter's)
-               no_check:store_true=False, # skip the onnxruntime comparison with PyTorch
-              ):
-    "Export a trained model file to ONNX (inputs spectrogram, city, time; output logits), checked against PyTorch with onnxruntime"
-    import sys
-    try: p = export_onnx(model, out, frames=frames, exporter=exporter, opset=opset, check=not no_check)
-    except (FileNotFoundError, IsADirectoryError, ValueError, ImportError) as e:
-        print(f"asc-export: error: {e}", file=sys.stderr); sys.exit(2)
-    md = onnx_metadata(p)
-    print(f"wrote {p} ({p.stat().st_size / 1e6:.1f} MB, {md['arch']}, {md['exporter']} exporter); inputs: {', '.join(md['inputs'])}; output: logits")
-
-# %% ../nbs/54_cli.ipynb #4280417d
-@call_parse
-def asc_report(run_dir:str, # a finished run folder (made by asc-train)
-               out:str=None, # report folder (default RUN_DIR/report)
-               html:store_true=False, # also write index.html
-               compare:Annotated[str, dict(action='append')]=None, # another run to put beside it (repeatable); default: siblings differing only in metadata on/off
-               no_siblings:store_true=False, # do not look for sibling runs to compare with
-               meta:str=None, # the run's dev metadata CSV (default: found in RUN_DIR/data)
-               eval_meta:str=None, # its eval metadata CSV
-               truth:str=None, # a truth CSV (filename,scene_label) to score the eval part
-              ):
-    "Write the evaluation report of a finished run: RUN_DIR/report/index.md (+ index.html), PNG figures, summary.json"
-    rp = Path(run_dir)/'report.json'
-    try: rj = load_json(rp) if rp.is_file() else {}
-    except ValueError as e: _fail(f"asc-report: error: {rp}: not readable JSON ({e})")
-    if is_repeated(rj):   # asc-train --seeds/--folds: the summary over the runs
-        try: p = save_repeats(run_dir, out, html=html)
-        except (RunError, KeyError, ValueError) as e: _fail(f"asc-report: error: {e}")
-        print(f"wrote {p}" + (f" and {p.with_suffix('.html')}" if html else '') + f": {len(rj['runs'])} runs, mean ± std (n)")
-        S = repeats_table(rj)
-        for k, v in S.iterrows():
-            print(f"{k} ({v['split']}): {v['mean']:.3f}" + ('' if np.isnan(v['std']) else f" ± {v['std']:.3f}") + f" (n={v['n']})")
-        print('kept: ' + ', '.join(f"{k} in {v} of {len(rj['runs'])} runs" for k, v in rj['kept'].items()))
-        return
-    try:
-        rep = evaluate_run(run_dir, compare=compare, siblings=not no_siblings, meta=meta, eval_meta=eval_meta, truth=truth)
-        p = rep.save(out, html=html)
-    except (RunError, MetadataError, FileNotFoundError, ValueError, KeyError) as e:
-        _fail(f"asc-report: error: {e}")
-    print(f"wrote {p}" + (f" and {p.with_suffix('.html')}" if html else '') + f" ({len(list(p.parent.glob('*.png')))} figures)")
-    for k, d in rep.splits.items():
-        s = d['summary']
-        print(f"{k}: accuracy {s['accuracy']:.3f}, balanced accuracy {s['balanced_accuracy']:.3f} ({s['n']} clips, {d['source']})")
+        print(f"{k}: accuracy {s['accuracy']:.3f}, balanced accuracy {s['balanced_accuracy']:.3f} ({s['n']} clips, "
+              f"{d['source']})")
     for n in rep.notes: print(f"not reported: {n}")

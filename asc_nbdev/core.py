@@ -9,7 +9,8 @@ from __future__ import annotations
 import os, json, random, tempfile, contextlib, warnings
 from pathlib import Path
 import numpy as np
-# fastai (2.8) still calls `torch.jit.script`, which torch 2.14 deprecates with a FutureWarning at import: not ours to act on
+# fastai (2.8) still calls `torch.jit.script`, which torch 2.14 deprecates with a FutureWarning at import: not ours to
+# act on
 warnings.filterwarnings('ignore', message=r'`torch\.jit\.script` is deprecated', category=FutureWarning)
 
 # %% auto #0
@@ -73,7 +74,8 @@ def seed_everything(seed:int=1234, # the seed of the papers' 8:2 split and train
         torch.manual_seed(seed)
         if torch.cuda.is_available(): torch.cuda.manual_seed_all(seed)
         if deterministic:   # cuDNN's fastest convolutions and CUDA's atomic adds differ from run to run on a GPU
-            os.environ.setdefault('CUBLAS_WORKSPACE_CONFIG', ':4096:8')   # cuBLAS needs it for repeatable matrix products
+            # cuBLAS needs it for repeatable matrix products
+            os.environ.setdefault('CUBLAS_WORKSPACE_CONFIG', ':4096:8')
             torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
             torch.use_deterministic_algorithms(True, warn_only=True)   # warn where an op has no deterministic kernel
     except ImportError: pass

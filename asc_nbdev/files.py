@@ -1,4 +1,4 @@
-"""A run folder (or a feature cache folder) belongs to one process, or one process group, at a time: a second run on it refuses at once and names the owner.
+"""A run folder or a feature cache folder belongs to one process (group) at a time; atomic writes of every artifact.
 
 Docs: https://asc-nbdev.github.io/asc_nbdev/files.html.md"""
 
@@ -15,8 +15,8 @@ import numpy as np
 import tempfile
 
 # %% auto #0
-__all__ = ['LOCK_FILE', 'OWNER_FILE', 'LENT_ENV', 'atomic_write', 'atomic_path', 'save_json', 'load_json', 'FolderBusy',
-           'owner_text', 'folder_owner', 'lock_folder', 'lend_locks']
+__all__ = ['LOCK_FILE', 'OWNER_FILE', 'LENT_ENV', 'atomic_write', 'atomic_path', 'save_json', 'load_json', 'owner_text',
+           'FolderBusy', 'folder_owner', 'lock_folder', 'lend_locks']
 
 # %% ../nbs/01_files.ipynb #1f75a9d3
 @contextlib.contextmanager
@@ -24,9 +24,11 @@ def atomic_write(path, # the final file
                  mode:str='wb', # file mode for writing ('w' for text)
                  **kwargs, # passed to `open`, e.g. `encoding='utf-8'`
                 ):
-    "Open a temporary file beside `path`; on success rename it to `path`, on error remove it (other processes than rank 0: a scratch file)"
+    """Open a temporary file beside `path`; on success rename it to `path`, on error remove it (other processes than
+    rank 0: a scratch file)"""
     path = Path(path)
-    if not writes_files():   # several processes: rank 0 writes; the others' copy goes to a scratch folder, removed at once
+    # several processes: rank 0 writes; the others' copy goes to a scratch folder, removed at once
+    if not writes_files():
         with tempfile.TemporaryDirectory() as td, open(Path(td)/path.name, mode, **kwargs) as f: yield f
         return
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -43,7 +45,8 @@ def atomic_write(path, # the final file
 @contextlib.contextmanager
 def atomic_path(path, # the final file; its suffix is kept on the temporary name
                ):
-    "Yield a temporary path beside `path` for a writer that wants a file name; rename on success (other processes than rank 0: a scratch path)"
+    """Yield a temporary path beside `path` for a writer that wants a file name; rename on success (other processes
+    than rank 0: a scratch path)"""
     path = Path(path)
     if not writes_files():
         with tempfile.TemporaryDirectory() as td: yield Path(td)/f'{path.stem}.tmp{path.suffix}'
@@ -57,6 +60,14 @@ def atomic_path(path, # the final file; its suffix is kept on the temporary name
     except BaseException:
         with contextlib.suppress(FileNotFoundError): os.unlink(tmp)
         raise
+
+# %% ../nbs/01_files.ipynb #088d337f
+def _json_default(o):
+    if isinstance(o, (np.integer,)): return int(o)
+    if isinstance(o, (np.floating,)): return float(o)
+    if isinstance(o, np.ndarray): return o.tolist()
+    if isinstance(o, Path): return str(o)
+    raise TypeError(f'{type(o).__name__} is not JSON serialisable')
 
 # %% ../nbs/01_files.ipynb #c9a78e6b
 def save_json(obj, # JSON-serialisable data; NumPy scalars and arrays are converted
@@ -73,13 +84,13 @@ def load_json(path, # the JSON file to read
     "Read a JSON file"
     with open(path, encoding='utf-8') as f: return json.load(f)
 
-# %% ../nbs/01_files.ipynb #088d337f
-def _json_default(o):
-    if isinstance(o, (np.integer,)): return int(o)
-    if isinstance(o, (np.floating,)): return float(o)
-    if isinstance(o, np.ndarray): return o.tolist()
-    if isinstance(o, Path): return str(o)
-    raise TypeError(f'{type(o).__name__} is not JSON serialisable')
+# %% ../nbs/01_files.ipynb #f2969fb4
+def owner_text(owner:dict|None, # an owner file's contents
+              ) -> str:
+    "Who holds a lock, in words"
+    if not owner: return 'another process (it has not written its owner file yet)'
+    return (f"process {owner.get('pid')} on {owner.get('host')}, started {owner.get('started')}"
+            + (f" ({owner['command']})" if owner.get('command') else ''))
 
 # %% ../nbs/01_files.ipynb #2e840ad5
 LOCK_FILE = '.asc-lock'          # the lock itself (it stays in the folder; the system lock is what counts)
@@ -97,14 +108,6 @@ class FolderBusy(RuntimeError):
         self.folder, self.what, self.owner = Path(folder), what, owner
         super().__init__(f"the {what} {folder} is in use by {owner_text(owner)}; wait for it to finish, "
                          f"or use another folder")
-
-# %% ../nbs/01_files.ipynb #f2969fb4
-def owner_text(owner:dict|None, # an owner file's contents
-              ) -> str:
-    "Who holds a lock, in words"
-    if not owner: return 'another process (it has not written its owner file yet)'
-    return (f"process {owner.get('pid')} on {owner.get('host')}, started {owner.get('started')}"
-            + (f" ({owner['command']})" if owner.get('command') else ''))
 
 # %% ../nbs/01_files.ipynb #2c4b0625
 def folder_owner(folder, # a folder that may be locked
@@ -124,7 +127,8 @@ def _covered(key:str) -> bool:
 # %% ../nbs/01_files.ipynb #3dbe5b06
 def _me(what:str) -> dict:
     return dict(pid=os.getpid(), host=socket.gethostname(), started=time.strftime('%Y-%m-%d %H:%M:%S'),
-                command=' '.join([Path(sys.argv[0]).name] + sys.argv[1:])[:300] if sys.argv and sys.argv[0] else '', what=what)
+                command=' '.join([Path(sys.argv[0]).name] + sys.argv[1:])[:300] if sys.argv and sys.argv[0] else '',
+                    what=what)
 
 # %% ../nbs/01_files.ipynb #f490b18a
 @contextlib.contextmanager
@@ -132,7 +136,8 @@ def lock_folder(folder, # the folder to hold (made if missing)
                 what:str='run folder', # what it is, in messages
                 log=print, # where the line about a taken-over lock goes
                ):
-    "Hold `folder` while the block runs; `FolderBusy` at once if another process holds it; a lock left by a process that is gone is taken over, saying so"
+    """Hold `folder` while the block runs; `FolderBusy` at once if another process holds it; a lock left by a
+    process that is gone is taken over, saying so"""
     folder = Path(folder); key = str(folder.resolve())
     if key in _held: _held[key][1] += 1
     if key in _held or _covered(key) or not is_main_process():   # again, inside a held folder, or a rank under rank 0

@@ -9,27 +9,32 @@ from __future__ import annotations
 import os, json, random, tempfile, contextlib, warnings
 from pathlib import Path
 import numpy as np
-# fastai (2.8) still calls `torch.jit.script`, which torch 2.14 deprecates with a FutureWarning at import: not ours to act on
+# fastai (2.8) still calls `torch.jit.script`, which torch 2.14 deprecates with a FutureWarning at import: not ours to
+# act on
 warnings.filterwarnings('ignore', message=r'`torch\.jit\.script` is deprecated', category=FutureWarning)
 import torch
 
 # %% auto #0
 __all__ = ['pick_device', 'process_rank', 'process_count', 'is_main_process', 'processes_joined', 'init_processes', 'own_writes',
-           'writes_files', 'process_barrier', 'gather_objects', 'broadcast_object']
+           'writes_files', 'process_barrier', 'gather_objects', 'broadcast_object', 'torch_threads']
 
 # %% ../nbs/02_processes.ipynb #393f7ca2
-def pick_device(device:str|None=None, # 'cpu', 'cuda', 'cuda:1', 'mps' or a `torch.device`; None or 'auto': CUDA, then MPS, then CPU
+def pick_device(device:str|None=None, # 'cpu', 'cuda', 'cuda:1', 'mps', a `torch.device`; None/'auto': CUDA, MPS, CPU
                ) -> 'torch.device':
-    "The `torch.device` for `device` ('cpu', 'cuda', 'cuda:1', 'mps'), or the best available when `None`/'auto'; in a multi-process run 'cuda' is this process's GPU"
+    """The `torch.device` for `device` ('cpu', 'cuda', 'cuda:1', 'mps'), or the best available when `None`/'auto';
+    in a multi-process run 'cuda' is this process's GPU"""
     import torch
     if device in (None, 'auto'):
         if torch.cuda.is_available(): device = 'cuda'
-        elif getattr(torch.backends, 'mps', None) is not None and torch.backends.mps.is_available(): return torch.device('mps')
+        elif getattr(torch.backends, 'mps',
+                     None) is not None and torch.backends.mps.is_available(): return torch.device('mps')
         else: return torch.device('cpu')
     dev = torch.device(device)
     if dev.type == 'cuda' and not torch.cuda.is_available():
-        raise RuntimeError(f"device {device!r} was asked for, but PyTorch sees no CUDA GPU on this machine; use --device cpu")
-    if dev.type == 'cuda' and dev.index is None and process_count() > 1:   # torchrun / accelerate launch: one GPU per process
+        raise RuntimeError(f"device {device!r} was asked for, but PyTorch sees no CUDA GPU on this machine; use "
+                           f"--device cpu")
+    # torchrun / accelerate launch: one GPU per process
+    if dev.type == 'cuda' and dev.index is None and process_count() > 1:
         dev = torch.device('cuda', int(os.environ.get('LOCAL_RANK', 0)) % torch.cuda.device_count())
     return dev
 
@@ -68,7 +73,8 @@ def init_processes(device=None, # the run's device: 'cpu' gives a gloo group, a 
     if _group() is not None: return True
     try: from accelerate import PartialState
     except ImportError:
-        raise ImportError("a run with several processes needs Hugging Face Accelerate: pip install 'asc-nbdev[distributed]'") from None
+        raise ImportError("a run with several processes needs Hugging Face Accelerate: pip install "
+                          "'asc-nbdev[distributed]'") from None
     cpu = pick_device(device).type == 'cpu'
     if cpu: os.environ['ACCELERATE_USE_CPU'] = 'true'   # gloo, and Accelerate keeps the model on the CPU
     PartialState(cpu=cpu)
@@ -81,7 +87,8 @@ _own_writes = contextvars.ContextVar('asc_own_writes', default=False)
 
 @contextlib.contextmanager
 def own_writes():
-    "Inside, this process writes its files even when it is not rank 0 (files that are its own, e.g. its share of a feature cache)"
+    """Inside, this process writes its files even when it is not rank 0 (files that are its own, e.g. its share of a
+    feature cache)"""
     tok = _own_writes.set(True)
     try: yield
     finally: _own_writes.reset(tok)
@@ -109,3 +116,14 @@ def broadcast_object(obj, # rank 0's object is sent; the others' are ignored
     "Rank `src`'s `obj` on every process; `obj` itself in a plain run"
     if (d := _group()) is None: return obj
     box = [obj]; d.broadcast_object_list(box, src); return box[0]
+
+# %% ../nbs/02_processes.ipynb #d183b279
+@contextlib.contextmanager
+def torch_threads(n:int|None, # intra-op threads for the duration; None or 0: unchanged
+                 ):
+    "Set PyTorch's intra-op threads to `n` (None: unchanged) for the duration"
+    old = torch.get_num_threads()
+    if n: torch.set_num_threads(n)
+    try: yield
+    finally:
+        if n: torch.set_num_threads(old)

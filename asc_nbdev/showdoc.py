@@ -1,4 +1,4 @@
-"""How each exported function, class and method is shown on the docs site: its signature, its docstring, and a table of its parameters with their type, default and meaning.
+"""How each exported function, class and method is shown on the docs site.
 
 Docs: https://asc-nbdev.github.io/asc_nbdev/showdoc.html.md"""
 
@@ -23,12 +23,14 @@ def signature_text(sym, # a function or class
     name = name or sym.__qualname__
     params = [p for p, _ in dm.params]
     ret = dm.dm.get('return', {}).get('anno', inspect.Parameter.empty)
-    ret = '' if ret is inspect.Parameter.empty or inspect.isclass(sym) else '->' + _type_str(ret)   # (a class: its `__init__`'s None is no result)
+    # (a class: its `__init__`'s None is no result)
+    ret = '' if ret is inspect.Parameter.empty or inspect.isclass(sym) else '->' + _type_str(ret)
     head = f"{'class' if inspect.isclass(sym) else 'def'} {name}("
     if len(head) + len(', '.join(params)) + len(ret) + 1 <= maxline: return head + ', '.join(params) + ')' + ret
     lines, cur = [], ''
     for p in params:
-        if cur and 4 + len(cur) + 2 + len(p) + 1 > maxline: lines.append(cur + ','); cur = ''   # indent, ', ', the closing comma
+        # indent, ', ', the closing comma
+        if cur and 4 + len(cur) + 2 + len(p) + 1 > maxline: lines.append(cur + ','); cur = ''
         cur = f'{cur}, {p}' if cur else p
     return head + '\n    ' + '\n    '.join(lines + [cur]) + '\n)' + ret
 
@@ -36,7 +38,8 @@ def signature_text(sym, # a function or class
 def library_object(sym, # an object, perhaps defined by running a notebook's exported cell
                    lib:str='asc_nbdev', # the package whose index (`LIB._modidx`) names its exported objects
                   ):
-    "The package's own object for `sym` when `sym` was defined in `__main__` (a notebook's cell) and the package exports it"
+    """The package's own object for `sym` when `sym` was defined in `__main__` (a notebook's cell) and the package
+    exports it"""
     if getattr(sym, '__module__', None) != '__main__' or not hasattr(sym, '__qualname__'): return sym
     import importlib
     try: syms = importlib.import_module(f'{lib}._modidx').d['syms']
@@ -63,7 +66,8 @@ class ParamTableRenderer(BasicMarkdownRenderer):
         if not isinstance(self.dm, DocmentText): return doc          # no signature (a builtin): nbdev's own entry
         head = doc[:doc.index('```python')]
         out = head + f"```python\n{signature_text(self.sym, self.nm)}\n```"
-        if self.docs:            # italic as nbdev shows it, unless a `*` would end the italics; `<` outside code is no HTML tag
+        # italic as nbdev shows it, unless a `*` would end the italics; `<` outside code is no HTML tag
+        if self.docs:
             parts = self.docs.strip().replace('\n', ' ').split('`')
             d = '`'.join(x.replace('<', '\\<') if i % 2 == 0 else x for i, x in enumerate(parts))
             out += '\n\n' + (d if '*' in ''.join(parts[::2]) else f'*{d}*')

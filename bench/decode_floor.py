@@ -62,7 +62,7 @@ def extract_rate(folder, names, out, cold, **kw):
 def transform_ms(device, n=16):
     "ms per clip of LogMel alone on decoded clips (batch of `n`; CPU: one thread, a clip at a time, as the cache computes)"
     from asc_nbdev.audio.logmel import LogMel
-    from asc_nbdev.audio.cache import torch_threads
+    from asc_nbdev.processes import torch_threads
     m = LogMel().to(device); x = torch.randn(n, int(SR*SECONDS), device=device)
     sync = torch.cuda.synchronize if device == 'cuda' else (lambda: None)
     run = (lambda: m(x)) if device == 'cuda' else (lambda: [m(c) for c in x])

@@ -1,4 +1,4 @@
-"""Audio loading, the log-mel front-end of the official baseline (torchaudio, batched, CPU or GPU, with librosa as its specification), and a resumable on-disk feature cache with the `asc-features` command.
+"""A resumable on-disk cache of log-mel features, computed in batches on the CPU or GPU; `asc-features`.
 
 Docs: https://asc-nbdev.github.io/asc_nbdev/audio.cache.html.md"""
 
@@ -22,7 +22,9 @@ from ..files import lock_folder
 from ..core import SAMPLE_RATE
 from ..files import atomic_write, atomic_path, save_json, load_json
 from ..processes import pick_device
-from ..processes import process_rank, process_count, is_main_process, init_processes, process_barrier, gather_objects, broadcast_object, own_writes
+from ..processes import torch_threads
+from ..processes import (process_rank, process_count, is_main_process, init_processes, process_barrier,
+                                 gather_objects, broadcast_object, own_writes)
 from .io import AUDIO_EXTENSIONS
 from .io import AudioError
 from .io import find_audio
@@ -32,8 +34,7 @@ from .io import scratch_array
 from .logmel import LogMel
 
 # %% auto #0
-__all__ = ['FEATURE_CACHE_VERSION', 'open_features', 'read_rows', 'FeatureCache', 'load_feature_cache', 'torch_threads',
-           'build_feature_cache']
+__all__ = ['FEATURE_CACHE_VERSION', 'open_features', 'read_rows', 'FeatureCache', 'load_feature_cache', 'build_feature_cache']
 
 # %% ../../nbs/10_audio.cache.ipynb #b0e5167c
 FEATURE_CACHE_VERSION = 1   # bump when extraction changes its output: old caches are then recomputed
@@ -52,12 +53,14 @@ _seek_lock = threading.Lock()     # the seek-and-read fallback (no preadv: Windo
 
 def open_features(path, # a .npy file, e.g. a feature cache's features.npy
                  ) -> np.memmap:
-    "`np.load(path, mmap_mode='r')` that also holds the file open, for `read_rows` to read this very file (even after `path` is replaced) with positioned reads"
+    """`np.load(path, mmap_mode='r')` that also holds the file open, for `read_rows` to read this very file (even
+    after `path` is replaced) with positioned reads"""
     f = open(path, 'rb', buffering=0)
     try:
         v = np.lib.format.read_magic(f)
         if v not in ((1, 0), (2, 0)): f.close(); return np.load(path, mmap_mode='r')
-        shape, fortran, dtype = (np.lib.format.read_array_header_1_0 if v == (1, 0) else np.lib.format.read_array_header_2_0)(f)
+        shape, fortran, dtype = (np.lib.format.read_array_header_1_0 if v == (1,
+            0) else np.lib.format.read_array_header_2_0)(f)
         m = np.memmap(f, dtype=dtype, mode='r', offset=f.tell(), shape=shape, order='F' if fortran else 'C')
     except BaseException: f.close(); raise
     m._asc_file = f               # the map and these reads see one and the same file
@@ -72,7 +75,8 @@ def _file_rows(features):
 
 # %% ../../nbs/10_audio.cache.ipynb #bc615ce8
 def _read_into(f, bufs:list, pos:int):
-    "Fill the row buffers `bufs` from byte `pos` of the open file `f` (one `os.preadv` where there is one); a file that ends early is an error naming it"
+    """Fill the row buffers `bufs` from byte `pos` of the open file `f` (one `os.preadv` where there is one); a file
+    that ends early is an error naming it"""
     want = sum(b.nbytes for b in bufs)
     if hasattr(os, 'preadv'):
         got = os.preadv(f.fileno(), bufs, pos)
@@ -98,12 +102,14 @@ def read_rows(features, # an array (N, ...), e.g. `FeatureCache.features` (a rea
               rows, # row numbers, in any order (repeats allowed)
               out:np.ndarray|None=None, # a C-contiguous array (len(rows), ...) of `features`' dtype to fill
              ) -> np.ndarray:
-    "`features[rows]`; from a memmap made by `open_features` (a `FeatureCache`'s), positioned reads of its file, sorted, each run of consecutive rows in one call, so that no page of the map becomes resident in this process"
+    """`features[rows]`; from a memmap made by `open_features` (a `FeatureCache`'s), positioned reads of its file,
+    sorted, each run of consecutive rows in one call, so that no page of the map becomes resident in this process"""
     rows = np.asarray(rows, dtype=np.int64).reshape(-1)
     shape = (len(rows),) + tuple(features.shape[1:])
     if out is None: out = np.empty(shape, features.dtype)
     elif out.shape != shape or out.dtype != features.dtype or not out.flags.c_contiguous or not out.flags.writeable:
-        raise ValueError(f'read_rows: out must be a writeable C-contiguous {features.dtype} array of shape {shape}, not {out.dtype} {out.shape}')
+        raise ValueError(f'read_rows: out must be a writeable C-contiguous {features.dtype} array of shape {shape}, '
+                         f'not {out.dtype} {out.shape}')
     if len(rows) == 0: return out
     if rows.min() < 0 or rows.max() >= len(features):
         bad = rows[(rows < 0) | (rows >= len(features))][:3].tolist()
@@ -125,22 +131,26 @@ def read_rows(features, # an array (N, ...), e.g. `FeatureCache.features` (a rea
 
 # %% ../../nbs/10_audio.cache.ipynb #0eb747fa
 class FeatureCache:
-    "A feature cache folder: `features` (N, frames, mels) memory-mapped, `index` filename -> row, `params`, `skipped`; `read` reads clips without mapping them"
+    "A feature cache folder: memory-mapped `features` (N, frames, mels), `index` (filename -> row), `params`, `skipped`"
     def __init__(self,
                  path, # folder of a feature cache (manifest.json, features.npy, index.csv)
                 ):
         self.path = Path(path)
         if not (self.path/'manifest.json').is_file():
-            raise FileNotFoundError(f'{self.path} is not a feature cache (no manifest.json); build one with build_feature_cache or asc-features')
+            raise FileNotFoundError(f'{self.path} is not a feature cache (no manifest.json); build one with '
+                                    f'build_feature_cache or asc-features')
         self.manifest = load_json(self.path/'manifest.json')
-        self.features = open_features(self.path/'features.npy')   # a read-only memmap, its file held open for `read_rows`
+        # a read-only memmap, its file held open for `read_rows`
+        self.features = open_features(self.path/'features.npy')
         idx = pd.read_csv(self.path/'index.csv', dtype={'filename': str}, keep_default_na=False)
-        self.index = pd.Series(idx['row'].to_numpy(np.int64), index=pd.Index(idx['filename'], name='filename'), name='row')
+        self.index = pd.Series(idx['row'].to_numpy(np.int64), index=pd.Index(idx['filename'], name='filename'),
+                               name='row')
         sk = self.path/'skipped.csv'
         self.skipped = (pd.read_csv(sk, dtype=str, keep_default_na=False) if sk.is_file()
                         else pd.DataFrame({'filename': pd.Series(dtype=str), 'problem': pd.Series(dtype=str)}))
         if list(self.features.shape) != self.manifest['shape'] or len(self.index) != len(self.features):
-            raise ValueError(f'{self.path}: features.npy {self.features.shape}, index.csv ({len(self.index)} rows) and manifest '
+            raise ValueError(f'{self.path}: features.npy {self.features.shape}, index.csv ({len(self.index)} rows) '
+                             f'and manifest '
                              f"({self.manifest['shape']}) disagree; rebuild the cache")
         self.report = dict(self.manifest.get('counts', {}))   # a build adds what it computed, reused and resumed
 
@@ -172,7 +182,8 @@ class FeatureCache:
     def read(self,
              filenames, # a file name or a list of file names
             ) -> np.ndarray:
-        "Features (n, frames, mels) of `filenames`, read from `features.npy` with `read_rows` (none of the map stays resident)"
+        """Features (n, frames, mels) of `filenames`, read from `features.npy` with `read_rows` (none of the map
+        stays resident)"""
         return read_rows(self.features, self.rows(filenames))
 
     def __getitem__(self, filename:str) -> np.ndarray:
@@ -187,25 +198,19 @@ def load_feature_cache(out, # folder of the feature cache (the `out` it was buil
 
 # %% ../../nbs/10_audio.cache.ipynb #8a8050e4
 def _try_load(path, sr, duration, fe=None, dtype=None, out=None):
-    "(waveform, AudioInfo), or its log-mel (on the CPU, when `fe` is given), or (None, AudioError); the waveform in `out` if given"
+    """(waveform, AudioInfo), or its log-mel (on the CPU, when `fe` is given), or (None, AudioError); the waveform
+    in `out` if given"""
     if out is None and fe is not None: out = scratch_array('clip', (int(round(duration*sr)),), np.float32)
     try: y, info = load_audio(path, sr=sr, duration=duration, out=out)
     except AudioError as e:
-        if e.kind == 'missing' and Path(path).suffix == AUDIO_EXTENSIONS[0] and not Path(path).exists():   # (found by `find_audio`)
-            e = AudioError(path, f"missing: no such file, nor {Path(path).stem}{' or '.join(AUDIO_EXTENSIONS[1:])}", 'missing')
+        # (found by `find_audio`)
+        if e.kind == 'missing' and Path(path).suffix == AUDIO_EXTENSIONS[0] and not Path(path).exists():
+            e = AudioError(path, f"missing: no such file, nor {Path(path).stem}{' or '.join(AUDIO_EXTENSIONS[1:])}",
+                           'missing')
         return None, e
     if fe is None: return y, info
-    with torch.inference_mode(): return fe(torch.from_numpy(y)).to(getattr(torch, dtype)).numpy(), info   # (torch's float16 cast: 20x NumPy's)
-
-# %% ../../nbs/10_audio.cache.ipynb #d183b279
-@contextlib.contextmanager
-def torch_threads(n:int|None):
-    "Set PyTorch's intra-op threads to `n` (None: unchanged) for the duration"
-    old = torch.get_num_threads()
-    if n: torch.set_num_threads(n)
-    try: yield
-    finally:
-        if n: torch.set_num_threads(old)
+    # (torch's float16 cast: 20x NumPy's)
+    with torch.inference_mode(): return fe(torch.from_numpy(y)).to(getattr(torch, dtype)).numpy(), info
 
 # %% ../../nbs/10_audio.cache.ipynb #4691c55d
 def _decoded(jobs, fn, workers:int):
@@ -228,12 +233,15 @@ def _decoded(jobs, fn, workers:int):
 
 # %% ../../nbs/10_audio.cache.ipynb #ce665c04
 class _DecodeBatches(torch.utils.data.Dataset):
-    "Batch j of `jobs` -> (rows, [(position in the waveforms or None, AudioInfo or AudioError)], waveforms): a decoding process's work"
-    def __init__(self, jobs, paths, sr, seconds): self.jobs, self.paths, self.sr, self.seconds = jobs, paths, sr, seconds
+    """Batch j of `jobs` -> (rows, [(position in the waveforms or None, AudioInfo or AudioError)], waveforms): a
+    decoding process's work"""
+    def __init__(self, jobs, paths, sr,
+                 seconds): self.jobs, self.paths, self.sr, self.seconds = jobs, paths, sr, seconds
     def __len__(self): return len(self.jobs)
     def __getitem__(self, j):
         rows = self.jobs[j]
-        x = torch.empty(len(rows), int(round(self.seconds*self.sr))).share_memory_()   # decoded in place, sent without a copy
+        # decoded in place, sent without a copy
+        x = torch.empty(len(rows), int(round(self.seconds*self.sr))).share_memory_()
         xa, res, k = x.numpy(), [], 0
         for r in rows:
             y, info = _try_load(self.paths[r], self.sr, self.seconds, out=xa[k])
@@ -242,9 +250,12 @@ class _DecodeBatches(torch.utils.data.Dataset):
 
 # %% ../../nbs/10_audio.cache.ipynb #53353c39
 def _decoded_procs(jobs, paths, sr, seconds, decoders:int, pin:bool):
-    "Yield (rows, res, waveforms) per batch of `jobs`: `decoders` worker processes (a PyTorch DataLoader) decode ahead of use"
-    fork = 'fork' in torch.multiprocessing.get_all_start_methods()   # (no pickling of this module's classes, also from a notebook)
-    dl = torch.utils.data.DataLoader(_DecodeBatches(jobs, paths, sr, seconds), batch_size=None, num_workers=decoders, pin_memory=pin,
+    """Yield (rows, res, waveforms) per batch of `jobs`: `decoders` worker processes (a PyTorch DataLoader) decode
+    ahead of use"""
+    # (no pickling of this module's classes, also from a notebook)
+    fork = 'fork' in torch.multiprocessing.get_all_start_methods()
+    dl = torch.utils.data.DataLoader(_DecodeBatches(jobs, paths, sr, seconds), batch_size=None, num_workers=decoders,
+                                     pin_memory=pin,
                                      prefetch_factor=2, multiprocessing_context='fork' if fork else None)
     it = iter(dl)
     try: yield from it
@@ -266,7 +277,8 @@ def _read_progress(path, plan:str):
 
 # %% ../../nbs/10_audio.cache.ipynb #ff9e416f
 def _cache_plan(out, names, paths, stats, sources, clip_seconds, sr, dtype, on_error):
-    "What the cache will hold (clip length, parameters) and what the old cache and the other sources give: rows to copy, verdicts on bad files"
+    """What the cache will hold (clip length, parameters) and what the old cache and the other sources give: rows to
+    copy, verdicts on bad files"""
     old = None
     with contextlib.suppress(Exception): old = FeatureCache(out)
     om = old.manifest if old is not None else {}
@@ -288,7 +300,8 @@ def _cache_plan(out, names, paths, stats, sources, clip_seconds, sr, dtype, on_e
         cm = c.manifest
         for r, (n, st) in enumerate(zip(names, stats)):
             if cm['files'].get(n, 0) == st: reuse[r] = (k, int(c.index[n])); old_skip.pop(r, None)
-            elif on_error == 'skip' and n in cm['skipped'] and cm['skipped'][n]['stat'] == st: old_skip[r] = cm['skipped'][n]['problem']; reuse.pop(r, None)
+            elif on_error == 'skip' and n in cm['skipped'] and cm['skipped'][n]['stat'] == st: old_skip[r] = cm[
+                'skipped'][n]['problem']; reuse.pop(r, None)
     return SimpleNamespace(old=old, om=om, srcs=srcs, fe=fe, clip_seconds=clip_seconds, cs_from=cs_from, params=params,
                            shape=(len(names), fe.n_frames(n_samples), fe.n_mels), reuse=reuse, old_skip=old_skip)
 
@@ -297,15 +310,18 @@ def _up_to_date(p, names, t0) -> bool:
     "The old cache holds exactly these files, all unchanged: nothing to compute (its `report` says so)"
     old, om, reuse, old_skip = p.old, p.om, p.reuse, p.old_skip
     own = {r for r, (k, _) in reuse.items() if k == 0}
-    if not (len(own) == len(reuse) and len(reuse) + len(old_skip) == len(names) and [names[r] for r in sorted(reuse)] == list(old.index.index)
+    if not (len(own) == len(reuse) and len(reuse) + len(old_skip) == len(names) and [names[r] for r in sorted(
+        reuse)] == list(old.index.index)
             and {names[r] for r in old_skip} == set(om['skipped'])): return False
     old.report = dict(clips=len(old), computed=0, reused=len(old), resumed=0, skipped=len(old_skip),
-                      padded=len(om['padded']), cropped=len(om['cropped']), seconds=round(time.time()-t0, 2), up_to_date=True)
+                      padded=len(om['padded']), cropped=len(om['cropped']), seconds=round(time.time()-t0, 2),
+                          up_to_date=True)
     return True
 
 # %% ../../nbs/10_audio.cache.ipynb #55bfd253
 def _open_partial(out, p, names, dtype):
-    "The partial array and its progress log: resumed when they belong to this same plan, else new; returns (array, (done, skipped) logged, paths)"
+    """The partial array and its progress log: resumed when they belong to this same plan, else new; returns (array,
+    (done, skipped) logged, paths)"""
     try:                     # a folder that cannot be written: say so before any work
         out.mkdir(parents=True, exist_ok=True)
         (out/'.write-test').write_bytes(b''); (out/'.write-test').unlink()
@@ -327,11 +343,14 @@ def _open_partial(out, p, names, dtype):
 
 # %% ../../nbs/10_audio.cache.ipynb #9e61c54b
 class _ProgressLog:
-    "Rows finished, logged to the progress file: the array to disk first, then the lines that vouch for it, at most every `every` seconds"
-    def __init__(self, prog, mm, every): self.f, self.mm, self.every, self.pending, self.last = open(prog, 'a'), mm, every, [], time.time()
+    """Rows finished, logged to the progress file: the array to disk first, then the lines that vouch for it, at
+    most every `every` seconds"""
+    def __init__(self, prog, mm, every): self.f, self.mm, self.every, self.pending, self.last = open(prog,
+        'a'), mm, every, [], time.time()
     def checkpoint(self):
         if self.pending:
-            self.mm.flush(); self.f.write(''.join(json.dumps(r) + '\n' for r in self.pending)); self.f.flush(); os.fsync(self.f.fileno())
+            self.mm.flush(); self.f.write(''.join(json.dumps(r) + '\n'
+                                                  for r in self.pending)); self.f.flush(); os.fsync(self.f.fileno())
         self.pending.clear(); self.last = time.time()
     def __call__(self, rec, force=False):   # syncing costs ~10 ms
         self.pending.append(rec)
@@ -340,9 +359,11 @@ class _ProgressLog:
 
 # %% ../../nbs/10_audio.cache.ipynb #16c00e54
 def _copy_rows(p, mm, names, stats, done, skipped, log) -> int:
-    "Copy the rows of unchanged files from the old cache and the other sources, and carry their verdicts on unchanged bad files"
+    """Copy the rows of unchanged files from the old cache and the other sources, and carry their verdicts on
+    unchanged bad files"""
     n = 0
-    opad = set().union(*(c.manifest.get('padded', []) for c in p.srcs)); ocrop = set().union(*(c.manifest.get('cropped', []) for c in p.srcs))
+    opad = set().union(*(c.manifest.get('padded', []) for c in p.srcs)); ocrop = set().union(*(c.manifest.get('cropped',
+        []) for c in p.srcs))
     copy = [r for r in sorted(p.reuse) if r not in done]
     for i in range(0, len(copy), 256):
         for k, src in enumerate(p.srcs):
@@ -356,7 +377,8 @@ def _copy_rows(p, mm, names, stats, done, skipped, log) -> int:
     return n
 
 # %% ../../nbs/10_audio.cache.ipynb #52652926
-def _compute_rows(p, mm, paths, stats, done, skipped, log, sr, dtype, device, batch_size, workers, on_error, progress, after_batch,
+def _compute_rows(p, mm, paths, stats, done, skipped, log, sr, dtype, device, batch_size, workers, on_error, progress,
+                  after_batch,
                   decoders=0) -> int:
     "Decode and compute every row not done yet, batch by batch, logging each batch; returns the rows computed"
     todo = [r for r in range(len(paths)) if r not in done and r not in skipped]
@@ -366,7 +388,8 @@ def _compute_rows(p, mm, paths, stats, done, skipped, log, sr, dtype, device, ba
     # threads (decoders=0): on the CPU each worker thread (or this one) decodes and computes whole clips, with PyTorch's
     # own threads set to 1 (its parallel regions are too small for these ops, and on a busy machine they wait for each
     # other); on a GPU the threads decode and the GPU computes each batch at once.
-    # decoders > 0: worker processes decode, this process computes each batch: the GPU in one call, the CPU a clip per thread
+    # decoders > 0: worker processes decode, this process computes each batch: the GPU in one call, the CPU a clip per
+    # thread
     def compute(x):
         if not on_cpu:
             with torch.inference_mode(): return fe(x.to(dev, non_blocking=True)).to(tdt).cpu().numpy()
@@ -379,18 +402,23 @@ def _compute_rows(p, mm, paths, stats, done, skipped, log, sr, dtype, device, ba
                 if on_cpu and workers > 1: pool = ThreadPoolExecutor(workers, thread_name_prefix='asc-features')
                 batches = _decoded_procs(jobs, paths, sr, p.clip_seconds, decoders, pin=not on_cpu)
             else:
-                fn = (lambda r: _try_load(paths[r], sr, p.clip_seconds, fe, dtype)) if on_cpu else (lambda r: _try_load(paths[r], sr, p.clip_seconds))
+                fn = (lambda r: _try_load(paths[r], sr, p.clip_seconds, fe, dtype)) if on_cpu else (lambda r: _try_load(
+                    paths[r], sr, p.clip_seconds))
                 batches = _decoded(jobs, fn, workers)
             pbar = progress_bar(batches, total=len(jobs)) if progress and jobs else None
             for b, (rows, res, x) in enumerate(pbar if pbar is not None else batches):
                 bad = [(r, e) for r, (y, e) in zip(rows, res) if y is None]
                 if bad and on_error == 'raise': raise bad[0][1]
                 good = [(r, y, i) for r, (y, i) in zip(rows, res) if y is not None]
-                if good and x is None and on_cpu: mm[[r for r, _, _ in good]] = np.stack([f for _, f, _ in good])   # computed by the threads
-                elif good: mm[[r for r, _, _ in good]] = compute(x if x is not None else torch.from_numpy(np.stack([y for _, y, _ in good])))
-                rec = {'done': [[r, stats[r], i.padded, i.cropped] for r, _, i in good], 'skipped': [[r, stats[r], e.problem] for r, e in bad]}
+                # computed by the threads
+                if good and x is None and on_cpu: mm[[r for r, _, _ in good]] = np.stack([f for _, f, _ in good])
+                elif good: mm[[r for r, _, _ in good]] = compute(x if x is not None else torch.from_numpy(np.stack([
+                    y for _, y, _ in good])))
+                rec = {'done': [[r, stats[r], i.padded, i.cropped] for r, _, i in good], 'skipped': [[r, stats[r],
+                    e.problem] for r, e in bad]}
                 log(rec, force=after_batch is not None); n += len(good)
-                done.update({r: tuple(v) for r, *v in rec['done']}); skipped.update({r: (st, q) for r, st, q in rec['skipped']})
+                done.update({r: tuple(v) for r, *v in rec['done']}); skipped.update({r: (st, q) for r, st, q in rec[
+                    'skipped']})
                 if after_batch is not None: after_batch(b + 1, len(done) + len(skipped))
         finally:
             if batches is not None: batches.close()
@@ -400,7 +428,8 @@ def _compute_rows(p, mm, paths, stats, done, skipped, log, sr, dtype, device, ba
 
 # %% ../../nbs/10_audio.cache.ipynb #67fb08f7
 def _commit_cache(out, p, mm, part, prog, names, stats, done, skipped, dtype):
-    "Remove the old manifest, put the array in place, write the index and the skip list, the manifest last; returns (cache, report, skip list)"
+    """Remove the old manifest, put the array in place, write the index and the skip list, the manifest last;
+    returns (cache, report, skip list)"""
     N, T, M = p.shape
     keep = [r for r in range(N) if r not in skipped]
     (out/'manifest.json').unlink(missing_ok=True)
@@ -415,16 +444,82 @@ def _commit_cache(out, p, mm, part, prog, names, stats, done, skipped, dtype):
         del mm; part.unlink()
     with atomic_write(out/'index.csv', 'w', newline='') as f:
         pd.DataFrame({'filename': [names[r] for r in keep], 'row': np.arange(len(keep))}).to_csv(f, index=False)
-    sk = pd.DataFrame({'filename': [names[r] for r in sorted(skipped)], 'problem': [skipped[r][1] for r in sorted(skipped)]})
+    sk = pd.DataFrame({'filename': [names[r] for r in sorted(skipped)], 'problem': [skipped[r][1] for r in sorted(
+        skipped)]})
     with atomic_write(out/'skipped.csv', 'w', newline='') as f: sk.to_csv(f, index=False)
     padded, cropped = [names[r] for r in keep if done[r][1]], [names[r] for r in keep if done[r][2]]
     counts = dict(clips=len(keep), skipped=len(skipped), padded=len(padded), cropped=len(cropped))
-    save_json(dict(format='asc_nbdev feature cache', params=p.params, shape=[len(keep), T, M], clip_seconds_from=p.cs_from,
+    save_json(dict(format='asc_nbdev feature cache', params=p.params, shape=[len(keep), T, M],
+                   clip_seconds_from=p.cs_from,
                    files={names[r]: stats[r] for r in keep},
                    skipped={names[r]: dict(stat=st, problem=q) for r, (st, q) in sorted(skipped.items())},
                    padded=padded, cropped=cropped, counts=counts), out/'manifest.json')
     prog.unlink(missing_ok=True)
     return FeatureCache(out), counts, sk
+
+# %% ../../nbs/10_audio.cache.ipynb #e5c250c7
+def _build_sharded(audio_dir, names, out, clip_seconds, kw, progress, verbose, after_batch):
+    """`build_feature_cache` in a multi-process run: each process computes every N-th clip into OUT/.shards, rank 0
+    merges them into OUT"""
+    import shutil
+    init_processes(kw['device']); main, r, W = is_main_process(), process_rank(), process_count()
+    cur = build_feature_cache(audio_dir, names, out, clip_seconds=clip_seconds, progress=False, verbose=verbose,
+                              shard=False,
+                              only_if_current=True, **kw) if main else None
+    if broadcast_object(cur is not None): return cur if main else FeatureCache(out)
+    if clip_seconds is None: clip_seconds = broadcast_object(median_duration([find_audio(audio_dir, n) for n in names])
+        if main else None)
+    part = Path(out)/'.shards'/f'{r}-of-{W}'
+    err = None
+    try:
+        with own_writes():   # each process writes its own share
+            build_feature_cache(audio_dir, names[r::W], part, clip_seconds=clip_seconds, progress=progress and main,
+                                verbose=False,
+                                after_batch=after_batch if main else None, sources=[out], shard=False, **kw)
+    except Exception as e: err = e
+    errs = gather_objects(None if err is None else f'{type(err).__name__}: {err}')
+    if err is not None: raise err
+    if any(errs):
+        k = next(i for i, e in enumerate(errs) if e)
+        raise RuntimeError(f"feature extraction failed in process {k} of {W}: {errs[k]}")
+    cache = None
+    if main:   # every row is copied from the shares: nothing is computed again
+        cache = build_feature_cache(audio_dir, names, out, clip_seconds=clip_seconds, progress=False, verbose=verbose,
+                                    shard=False,
+                                    sources=[Path(out)/'.shards'/f'{i}-of-{W}' for i in range(W)], **kw)
+        shutil.rmtree(Path(out)/'.shards', ignore_errors=True)
+    process_barrier()
+    return cache if main else FeatureCache(out)
+
+# %% ../../nbs/10_audio.cache.ipynb #f9067bcf
+def _check_cache_args(dtype, on_error, batch_size, workers, decoders):
+    "`build_feature_cache`'s settings checked before any work, each error naming the setting"
+    if dtype not in ('float16', 'float32'): raise ValueError(f"dtype must be 'float16' or 'float32', not {dtype!r}")
+    if on_error not in ('raise', 'skip'): raise ValueError(f"on_error must be 'raise' or 'skip', not {on_error!r}")
+    if batch_size < 1: raise ValueError(f'batch_size must be at least 1, not {batch_size}')
+    if decoders < 0 or workers < 0: raise ValueError(f'workers and decoders must be 0 or more, not {workers} '
+                                                     f'and {decoders}')
+
+# %% ../../nbs/10_audio.cache.ipynb #6815f623
+def _clip_names(filenames) -> list:
+    "The clip names as text; none, or one listed twice, is an error"
+    names = [str(f) for f in filenames]
+    if not names: raise ValueError('no filenames given')
+    idx = pd.Index(names)
+    if idx.has_duplicates: raise ValueError(f'filenames listed more than once: '
+                                            f'{list(idx[idx.duplicated()].unique()[:5])}')
+    return names
+
+# %% ../../nbs/10_audio.cache.ipynb #6052396f
+def _say_built(say, cache, clip_seconds, sk, out):
+    "The summary line of a built cache (its `report`), then the skipped files, ten at most"
+    r = cache.report
+    say(f"{cache}: computed {r['computed']}, reused {r['reused']}, resumed {r['resumed']}, skipped {r['skipped']}; "
+        f"padded {r['padded']}, cropped {r['cropped']} (to {clip_seconds:g} s) in {r['seconds']:.1f} s")
+    if len(sk):
+        say(f'skipped {len(sk)} file(s), listed in {out/"skipped.csv"}:')
+        for n, q in list(zip(sk['filename'], sk['problem']))[:10]: say(f'  {n}: {q}')
+        if len(sk) > 10: say(f'  ... and {len(sk) - 10} more')
 
 # %% ../../nbs/10_audio.cache.ipynb #025dacf9
 def build_feature_cache(audio_dir, # folder with the audio files: FILENAME.wav, else FILENAME.flac or FILENAME.ogg
@@ -436,30 +531,25 @@ def build_feature_cache(audio_dir, # folder with the audio files: FILENAME.wav, 
                         dtype:str='float16', # 'float16' or 'float32' storage
                         device:str='cpu', # where LogMel runs: 'cpu', 'cuda', 'auto'
                         batch_size:int=16, # clips per batch (one GPU call; one progress-log entry)
-                        workers:int=2, # threads decoding audio (and on the CPU computing) in parallel; 0: all in this thread
-                        decoders:int=0, # worker processes decoding audio ahead while this process computes the batches (`workers` threads on the CPU); 0: threads only
-                        on_error:str='raise', # bad audio: 'raise' stops at the first bad file, 'skip' lists it and goes on
+                        workers:int=2, # threads decoding audio (computing too, on the CPU); 0: all in this thread
+                        decoders:int=0, # processes decoding audio ahead of this one's batches; 0: threads only
+                        on_error:str='raise', # bad audio: 'raise' stops at the first, 'skip' lists it and goes on
                         progress:bool=True, # show a progress bar
                         verbose:bool=True, # print the summary (counts, skipped files)
                         after_batch=None, # called as after_batch(batches_done, rows_done) after each saved batch
                         checkpoint_s:float=2.0, # save progress (sync to disk) at least this often, in seconds
-                        sources=(), # other cache folders whose rows of unchanged files (same settings) are copied, not computed
-                        shard:bool=True, # in a multi-process run each process computes a share and rank 0 merges them; False: this process does all
-                        only_if_current:bool=False, # return the cache if it is up to date, else None, without writing anything
+                        sources=(), # other caches whose rows of unchanged files (same settings) are copied
+                        shard:bool=True, # several processes: each computes a share, rank 0 merges; False: one does all
+                        only_if_current:bool=False, # the cache if it is up to date, else None; writes nothing
                        ) -> FeatureCache|None:
     "Compute the log-mels of `filenames` into the cache folder `out`, reusing and resuming what is already there"
     t0 = time.time()
-    if dtype not in ('float16', 'float32'): raise ValueError(f"dtype must be 'float16' or 'float32', not {dtype!r}")
-    if on_error not in ('raise', 'skip'): raise ValueError(f"on_error must be 'raise' or 'skip', not {on_error!r}")
-    if batch_size < 1: raise ValueError(f'batch_size must be at least 1, not {batch_size}')
-    if decoders < 0 or workers < 0: raise ValueError(f'workers and decoders must be 0 or more, not {workers} and {decoders}')
+    _check_cache_args(dtype, on_error, batch_size, workers, decoders)
     audio_dir, out = Path(audio_dir), Path(out)
-    names = [str(f) for f in filenames]
-    if not names: raise ValueError('no filenames given')
-    idx = pd.Index(names)
-    if idx.has_duplicates: raise ValueError(f'filenames listed more than once: {list(idx[idx.duplicated()].unique()[:5])}')
+    names = _clip_names(filenames)
     say = print if verbose else (lambda *a, **k: None)
-    kw = dict(sr=sr, dtype=dtype, device=device, batch_size=batch_size, workers=workers, decoders=decoders, on_error=on_error, checkpoint_s=checkpoint_s)
+    kw = dict(sr=sr, dtype=dtype, device=device, batch_size=batch_size, workers=workers, decoders=decoders,
+              on_error=on_error, checkpoint_s=checkpoint_s)
     if shard and process_count() > 1 and not only_if_current:
         return _build_sharded(audio_dir, names, out, clip_seconds, kw, progress, verbose, after_batch)
     with (contextlib.nullcontext() if only_if_current else lock_folder(out, 'feature cache folder', log=say)):
@@ -477,49 +567,16 @@ def build_feature_cache(audio_dir, # folder with the audio files: FILENAME.wav, 
         log = _ProgressLog(prog, mm, checkpoint_s)
         try:
             n_reused = _copy_rows(p, mm, names, stats, done, skipped, log)
-            n_computed = _compute_rows(p, mm, paths, stats, done, skipped, log, sr, dtype, device, batch_size, workers, on_error, progress,
-                                       after_batch, decoders)
+            n_computed = _compute_rows(p, mm, paths, stats, done, skipped, log, sr, dtype, device, batch_size, workers,
+                                       on_error, progress, after_batch, decoders)
         except BaseException:
             log.checkpoint(); raise                          # interrupted: keep the finished batches for the re-run
         finally: log.close()
         p.old = p.srcs = None   # the old cache's map is let go before the new array takes its place
         cache, counts, sk = _commit_cache(out, p, mm, part, prog, names, stats, done, skipped, dtype)
         del mm
-        cache.report = dict(clips=counts['clips'], computed=n_computed, reused=n_reused, resumed=n_resumed, skipped=counts['skipped'],
-                            padded=counts['padded'], cropped=counts['cropped'], seconds=round(time.time() - t0, 2), up_to_date=False)
-        say(f"{cache}: computed {n_computed}, reused {n_reused}, resumed {n_resumed}, skipped {counts['skipped']}; "
-            f"padded {counts['padded']}, cropped {counts['cropped']} (to {p.clip_seconds:g} s) in {cache.report['seconds']:.1f} s")
-        if len(sk):
-            say(f'skipped {len(sk)} file(s), listed in {out/"skipped.csv"}:')
-            for n, q in list(zip(sk['filename'], sk['problem']))[:10]: say(f'  {n}: {q}')
-            if len(sk) > 10: say(f'  ... and {len(sk) - 10} more')
+        cache.report = dict(clips=counts['clips'], computed=n_computed, reused=n_reused, resumed=n_resumed,
+                            skipped=counts['skipped'], padded=counts['padded'], cropped=counts['cropped'],
+                            seconds=round(time.time() - t0, 2), up_to_date=False)
+        _say_built(say, cache, p.clip_seconds, sk, out)
         return cache
-
-# %% ../../nbs/10_audio.cache.ipynb #e5c250c7
-def _build_sharded(audio_dir, names, out, clip_seconds, kw, progress, verbose, after_batch):
-    "`build_feature_cache` in a multi-process run: each process computes every N-th clip into OUT/.shards, rank 0 merges them into OUT"
-    import shutil
-    init_processes(kw['device']); main, r, W = is_main_process(), process_rank(), process_count()
-    cur = build_feature_cache(audio_dir, names, out, clip_seconds=clip_seconds, progress=False, verbose=verbose, shard=False,
-                              only_if_current=True, **kw) if main else None
-    if broadcast_object(cur is not None): return cur if main else FeatureCache(out)
-    if clip_seconds is None: clip_seconds = broadcast_object(median_duration([find_audio(audio_dir, n) for n in names]) if main else None)
-    part = Path(out)/'.shards'/f'{r}-of-{W}'
-    err = None
-    try:
-        with own_writes():   # each process writes its own share
-            build_feature_cache(audio_dir, names[r::W], part, clip_seconds=clip_seconds, progress=progress and main, verbose=False,
-                                after_batch=after_batch if main else None, sources=[out], shard=False, **kw)
-    except Exception as e: err = e
-    errs = gather_objects(None if err is None else f'{type(err).__name__}: {err}')
-    if err is not None: raise err
-    if any(errs):
-        k = next(i for i, e in enumerate(errs) if e)
-        raise RuntimeError(f"feature extraction failed in process {k} of {W}: {errs[k]}")
-    cache = None
-    if main:   # every row is copied from the shares: nothing is computed again
-        cache = build_feature_cache(audio_dir, names, out, clip_seconds=clip_seconds, progress=False, verbose=verbose, shard=False,
-                                    sources=[Path(out)/'.shards'/f'{i}-of-{W}' for i in range(W)], **kw)
-        shutil.rmtree(Path(out)/'.shards', ignore_errors=True)
-    process_barrier()
-    return cache if main else FeatureCache(out)

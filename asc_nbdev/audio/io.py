@@ -36,7 +36,8 @@ class AudioError(ValueError):
                 ):
         self.path, self.problem, self.kind = str(path), problem, kind
         super().__init__(f'{path}: {problem}')
-    def __reduce__(self): return type(self), (self.path, self.problem, self.kind)   # it travels back from decoding processes
+    # it travels back from decoding processes
+    def __reduce__(self): return type(self), (self.path, self.problem, self.kind)
 
 # %% ../../nbs/08_audio.io.ipynb #01cbb63b
 @dataclass
@@ -53,8 +54,11 @@ class AudioInfo:
     cropped: bool = False # cut to the length asked for
 
 # %% ../../nbs/08_audio.io.ipynb #305ff1f2
-def wav_truncation(path, size:int) -> tuple|None:
-    "(frames the header declares, byte where its data would end) of a RIFF/WAVE file whose data chunk runs past the end of the file, else None"
+def wav_truncation(path, # a file that may be a RIFF/WAVE file
+                   size:int, # its size in bytes
+                  ) -> tuple|None:
+    """(frames the header declares, byte where its data would end) of a RIFF/WAVE file whose data chunk runs past
+    the end of the file, else None"""
     try:
         with open(path, 'rb') as f: head = f.read(1 << 16)
     except OSError: return None
@@ -76,10 +80,14 @@ _INT_READ = {'PCM_16': ('int16', 2.0**-15, 2), 'PCM_24': ('int32', 2.0**-31, 3),
 # %% ../../nbs/08_audio.io.ipynb #3c1c307b
 _tls = threading.local()   # per-thread scratch buffers
 
-def scratch_array(name:str, shape:tuple, dtype) -> np.ndarray:
+def scratch_array(name:str, # which buffer of this thread (one per use)
+                  shape:tuple, # the array's shape
+                  dtype, # its NumPy dtype
+                 ) -> np.ndarray:
     "A reusable per-thread NumPy buffer: fresh multi-megabyte arrays cost page faults, a third of the time here"
     n, buf = int(np.prod(shape)), getattr(_tls, name, None)
-    if buf is None or buf.size < n or buf.dtype != np.dtype(dtype): buf = np.empty(max(n, 1), dtype); setattr(_tls, name, buf)
+    if buf is None or buf.size < n or buf.dtype != np.dtype(dtype): buf = np.empty(max(n, 1), dtype); setattr(_tls,
+        name, buf)
     return buf[:n].reshape(shape)
 
 # %% ../../nbs/08_audio.io.ipynb #790906bb
@@ -90,6 +98,25 @@ def _resample(y:np.ndarray, sr_in:int, sr:int) -> np.ndarray:
     except ImportError:
         import torchaudio.functional as AF
         return AF.resample(torch.from_numpy(y), sr_in, sr).numpy()
+
+# %% ../../nbs/08_audio.io.ipynb #ba94ae04
+def _float_audio(path:Path, x:np.ndarray, m:int, sr:int|None, sr_in:int, channels:int, subtype:str, n:int|None,
+                 out:np.ndarray|None) -> tuple[np.ndarray, AudioInfo]:
+    "Check, mix down, resample and pad/crop `load_audio`'s float32 read `x` (`m` frames, shape (m, channels))"
+    if not (finite := np.isfinite(x)).all():
+        raise AudioError(path, f'{(~finite).sum()} NaN/inf samples (first at sample {np.argmin(finite.all(1))})',
+                         'nonfinite')
+    y = x.mean(axis=1) if channels > 1 else x[:, 0]
+    if not np.any(y): raise AudioError(path, 'all silence (every sample is 0)', 'silent')
+    resampled = sr is not None and sr != sr_in
+    if resampled: y = _resample(y, sr_in, sr)
+    padded = cropped = False
+    if n is not None:
+        if len(y) < n: y, padded = np.pad(y, (0, n-len(y))), True
+        elif len(y) > n: y, cropped = y[:n], True
+    if out is not None: out[:] = y; y = out
+    return np.ascontiguousarray(y, dtype=np.float32), AudioInfo(str(path), sr_in, channels, m, subtype, len(y),
+                                                                resampled, padded, cropped)
 
 # %% ../../nbs/08_audio.io.ipynb #8dc2cd7e
 def load_audio(path, # an audio file soundfile can read (wav, flac, ogg, ...)
@@ -110,22 +137,26 @@ def load_audio(path, # an audio file soundfile can read (wav, flac, ogg, ...)
             trunc = wav_truncation(path, size) if fmt in ('WAV', 'WAVEX') else None   # a cut-off download, say
             # integer samples at the target rate: read them raw into a scratch buffer, then scale (and mix) into the
             # output: bit-identical to soundfile's float32 read + mean, and about 5x faster
-            fast = subtype in _INT_READ and sr in (None, sr_in) and (channels == 1 or channels == 2 and subtype != 'PCM_32')
+            fast = subtype in _INT_READ and sr in (None, sr_in) and (channels == 1 or channels == 2
+                                                                     and subtype != 'PCM_32')
             if trunc is not None: x = None
             elif fast:
                 rd, scale, width = _INT_READ[subtype]
                 k = min(frames, frames if n is None else n)
-                if fmt in ('WAV', 'WAVEX'): k = min(k, size//(channels*width))   # (compressed formats, e.g. FLAC, hold fewer bytes than samples)
+                # (compressed formats, e.g. FLAC, hold fewer bytes than samples)
+                if fmt in ('WAV', 'WAVEX'): k = min(k, size//(channels*width))
                 x = f.read(frames=k, out=scratch_array('raw', (k, channels), rd))
             else: x = f.read(dtype='float32', always_2d=True)
     except Exception as e:
-        raise AudioError(path, f'not a readable audio file ({type(e).__name__}: {str(e).strip()})', 'unreadable') from None
+        raise AudioError(path, f'not a readable audio file ({type(e).__name__}: {str(e).strip()})',
+                         'unreadable') from None
     if trunc is not None:
         raise AudioError(path, f'truncated: the header declares {trunc[0]} frames, the file holds {frames} '
                                f'({size} bytes of {trunc[1]})', 'truncated')
     m = len(x)
     if m == 0: raise AudioError(path, 'zero-length audio (the file holds no samples)', 'empty')
-    if n is not None and out is not None and len(out) != n: raise ValueError(f'load_audio: `out` has {len(out)} samples, not {n}')
+    if n is not None and out is not None and len(out) != n: raise ValueError(f'load_audio: `out` has {len(out)} '
+        f'samples, not {n}')
     if fast:
         y = out if out is not None else np.empty(m if n is None else n, np.float32)
         if channels == 1: np.multiply(x[:, 0], np.float32(scale), out=y[:m], dtype=np.float32, casting='unsafe')
@@ -135,19 +166,9 @@ def load_audio(path, # an audio file soundfile can read (wav, flac, ogg, ...)
             np.multiply(both, np.float32(scale/2), out=y[:m], dtype=np.float32, casting='unsafe')
         if not y[:m].any(): raise AudioError(path, 'all silence (every sample is 0)', 'silent')
         y[m:] = 0
-        return y, AudioInfo(str(path), sr_in, channels, frames, subtype, len(y), False, m < len(y), frames > len(y) and m == len(y))
-    if not (finite := np.isfinite(x)).all():
-        raise AudioError(path, f'{(~finite).sum()} NaN/inf samples (first at sample {np.argmin(finite.all(1))})', 'nonfinite')
-    y = x.mean(axis=1) if channels > 1 else x[:, 0]
-    if not np.any(y): raise AudioError(path, 'all silence (every sample is 0)', 'silent')
-    resampled = sr is not None and sr != sr_in
-    if resampled: y = _resample(y, sr_in, sr)
-    padded = cropped = False
-    if n is not None:
-        if len(y) < n: y, padded = np.pad(y, (0, n-len(y))), True
-        elif len(y) > n: y, cropped = y[:n], True
-    if out is not None: out[:] = y; y = out
-    return np.ascontiguousarray(y, dtype=np.float32), AudioInfo(str(path), sr_in, channels, m, subtype, len(y), resampled, padded, cropped)
+        return y, AudioInfo(str(path), sr_in, channels, frames, subtype, len(y), False, m < len(y), frames > len(
+            y) and m == len(y))
+    return _float_audio(path, x, m, sr, sr_in, channels, subtype, n, out)
 
 # %% ../../nbs/08_audio.io.ipynb #eab4559a
 AUDIO_EXTENSIONS = ('.wav', '.flac', '.ogg')   # looked for in this order
@@ -155,7 +176,8 @@ AUDIO_EXTENSIONS = ('.wav', '.flac', '.ogg')   # looked for in this order
 def find_audio(audio_dir, # folder of the audio files
                name:str, # a clip name as in the metadata CSV (no extension)
               ) -> Path:
-    "The audio file of clip `name`: `audio_dir/name.wav`, else `name.flac`, else `name.ogg` (else `name` itself when it ends in one of these); the `.wav` path when none exists"
+    """The audio file of clip `name`: `audio_dir/name.wav`, else `name.flac`, else `name.ogg` (else `name` itself
+    when it ends in one of these); the `.wav` path when none exists"""
     base = Path(audio_dir)/name
     for ext in AUDIO_EXTENSIONS:
         p = base.with_name(base.name + ext)
@@ -171,5 +193,6 @@ def median_duration(paths, # audio files
     for p in paths:
         try: i = sf.info(str(p)); durs.append(i.frames/i.samplerate)
         except Exception: pass
-    if not durs: raise AudioError(paths[0] if len(paths) else '(no files)', f'none of the {len(paths)} files has a readable audio header', 'unreadable')
+    if not durs: raise AudioError(paths[0] if len(paths) else '(no files)', f'none of the {len(paths)} files has a '
+                                  f'readable audio header', 'unreadable')
     return round(float(np.median(durs)), 6)

@@ -19,7 +19,7 @@ from typing import Annotated
 from fastcore.script import call_parse, CliError, is_cli
 from fastprogress.fastprogress import progress_bar, ConsoleProgressBar
 from ..core import SAMPLE_RATE
-
+from fastcore.basics import patch
 
 # %% auto #0
 __all__ = ['LOGMEL_DEFAULTS', 'logmel_librosa', 'logmel_mismatch', 'assert_logmel_close', 'LogMel']
@@ -34,7 +34,8 @@ LOGMEL_DEFAULTS = dict(sr=SAMPLE_RATE, n_fft=2048, win_length=1764, hop_length=8
 
 def logmel_librosa(y:np.ndarray, # mono waveform (samples,)
                    sr:int=SAMPLE_RATE, # its sample rate
-                   **changes, # parameters of `LOGMEL_DEFAULTS` to change (a wrong window or norm, to show a check fails)
+                   # parameters of `LOGMEL_DEFAULTS` to change (a wrong window or norm, to show a check fails)
+                   **changes,
                   ) -> np.ndarray:
     "The official baseline's log-mel with librosa: (frames, 64) float32, frames = samples // 882"
     import librosa
@@ -53,10 +54,12 @@ def logmel_mismatch(ours:np.ndarray, # log-mel in dB, (frames, mels) or (clips, 
                     ref:np.ndarray, # the reference, the same shape
                     within_db:float=40., # compare the bins of `ref` at most this many dB below their clip's peak
                    ) -> dict:
-    "Differences of `ours` from `ref` over the bins that carry signal: max, mean, bins compared, and where the largest lies"
+    """Differences of `ours` from `ref` over the bins that carry signal: max, mean, bins compared, and where the
+    largest lies"""
     a, r = np.asarray(ours, np.float64), np.asarray(ref, np.float64)
     if a.shape != r.shape or r.ndim not in (2, 3):
-        raise ValueError(f"logmel_mismatch: shapes {a.shape} and {r.shape}; expected the same (frames, mels) or (clips, frames, mels)")
+        raise ValueError(f"logmel_mismatch: shapes {a.shape} and {r.shape}; expected the same (frames, mels) or "
+                         f"(clips, frames, mels)")
     below = r.max(axis=(-2, -1), keepdims=True) - r
     keep = below <= within_db
     d = np.abs(a - r)
@@ -72,14 +75,17 @@ def assert_logmel_close(ours:np.ndarray, # log-mel in dB, (frames, mels) or (cli
                         mean_atol:float|None=None, # largest mean difference allowed, dB (None: not checked)
                         what:str='log-mel', # named in the error
                        ) -> dict:
-    "Raise `AssertionError` naming the worst bin if `ours` differs from `ref` where it carries signal; returns `logmel_mismatch`"
+    """Raise `AssertionError` naming the worst bin if `ours` differs from `ref` where it carries signal; returns
+    `logmel_mismatch`"""
     m = logmel_mismatch(ours, ref, within_db)
     if not (m['max'] <= atol and (mean_atol is None or m['mean'] <= mean_atol)):   # NaN fails too
         where = ('clip {}, ' if len(m['at']) == 3 else '') + 'frame {}, band {}'
         raise AssertionError(f"{what}: max |diff| {m['max']:.3g} dB (allowed {atol:g}), mean {m['mean']:.3g} dB"
                              + (f" (allowed {mean_atol:g})" if mean_atol is not None else '')
-                             + f", over the {m['n']:,} bins within {within_db:g} dB of their clip's peak; the largest at "
-                             + where.format(*m['at']) + f" (reference {m['ref_db']:.1f} dB, {m['below_peak']:.1f} dB below the peak)")
+                             + f", over the {m['n']:,} bins within {within_db:g} dB of their clip's peak; "
+                               f"the largest at "
+                             + where.format(*m['at']) + f" (reference {m['ref_db']:.1f} dB, {m['below_peak']:.1f} dB "
+                                                        f"below the peak)")
     return m
 
 # %% ../../nbs/09_audio.logmel.ipynb #f2eae96b
@@ -95,7 +101,8 @@ class LogMel(nn.Module):
                  fmax:float|None=None, # highest mel frequency, Hz; None: sr/2 (22,050 Hz)
                  ref:float=1.0, # power_to_db's `ref`: 0 dB level
                  amin:float=1e-10, # power_to_db's `amin`: smallest power before the log
-                 top_db:float|None=80.0, # power_to_db's `top_db`: floor this many dB below each clip's maximum; None: no floor
+                 # power_to_db's `top_db`: floor this many dB below each clip's maximum; None: no floor
+                 top_db:float|None=80.0,
                  crop:bool=True, # keep samples // hop_length frames (10 s: 501 -> 500)
                  cpu_chunk:int=2**19, # CPU with autograd: compute about this many samples at a time
                 ):
@@ -104,9 +111,11 @@ class LogMel(nn.Module):
         self.sr, self.n_fft, self.win_length, self.hop_length, self.n_mels = sr, n_fft, win_length, hop_length, n_mels
         self.fmin, self.fmax, self.ref, self.amin, self.top_db, self.crop = float(fmin), fmax, ref, amin, top_db, crop
         self.cpu_chunk = cpu_chunk
-        lpad = (n_fft - win_length)//2          # periodic Hann, zero-padded to n_fft at the centre (librosa's pad_center)
+        # periodic Hann, zero-padded to n_fft at the centre (librosa's pad_center)
+        lpad = (n_fft - win_length)//2
         win = nn.functional.pad(torch.hann_window(win_length, periodic=True), (lpad, n_fft - win_length - lpad))
-        fb = torchaudio.functional.melscale_fbanks(n_fft//2 + 1, self.fmin, fmax, n_mels, sr, norm='slaney', mel_scale='slaney')
+        fb = torchaudio.functional.melscale_fbanks(n_fft//2 + 1, self.fmin, fmax, n_mels, sr, norm='slaney',
+                                                   mel_scale='slaney')
         self.register_buffer('window', win, persistent=False)
         self.register_buffer('fb', fb, persistent=False)   # (n_fft//2 + 1, n_mels)
         # on the CPU: the filterbank in blocks of 16 bands, each with only the FFT bins it touches (4x fewer flops)
@@ -131,56 +140,69 @@ class LogMel(nn.Module):
                     pad_mode='constant', power=1.0, mel_scale='slaney', norm='slaney', ref=self.ref,
                     amin=self.amin, top_db=self.top_db, crop=self.crop)
 
-    def _mel(self, frames):
-        "Magnitude (power=1) mel spectrum of windowless `frames` (..., n_fft) -> (..., n_mels)"
-        Z = torch.fft.rfft(frames*self.window, dim=-1)
-        S = torch.addcmul(Z.real.square(), Z.imag, Z.imag).sqrt_()                       # |STFT| = sqrt(re^2 + im^2)
-        if frames.device.type != 'cpu': return S @ self.fb
-        return torch.cat([S[..., a:b] @ getattr(self, f'fb{i}') for i, (a, b, _, _) in enumerate(self._blocks)], -1)
+# %% ../../nbs/09_audio.logmel.ipynb #71f05476
+@patch
+def _mel(self:LogMel, frames):
+    "Magnitude (power=1) mel spectrum of windowless `frames` (..., n_fft) -> (..., n_mels)"
+    Z = torch.fft.rfft(frames*self.window, dim=-1)
+    S = torch.addcmul(Z.real.square(), Z.imag, Z.imag).sqrt_()                       # |STFT| = sqrt(re^2 + im^2)
+    if frames.device.type != 'cpu': return S @ self.fb
+    return torch.cat([S[..., a:b] @ getattr(self, f'fb{i}') for i, (a, b, _, _) in enumerate(self._blocks)], -1)
 
-    def _mel_cpu(self, x):
-        "The same on the CPU without autograd: clip by clip, 256 frames at a time, in reusable per-thread buffers"
-        (B, n), p, step, nf = x.shape, self.n_fft//2, 256, self.n_fft//2 + 1
-        T, ws = 1 + n//self.hop_length, getattr(_tls, 'logmel', None)
-        if ws is None or ws[0] != (n, self.n_fft):
-            ws = _tls.logmel = ((n, self.n_fft), torch.zeros(n + 2*p), torch.empty(step, self.n_fft),
-                                torch.empty(step, nf, dtype=torch.complex64), torch.empty(step, nf))
-        _, xp, fw, Z, S = ws
-        frames, mel, win = xp.unfold(0, self.n_fft, self.hop_length), torch.empty(B, T, self.n_mels), self.window
-        blocks = [(a, b, m0, m1, self._buffers[f'fb{j}']) for j, (a, b, m0, m1) in enumerate(self._blocks)]
-        for c in range(B):
-            xp[p:p+n] = x[c]                                   # the zero padding at both ends stays zero
-            for i in range(0, T, step):
-                k = min(step, T - i); z, s = Z[:k], S[:k]
-                torch.fft.rfft(torch.mul(frames[i:i+k], win, out=fw[:k]), dim=-1, out=z)
-                torch.mul(z.real, z.real, out=s).addcmul_(z.imag, z.imag).sqrt_()
-                for a, b, m0, m1, w in blocks: torch.mm(s[:, a:b], w, out=mel[c, i:i+k, m0:m1])
-        return mel
+# %% ../../nbs/09_audio.logmel.ipynb #72f7fe56
+@patch
+def _mel_cpu(self:LogMel, x):
+    "The same on the CPU without autograd: clip by clip, 256 frames at a time, in reusable per-thread buffers"
+    (B, n), p, step, nf = x.shape, self.n_fft//2, 256, self.n_fft//2 + 1
+    T, ws = 1 + n//self.hop_length, getattr(_tls, 'logmel', None)
+    if ws is None or ws[0] != (n, self.n_fft):
+        ws = _tls.logmel = ((n, self.n_fft), torch.zeros(n + 2*p), torch.empty(step, self.n_fft),
+                            torch.empty(step, nf, dtype=torch.complex64), torch.empty(step, nf))
+    _, xp, fw, Z, S = ws
+    frames, mel, win = xp.unfold(0, self.n_fft, self.hop_length), torch.empty(B, T, self.n_mels), self.window
+    blocks = [(a, b, m0, m1, self._buffers[f'fb{j}']) for j, (a, b, m0, m1) in enumerate(self._blocks)]
+    for c in range(B):
+        xp[p:p+n] = x[c]                                   # the zero padding at both ends stays zero
+        for i in range(0, T, step):
+            k = min(step, T - i); z, s = Z[:k], S[:k]
+            torch.fft.rfft(torch.mul(frames[i:i+k], win, out=fw[:k]), dim=-1, out=z)
+            torch.mul(z.real, z.real, out=s).addcmul_(z.imag, z.imag).sqrt_()
+            for a, b, m0, m1, w in blocks: torch.mm(s[:, a:b], w, out=mel[c, i:i+k, m0:m1])
+    return mel
 
-    def _logmel(self, x):
-        off = 10*np.log10(max(self.amin, self.ref))
-        if x.device.type == 'cpu' and not (torch.is_grad_enabled() and x.requires_grad):   # no autograd: in place
-            db = self._mel_cpu(x).clamp_min_(self.amin).log10_().mul_(10)
-            if off: db.sub_(off)
-            if self.top_db is not None: torch.maximum(db, db.amax(dim=(-2, -1), keepdim=True) - self.top_db, out=db)
-        else:
-            p = self.n_fft//2
-            frames = nn.functional.pad(x, (p, p)).unfold(-1, self.n_fft, self.hop_length)   # (B, 1 + n//hop, n_fft), centred
-            T, step = frames.shape[1], (256 if x.device.type == 'cpu' else frames.shape[1])  # CPU: 256 frames at a time
-            mel = self._mel(frames) if T <= step else torch.cat([self._mel(frames[:, i:i+step]) for i in range(0, T, step)], 1)
-            db = 10*torch.log10(mel.clamp_min(self.amin)) - off
-            if self.top_db is not None:                                                  # per clip, as power_to_db
-                db = torch.maximum(db, db.amax(dim=(-2, -1), keepdim=True) - self.top_db)
-        return db[:, :self.n_frames(x.shape[-1])]
+# %% ../../nbs/09_audio.logmel.ipynb #728fabeb
+@patch
+def _logmel(self:LogMel, x):
+    off = 10*np.log10(max(self.amin, self.ref))
+    if x.device.type == 'cpu' and not (torch.is_grad_enabled() and x.requires_grad):   # no autograd: in place
+        db = self._mel_cpu(x).clamp_min_(self.amin).log10_().mul_(10)
+        if off: db.sub_(off)
+        if self.top_db is not None: torch.maximum(db, db.amax(dim=(-2, -1), keepdim=True) - self.top_db, out=db)
+    else:
+        p = self.n_fft//2
+        # (B, 1 + n//hop, n_fft), centred
+        frames = nn.functional.pad(x, (p, p)).unfold(-1, self.n_fft, self.hop_length)
+        T, step = frames.shape[1], (256 if x.device.type == 'cpu' else frames.shape[1])  # CPU: 256 frames at a time
+        mel = self._mel(frames) if T <= step else torch.cat([self._mel(frames[:, i:i+step]) for i in range(0, T, step)],
+                                                            1)
+        db = 10*torch.log10(mel.clamp_min(self.amin)) - off
+        if self.top_db is not None:                                                  # per clip, as power_to_db
+            db = torch.maximum(db, db.amax(dim=(-2, -1), keepdim=True) - self.top_db)
+    return db[:, :self.n_frames(x.shape[-1])]
 
-    def forward(self,
-                x:torch.Tensor, # a waveform (samples,) or a batch of them (B, samples)
-               ) -> torch.Tensor:
-        single = x.dim() == 1
-        if single: x = x[None]
-        if x.dim() != 2: raise ValueError(f'LogMel expects a waveform (samples,) or a batch (B, samples), got shape {tuple(x.shape)}')
-        with torch.autocast(device_type=x.device.type, enabled=False) if torch.is_autocast_enabled(x.device.type) else contextlib.nullcontext():
-            x = x.float()
-            step = max(1, self.cpu_chunk // max(1, x.shape[-1])) if x.device.type == 'cpu' and x.requires_grad else len(x)
-            db = torch.cat([self._logmel(x[i:i+step]) for i in range(0, len(x), step)]) if len(x) > step else self._logmel(x)
-        return db[0] if single else db
+# %% ../../nbs/09_audio.logmel.ipynb #982cce61
+@patch
+def forward(self:LogMel,
+            x:torch.Tensor, # a waveform (samples,) or a batch of them (B, samples)
+           ) -> torch.Tensor:
+    single = x.dim() == 1
+    if single: x = x[None]
+    if x.dim() != 2: raise ValueError(f'LogMel expects a waveform (samples,) or a batch (B, samples), got shape '
+                                      f'{tuple(x.shape)}')
+    autocast = torch.is_autocast_enabled(x.device.type)
+    with torch.autocast(device_type=x.device.type, enabled=False) if autocast else contextlib.nullcontext():
+        x = x.float()
+        step = max(1, self.cpu_chunk // max(1, x.shape[-1])) if x.device.type == 'cpu' and x.requires_grad else len(x)
+        db = torch.cat([self._logmel(x[i:i+step]) for i in range(0, len(x), step)]) if len(x) > step else self._logmel(
+            x)
+    return db[0] if single else db

@@ -1,4 +1,4 @@
-"""Readers for TAU Urban Acoustic Scenes 2020 Mobile and CochlScene in their real layouts, harmonized to the challenge's classes, and stage 0 of the pipeline: pre-training, after which the head is replaced.
+"""TAU Urban Acoustic Scenes 2020 Mobile and CochlScene, harmonized to the challenge's classes, for pre-training.
 
 Docs: https://asc-nbdev.github.io/asc_nbdev/data.external.html.md"""
 
@@ -16,12 +16,13 @@ from ..files import *
 # %% auto #0
 __all__ = ['TAU2020_LABELS', 'COCHLSCENE_LABELS', 'COCHLSCENE_SPLITS', 'EXTERNAL_DATASETS', 'EXTERNAL_LABEL_MAPS',
            'EXTERNAL_MAP_SOURCES', 'TAU2020_MAP', 'EXTERNAL_READERS', 'ExternalDataError', 'cochlscene_map',
-           'recipe_base_name', 'external_map_name', 'external_label_map', 'mapping_table', 'read_tau2020',
-           'read_cochlscene', 'fake_tau2020', 'fake_cochlscene', 'read_external', 'external_meta']
+           'recipe_base_name', 'external_map_name', 'external_label_map', 'mapping_table', 'fake_tau2020',
+           'fake_cochlscene', 'read_tau2020', 'read_cochlscene', 'read_external', 'external_meta']
 
 # %% ../../nbs/07_data.external.ipynb #cfacdc0c
 class ExternalDataError(ValueError):
-    "A dataset folder that does not have the expected layout, or a mapping that does not fit; the message says what is wrong and what was expected"
+    """A dataset folder that does not have the expected layout, or a mapping that does not fit; the message says
+    what is wrong and what was expected"""
 
 # %% ../../nbs/07_data.external.ipynb #cfb7644f
 TAU2020_LABELS = ['airport', 'bus', 'metro', 'metro_station', 'park', 'public_square', 'shopping_mall',
@@ -34,29 +35,35 @@ COCHLSCENE_SPLITS = ['Train', 'Val', 'Test']
 
 EXTERNAL_DATASETS = ('tau2020', 'cochlscene')   # plus the old name 'cochlscene_bar': CochlScene with Cafe -> Bar
 
-_TAU_SHARED = {'airport': 'Airport', 'bus': 'Bus', 'metro': 'Metro', 'park': 'Urban park', 'public_square': 'Public square',
+_TAU_SHARED = {'airport': 'Airport', 'bus': 'Bus', 'metro': 'Metro', 'park': 'Urban park',
+               'public_square': 'Public square',
                'shopping_mall': 'Shopping mall', 'street_traffic': 'Traffic street'}
 
-_COCHL_SHARED = {'Bus': 'Bus', 'Subway': 'Metro', 'Restaurant': 'Restaurant', 'Park': 'Urban park', 'Street': 'Traffic street'}
+_COCHL_SHARED = {'Bus': 'Bus', 'Subway': 'Metro', 'Restaurant': 'Restaurant', 'Park': 'Urban park',
+                 'Street': 'Traffic street'}
 
-EXTERNAL_LABEL_MAPS = {  # recipe base name -> dataset -> {source class: challenge class}; a source class not listed is dropped
+# recipe base name -> dataset -> {source class: challenge class}; a source class not listed is dropped
+EXTERNAL_LABEL_MAPS = {
     'yang2025': dict(tau2020={**_TAU_SHARED, 'metro_station': 'Metro'},
                      cochlscene={**_COCHL_SHARED, 'SubwayStation': 'Metro', 'Cafe': 'Bar'}),
     'li2025': dict(tau2020=dict(_TAU_SHARED), cochlscene=dict(_COCHL_SHARED)),
-    'default': dict(tau2020={**_TAU_SHARED, 'metro_station': 'Metro'}, cochlscene={**_COCHL_SHARED, 'SubwayStation': 'Metro'}),
+    'default': dict(tau2020={**_TAU_SHARED, 'metro_station': 'Metro'}, cochlscene={**_COCHL_SHARED,
+        'SubwayStation': 'Metro'}),
 }
 
 EXTERNAL_MAP_SOURCES = {
     'yang2025': 'yang2025, Table I: stations -> Metro, CochlScene Cafe -> Bar',
     'li2025': 'li2025, Table 1: 8 classes; Metro = TAU metro + CochlScene Subway only; no Bar',
-    'default': "recipes whose paper does not pre-train: yang2025's table without Cafe -> Bar (the dataset name cochlscene_bar adds it)",
+    'default': "recipes whose paper does not pre-train: yang2025's table without Cafe -> Bar (the dataset name "
+               "cochlscene_bar adds it)",
 }
 
 TAU2020_MAP = EXTERNAL_LABEL_MAPS['default']['tau2020']
 
 def cochlscene_map(cafe_as_bar:bool=False, # also map Cafe to Bar
                   ) -> dict:
-    "The default CochlScene -> challenge mapping, optionally with Cafe -> Bar (what the dataset name `cochlscene_bar` asks for)"
+    """The default CochlScene -> challenge mapping, optionally with Cafe -> Bar (what the dataset name
+    `cochlscene_bar` asks for)"""
     m = dict(EXTERNAL_LABEL_MAPS['default']['cochlscene'])
     if cafe_as_bar: m['Cafe'] = 'Bar'
     return m
@@ -66,7 +73,8 @@ def recipe_base_name(recipe, # a `Recipe` or a recipe name ('li2025', 'li2025-qu
                     ) -> str:
     "The recipe's name without variant suffixes: 'li2025-quick' -> 'li2025'"
     name = recipe if isinstance(recipe, str) else getattr(recipe, 'name', None)
-    if not isinstance(name, str) or not name: raise TypeError(f"expected a Recipe or a recipe name, got {type(recipe).__name__}")
+    if not isinstance(name, str) or not name: raise TypeError(f"expected a Recipe or a recipe name, got "
+                                                              f"{type(recipe).__name__}")
     return name.split('-', 1)[0]
 
 # %% ../../nbs/07_data.external.ipynb #b058d17c
@@ -80,17 +88,21 @@ def external_map_name(recipe, # a `Recipe` or recipe name; None: the default tab
 def external_label_map(recipe, # a `Recipe` or recipe name; None: the default table
                        dataset:str, # 'tau2020', 'cochlscene', or 'cochlscene_bar' (CochlScene with Cafe -> Bar)
                       ) -> dict:
-    "The `{source class: challenge class}` mapping of `dataset` for `recipe`: the recipe decides, the dataset name may only agree"
+    """The `{source class: challenge class}` mapping of `dataset` for `recipe`: the recipe decides, the dataset name
+    may only agree"""
     key = str(dataset).lower()
     if key not in EXTERNAL_DATASETS + ('cochlscene_bar',):
-        raise ExternalDataError(f"unknown external dataset {dataset!r}; expected one of {list(EXTERNAL_DATASETS) + ['cochlscene_bar']}")
+        raise ExternalDataError(f"unknown external dataset {dataset!r}; expected one of "
+                                f"{list(EXTERNAL_DATASETS) + ['cochlscene_bar']}")
     base = external_map_name(recipe); own = base != 'default'
     table = EXTERNAL_LABEL_MAPS[base]
     if key != 'cochlscene_bar': return dict(table[key])
     m = dict(table['cochlscene'])
     if own and m.get('Cafe') != 'Bar':
-        raise ExternalDataError(f"the dataset name 'cochlscene_bar' asks for CochlScene's Cafe -> Bar, but recipe {base} maps the external "
-                                f"labels itself ({EXTERNAL_MAP_SOURCES[base]}) and drops Cafe; pass 'cochlscene' (the recipe decides the mapping)")
+        raise ExternalDataError(f"the dataset name 'cochlscene_bar' asks for CochlScene's Cafe -> Bar, but recipe "
+                                f"{base} maps the external "
+                                f"labels itself ({EXTERNAL_MAP_SOURCES[base]}) and drops Cafe; pass 'cochlscene' (the "
+                                f"recipe decides the mapping)")
     m['Cafe'] = 'Bar'
     return m
 
@@ -98,94 +110,13 @@ def external_label_map(recipe, # a `Recipe` or recipe name; None: the default ta
 def mapping_table(recipe=None, # a `Recipe` or recipe name; None: the default table
                  ) -> pd.DataFrame:
     "The recipe's harmonization as a table: one row per challenge class, the source classes of each dataset"
-    maps = {'TAU 2020 Mobile': external_label_map(recipe, 'tau2020'), 'CochlScene': external_label_map(recipe, 'cochlscene')}
-    t = pd.DataFrame([{'challenge': c, **{n: ', '.join(k for k, v in m.items() if v == c) or '-' for n, m in maps.items()}}
+    maps = {'TAU 2020 Mobile': external_label_map(recipe, 'tau2020'), 'CochlScene': external_label_map(recipe,
+        'cochlscene')}
+    t = pd.DataFrame([{'challenge': c, **{n: ', '.join(k for k, v in m.items() if v == c) or '-' for n,
+                                          m in maps.items()}}
                       for c in CLASSES]).set_index('challenge')
     t.attrs['table'] = external_map_name(recipe)
     return t
-
-# %% ../../nbs/07_data.external.ipynb #f3063018
-def _check_map(label_map, labels, dataset):
-    "Validate a `{source class: challenge class}` mapping"
-    bad_src = sorted(set(label_map) - set(labels))
-    bad_dst = sorted({v for v in label_map.values()} - set(CLASSES))
-    if bad_src: raise ExternalDataError(f"{dataset} label map: unknown source class(es) {bad_src}; {dataset} has {labels}")
-    if bad_dst: raise ExternalDataError(f"{dataset} label map: unknown challenge class(es) {bad_dst}; the challenge has {CLASSES}")
-    return dict(label_map)
-
-# %% ../../nbs/07_data.external.ipynb #faea3152
-def _table(rows, dataset, dropped):
-    df = pd.DataFrame(rows, columns=['filename', 'scene_label', 'source_label', 'fold'])
-    df['label'] = [class_index(c) for c in df.scene_label]
-    df.insert(3, 'dataset', dataset)
-    df.attrs['dropped'] = dict(sorted(dropped.items()))
-    return df
-
-# %% ../../nbs/07_data.external.ipynb #fddf7998
-def read_tau2020(path, # the TAU Urban Acoustic Scenes 2020 Mobile development folder (with meta.csv and audio/)
-                 check_audio:bool=True, # verify that every listed audio file exists
-                 label_map:dict|None=None, # {TAU class: challenge class} (a recipe's: `external_label_map`); None: the default table
-                ) -> pd.DataFrame:
-    "Read TAU 2020 Mobile's `meta.csv` (and its fold files) into the clip table with challenge labels"
-    lm = _check_map(TAU2020_MAP if label_map is None else label_map, TAU2020_LABELS, 'TAU 2020')
-    path = Path(path)
-    if not path.is_dir(): raise ExternalDataError(f"TAU 2020 folder not found: {path}")
-    mf = path/'meta.csv'
-    if not mf.is_file():
-        raise ExternalDataError(f"{path}: no meta.csv; expected the TAU Urban Acoustic Scenes 2020 Mobile development layout: "
-                                "meta.csv (tab-separated: filename, scene_label, identifier, source_label), audio/*.wav, "
-                                "and optionally evaluation_setup/fold1_*.csv")
-    meta = pd.read_csv(mf, sep='\t', dtype=str, keep_default_na=False)
-    need = ['filename', 'scene_label', 'identifier', 'source_label']
-    miss = [c for c in need if c not in meta.columns]
-    if miss: raise ExternalDataError(f"{mf}: missing column(s) {miss}; found {list(meta.columns)}, expected tab-separated {need}")
-    if len(meta) == 0: raise ExternalDataError(f"{mf}: no clips listed")
-    bad = sorted(set(meta.scene_label) - set(TAU2020_LABELS))
-    if bad: raise ExternalDataError(f"{mf}: unknown scene label(s) {bad}; TAU 2020 Mobile has {TAU2020_LABELS}")
-    fold = pd.Series('', index=meta.filename)
-    for f, name in (('fold1_train.csv', 'train'), ('fold1_evaluate.csv', 'valid'), ('fold1_test.csv', 'test')):
-        p = path/'evaluation_setup'/f
-        if p.is_file():
-            ff = pd.read_csv(p, sep='\t', dtype=str, keep_default_na=False)
-            fold[fold.index.isin(set(ff.filename))] = name
-    if check_audio:
-        missing = [f for f in meta.filename if not (path/f).is_file()]
-        if len(missing) == len(meta): raise ExternalDataError(f"{path}: none of the {len(meta)} audio files listed in meta.csv exists (e.g. {path/missing[0]}); expected them under {path/'audio'}")
-        if missing: raise ExternalDataError(f"{path}: {len(missing)} audio files listed in meta.csv are missing, e.g. {missing[:3]}")
-    rows, dropped = [], {}
-    for f, lab, src in zip(meta.filename, meta.scene_label, meta.source_label):
-        if lab not in lm: dropped[lab] = dropped.get(lab, 0) + 1; continue
-        rows.append((f[:-4] if f.lower().endswith('.wav') else f, lm[lab], lab, fold[f]))
-    return _table(rows, 'tau2020', dropped)
-
-# %% ../../nbs/07_data.external.ipynb #57c4dcd6
-def read_cochlscene(path, # the CochlScene folder (with Train/, Val/, Test/)
-                    cafe_as_bar:bool=False, # add Cafe -> Bar to the default table (not together with `label_map`)
-                    label_map:dict|None=None, # {CochlScene class: challenge class} (a recipe's: `external_label_map`); None: the default table
-                   ) -> pd.DataFrame:
-    "Read CochlScene's `Train/Val/Test/<Class>/*.wav` layout into the clip table with challenge labels"
-    if label_map is not None and cafe_as_bar: raise ValueError("read_cochlscene: give label_map or cafe_as_bar, not both")
-    m = _check_map(cochlscene_map(cafe_as_bar) if label_map is None else label_map, COCHLSCENE_LABELS, 'CochlScene')
-    path = Path(path)
-    if not path.is_dir(): raise ExternalDataError(f"CochlScene folder not found: {path}")
-    splits = [s for s in COCHLSCENE_SPLITS if (path/s).is_dir()]
-    if not splits:
-        raise ExternalDataError(f"{path}: none of the folders {COCHLSCENE_SPLITS}; expected the CochlScene layout "
-                                f"Train/, Val/, Test/, each with one folder per class ({', '.join(COCHLSCENE_LABELS)})")
-    rows, dropped, n_audio = [], {}, 0
-    for s in splits:
-        for d in sorted(p for p in (path/s).iterdir() if p.is_dir()):
-            if d.name not in COCHLSCENE_LABELS:
-                raise ExternalDataError(f"{d}: unknown class folder {d.name!r}; CochlScene's classes are {COCHLSCENE_LABELS}")
-            wavs = sorted(d.glob('*.wav')); n_audio += len(wavs)
-            if d.name not in m: dropped[d.name] = dropped.get(d.name, 0) + len(wavs); continue
-            fold = {'Train': 'train', 'Val': 'valid', 'Test': 'test'}[s]
-            rows += [(str(w.relative_to(path).with_suffix('')), m[d.name], d.name, fold) for w in wavs]
-    if n_audio == 0: raise ExternalDataError(f"{path}: no .wav files in {', '.join(s + '/<Class>/' for s in splits)}")
-    return _table(rows, 'cochlscene', dropped)
-
-# %% ../../nbs/07_data.external.ipynb #dcd04f19
-EXTERNAL_READERS = {'tau2020': read_tau2020, 'cochlscene': read_cochlscene}
 
 # %% ../../nbs/07_data.external.ipynb #79322844
 _TAU_CITIES = ['barcelona', 'helsinki', 'lisbon', 'london', 'lyon', 'milan', 'paris', 'prague', 'stockholm', 'vienna']
@@ -195,7 +126,8 @@ def _scene_audio(cls_idx, n, sr, rng, channels=1):
     t = np.arange(n) / sr
     x = rng.standard_normal(n).astype(np.float32)
     x = np.cumsum(x) * (0.02 + 0.01 * (cls_idx % 3)); x -= np.convolve(x, np.ones(400) / 400, 'same')
-    x = x / (np.abs(x).max() + 1e-9) * 0.3 + 0.2 * np.sin(2 * np.pi * (150 + 90 * cls_idx) * t) * (1 + np.sin(2 * np.pi * 0.5 * t)) / 2
+    x = x / (np.abs(x).max() + 1e-9) * 0.3 + 0.2 * np.sin(2 * np.pi * (150 + 90 * cls_idx) * t) * (1 + np.sin(
+        2 * np.pi * 0.5 * t)) / 2
     x = x.astype(np.float32)
     return np.stack([x, 0.9 * x], 1) if channels == 2 else x
 
@@ -219,8 +151,10 @@ def fake_tau2020(root, # the folder to write (created)
     meta = pd.DataFrame(rows, columns=['filename', 'scene_label', 'identifier', 'source_label'])
     meta.to_csv(root/'meta.csv', sep='\t', index=False)
     tr = meta.iloc[::4 ].index
-    meta[~meta.index.isin(tr)][['filename', 'scene_label']].to_csv(root/'evaluation_setup'/'fold1_train.csv', sep='\t', index=False)
-    meta.loc[tr, ['filename', 'scene_label']].to_csv(root/'evaluation_setup'/'fold1_evaluate.csv', sep='\t', index=False)
+    meta[~meta.index.isin(tr)][['filename', 'scene_label']].to_csv(root/'evaluation_setup'/'fold1_train.csv', sep='\t',
+                                                                   index=False)
+    meta.loc[tr, ['filename', 'scene_label']].to_csv(root/'evaluation_setup'/'fold1_evaluate.csv', sep='\t',
+                                                     index=False)
     return root
 
 # %% ../../nbs/07_data.external.ipynb #3799b75a
@@ -237,12 +171,110 @@ def fake_cochlscene(root, # the folder to write (created)
             d = root/s/lab; d.mkdir(parents=True, exist_ok=True)
             for i in range(n_per_class if s == 'Train' else 1):
                 n = int(seconds * sr * (0.9 if i % 2 else 1.1))
-                sf.write(d/f'{lab}_{s.lower()}_{i:04d}.wav', _scene_audio(k, n, sr, rng, channels=2), sr, subtype='PCM_16')
+                sf.write(d/f'{lab}_{s.lower()}_{i:04d}.wav', _scene_audio(k, n, sr, rng, channels=2), sr,
+                         subtype='PCM_16')
     return root
+
+# %% ../../nbs/07_data.external.ipynb #f3063018
+def _check_map(label_map, labels, dataset):
+    "Validate a `{source class: challenge class}` mapping"
+    bad_src = sorted(set(label_map) - set(labels))
+    bad_dst = sorted({v for v in label_map.values()} - set(CLASSES))
+    if bad_src: raise ExternalDataError(f"{dataset} label map: unknown source class(es) {bad_src}; {dataset} "
+                                        f"has {labels}")
+    if bad_dst: raise ExternalDataError(f"{dataset} label map: unknown challenge class(es) {bad_dst}; the challenge "
+                                        f"has {CLASSES}")
+    return dict(label_map)
+
+# %% ../../nbs/07_data.external.ipynb #faea3152
+def _table(rows, dataset, dropped):
+    df = pd.DataFrame(rows, columns=['filename', 'scene_label', 'source_label', 'fold'])
+    df['label'] = [class_index(c) for c in df.scene_label]
+    df.insert(3, 'dataset', dataset)
+    df.attrs['dropped'] = dict(sorted(dropped.items()))
+    return df
+
+# %% ../../nbs/07_data.external.ipynb #fddf7998
+def read_tau2020(path, # the TAU Urban Acoustic Scenes 2020 Mobile development folder (with meta.csv and audio/)
+                 check_audio:bool=True, # verify that every listed audio file exists
+                 # {TAU class: challenge class} (a recipe's: `external_label_map`); None: the default table
+                 label_map:dict|None=None,
+                ) -> pd.DataFrame:
+    "Read TAU 2020 Mobile's `meta.csv` (and its fold files) into the clip table with challenge labels"
+    lm = _check_map(TAU2020_MAP if label_map is None else label_map, TAU2020_LABELS, 'TAU 2020')
+    path = Path(path)
+    if not path.is_dir(): raise ExternalDataError(f"TAU 2020 folder not found: {path}")
+    mf = path/'meta.csv'
+    if not mf.is_file():
+        raise ExternalDataError(f"{path}: no meta.csv; expected the TAU Urban Acoustic Scenes 2020 Mobile "
+                                f"development layout: "
+                                "meta.csv (tab-separated: filename, scene_label, identifier, source_label), "
+                                "audio/*.wav, "
+                                "and optionally evaluation_setup/fold1_*.csv")
+    meta = pd.read_csv(mf, sep='\t', dtype=str, keep_default_na=False)
+    need = ['filename', 'scene_label', 'identifier', 'source_label']
+    miss = [c for c in need if c not in meta.columns]
+    if miss: raise ExternalDataError(f"{mf}: missing column(s) {miss}; found {list(meta.columns)}, expected "
+                                     f"tab-separated {need}")
+    if len(meta) == 0: raise ExternalDataError(f"{mf}: no clips listed")
+    bad = sorted(set(meta.scene_label) - set(TAU2020_LABELS))
+    if bad: raise ExternalDataError(f"{mf}: unknown scene label(s) {bad}; TAU 2020 Mobile has {TAU2020_LABELS}")
+    fold = pd.Series('', index=meta.filename)
+    for f, name in (('fold1_train.csv', 'train'), ('fold1_evaluate.csv', 'valid'), ('fold1_test.csv', 'test')):
+        p = path/'evaluation_setup'/f
+        if p.is_file():
+            ff = pd.read_csv(p, sep='\t', dtype=str, keep_default_na=False)
+            fold[fold.index.isin(set(ff.filename))] = name
+    if check_audio:
+        missing = [f for f in meta.filename if not (path/f).is_file()]
+        if len(missing) == len(meta): raise ExternalDataError(f"{path}: none of the {len(meta)} audio files listed in "
+                                                              f"meta.csv exists (e.g. {path/missing[0]}); expected "
+                                                              f"them under {path/'audio'}")
+        if missing: raise ExternalDataError(f"{path}: {len(missing)} audio files listed in meta.csv are missing, e.g. "
+                                            f"{missing[:3]}")
+    rows, dropped = [], {}
+    for f, lab, src in zip(meta.filename, meta.scene_label, meta.source_label):
+        if lab not in lm: dropped[lab] = dropped.get(lab, 0) + 1; continue
+        rows.append((f[:-4] if f.lower().endswith('.wav') else f, lm[lab], lab, fold[f]))
+    return _table(rows, 'tau2020', dropped)
+
+# %% ../../nbs/07_data.external.ipynb #57c4dcd6
+def read_cochlscene(path, # the CochlScene folder (with Train/, Val/, Test/)
+                    cafe_as_bar:bool=False, # add Cafe -> Bar to the default table (not together with `label_map`)
+                    # {CochlScene class: challenge class} (a recipe's: `external_label_map`); None: the default table
+                    label_map:dict|None=None,
+                   ) -> pd.DataFrame:
+    "Read CochlScene's `Train/Val/Test/<Class>/*.wav` layout into the clip table with challenge labels"
+    if label_map is not None and cafe_as_bar: raise ValueError("read_cochlscene: give label_map or "
+                                                               "cafe_as_bar, not both")
+    m = _check_map(cochlscene_map(cafe_as_bar) if label_map is None else label_map, COCHLSCENE_LABELS, 'CochlScene')
+    path = Path(path)
+    if not path.is_dir(): raise ExternalDataError(f"CochlScene folder not found: {path}")
+    splits = [s for s in COCHLSCENE_SPLITS if (path/s).is_dir()]
+    if not splits:
+        raise ExternalDataError(f"{path}: none of the folders {COCHLSCENE_SPLITS}; expected the CochlScene layout "
+                                f"Train/, Val/, Test/, each with one folder per class ({', '.join(COCHLSCENE_LABELS)})")
+    rows, dropped, n_audio = [], {}, 0
+    for s in splits:
+        for d in sorted(p for p in (path/s).iterdir() if p.is_dir()):
+            if d.name not in COCHLSCENE_LABELS:
+                raise ExternalDataError(f"{d}: unknown class folder {d.name!r}; CochlScene's classes are "
+                                        f"{COCHLSCENE_LABELS}")
+            wavs = sorted(d.glob('*.wav')); n_audio += len(wavs)
+            if d.name not in m: dropped[d.name] = dropped.get(d.name, 0) + len(wavs); continue
+            fold = {'Train': 'train', 'Val': 'valid', 'Test': 'test'}[s]
+            rows += [(str(w.relative_to(path).with_suffix('')), m[d.name], d.name, fold) for w in wavs]
+    if n_audio == 0: raise ExternalDataError(f"{path}: no .wav files in {', '.join(s + '/<Class>/' for s in splits)}")
+    return _table(rows, 'cochlscene', dropped)
+
+# %% ../../nbs/07_data.external.ipynb #dcd04f19
+EXTERNAL_READERS = {'tau2020': read_tau2020, 'cochlscene': read_cochlscene}
 
 # %% ../../nbs/07_data.external.ipynb #ace621a2
 def read_external(specs, # [(name, folder), ...]; names: tau2020, cochlscene, cochlscene_bar
-                  recipe=None, # the `Recipe` (or recipe name) whose label mapping applies (`external_label_map`); None: the default table
+                  # the `Recipe` (or recipe name) whose label mapping applies (`external_label_map`); None: the default
+                  # table
+                  recipe=None,
                  ) -> pd.DataFrame:
     "Read the external datasets into one clip table with a `root` column, labels mapped as `recipe` says"
     parts, maps = [], {}

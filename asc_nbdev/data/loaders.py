@@ -1,4 +1,4 @@
-"""fastai `DataLoaders` from metadata and a feature cache: three inputs (spectrogram, city, time), hard or soft targets, optional per-sample weights, honest splits, training-only normalisation statistics and city dropout.
+"""fastai `DataLoaders` of spectrogram, city and time from metadata and a feature cache.
 
 Docs: https://asc-nbdev.github.io/asc_nbdev/data.loaders.html.md"""
 
@@ -15,7 +15,7 @@ from ..processes import *
 from ..files import *
 from fastai.data.load import DataLoader
 from fastai.data.core import DataLoaders
-from fastcore.basics import store_attr
+from fastcore.basics import store_attr, patch
 from .metadata import Split, make_split, time_features
 
 # %% auto #0
@@ -37,7 +37,7 @@ def _scratch(shape:tuple, dtype) -> np.ndarray:
 # %% ../../nbs/11_data.loaders.ipynb #2212eec9
 class ASCItems:
     "Rows of a feature cache with their city, time, target and weight, for one side of a split"
-    def __init__(self, features, # array (clips, frames, n_mels), usually a feature cache's read-only memmap (read with `read_rows`)
+    def __init__(self, features, # array (clips, frames, n_mels): a feature cache's read-only memmap (`read_rows`)
                  rows, # row of each item in `features`
                  city, # int city indices (n,), `UNKNOWN_CITY` for an unknown city
                  time, # float time features (n, 8), zeros for a missing time
@@ -58,7 +58,9 @@ class ASCItems:
             bad = sorted(set(self.city[(self.city < 0) | (self.city > UNKNOWN_CITY)].tolist()))[:5]
             raise ValueError(f"city index out of range {bad}; expected 0..{UNKNOWN_CITY} (UNKNOWN_CITY={UNKNOWN_CITY})")
         if not np.isfinite(self.time).all():
-            raise ValueError(f"time features hold NaN or inf at item(s) {np.flatnonzero(~np.isfinite(self.time).all(1))[:5].tolist()}; use zeros for a missing time")
+            raise ValueError(f"time features hold NaN or inf at item(s) "
+                             f"{np.flatnonzero(~np.isfinite(self.time).all(1))[:5].tolist()}; use zeros for a "
+                             f"missing time")
         for k in ('city', 'time', 'y', 'w'):
             v = getattr(self, k)
             if v is not None and len(v) != n: raise ValueError(f"{k} has {len(v)} entries but there are {n} rows")
@@ -68,38 +70,42 @@ class ASCItems:
               ) -> 'ASCItems':
         "The items at positions `idx` (e.g. one process's share of a prediction)"
         idx = np.asarray(idx, dtype=np.int64); pick = lambda v: None if v is None else v[idx]
-        return ASCItems(self.features, self.rows[idx], self.city[idx], self.time[idx], pick(self.y), pick(self.w), pick(self.names), pick(self.hours))
+        return ASCItems(self.features, self.rows[idx], self.city[idx], self.time[idx], pick(self.y), pick(self.w), pick(
+            self.names), pick(self.hours))
     @property
     def soft(self): return self.y is not None and self.y.ndim == 2
     def __getitem__(self, i): return i
 
-    def batch(self,
-              idx, # positions of the items in this batch
-              mean=None, # per-mel-band means (n_mels,) to subtract; None: no normalisation
-              std=None, # per-mel-band standard deviations (n_mels,) to divide by, with `mean`
-              city_dropout:float=0., # rate of replacing a clip's city with `UNKNOWN_CITY`
-              rng=None, # `np.random.Generator` for the dropout draws; None: a fresh unseeded one
-              time_dropout:float=0., # rate of replacing a clip's time with 'no time' (zeros)
-             ):
-        "Tensors of the items at positions `idx`; city/time dropout replace a clip's city by the unknown city, its time by 'no time' (zeros)"
-        idx = np.asarray(idx); rows = self.rows[idx]
-        # positioned reads from features.npy (sorted, straight into batch order): none of the memmap's pages stays
-        # resident; float32 lands in the batch tensor itself, float16 is cast with torch (several times NumPy's speed)
-        shape = (len(idx),) + tuple(self.features.shape[1:])
-        if self.features.dtype == np.float32:
-            x = torch.empty(shape, dtype=torch.float32); read_rows(self.features, rows, out=x.numpy())
-        else: x = torch.from_numpy(read_rows(self.features, rows, out=_scratch(shape, self.features.dtype))).float()
-        if mean is not None: x.sub_(torch.from_numpy(mean)).div_(torch.from_numpy(std))
-        city, tm = self.city[idx].copy(), self.time[idx].copy()
-        if city_dropout > 0 or time_dropout > 0: rng = rng or np.random.default_rng()
-        if city_dropout > 0: city[rng.random(len(idx)) < city_dropout] = UNKNOWN_CITY
-        if time_dropout > 0: tm[rng.random(len(idx)) < time_dropout] = 0.
-        out = [x[:, None], torch.from_numpy(city), torch.from_numpy(tm)]
-        if self.y is not None:
-            y = self.y[idx]
-            out.append(torch.from_numpy(y.astype(np.float32) if self.soft else y.astype(np.int64)))
-            if self.w is not None: out.append(torch.from_numpy(self.w[idx]))
-        return tuple(out)
+# %% ../../nbs/11_data.loaders.ipynb #aaf9ac36
+@patch
+def batch(self:ASCItems,
+          idx, # positions of the items in this batch
+          mean=None, # per-mel-band means (n_mels,) to subtract; None: no normalisation
+          std=None, # per-mel-band standard deviations (n_mels,) to divide by, with `mean`
+          city_dropout:float=0., # rate of replacing a clip's city with `UNKNOWN_CITY`
+          rng=None, # `np.random.Generator` for the dropout draws; None: a fresh unseeded one
+          time_dropout:float=0., # rate of replacing a clip's time with 'no time' (zeros)
+         ):
+    """Tensors of the items at positions `idx`; city/time dropout replace a clip's city by the unknown city, its
+    time by 'no time' (zeros)"""
+    idx = np.asarray(idx); rows = self.rows[idx]
+    # positioned reads from features.npy (sorted, straight into batch order): none of the memmap's pages stays
+    # resident; float32 lands in the batch tensor itself, float16 is cast with torch (several times NumPy's speed)
+    shape = (len(idx),) + tuple(self.features.shape[1:])
+    if self.features.dtype == np.float32:
+        x = torch.empty(shape, dtype=torch.float32); read_rows(self.features, rows, out=x.numpy())
+    else: x = torch.from_numpy(read_rows(self.features, rows, out=_scratch(shape, self.features.dtype))).float()
+    if mean is not None: x.sub_(torch.from_numpy(mean)).div_(torch.from_numpy(std))
+    city, tm = self.city[idx].copy(), self.time[idx].copy()
+    if city_dropout > 0 or time_dropout > 0: rng = rng or np.random.default_rng()
+    if city_dropout > 0: city[rng.random(len(idx)) < city_dropout] = UNKNOWN_CITY
+    if time_dropout > 0: tm[rng.random(len(idx)) < time_dropout] = 0.
+    out = [x[:, None], torch.from_numpy(city), torch.from_numpy(tm)]
+    if self.y is not None:
+        y = self.y[idx]
+        out.append(torch.from_numpy(y.astype(np.float32) if self.soft else y.astype(np.int64)))
+        if self.w is not None: out.append(torch.from_numpy(self.w[idx]))
+    return tuple(out)
 
 # %% ../../nbs/11_data.loaders.ipynb #f76419bd
 import queue
@@ -142,7 +148,8 @@ class ASCDataLoader(DataLoader):
                  city_dropout:float=0., # rate of replacing the city with UNKNOWN_CITY (training only)
                  time_dropout:float=0., # rate of replacing the time with 'no time' (zero features; training only)
                  seed:int|None=None, # seeds the shuffling and the city/time dropout; None: unseeded
-                 prefetch:int|None=None, # batches made ahead by a background thread while the model computes; None: 2 for a CUDA device, else 0
+                 # batches made ahead by a background thread while the model computes; None: 2 for a CUDA device, else 0
+                 prefetch:int|None=None,
                  **kwargs, # passed to fastai's `DataLoader`, e.g. `device`, `pin_memory`
                 ):
         super().__init__(items, bs=bs, shuffle=shuffle, drop_last=drop_last, **kwargs)
@@ -171,11 +178,14 @@ class ASCDataLoader(DataLoader):
     def new(self,
             items=None, # other `ASCItems`; None: this loader's
             cls=None, # class of the new loader; None: this one
-            **kwargs, # settings to change (bs, shuffle, mean, std, city_dropout, device, ...); the rest are this loader's
+            # settings to change (bs, shuffle, mean, std, city_dropout, device, ...); the rest are this loader's
+            **kwargs,
            ):
         "A copy with other items or settings (fastai's `new`)"
-        kw = dict(bs=self.bs, shuffle=self.shuffle, drop_last=self.drop_last, mean=self.mean, std=self.std, prefetch=self.prefetch,
-                  city_dropout=self.city_dropout, time_dropout=self.time_dropout, device=self.device, pin_memory=self.pin_memory)
+        kw = dict(bs=self.bs, shuffle=self.shuffle, drop_last=self.drop_last, mean=self.mean, std=self.std,
+                  prefetch=self.prefetch,
+                  city_dropout=self.city_dropout, time_dropout=self.time_dropout, device=self.device,
+                      pin_memory=self.pin_memory)
         kw.update(kwargs)
         return (cls or type(self))(items if items is not None else self.items, **kw)
 
@@ -184,31 +194,37 @@ def band_stats(features, # a (clips, frames, n_mels) array or memmap, e.g. a fea
                rows, # positions of the clips to include
                chunk:int=64, # clips read at a time
               ) -> tuple[np.ndarray, np.ndarray]:
-    "Per-mel-band mean and std over all frames of `rows` of `features`, read (`read_rows`) in small sorted chunks into float64 sums"
+    """Per-mel-band mean and std over all frames of `rows` of `features`, read (`read_rows`) in small sorted chunks
+    into float64 sums"""
     rows = np.sort(np.asarray(rows, dtype=np.int64)); M = features.shape[-1]
     s, s2, n, raw = np.zeros(M), np.zeros(M), 0, None
     for i in range(0, len(rows), chunk):
         r = rows[i:i + chunk]
         if raw is None or len(raw) != len(r):   # buffers reused from chunk to chunk
             raw = np.empty((len(r),) + tuple(features.shape[1:]), features.dtype)
-            x32 = raw if raw.dtype == np.float32 else np.empty(raw.shape, np.float32); sq = np.empty(raw.shape, np.float32)
+            x32 = raw if raw.dtype == np.float32 else np.empty(raw.shape, np.float32); sq = np.empty(raw.shape,
+                np.float32)
         read_rows(features, r, out=raw)
-        if x32 is not raw: torch.from_numpy(x32).copy_(torch.from_numpy(raw))   # torch's cast: several times NumPy's for float16
+        # torch's cast: several times NumPy's for float16
+        if x32 is not raw: torch.from_numpy(x32).copy_(torch.from_numpy(raw))
         x = x32.reshape(-1, M)
-        s += x.sum(0, dtype=np.float64); s2 += np.multiply(x, x, out=sq.reshape(-1, M)).sum(0, dtype=np.float64); n += len(x)
+        s += x.sum(0, dtype=np.float64); s2 += np.multiply(x, x, out=sq.reshape(-1, M)).sum(0,
+            dtype=np.float64); n += len(x)
     if n == 0: raise ValueError("no training rows to compute normalisation statistics from")
     mean = s / n; std = np.sqrt(np.maximum(s2 / n - mean ** 2, 0)) + 1e-5
     return mean.astype(np.float32), std.astype(np.float32)
 
 # %% ../../nbs/11_data.loaders.ipynb #8e810ea7
-def pin_memory_for(device) -> bool:
+def pin_memory_for(device, # where the batches go (None: they stay on the CPU)
+                  ) -> bool:
     "Page-locked batches when they go to a CUDA GPU (faster host-to-device copies)"
     return device is not None and torch.device(device).type == 'cuda'
 
 # %% ../../nbs/11_data.loaders.ipynb #0ac25b53
-def meta_arrays(df):
+def meta_arrays(df, # metadata rows (`read_meta`): filename, city, record_time
+               ) -> tuple:
+    "(filenames, city indices, time features, hours) of metadata rows: a missing time gets zero features, hour NaN"
     names = df['filename'].to_numpy()
-    tok = df['time_ok'].to_numpy() if 'time_ok' in df else np.ones(len(df), bool)
     tf = time_features(df['record_time'], on_missing='zero')
     hours = pd.to_datetime(df['record_time']).dt.hour.to_numpy(dtype=float, na_value=np.nan)
     return names, df['city'].to_numpy(), tf, hours
@@ -263,12 +279,62 @@ class ASCDataLoaders(DataLoaders):
             y = b[3][k] if len(b) > 3 else None
             lab = '?' if y is None else CLASSES[int(y.argmax() if y.ndim else y)]
             c = int(b[1][k]); city = CITIES[c] if c < len(CITIES) else 'unknown city'
-            tf = b[2][k].float().cpu().numpy()   # the clip's own time features: sin/cos of the hour first, all zero = no time
+            # the clip's own time features: sin/cos of the hour first, all zero = no time
+            tf = b[2][k].float().cpu().numpy()
             h = np.nan if not tf.any() else int(round(np.arctan2(tf[0], tf[1]) * 24 / (2 * np.pi))) % 24
             ax.set_title(f"{lab} | {city} | {'?' if np.isnan(h) else h}h", fontsize=8)
             ax.set_xticks([]); ax.set_yticks([])
         plt.tight_layout()
         return fig
+
+# %% ../../nbs/11_data.loaders.ipynb #7453688c
+def _drop_missing(lab, cache, weights, dropped):
+    "The labeled clips (and their weights) that have features in `cache`; the others counted in `dropped` and warned"
+    have = np.array([n in cache.index for n in lab['filename']])
+    if (~have).any():
+        dropped['missing_features'] = list(lab['filename'][~have])
+        warnings.warn(f"{(~have).sum()} labeled clips have no features in the cache and are left out "
+                      f"(e.g. {dropped['missing_features'][:3]}); see dls.dropped")
+        if weights is not None: weights = np.asarray(weights)[have]
+        lab = lab[have].reset_index(drop=True)
+    return lab, weights
+
+# %% ../../nbs/11_data.loaders.ipynb #027f5bbd
+def _pseudo_clips(pseudo, meta, lab, va, sp, dropped):
+    """The pseudo-labeled clips with their metadata, less those that share a validation recording (session; city for the
+    city split) or are labeled: those are counted in `dropped`"""
+    ps = pseudo.copy()
+    group = 'recording' if 'recording' in meta else 'session'   # clips of one recording share sound and label
+    if group not in ps or 'location' not in ps:
+        ps = ps.drop(columns=[c for c in ('session', 'recording', 'location', 'record_time', 'city', 'time_ok')
+                                          if c in ps]).merge(
+            meta[['filename', 'location', 'record_time', 'city', 'session', 'time_ok'] + (['recording']
+                if group == 'recording' else [])],
+            on='filename', how='left')
+        if ps['session'].isna().any():
+            raise ValueError(f"pseudo-labeled clips not in the metadata: {list(ps.filename[ps.session.isna()][:5])}")
+    held = set(va[group]) if sp.strategy != 'city' else None
+    leak = ps[group].isin(held) if held is not None else ps['location'].isin(set(va['location']))
+    leak |= ps['filename'].isin(set(lab['filename']))  # a labeled clip keeps its true label
+    if leak.any():
+        dropped['pseudo_in_validation'] = int(leak.sum())
+        if is_main_process(): print(f"pseudo-labels: {int(leak.sum())} of {len(ps)} clips share a validation "
+              f"{group if held is not None else 'city'} or are labeled, and are left out of training")
+        ps = ps[~leak].reset_index(drop=True)
+    return ps
+
+# %% ../../nbs/11_data.loaders.ipynb #be7b7d1f
+def _make_loaders(itr, iva, bs, mean, std, city_dropout, time_dropout, seed, device) -> ASCDataLoaders:
+    "The `ASCDataLoaders` of training items `itr` and validation items `iva`, global batch size `bs` split by process"
+    W = process_count()   # several processes (notebook 23): each loads its share of every global batch
+    if bs % W: raise ValueError(f"the batch size {bs} does not split into {W} processes; use a multiple of {W}")
+    bs //= W
+    dtr = ASCDataLoader(itr, bs=bs, shuffle=True, drop_last=len(itr) > bs * W, mean=mean, std=std,
+                        city_dropout=city_dropout, time_dropout=time_dropout, seed=seed, device=device,
+                            pin_memory=pin_memory_for(device))
+    dva = ASCDataLoader(iva, bs=bs * 2, mean=mean, std=std, device=device, pin_memory=pin_memory_for(device))
+    dls = ASCDataLoaders(dtr, dva, device=device)
+    return dls
 
 # %% ../../nbs/11_data.loaders.ipynb #f0cda044
 def asc_dataloaders(meta:pd.DataFrame, # metadata from `read_meta`; its labeled rows are split
@@ -276,10 +342,13 @@ def asc_dataloaders(meta:pd.DataFrame, # metadata from `read_meta`; its labeled 
                     split:Split|str='recording', # a strategy name or a `Split` of the labeled rows
                     valid_pct:float=0.2, # fraction of the labeled clips held out when `split` is a strategy name
                     seed:int=1234, # seed of the split, the training loader's shuffling and its city/time dropout
-                    pseudo:pd.DataFrame|None=None, # pseudo-labeled clips: filename + `label` or class columns, optional `weight`
+                    # pseudo-labeled clips: filename + `label` or class columns, optional `weight`
+                    pseudo:pd.DataFrame|None=None,
                     soft:bool|None=None, # soft targets (default: when `pseudo` has class probability columns)
                     weights=None, # per-sample weights of the labeled training clips (hard-sample weighting)
-                    bs:int=64, # training batch size (in a multi-process run the global batch: each process loads bs / processes); validation batches hold twice as many clips
+                    # training batch size (in a multi-process run the global batch: each process loads bs / processes);
+                    # validation batches hold twice as many clips
+                    bs:int=64,
                     city_dropout:float=0., # rate of replacing a training clip's city with the unknown city
                     time_dropout:float=0., # rate of replacing a training clip's time with 'no time'
                     device=None, # device the batches go to (page-locked for CUDA); None: they stay on the CPU
@@ -289,41 +358,21 @@ def asc_dataloaders(meta:pd.DataFrame, # metadata from `read_meta`; its labeled 
     lab = meta[meta['label'] >= 0].reset_index(drop=True)
     if len(lab) == 0: raise ValueError("the metadata has no labeled clips to train on")
     dropped = {}
-    if on_missing == 'drop':
-        have = np.array([n in cache.index for n in lab['filename']])
-        if (~have).any():
-            dropped['missing_features'] = list(lab['filename'][~have])
-            warnings.warn(f"{(~have).sum()} labeled clips have no features in the cache and are left out "
-                          f"(e.g. {dropped['missing_features'][:3]}); see dls.dropped")
-            if weights is not None: weights = np.asarray(weights)[have]
-            lab = lab[have].reset_index(drop=True)
+    if on_missing == 'drop': lab, weights = _drop_missing(lab, cache, weights, dropped)
     sp = split if isinstance(split, Split) else make_split(lab, split, valid_pct=valid_pct, seed=seed)
     tr, va = lab.iloc[sp.train], lab.iloc[sp.valid]
     if len(va) == 0 or len(tr) == 0:
-        raise ValueError(f"the {sp.strategy} split of {len(lab)} labeled clips ({lab['session'].nunique()} sessions) left "
-                         f"{len(tr)} for training and {len(va)} for validation; use more labeled clips, another split or valid_pct")
+        raise ValueError(f"the {sp.strategy} split of {len(lab)} labeled clips ({lab['session'].nunique()} "
+                         f"sessions) left "
+                         f"{len(tr)} for training and {len(va)} for validation; use more labeled clips, another split "
+                         f"or valid_pct")
     if soft is None: soft = pseudo is not None and all(c in pseudo for c in CLASSES)
     ytr = tr['label'].to_numpy(); yva = va['label'].to_numpy()
     if soft: ytr = np.eye(N_CLASSES, dtype=np.float32)[ytr]
     wtr = None if weights is None else np.asarray(weights, np.float32)[sp.train]
     names, city, tf, hours = meta_arrays(tr)
     if pseudo is not None and len(pseudo):
-        ps = pseudo.copy()
-        group = 'recording' if 'recording' in meta else 'session'   # clips of one recording share sound and label
-        if group not in ps or 'location' not in ps:
-            ps = ps.drop(columns=[c for c in ('session', 'recording', 'location', 'record_time', 'city', 'time_ok') if c in ps]).merge(
-                meta[['filename', 'location', 'record_time', 'city', 'session', 'time_ok'] + (['recording'] if group == 'recording' else [])],
-                on='filename', how='left')
-            if ps['session'].isna().any():
-                raise ValueError(f"pseudo-labeled clips not in the metadata: {list(ps.filename[ps.session.isna()][:5])}")
-        held = set(va[group]) if sp.strategy != 'city' else None
-        leak = ps[group].isin(held) if held is not None else ps['location'].isin(set(va['location']))
-        leak |= ps['filename'].isin(set(lab['filename']))  # a labeled clip keeps its true label
-        if leak.any():
-            dropped['pseudo_in_validation'] = int(leak.sum())
-            if is_main_process(): print(f"pseudo-labels: {int(leak.sum())} of {len(ps)} clips share a validation "
-                  f"{group if held is not None else 'city'} or are labeled, and are left out of training")
-            ps = ps[~leak].reset_index(drop=True)
+        ps = _pseudo_clips(pseudo, meta, lab, va, sp, dropped)
         pn, pc, ptf, ph = meta_arrays(ps)
         py = _pseudo_targets(ps, soft)
         names, city, tf, hours = (np.concatenate(a) for a in ((names, pn), (city, pc), (tf, ptf), (hours, ph)))
@@ -337,14 +386,9 @@ def asc_dataloaders(meta:pd.DataFrame, # metadata from `read_meta`; its labeled 
     itr = ASCItems(cache.features, rows_tr, city, tf, ytr, wtr, names, hours)
     vn, vc, vtf, vh = meta_arrays(va)
     yv = np.eye(N_CLASSES, dtype=np.float32)[yva] if soft else yva
-    iva = ASCItems(cache.features, cache.rows(vn), vc, vtf, yv, None if wtr is None else np.ones(len(va), np.float32), vn, vh)
-    W = process_count()   # several processes (notebook 23): each loads its share of every global batch
-    if bs % W: raise ValueError(f"the batch size {bs} does not split into {W} processes; use a multiple of {W}")
-    bs //= W
-    dtr = ASCDataLoader(itr, bs=bs, shuffle=True, drop_last=len(itr) > bs * W, mean=mean, std=std,
-                        city_dropout=city_dropout, time_dropout=time_dropout, seed=seed, device=device, pin_memory=pin_memory_for(device))
-    dva = ASCDataLoader(iva, bs=bs * 2, mean=mean, std=std, device=device, pin_memory=pin_memory_for(device))
-    dls = ASCDataLoaders(dtr, dva, device=device)
+    iva = ASCItems(cache.features, cache.rows(vn), vc, vtf, yv, None if wtr is None else np.ones(len(va), np.float32),
+                   vn, vh)
+    dls = _make_loaders(itr, iva, bs, mean, std, city_dropout, time_dropout, seed, device)
     dls.split, dls.stats, dls.cache, dls.dropped, dls.n_inp = sp, (mean, std), cache, dropped, 3
     dls.train_meta = tr.reset_index(drop=True); dls.valid_meta = va.reset_index(drop=True)
     return dls

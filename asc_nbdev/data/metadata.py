@@ -1,4 +1,4 @@
-"""Read and validate CAS 2023 metadata, make correct time features, group clips into sessions and recordings, split honestly, measure leakage and the dev/eval overlap.
+"""Read and validate CAS 2023 metadata, time features, sessions and recordings, honest splits, leakage.
 
 Docs: https://asc-nbdev.github.io/asc_nbdev/data.metadata.html.md"""
 
@@ -29,7 +29,8 @@ CAS2023_FILES = {'dev': 'APSIPA2025_GC_ASC_dev_metadata.csv.gz', 'eval': 'APSIPA
 
 def cas2023_metadata(part:str='dev', # 'dev' (8,700 clips, 1,740 labeled) or 'eval' (1,100 clips, unlabeled)
                     ) -> Path:
-    "Path of the real CAS 2023 metadata CSV (gzip) that ships with the package (MIT, see `LICENSE_CAS2023.md` beside it)"
+    """Path of the real CAS 2023 metadata CSV (gzip) that ships with the package (MIT, see `LICENSE_CAS2023.md`
+    beside it)"""
     if part not in CAS2023_FILES: raise ValueError(f"part must be one of {list(CAS2023_FILES)}, not {part!r}")
     import asc_nbdev
     return Path(asc_nbdev.__file__).resolve().parent/'data'/'cas2023'/CAS2023_FILES[part]
@@ -59,7 +60,8 @@ def parse_times(values, # strings like '2023-06-18 18:44:34' (seconds optional)
     bad = np.flatnonzero(t.isna().to_numpy())
     if len(bad) and on_error == 'raise':
         ex = ', '.join(repr(str(v)) for v in s.iloc[bad[:3]])
-        raise MetadataError(f"{source}: unparseable record_time on {_lines(bad)} ({ex}); expected e.g. '2023-06-18 18:44:34'")
+        raise MetadataError(f"{source}: unparseable record_time on {_lines(bad)} ({ex}); expected e.g. "
+                            f"'2023-06-18 18:44:34'")
     if on_error not in ('raise', 'mask'): raise ValueError(f"on_error must be 'raise' or 'mask', not {on_error!r}")
     return t.reset_index(drop=True)
 
@@ -76,7 +78,8 @@ def session_ids(df:pd.DataFrame, # metadata with `location` and `record_time` co
 def recording_ids(df:pd.DataFrame, # needs `location` and `record_time`
                   gap:float=RECORDING_GAP, # largest start-to-start distance (minutes) that chains two sessions
                  ) -> pd.Series:
-    "Recording id of each clip, `location|first session's start`: the sessions of a location chained while consecutive starts are at most `gap` minutes apart"
+    """Recording id of each clip, `location|first session's start`: the sessions of a location chained while
+    consecutive starts are at most `gap` minutes apart"""
     if not gap >= 0: raise ValueError(f"gap must be a number of minutes >= 0, not {gap!r}")
     loc = df['location'].astype(str).to_numpy()
     t = pd.to_datetime(pd.Series(df['record_time'].to_numpy()), format='ISO8601', errors='coerce')
@@ -101,11 +104,14 @@ def read_meta(path, # a CAS-format metadata CSV (or a gzip of one, `.csv.gz`)
         import gzip
         raw = gzip.decompress(raw)
     if not raw.decode('utf-8-sig', errors='replace').strip(): raise MetadataError(f"{path}: the file is empty")
-    try: df = pd.read_csv(io.BytesIO(raw), encoding='utf-8-sig', dtype=str, keep_default_na=False, skipinitialspace=True)
-    except (pd.errors.ParserError, UnicodeDecodeError) as e: raise MetadataError(f"{path}: not a readable CSV file ({e})") from None
+    try: df = pd.read_csv(io.BytesIO(raw), encoding='utf-8-sig', dtype=str, keep_default_na=False,
+                          skipinitialspace=True)
+    except (pd.errors.ParserError, UnicodeDecodeError) as e: raise MetadataError(f"{path}: not a readable "
+        f"CSV file ({e})") from None
     df.columns = [str(c).strip() for c in df.columns]
     missing = [c for c in META_COLUMNS if c not in df.columns]
-    if missing: raise MetadataError(f"{path}: missing column(s) {missing}; found {list(df.columns)}, expected {META_COLUMNS}")
+    if missing: raise MetadataError(f"{path}: missing column(s) {missing}; found {list(df.columns)}, expected "
+                                    f"{META_COLUMNS}")
     if len(df) == 0: raise MetadataError(f"{path}: the file has a header but no rows")
     df = df[META_COLUMNS + [c for c in df.columns if c not in META_COLUMNS]].copy()
     for c in META_COLUMNS: df[c] = df[c].astype(str).str.strip()
@@ -123,7 +129,8 @@ def read_meta(path, # a CAS-format metadata CSV (or a gzip of one, `.csv.gz`)
         raise MetadataError(f"{path}: scene_label outside the vocabulary on {_lines(bad)} "
                             f"({', '.join(repr(v) for v in lab.iloc[bad[:3]])}); expected one of {CLASSES} or blank")
     if require_labels and (lab == '').any():
-        raise MetadataError(f"{path}: unlabeled rows on {_lines(np.flatnonzero((lab == '').to_numpy()))}, but labels are required")
+        raise MetadataError(f"{path}: unlabeled rows on {_lines(np.flatnonzero((lab == '').to_numpy()))}, but labels "
+                            f"are required")
     df['record_time'] = parse_times(df['record_time'], on_error=on_bad_time, source=str(path)).to_numpy()
     df['time_ok'] = df['record_time'].notna()
     df['scene_label'] = lab.where(lab != '', None)
@@ -166,7 +173,8 @@ class Split:
     strategy: str # 'recording' (the default), 'session', 'random' or 'city'
     seed: int = 1234 # seed the split was drawn with
     info: dict = field(default_factory=dict) # how it was made, e.g. held-out groups, stratification, a fallback
-    def __repr__(self): return f"Split({self.strategy!r}, seed={self.seed}, train={len(self.train)}, valid={len(self.valid)})"
+    def __repr__(self):
+        return f"Split({self.strategy!r}, seed={self.seed}, train={len(self.train)}, valid={len(self.valid)})"
 
 # %% ../../nbs/03_data.metadata.ipynb #cd9a6137
 def _majority(keys, labels) -> pd.Series:
@@ -179,7 +187,8 @@ def _majority(keys, labels) -> pd.Series:
 
 # %% ../../nbs/03_data.metadata.ipynb #181f685d
 def _draw_groups(groups, labels, sizes, valid_pct, rng):
-    "Groups for validation, drawn per (majority) class in random order up to `valid_pct` of its clips, one group of each class kept for training"
+    """Groups for validation, drawn per (majority) class in random order up to `valid_pct` of its clips, one group
+    of each class kept for training"""
     maj = _majority(groups, labels); chosen = []
     for c in sorted(maj.unique()):
         gs = maj.index[maj.to_numpy() == c].to_numpy()
@@ -197,7 +206,8 @@ def _draw_groups(groups, labels, sizes, valid_pct, rng):
 def split_random(df:pd.DataFrame, # labeled metadata rows to split
                  valid_pct:float=0.2, # fraction of the clips for validation
                  seed:int=1234, # `train_test_split`'s random state
-                 stratify:bool=True, # stratify by label (falls back to unstratified when classes are too small; see `info`)
+                 # stratify by label (falls back to unstratified when classes are too small; see `info`)
+                 stratify:bool=True,
                 ) -> Split:
     "Clip-level split, stratified by label (the papers' 8:2 with seed 1234): leaks recording sessions"
     from sklearn.model_selection import train_test_split
@@ -205,7 +215,8 @@ def split_random(df:pd.DataFrame, # labeled metadata rows to split
     if y is not None:
         counts = np.unique(y, return_counts=True)[1]
         # too few clips to put every class on both sides: fall back to an unstratified split (recorded in `info`)
-        if counts.min() < 2 or round(valid_pct * len(df)) < len(counts) or len(df) - round(valid_pct * len(df)) < len(counts): y = None
+        if counts.min() < 2 or round(valid_pct * len(df)) < len(counts) or len(df) - round(valid_pct * len(df)) < len(
+            counts): y = None
     tr, va = train_test_split(idx, test_size=valid_pct, random_state=seed, stratify=y)
     return Split(np.sort(tr), np.sort(va), 'random', seed, {'stratified': y is not None})
 
@@ -236,12 +247,15 @@ def split_session(df:pd.DataFrame, # labeled metadata rows with a `session` colu
 def split_recording(df:pd.DataFrame, # labeled metadata rows (`read_meta`)
                     valid_pct:float=0.2, # fraction of each class's clips to hold out, in whole recordings (approximate)
                     seed:int=1234, # seed of the recording draw
-                    gap:float=RECORDING_GAP, # minutes; the `recording` column is used when `df` has one and `gap` is the default
+                    # minutes; the `recording` column is used when `df` has one and `gap` is the default
+                    gap:float=RECORDING_GAP,
                    ) -> Split:
-    "Recording-grouped split (the default): whole recordings go to one side, drawn per majority class; every class keeps a recording in training where it has two"
+    """Recording-grouped split (the default): whole recordings go to one side, drawn per majority class; every class
+    keeps a recording in training where it has two"""
     rec = (df['recording'] if 'recording' in df.columns and gap == RECORDING_GAP else recording_ids(df, gap)).to_numpy()
     lab = df['label'].to_numpy(); sizes = pd.Series(rec).value_counts()
-    if len(sizes) < 2: raise ValueError(f"a recording split needs at least 2 recordings, found {len(sizes)} (gap {gap} min)")
+    if len(sizes) < 2: raise ValueError(f"a recording split needs at least 2 recordings, found {len(sizes)} "
+                                        f"(gap {gap} min)")
     rng = np.random.default_rng(seed)
     valid, maj = _draw_groups(rec, lab, sizes, valid_pct, rng)
     info = {'recordings': len(sizes), 'valid_recordings': len(valid), 'gap': gap}
@@ -263,7 +277,8 @@ def split_city(df:pd.DataFrame, # labeled metadata rows with a `location` column
     "Held-out cities: every clip of the chosen cities (or random cities up to `valid_pct` of the clips) is validation"
     loc = df['location'].to_numpy(); cities = pd.Series(loc).value_counts()
     if valid_cities is None:
-        if len(cities) < 2: raise ValueError(f"a city split needs clips from at least 2 cities, found {list(cities.index)}")
+        if len(cities) < 2: raise ValueError(f"a city split needs clips from at least 2 cities, found "
+                                             f"{list(cities.index)}")
         order = np.random.default_rng(seed).permutation(cities.index.to_numpy())
         target, valid_cities, got = valid_pct * len(df), [], 0
         for c in order:  # add cities in random order while they do not overshoot the target by much
@@ -272,7 +287,8 @@ def split_city(df:pd.DataFrame, # labeled metadata rows with a `location` column
         if not valid_cities: valid_cities = [cities.index[-1]]  # every city is large: hold out the smallest
     else:
         unknown = [c for c in valid_cities if c not in cities.index]
-        if unknown: raise ValueError(f"valid_cities {unknown} do not occur in the data; cities present: {list(cities.index)}")
+        if unknown: raise ValueError(f"valid_cities {unknown} do not occur in the data; cities present: "
+                                     f"{list(cities.index)}")
     isv = np.isin(loc, list(valid_cities))
     return Split(np.flatnonzero(~isv), np.flatnonzero(isv), 'city', seed, {'valid_cities': sorted(valid_cities)})
 
@@ -281,7 +297,8 @@ def make_split(df:pd.DataFrame, # labeled metadata rows (`read_meta`)
                strategy:str='recording', # 'recording', 'session', 'random' or 'city' (`SPLITS`)
                valid_pct:float=0.2, # fraction of the clips for validation
                seed:int=1234, # seed of the split
-               **kwargs, # passed to the strategy's function, e.g. `gap` (recording), `stratify` (random), `valid_cities` (city)
+               # passed to the strategy's function, e.g. `gap` (recording), `stratify` (random), `valid_cities` (city)
+               **kwargs,
               ) -> Split:
     "Split `df` with `strategy` ('recording', the default, 'session', 'random' or 'city')"
     fs = {'recording': split_recording, 'session': split_session, 'random': split_random, 'city': split_city}
@@ -295,7 +312,8 @@ def _day_ids(df): return df['location'].astype(str) + '|' + pd.to_datetime(df['r
 
 # %% ../../nbs/03_data.metadata.ipynb #785a2368
 def _nearest_labels(tr:pd.DataFrame, va:pd.DataFrame) -> pd.Series:
-    "For each row of `va`: the majority label of the training session of the same location nearest in time (NaN if none)"
+    """For each row of `va`: the majority label of the training session of the same location nearest in time (NaN if
+    none)"""
     maj = _majority(tr['session'], tr['label'])
     S = pd.DataFrame({'location': tr['location'].to_numpy(), 't': pd.to_datetime(tr['record_time']).to_numpy(),
                       'session': tr['session'].to_numpy()}).dropna().drop_duplicates('session')
@@ -307,7 +325,8 @@ def _nearest_labels(tr:pd.DataFrame, va:pd.DataFrame) -> pd.Series:
         if not m.any(): continue
         g = g.sort_values('t'); T, Y = g['t'].to_numpy(), g['y'].to_numpy(dtype=float)
         i = np.searchsorted(T, vt[m]); lo, hi = np.clip(i - 1, 0, len(T) - 1), np.clip(i, 0, len(T) - 1)
-        out[m] = np.where(np.abs(T[hi] - vt[m]) < np.abs(vt[m] - T[lo]), Y[hi], Y[lo])   # a tie goes to the earlier session
+        # a tie goes to the earlier session
+        out[m] = np.where(np.abs(T[hi] - vt[m]) < np.abs(vt[m] - T[lo]), Y[hi], Y[lo])
     return pd.Series(out, index=va.index)
 
 # %% ../../nbs/03_data.metadata.ipynb #eff2ea3a
@@ -315,7 +334,8 @@ def lookup_accuracy(df:pd.DataFrame, # metadata from `read_meta`, the rows `spli
                     split:Split, # the split whose training rows are looked up and whose validation rows are scored
                     lookup:str='session', # 'session', 'nearest' or 'day' (see `LOOKUPS`)
                    ) -> dict:
-    "Accuracy of a metadata-only lookup on `split`'s labeled validation rows; where the lookup finds nothing: city majority, else global"
+    """Accuracy of a metadata-only lookup on `split`'s labeled validation rows; where the lookup finds nothing: city
+    majority, else global"""
     if lookup not in LOOKUPS: raise ValueError(f"unknown lookup {lookup!r}; expected one of {list(LOOKUPS)}")
     tr, va = df.iloc[split.train], df.iloc[split.valid]
     tr, va = tr[tr.label >= 0], va[va.label >= 0]
@@ -326,7 +346,8 @@ def lookup_accuracy(df:pd.DataFrame, # metadata from `read_meta`, the rows `spli
     else: p = _nearest_labels(tr, va)
     glob = _majority(np.zeros(len(tr)), tr['label']).iloc[0]
     pred = p.fillna(va['location'].map(_majority(tr['location'], tr['label']))).fillna(glob).astype(int)
-    return dict(res, accuracy=float((pred.to_numpy() == va['label'].to_numpy()).mean()), coverage=float(p.notna().mean()))
+    return dict(res, accuracy=float((pred.to_numpy() == va['label'].to_numpy()).mean()), coverage=float(
+        p.notna().mean()))
 
 # %% ../../nbs/03_data.metadata.ipynb #c3e0d3aa
 def leakage_table(df:pd.DataFrame, # metadata from `read_meta`; only its labeled rows are used
@@ -336,7 +357,8 @@ def leakage_table(df:pd.DataFrame, # metadata from `read_meta`; only its labeled
                   seed:int|None=None, # one seed (same as `seeds=(seed,)`)
                   lookups=LOOKUPS, # lookups (`LOOKUPS`), one column each
                  ) -> pd.DataFrame:
-    "Metadata-only lookup accuracy on the labeled rows of `df`: one row per split strategy, one column per lookup, `best` of them and `n_valid`"
+    """Metadata-only lookup accuracy on the labeled rows of `df`: one row per split strategy, one column per lookup,
+    `best` of them and `n_valid`"""
     if seed is not None: seeds = (seed,)
     seeds = (seeds,) if isinstance(seeds, (int, np.integer)) else tuple(seeds)
     lookups = list(lookups)
@@ -347,31 +369,37 @@ def leakage_table(df:pd.DataFrame, # metadata from `read_meta`; only its labeled
             try: sp = make_split(lab, s, valid_pct=valid_pct, seed=sd)
             except ValueError as e: rows.append(dict(split=s, seed=sd, note=str(e))); continue
             r = [lookup_accuracy(lab, sp, lk) for lk in lookups]
-            rows.append(dict(split=s, seed=sd, n_valid=r[0]['n_valid'], **{lk: x['accuracy'] for lk, x in zip(lookups, r)}))
+            rows.append(dict(split=s, seed=sd, n_valid=r[0]['n_valid'], **{lk: x['accuracy'] for lk, x in zip(lookups,
+                r)}))
     R = pd.DataFrame(rows).reindex(columns=['split', 'seed', 'n_valid', 'note'] + lookups)
     T = R.groupby('split', sort=False)[lookups + ['n_valid']].mean().reindex(list(strategies))
     T['best'] = T[lookups].max(axis=1)
     if len(seeds) > 1:  # spread over seeds of the best lookup
-        T['best_sd'] = [R.loc[R.split == s, T.loc[s, lookups].astype(float).idxmax()].std() if T.loc[s, lookups].notna().any()
+        T['best_sd'] = [R.loc[R.split == s, T.loc[s, lookups].astype(float).idxmax()].std() if T.loc[s,
+            lookups].notna().any()
                         else float('nan') for s in T.index]
     T['n_valid'] = T['n_valid'].round().astype('Int64')
     if R['note'].notna().any(): T['note'] = R.groupby('split', sort=False)['note'].first().reindex(T.index)
     T.attrs['seeds'] = list(seeds)
-    return T[lookups + ['best'] + (['best_sd'] if len(seeds) > 1 else []) + ['n_valid'] + (['note'] if 'note' in T else [])]
+    return T[lookups + ['best'] + (['best_sd'] if len(seeds) > 1 else []) + ['n_valid'] + (['note'] if 'note' in T
+        else [])]
 
 # %% ../../nbs/03_data.metadata.ipynb #313c203d
 def dev_eval_overlap(dev:pd.DataFrame, # the dev metadata (`read_meta`)
                      ev:pd.DataFrame, # the eval metadata (`read_meta`)
-                     gap:float=RECORDING_GAP, # minutes: "near" means a start at most this far from a labeled dev session's
+                     # minutes: "near" means a start at most this far from a labeled dev session's
+                     gap:float=RECORDING_GAP,
                     ) -> dict:
-    "How much of the eval part is dev again: eval sessions equal to a dev session, starting near a (labeled) dev session of the same location, or in cities dev never saw"
+    """How much of the eval part is dev again: eval sessions equal to a dev session, starting near a (labeled) dev
+    session of the same location, or in cities dev never saw"""
     sess = lambda d: d['session'] if 'session' in d.columns else session_ids(d)
     es = pd.DataFrame({'session': sess(ev).to_numpy(), 'location': ev['location'].astype(str).to_numpy(),
                        't': pd.to_datetime(ev['record_time']).to_numpy()})
     clips = es['session'].value_counts(); es = es.drop_duplicates('session').reset_index(drop=True)
     same = es['session'].isin(set(sess(dev)))
     def near(d):  # eval sessions starting at most `gap` minutes from a session of `d` in the same location
-        dt = pd.DataFrame({'location': d['location'].astype(str).to_numpy(), 't': pd.to_datetime(d['record_time']).to_numpy()}).dropna()
+        dt = pd.DataFrame({'location': d['location'].astype(str).to_numpy(), 't': pd.to_datetime(d[
+            'record_time']).to_numpy()}).dropna()
         out = np.zeros(len(es), bool)
         for loc, g in dt.groupby('location'):
             m = (es['location'] == loc).to_numpy() & es['t'].notna().to_numpy()
@@ -458,7 +486,8 @@ def format_summary(s:dict, # the dict `summarize_meta` returns
     "Human-readable text of `summarize_meta`'s result (and of the `overlap` that `asc-meta --eval` adds)"
     lines = [f"rows: {s['rows']}  labeled: {s['labeled']}  unlabeled: {s['unlabeled']}  sessions: {s['sessions']}"
              + (f"  recordings: {s['recordings']}" if 'recordings' in s else ''),
-             f"cities ({len(s['cities'])}): " + ', '.join(f"{k} {v}" + (' [UNKNOWN]' if k in s['unknown_cities'] else '')
+             f"cities ({len(s['cities'])}): " + ', '.join(f"{k} {v}" + (' [UNKNOWN]' if k in s['unknown_cities']
+                 else '')
                                                     for k, v in s['cities'].items())]
     if s.get('bad_times'): lines.append(f"unparseable record_time: {s['bad_times']} rows")
     if s['label_counts']: lines += ['label counts:'] + [f"  {k:<18} {v}" for k, v in s['label_counts'].items()]

@@ -22,7 +22,8 @@ __all__ = ['DEV_CITIES', 'DEV_CITY_WEIGHTS', 'UNSEEN_CITIES', 'EVAL_CITIES', 'SE
 # %% ../../nbs/04_data.synth_plan.ipynb #351a7d86
 DEV_CITIES = ["Xi'an", 'Luoyang', 'Hefei', 'Shanghai', 'Chongqing', 'Jinan', 'Shangrao', 'Liupanshui']
 
-DEV_CITY_WEIGHTS = (0.448, 0.144, 0.109, 0.080, 0.075, 0.052, 0.052, 0.040)   # the real dev clips' shares (measured above)
+# the real dev clips' shares (measured above)
+DEV_CITY_WEIGHTS = (0.448, 0.144, 0.109, 0.080, 0.075, 0.052, 0.052, 0.040)
 
 UNSEEN_CITIES = ['Shenyang', 'Tianjin', 'Nanchang', 'Guangzhou', 'Changchun', 'Taiyuan']
 
@@ -51,7 +52,8 @@ def _sample_hour(rng, cls):
 
 # %% ../../nbs/04_data.synth_plan.ipynb #cbe00c15
 def _session_sizes(rng, n, lo, hi, min_sessions):
-    "Random sizes in [lo, hi] summing to `n` (clips per session, sessions per recording); `hi` shrinks so that there are at least `min_sessions`"
+    """Random sizes in [lo, hi] summing to `n` (clips per session, sessions per recording); `hi` shrinks so that
+    there are at least `min_sessions`"""
     hi = max(lo, min(hi, n // max(min_sessions, 1)))
     sizes = []
     while n > 0:
@@ -67,9 +69,12 @@ def chain_recordings(location, # the clips' (or sessions') locations
                       times, # their record_time (strings or timestamps)
                       gap:float=RECORDING_GAP, # minutes
                      ) -> np.ndarray:
-    "Recording number of each row: the sessions of a location, chained while consecutive start times are at most `gap` minutes apart"
-    d = pd.DataFrame({'loc': pd.Series(location).astype(str).to_numpy(), 't': pd.to_datetime(pd.Series(times)).to_numpy()})
-    if d.t.isna().any(): raise ValueError(f"record_time missing or unparseable on {int(d.t.isna().sum())} rows: cannot chain sessions")
+    """Recording number of each row: the sessions of a location, chained while consecutive start times are at most
+    `gap` minutes apart"""
+    d = pd.DataFrame({'loc': pd.Series(location).astype(str).to_numpy(), 't': pd.to_datetime(pd.Series(
+        times)).to_numpy()})
+    if d.t.isna().any(): raise ValueError(f"record_time missing or unparseable on {int(d.t.isna().sum())} rows: cannot "
+                                          f"chain sessions")
     s = d.drop_duplicates().sort_values(['loc', 't'])
     s['rec'] = ((s['loc'] != s['loc'].shift()) | (s['t'].diff() > pd.Timedelta(minutes=gap))).cumsum() - 1
     return d.merge(s, on=['loc', 't'], how='left')['rec'].to_numpy()
@@ -86,16 +91,19 @@ def _class_cities(rng, k=(1, 3)):
     w = np.array(DEV_CITY_WEIGHTS); out = {}
     for j, c in enumerate(rng.permutation(N_CLASSES)):
         first = j if j < len(DEV_CITIES) else int(rng.choice(len(w), p=w / w.sum()))   # one class per city first
-        rest = np.array([i for i in range(len(w)) if i != first]); n = min(int(rng.integers(k[0], k[1] + 1)) - 1, len(rest))
+        rest = np.array([i for i in range(len(w)) if i != first]); n = min(int(rng.integers(k[0], k[1] + 1)) - 1,
+            len(rest))
         extra = rng.choice(rest, n, replace=False, p=w[rest] / w[rest].sum()) if n > 0 else []
         out[CLASSES[c]] = [DEV_CITIES[first]] + [DEV_CITIES[i] for i in extra]
     return {c: out[c] for c in CLASSES}
 
 # %% ../../nbs/04_data.synth_plan.ipynb #91128b06
 class _Planner:
-    "The sessions and recordings of a synthetic dataset as they are placed: each recording more than `RECORDING_GAP` minutes from the others of its city"
+    """The sessions and recordings of a synthetic dataset as they are placed: each recording more than
+    `RECORDING_GAP` minutes from the others of its city"""
     room = 2   # sessions an eval part may add at either end of a recording
-    def __init__(self, rng): self.rng, self.step, self.busy, self.recs, self.sessions = rng, pd.Timedelta(minutes=SESSION_MINUTES), {}, [], []
+    def __init__(self, rng): self.rng, self.step, self.busy, self.recs, self.sessions = rng, pd.Timedelta(
+        minutes=SESSION_MINUTES), {}, [], []
     def place(self, city, cls, n):
         "start time of a new `n`-session recording, more than `RECORDING_GAP` minutes from the others of `city`"
         rng, room, step = self.rng, self.room, self.step
@@ -109,7 +117,8 @@ class _Planner:
                 self.busy.setdefault(city, []).append((a, b)); return t0
     def session(self, r, k, split, size, kind):
         t = r['start'] + k * self.step
-        self.sessions.append(dict(session=len(self.sessions), recording=r['recording'], k=k, split=split, size=size, label=r['label'],
+        self.sessions.append(dict(session=len(self.sessions), recording=r['recording'], k=k, split=split, size=size,
+                                  label=r['label'],
                                   city=r['city'], time=t, hour=t.hour + t.minute / 60 + t.second / 3600, kind=kind))
     def record(self, split, sizes, lab, city, kind):
         r = dict(recording=len(self.recs), label=int(lab), city=city, n=len(sizes), split=split,
@@ -133,14 +142,16 @@ def _plan_dev(pl, n_dev, cities, session_size, recording_size):
 
 # %% ../../nbs/04_data.synth_plan.ipynb #984b21ae
 def _plan_eval_shared(pl, es, n_same, n_near, seen, recording_size) -> tuple:
-    "eval sessions that share a dev recording: more clips of its sessions, then new sessions 10-20 min from it; returns (sessions placed, cities covered)"
+    """eval sessions that share a dev recording: more clips of its sessions, then new sessions 10-20 min from it;
+    returns (sessions placed, cities covered)"""
     rng, recs, sessions, room = pl.rng, pl.recs, pl.sessions, pl.room
     n_dev_recs = len(recs)
     covered, shared, j = set(), [], 0
     by_rk = {(d['recording'], d['k']): d for d in sessions if d['city'] in seen}
     while j < n_same and by_rk:   # more clips of a run of sessions of a dev recording (a new seen city first)
         rs = sorted({r for r, _ in by_rk})
-        pool = [r for r in rs if recs[r]['city'] not in covered and r not in shared] or [r for r in rs if r not in shared] or rs
+        pool = [r for r in rs if recs[r]['city'] not in covered and r not in shared] or [r for r in rs
+            if r not in shared] or rs
         r = recs[pool[rng.integers(len(pool))]]
         ks = sorted(k for rr, k in by_rk if rr == r['recording']); k = ks[rng.integers(len(ks))]
         m = min(n_same - j, int(rng.integers(recording_size[0], recording_size[1] + 1)))
@@ -176,40 +187,9 @@ def _plan_eval(pl, n_eval, cities, session_size, recording_size, eval_session_si
                 city = pool[m] if m < len(pool) else seen[int(rng.integers(len(seen)))]
                 opts = [CLASSES.index(c) for c in CLASSES if city in cities[c]] or list(range(N_CLASSES))
                 lab = opts[int(rng.integers(len(opts)))]
-            else: city = pool[m] if m < len(pool) else pool[int(rng.integers(len(pool)))]; lab = int(rng.integers(N_CLASSES))
+            else: city = pool[m] if m < len(pool) else pool[int(rng.integers(len(pool)))]; lab = int(rng.integers(
+                N_CLASSES))
             pl.record('eval', es[j:j + nr], lab, city, part); j += nr
-
-# %% ../../nbs/04_data.synth_plan.ipynb #84279156
-def synth_plan(n_clips:int=400, # clips in all, dev + eval
-               labeled_frac:float=0.2, # fraction of dev clips that show their label
-               eval_frac:float=0.15, # fraction of the clips in the eval part
-               seed:int=0, # the dataset's seed
-               session_size:tuple=(2, 8), # smallest and largest number of clips per session
-               recording_size:tuple=(2, 6), # smallest and largest number of sessions per recording
-               eval_session_size:tuple=None, # clips per eval session (default: `session_size`)
-               cities_per_class:tuple=(1, 3), # smallest and largest number of dev cities of a class
-               eval_same:float=0.37, # share of eval sessions that are more clips of a dev session (CAS: 59 of 160)
-               eval_near:float=0.055, # share that are new sessions of a dev recording, 10-20 min from it (CAS: 9 of 160)
-               eval_unseen:float=0.325, # share in cities dev never heard (CAS: 52 of 160)
-              ) -> pd.DataFrame:
-    "The clips of a synthetic dataset (no audio): name, city, time, true label, split, session, recording, labeled..."
-    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(0,)))
-    n_eval = int(round(n_clips * eval_frac)); n_dev = n_clips - n_eval
-    cities = _class_cities(rng, cities_per_class)
-    pl = _Planner(rng)
-    _plan_dev(pl, n_dev, cities, session_size, recording_size)
-    if n_eval: _plan_eval(pl, n_eval, cities, session_size, recording_size, eval_session_size, eval_same, eval_near, eval_unseen)
-    rows = []
-    for d in pl.sessions:
-        for _ in range(d['size']):
-            name = rng.bytes(16).hex() + f"{rng.integers(1, 61)}_{rng.integers(1, 3)}"
-            rows.append(dict(filename=name, location=d['city'], record_time=d['time'].strftime('%Y-%m-%d %H:%M:%S'),
-                             scene_label=CLASSES[d['label']], split=d['split'], session=d['session'], recording=d['recording'],
-                             k=d['k'], hour=d['hour'], kind=d['kind']))
-    df = pd.DataFrame(rows); df.insert(0, 'clip', np.arange(len(df)))
-    if not df.filename.is_unique: raise RuntimeError('synthetic file names collide; try another seed')
-    df['labeled'] = _label_clips(rng, df, labeled_frac)
-    return df.iloc[rng.permutation(len(df))].reset_index(drop=True)
 
 # %% ../../nbs/04_data.synth_plan.ipynb #362d834f
 def _label_clips(rng, df, frac):
@@ -237,6 +217,41 @@ def _label_clips(rng, df, frac):
                 lab[d[rng.integers(len(d))]] = False; lab[free[rng.integers(len(free))]] = True
     return lab
 
+# %% ../../nbs/04_data.synth_plan.ipynb #84279156
+def synth_plan(n_clips:int=400, # clips in all, dev + eval
+               labeled_frac:float=0.2, # fraction of dev clips that show their label
+               eval_frac:float=0.15, # fraction of the clips in the eval part
+               seed:int=0, # the dataset's seed
+               session_size:tuple=(2, 8), # smallest and largest number of clips per session
+               recording_size:tuple=(2, 6), # smallest and largest number of sessions per recording
+               eval_session_size:tuple=None, # clips per eval session (default: `session_size`)
+               cities_per_class:tuple=(1, 3), # smallest and largest number of dev cities of a class
+               eval_same:float=0.37, # share of eval sessions that are more clips of a dev session (CAS: 59 of 160)
+               # share that are new sessions of a dev recording, 10-20 min from it (CAS: 9 of 160)
+               eval_near:float=0.055,
+               eval_unseen:float=0.325, # share in cities dev never heard (CAS: 52 of 160)
+              ) -> pd.DataFrame:
+    "The clips of a synthetic dataset (no audio): name, city, time, true label, split, session, recording, labeled..."
+    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(0,)))
+    n_eval = int(round(n_clips * eval_frac)); n_dev = n_clips - n_eval
+    cities = _class_cities(rng, cities_per_class)
+    pl = _Planner(rng)
+    _plan_dev(pl, n_dev, cities, session_size, recording_size)
+    if n_eval: _plan_eval(pl, n_eval, cities, session_size, recording_size, eval_session_size, eval_same, eval_near,
+                          eval_unseen)
+    rows = []
+    for d in pl.sessions:
+        for _ in range(d['size']):
+            name = rng.bytes(16).hex() + f"{rng.integers(1, 61)}_{rng.integers(1, 3)}"
+            rows.append(dict(filename=name, location=d['city'], record_time=d['time'].strftime('%Y-%m-%d %H:%M:%S'),
+                             scene_label=CLASSES[d['label']], split=d['split'], session=d['session'], recording=d[
+                                 'recording'],
+                             k=d['k'], hour=d['hour'], kind=d['kind']))
+    df = pd.DataFrame(rows); df.insert(0, 'clip', np.arange(len(df)))
+    if not df.filename.is_unique: raise RuntimeError('synthetic file names collide; try another seed')
+    df['labeled'] = _label_clips(rng, df, labeled_frac)
+    return df.iloc[rng.permutation(len(df))].reset_index(drop=True)
+
 # %% ../../nbs/04_data.synth_plan.ipynb #557e2658
 def twin_labels(df:pd.DataFrame, # clips: location, record_time, scene_label ('' or None = hidden)
                 seed:int=0, # draws the labels of recordings with no labeled clip
@@ -244,10 +259,12 @@ def twin_labels(df:pd.DataFrame, # clips: location, record_time, scene_label (''
                ) -> pd.Series:
     "A label for every clip: a recording keeps its label (rule in the text); aligned with `df`"
     lab = df.scene_label.fillna('').astype(str).to_numpy()
-    d = pd.DataFrame({'loc': df.location.astype(str).to_numpy(), 't': pd.to_datetime(df.record_time).to_numpy(), 'lab': lab})
+    d = pd.DataFrame({'loc': df.location.astype(str).to_numpy(), 't': pd.to_datetime(df.record_time).to_numpy(),
+                      'lab': lab})
     d['rec'] = chain_recordings(d['loc'], d['t'], gap)
     S = d[['loc', 't', 'rec']].drop_duplicates().sort_values(['rec', 't']).reset_index(drop=True)
-    seen = d[d.lab != ''].groupby(['loc', 't']).lab.agg(lambda v: v.value_counts().sort_index().idxmax())   # 1. the session's label
+    # 1. the session's label
+    seen = d[d.lab != ''].groupby(['loc', 't']).lab.agg(lambda v: v.value_counts().sort_index().idxmax())
     S['lab'] = pd.MultiIndex.from_frame(S[['loc', 't']]).map(seen.to_dict().get)
     rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(6,)))
     done = S.dropna(subset=['lab']).drop_duplicates(['rec', 'lab'])   # (recording, label) pairs the CSV shows
@@ -259,7 +276,8 @@ def twin_labels(df:pd.DataFrame, # clips: location, record_time, scene_label (''
         else:            # 3. drawn from the labels of the city's labeled recordings, else of all labeled recordings
             pool = done[done['loc'] == g['loc'].iloc[0]]
             p = (pool if len(pool) else done).lab.value_counts().sort_index()
-            S.loc[g.index, 'lab'] = p.index[rng.choice(len(p), p=(p / p.sum()).to_numpy())] if len(p) else CLASSES[rng.integers(N_CLASSES)]
+            S.loc[g.index, 'lab'] = p.index[rng.choice(len(p), p=(p / p.sum()).to_numpy())] if len(p) else CLASSES[
+                rng.integers(N_CLASSES)]
     ses = S.set_index(['loc', 't']).lab
     out = np.where(lab != '', lab, ses.reindex(pd.MultiIndex.from_frame(d[['loc', 't']])).to_numpy())
     return pd.Series(out, index=df.index, name='scene_label')
@@ -277,11 +295,14 @@ def twin_plan(seed:int=0, # draws hidden labels, session colouring and clip even
     df['recording'] = chain_recordings(df.location, t, gap)
     ses = df[['location']].assign(t=t).drop_duplicates().sort_values(['location', 't'])
     ses['session'] = np.arange(len(ses)); ses['k'] = ses.groupby(chain_recordings(ses.location, ses.t, gap)).cumcount()
-    df = df.merge(ses.rename(columns={'t': '_t'}), left_on=['location', t.rename('_t')], right_on=['location', '_t'], how='left')
+    df = df.merge(ses.rename(columns={'t': '_t'}), left_on=['location', t.rename('_t')], right_on=['location', '_t'],
+                  how='left')
     dk = set(zip(df.location[df.split == 'dev'], df._t[df.split == 'dev']))
     drec = set(df.recording[df.split == 'dev'])
-    df['kind'] = np.select([df.split == 'dev', [(l, x) in dk for l, x in zip(df.location, df._t)], df.recording.isin(drec),
+    df['kind'] = np.select([df.split == 'dev', [(l, x) in dk for l, x in zip(df.location, df._t)], df.recording.isin(
+        drec),
                             df.location.isin(set(dev.location))], ['dev', 'same', 'near', 'new'], 'unseen')
     df['hour'] = df._t.dt.hour + df._t.dt.minute / 60 + df._t.dt.second / 3600
     df.insert(0, 'clip', np.arange(len(df)))
-    return df[['clip', 'filename', 'location', 'record_time', 'scene_label', 'split', 'session', 'recording', 'k', 'hour', 'kind', 'labeled']]
+    return df[['clip', 'filename', 'location', 'record_time', 'scene_label', 'split', 'session', 'recording', 'k',
+               'hour', 'kind', 'labeled']]

@@ -73,7 +73,8 @@ class _Layer:
         else: self.x[p:] += sig[:M - p]; self.x[:e - M] += sig[M - p:]
     def ctrl_interp(self, c, crate):
         "Control signal `c` (sampled at `crate` Hz, circular) interpolated to the layer's rate"
-        n = len(c); return np.interp(np.arange(self.M) * (crate / self.rate), np.arange(n + 1), np.append(c, c[0])).astype(_F32)
+        n = len(c); return np.interp(np.arange(self.M) * (crate / self.rate), np.arange(n + 1), np.append(c,
+            c[0])).astype(_F32)
 
 # %% ../../nbs/05_data.synth_sound.ipynb #2df891b7
 class _Mix:
@@ -96,7 +97,8 @@ class _Mix:
         for name, lay in self.layers.items():
             X = sfft.rfft(lay.x); X *= _layer_gain(self.L, self.sr, lay.d, lay.spec)
             (W if lay.wet else Y)[:len(X)] += X
-            if self.debug is not None: self.debug[name] = 10 * np.log10(2 * np.sum(np.abs(X) ** 2) / self.L ** 2 + 1e-20)
+            if self.debug is not None: self.debug[name] = 10 * np.log10(2 * np.sum(np.abs(
+                X) ** 2) / self.L ** 2 + 1e-20)
         return sfft.irfft(Y * ss.eq + W * ss.wet_eq, self.L)[:self.n]
 
 # %% ../../nbs/05_data.synth_sound.ipynb #e8f00251
@@ -142,8 +144,10 @@ def city_character(city:str, # a city name; every city outside `CITIES` shares o
     "The fixed acoustic character of `city` (the same in every dataset): mains hum, babble pitch, traffic..."
     i = CITIES.index(city) if city in CITIES else len(CITIES)
     r = np.random.default_rng(np.random.SeedSequence(20230618, spawn_key=(i,)))
-    return dict(hum_db=float(r.uniform(-72, -48)), hum_harm=tuple(r.uniform(0, 1, 6) * np.array([1, .8, .6, .5, .3, .2])),
-                pitch=float(r.uniform(0.86, 1.16)), car_mix=tuple(r.dirichlet([2, 2, 1])), horn=float(r.uniform(0.2, 1.8)),
+    return dict(hum_db=float(r.uniform(-72, -48)), hum_harm=tuple(r.uniform(0, 1, 6) * np.array([1, .8, .6, .5, .3,
+        .2])),
+                pitch=float(r.uniform(0.86, 1.16)), car_mix=tuple(r.dirichlet([2, 2, 1])), horn=float(r.uniform(0.2,
+                    1.8)),
                 tilt=float(r.normal(0, 0.35)), bird=float(r.uniform(0.8, 1.25)))
 
 # %% ../../nbs/05_data.synth_sound.ipynb #ddbbc8d7
@@ -189,10 +193,12 @@ _DRIFT = np.array([.06, .05, .05, .05, .25, .25, .25, .03, .03, .3, .03, .4, .06
 # rt60 (log), reverberant level (dB), bed tilt, the bed's 3 random resonances (octaves, dB), bed level (dB)
 
 def _drift(seed, recording, k, rho=0.9):
-    "Offsets of session `k` of `recording` from the recording's own draw: a random walk of small steps pulled back to it (0 at k=0)"
+    """Offsets of session `k` of `recording` from the recording's own draw: a random walk of small steps pulled back
+    to it (0 at k=0)"""
     z = np.zeros(len(_DRIFT))
     if k:
-        r = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(5, recording, int(k < 0))))   # k < 0: walks backwards
+        # k < 0: walks backwards
+        r = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(5, recording, int(k < 0))))
         for e in r.standard_normal((abs(int(k)), len(_DRIFT))): z = rho * z + e
     return z * _DRIFT
 
@@ -205,26 +211,35 @@ def session_params(seed:int, # the dataset's seed
                    recording:int=None, # the recording the session belongs to (None: a recording of its own)
                    k:int=0, # the session's place in its recording (10-minute steps from its first session)
                   ) -> dict:
-    "What the clips of one session share: scene, city character, activity, device, room, bed (drifting slowly along a recording)"
-    r = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(1, session) if recording is None else (4, recording)))
+    """What the clips of one session share: scene, city character, activity, device, room, bed (drifting slowly
+    along a recording)"""
+    r = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(1, session) if recording is None else (4,
+        recording)))
     tilt, bumps, lvl, hicut = SCENE_BEDS[cls]; cc = city_character(city)
     (r0, r1), (w0, w1) = SCENE_ROOMS[cls]
     logu = lambda a, b: float(np.exp(r.uniform(np.log(a), np.log(b))))
     eq_tilt = r.normal(0, 0.6); eq_b = [(logu(150, 9000), r.normal(0, 2.5), r.uniform(.4, 1.5)) for _ in range(3)]
-    lowcut, highcut, gain, rt60, wet = r.uniform(20, 160), r.uniform(7000, 20000), r.normal(0, 3.), r.uniform(r0, r1), r.uniform(w0, w1)
-    bed_tilt = tilt + cc['tilt'] + r.normal(0, 0.6); bed_b = [(logu(60, 12000), r.normal(0, 2.5), r.uniform(.3, 1.2)) for _ in range(3)]
+    lowcut, highcut, gain, rt60, wet = r.uniform(20, 160), r.uniform(7000, 20000), r.normal(0, 3.), r.uniform(r0,
+        r1), r.uniform(w0, w1)
+    bed_tilt = tilt + cc['tilt'] + r.normal(0, 0.6); bed_b = [(logu(60, 12000), r.normal(0, 2.5), r.uniform(.3,
+        1.2)) for _ in range(3)]
     level, s = lvl + r.normal(0, 2.5), int(r.integers(2 ** 31))
     z = _drift(seed, recording, k) if recording is not None else np.zeros(len(_DRIFT))
-    bump = lambda b, o: tuple((float(f * 2 ** z[o + i]), float(g + z[o + 3 + i]), float(w)) for i, (f, g, w) in enumerate(b))
+    bump = lambda b, o: tuple((float(f * 2 ** z[o + i]), float(g + z[o + 3 + i]), float(w)) for i, (f, g,
+        w) in enumerate(b))
     return dict(cls=cls, city=city, hour=hour, act=scene_activity(cls, hour), cc=cc,
                 eq=(float(eq_tilt + z[0]), bump(eq_b, 1), float(lowcut * 2 ** z[7]), float(highcut * 2 ** z[8]), 1),
                 gain=float(gain + z[9]), rt60=float(rt60 * np.exp(z[10])), wet=float(wet + z[11]),
-                bed=(float(bed_tilt + z[12]), tuple(bumps) + bump(bed_b, 13), 20, hicut, 1), level=float(level + z[19]), seed=s)
+                bed=(float(bed_tilt + z[12]), tuple(bumps) + bump(bed_b, 13), 20, hicut, 1), level=float(level + z[19]),
+                    seed=s)
 
 # %% ../../nbs/05_data.synth_sound.ipynb #0d26f003
 class SessionSound:
     "Frequency responses shared by a session's clips: bed colour and level, device EQ and gain, room reverberation"
-    def __init__(self, sp, n, sr):
+    def __init__(self, sp, # the session's parameters (`session_params`)
+                 n:int, # samples per clip
+                 sr:int, # sample rate
+                ):
         self.sp, self.n, self.sr = sp, n, sr
         self.L = L = 16 * sfft.next_fast_len(-(-n // 16), real=True)
         f = (np.arange(L // 2 + 1) * (sr / L)).astype(_F32)
@@ -248,9 +263,11 @@ def _babble(mix, rng, n_voices, db, pitch, wet=True, name='babble', talk=0.6):
     breath = np.zeros(nc)
     for _ in range(n_voices):
         f0 = (rng.uniform(95, 135) if rng.random() < .5 else rng.uniform(175, 250)) * pitch
-        env = np.maximum(_ctrl(rng, nc, 9) - 0.2, 0) * _smooth((_ctrl(rng, nc, 80) > (0.5 - talk) * 2.5).astype(float), 9)
+        env = np.maximum(_ctrl(rng, nc, 9) - 0.2, 0) * _smooth((_ctrl(rng, nc, 80) > (0.5 - talk) * 2.5).astype(float),
+                                                               9)
         breath += env
-        ph = np.concatenate([[0.], np.cumsum(f0 * (1 + 0.1 * _ctrl(rng, nc, 30)))[:-1] / cr])   # glottal cycles at control times
+        # glottal cycles at control times
+        ph = np.concatenate([[0.], np.cumsum(f0 * (1 + 0.1 * _ctrl(rng, nc, 30)))[:-1] / cr])
         tk = np.interp(np.arange(1, int(ph[-1])), ph, tc)                                    # pulse times
         a = np.interp(tk, tc, env); keep = a > 1e-3
         if not keep.any(): continue
@@ -273,7 +290,8 @@ def _chime(mix, rng, notes, db, t, name='chime', decay=0.8, step=0.45):
     "A public-address chime: bell tones one after the other"
     lay = mix.layer(name, 5000, (0., (), 200), True)
     for i, f in enumerate(notes):
-        y = _partials([f, 2 * f, 3 * f, 4.2 * f], [1, .4, .2, .1], [decay, decay * .6, decay * .4, decay * .3], decay * 3, lay.rate)
+        y = _partials([f, 2 * f, 3 * f, 4.2 * f], [1, .4, .2, .1], [decay, decay * .6, decay * .4, decay * .3],
+                      decay * 3, lay.rate)
         lay.add(_norm(y, db), t + i * step)
 
 # %% ../../nbs/05_data.synth_sound.ipynb #e17eb57b
@@ -309,7 +327,8 @@ def _music(mix, rng, sp, db, beats=0., name='music', bright=0., wet=True, lowpas
         kl = mix.layer(name + '_kick', 300, (0., (), 35), wet)
         hl = mix.layer(name + '_hat', 11000, (0., (), 5000, min(lowpass * 3, 14000)), wet)
         beat = 60 / tempo
-        tk = _t(.18, kl.rate); kick = np.sin(2 * np.pi * np.cumsum(50 + 100 * np.exp(-tk / .03)) / kl.rate) * np.exp(-tk / .06)
+        tk = _t(.18, kl.rate); kick = np.sin(2 * np.pi * np.cumsum(50 + 100 * np.exp(-tk / .03)) / kl.rate) * np.exp(
+            -tk / .06)
         kick = _norm(kick.astype(_F32), db + 6 + 20 * math.log10(beats))
         hat_db = db - 8 + 20 * math.log10(beats)
         for i in range(int(mix.dur / beat) + 2):
@@ -342,7 +361,8 @@ def _horns(mix, rng, n, db):
     lay = mix.layer('horn', 4000, (-1, ((1500, 4, 1.),), 250), True)
     for _ in range(n):
         f0 = rng.uniform(330, 520); d = rng.uniform(.15, .8); t = _t(d, lay.rate); ph = _F32(2 * np.pi * f0) * t
-        y = (_harmonic(ph, (1, .8, .6, .5, .4, .3, .2), f0, lay.rate) + _harmonic(ph * _F32(1.26), (.8, .6, .5, .4, .3), f0 * 1.26, lay.rate))
+        y = (_harmonic(ph, (1, .8, .6, .5, .4, .3, .2), f0, lay.rate) + _harmonic(ph * _F32(1.26), (.8, .6, .5, .4, .3),
+            f0 * 1.26, lay.rate))
         y *= np.minimum(1, np.minimum(t, d - t) / _F32(.02))
         t0 = rng.uniform(0, mix.dur); lay.add(_norm(y, db + rng.normal(0, 3)), t0)
         if rng.random() < .4: lay.add(_norm(y, db + rng.normal(0, 3)), t0 + d + rng.uniform(.1, .3))
@@ -355,7 +375,8 @@ def _footsteps(mix, rng, n, db, hard=True):
         step = rng.uniform(.45, .62); k = int(rng.integers(5, 14)); t0 = rng.uniform(0, mix.dur)
         for j in range(k):
             a = math.sin(math.pi * (j + .5) / k)
-            lay.add(_norm(_burst(rng, .06, lay.rate, .012), db + 20 * math.log10(a + .05) + rng.normal(0, 1.5)), t0 + j * step)
+            lay.add(_norm(_burst(rng, .06, lay.rate, .012), db + 20 * math.log10(a + .05) + rng.normal(0, 1.5)),
+                    t0 + j * step)
 
 # %% ../../nbs/05_data.synth_sound.ipynb #46c127e0
 def _wind(mix, rng, db, leaves=None):
@@ -379,7 +400,8 @@ def _birds(mix, rng, n, db, sp):
     "`n` bird calls from the session's 1-3 species (the city shifts their pitch): series of frequency sweeps"
     lay = mix.layer('birds', 9000, (0., (), 1500), False)
     r = np.random.default_rng(sp['seed'] + 11); pf = sp['cc']['bird']
-    species = [(r.uniform(2000, 4500) * pf, r.uniform(.6, 2.), r.uniform(.03, .12), int(r.integers(2, 8))) for _ in range(int(r.integers(1, 4)))]
+    species = [(r.uniform(2000, 4500) * pf, r.uniform(.6, 2.), r.uniform(.03, .12), int(r.integers(2,
+        8))) for _ in range(int(r.integers(1, 4)))]
     for _ in range(n):
         f1, ratio, d, k = species[rng.integers(len(species))]
         t0 = rng.uniform(0, mix.dur); lvl = db + rng.normal(0, 5)
@@ -392,7 +414,8 @@ def _hammer(mix, rng, n, db):
     "`n` series of hammer blows at a steady pace: metallic partials and a thud"
     lay = mix.layer('hammer', 8000, (0., (), 150), True)
     for _ in range(n):
-        f = rng.uniform(600, 1600); k = int(rng.integers(3, 12)); per = rng.uniform(.3, .7); t0 = rng.uniform(0, mix.dur)
+        f = rng.uniform(600, 1600); k = int(rng.integers(3, 12)); per = rng.uniform(.3, .7); t0 = rng.uniform(0,
+            mix.dur)
         for j in range(k):
             y = _partials([f, f * 2.71, f * 5.1, f * .5], [1, .6, .3, .6], [.08, .05, .03, .04], .4, lay.rate)
             m = int(.01 * lay.rate); y[:m] += _burst(rng, .01, lay.rate, .003)[:m]
@@ -429,16 +452,19 @@ def _hum(mix, cc, db):
 def _beeps(mix, rng, t0, n, f, db, on=.2, off=.2, name='beep'):
     "Door-closing or reversing beeps"
     lay = mix.layer(name, 4000, (0., (), 300), True)
-    t = _t(on, lay.rate); y = _norm(np.sin(_F32(2 * np.pi * f) * t) * np.minimum(1, np.minimum(t, on - t) / _F32(.005)), db)
+    t = _t(on, lay.rate); y = _norm(np.sin(_F32(2 * np.pi * f) * t) * np.minimum(1, np.minimum(t, on - t) / _F32(.005)),
+                                    db)
     for j in range(n): lay.add(y, t0 + j * (on + off))
 
 # %% ../../nbs/05_data.synth_sound.ipynb #d64aa67a
 class _Scene:
-    "What the sources of one clip's scene draw from: the mix, this clip's `rng`, the session's fixed choices `r`, levels and pitch"
+    """What the sources of one clip's scene draw from: the mix, this clip's `rng`, the session's fixed choices `r`,
+    levels and pitch"""
     def __init__(self, mix, rng, sp):
         self.mix, self.rng, self.sp, self.cc, self.a, self.dur = mix, rng, sp, sp['cc'], sp['act'], mix.dur
         self.r = np.random.default_rng(sp['seed'])   # session-level choices: the same for every clip of the session
-        self.P, self.L0 = self.cc['pitch'], sp['level']   # the city's babble pitch; source levels follow the session's bed level
+        # the city's babble pitch; source levels follow the session's bed level
+        self.P, self.L0 = self.cc['pitch'], sp['level']
     def announce(self, notes, p, db, pa=1., decay=.8):
         "a chime, often followed by a spoken announcement, with probability `p` per 10 s"
         mix, rng = self.mix, self.rng
@@ -453,7 +479,8 @@ def _vehicle(s, cls):
     if cls == 'Bus':
         amps = tuple(np.exp(-np.arange(14) / r.uniform(3, 6)) * r.uniform(.3, 1, 14))
         _engine(mix, rng, r.uniform(26, 42), L0 + 6 + r.normal(0, 2), amps)
-        if rng.random() < .3: mix.layer('hiss', 9000, (0., (), 2500), True).add(_norm(_burst(rng, 1., mix.sr, .3), L0 + 2), rng.uniform(0, dur))
+        if rng.random() < .3: mix.layer('hiss', 9000, (0., (), 2500), True).add(_norm(_burst(rng, 1., mix.sr, .3),
+            L0 + 2), rng.uniform(0, dur))
         _clinks(mix, rng, _pois(rng, 4, dur), L0 - 6)   # body rattles
         announce([659, 523], .3, L0 + 2, pa=.6, decay=.6)
     else:
@@ -466,7 +493,8 @@ def _vehicle(s, cls):
         cl = mix.layer('clack', 5000, (-2, ((800, 5, 1.),), 150), False)
         per, gap = r.uniform(.5, 1.1), r.uniform(.08, .16); t0 = rng.uniform(0, per)
         for j in range(int(dur / per) + 1):
-            for dt in (0, gap): cl.add(_norm(_burst(rng, .05, cl.rate, .008), L0 + 8 + rng.normal(0, 2)), t0 + j * per + dt)
+            for dt in (0, gap): cl.add(_norm(_burst(rng, .05, cl.rate, .008), L0 + 8 + rng.normal(0, 2)),
+                                       t0 + j * per + dt)
         if rng.random() < .3 * dur / 10: _beeps(mix, rng, rng.uniform(0, dur), 3, r.uniform(900, 2000), L0 + 2)
         announce([784, 659], .3, L0 + 2, pa=.6, decay=.6)
     _rumble(mix, rng, L0 + 5 + r.normal(0, 2), fc=r.uniform(80, 200))
@@ -489,9 +517,11 @@ def _hall(s, cls):
         jl = mix.layer('jet', 6000, (-2, ((4500, 10, .4), (200, 6, 1.)), 60, 6000), False)
         d = rng.uniform(5, 12); t = _t(d, jl.rate); fj = rng.uniform(3500, 5500)
         y = rng.standard_normal(len(t), dtype=_F32)
-        if fj * 1.05 < 0.45 * jl.rate: y += 2 * np.sin(2 * np.pi * np.cumsum(fj * (1 + .05 * t / d)) / jl.rate).astype(_F32)
+        if fj * 1.05 < 0.45 * jl.rate: y += 2 * np.sin(2 * np.pi * np.cumsum(fj * (1 + .05 * t / d)) / jl.rate).astype(
+            _F32)
         jl.add(_norm(y * np.sin(np.pi * t / _F32(d)) ** 2, L0 + 6 + rng.normal(0, 3)), rng.uniform(0, dur) - d / 2)
-    if r.random() < (.35 if air else 1.): _music(mix, rng, sp, L0 - 1 + r.normal(0, 3), beats=0 if r.random() < .85 else .3, bright=1)
+    if r.random() < (.35 if air else 1.): _music(mix, rng, sp, L0 - 1 + r.normal(0, 3), beats=0 if r.random() < .85
+                                                 else .3, bright=1)
 
 # %% ../../nbs/05_data.synth_sound.ipynb #d0fb2ddd
 def _dining(s, cls):
@@ -512,7 +542,8 @@ def _outdoors(s, cls):
     _rumble(mix, rng, L0 + (6 if street else 4) + r.normal(0, 2))
     _passbys(mix, rng, _pois(rng, 10 if street else 4, dur, a), L0 + (2 if street else -2), cc)
     _horns(mix, rng, _pois(rng, (1.2 if street else .4) * cc['horn'], dur, a), L0 + (8 if street else 2))
-    _babble(mix, rng, int(rng.integers(0, 3) if street else rng.integers(2, 7) * a), L0 + (-3 if street else 2), P, wet=False, talk=.5)
+    _babble(mix, rng, int(rng.integers(0, 3) if street else rng.integers(2, 7) * a), L0 + (-3 if street else 2), P,
+            wet=False, talk=.5)
     _footsteps(mix, rng, _pois(rng, 2 if street else 6, dur, a), L0 + 12)
     if not street:
         if r.random() < .5: _wind(mix, rng, L0 + 4 + r.normal(0, 3))
@@ -543,7 +574,9 @@ def _construction(s, cls):
     if rng.random() < .2: _beeps(mix, rng, rng.uniform(0, dur), 6, 1000, L0 + 4, on=.4, off=.4)
 
 # %% ../../nbs/05_data.synth_sound.ipynb #5a3dfe41
-_SCENES = {'Bus': _vehicle, 'Metro': _vehicle, 'Airport': _hall, 'Shopping mall': _hall, 'Restaurant': _dining, 'Bar': _dining, 'Public square': _outdoors, 'Traffic street': _outdoors, 'Urban park': _park, 'Construction site': _construction}
+_SCENES = {'Bus': _vehicle, 'Metro': _vehicle, 'Airport': _hall, 'Shopping mall': _hall, 'Restaurant': _dining,
+           'Bar': _dining, 'Public square': _outdoors, 'Traffic street': _outdoors, 'Urban park': _park,
+               'Construction site': _construction}
 
 def _scene(mix, rng, sp):
     "Add the sources of scene `sp['cls']` to `mix`: `rng` draws this clip's events, the session seed its fixed choices"

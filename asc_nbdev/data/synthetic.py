@@ -1,4 +1,4 @@
-"""The embedded default dataset: real audio files, sessions, cities, times of day and hidden labels in the CAS 2023 format, made by the library itself so that every notebook, test and command runs on a fresh machine.
+"""The default dataset: real audio files and hidden labels in the CAS 2023 format, made by the library itself.
 
 Docs: https://asc-nbdev.github.io/asc_nbdev/data.synthetic.html.md"""
 
@@ -28,14 +28,15 @@ from .synth_sound import session_params
 
 # %% auto #0
 __all__ = ['SYNTH_VERSION', 'SYNTH_DEFAULTS', 'SYNTH_PRESETS', 'TWIN_CLIPS', 'CONFUSABLE_PAIRS', 'metadata_structure',
-           'synth_settings', 'make_synthetic', 'synth_summary', 'format_synth_summary', 'logmel_means',
+           'synth_settings', 'synth_summary', 'format_synth_summary', 'make_synthetic', 'logmel_means',
            'synth_baselines']
 
 # %% ../../nbs/06_data.synthetic.ipynb #eab14ae2
 def metadata_structure(dev, # dev metadata: filename, location, record_time, scene_label ('' = unlabeled)
                ev, # eval metadata, same columns (its labels are ignored)
                truth=None, # filename -> true label: class-city counts use it (default: the visible dev labels)
-               gap:float=RECORDING_GAP) -> dict:
+               gap:float=RECORDING_GAP, # minutes between sessions that still chain them into one recording
+              ) -> dict:
     "Recordings, class-city structure and dev/eval overlap of a pair of CAS-format metadata frames"
     dev = dev.assign(t=pd.to_datetime(dev.record_time)); ev = ev.assign(t=pd.to_datetime(ev.record_time))
     dev['rec'] = chain_recordings(dev.location, dev.t, gap); ev['rec'] = chain_recordings(ev.location, ev.t, gap)
@@ -53,9 +54,11 @@ def metadata_structure(dev, # dev metadata: filename, location, record_time, sce
     return dict(sessions={'dev': len(Ds), 'dev_labeled': len(Ls), 'eval': len(Es)},
                 recordings={'dev': int(dev.rec.nunique()), 'dev_labeled': int(dev.rec[dev.scene_label != ''].nunique()),
                             'eval': int(ev.rec.nunique()), 'eval_shared_with_dev': int(shared.nunique())},
-                ten_minute_steps=round(float((steps == pd.Timedelta(minutes=SESSION_MINUTES)).mean()), 3) if len(steps) else None,
+                ten_minute_steps=round(float((steps == pd.Timedelta(minutes=SESSION_MINUTES)).mean()), 3) if len(steps)
+                    else None,
                 overlap={'eval_sessions': len(Es), 'same_session': len(same), 'near_labeled': len(near(Es, Ls)),
-                         'near_dev': len(near(Es, Ds)), 'unseen_sessions': int(Es.location.isin(set(ev.location[unseen])).sum()),
+                         'near_dev': len(near(Es, Ds)), 'unseen_sessions': int(Es.location.isin(set(ev.location[
+                             unseen])).sum()),
                          'unseen_clips': int(unseen.sum())},
                 class_cities={c: sorted(set(lab.location[lab.lab == c])) for c in CLASSES},
                 recordings_per_class={c: int(lab.rec[lab.lab == c].nunique()) for c in CLASSES},
@@ -64,23 +67,33 @@ def metadata_structure(dev, # dev metadata: filename, location, record_time, sce
 # %% ../../nbs/06_data.synthetic.ipynb #de9f345c
 SYNTH_VERSION = 2   # bump when the sound recipes or the plan change, so that old folders are not reused
 
-SYNTH_DEFAULTS = dict(labeled_frac=0.2, eval_frac=0.15, seed=0, session_size=(2, 8), recording_size=(2, 6), eval_session_size=None,
+SYNTH_DEFAULTS = dict(labeled_frac=0.2, eval_frac=0.15, seed=0, session_size=(2, 8), recording_size=(2, 6),
+                      eval_session_size=None,
                       cities_per_class=(1, 3), eval_same=0.37, eval_near=0.055, eval_unseen=0.325)
 
 SYNTH_PRESETS = {
-    'tiny': dict(n_clips=60, duration=0.5, sr=16000, session_size=(2, 4), recording_size=(1, 2)),  # unit tests: about a second
-    'quick': dict(n_clips=400, duration=2.0, sr=44100, session_size=(2, 6), recording_size=(2, 3)),  # notebooks and tests
-    'demo': dict(n_clips=800, duration=2.0, sr=44100, session_size=(2, 6), recording_size=(2, 4)),   # `asc-train --demo`, training notebooks
-    'default': dict(n_clips=1000, duration=10.0, sr=44100),                                          # CAS-format clips: 10 s at 44.1 kHz
-    'cas': dict(n_clips=9800, duration=10.0, sr=44100, eval_frac=1100 / 9800, session_size=(10, 45),  # CAS 2023's size (8.6 GB)
+    # unit tests: about a second
+    'tiny': dict(n_clips=60, duration=0.5, sr=16000, session_size=(2, 4), recording_size=(1, 2)),
+    # notebooks and tests
+    'quick': dict(n_clips=400, duration=2.0, sr=44100, session_size=(2, 6), recording_size=(2, 3)),
+    # `asc-train --demo`, training notebooks
+    'demo': dict(n_clips=800, duration=2.0, sr=44100, session_size=(2, 6), recording_size=(2, 4)),
+    # CAS-format clips: 10 s at 44.1 kHz
+    'default': dict(n_clips=1000, duration=10.0, sr=44100),
+    # CAS 2023's size (8.6 GB)
+    'cas': dict(n_clips=9800, duration=10.0, sr=44100, eval_frac=1100 / 9800, session_size=(10, 45),
                 recording_size=(2, 12), eval_session_size=(1, 14)),
-    'twin': dict(duration=1.0, sr=16000),   # every row of the real CAS 2023 metadata (9,800 clips: 314 MB at 1 s, 16 kHz)
+    # every row of the real CAS 2023 metadata (9,800 clips: 314 MB at 1 s, 16 kHz)
+    'twin': dict(duration=1.0, sr=16000),
 }
 
 TWIN_CLIPS = 9800
 
+# %% ../../nbs/06_data.synthetic.ipynb #7c31f4eb
 def synth_settings(preset:str='default', # one of `SYNTH_PRESETS`
-                   **kwargs, # settings over the preset's (`SYNTH_DEFAULTS` keys, `n_clips`, `duration`, `sr`); None values are ignored
+                   # settings over the preset's (`SYNTH_DEFAULTS` keys, `n_clips`, `duration`, `sr`); None values are
+                   # ignored
+                   **kwargs,
                   ) -> dict:
     "The settings of `preset` with `kwargs` (those not None) on top, checked: a clear `ValueError` for bad ones"
     if preset not in SYNTH_PRESETS: raise ValueError(f"unknown preset {preset!r}; choose one of {list(SYNTH_PRESETS)}")
@@ -96,7 +109,8 @@ def synth_settings(preset:str='default', # one of `SYNTH_PRESETS`
     def num(k, lo, hi, integer=False, lo_open=False):
         v = s[k]
         ok = isinstance(v, (int, np.integer)) if integer else isinstance(v, (int, float, np.number))
-        if isinstance(v, bool) or not ok: raise ValueError(f"{k} must be {'an integer' if integer else 'a number'}, got {v!r}")
+        if isinstance(v, bool) or not ok: raise ValueError(
+            f"{k} must be {'an integer' if integer else 'a number'}, got {v!r}")
         if not ((lo < v) if lo_open else (lo <= v)) or v > hi:
             fmt = lambda x: f'{x:g}' if isinstance(x, float) else str(x)
             raise ValueError(f"{k} must be in {'(' if lo_open else '['}{fmt(lo)}, {fmt(hi)}], got {fmt(v)}")
@@ -106,19 +120,23 @@ def synth_settings(preset:str='default', # one of `SYNTH_PRESETS`
     num('labeled_frac', 0, 1, lo_open=True); num('eval_frac', 0, 0.5, lo_open=True)
     for k in ('eval_same', 'eval_near', 'eval_unseen'): num(k, 0, 1)
     if s['eval_same'] + s['eval_near'] + s['eval_unseen'] > 1:
-        raise ValueError(f"eval_same + eval_near + eval_unseen must be at most 1, got {s['eval_same'] + s['eval_near'] + s['eval_unseen']:g}")
+        raise ValueError(f"eval_same + eval_near + eval_unseen must be at most 1, got "
+                         f"{s['eval_same'] + s['eval_near'] + s['eval_unseen']:g}")
     def pair(k, hi, what):
         v = s[k]
-        if (not isinstance(v, (tuple, list)) or len(v) != 2 or not all(isinstance(x, (int, np.integer)) and not isinstance(x, bool) for x in v)
+        if (not isinstance(v, (tuple, list)) or len(v) != 2 or not all(isinstance(x, (int, np.integer))
+            and not isinstance(x, bool) for x in v)
             or not 1 <= v[0] <= v[1] <= hi):
-            raise ValueError(f"{k} must be two integers (smallest, largest) {what} with 1 <= smallest <= largest <= {hi}, got {v!r}")
+            raise ValueError(f"{k} must be two integers (smallest, largest) {what} with 1 <= smallest <= largest <= "
+                             f"{hi}, got {v!r}")
         s[k] = (int(v[0]), int(v[1]))
     pair('session_size', 10 ** 6, 'clips per session'); pair('recording_size', 48, 'sessions per recording')
     pair('cities_per_class', len(DEV_CITIES), 'dev cities per class')
     if s['eval_session_size'] is not None: pair('eval_session_size', 10 ** 6, 'clips per eval session')
     n, lo, ef = s['n_clips'], s['session_size'][0], s['eval_frac']
     elo = (s['eval_session_size'] or s['session_size'])[0]
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)): raise ValueError(f"n_clips must be an integer, got {n!r}")
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)): raise ValueError(
+        f"n_clips must be an integer, got {n!r}")
     need = next(m for m in range(1, 10 ** 7) if m - round(m * ef) >= 2 * N_CLASSES * lo and round(m * ef) >= 2 * elo)
     if n < need:
         raise ValueError(f"n_clips={n} is too small for {N_CLASSES} classes: dev needs at least 2 sessions of "
@@ -126,9 +144,77 @@ def synth_settings(preset:str='default', # one of `SYNTH_PRESETS`
     s['n_clips'] = int(n)
     n_dev = n - round(n * ef)
     if math.floor(s['labeled_frac'] * n_dev) < N_CLASSES:
-        raise ValueError(f"labeled_frac={s['labeled_frac']:g} labels only {math.floor(s['labeled_frac'] * n_dev)} of {n_dev} dev "
-                         f"clips; every class needs a labeled clip: raise labeled_frac to >= {N_CLASSES / n_dev:.3g} or n_clips")
+        raise ValueError(f"labeled_frac={s['labeled_frac']:g} labels only {math.floor(s['labeled_frac'] * n_dev)} of "
+                         f"{n_dev} dev "
+                         f"clips; every class needs a labeled clip: raise labeled_frac to >= "
+                         f"{N_CLASSES / n_dev:.3g} or n_clips")
     return s
+
+# %% ../../nbs/06_data.synthetic.ipynb #25368d70
+def _read_csv(path):
+    if not Path(path).exists(): raise FileNotFoundError(f"{path} is missing: is this a folder made by make_synthetic "
+                                                        f"/ asc-synth?")
+    return pd.read_csv(path, dtype=str, keep_default_na=False, encoding='utf-8-sig')
+
+# %% ../../nbs/06_data.synthetic.ipynb #90dfddec
+def synth_summary(out, # a dataset folder made by `make_synthetic`
+                 ) -> dict:
+    """Counts of the dataset in `out`: clips, labels, sessions, recordings, cities (unseen ones), classes and their
+    cities, eval overlap, audio format"""
+    import soundfile as sf
+    out = Path(out)
+    dev, ev, truth = (_read_csv(out / f) for f in ('dev_metadata.csv', 'eval_metadata.csv', 'truth.csv'))
+    lab = truth.set_index('filename').scene_label
+    missing_truth = sorted((set(dev.filename) | set(ev.filename)) - set(lab.index))
+    if missing_truth: raise ValueError(f"{out/'truth.csv'} has no label for {len(missing_truth)} clips, e.g. "
+                                       f"{missing_truth[:3]}")
+    wavs = [out / 'audio' / f'{f}.wav' for f in pd.concat([dev.filename, ev.filename])]
+    missing = [p.name for p in wavs if not p.exists()]
+    info = sf.info(str(next(p for p in wavs if p.exists()))) if len(missing) < len(wavs) else None
+    ses = lambda d: set(zip(d.location, d.record_time))
+    counts = lambda names: {c: int(v) for c, v in lab[names].value_counts().reindex(CLASSES, fill_value=0).items()}
+    n_lab = int((dev.scene_label != '').sum())
+    st = metadata_structure(dev, ev, truth=lab)
+    return dict(out=str(out), clips=len(dev) + len(ev), dev=len(dev), eval=len(ev), labeled=n_lab, unlabeled=len(
+        dev) - n_lab,
+                labeled_frac=round(n_lab / max(len(dev), 1), 4),
+                sessions={'dev': len(ses(dev)), 'eval': len(ses(ev)), 'eval_shared_with_dev': len(ses(ev) & ses(dev))},
+                recordings=st['recordings'], overlap=st['overlap'],
+                cities={'dev': sorted(set(dev.location)), 'eval': sorted(set(ev.location)),
+                        'unseen': sorted(set(ev.location) - set(dev.location))},
+                classes={'dev': counts(dev.filename), 'labeled': counts(dev.filename[dev.scene_label != '']),
+                         'eval': counts(ev.filename)},
+                class_cities=st['class_cities'], recordings_per_class=st['recordings_per_class'],
+                labeled_recordings_per_class=st['labeled_recordings_per_class'],
+                duration=round(info.frames / info.samplerate, 4) if info else None, sr=info.samplerate if info
+                    else None,
+                missing_audio=len(missing))
+
+# %% ../../nbs/06_data.synthetic.ipynb #9146e5a9
+def format_synth_summary(s:dict, # the dict `synth_summary` (or `make_synthetic`) returns
+                        ) -> str:
+    "A few lines describing the summary `s` of `synth_summary`"
+    c, r, o = s['classes'], s['recordings'], s['overlap']
+    pct = lambda k: f"{o[k]} ({o[k] / max(o['eval_sessions'], 1):.0%})"
+    lines = [f"synthetic CAS-like dataset in {s['out']}" + (' (reused)' if s.get('reused') else ''),
+             f"  audio    {s['clips']} clips of {s['duration'] or 0:g} s at {s['sr']} Hz, mono 16-bit wav; "
+             f"{s['missing_audio']} missing"
+             + (f"; made in {s['seconds']:.1f} s" if 'seconds' in s and not s.get('reused') else ''),
+             f"  dev      {s['dev']} clips, {s['sessions']['dev']} sessions in {r['dev']} recordings, "
+             f"{len(s['cities']['dev'])} cities; "
+             f"{s['labeled']} labeled ({s['labeled_frac']:.1%}), {s['unlabeled']} unlabeled",
+             f"  eval     {s['eval']} clips, {s['sessions']['eval']} sessions in {r['eval']} recordings "
+             f"({r['eval_shared_with_dev']} shared "
+             f"with dev), {len(s['cities']['eval'])} cities, {len(s['cities']['unseen'])} unseen in dev: "
+             f"{', '.join(s['cities']['unseen'])}",
+             f"  overlap  eval sessions equal to a dev session {pct('same_session')}, within {RECORDING_GAP} min of a "
+             f"labeled one "
+             f"{pct('near_labeled')}, in unseen cities {pct('unseen_sessions')} ({o['unseen_clips']} clips)",
+             '  classes  (dev, true labels: clips, labeled clips, recordings, cities)',
+             *[f"    {k:18s}{c['dev'][k]:6d} {c['labeled'][k]:5d} {s['recordings_per_class'][k]:4d}  "
+               f"{', '.join(s['class_cities'][k])}"
+               for k in CLASSES]]
+    return '\n'.join(lines)
 
 # %% ../../nbs/06_data.synthetic.ipynb #38b377db
 def _write_wav(path, y, sr):
@@ -149,18 +235,36 @@ _PLAN_ARGS = ('n_clips', 'labeled_frac', 'eval_frac', 'seed', 'session_size', 'r
               'cities_per_class', 'eval_same', 'eval_near', 'eval_unseen')
 
 def _settings_plan(s:dict) -> pd.DataFrame:
-    "The plan of checked settings `s` (`synth_settings`): `synth_plan`, or for the twin `twin_plan` (a seeded subset of `n_clips` rows)"
+    """The plan of checked settings `s` (`synth_settings`): `synth_plan`, or for the twin `twin_plan` (a seeded
+    subset of `n_clips` rows)"""
     if not s.get('twin'): return synth_plan(**{k: s[k] for k in _PLAN_ARGS})
     plan = twin_plan(s['seed'])
     if s['n_clips'] >= len(plan): return plan
     rng = np.random.default_rng(np.random.SeedSequence(s['seed'], spawn_key=(7,)))
-    n_ev = min(max(1, round(s['n_clips'] * (plan.split == 'eval').mean())), s['n_clips'] - 1)   # dev and eval in proportion
-    keep = [rng.choice(np.flatnonzero(plan.split == p), n, replace=False) for p, n in (('dev', s['n_clips'] - n_ev), ('eval', n_ev))]
+    # dev and eval in proportion
+    n_ev = min(max(1, round(s['n_clips'] * (plan.split == 'eval').mean())), s['n_clips'] - 1)
+    keep = [rng.choice(np.flatnonzero(plan.split == p), n, replace=False) for p, n in (('dev', s['n_clips'] - n_ev),
+        ('eval', n_ev))]
     return plan.iloc[np.sort(np.concatenate(keep))].reset_index(drop=True)
+
+# %% ../../nbs/06_data.synthetic.ipynb #58a130d3
+def _clear_other(out:Path, audio:Path, old:dict|None, overwrite:bool):
+    "Refuse (`FileExistsError`) a folder holding other data unless `overwrite`; remove an old synthetic set's clips"
+    found = [p.name for p in (out / 'dev_metadata.csv', out / 'eval_metadata.csv', out / 'truth.csv') if p.exists()]
+    n_wav = len(list(audio.glob('*.wav'))) if audio.is_dir() else 0
+    if (old is not None or found or n_wav) and not overwrite:
+        what = ('a synthetic dataset made with other settings' if old is not None
+                else f'{n_wav} wav files and {found or "no CSVs"}')
+        raise FileExistsError(f"{out} already holds {what}; pass overwrite=True (asc-synth --overwrite) to replace "
+                              f"it, or choose another folder")
+    if old is not None and (out / 'truth.csv').exists():   # remove the clips of the old synthetic dataset
+        for f in pd.read_csv(out / 'truth.csv', dtype=str, keep_default_na=False).filename: (
+            audio / f'{f}.wav').unlink(missing_ok=True)
 
 # %% ../../nbs/06_data.synthetic.ipynb #11be4635
 def make_synthetic(out, # output folder: audio/, dev_metadata.csv, eval_metadata.csv, truth.csv, synth.json
-                   preset:str='default', # starting settings, one of `SYNTH_PRESETS` ('twin': the real CAS 2023 metadata)
+                   # starting settings, one of `SYNTH_PRESETS` ('twin': the real CAS 2023 metadata)
+                   preset:str='default',
                    n_clips:int=None, # clips in all, dev + eval (twin: a subset of the real rows); None: the preset's
                    duration:float=None, # seconds per clip; None: the preset's
                    sr:int=None, # sample rate, Hz; None: the preset's
@@ -169,18 +273,23 @@ def make_synthetic(out, # output folder: audio/, dev_metadata.csv, eval_metadata
                    seed:int=None, # same seed and settings, same bytes
                    session_size:tuple=None, # (smallest, largest) clips per session; None: the preset's
                    recording_size:tuple=None, # (smallest, largest) sessions per recording; None: the preset's
-                   eval_session_size:tuple=None, # (smallest, largest) clips per eval session; None: the preset's, else `session_size`
+                   # (smallest, largest) clips per eval session; None: the preset's, else `session_size`
+                   eval_session_size:tuple=None,
                    cities_per_class:tuple=None, # (smallest, largest) dev cities of a class; None: the preset's
-                   eval_same:float=None, # share of eval sessions that are more clips of a dev session; None: the preset's
-                   eval_near:float=None, # share of eval sessions that are new sessions of a dev recording; None: the preset's
+                   # share of eval sessions that are more clips of a dev session; None: the preset's
+                   eval_same:float=None,
+                   # share of eval sessions that are new sessions of a dev recording; None: the preset's
+                   eval_near:float=None,
                    eval_unseen:float=None, # share of eval sessions in cities dev never heard; None: the preset's
                    overwrite:bool=False, # replace a dataset made with other settings (or files of unknown origin)
                    progress:bool=True, # show a progress bar
                   ) -> dict:
     "Make (or reuse) a synthetic CAS-like dataset in `out`; returns its `synth_summary` plus `seconds` and `reused`"
-    s = synth_settings(preset, n_clips=n_clips, duration=duration, sr=sr, labeled_frac=labeled_frac, eval_frac=eval_frac, seed=seed,
+    s = synth_settings(preset, n_clips=n_clips, duration=duration, sr=sr, labeled_frac=labeled_frac,
+                       eval_frac=eval_frac, seed=seed,
                        session_size=session_size, recording_size=recording_size, eval_session_size=eval_session_size,
-                       cities_per_class=cities_per_class, eval_same=eval_same, eval_near=eval_near, eval_unseen=eval_unseen)
+                       cities_per_class=cities_per_class, eval_same=eval_same, eval_near=eval_near,
+                           eval_unseen=eval_unseen)
     out = Path(out); audio = out / 'audio'; marker = out / 'synth.json'; t0 = time.perf_counter()
     params = _json_params(s)
     old = load_json(marker) if marker.exists() else None
@@ -189,14 +298,7 @@ def make_synthetic(out, # output folder: audio/, dev_metadata.csv, eval_metadata
         names = pd.read_csv(out / 'truth.csv', dtype=str, keep_default_na=False).filename
         if all((audio / f'{f}.wav').exists() for f in names):
             return {**synth_summary(out), 'seconds': round(time.perf_counter() - t0, 2), 'reused': True}
-    if not same:
-        found = [p.name for p in (out / 'dev_metadata.csv', out / 'eval_metadata.csv', out / 'truth.csv') if p.exists()]
-        n_wav = len(list(audio.glob('*.wav'))) if audio.is_dir() else 0
-        if (old is not None or found or n_wav) and not overwrite:
-            what = 'a synthetic dataset made with other settings' if old is not None else f'{n_wav} wav files and {found or "no CSVs"}'
-            raise FileExistsError(f"{out} already holds {what}; pass overwrite=True (asc-synth --overwrite) to replace it, or choose another folder")
-        if old is not None and (out / 'truth.csv').exists():   # remove the clips of the old synthetic dataset
-            for f in pd.read_csv(out / 'truth.csv', dtype=str, keep_default_na=False).filename: (audio / f'{f}.wav').unlink(missing_ok=True)
+    if not same: _clear_other(out, audio, old, overwrite)
     save_json({'params': params, 'complete': False}, marker)
     plan = _settings_plan(s)
     n = int(round(s['duration'] * s['sr'])); audio.mkdir(parents=True, exist_ok=True)
@@ -207,7 +309,8 @@ def make_synthetic(out, # output folder: audio/, dev_metadata.csv, eval_metadata
         path = audio / f'{row.filename}.wav'
         if same and path.exists(): continue   # resuming: finished files are complete and identical
         if ss is None or ss.sp['session'] != row.session:   # sessions of a recording share its draw, drifting with k
-            sp = session_params(s['seed'], int(row.session), row.scene_label, row.location, row.hour, recording=int(row.recording), k=int(row.k))
+            sp = session_params(s['seed'], int(row.session), row.scene_label, row.location, row.hour, recording=int(
+                row.recording), k=int(row.k))
             ss = SessionSound({**sp, 'session': row.session}, n, s['sr'])
         rng = np.random.default_rng(np.random.SeedSequence(s['seed'], spawn_key=(2, int(row.clip))))
         _write_wav(path, render_clip(ss, rng), s['sr'])
@@ -218,60 +321,6 @@ def make_synthetic(out, # output folder: audio/, dev_metadata.csv, eval_metadata
     _write_csv(plan[['filename', 'scene_label']], out / 'truth.csv')
     save_json({'params': params, 'complete': True}, marker)
     return {**synth_summary(out), 'seconds': round(time.perf_counter() - t0, 2), 'reused': False}
-
-# %% ../../nbs/06_data.synthetic.ipynb #25368d70
-def _read_csv(path):
-    if not Path(path).exists(): raise FileNotFoundError(f"{path} is missing: is this a folder made by make_synthetic / asc-synth?")
-    return pd.read_csv(path, dtype=str, keep_default_na=False, encoding='utf-8-sig')
-
-# %% ../../nbs/06_data.synthetic.ipynb #90dfddec
-def synth_summary(out, # a dataset folder made by `make_synthetic`
-                 ) -> dict:
-    "Counts of the dataset in `out`: clips, labels, sessions, recordings, cities (unseen ones), classes and their cities, eval overlap, audio format"
-    import soundfile as sf
-    out = Path(out)
-    dev, ev, truth = (_read_csv(out / f) for f in ('dev_metadata.csv', 'eval_metadata.csv', 'truth.csv'))
-    lab = truth.set_index('filename').scene_label
-    missing_truth = sorted((set(dev.filename) | set(ev.filename)) - set(lab.index))
-    if missing_truth: raise ValueError(f"{out/'truth.csv'} has no label for {len(missing_truth)} clips, e.g. {missing_truth[:3]}")
-    wavs = [out / 'audio' / f'{f}.wav' for f in pd.concat([dev.filename, ev.filename])]
-    missing = [p.name for p in wavs if not p.exists()]
-    info = sf.info(str(next(p for p in wavs if p.exists()))) if len(missing) < len(wavs) else None
-    ses = lambda d: set(zip(d.location, d.record_time))
-    counts = lambda names: {c: int(v) for c, v in lab[names].value_counts().reindex(CLASSES, fill_value=0).items()}
-    n_lab = int((dev.scene_label != '').sum())
-    st = metadata_structure(dev, ev, truth=lab)
-    return dict(out=str(out), clips=len(dev) + len(ev), dev=len(dev), eval=len(ev), labeled=n_lab, unlabeled=len(dev) - n_lab,
-                labeled_frac=round(n_lab / max(len(dev), 1), 4),
-                sessions={'dev': len(ses(dev)), 'eval': len(ses(ev)), 'eval_shared_with_dev': len(ses(ev) & ses(dev))},
-                recordings=st['recordings'], overlap=st['overlap'],
-                cities={'dev': sorted(set(dev.location)), 'eval': sorted(set(ev.location)),
-                        'unseen': sorted(set(ev.location) - set(dev.location))},
-                classes={'dev': counts(dev.filename), 'labeled': counts(dev.filename[dev.scene_label != '']), 'eval': counts(ev.filename)},
-                class_cities=st['class_cities'], recordings_per_class=st['recordings_per_class'],
-                labeled_recordings_per_class=st['labeled_recordings_per_class'],
-                duration=round(info.frames / info.samplerate, 4) if info else None, sr=info.samplerate if info else None,
-                missing_audio=len(missing))
-
-# %% ../../nbs/06_data.synthetic.ipynb #9146e5a9
-def format_synth_summary(s:dict, # the dict `synth_summary` (or `make_synthetic`) returns
-                        ) -> str:
-    "A few lines describing the summary `s` of `synth_summary`"
-    c, r, o = s['classes'], s['recordings'], s['overlap']
-    pct = lambda k: f"{o[k]} ({o[k] / max(o['eval_sessions'], 1):.0%})"
-    lines = [f"synthetic CAS-like dataset in {s['out']}" + (' (reused)' if s.get('reused') else ''),
-             f"  audio    {s['clips']} clips of {s['duration'] or 0:g} s at {s['sr']} Hz, mono 16-bit wav; {s['missing_audio']} missing"
-             + (f"; made in {s['seconds']:.1f} s" if 'seconds' in s and not s.get('reused') else ''),
-             f"  dev      {s['dev']} clips, {s['sessions']['dev']} sessions in {r['dev']} recordings, {len(s['cities']['dev'])} cities; "
-             f"{s['labeled']} labeled ({s['labeled_frac']:.1%}), {s['unlabeled']} unlabeled",
-             f"  eval     {s['eval']} clips, {s['sessions']['eval']} sessions in {r['eval']} recordings ({r['eval_shared_with_dev']} shared "
-             f"with dev), {len(s['cities']['eval'])} cities, {len(s['cities']['unseen'])} unseen in dev: {', '.join(s['cities']['unseen'])}",
-             f"  overlap  eval sessions equal to a dev session {pct('same_session')}, within {RECORDING_GAP} min of a labeled one "
-             f"{pct('near_labeled')}, in unseen cities {pct('unseen_sessions')} ({o['unseen_clips']} clips)",
-             '  classes  (dev, true labels: clips, labeled clips, recordings, cities)',
-             *[f"    {k:18s}{c['dev'][k]:6d} {c['labeled'][k]:5d} {s['recordings_per_class'][k]:4d}  {', '.join(s['class_cities'][k])}"
-               for k in CLASSES]]
-    return '\n'.join(lines)
 
 # %% ../../nbs/06_data.synthetic.ipynb #792bb6ab
 def logmel_means(paths, # wav files
@@ -289,17 +338,20 @@ def logmel_means(paths, # wav files
             y, sr = sf.read(str(p), dtype='float32')
             if y.ndim > 1: y = y.mean(1)
             if sr not in basis: basis[sr] = librosa.filters.mel(sr=sr, n_fft=2048, n_mels=n_mels, fmin=50, fmax=sr / 2)
-            S = np.abs(librosa.stft(y, n_fft=2048, hop_length=882, win_length=1764, window='hann', center=True, pad_mode='constant'))
+            S = np.abs(librosa.stft(y, n_fft=2048, hop_length=882, win_length=1764, window='hann', center=True,
+                                    pad_mode='constant'))
             feats.append(librosa.power_to_db(basis[sr] @ S).mean(1))
     return np.stack(feats).astype(np.float32)
 
 # %% ../../nbs/06_data.synthetic.ipynb #f834f4f7
-CONFUSABLE_PAIRS = [('Restaurant', 'Bar'), ('Airport', 'Shopping mall'), ('Bus', 'Metro'), ('Public square', 'Traffic street')]
+CONFUSABLE_PAIRS = [('Restaurant', 'Bar'), ('Airport', 'Shopping mall'), ('Bus', 'Metro'), ('Public square',
+    'Traffic street')]
 
 def synth_baselines(out, # a dataset folder made by `make_synthetic`
                     seeds=(0, 1, 2, 3, 4), # seeds of the splits
                     valid_pct:float=0.2, # fraction of the dev clips for validation in each split
-                    split:str='session', # a `make_split` strategy: 'session' (held-out sessions), 'recording', 'random', 'city'
+                    # a `make_split` strategy: 'session' (held-out sessions), 'recording', 'random', 'city'
+                    split:str='session',
                    ) -> dict:
     "Accuracy of audio logistic regression, city and hour lookups on `split` splits of all dev clips; audio confusions"
     from sklearn.linear_model import LogisticRegression
@@ -325,5 +377,6 @@ def synth_baselines(out, # a dataset folder made by `make_synthetic`
     return dict(**{k: round(float(np.mean(v)), 3) for k, v in res.items()},
                 audio_sd=round(float(np.std(res['audio'])), 3), chance=round(1 / N_CLASSES, 3),
                 pair_error_share=round(float(pair / max(cm.sum() - np.trace(cm), 1)), 3),
-                clips=len(df), sessions=int(df.session.nunique()), split=f'{split}, valid_pct={valid_pct}, seeds={list(seeds)}',
+                clips=len(df), sessions=int(df.session.nunique()), split=f'{split}, valid_pct={valid_pct}, '
+                    f'seeds={list(seeds)}',
                 confusion=cm.tolist())

@@ -24,7 +24,8 @@ ONNX_INPUTS = ('spectrogram', 'city', 'time')   # (batch, 1, frames, n_mels) flo
 ONNX_EXPORTERS = ('auto', 'dynamo', 'torchscript')
 
 def _onnx_exporter(model, exporter):
-    "'auto': the older TorchScript exporter for recurrent models without attention (the dynamo exporter fails on `nn.GRU`), else dynamo"
+    """'auto': the older TorchScript exporter for recurrent models without attention (the dynamo exporter fails on
+    `nn.GRU`), else dynamo"""
     if exporter not in ONNX_EXPORTERS: raise ValueError(f"exporter must be one of {ONNX_EXPORTERS}, not {exporter!r}")
     if exporter != 'auto': return exporter
     mods = list(model.modules())
@@ -39,23 +40,27 @@ def check_onnx(path, # the .onnx file
                atol:float=1e-4, # largest absolute difference of the logits allowed
                seed:int=0, # seed of the random inputs
               ) -> float:
-    "Run the ONNX file with onnxruntime on random inputs of each batch size and frame count; returns the largest difference from PyTorch, raises `ValueError` above `atol`"
+    """Run the ONNX file with onnxruntime on random inputs of each batch size and frame count; returns the largest
+    difference from PyTorch, raises `ValueError` above `atol`"""
     try: import onnxruntime as ort
-    except ImportError: raise ImportError("checking an ONNX file needs onnxruntime: pip install onnxruntime (or pass check=False / --no-check)") from None
+    except ImportError: raise ImportError("checking an ONNX file needs onnxruntime: pip install onnxruntime (or pass "
+                                          "check=False / --no-check)") from None
     import numpy as np
     sess = ort.InferenceSession(str(path), providers=['CPUExecutionProvider'])
     names, g, worst = {i.name for i in sess.get_inputs()}, torch.Generator().manual_seed(seed), 0.
     model = model.eval()
     for b in batches:
         for f in frames:
-            x, city = torch.randn(b, 1, f, model.n_mels, generator=g), torch.randint(0, N_CITY_TOKENS, (b,), generator=g)
+            x, city = torch.randn(b, 1, f, model.n_mels, generator=g), torch.randint(0, N_CITY_TOKENS, (b,),
+                generator=g)
             time = torch.randn(b, N_TIME_FEATURES, generator=g)
             with torch.no_grad(): ref = model(x, city, time).numpy()
             feed = {k: v.numpy() for k, v in zip(ONNX_INPUTS, (x, city, time)) if k in names}
             out = sess.run(['logits'], feed)[0]
             d = float(np.abs(out - ref).max()) if out.shape == ref.shape else float('inf')
             if not d <= atol:
-                raise ValueError(f"{path}: the ONNX model's logits differ from PyTorch's by {d:.3g} (> {atol}) at batch {b}, {f} frames"
+                raise ValueError(f"{path}: the ONNX model's logits differ from PyTorch's by {d:.3g} (> {atol}) at "
+                                 f"batch {b}, {f} frames"
                                  + ('' if out.shape == ref.shape else f" (shape {out.shape}, expected {ref.shape})"))
             worst = max(worst, d)
     return worst
@@ -64,37 +69,46 @@ def check_onnx(path, # the .onnx file
 def export_onnx(model_file, # a model file saved by `save_asc_model` (e.g. a run's model.pt)
                 path, # the .onnx file to write (atomically: a failed export leaves nothing behind)
                 frames:int=100, # frames of the example input traced; the file takes any batch size and number of frames
-                exporter:str='auto', # 'dynamo' (`torch.export`), 'torchscript' (the older tracer), or 'auto' (see `_onnx_exporter`)
+                # 'dynamo' (`torch.export`), 'torchscript' (the older tracer), or 'auto' (see `_onnx_exporter`)
+                exporter:str='auto',
                 opset:int|None=None, # ONNX opset (None: the exporter's default; 17 for 'torchscript')
-                check:bool=True, # run the file with onnxruntime at other batch sizes and frame counts and compare with PyTorch
+                # run the file with onnxruntime at other batch sizes and frame counts and compare with PyTorch
+                check:bool=True,
                 atol:float=1e-4, # the largest logit difference `check` accepts
                ) -> Path:
-    "Export a saved model to ONNX: inputs spectrogram (batch, 1, frames, n_mels) float32, city (batch,) int64, time (batch, 8) float32; output logits"
+    """Export a saved model to ONNX: inputs spectrogram (batch, 1, frames, n_mels) float32, city (batch,) int64,
+    time (batch, 8) float32; output logits"""
     import json, warnings
     from pathlib import Path
     from asc_nbdev.files import atomic_path
     if exporter not in ONNX_EXPORTERS: raise ValueError(f"exporter must be one of {ONNX_EXPORTERS}, not {exporter!r}")
     path = Path(path)
-    if path.is_dir(): raise IsADirectoryError(f"{path} is a directory; give the .onnx file to write, e.g. {path/'model.onnx'}")
+    if path.is_dir(): raise IsADirectoryError(f"{path} is a directory; give the .onnx file to write, e.g. "
+                                              f"{path/'model.onnx'}")
     model, info = load_asc_model(model_file)
     kind = _onnx_exporter(model, exporter)
     try: import onnx
     except ImportError: raise ImportError("export_onnx needs the onnx package: pip install onnx onnxscript") from None
     if kind == 'dynamo':
         try: import onnxscript
-        except ImportError: raise ImportError("the dynamo exporter needs onnxscript: pip install onnxscript (or exporter='torchscript')") from None
+        except ImportError: raise ImportError("the dynamo exporter needs onnxscript: pip install onnxscript (or "
+                                              "exporter='torchscript')") from None
     model.eval()
     args = (torch.randn(2, 1, frames, model.n_mels), torch.tensor([0, UNKNOWN_CITY]), torch.zeros(2, N_TIME_FEATURES))
     with atomic_path(path) as tmp, warnings.catch_warnings():
         warnings.simplefilter('ignore')   # the exporters' own deprecation and tracer notices
         if kind == 'dynamo':
             b, f = torch.export.Dim('batch', min=1), torch.export.Dim('frames', min=1)
-            prog = torch.onnx.export(model, args, input_names=list(ONNX_INPUTS), output_names=['logits'], opset_version=opset,
-                                     dynamic_shapes=({0: b, 2: f}, {0: b}, {0: b}), dynamo=True, external_data=False, verbose=False)
+            prog = torch.onnx.export(model, args, input_names=list(ONNX_INPUTS), output_names=['logits'],
+                                     opset_version=opset,
+                                     dynamic_shapes=({0: b, 2: f}, {0: b}, {0: b}), dynamo=True, external_data=False,
+                                         verbose=False)
             prog.save(str(tmp), external_data=False)
         else:
-            torch.onnx.export(model, args, str(tmp), input_names=list(ONNX_INPUTS), output_names=['logits'], opset_version=opset or 17,
-                              dynamic_axes={'spectrogram': {0: 'batch', 2: 'frames'}, 'city': {0: 'batch'}, 'time': {0: 'batch'},
+            torch.onnx.export(model, args, str(tmp), input_names=list(ONNX_INPUTS), output_names=['logits'],
+                              opset_version=opset or 17,
+                              dynamic_axes={'spectrogram': {0: 'batch', 2: 'frames'}, 'city': {0: 'batch'}, 'time': {
+                                  0: 'batch'},
                                             'logits': {0: 'batch'}}, dynamo=False)
         m = onnx.load(str(tmp))
         meta = dict(format='asc_nbdev.onnx/1', source=str(Path(model_file).name), arch=info['arch'], exporter=kind,

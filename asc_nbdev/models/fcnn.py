@@ -1,4 +1,4 @@
-"""Atmaja et al.'s network: conv blocks of 144, 288 and 576 channels, a 128-d embedding, a Transformer encoder and a linear classifier, with the baseline's city/time fusion.
+"""atmaja2025's network: conv blocks, a 128-d embedding, a Transformer encoder, the baseline's city/time fusion.
 
 Docs: https://asc-nbdev.github.io/asc_nbdev/models.fcnn.html.md"""
 
@@ -7,7 +7,7 @@ Docs: https://asc-nbdev.github.io/asc_nbdev/models.fcnn.html.md"""
 # %% ../../nbs/17_models.fcnn.ipynb #35334642
 from __future__ import annotations
 import torch, torch.nn as nn, torch.nn.functional as F
-from .fusion import ASCModel
+from .fusion import ASCModel, model_args
 
 # %% auto #0
 __all__ = ['FCNNBlock', 'FCNNBody', 'FCNN']
@@ -18,7 +18,8 @@ def _cbr(c_in, c_out, k=3, stride=1):
 
 # %% ../../nbs/17_models.fcnn.ipynb #c0a1bebc
 class FCNNBlock(nn.Sequential):
-    "Conv -> BN -> ReLU layers (first kernel `k0`, stride `stride`), optional dropout after all but the last, 2x2 max pool"
+    """Conv -> BN -> ReLU layers (first kernel `k0`, stride `stride`), optional dropout after all but the last, 2x2
+    max pool"""
     def __init__(self,
                  c_in:int, # input channels
                  c_out:int, # output channels
@@ -91,9 +92,8 @@ class FCNN(ASCModel):
                  fusion_dim:int=128, # fused size
                  **head_kw, # further `FusionHead` settings
                 ):
-        hp = dict(n_mels=n_mels, channels=channels, n_convs=n_convs, stem_stride=stem_stride, block_dropout=block_dropout,
-                  emb_dim=emb_dim, pool=pool, nhead=nhead, dim_feedforward=dim_feedforward, n_layers=n_layers, dropout=dropout,
-                  fusion=fusion, city_dim=city_dim, time_dim=time_dim, fusion_dim=fusion_dim, **head_kw)
-        body = FCNNBody(n_mels, channels, n_convs, stem_stride, block_dropout, emb_dim, pool, nhead, dim_feedforward, n_layers, dropout)
+        hp = model_args(locals())   # every argument above, for `hparams`
+        body = FCNNBody(n_mels, channels, n_convs, stem_stride, block_dropout, emb_dim, pool, nhead, dim_feedforward,
+                        n_layers, dropout)
         super().__init__(body, body.out_dim, n_classes, n_mels, metadata, hparams=hp, fusion=fusion,
                          fusion_dim=fusion_dim, city_dim=city_dim, time_dim=time_dim, **head_kw)

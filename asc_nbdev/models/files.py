@@ -1,4 +1,4 @@
-"""A trained model saved as one portable file (weights, recipe, vocabularies, features, normalisation), and K fold models as one.
+"""A trained model as one portable file (weights, recipe, vocabularies, features), and K fold models as one.
 
 Docs: https://asc-nbdev.github.io/asc_nbdev/models.files.html.md"""
 
@@ -20,14 +20,29 @@ from .zoo import create_model
 # %% auto #0
 __all__ = ['MODEL_FORMAT', 'FoldEnsemble', 'plain_data', 'save_asc_model', 'load_asc_model']
 
+# %% ../../nbs/19_models.files.ipynb #8bbda422
+def _member_affine(stats:list, input_stats:tuple|None, n:int|None) -> tuple[list, list]:
+    "Per member, the scale and shift that turn an input normalised with `input_stats` into the member's input"
+    scale, shift = [], []
+    for s in stats:   # member input = (x * s0 + m0 - m_i) / s_i  for an input x normalised with (m0, s0)
+        m0, s0 = input_stats if input_stats is not None else (np.zeros(n or 1, np.float32), np.ones(
+            n or 1, np.float32))
+        mi, si = (np.zeros_like(m0), np.ones_like(s0)) if s is None or s[0] is None else (np.asarray(s[0],
+            np.float32), np.asarray(s[1], np.float32))
+        scale.append(s0 / si); shift.append((m0 - mi) / si)
+    return scale, shift
+
 # %% ../../nbs/19_models.files.ipynb #3bc89443
 class FoldEnsemble(nn.Module):
-    "K models as one: each member normalises the input as it was trained; the output is the log of the members' mean probability"
+    """K models as one: each member normalises the input as it was trained; the output is the log of the members'
+    mean probability"""
     arch = 'ensemble'
     def __init__(self,
                  models:list, # the member models (zoo models taking x, city, time)
-                 stats:list|None=None, # per member (mean, std) per mel band it was trained with; None entries (or None): no normalisation
-                 input_stats=None, # (mean, std) the ensemble's input is normalised with; None: the mean of the members' statistics
+                 # per member (mean, std) per mel band it was trained with; None entries (or None): no normalisation
+                 stats:list|None=None,
+                 # (mean, std) the ensemble's input is normalised with; None: the mean of the members' statistics
+                 input_stats=None,
                 ):
         super().__init__()
         if not models: raise ValueError("a FoldEnsemble needs at least one model")
@@ -38,26 +53,26 @@ class FoldEnsemble(nn.Module):
         if input_stats is None and n is not None:
             ok = [s for s in stats if s is not None and s[0] is not None]
             input_stats = (np.mean([s[0] for s in ok], 0), np.mean([s[1] for s in ok], 0))
-        self.input_stats = None if input_stats is None or input_stats[0] is None else tuple(np.asarray(v, np.float32) for v in input_stats)
-        scale, shift = [], []
-        for s in stats:   # member input = (x * s0 + m0 - m_i) / s_i  for an input x normalised with (m0, s0)
-            m0, s0 = self.input_stats if self.input_stats is not None else (np.zeros(n or 1, np.float32), np.ones(n or 1, np.float32))
-            mi, si = (np.zeros_like(m0), np.ones_like(s0)) if s is None or s[0] is None else (np.asarray(s[0], np.float32), np.asarray(s[1], np.float32))
-            scale.append(s0 / si); shift.append((m0 - mi) / si)
+        self.input_stats = None if input_stats is None or input_stats[0] is None else tuple(np.asarray(v, np.float32)
+            for v in input_stats)
+        scale, shift = _member_affine(stats, self.input_stats, n)
         self.register_buffer('scale', torch.tensor(np.stack(scale), dtype=torch.float32))
         self.register_buffer('shift', torch.tensor(np.stack(shift), dtype=torch.float32))
 
     @property
     def hparams(self) -> dict:
-        "What `from_hparams` rebuilds the ensemble from: each member's architecture and settings, and the statistics' size"
-        return dict(members=[dict(arch=m.arch, hparams=m.hparams) for m in self.members], n_mels=int(self.scale.shape[1]))
+        """What `from_hparams` rebuilds the ensemble from: each member's architecture and settings, and the
+        statistics' size"""
+        return dict(members=[dict(arch=m.arch, hparams=m.hparams) for m in self.members], n_mels=int(self.scale.shape[
+            1]))
     @classmethod
     def from_hparams(cls,
                      hp:dict, # `hparams` of a saved ensemble
                     ) -> 'FoldEnsemble':
         "An ensemble of untrained members of the saved architectures (its buffers and weights come from the state dict)"
         n = hp.get('n_mels', 1)
-        return cls([create_model(m['arch'], **m['hparams']) for m in hp['members']], [(np.zeros(n), np.ones(n))] * len(hp['members']))
+        return cls([create_model(m['arch'], **m['hparams']) for m in hp['members']], [(np.zeros(n), np.ones(n))] * len(
+            hp['members']))
     @property
     def known_cities(self) -> list|None:
         "The cities any member was trained on (each member maps its own unknown cities)"
@@ -74,13 +89,15 @@ class FoldEnsemble(nn.Module):
                 city, # city indices (batch,)
                 time, # time features (batch, n_time)
                ):
-        p = torch.stack([torch.softmax(m(x * self.scale[i] + self.shift[i], city, time).float(), -1) for i, m in enumerate(self.members)])
+        p = torch.stack([torch.softmax(m(x * self.scale[i] + self.shift[i], city, time).float(), -1) for i,
+                         m in enumerate(self.members)])
         return torch.log(p.mean(0).clamp_min(1e-12))
 
 # %% ../../nbs/19_models.files.ipynb #8ce5d2db
 MODEL_FORMAT = 'asc_nbdev.model/1'
 
-def plain_data(o):
+def plain_data(o, # nested dicts, lists, tuples and NumPy values
+              ):
     "Recursively turn tuples and NumPy values into JSON-like plain data"
     return json.loads(json.dumps(o, default=lambda v: v.tolist() if hasattr(v, 'tolist') else str(v)))
 
@@ -89,17 +106,21 @@ def save_asc_model(model, # a zoo model (`create_model`): its `arch`, `hparams` 
                    path, # the model file to write
                    recipe=None, # the `Recipe` it was trained with; None: none recorded
                    stats=None, # (mean, std) per mel band it was trained with; None: no normalisation
-                   feature_params:dict|None=None, # the feature cache's `params`, so that prediction computes the same features
+                   # the feature cache's `params`, so that prediction computes the same features
+                   feature_params:dict|None=None,
                    extra:dict|None=None, # more JSON-ready information, e.g. the split and the stage
                   ) -> Path:
     "Save `model` with its recipe, vocabularies, feature parameters and normalisation statistics, atomically"
     mean, std = (None, None) if stats is None else stats
     obj = dict(format=MODEL_FORMAT, arch=model.arch, hparams=plain_data(model.hparams),
                state_dict={k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
-               recipe=None if recipe is None else plain_data(recipe.to_dict()), classes=list(CLASSES), cities=list(CITIES),
-               known_cities=None if getattr(model, 'known_cities', None) is None else [CITIES[i] for i in model.known_cities],
+               recipe=None if recipe is None else plain_data(recipe.to_dict()), classes=list(CLASSES), cities=list(
+                   CITIES),
+               known_cities=None if getattr(model, 'known_cities', None) is None else [CITIES[
+                   i] for i in model.known_cities],
                unknown_city=UNKNOWN_CITY, features=plain_data(feature_params or {}),
-               stats=dict(mean=None if mean is None else [float(v) for v in mean], std=None if std is None else [float(v) for v in std]),
+               stats=dict(mean=None if mean is None else [float(v) for v in mean], std=None if std is None else [float(
+                   v) for v in std]),
                extra=plain_data(extra or {}))
     with atomic_path(path) as tmp: torch.save(obj, tmp)
     return Path(path)
@@ -112,19 +133,25 @@ def load_asc_model(path, # a model file saved by `save_asc_model`
     path = Path(path)
     if not path.is_file(): raise FileNotFoundError(f"model file not found: {path}")
     try: obj = torch.load(path, map_location='cpu', weights_only=True)
-    except Exception as e: raise ValueError(f"{path} is not a loadable asc_nbdev model file ({type(e).__name__}: {e})") from None
+    except Exception as e: raise ValueError(f"{path} is not a loadable asc_nbdev model file "
+                                            f"({type(e).__name__}: {e})") from None
     if not isinstance(obj, dict) or obj.get('format') != MODEL_FORMAT:
-        raise ValueError(f"{path} is not an asc_nbdev model file (format {obj.get('format') if isinstance(obj, dict) else type(obj).__name__!r}, expected {MODEL_FORMAT!r})")
-    if obj['classes'] != list(CLASSES): raise ValueError(f"{path} was trained on classes {obj['classes']}, this library uses {CLASSES}")
+        raise ValueError(f"{path} is not an asc_nbdev model file (format "
+                         f"{obj.get('format') if isinstance(obj, dict) else type(obj).__name__!r}, expected "
+                         f"{MODEL_FORMAT!r})")
+    if obj['classes'] != list(CLASSES): raise ValueError(f"{path} was trained on classes {obj['classes']}, this "
+                                                         f"library uses {CLASSES}")
     hp = dict(obj['hparams'])
     try: model = FoldEnsemble.from_hparams(hp) if obj['arch'] == FoldEnsemble.arch else create_model(obj['arch'], **hp)
     except (TypeError, ValueError, KeyError) as e:
-        raise ValueError(f"{path}: its {obj['arch']!r} model cannot be built by asc_nbdev {__version__} (a file of another version?): {e}") from None
+        raise ValueError(f"{path}: its {obj['arch']!r} model cannot be built by asc_nbdev {__version__} (a file of "
+                         f"another version?): {e}") from None
     sd = dict(obj['state_dict'])
     for k, v in model.state_dict().items():   # files of 0.1 have no city map: every vocabulary city keeps its row
         if k.endswith('city_map') and k not in sd: sd[k] = v
     try: model.load_state_dict(sd)
-    except RuntimeError as e: raise ValueError(f"{path}: the weights do not fit the {obj['arch']} architecture ({e})") from None
+    except RuntimeError as e: raise ValueError(f"{path}: the weights do not fit the {obj['arch']} "
+                                               f"architecture ({e})") from None
     model.eval()
     if device is not None: model.to(pick_device(device))
     info = {k: v for k, v in obj.items() if k != 'state_dict'}

@@ -9,12 +9,13 @@ from __future__ import annotations
 import math
 import torch, torch.nn as nn, torch.nn.functional as F
 import pandas as pd
-from fastcore.basics import ifnone
+from fastcore.basics import ifnone, patch
 from ..core import N_CITY_TOKENS, N_TIME_FEATURES, UNKNOWN_CITY
 
 # %% auto #0
 __all__ = ['FUSIONS', 'FALLBACKS', 'check_spec', 'check_meta', 'CityEmbedding', 'TimeEncoder', 'ContextEncoder', 'ConcatFusion',
-           'GatedFusion', 'AudioOnly', 'make_fusion', 'fallback_mode', 'FusionHead', 'ASCModel', 'model_summary']
+           'GatedFusion', 'AudioOnly', 'make_fusion', 'fallback_mode', 'FusionHead', 'model_args', 'ASCModel',
+           'model_summary']
 
 # %% ../../nbs/13_models.fusion.ipynb #56cbf3b7
 def check_spec(x, # spectrogram batch, (batch, 1, frames, n_mels) or (batch, frames, n_mels)
@@ -22,7 +23,8 @@ def check_spec(x, # spectrogram batch, (batch, 1, frames, n_mels) or (batch, fra
                name:str='model', # named in error messages
               ) -> torch.Tensor:
     "Validate a spectrogram batch and return it as `(batch, 1, frames, n_mels)` (adds a missing channel axis)"
-    if not torch.is_tensor(x): raise TypeError(f"{name}: the spectrogram must be a torch.Tensor, not {type(x).__name__}")
+    if not torch.is_tensor(x): raise TypeError(f"{name}: the spectrogram must be a torch.Tensor, not "
+                                               f"{type(x).__name__}")
     if x.ndim == 3: x = x.unsqueeze(1)
     if x.ndim != 4 or x.shape[1] != 1 or x.shape[2] < 1 or (n_mels is not None and x.shape[3] != n_mels):
         raise ValueError(f"{name}: expected a spectrogram batch of shape (batch, 1, frames, {n_mels or 'n_mels'}), "
@@ -40,9 +42,12 @@ def check_meta(city, # (batch,) int64 city indices
     "Validate the city and time inputs of a model built with `metadata=True`; returns `(city, time)`"
     if city is None or time is None:
         raise ValueError(f"{name} was built with metadata=True and needs `city` (batch,) and `time` (batch, {n_time}), "
-                         f"got city={'None' if city is None else 'a tensor'} and time={'None' if time is None else 'a tensor'}; "
-                         f"build it with metadata=False for audio only, or pass UNKNOWN_CITY={UNKNOWN_CITY} for unknown cities")
-    if not torch.is_tensor(city) or not torch.is_tensor(time): raise TypeError(f"{name}: city and time must be torch tensors")
+                         f"got city={'None' if city is None else 'a tensor'} and "
+                         f"time={'None' if time is None else 'a tensor'}; "
+                         f"build it with metadata=False for audio only, or pass UNKNOWN_CITY={UNKNOWN_CITY} for "
+                         f"unknown cities")
+    if not torch.is_tensor(city) or not torch.is_tensor(time): raise TypeError(f"{name}: city and time must be "
+        f"torch tensors")
     if city.ndim == 2 and city.shape[1] == 1: city = city[:, 0]
     if city.ndim != 1 or city.shape[0] != batch:
         raise ValueError(f"{name}: expected city of shape ({batch},), got {tuple(city.shape)}")
@@ -53,12 +58,14 @@ def check_meta(city, # (batch,) int64 city indices
     host = city.device.type == 'cpu' and not torch.compiler.is_compiling() and not torch.jit.is_tracing()
     if host and batch and (int(city.min()) < 0 or int(city.max()) >= n_cities):
         bad = sorted({int(c) for c in city[(city < 0) | (city >= n_cities)].tolist()})[:5]
-        raise ValueError(f"{name}: city index out of range {bad}; expected 0..{n_cities-1} (UNKNOWN_CITY={UNKNOWN_CITY} for an unknown city)")
+        raise ValueError(f"{name}: city index out of range {bad}; expected 0..{n_cities-1} "
+                         f"(UNKNOWN_CITY={UNKNOWN_CITY} for an unknown city)")
     if time.ndim != 2 or tuple(time.shape) != (batch, n_time):
         raise ValueError(f"{name}: expected time of shape ({batch}, {n_time}), got {tuple(time.shape)}")
     if time.dtype == torch.float64 or not time.is_floating_point(): time = time.float()
     if host and not bool(torch.isfinite(time).all()):
-        raise ValueError(f"{name}: time features hold NaN or inf; use zeros for a missing time (time_features(..., on_missing='zero'))")
+        raise ValueError(f"{name}: time features hold NaN or inf; use zeros for a missing time (time_features(..., "
+                         f"on_missing='zero'))")
     return city.long(), time
 
 # %% ../../nbs/13_models.fusion.ipynb #7ffc9fec
@@ -82,7 +89,8 @@ class TimeEncoder(nn.Sequential):
 
 # %% ../../nbs/13_models.fusion.ipynb #b8aa58cd
 class ContextEncoder(nn.Module):
-    "City embedding and time encoder, concatenated into one context vector; cities outside the known ones map to unknown"
+    """City embedding and time encoder, concatenated into one context vector; cities outside the known ones map to
+    unknown"""
     def __init__(self, city_dim:int=16, # city embedding size
                  time_dim:int=16, # time encoding size
                  time_hidden:int|None=None, # hidden size of the time MLP (None: one linear layer)
@@ -92,14 +100,16 @@ class ContextEncoder(nn.Module):
                  n_time:int=N_TIME_FEATURES, # time features per clip
                 ):
         super().__init__()
-        if not (use_city or use_time): raise ValueError("ContextEncoder needs use_city or use_time; build the model with metadata=False for audio only")
+        if not (use_city or use_time): raise ValueError("ContextEncoder needs use_city or use_time; build the model "
+                                                        "with metadata=False for audio only")
         self.city = CityEmbedding(city_dim, n_cities) if use_city else None
         self.time = TimeEncoder(time_dim, time_hidden, n_time) if use_time else None
         self.n_cities, self.n_time = n_cities, n_time
         self.out_dim = (city_dim if use_city else 0) + (time_dim if use_time else 0)
-        self.register_buffer('city_map', torch.arange(n_cities))   # city index -> embedding row (unknown for untrained cities)
+        # city index -> embedding row (unknown for untrained cities)
+        self.register_buffer('city_map', torch.arange(n_cities))
 
-    def set_known_cities(self, cities, # city indices (or names) the model is trained on; every other city maps to unknown
+    def set_known_cities(self, cities, # city indices (or names) trained on; every other city maps to unknown
                         ):
         "Map every city outside `cities` to `UNKNOWN_CITY`"
         from asc_nbdev.core import city_index
@@ -120,7 +130,8 @@ class ContextEncoder(nn.Module):
                 city, # city indices (batch,), mapped through `city_map`
                 time, # time features (batch, n_time)
                ):
-        parts = ([self.city(self.city_map[city])] if self.city is not None else []) + ([self.time(time)] if self.time is not None else [])
+        parts = ([self.city(self.city_map[city])] if self.city is not None else []) + ([self.time(time)]
+            if self.time is not None else [])
         return torch.cat(parts, 1)
 
 # %% ../../nbs/13_models.fusion.ipynb #f1b0f812
@@ -197,11 +208,19 @@ FALLBACKS = ('off', 'audio', 'mix', 'time')   # what a model does with a clip of
 
 def fallback_mode(v, # False/None/'off', True/'audio', 'time' or 'mix'
                  ) -> str:
-    "The audio fallback's mode, one of `FALLBACKS`, from a recipe's or a model file's setting (booleans from before the modes existed)"
+    """The audio fallback's mode, one of `FALLBACKS`, from a recipe's or a model file's setting (booleans from
+    before the modes existed)"""
     if v is None or v is False or v == 'off': return 'off'
     if v is True or v == 'audio': return 'audio'
     if v in ('mix', 'time'): return v
     raise ValueError(f"audio_fallback must be one of {list(FALLBACKS)} (or true/false), got {v!r}")
+
+# %% ../../nbs/13_models.fusion.ipynb #6438c783
+def _hidden_mlp(d:int, hidden:tuple, dropout:float) -> tuple[nn.Sequential, int]:
+    "The hidden layers (linear, BN, ReLU, dropout) of sizes `hidden` on a `d`-vector, and the size they output"
+    layers = []
+    for h in hidden: layers += [nn.Linear(d, h), nn.BatchNorm1d(h), nn.ReLU(), nn.Dropout(dropout)]; d = h
+    return nn.Sequential(*layers), d
 
 # %% ../../nbs/13_models.fusion.ipynb #84bd99d6
 class FusionHead(nn.Module):
@@ -221,9 +240,17 @@ class FusionHead(nn.Module):
                  dropout:float=0., # dropout of those hidden layers
                  n_cities:int=N_CITY_TOKENS, # rows of the city embedding
                  name:str='model', # named in error messages
-                 audio_fallback:bool|str=False, # clips of an unknown city (or one not trained on): 'audio' (or True) from audio alone by `audio_fc`, 'time' from audio and time, 'mix' the mean of the audio and the fused probabilities, 'off' (or False) the fused head
-                 isolate_audio:bool=False, # the fused classifier gets the audio vector detached: the body learns from `audio_fc`'s loss alone, as an audio-only model's would (needs `audio_fallback`)
-                 audio_head:bool=False, # `audio_fc` is a whole audio-only head (`hidden` layers + final layer, as a model built with metadata=False has), so an audio-only model trained first can be put there (a recipe's `audio_first`); needs audio_fallback 'audio' or 'mix'
+                 # clips of an unknown city (or one not trained on): 'audio' (or True) from audio alone by `audio_fc`,
+                 # 'time' from audio and time, 'mix' the mean of the audio and the fused probabilities, 'off' (or False)
+                 # the fused head
+                 audio_fallback:bool|str=False,
+                 # the fused classifier gets the audio vector detached: the body learns from `audio_fc`'s loss alone, as
+                 # an audio-only model's would (needs `audio_fallback`)
+                 isolate_audio:bool=False,
+                 # `audio_fc` is a whole audio-only head (`hidden` layers + final layer, as a model built with
+                 # metadata=False has), so an audio-only model trained first can be put there (a recipe's
+                 # `audio_first`); needs audio_fallback 'audio' or 'mix'
+                 audio_head:bool=False,
                 ):
         super().__init__()
         self.metadata, self.n_classes, self.name = metadata, n_classes, name
@@ -231,58 +258,78 @@ class FusionHead(nn.Module):
             self.context = ContextEncoder(city_dim, time_dim, time_hidden, use_city, use_time, n_cities)
             self.fusion = make_fusion(fusion, d_audio, self.context.out_dim, fusion_dim, fusion_dropout)
         else: self.context, self.fusion = None, AudioOnly(d_audio)
-        layers, d = [], self.fusion.out_dim
-        for h in hidden: layers += [nn.Linear(d, h), nn.BatchNorm1d(h), nn.ReLU(), nn.Dropout(dropout)]; d = h
-        self.mlp = nn.Sequential(*layers)
+        self.mlp, d = _hidden_mlp(self.fusion.out_dim, hidden, dropout)
         self.fc = nn.Linear(d, n_classes)
         self.emb_dim = d
-        # the audio-only classifier of unknown cities: a linear layer on the audio vector, trained on every clip (`AudioFallbackLoss`)
+        # the audio-only classifier of unknown cities: a linear layer on the audio vector, trained on every clip
+        # (`AudioFallbackLoss`)
         self.fallback = fallback_mode(audio_fallback) if metadata and use_city else 'off'
         if self.fallback == 'time' and self.context.time is None: self.fallback = 'audio'   # no time input: audio alone
         d_fb = d_audio + (self.context.time.out_dim if self.fallback == 'time' else 0)
         if audio_head and metadata and self.fallback not in ('audio', 'mix'):
-            raise ValueError(f"{name}: audio_head makes the audio classifier an audio-only model's head; it needs audio_fallback 'audio' or 'mix' "
+            raise ValueError(f"{name}: audio_head makes the audio classifier an audio-only model's head; it needs "
+                             f"audio_fallback 'audio' or 'mix' "
                              f"and a city input, got audio_fallback={audio_fallback!r}, use_city={use_city}")
-        self.audio_fc = (None if self.fallback == 'off' else   # an audio-only model's head (hidden layers + fc), or one linear layer
-                         FusionHead(d_audio, n_classes, False, hidden=hidden, dropout=dropout, name=name) if audio_head else nn.Linear(d_fb, n_classes))
+        # an audio-only model's head (hidden layers + fc), or one linear layer
+        self.audio_fc = (None if self.fallback == 'off' else
+                         FusionHead(d_audio, n_classes, False, hidden=hidden, dropout=dropout, name=name) if audio_head
+                             else nn.Linear(d_fb, n_classes))
         if isolate_audio and metadata and self.audio_fc is None:
-            raise ValueError(f"{name}: isolate_audio trains the audio body through the audio-only classifier alone; it needs audio_fallback "
-                             f"('audio', 'time' or 'mix') and a city input, got audio_fallback={audio_fallback!r}, use_city={use_city}")
+            raise ValueError(f"{name}: isolate_audio trains the audio body through the audio-only classifier alone; it "
+                             f"needs audio_fallback "
+                             f"('audio', 'time' or 'mix') and a city input, got audio_fallback={audio_fallback!r}, "
+                             f"use_city={use_city}")
         self.isolate = bool(isolate_audio and self.audio_fc is not None)
         self.last_audio = None
 
-    def embedding(self,
-                  a, # audio vector (batch, d_audio)
-                  city=None, # city indices (batch,), `UNKNOWN_CITY` for an unknown city; needed when built with `metadata`
-                  time=None, # time features (batch, N_TIME_FEATURES), zeros for no time; needed when built with `metadata`
-                 ):
-        "The vector the final linear layer sees"
-        if self.metadata:
-            city, time = check_meta(city, time, a.shape[0], self.context.n_cities, self.context.n_time, self.name)
-            a = self.fusion(a, self.context(city, time))
-        return self.mlp(a)
+# %% ../../nbs/13_models.fusion.ipynb #bbd4e923
+@patch
+def embedding(self:FusionHead,
+              a, # audio vector (batch, d_audio)
+              city=None, # city indices (batch,), `UNKNOWN_CITY` for an unknown city; needed when built with `metadata`
+              time=None, # time features (batch, N_TIME_FEATURES), zeros for no time; needed when built with `metadata`
+             ):
+    "The vector the final linear layer sees"
+    if self.metadata:
+        city, time = check_meta(city, time, a.shape[0], self.context.n_cities, self.context.n_time, self.name)
+        a = self.fusion(a, self.context(city, time))
+    return self.mlp(a)
 
-    def unknown_city(self,
-                     city, # city indices, any shape (flattened to (batch,))
-                    ) -> torch.Tensor:
-        "Which clips of `city` the model treats as an unknown city (outside the vocabulary or not trained on), (batch,) bool"
-        return self.context.city_map[city.reshape(-1).long()] == UNKNOWN_CITY
+# %% ../../nbs/13_models.fusion.ipynb #176184c4
+@patch
+def unknown_city(self:FusionHead,
+                 city, # city indices, any shape (flattened to (batch,))
+                ) -> torch.Tensor:
+    """Which clips of `city` the model treats as an unknown city (outside the vocabulary or not trained on),
+    (batch,) bool"""
+    return self.context.city_map[city.reshape(-1).long()] == UNKNOWN_CITY
 
-    def forward(self,
-                a, # audio vector (batch, d_audio)
-                city=None, # city indices (batch,), `UNKNOWN_CITY` for an unknown city; needed when built with `metadata`
-                time=None, # time features (batch, N_TIME_FEATURES), zeros for no time; needed when built with `metadata`
-               ):
-        if self.audio_fc is None: return self.fc(self.embedding(a, city, time))
-        city, time = check_meta(city, time, a.shape[0], self.context.n_cities, self.context.n_time, self.name)   # once
-        out = self.fc(self.mlp(self.fusion(a.detach() if self.isolate else a, self.context(city, time))))   # isolated: no gradient to the body
-        # the fallback classifier runs on every clip: its auxiliary loss trains it on known cities too
-        fb_in = torch.cat([a, self.context.time(time).to(a.dtype)], 1) if self.fallback == 'time' else a   # 'time': no city
-        alone = self.audio_fc(fb_in).to(out.dtype)
-        self.last_audio = alone.detach()   # the audio classifier's logits of every clip, known city or not (`learner.AudioMixAccuracy` reads them)
-        if self.fallback == 'mix':   # log of the mean of the two probability vectors (a softmax of it gives that mean)
-            alone = torch.logsumexp(torch.stack([F.log_softmax(out, -1), F.log_softmax(alone, -1)]), 0) - math.log(2)
-        return torch.where(self.unknown_city(city)[:, None], alone, out)
+# %% ../../nbs/13_models.fusion.ipynb #b1c1246f
+@patch
+def forward(self:FusionHead,
+            a, # audio vector (batch, d_audio)
+            city=None, # city indices (batch,), `UNKNOWN_CITY` for an unknown city; needed when built with `metadata`
+            time=None, # time features (batch, N_TIME_FEATURES), zeros for no time; needed when built with `metadata`
+           ):
+    if self.audio_fc is None: return self.fc(self.embedding(a, city, time))
+    city, time = check_meta(city, time, a.shape[0], self.context.n_cities, self.context.n_time, self.name)   # once
+    # isolated: no gradient to the body
+    out = self.fc(self.mlp(self.fusion(a.detach() if self.isolate else a, self.context(city, time))))
+    # the fallback classifier runs on every clip: its auxiliary loss trains it on known cities too
+    fb_in = torch.cat([a, self.context.time(time).to(a.dtype)], 1) if self.fallback == 'time' else a   # 'time': no city
+    alone = self.audio_fc(fb_in).to(out.dtype)
+    # the audio classifier's logits of every clip, known city or not (`learner.AudioMixAccuracy` reads them)
+    self.last_audio = alone.detach()
+    if self.fallback == 'mix':   # log of the mean of the two probability vectors (a softmax of it gives that mean)
+        alone = torch.logsumexp(torch.stack([F.log_softmax(out, -1), F.log_softmax(alone, -1)]), 0) - math.log(2)
+    return torch.where(self.unknown_city(city)[:, None], alone, out)
+
+# %% ../../nbs/13_models.fusion.ipynb #768d814b
+def model_args(loc:dict, # `locals()` as the first line of a model's `__init__`
+             ) -> dict:
+    "The constructor's arguments in signature order, `**head_kw` spread, without `self`, `n_classes` and `metadata`"
+    skip = ('self', '__class__', 'n_classes', 'metadata', 'head_kw')
+    return {**{k: v for k, v in loc.items() if k not in skip}, **loc.get('head_kw', {})}
 
 # %% ../../nbs/13_models.fusion.ipynb #785ee125
 class ASCModel(nn.Module):
@@ -313,25 +360,6 @@ class ASCModel(nn.Module):
                   head, # the new `FusionHead`
                  ): "Initialise a new head (default: PyTorch's initialisation)"
 
-    def reset_head(self, n_classes:int|None=None, # new class count (default: keep)
-                   metadata:bool|None=None, # switch metadata on/off (default: keep)
-                   fc_only:bool=False, # replace only the final linear layer, keep encoders and fusion
-                  ):
-        "Replace the head by a freshly initialised one (or only its final layer); the body is untouched"
-        n_classes, p = ifnone(n_classes, self.n_classes), next(self.body.parameters(), None)
-        if fc_only:
-            if metadata is not None and metadata != self.metadata:
-                raise ValueError("fc_only=True keeps the metadata encoders and fusion, so it cannot switch metadata on or off")
-            fc = nn.Linear(self.head.fc.in_features, n_classes)
-            self.init_head(fc)
-            self.head.fc, self.head.n_classes = fc, n_classes
-            afc = self.head.audio_fc
-            if isinstance(afc, FusionHead): afc.fc, afc.n_classes = nn.Linear(afc.fc.in_features, n_classes), n_classes   # an audio-only head
-            elif afc is not None: self.head.audio_fc = nn.Linear(afc.in_features, n_classes)
-        else: self.head = self.make_head(n_classes, ifnone(metadata, self.metadata))
-        if p is not None: self.head.to(p.device)
-        return self
-
     @property
     def n_classes(self): return self.head.n_classes
     @property
@@ -359,19 +387,46 @@ class ASCModel(nn.Module):
         "The audio vector of the body"
         return self.body(check_spec(x, self.n_mels, type(self).__name__))
 
-    def embedding(self,
-                  x, # log-mel batch (batch, 1, frames, n_mels) or (batch, frames, n_mels)
-                  city=None, # city indices (batch,), `UNKNOWN_CITY` for an unknown city; needed when built with `metadata`
-                  time=None, # time features (batch, N_TIME_FEATURES), zeros for no time; needed when built with `metadata`
-                 ):
-        "The vector the final classifier sees"
-        return self.head.embedding(self.features(x), city, time)
+# %% ../../nbs/13_models.fusion.ipynb #5ab4ea7e
+@patch
+def forward(self:ASCModel,
+            x, # log-mel batch (batch, 1, frames, n_mels) or (batch, frames, n_mels)
+            city=None, # city indices (batch,), `UNKNOWN_CITY` for an unknown city; needed when built with `metadata`
+            time=None, # time features (batch, N_TIME_FEATURES), zeros for no time; needed when built with `metadata`
+           ): return self.head(self.features(x), city, time)
 
-    def forward(self,
-                x, # log-mel batch (batch, 1, frames, n_mels) or (batch, frames, n_mels)
-                city=None, # city indices (batch,), `UNKNOWN_CITY` for an unknown city; needed when built with `metadata`
-                time=None, # time features (batch, N_TIME_FEATURES), zeros for no time; needed when built with `metadata`
-               ): return self.head(self.features(x), city, time)
+# %% ../../nbs/13_models.fusion.ipynb #a2a011db
+@patch
+def embedding(self:ASCModel,
+              x, # log-mel batch (batch, 1, frames, n_mels) or (batch, frames, n_mels)
+              city=None, # city indices (batch,), `UNKNOWN_CITY` for an unknown city; needed when built with `metadata`
+              time=None, # time features (batch, N_TIME_FEATURES), zeros for no time; needed when built with `metadata`
+             ):
+    "The vector the final classifier sees"
+    return self.head.embedding(self.features(x), city, time)
+
+# %% ../../nbs/13_models.fusion.ipynb #73099544
+@patch
+def reset_head(self:ASCModel, n_classes:int|None=None, # new class count (default: keep)
+               metadata:bool|None=None, # switch metadata on/off (default: keep)
+               fc_only:bool=False, # replace only the final linear layer, keep encoders and fusion
+              ):
+    "Replace the head by a freshly initialised one (or only its final layer); the body is untouched"
+    n_classes, p = ifnone(n_classes, self.n_classes), next(self.body.parameters(), None)
+    if fc_only:
+        if metadata is not None and metadata != self.metadata:
+            raise ValueError("fc_only=True keeps the metadata encoders and fusion, so it cannot switch "
+                             "metadata on or off")
+        fc = nn.Linear(self.head.fc.in_features, n_classes)
+        self.init_head(fc)
+        self.head.fc, self.head.n_classes = fc, n_classes
+        afc = self.head.audio_fc
+        # an audio-only head
+        if isinstance(afc, FusionHead): afc.fc, afc.n_classes = nn.Linear(afc.fc.in_features, n_classes), n_classes
+        elif afc is not None: self.head.audio_fc = nn.Linear(afc.in_features, n_classes)
+    else: self.head = self.make_head(n_classes, ifnone(metadata, self.metadata))
+    if p is not None: self.head.to(p.device)
+    return self
 
 # %% ../../nbs/13_models.fusion.ipynb #701a0e03
 def _shape(o):

@@ -1,4 +1,4 @@
-"""Li et al.'s lightweight CRNN: three residual depthwise-separable conv blocks, a GRU over time, temporal mean, city and time embeddings with early or gated fusion, about 0.37 M parameters.
+"""li2025's lightweight CRNN: depthwise-separable conv blocks, a GRU, city/time embeddings fused early or gated.
 
 Docs: https://asc-nbdev.github.io/asc_nbdev/models.mobileascnet.html.md"""
 
@@ -7,9 +7,10 @@ Docs: https://asc-nbdev.github.io/asc_nbdev/models.mobileascnet.html.md"""
 # %% ../../nbs/16_models.mobileascnet.ipynb #837d182c
 from __future__ import annotations
 import os
+from fastcore.basics import patch
 import torch, torch.nn as nn, torch.nn.functional as F
 from torch.nn.modules.utils import _pair
-from .fusion import ASCModel
+from .fusion import ASCModel, model_args
 
 # %% auto #0
 __all__ = ['DSConv', 'ResDSBlock', 'fold_bn', 'has_fused_conv', 'conv_folded', 'MobileASCNetBody', 'MobileASCNet']
@@ -22,7 +23,8 @@ class DSConv(nn.Sequential):
                  c_out:int, # output channels
                  act:bool=True, # ReLU at the end
                 ):
-        layers = [nn.Conv2d(c_in, c_in, 3, padding=1, groups=c_in, bias=False), nn.BatchNorm2d(c_in), nn.ReLU(inplace=True),
+        layers = [nn.Conv2d(c_in, c_in, 3, padding=1, groups=c_in, bias=False), nn.BatchNorm2d(c_in), nn.ReLU(
+            inplace=True),
                   nn.Conv2d(c_in, c_out, 1, bias=False), nn.BatchNorm2d(c_out)]
         super().__init__(*(layers + ([nn.ReLU(inplace=True)] if act else [])))
 
@@ -38,7 +40,8 @@ class ResDSBlock(nn.Module):
         super().__init__()
         if pool_type not in ('max', 'avg'): raise ValueError(f"pool_type must be 'max' or 'avg', not {pool_type!r}")
         self.conv1, self.conv2 = DSConv(c_in, c_out), DSConv(c_out, c_out, act=False)
-        self.shortcut = nn.Identity() if c_in == c_out else nn.Sequential(nn.Conv2d(c_in, c_out, 1, bias=False), nn.BatchNorm2d(c_out))
+        self.shortcut = nn.Identity() if c_in == c_out else nn.Sequential(nn.Conv2d(c_in, c_out, 1, bias=False),
+            nn.BatchNorm2d(c_out))
         self.pool = (nn.MaxPool2d if pool_type == 'max' else nn.AvgPool2d)(pool, ceil_mode=True)
 
     def forward(self,
@@ -48,7 +51,8 @@ class ResDSBlock(nn.Module):
     def conv_bn_pairs(self) -> list:
         "Each conv with the BatchNorm that follows it"
         c1, c2, sc = self.conv1, self.conv2, self.shortcut
-        return [(c1[0], c1[1]), (c1[3], c1[4]), (c2[0], c2[1]), (c2[3], c2[4])] + ([] if isinstance(sc, nn.Identity) else [(sc[0], sc[1])])
+        return [(c1[0], c1[1]), (c1[3], c1[4]), (c2[0], c2[1]), (c2[3], c2[4])] + ([] if isinstance(sc, nn.Identity)
+            else [(sc[0], sc[1])])
 
     def forward_folded(self, x, # channels-last input
                        wb:dict, # conv -> (weight, bias) with its BatchNorm folded in (`fold_bn`)
@@ -59,7 +63,8 @@ class ResDSBlock(nn.Module):
         y = conv_folded(x, c1[0], *wb[c1[0]], relu=True, fused=fused)
         y = conv_folded(y, c1[3], *wb[c1[3]], relu=len(c1) > 5, fused=fused)
         y = conv_folded(y, c2[0], *wb[c2[0]], relu=True, fused=fused)
-        s = x if isinstance(self.shortcut, nn.Identity) else conv_folded(x, self.shortcut[0], *wb[self.shortcut[0]], fused=fused)
+        s = x if isinstance(self.shortcut, nn.Identity) else conv_folded(x, self.shortcut[0], *wb[self.shortcut[0]],
+            fused=fused)
         return self.pool(conv_folded(y, c2[3], *wb[c2[3]], relu=True, add=s, fused=fused))
 
 # %% ../../nbs/16_models.mobileascnet.ipynb #a2c44271
@@ -92,8 +97,10 @@ def conv_folded(x, # input (channels-last)
     pad = conv.padding if padding is None else padding
     if fused:
         g = (list(pad), list(conv.stride), list(conv.dilation), conv.groups)
-        if add is None: return torch.ops.mkldnn._convolution_pointwise(x, weight, bias, *g, 'relu' if relu else 'none', [], None)
-        return torch.ops.mkldnn._convolution_pointwise.binary(x, add, weight, bias, *g, 'add', None, 'relu' if relu else None, [], None)
+        if add is None: return torch.ops.mkldnn._convolution_pointwise(x, weight, bias, *g, 'relu' if relu else 'none',
+            [], None)
+        return torch.ops.mkldnn._convolution_pointwise.binary(x, add, weight, bias, *g, 'add', None, 'relu' if relu
+                                                              else None, [], None)
     y = F.conv2d(x, weight, bias, conv.stride, pad, conv.dilation, conv.groups)
     if add is not None: y = y.add_(add)
     return F.relu_(y) if relu else y
@@ -101,8 +108,10 @@ def conv_folded(x, # input (channels-last)
 # %% ../../nbs/16_models.mobileascnet.ipynb #a8b18e30
 class MobileASCNetBody(nn.Module):
     "Stem, three residual depthwise-separable blocks, GRU over time on channels x frequency, temporal mean"
-    fast = os.environ.get('ASC_NBDEV_FAST_MOBILE', '1') != '0'  # CPU inference on the folded channels-last path (see below); False: always the plain modules
-    cache_bytes = 4 * 2**20  # on that path, the stem and first block run on pieces of the batch whose stem output is about this size
+    # CPU inference on the folded channels-last path (see below); False: always the plain modules
+    fast = os.environ.get('ASC_NBDEV_FAST_MOBILE', '1') != '0'
+    # on that path, the stem and first block run on pieces of the batch whose stem output is about this size
+    cache_bytes = 4 * 2**20
     def __init__(self, n_mels:int=64, # mel bands of the input
                  channels:tuple=(32, 64, 128), # output channels of the three blocks
                  stem_channels:int=32, # channels of the 3x3 stem conv
@@ -113,7 +122,8 @@ class MobileASCNetBody(nn.Module):
                  bidirectional:bool=False, # bidirectional GRU (output size doubles)
                 ):
         super().__init__()
-        stem = nn.Sequential(nn.Conv2d(1, stem_channels, 3, padding=1, bias=False), nn.BatchNorm2d(stem_channels), nn.ReLU(inplace=True))
+        stem = nn.Sequential(nn.Conv2d(1, stem_channels, 3, padding=1, bias=False), nn.BatchNorm2d(stem_channels),
+                             nn.ReLU(inplace=True))
         res, c, f = [], stem_channels, n_mels
         for co, p in zip(channels, pools): res.append(ResDSBlock(c, co, p, pool_type)); c, f = co, -(-f // p[1])
         self.blocks = nn.ModuleList([stem] + res)
@@ -136,62 +146,77 @@ class MobileASCNetBody(nn.Module):
     def use_fast(self,
                  x, # the input batch: its device and dtype count
                 ) -> bool:
-        "Whether `forward` takes the fast path: `fast`, CPU float32 inference (eval, no gradients), nothing tracing or compiling"
-        if not (self.fast and not self.training and not torch.is_grad_enabled() and x.device.type == 'cpu' and x.dtype == torch.float32): return False
-        if torch.is_autocast_enabled('cpu') or torch.jit.is_tracing() or torch.compiler.is_compiling() or torch.onnx.is_in_onnx_export(): return False
+        """Whether `forward` takes the fast path: `fast`, CPU float32 inference (eval, no gradients), nothing
+        tracing or compiling"""
+        if not (self.fast and not self.training and not torch.is_grad_enabled() and x.device.type == 'cpu'
+                and x.dtype == torch.float32): return False
+        if (torch.is_autocast_enabled('cpu') or torch.jit.is_tracing() or torch.compiler.is_compiling()
+                or torch.onnx.is_in_onnx_export()): return False
         return all(not bn.training and bn.affine and bn.running_var is not None and conv.weight.dtype == torch.float32
                    for conv, bn in self.conv_bn_pairs())
 
-    def stem_folded(self,
-                    x, # log-mel batch (batch, 1, frames, n_mels)
-                    wb:dict, # conv -> (weight, bias) with its BatchNorm folded in (`fold_bn`)
-                    fused:bool=True, # one oneDNN op per conv (`conv_folded`); False: separate ops
-                   ):
-        "The stem in eval mode, its BatchNorm folded in; a one-channel input goes through im2col so the output is channels-last"
-        conv = self.blocks[0][0]
-        w, b = wb[conv]
-        if conv.in_channels != 1 or conv.stride != (1, 1) or conv.dilation != (1, 1) or not isinstance(conv.padding, tuple):
-            return conv_folded(x.contiguous(memory_format=torch.channels_last), conv, w, b, relu=True, fused=fused)
-        (kh, kw), (ph, pw), (T, Fq) = conv.kernel_size, conv.padding, x.shape[-2:]
-        To, Fo, xp = T + 2 * ph - kh + 1, Fq + 2 * pw - kw + 1, F.pad(x[:, 0], (pw, pw, ph, ph))
-        cols = torch.stack([xp[:, i:i + To, j:j + Fo] for i in range(kh) for j in range(kw)], -1).permute(0, 3, 1, 2)
-        return conv_folded(cols, conv, w.reshape(len(w), -1, 1, 1), b, relu=True, fused=fused, padding=(0, 0))
+# %% ../../nbs/16_models.mobileascnet.ipynb #0a655a67
+@patch
+def stem_folded(self:MobileASCNetBody,
+                x, # log-mel batch (batch, 1, frames, n_mels)
+                wb:dict, # conv -> (weight, bias) with its BatchNorm folded in (`fold_bn`)
+                fused:bool=True, # one oneDNN op per conv (`conv_folded`); False: separate ops
+               ):
+    """The stem in eval mode, its BatchNorm folded in; a one-channel input goes through im2col so the output is
+    channels-last"""
+    conv = self.blocks[0][0]
+    w, b = wb[conv]
+    if conv.in_channels != 1 or conv.stride != (1, 1) or conv.dilation != (1, 1) or not isinstance(conv.padding, tuple):
+        return conv_folded(x.contiguous(memory_format=torch.channels_last), conv, w, b, relu=True, fused=fused)
+    (kh, kw), (ph, pw), (T, Fq) = conv.kernel_size, conv.padding, x.shape[-2:]
+    To, Fo, xp = T + 2 * ph - kh + 1, Fq + 2 * pw - kw + 1, F.pad(x[:, 0], (pw, pw, ph, ph))
+    cols = torch.stack([xp[:, i:i + To, j:j + Fo] for i in range(kh) for j in range(kw)], -1).permute(0, 3, 1, 2)
+    return conv_folded(cols, conv, w.reshape(len(w), -1, 1, 1), b, relu=True, fused=fused, padding=(0, 0))
 
-    def convs_fast(self,
-                   x, # log-mel batch (batch, 1, frames, n_mels)
-                   fused:bool|None=None, # one oneDNN op per conv (`conv_folded`); None: where this PyTorch has it (`has_fused_conv`)
-                  ):
-        "The stem and blocks in eval mode: BatchNorms folded into the convs, channels-last, in cache-sized pieces"
-        fused = has_fused_conv() if fused is None else fused
-        wb = {conv: fold_bn(conv, bn) for conv, bn in self.conv_bn_pairs()}
-        first = lambda c: self.blocks[1].forward_folded(self.stem_folded(c, wb, fused), wb, fused)
-        per_clip = x.shape[2] * x.shape[3] * self.blocks[0][0].out_channels * x.element_size()   # bytes of one clip's stem output
-        outs = []
-        for c in x.split(max(1, self.cache_bytes // per_clip)):   # short clips: several at a time
-            c = first(c) if per_clip <= self.cache_bytes else self.tiled(first, c, -(-per_clip // self.cache_bytes))
-            for b in self.blocks[2:]: c = b.forward_folded(c, wb, fused)
-            outs.append(c)
-        return outs[0] if len(outs) == 1 else torch.cat(outs)
+# %% ../../nbs/16_models.mobileascnet.ipynb #42cf1939
+@patch
+def convs_fast(self:MobileASCNetBody,
+               x, # log-mel batch (batch, 1, frames, n_mels)
+               # one oneDNN op per conv (`conv_folded`); None: where this PyTorch has it (`has_fused_conv`)
+               fused:bool|None=None,
+              ):
+    "The stem and blocks in eval mode: BatchNorms folded into the convs, channels-last, in cache-sized pieces"
+    fused = has_fused_conv() if fused is None else fused
+    wb = {conv: fold_bn(conv, bn) for conv, bn in self.conv_bn_pairs()}
+    first = lambda c: self.blocks[1].forward_folded(self.stem_folded(c, wb, fused), wb, fused)
+    # bytes of one clip's stem output
+    per_clip = x.shape[2] * x.shape[3] * self.blocks[0][0].out_channels * x.element_size()
+    outs = []
+    for c in x.split(max(1, self.cache_bytes // per_clip)):   # short clips: several at a time
+        c = first(c) if per_clip <= self.cache_bytes else self.tiled(first, c, -(-per_clip // self.cache_bytes))
+        for b in self.blocks[2:]: c = b.forward_folded(c, wb, fused)
+        outs.append(c)
+    return outs[0] if len(outs) == 1 else torch.cat(outs)
 
-    def tiled(self,
-              first, # function computing the stem and first block of a piece of `x`
-              x, # log-mel batch (batch, 1, frames, n_mels)
-              n:int, # number of time tiles
-             ):
-        "`first(x)` (stem and first block) computed on `n` time tiles of `x`, each read with enough context frames to be exact"
-        pool, T = self.blocks[1].pool, x.shape[2]
-        pt = _pair(pool.kernel_size)[0]
-        if _pair(pool.stride)[0] != pt or _pair(pool.padding)[0] != 0: return first(x)
-        c1, c2 = self.blocks[1].conv1[0], self.blocks[1].conv2[0]
-        halo = self.blocks[0][0].padding[0] + c1.padding[0] + c2.padding[0]   # frames of context the convs read on each side
-        ctx = pt * -(-halo // pt)                                             # ... rounded up to whole pooling windows
-        step = max(pt * -(-T // (n * pt)), 4 * ctx)                           # tile length, a multiple of the pooling
-        outs = []
-        for a in range(0, T, step):
-            e, s = min(a + step, T), max(a - ctx, 0)
-            y, o = first(x[:, :, s:min(e + ctx, T)]), (a - s) // pt   # frames within `halo` of a cut are wrong: dropped here
-            outs.append(y[:, :, o:o - (-(e - a) // pt)])
-        return torch.cat(outs, 2)
+# %% ../../nbs/16_models.mobileascnet.ipynb #fce00f4a
+@patch
+def tiled(self:MobileASCNetBody,
+          first, # function computing the stem and first block of a piece of `x`
+          x, # log-mel batch (batch, 1, frames, n_mels)
+          n:int, # number of time tiles
+         ):
+    """`first(x)` (stem and first block) computed on `n` time tiles of `x`, each read with enough context frames to
+    be exact"""
+    pool, T = self.blocks[1].pool, x.shape[2]
+    pt = _pair(pool.kernel_size)[0]
+    if _pair(pool.stride)[0] != pt or _pair(pool.padding)[0] != 0: return first(x)
+    c1, c2 = self.blocks[1].conv1[0], self.blocks[1].conv2[0]
+    # frames of context the convs read on each side
+    halo = self.blocks[0][0].padding[0] + c1.padding[0] + c2.padding[0]
+    ctx = pt * -(-halo // pt)                                             # ... rounded up to whole pooling windows
+    step = max(pt * -(-T // (n * pt)), 4 * ctx)                           # tile length, a multiple of the pooling
+    outs = []
+    for a in range(0, T, step):
+        e, s = min(a + step, T), max(a - ctx, 0)
+        # frames within `halo` of a cut are wrong: dropped here
+        y, o = first(x[:, :, s:min(e + ctx, T)]), (a - s) // pt
+        outs.append(y[:, :, o:o - (-(e - a) // pt)])
+    return torch.cat(outs, 2)
 
 # %% ../../nbs/16_models.mobileascnet.ipynb #1207dad5
 class MobileASCNet(ASCModel):
@@ -216,10 +241,12 @@ class MobileASCNet(ASCModel):
                  dropout:float=0., # dropout of those hidden layers
                  **head_kw, # further `FusionHead` settings
                 ):
-        if fusion not in ('gated', 'early', 'concat'): raise ValueError(f"MobileASCNet fusion must be 'gated' or 'early', not {fusion!r}")
-        hp = dict(n_mels=n_mels, fusion=fusion, channels=channels, stem_channels=stem_channels, pools=pools, pool_type=pool_type,
-                  gru_hidden=gru_hidden, gru_layers=gru_layers, bidirectional=bidirectional, city_dim=city_dim, time_dim=time_dim,
-                  time_hidden=time_hidden, fusion_dim=fusion_dim, hidden=hidden, dropout=dropout, **head_kw)
-        body = MobileASCNetBody(n_mels, channels, stem_channels, pools, pool_type, gru_hidden, gru_layers, bidirectional)
-        super().__init__(body, body.out_dim, n_classes, n_mels, metadata, hparams=hp, fusion=fusion, fusion_dim=fusion_dim,
-                         city_dim=city_dim, time_dim=time_dim, time_hidden=time_hidden, hidden=hidden, dropout=dropout, **head_kw)
+        if fusion not in ('gated', 'early', 'concat'): raise ValueError(f"MobileASCNet fusion must be 'gated' or "
+            f"'early', not {fusion!r}")
+        hp = model_args(locals())   # every argument above, for `hparams`
+        body = MobileASCNetBody(n_mels, channels, stem_channels, pools, pool_type, gru_hidden, gru_layers,
+                                bidirectional)
+        super().__init__(body, body.out_dim, n_classes, n_mels, metadata, hparams=hp, fusion=fusion,
+                         fusion_dim=fusion_dim,
+                         city_dim=city_dim, time_dim=time_dim, time_hidden=time_hidden, hidden=hidden, dropout=dropout,
+                             **head_kw)

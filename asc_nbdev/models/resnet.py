@@ -1,4 +1,4 @@
-"""Yang et al.'s network: a 7x7 stem, four residual blocks with channel-then-spatial attention, attention + average + max pooling, a 256-d metadata fusion and a 128 -> 64 classifier.
+"""yang2025's network: a ResNet with channel and spatial attention and a 256-d city/time fusion.
 
 Docs: https://asc-nbdev.github.io/asc_nbdev/models.resnet.html.md"""
 
@@ -7,7 +7,7 @@ Docs: https://asc-nbdev.github.io/asc_nbdev/models.resnet.html.md"""
 # %% ../../nbs/15_models.resnet.ipynb #85935d92
 from __future__ import annotations
 import torch, torch.nn as nn, torch.nn.functional as F
-from .fusion import ASCModel
+from .fusion import ASCModel, model_args
 
 # %% auto #0
 __all__ = ['ChannelAttention', 'SpatialAttention', 'AttnResBlock', 'AttnStatsPool', 'ResNetAttentionBody', 'ResNetAttention']
@@ -21,7 +21,8 @@ class ChannelAttention(nn.Module):
                 ):
         super().__init__()
         h = max(channels // reduction, 1)
-        self.mlp = nn.Sequential(nn.Conv2d(channels, h, 1, bias=False), nn.ReLU(inplace=True), nn.Conv2d(h, channels, 1, bias=False))
+        self.mlp = nn.Sequential(nn.Conv2d(channels, h, 1, bias=False), nn.ReLU(inplace=True), nn.Conv2d(h, channels, 1,
+            bias=False))
     def forward(self,
                 x, # feature maps (batch, channels, frames, frequency)
                ):
@@ -121,9 +122,7 @@ class ResNetAttention(ASCModel):
                  dropout:float=0.4, # classifier dropout
                  **head_kw, # further `FusionHead` settings
                 ):
-        hp = dict(n_mels=n_mels, channels=channels, stem_stride=stem_stride, reduction=reduction, sa_kernel=sa_kernel,
-                  fusion=fusion, city_dim=city_dim, time_hidden=time_hidden, time_dim=time_dim, fusion_dim=fusion_dim,
-                  fusion_dropout=fusion_dropout, hidden=hidden, dropout=dropout, **head_kw)
+        hp = model_args(locals())   # every argument above, for `hparams`
         body = ResNetAttentionBody(channels, stem_stride, reduction, sa_kernel)
         super().__init__(body, body.out_dim, n_classes, n_mels, metadata, hparams=hp, fusion=fusion,
                          fusion_dim=fusion_dim, fusion_dropout=fusion_dropout, city_dim=city_dim, time_dim=time_dim,

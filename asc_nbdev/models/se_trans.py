@@ -1,4 +1,4 @@
-"""The challenge baseline: two squeeze-and-excitation conv blocks, a one-layer Transformer, max over time, and the city/time fusion.
+"""The challenge baseline: squeeze-and-excitation conv blocks, a Transformer layer, city/time fusion.
 
 Docs: https://asc-nbdev.github.io/asc_nbdev/models.se_trans.html.md"""
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import torch, torch.nn as nn, torch.nn.functional as F
 import pandas as pd
 from ..core import CITIES, UNKNOWN_CITY, N_CITY_TOKENS, N_TIME_FEATURES
-from .fusion import ASCModel
+from .fusion import ASCModel, model_args
 
 # %% auto #0
 __all__ = ['OFFICIAL_CITIES', 'OFFICIAL_KEY_MAP', 'MelNorm', 'SELayer', 'SqueezeExcitation', 'TimePool', 'SETransBody', 'SETrans',
@@ -50,7 +50,8 @@ class SqueezeExcitation(nn.Module):
                  pool_type:str='avg', # 'avg', 'max' or 'avg+max'
                 ):
         super().__init__()
-        if pool_type not in ('avg', 'max', 'avg+max'): raise ValueError(f"pool_type must be 'avg', 'max' or 'avg+max', not {pool_type!r}")
+        if pool_type not in ('avg', 'max', 'avg+max'): raise ValueError(f"pool_type must be 'avg', 'max' or 'avg+max', "
+            f"not {pool_type!r}")
         self.conv1 = nn.Conv2d(c_in, c_out, 3, padding=1, bias=False)
         self.conv2 = nn.Conv2d(c_out, c_out, 3, padding=1, bias=False)
         self.bn1, self.bn2 = nn.BatchNorm2d(c_out), nn.BatchNorm2d(c_out)
@@ -70,7 +71,8 @@ class SqueezeExcitation(nn.Module):
 
 # %% ../../nbs/14_models.se_trans.ipynb #fb7d50c3
 class TimePool(nn.Module):
-    "`nn.AdaptiveAvgPool2d((n_steps, 1))` as a pooling matrix: the same numbers, and ONNX export keeps the frame count dynamic"
+    """`nn.AdaptiveAvgPool2d((n_steps, 1))` as a pooling matrix: the same numbers, and ONNX export keeps the frame
+    count dynamic"""
     def __init__(self, n_steps:int=16, # time steps out
                 ): super().__init__(); self.n_steps = n_steps
 
@@ -96,7 +98,8 @@ class SETransBody(nn.Module):
                 ):
         super().__init__()
         c1, c2 = channels
-        self.blocks = nn.ModuleList([nn.Sequential(MelNorm(n_mels), SqueezeExcitation(1, c1, reduction, pool_type=pool_type)),
+        self.blocks = nn.ModuleList([nn.Sequential(MelNorm(n_mels), SqueezeExcitation(1, c1, reduction,
+            pool_type=pool_type)),
                                      SqueezeExcitation(c1, c2, reduction, pool_type=pool_type)])
         self.pool = TimePool(n_steps)
         layer = nn.TransformerEncoderLayer(c2, nhead, dim_feedforward, dropout, batch_first=True)
@@ -131,9 +134,7 @@ class SETrans(ASCModel):
                  fusion_dim:int=128, # fused size
                  **head_kw, # further `FusionHead` settings (e.g. `use_time=False`)
                 ):
-        hp = dict(n_mels=n_mels, channels=channels, n_steps=n_steps, nhead=nhead, dim_feedforward=dim_feedforward,
-                  n_layers=n_layers, dropout=dropout, reduction=reduction, pool_type=pool_type, fusion=fusion,
-                  city_dim=city_dim, time_dim=time_dim, fusion_dim=fusion_dim, **head_kw)
+        hp = model_args(locals())   # every argument above, for `hparams`
         body = SETransBody(n_mels, channels, n_steps, nhead, dim_feedforward, n_layers, dropout, reduction, pool_type)
         super().__init__(body, body.out_dim, n_classes, n_mels, metadata, hparams=hp, fusion=fusion,
                          fusion_dim=fusion_dim, city_dim=city_dim, time_dim=time_dim, **head_kw)
@@ -158,7 +159,8 @@ def official_se_trans_keys(n_classes:int=10, # classes of the official `fc`
                           ) -> dict:
     "Key -> shape of the official `SE_Trans` state dict (`models/baseline.py`, APSIPA ASC 2025 baseline), in its order"
     sd = {}
-    def bn(p, c): sd.update({f'{p}.{n}': (c,) for n in ('weight', 'bias', 'running_mean', 'running_var')}); sd[f'{p}.num_batches_tracked'] = ()
+    def bn(p, c): sd.update({f'{p}.{n}': (c,) for n in ('weight', 'bias', 'running_mean', 'running_var')}); sd[
+        f'{p}.num_batches_tracked'] = ()
     def se_block(p, ci, co):   # SqueezeExcitation: conv1, conv2, bn1, bn2, se1, se2 (SELayer reduction 16, no biases)
         sd[f'{p}.conv1.weight'], sd[f'{p}.conv2.weight'] = (co, ci, 3, 3), (co, co, 3, 3)
         bn(f'{p}.bn1', co); bn(f'{p}.bn2', co)
@@ -204,13 +206,15 @@ def official_to_library_key(key:str, # a key of the official state dict
 def official_key_table(**kwargs, # settings of `official_se_trans_keys`
                       ) -> pd.DataFrame:
     "The official keys with their shapes, the library key each maps to and its part (body, context, fc, template)"
-    rows = [dict(official=k, shape=s, library=official_to_library_key(k)[0] or '(skipped)', part=official_to_library_key(k)[1])
+    rows = [dict(official=k, shape=s, library=official_to_library_key(k)[0] or '(skipped)',
+                 part=official_to_library_key(k)[1])
             for k, s in official_se_trans_keys(**kwargs).items()]
     return pd.DataFrame(rows)
 
 # %% ../../nbs/14_models.se_trans.ipynb #541c39a4
 class OfficialCheckpointError(ValueError):
-    "An official SE-Trans checkpoint that does not fit the model: the message names every missing or unexpected key and shape mismatch"
+    """An official SE-Trans checkpoint that does not fit the model: the message names every missing or unexpected
+    key and shape mismatch"""
 
 # %% ../../nbs/14_models.se_trans.ipynb #22543a76
 def _official_state_dict(src):
@@ -220,47 +224,86 @@ def _official_state_dict(src):
         p = name = Path(src)
         if not p.is_file(): raise FileNotFoundError(f"official SE-Trans checkpoint not found: {p}")
         try: src = torch.load(p, map_location='cpu', weights_only=True)
-        except Exception as e: raise OfficialCheckpointError(f"{p} is not a loadable PyTorch checkpoint ({type(e).__name__}: {e})") from None
+        except Exception as e: raise OfficialCheckpointError(f"{p} is not a loadable PyTorch checkpoint "
+                                                             f"({type(e).__name__}: {e})") from None
     if isinstance(src, dict):
         for k in ('model_state_dict', 'state_dict'):
             if isinstance(src.get(k), dict): src = src[k]; break
     if not isinstance(src, dict) or not src or not all(torch.is_tensor(v) for v in src.values()):
-        raise OfficialCheckpointError(f"{name}: expected a state dict of tensors, or a checkpoint with 'model_state_dict' "
+        raise OfficialCheckpointError(f"{name}: expected a state dict of tensors, or a checkpoint with "
+                                      f"'model_state_dict' "
                                       f"(as the official baseline's trainer saves it), got {type(src).__name__}"
                                       + (f" with keys {list(src)[:6]}" if isinstance(src, dict) else ''))
-    if all(k.startswith('module.') for k in src): src = {k[len('module.'):]: v for k, v in src.items()}   # saved from DataParallel
+    # saved from DataParallel
+    if all(k.startswith('module.') for k in src): src = {k[len('module.'):]: v for k, v in src.items()}
     return dict(src)
 
 # %% ../../nbs/14_models.se_trans.ipynb #7c07d6aa
 def official_model_kwargs(src, # a checkpoint path, a checkpoint dict or an official state dict
                          ) -> dict:
-    "The `SETrans` settings that hold the official weights of `src`, read off their shapes (`nhead` and `dropout` are not in the weights: 8 and 0.1 in the official config)"
+    """The `SETrans` settings that hold the official weights of `src`, read off their shapes (`nhead` and `dropout`
+    are not in the weights: 8 and 0.1 in the official config)"""
     sd = _official_state_dict(src)
     def shape(k):
-        if k not in sd: raise OfficialCheckpointError(f"not an official SE-Trans state dict: no key {k!r} (keys: {list(sd)[:6]}...)")
+        if k not in sd: raise OfficialCheckpointError(f"not an official SE-Trans state dict: no key {k!r} (keys: "
+                                                      f"{list(sd)[:6]}...)")
         return tuple(sd[k].shape)
     c1, c2 = shape('SE_block1.conv1.weight')[0], shape('SE_block2.conv1.weight')[0]
     layers = {int(k.split('.')[2]) for k in sd if k.startswith('encoder.layers.')}
     kw = dict(n_classes=shape('fc.weight')[0], n_mels=shape('bn0.weight')[0], channels=(c1, c2), n_layers=len(layers),
-              dim_feedforward=shape('encoder.layers.0.linear1.weight')[0], reduction=c1 // shape('SE_block1.se1.fc.0.weight')[0],
+              dim_feedforward=shape('encoder.layers.0.linear1.weight')[0], reduction=c1 // shape(
+                  'SE_block1.se1.fc.0.weight')[0],
               metadata='location_embedding.weight' in sd)
     if kw['metadata']:
-        kw.update(fusion='concat', city_dim=shape('location_embedding.weight')[1], time_dim=shape('time_mapping.weight')[0],
+        kw.update(fusion='concat', city_dim=shape('location_embedding.weight')[1], time_dim=shape(
+            'time_mapping.weight')[0],
                   fusion_dim=shape('fusion_layer.weight')[0])
     return kw
 
 # %% ../../nbs/14_models.se_trans.ipynb #d277cc5e
 def _few(xs, n=8): return ', '.join(map(str, xs[:n])) + (f' ... ({len(xs)} in all)' if len(xs) > n else '')
 
+# %% ../../nbs/14_models.se_trans.ipynb #16d511e4
+def _raise_misfit(sd:dict, missing:list, unexpected:list, mismatched:list, part_of):
+    "Raise the `OfficialCheckpointError` of `map_official_state_dict`: the keys that do not fit, and hints"
+    hints = []
+    if mismatched: hints.append("build the model with the checkpoint's sizes: "
+                                "SETrans(**official_model_kwargs(checkpoint)) "
+                                "(the quick recipes' narrower channels cannot hold the official weights)")
+    layers = {int(k.split('.')[2]) for k in sd if k.startswith('encoder.layers.')}
+    if any('encoder.layers.' in k for k in missing + unexpected):
+        hints.append(f"the checkpoint has {len(layers)} Transformer layer(s): build the model with "
+                     f"n_layers={len(layers)} "
+                     "(SETrans(**official_model_kwargs(checkpoint)) has every size of the checkpoint)")
+    if any(m.startswith('fc.') for m in mismatched): hints.append("fc=False keeps the model's own classifier (the "
+                                                                  "baseline's remove_fc=True)")
+    if any(part_of(m) == 'context' for m in missing): hints.append("the checkpoint has no city/time layers: "
+        "context=None keeps the model's own")
+    if any(u.startswith(('location_embedding', 'time_mapping', 'fusion_layer')) for u in unexpected):
+        hints.append("the model has no city/time input (metadata=False): context=None or False skips those layers")
+    msg = ["the official SE-Trans checkpoint does not fit the model:"]
+    if missing: msg.append(f"missing keys (the model has them, the checkpoint does not): {_few(missing)}")
+    if unexpected: msg.append(f"unexpected keys: {_few(unexpected)}")
+    if mismatched: msg.append(f"shape mismatches (checkpoint -> model): {_few(mismatched)}")
+    raise OfficialCheckpointError('\n  '.join(msg + [f"hint: {h}" for h in hints]))
+
 # %% ../../nbs/14_models.se_trans.ipynb #d63eec68
 def map_official_state_dict(src, # a checkpoint path, a checkpoint dict or an official state dict
                             target:dict, # the state dict of the library model to fill (`model.state_dict()`)
-                            fc:bool|None=True, # load `fc`: True (shapes must match), False (keep the target's, as `remove_fc=True`), None (if it fits)
-                            context:bool|None=True, # load city embedding, time mapping and fusion layer: True (required), False (keep the target's), None (if the checkpoint has them)
-                            unknown_city:str='mean', # the unknown-city row the official table lacks: 'mean' of the 22 rows, 'zeros', or 'keep' the target's
+                            # load `fc`: True (shapes must match), False (keep the target's, as `remove_fc=True`), None
+                            # (if it fits)
+                            fc:bool|None=True,
+                            # load city embedding, time mapping and fusion layer: True (required), False (keep the
+                            # target's), None (if the checkpoint has them)
+                            context:bool|None=True,
+                            # the unknown-city row the official table lacks: 'mean' of the 22 rows, 'zeros', or 'keep'
+                            # the target's
+                            unknown_city:str='mean',
                            ) -> tuple:
-    "Map an official SE-Trans state dict onto `target`'s keys and shapes; returns `(state_dict, report)` or raises `OfficialCheckpointError`"
-    if unknown_city not in ('mean', 'zeros', 'keep'): raise ValueError(f"unknown_city must be 'mean', 'zeros' or 'keep', not {unknown_city!r}")
+    """Map an official SE-Trans state dict onto `target`'s keys and shapes; returns `(state_dict, report)` or raises
+    `OfficialCheckpointError`"""
+    if unknown_city not in ('mean', 'zeros', 'keep'): raise ValueError(f"unknown_city must be 'mean', 'zeros' or "
+        f"'keep', not {unknown_city!r}")
     sd = _official_state_dict(src)
     out = {k: v.clone() for k, v in target.items()}
     has_ctx = any(official_to_library_key(k)[1] == 'context' for k in sd)
@@ -271,7 +314,8 @@ def map_official_state_dict(src, # a checkpoint path, a checkpoint dict or an of
         if part is None: unexpected.append(k); continue
         if want[part] is False: skipped.append(k); continue
         if new not in target:
-            if part == 'context' and context is None: skipped.append(k); continue   # an audio-only model: nothing to load them into
+            # an audio-only model: nothing to load them into
+            if part == 'context' and context is None: skipped.append(k); continue
             unexpected.append(f"{k} (-> {new}, not in the model)"); continue
         t = target[new]
         if new == 'head.context.city.weight' and v.ndim == 2 and t.ndim == 2 and v.shape[1] == t.shape[1] \
@@ -289,39 +333,35 @@ def map_official_state_dict(src, # a checkpoint path, a checkpoint dict or an of
             if new and key.startswith(new): return part
     kept = [k for k in target if k not in loaded]
     # not in any official checkpoint: the city map (a buffer) and the audio fallback's classifier (this library's, new)
-    missing = [k for k in kept if k != 'head.context.city_map' and not k.startswith('head.audio_fc.') and want.get(part_of(k), True) is True]
-    if missing or unexpected or mismatched:
-        hints = []
-        if mismatched: hints.append("build the model with the checkpoint's sizes: SETrans(**official_model_kwargs(checkpoint)) "
-                                    "(the quick recipes' narrower channels cannot hold the official weights)")
-        layers = {int(k.split('.')[2]) for k in sd if k.startswith('encoder.layers.')}
-        if any('encoder.layers.' in k for k in missing + unexpected):
-            hints.append(f"the checkpoint has {len(layers)} Transformer layer(s): build the model with n_layers={len(layers)} "
-                         "(SETrans(**official_model_kwargs(checkpoint)) has every size of the checkpoint)")
-        if any(m.startswith('fc.') for m in mismatched): hints.append("fc=False keeps the model's own classifier (the baseline's remove_fc=True)")
-        if any(part_of(m) == 'context' for m in missing): hints.append("the checkpoint has no city/time layers: context=None keeps the model's own")
-        if any(u.startswith(('location_embedding', 'time_mapping', 'fusion_layer')) for u in unexpected):
-            hints.append("the model has no city/time input (metadata=False): context=None or False skips those layers")
-        msg = ["the official SE-Trans checkpoint does not fit the model:"]
-        if missing: msg.append(f"missing keys (the model has them, the checkpoint does not): {_few(missing)}")
-        if unexpected: msg.append(f"unexpected keys: {_few(unexpected)}")
-        if mismatched: msg.append(f"shape mismatches (checkpoint -> model): {_few(mismatched)}")
-        raise OfficialCheckpointError('\n  '.join(msg + [f"hint: {h}" for h in hints]))
-    report = dict(loaded=len(loaded), kept=kept, skipped=skipped, unknown_city=unknown_city if 'head.context.city.weight' in loaded else None)
+    missing = [k for k in kept if k != 'head.context.city_map' and not k.startswith('head.audio_fc.') and want.get(
+        part_of(k), True) is True]
+    if missing or unexpected or mismatched: _raise_misfit(sd, missing, unexpected, mismatched, part_of)
+    report = dict(loaded=len(loaded), kept=kept, skipped=skipped, unknown_city=unknown_city
+                  if 'head.context.city.weight' in loaded else None)
     return out, report
 
 # %% ../../nbs/14_models.se_trans.ipynb #662fbaa8
 def load_official_se_trans(src, # the official checkpoint (path, checkpoint dict with 'model_state_dict', or state dict)
-                           model:SETrans|None=None, # the SE-Trans to load into; None: one built by `official_model_kwargs`
-                           fc:bool|None=True, # load the classifier: True, False (keep the model's, as the baseline's `remove_fc=True`), None (if it fits)
-                           context:bool|None=True, # load the city/time/fusion layers: True, False (keep the model's), None (if the checkpoint has them)
-                           unknown_city:str='mean', # the unknown-city row: 'mean' of the 22 official rows, 'zeros', or 'keep'
-                           **model_kw, # further `SETrans` settings for the model built when `model` is None (e.g. `nhead`, `dropout`)
+                           # the SE-Trans to load into; None: one built by `official_model_kwargs`
+                           model:SETrans|None=None,
+                           # load the classifier: True, False (keep the model's, as the baseline's `remove_fc=True`),
+                           # None (if it fits)
+                           fc:bool|None=True,
+                           # load the city/time/fusion layers: True, False (keep the model's), None (if the checkpoint
+                           # has them)
+                           context:bool|None=True,
+                           # the unknown-city row: 'mean' of the 22 official rows, 'zeros', or 'keep'
+                           unknown_city:str='mean',
+                           # further `SETrans` settings for the model built when `model` is None (e.g. `nhead`,
+                           # `dropout`)
+                           **model_kw,
                           ) -> SETrans:
-    "Load the official baseline's SE-Trans weights into the library's `SETrans`; `model.official_init` says what was loaded and kept"
+    """Load the official baseline's SE-Trans weights into the library's `SETrans`; `model.official_init` says what
+    was loaded and kept"""
     sd = _official_state_dict(src)
     if model is None: model = SETrans(**{**official_model_kwargs(sd), **model_kw})
-    elif not isinstance(model, SETrans): raise TypeError(f"load_official_se_trans loads into an SETrans, not {type(model).__name__}")
+    elif not isinstance(model, SETrans): raise TypeError(f"load_official_se_trans loads into an SETrans, not "
+                                                         f"{type(model).__name__}")
     new, report = map_official_state_dict(sd, model.state_dict(), fc=fc, context=context, unknown_city=unknown_city)
     model.load_state_dict(new)
     model.official_init = report

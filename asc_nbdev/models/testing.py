@@ -1,4 +1,4 @@
-"""`check_asc_model`: the contract every model of the library passes, in one call, for the model notebooks, the tests and anyone adding a model.
+"""`check_asc_model`: the contract every model of the library passes, in one call.
 
 Docs: https://asc-nbdev.github.io/asc_nbdev/models.testing.html.md"""
 
@@ -56,8 +56,10 @@ def check_asc_model(make, # callable: `make(metadata=...)` returns an `ASCModel`
     before = {k: v.clone() for k, v in m.body.state_dict().items()}
     m.reset_head(7)
     after = m.body.state_dict()
-    ok(before.keys() == after.keys() and all(torch.equal(v, after[k]) for k, v in before.items()), "reset_head changed body weights")
-    ok(tuple(m.eval()(torch.randn(bs, 1, frames[-1], n_mels), city, time).shape) == (bs, 7), "reset_head(7) did not give 7 logits")
+    ok(before.keys() == after.keys() and all(torch.equal(v, after[k]) for k, v in before.items()),
+       "reset_head changed body weights")
+    ok(tuple(m.eval()(torch.randn(bs, 1, frames[-1], n_mels), city, time).shape) == (bs, 7),
+       "reset_head(7) did not give 7 logits")
     res['params'] = sum(p.numel() for p in make(metadata=True).parameters())
     res['params_audio_only'] = sum(p.numel() for p in m2.parameters())
     return res

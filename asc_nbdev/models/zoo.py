@@ -1,4 +1,4 @@
-"""Build any model by name, split it into body and head for fastai, freeze its low-level blocks, swap its head, and compare sizes with the papers.
+"""Build any model by name, split it into body and head, freeze or swap parts, compare sizes with the papers.
 
 Docs: https://asc-nbdev.github.io/asc_nbdev/models.zoo.html.md"""
 
@@ -26,7 +26,8 @@ __all__ = ['MODELS', 'MODEL_INFO', 'create_model', 'asc_splitter', 'count_params
 MODELS = {'se_trans': SETrans, 'resnet_attention': ResNetAttention, 'mobileascnet': MobileASCNet, 'fcnn': FCNN}
 
 MODEL_INFO = {
-    'se_trans': dict(recipe='baseline', source='official baseline (SE-Trans)', paper_params='0.44 M (li2025, Table 3)', paper_m=0.44),
+    'se_trans': dict(recipe='baseline', source='official baseline (SE-Trans)', paper_params='0.44 M (li2025, Table 3)',
+                     paper_m=0.44),
     'resnet_attention': dict(recipe='yang2025', source='Yang et al.', paper_params='not given', paper_m=None),
     'mobileascnet': dict(recipe='li2025', source='Li et al.', paper_params='0.37 M (li2025, Table 3)', paper_m=0.37),
     'fcnn': dict(recipe='atmaja2025', source='Atmaja et al.', paper_params='not given', paper_m=None),
@@ -48,7 +49,8 @@ def create_model(name:str, # one of `MODELS`
     if name not in MODELS: raise ValueError(f"unknown model {name!r}; valid names: {', '.join(MODELS)}")
     cls = MODELS[name]
     bad = [k for k in kwargs if k not in _valid_kwargs(cls)]
-    if bad: raise TypeError(f"{name}: unknown setting(s) {bad}; valid: {', '.join(k for k in _valid_kwargs(cls) if k not in ('n_classes', 'metadata'))}")
+    if bad: raise TypeError(f"{name}: unknown setting(s) {bad}; valid: "
+                            f"{', '.join(k for k in _valid_kwargs(cls) if k not in ('n_classes', 'metadata'))}")
     return cls(n_classes=n_classes, metadata=metadata, **kwargs)
 
 # %% ../../nbs/18_models.zoo.ipynb #794bb584
@@ -72,7 +74,8 @@ def replace_head(model:ASCModel, # a model of the zoo
                  fc_only:bool=False, # replace only the final linear layer (keep metadata encoders and fusion)
                 ) -> ASCModel:
     "Give `model` a freshly initialised head for `n_classes`; the body keeps its weights"
-    if not isinstance(model, ASCModel): raise TypeError(f"replace_head needs a model of the zoo (an ASCModel), not {type(model).__name__}")
+    if not isinstance(model, ASCModel): raise TypeError(f"replace_head needs a model of the zoo (an ASCModel), not "
+                                                        f"{type(model).__name__}")
     return model.reset_head(n_classes, metadata, fc_only)
 
 # %% ../../nbs/18_models.zoo.ipynb #63581f90
@@ -82,7 +85,8 @@ def freeze_blocks(model:ASCModel, # a model of the zoo
                  ) -> ASCModel:
     "Freeze the parameters of the first `n` conv blocks of `model`"
     blocks = model.blocks
-    if not 0 <= n <= len(blocks): raise ValueError(f"{type(model).__name__} has {len(blocks)} blocks; cannot freeze {n}")
+    if not 0 <= n <= len(blocks): raise ValueError(f"{type(model).__name__} has {len(blocks)} blocks; "
+                                                   f"cannot freeze {n}")
     for b in blocks[:n]:
         for mod in b.modules():
             is_bn = isinstance(mod, nn.modules.batchnorm._BatchNorm)

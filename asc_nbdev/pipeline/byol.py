@@ -1,4 +1,4 @@
-"""`--ssl-pretrain`: the recipe's model body learns from every dev clip without labels, as BYOL for Audio does; stage 1 (every fold model with `--cv`) starts from it.
+"""`--ssl-pretrain`: the model body learns from every dev clip without labels (BYOL for Audio).
 
 Docs: https://asc-nbdev.github.io/asc_nbdev/pipeline.byol.html.md"""
 
@@ -30,17 +30,20 @@ def log_mixup_exp(x:torch.Tensor, # (batch, 1, frames, mels) log-mel batch
                   ratio:float=0.4, # the largest share of the other clip
                   generator=None, # a `torch.Generator`, or None
                  ) -> torch.Tensor:
-    "BYOL-A's mixup: each clip mixed with another clip of the batch in the exp (linear) domain, by a random share up to `ratio`"
+    """BYOL-A's mixup: each clip mixed with another clip of the batch in the exp (linear) domain, by a random share
+    up to `ratio`"""
     lam = torch.rand(len(x), 1, 1, 1, generator=generator).to(x) * ratio
     other = x[torch.randperm(len(x), generator=generator).to(x.device)]
     return torch.log((1 - lam) * torch.exp(x) + lam * torch.exp(other) + 1e-8)
 
 # %% ../../nbs/43_pipeline.byol.ipynb #867d2ccd
 def random_resize_crop(x:torch.Tensor, # (batch, 1, frames, mels)
-                       scale=(0.6, 1.5), # range of the crop's size, per axis, as a share of the input's (above 1: zero padding)
+                       # range of the crop's size, per axis, as a share of the input's (above 1: zero padding)
+                       scale=(0.6, 1.5),
                        generator=None, # a `torch.Generator`, or None
                       ) -> torch.Tensor:
-    "BYOL-A's random resize crop: a random part of the time-frequency plane (each axis scaled apart), resized to the input's size"
+    """BYOL-A's random resize crop: a random part of the time-frequency plane (each axis scaled apart), resized to
+    the input's size"""
     B, _, T, M = x.shape; out = torch.empty_like(x)
     s = scale[0] + (scale[1] - scale[0]) * torch.rand(B, 2, generator=generator)
     for i in range(B):
@@ -53,11 +56,13 @@ def random_resize_crop(x:torch.Tensor, # (batch, 1, frames, mels)
 
 # %% ../../nbs/43_pipeline.byol.ipynb #051d75e2
 def _mlp(d_in:int, d_out:int, hidden:int=256) -> nn.Sequential:
-    return nn.Sequential(nn.Linear(d_in, hidden), nn.BatchNorm1d(hidden), nn.ReLU(inplace=True), nn.Linear(hidden, d_out))
+    return nn.Sequential(nn.Linear(d_in, hidden), nn.BatchNorm1d(hidden), nn.ReLU(inplace=True), nn.Linear(hidden,
+        d_out))
 
 # %% ../../nbs/43_pipeline.byol.ipynb #4245be67
 class BYOL(nn.Module):
-    "BYOL-A around a body: online (body, projector, predictor) and target (EMA of body and projector); `forward` returns the loss"
+    """BYOL-A around a body: online (body, projector, predictor) and target (EMA of body and projector); `forward`
+    returns the loss"""
     def __init__(self, body:nn.Module, # a model body: (batch, 1, frames, mels) -> (batch, d)
                  d:int, # the body's output size
                  dim:int=128, # the projection's size
@@ -107,32 +112,40 @@ def byol_pretrain(recipe, # the recipe: its model's body and its `ssl_*` setting
                   progress:bool=True, # progress bars
                   epoch_log=None, # a function given one line per epoch
                  ) -> tuple:
-    "Self-supervised pre-training (BYOL-A) of the recipe's body on `names`; returns (model with that body, history, seconds)"
+    """Self-supervised pre-training (BYOL-A) of the recipe's body on `names`; returns (model with that body,
+    history, seconds)"""
     t0, names = time.time(), np.asarray(list(names))
     seed_everything(recipe.seed)
     model = model if model is not None else make_model(recipe, metadata=False)
     rows = cache.rows(names); mean, std = band_stats(cache.features, rows)
     perm = np.random.default_rng(recipe.seed).permutation(len(names)); nv = max(2, len(names) // 10)
-    item = lambda ix: ASCItems(cache.features, rows[ix], np.full(len(ix), UNKNOWN_CITY), np.zeros((len(ix), N_TIME_FEATURES)),
-                               y=np.zeros(len(ix), np.int64), names=names[ix])   # a dummy target: fastai computes a loss only with one
+    item = lambda ix: ASCItems(cache.features, rows[ix], np.full(len(ix), UNKNOWN_CITY), np.zeros((len(ix),
+        N_TIME_FEATURES)),
+                               # a dummy target: fastai computes a loss only with one
+                               y=np.zeros(len(ix), np.int64), names=names[ix])
     bs, dev = min(recipe.bs, max(2, len(perm) - nv)), pick_device(device)
-    dls = ASCDataLoaders(ASCDataLoader(item(perm[nv:]), bs=bs, shuffle=True, drop_last=True, mean=mean, std=std, seed=recipe.seed, device=dev),
+    dls = ASCDataLoaders(ASCDataLoader(item(perm[nv:]), bs=bs, shuffle=True, drop_last=True, mean=mean, std=std,
+                                       seed=recipe.seed, device=dev),
                          ASCDataLoader(item(perm[:nv]), bs=bs, mean=mean, std=std, device=dev), device=dev)
     dls.n_inp = 3
     d = model.body(torch.zeros(2, 1, cache.features.shape[1], cache.features.shape[2])).shape[1]
     byol = BYOL(model.body, d, recipe.ssl_dim, recipe.seed)
     cbs = [TargetEMA(recipe.ssl_ema)] + ([EpochLines('ssl', epoch_log)] if epoch_log else [])
-    learn = Learner(dls, byol, loss_func=lambda loss, *_: loss, opt_func=Adam, lr=recipe.ssl_lr, cbs=cbs, path=path, metrics=[])
+    learn = Learner(dls, byol, loss_func=lambda loss, *_: loss, opt_func=Adam, lr=recipe.ssl_lr, cbs=cbs, path=path,
+                    metrics=[])
     if not progress:
         from fastai.callback.progress import ProgressCallback
         learn.remove_cb(ProgressCallback)
-    with (learn.no_logging() if not progress else contextlib.nullcontext()): learn.fit_one_cycle(recipe.ssl_epochs, recipe.ssl_lr)
-    h = pd.DataFrame([list(v) for v in learn.recorder.values], columns=['train_loss', 'valid_loss']).rename_axis('epoch')
+    with (learn.no_logging() if not progress else contextlib.nullcontext()): learn.fit_one_cycle(recipe.ssl_epochs,
+        recipe.ssl_lr)
+    h = pd.DataFrame([list(v) for v in learn.recorder.values], columns=['train_loss', 'valid_loss']).rename_axis(
+        'epoch')
     return model, h, round(time.time() - t0, 1)
 
 # %% ../../nbs/43_pipeline.byol.ipynb #ec0b0592
 class SSLPretrain(Stage):
-    "`--ssl-pretrain`: BYOL-A of the recipe's body on the dev clips (and with `--ssl-transductive` the eval clips); stage 1 starts from it"
+    """`--ssl-pretrain`: BYOL-A of the recipe's body on the dev clips (and with `--ssl-transductive` the eval
+    clips); stage 1 starts from it"""
     name = 'stage0_ssl'
     def clips(self,
               ctx:RunContext, # the run
@@ -144,14 +157,16 @@ class SSLPretrain(Stage):
               ctx:RunContext, # the run
              ):
         n, r = len(self.clips(ctx)), ctx.recipe
-        ctx.log(f"[{self.name}] BYOL-A of the {r.model} body on {n} clips without labels" + (' (the eval clips too: transductive)' if ctx.cfg.ssl_transductive else '')
+        ctx.log(f"[{self.name}] BYOL-A of the {r.model} body on {n} clips without labels" + (
+            ' (the eval clips too: transductive)' if ctx.cfg.ssl_transductive else '')
                 + f", {r.ssl_epochs} epochs")
         return True
     def fingerprint(self,
                     ctx:RunContext, # the run
                    ):
         r = ctx.recipe
-        return ctx.fingerprint(self.name, ssl={k: getattr(r, k) for k in ('ssl_epochs', 'ssl_lr', 'ssl_ema', 'ssl_dim')},
+        return ctx.fingerprint(self.name, ssl={k: getattr(r, k) for k in ('ssl_epochs', 'ssl_lr', 'ssl_ema',
+            'ssl_dim')},
                                transductive=ctx.cfg.ssl_transductive, clips=len(self.clips(ctx)))
     def run(self,
             ctx:RunContext, # the run
@@ -160,18 +175,23 @@ class SSLPretrain(Stage):
         res = None
         if is_main_process():   # one process learns; the others wait for its model file
             start = None if ctx.model is None else copy.deepcopy(ctx.model)
-            m, h, secs = byol_pretrain(ctx.recipe, ctx.cache, self.clips(ctx), d, start, ctx.device, ctx.progress, ctx.epoch_log)
+            m, h, secs = byol_pretrain(ctx.recipe, ctx.cache, self.clips(ctx), d, start, ctx.device, ctx.progress,
+                                       ctx.epoch_log)
             save_asc_model(m, d/'model.pt', ctx.recipe)
             with atomic_write(d/'history.csv', 'w') as f: h.to_csv(f)
-            res = dict(name=self.name, role='pretrain', method='BYOL-A', clips=len(self.clips(ctx)), transductive=ctx.cfg.ssl_transductive,
-                       epochs=int(len(h)), loss_first=float(h.train_loss.iloc[0]), loss_last=float(h.train_loss.iloc[-1]),
+            res = dict(name=self.name, role='pretrain', method='BYOL-A', clips=len(self.clips(ctx)),
+                       transductive=ctx.cfg.ssl_transductive,
+                       epochs=int(len(h)), loss_first=float(h.train_loss.iloc[0]), loss_last=float(h.train_loss.iloc[
+                           -1]),
                        valid_loss_last=float(h.valid_loss.iloc[-1]))
         return broadcast_object(res)
     def record(self,
                ctx:RunContext, # the run
                res:dict, # what `run` returned
               ):
-        ctx.report['stages'].append(res); ctx.report['ssl_pretrain'] = {k: v for k, v in res.items() if k not in ('name', 'role')}
+        ctx.report['stages'].append(res); ctx.report['ssl_pretrain'] = {k: v for k, v in res.items() if k not in (
+            'name', 'role')}
         pre, _ = load_asc_model(ctx.out/self.name/'model.pt')
-        ctx.model = make_model(ctx.recipe, metadata=ctx.metadata)   # the recipe's own head (its audio-only head too) ...
+        # the recipe's own head (its audio-only head too) ...
+        ctx.model = make_model(ctx.recipe, metadata=ctx.metadata)
         ctx.model.body.load_state_dict(pre.body.state_dict())      # ... on the pre-trained body

@@ -1,4 +1,4 @@
-"""`RunConfig`: every setting of a run in one documented dataclass, checked once with errors that name the field, saved as OUT/run.json and loaded back; `asc-train`'s options are made from its fields.
+"""`RunConfig`: every setting of a run in one dataclass, checked once, saved as OUT/run.json.
 
 Docs: https://asc-nbdev.github.io/asc_nbdev/pipeline.config.html.md"""
 
@@ -16,6 +16,7 @@ from ..processes import process_count
 from ..data.metadata import SPLITS
 from ..train.recipes import Recipe, load_recipe, apply_overrides
 from ..train.fit import PRECISIONS
+from fastcore.basics import patch
 
 # %% auto #0
 __all__ = ['AGGREGATES', 'DEFAULT_AGGREGATE', 'LOGGERS', 'ConfigError', 'RunConfig', 'check_config', 'DefaultOnceFormatter',
@@ -47,11 +48,14 @@ def _field_spec(cls) -> dict:
     for f in fields(cls):
         t, extra = hints[f.name], {}
         if get_origin(t) is Annotated: t, extra = get_args(t)[0], dict(get_args(t)[1])
-        types = tuple(get_origin(a) or a for a in get_args(t) if a is not type(None)) if get_args(t) else (get_origin(t) or t,)
+        types = tuple(get_origin(a) or a for a in get_args(t) if a is not type(None)) if get_args(t) else (get_origin(
+            t) or t,)
         out[f.name] = (types, extra, f.default, docs.get(f.name))
     return out
 
 # %% ../../nbs/34_pipeline.config.ipynb #b9ca3a1b
+_TYPE_WORDS = dict(int='an integer', float='a number', str='a text', bool='true or false', list='a list of texts')
+
 def _check_types(cfg) -> None:
     "Each field's value has its type (JSON and Python callers can give anything) and is one of its choices"
     def fits(v, t):
@@ -63,96 +67,141 @@ def _check_types(cfg) -> None:
         v = getattr(cfg, k); t = types[0]
         if v is None: continue
         ok = any(fits(v, x) for x in types)
-        if not ok: raise ConfigError(k, f"must be {dict(int='an integer', float='a number', str='a text', bool='true or false', list='a list of texts').get(t.__name__, t.__name__)}, got {v!r}")
+        if not ok: raise ConfigError(k, f"must be {_TYPE_WORDS.get(t.__name__, t.__name__)}, got {v!r}")
         if 'choices' in extra and v not in extra['choices']:
-            raise ConfigError(k, f": unknown {dict(log='logger').get(k, k.replace('_', ' '))} {v!r}; expected one of {list(extra['choices'])}")
+            raise ConfigError(k, f": unknown {dict(log='logger').get(k, k.replace('_', ' '))} {v!r}; expected one of "
+                                 f"{list(extra['choices'])}")
 
 # %% ../../nbs/34_pipeline.config.ipynb #8974469e
 @dataclass
 class RunConfig:
     "Every setting of a run (`asc-train`'s options are its fields): checked once by `check`, saved as OUT/run.json"
-    recipe: str|dict = 'li2025' # recipe: baseline, yang2025, li2025, atmaja2025, or a recipe JSON file (a run's recipe.json); in Python also a `Recipe` (kept as its dict)
+    # recipe: baseline, yang2025, li2025, atmaja2025, or a recipe JSON file (a run's recipe.json); in Python also a
+    # `Recipe` (kept as its dict)
+    recipe: str|dict = 'li2025'
     demo: bool = False # make the synthetic dataset (demo preset: 800 quick 2 s clips) under OUT/data and run on it
     audio: str|None = None # audio folder (FILENAME.wav) of a CAS-format dataset
     meta: str|None = None # its dev metadata CSV
     eval_meta: str|None = None # its eval metadata CSV: predicted into OUT/submission.csv
     truth: str|None = None # a truth CSV (filename,scene_label) to score pseudo-labels and the eval part
     out: str = 'runs/asc' # output folder (re-running resumes finished stages)
-    split: Annotated[str, dict(choices=list(SPLITS))] = 'recording' # validation split (recording: grouped by recording, leak-free)
+    # validation split (recording: grouped by recording, leak-free)
+    split: Annotated[str, dict(choices=list(SPLITS))] = 'recording'
     rounds: int|None = None # pseudo-label + retrain rounds (default: the recipe's)
     epochs: int|None = None # override the recipe's epoch limit
     no_metadata: bool = False # audio only: switch city/time fusion off
-    city_dropout: float|None = None # rate of training clips whose city is replaced by the unknown city (default: the recipe's)
+    # rate of training clips whose city is replaced by the unknown city (default: the recipe's)
+    city_dropout: float|None = None
     time_dropout: float|None = None # rate of training clips whose time is replaced by 'no time' (default: the recipe's)
-    aggregate: Annotated[str, dict(choices=list(AGGREGATES))] = DEFAULT_AGGREGATE # average predictions per session or recording, or none
+    # average predictions per session or recording, or none
+    aggregate: Annotated[str, dict(choices=list(AGGREGATES))] = DEFAULT_AGGREGATE
     device: str = 'auto' # cpu, cuda (cuda:N), mps, or auto: a GPU when there is one, for features and every stage
-    set: Annotated[list|None, dict(action='append')] = None # override a recipe field, FIELD=VALUE (e.g. lr=3e-4); repeatable
+    # override a recipe field, FIELD=VALUE (e.g. lr=3e-4); repeatable
+    set: Annotated[list|None, dict(action='append')] = None
     quick: bool = False # the recipe's quick CPU variant (always on with --demo)
-    pretrain: Annotated[list|None, dict(action='append')] = None # stage 0 data, NAME=DIR (tau2020, cochlscene); repeatable
+    # stage 0 data, NAME=DIR (tau2020, cochlscene); repeatable
+    pretrain: Annotated[list|None, dict(action='append')] = None
     on_error: Annotated[str, dict(choices=['raise', 'skip'])] = 'raise' # unreadable audio: stop, or skip and list
     n_clips: int|None = None # demo: number of clips, dev + eval (default: the demo preset's 800)
-    seed: int|None = None # training seed (the recipe's, 1234, by default); with --demo also the data's unless --data-seed
+    # training seed (the recipe's, 1234, by default); with --demo also the data's unless --data-seed
+    seed: int|None = None
     data_seed: int|None = None # demo: seed of the synthetic data (default: --seed, else the preset's)
     force: bool = False # recompute finished stages even if this run's settings differ from theirs
     deterministic: bool = False # deterministic kernels, so that a GPU run repeats exactly (slower)
     init: str|None = None # official=PATH: start the baseline recipe from the official pretrained SE-Trans checkpoint
-    reference_model: str|None = None # hard-sample recipes (atmaja2025): a model file whose confidence weights the training clips (default: train the baseline as stage1_reference)
-    seeds: int|None = None # repeat the run with N training seeds (--seed, +1, ...; same data and validation split): OUT/seed0..., mean and std in OUT/report.json
-    folds: int|None = None # repeat the run over K grouped folds of the split's groups (recordings by default): OUT/fold0..., mean and std
-    cv: Annotated[int|None, dict(nargs='?', const=5)] = None # `--cv` alone: 5 (off by default: measured in bench/small_data.md, K times the training); train K fold models in every training stage (labeled clips in K folds grouped by the split's groups, recordings by default): figures out of fold over every labeled clip, the kept stage chosen on them, pseudo-labels from the K models' average; the final model is that ensemble (K times the training)
-    distill: bool = False # with --cv: train one student on the fold ensemble's soft targets (labeled + unlabeled dev clips); OUT/model.pt is then that one model
-    student: str|None = None # --distill: the student's recipe (default: the run's; e.g. li2025 for a MobileASCNet student of baseline folds)
-    precision: Annotated[str, dict(choices=list(PRECISIONS))] = 'auto' # auto: fp32 (bf16 was no faster on an H100, bench/gpu.md; its accuracy, within noise of fp32 on a CPU, bench/bf16_parts.md, is unmeasured on a GPU); bf16/fp16 need a GPU
+    # hard-sample recipes (atmaja2025): a model file whose confidence weights the training clips (default: train the
+    # baseline as stage1_reference)
+    reference_model: str|None = None
+    # repeat the run with N training seeds (--seed, +1, ...; same data and validation split): OUT/seed0..., mean and std
+    # in OUT/report.json
+    seeds: int|None = None
+    # repeat the run over K grouped folds of the split's groups (recordings by default): OUT/fold0..., mean and std
+    folds: int|None = None
+    # `--cv` alone: 5 (off by default: measured in bench/small_data.md, K times the training); train K fold models in
+    # every training stage (labeled clips in K folds grouped by the split's groups, recordings by default): figures out
+    # of fold over every labeled clip, the kept stage chosen on them, pseudo-labels from the K models' average; the
+    # final model is that ensemble (K times the training)
+    cv: Annotated[int|None, dict(nargs='?', const=5)] = None
+    # with --cv: train one student on the fold ensemble's soft targets (labeled + unlabeled dev clips); OUT/model.pt is
+    # then that one model
+    distill: bool = False
+    # --distill: the student's recipe (default: the run's; e.g. li2025 for a MobileASCNet student of baseline folds)
+    student: str|None = None
+    # auto: fp32 (bf16 was no faster on an H100, bench/gpu.md; its accuracy, within noise of fp32 on a CPU,
+    # bench/bf16_parts.md, is unmeasured on a GPU); bf16/fp16 need a GPU
+    precision: Annotated[str, dict(choices=list(PRECISIONS))] = 'auto'
     compile: bool = False # torch.compile the models (helps on a GPU; on a CPU it needs a C++ compiler and rarely pays)
-    log: Annotated[str, dict(choices=list(LOGGERS))] = 'none' # also log training curves to tensorboard (OUT/STAGE/tensorboard) or wandb (package needed)
-    teacher: str|None = None # a pretrained audio model as teacher: NAME=CHECKPOINT (panns_cnn14, efficientat_mn10, beats, passt) or package.module:function; its student replaces the pseudo-label rounds
-    teacher_head: Annotated[str, dict(choices=['logreg', 'mlp'])] = 'logreg' # --teacher: the classifier on its embeddings (bench/teacher.md)
+    # also log training curves to tensorboard (OUT/STAGE/tensorboard) or wandb (package needed)
+    log: Annotated[str, dict(choices=list(LOGGERS))] = 'none'
+    # a pretrained audio model as teacher: NAME=CHECKPOINT (panns_cnn14, efficientat_mn10, beats, passt) or
+    # package.module:function; its student replaces the pseudo-label rounds
+    teacher: str|None = None
+    # --teacher: the classifier on its embeddings (bench/teacher.md)
+    teacher_head: Annotated[str, dict(choices=['logreg', 'mlp'])] = 'logreg'
     teacher_metadata: bool = False # --teacher: the head also sees the clip's city and time
-    ssl_pretrain: bool = False # self-supervised pre-training (BYOL-A) of the recipe's body on every dev clip before stage 1 (recipe fields ssl_*); bench/semi_supervised.md
-    ssl_transductive: bool = False # --ssl-pretrain: learn from the eval clips' audio too (transductive: the report says so)
-    ssl: Annotated[str, dict(choices=['none', 'fixmatch'])] = 'none' # consistency training with the unlabeled clips in every batch (fixmatch: FreeMatch thresholds; recipe fields fixmatch_*) in place of the pseudo-label rounds
-    tta: Annotated[str, dict(choices=['none', 'bn', 'bn-city'])] = 'none' # test-time adaptation of the eval predictions: batch-norm statistics re-estimated on the eval clips (bn), or on each city's (bn-city); bench/semi_supervised.md
-    submit: Annotated[str, dict(choices=['model', 'teacher'])] = 'model' # the submission's predictions: the final model's, or (with --teacher) the teacher's own
-    processes: int = 1 # train data-parallel in N processes on this machine (one per GPU, or N CPU processes with --device cpu); the recipe's batch size stays the global batch
+    # self-supervised pre-training (BYOL-A) of the recipe's body on every dev clip before stage 1 (recipe fields ssl_*);
+    # bench/semi_supervised.md
+    ssl_pretrain: bool = False
+    # --ssl-pretrain: learn from the eval clips' audio too (transductive: the report says so)
+    ssl_transductive: bool = False
+    # consistency training with the unlabeled clips in every batch (fixmatch: FreeMatch thresholds; recipe fields
+    # fixmatch_*) in place of the pseudo-label rounds
+    ssl: Annotated[str, dict(choices=['none', 'fixmatch'])] = 'none'
+    # test-time adaptation of the eval predictions: batch-norm statistics re-estimated on the eval clips (bn), or on
+    # each city's (bn-city); bench/semi_supervised.md
+    tta: Annotated[str, dict(choices=['none', 'bn', 'bn-city'])] = 'none'
+    # the submission's predictions: the final model's, or (with --teacher) the teacher's own
+    submit: Annotated[str, dict(choices=['model', 'teacher'])] = 'model'
+    # train data-parallel in N processes on this machine (one per GPU, or N CPU processes with --device cpu); the
+    # recipe's batch size stays the global batch
+    processes: int = 1
 
     def __post_init__(self):
         if isinstance(self.recipe, Recipe): self.recipe = self.recipe.to_dict()
         for f in fields(self):   # paths given as Path objects are kept as text (the JSON file holds text)
             if isinstance(getattr(self, f.name), os.PathLike): setattr(self, f.name, os.fspath(getattr(self, f.name)))
 
-    def replace(self,
-                **changes, # field=value
-               ) -> RunConfig:
-        "A copy with `changes` (field=value) applied; unknown fields are an error"
-        bad = sorted(set(changes) - {f.name for f in fields(self)})
-        if bad: raise ConfigError(bad[0], f": no such setting; the settings are {[f.name for f in fields(self)]}")
-        return dataclasses.replace(self, **changes)
+# %% ../../nbs/34_pipeline.config.ipynb #8ff52087
+@patch
+def replace(self:RunConfig,
+            **changes, # field=value
+           ) -> RunConfig:
+    "A copy with `changes` (field=value) applied; unknown fields are an error"
+    bad = sorted(set(changes) - {f.name for f in fields(self)})
+    if bad: raise ConfigError(bad[0], f": no such setting; the settings are {[f.name for f in fields(self)]}")
+    return dataclasses.replace(self, **changes)
 
-    def to_dict(self) -> dict:
-        "The settings as plain JSON values"
-        return {f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v) for f in fields(self)}
+# %% ../../nbs/34_pipeline.config.ipynb #9c14418a
+@patch
+def to_dict(self:RunConfig) -> dict:
+    "The settings as plain JSON values"
+    return {f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v) for f in fields(self)}
 
-    def save(self,
-             path, # the JSON file to write, e.g. OUT/run.json
-            ) -> Path:
-        "Write the settings to `path` (JSON, atomically); `RunConfig.load` reads them back"
-        save_json(dict(self.to_dict(), format='asc_nbdev.run_config/1'), path); return Path(path)
+# %% ../../nbs/34_pipeline.config.ipynb #9b71fec8
+@patch
+def save(self:RunConfig,
+         path, # the JSON file to write, e.g. OUT/run.json
+        ) -> Path:
+    "Write the settings to `path` (JSON, atomically); `RunConfig.load` reads them back"
+    save_json(dict(self.to_dict(), format='asc_nbdev.run_config/1'), path); return Path(path)
 
-    @classmethod
-    def load(cls,
-             path, # a JSON file that `save` wrote
-            ) -> RunConfig:
-        "A configuration saved by `save` (OUT/run.json), checked field by field"
-        p = Path(path)
-        if not p.is_file(): raise ConfigError('config', f": file not found: {p}")
-        try: d = json.loads(p.read_text(encoding='utf-8'))
-        except (json.JSONDecodeError, UnicodeDecodeError) as e: raise ConfigError('config', f": {p} is not a JSON file ({e})") from None
-        if not isinstance(d, dict): raise ConfigError('config', f": {p} holds no settings (a JSON object)")
-        d.pop('format', None)
-        bad = sorted(set(d) - {f.name for f in fields(cls)})
-        if bad: raise ConfigError(bad[0], f": no such setting, in {p}; the settings are {[f.name for f in fields(cls)]}")
-        cfg = cls(**d); _check_types(cfg)   # a file can hold any JSON value: the types and choices now, the rest in `check`
-        return cfg
+# %% ../../nbs/34_pipeline.config.ipynb #b41cacdb
+@patch(cls_method=True)
+def load(cls:RunConfig,
+         path, # a JSON file that `save` wrote
+        ) -> RunConfig:
+    "A configuration saved by `save` (OUT/run.json), checked field by field"
+    p = Path(path)
+    if not p.is_file(): raise ConfigError('config', f": file not found: {p}")
+    try: d = json.loads(p.read_text(encoding='utf-8'))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e: raise ConfigError('config',
+        f": {p} is not a JSON file ({e})") from None
+    if not isinstance(d, dict): raise ConfigError('config', f": {p} holds no settings (a JSON object)")
+    d.pop('format', None)
+    bad = sorted(set(d) - {f.name for f in fields(cls)})
+    if bad: raise ConfigError(bad[0], f": no such setting, in {p}; the settings are {[f.name for f in fields(cls)]}")
+    cfg = cls(**d); _check_types(cfg)   # a file can hold any JSON value: the types and choices now, the rest in `check`
+    return cfg
 
 # %% ../../nbs/34_pipeline.config.ipynb #3dc8f626
 def _pairs(values, field:str, form:str) -> list:
@@ -172,13 +221,13 @@ class _Resolved:
     pretrain: list # [(dataset name, folder)] for stage 0
     init_official: str|None # the official checkpoint's path, or None
 
-# %% ../../nbs/34_pipeline.config.ipynb #fb1c9d1d
-def check_config(cfg:RunConfig, # the configuration to check
-                ) -> _Resolved:
-    "Check every setting once, with an error (`ConfigError`) that names the field; returns the resolved recipe and pairs"
-    _check_types(cfg)
+# %% ../../nbs/34_pipeline.config.ipynb #b4740444
+def _config_recipe(cfg:RunConfig, # the configuration to check
+                  ) -> Recipe:
+    "The run's recipe: `cfg.recipe` loaded, with its seed, `--set` overrides and dropouts checked and applied"
     try:
-        r = Recipe.from_dict(cfg.recipe) if isinstance(cfg.recipe, dict) else load_recipe(cfg.recipe, quick=cfg.quick or cfg.demo)
+        r = Recipe.from_dict(cfg.recipe) if isinstance(cfg.recipe, dict) else load_recipe(cfg.recipe, quick=cfg.quick
+            or cfg.demo)
         if cfg.seed is not None: r = r.replace(seed=cfg.seed)
     except KeyError as e: raise ConfigError('recipe', f": {e.args[0]}") from None
     except (ValueError, TypeError, FileNotFoundError) as e: raise ConfigError('recipe', f": {e}") from None
@@ -190,39 +239,62 @@ def check_config(cfg:RunConfig, # the configuration to check
         if v is None: continue
         if not 0 <= v < 1: raise ConfigError(k, f"must be in [0, 1), got {v}")
         r = r.replace(**{k: v})
-    for k, lo in (('seeds', 1), ('folds', 2), ('cv', 2), ('processes', 1), ('rounds', 0), ('epochs', 1), ('n_clips', 1)):
+    return r
+
+# %% ../../nbs/34_pipeline.config.ipynb #fb1c9d1d
+def check_config(cfg:RunConfig, # the configuration to check
+                ) -> _Resolved:
+    """Check every setting once, with an error (`ConfigError`) that names the field; returns the resolved recipe and
+    pairs"""
+    _check_types(cfg)
+    r = _config_recipe(cfg)
+    for k, lo in (('seeds', 1), ('folds', 2), ('cv', 2), ('processes', 1), ('rounds', 0), ('epochs', 1), ('n_clips',
+        1)):
         v = getattr(cfg, k)
         if v is not None and v < lo: raise ConfigError(k, f"must be at least {lo}, got {v}")
-    if cfg.cv and cfg.folds: raise ConfigError('cv', f"{cfg.cv} trains fold models inside one run, and --folds {cfg.folds} repeats the run per fold: give one of them (--cv's out-of-fold figures already cover every labeled clip)")
-    if cfg.distill and not cfg.cv: raise ConfigError('distill', "distils the fold ensemble of --cv K into one model: give --cv too (e.g. --cv 5 --distill)")
-    if cfg.student is not None and not cfg.distill: raise ConfigError('student', "is the recipe of the --distill student: give --distill too")
+    if cfg.cv and cfg.folds: raise ConfigError('cv', f"{cfg.cv} trains fold models inside one run, and --folds "
+                                                     f"{cfg.folds} repeats the run per fold: give one of them (--cv's "
+                                                     f"out-of-fold figures already cover every labeled clip)")
+    if cfg.distill and not cfg.cv: raise ConfigError('distill', "distils the fold ensemble of --cv K into one model: "
+                                                                "give --cv too (e.g. --cv 5 --distill)")
+    if cfg.student is not None and not cfg.distill: raise ConfigError('student', "is the recipe of the --distill "
+                                                                      "student: give --distill too")
     if cfg.student is not None:
         try: load_recipe(cfg.student, quick=cfg.quick or cfg.demo)
         except KeyError as e: raise ConfigError('student', f": {e.args[0]}") from None
         except (ValueError, TypeError, FileNotFoundError) as e: raise ConfigError('student', f": {e}") from None
-    if cfg.processes > 1 and process_count() > 1: raise ConfigError('processes', "starts the processes itself; leave it out under torchrun or accelerate launch")
+    if cfg.processes > 1 and process_count() > 1: raise ConfigError('processes', "starts the processes itself; leave "
+                                                                    "it out under torchrun or accelerate launch")
     if cfg.processes > 1 and r.bs % cfg.processes:
-        raise ConfigError('processes', f"{cfg.processes}: the batch size {r.bs} does not split into {cfg.processes} processes; --set bs=... a multiple of {cfg.processes}")
+        raise ConfigError('processes', f"{cfg.processes}: the batch size {r.bs} does not split into {cfg.processes} "
+                                       f"processes; --set bs=... a multiple of {cfg.processes}")
     if cfg.teacher is not None:
         t = cfg.teacher.strip()
         if not (('=' in t and t.split('=', 1)[0] and t.split('=', 1)[1]) or (':' in t and '=' not in t)):
             raise ConfigError('teacher', f"takes NAME=CHECKPOINT or package.module:function, got {cfg.teacher!r}")
-        if cfg.rounds: raise ConfigError('rounds', f"{cfg.rounds}: with --teacher its student replaces the pseudo-label rounds; leave --rounds out")
-        if cfg.distill: raise ConfigError('distill', "distils a fold ensemble; with --teacher the student is already distilled from the teacher")
-    if cfg.ssl != 'none' and cfg.rounds: raise ConfigError('rounds', f"{cfg.rounds}: --ssl {cfg.ssl} replaces the pseudo-label rounds; leave --rounds out")
-    if cfg.ssl != 'none' and cfg.teacher is not None: raise ConfigError('ssl', f"{cfg.ssl} and --teacher both replace the pseudo-label rounds: give one")
+        if cfg.rounds: raise ConfigError('rounds', f"{cfg.rounds}: with --teacher its student replaces the "
+                                                   f"pseudo-label rounds; leave --rounds out")
+        if cfg.distill: raise ConfigError('distill', "distils a fold ensemble; with --teacher the student is already "
+                                                     "distilled from the teacher")
+    if cfg.ssl != 'none' and cfg.rounds: raise ConfigError('rounds', f"{cfg.rounds}: --ssl {cfg.ssl} replaces the "
+                                                                     f"pseudo-label rounds; leave --rounds out")
+    if cfg.ssl != 'none' and cfg.teacher is not None: raise ConfigError('ssl', f"{cfg.ssl} and --teacher both replace "
+        f"the pseudo-label rounds: give one")
     if cfg.ssl_transductive and not cfg.ssl_pretrain: raise ConfigError('ssl_transductive', "goes with --ssl-pretrain")
     for k in ('teacher_head', 'teacher_metadata'):
         if getattr(cfg, k) != getattr(RunConfig, k) and cfg.teacher is None: raise ConfigError(k, "goes with --teacher")
     if cfg.submit == 'teacher' and cfg.teacher is None: raise ConfigError('submit', "teacher needs --teacher")
     if cfg.reference_model is not None and not r.hard_samples:
-        raise ConfigError('reference_model', f"weights hard samples; recipe {r.name} has hard_samples off (atmaja2025 has it on, or --set hard_samples=true)")
+        raise ConfigError('reference_model', f"weights hard samples; recipe {r.name} has hard_samples off (atmaja2025 "
+                                             f"has it on, or --set hard_samples=true)")
     init = _pairs([cfg.init] if cfg.init else [], 'init', 'official=PATH')
     if init and init[0][0] != 'official': raise ConfigError('init', f"takes official=PATH, got {cfg.init!r}")
     pre = _pairs(cfg.pretrain, 'pretrain', 'NAME=DIR')
     if cfg.demo and (cfg.audio or cfg.meta): raise ConfigError('demo', "makes its own data; leave out --audio/--meta")
-    if not cfg.demo and not (cfg.audio and cfg.meta): raise ConfigError('audio', ": give --demo, or --audio DIR and --meta CSV")
-    if cfg.audio and not cfg.demo and not Path(cfg.audio).is_dir(): raise ConfigError('audio', f": audio folder not found: {cfg.audio}")
+    if not cfg.demo and not (cfg.audio and cfg.meta): raise ConfigError('audio', ": give --demo, or --audio DIR "
+        "and --meta CSV")
+    if cfg.audio and not cfg.demo and not Path(cfg.audio).is_dir(): raise ConfigError('audio',
+        f": audio folder not found: {cfg.audio}")
     return _Resolved(r, pre, init[0][1] if init else None)
 
 # %% ../../nbs/34_pipeline.config.ipynb #fcd61b91
@@ -230,7 +302,8 @@ RunConfig.check = check_config
 
 # %% ../../nbs/34_pipeline.config.ipynb #f15d531d
 class DefaultOnceFormatter(argparse.HelpFormatter):
-    "Help that says each default once: in the field's own words where they name it, else '(default: VALUE)'; nothing for switches and unset options"
+    """Help that says each default once: in the field's own words where they name it, else '(default: VALUE)';
+    nothing for switches and unset options"""
     def _get_help_string(self, action):
         h = action.help or ''
         if 'default' in h.lower() or action.default in (None, False, argparse.SUPPRESS) or action.nargs == 0: return h
@@ -241,7 +314,8 @@ def config_parser(cls=RunConfig, # the configuration dataclass whose fields beco
                   prog:str='asc-train', # the command's name
                   description:str|None=None, # the help's first line (default: the class's docstring)
                  ) -> argparse.ArgumentParser:
-    "An argument parser with one option per field (`--city-dropout` for `city_dropout`, its docment as help) and `--config FILE`"
+    """An argument parser with one option per field (`--city-dropout` for `city_dropout`, its docment as help) and
+    `--config FILE`"""
     p = argparse.ArgumentParser(prog=prog, description=description or cls.__doc__,
                                 formatter_class=DefaultOnceFormatter)
     p.add_argument('--config', default=None, help="a run's run.json: its settings, with the options given here on top")

@@ -21,9 +21,10 @@ from ..models.files import plain_data
 from .config import RunConfig
 from ..train.recipes import Recipe
 from .train import stage_train
+from fastcore.basics import patch
 
 # %% auto #0
-__all__ = ['StageMismatch', 'fingerprint_diff', 'run_stage', 'RunContext', 'Stage', 'walk_stages', 'kept_stage', 'trained_stages']
+__all__ = ['StageMismatch', 'fingerprint_diff', 'run_stage', 'RunContext', 'Stage', 'walk_stages', 'trained_stages', 'kept_stage']
 
 # %% ../../nbs/37_pipeline.context.ipynb #999f6704
 class StageMismatch(ValueError):
@@ -43,7 +44,8 @@ def fingerprint_diff(old:dict|None, # the fingerprint a finished stage recorded;
                     ) -> list:
     "What differs between two fingerprints, as 'key: old -> new' lines"
     a, b = _flat(plain_data(old or {})), _flat(plain_data(new or {}))
-    return [f"{k}: {a.get(k, '(none)')!r} -> {b.get(k, '(none)')!r}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+    return [f"{k}: {a.get(k, '(none)')!r} -> {b.get(k, '(none)')!r}" for k in sorted(set(a) | set(b)) if a.get(
+        k) != b.get(k)]
 
 # %% ../../nbs/37_pipeline.context.ipynb #c033b161
 def run_stage(out, # the run's output folder
@@ -51,16 +53,21 @@ def run_stage(out, # the run's output folder
               fn, # `fn(stage_dir) -> dict` does the work
               force:bool=False, # run it even if it finished before
               log=print, # function that prints a line of progress, e.g. `print`
-              fingerprint:dict|None=None, # everything the result depends on; a finished stage with another one stops the run
+              # everything the result depends on; a finished stage with another one stops the run
+              fingerprint:dict|None=None,
              ) -> dict:
-    "Run `fn(stage_dir) -> dict` unless `out/name/done.json` exists with the same fingerprint; returns the stage's results"
+    """Run `fn(stage_dir) -> dict` unless `out/name/done.json` exists with the same fingerprint; returns the stage's
+    results"""
     d = Path(out)/name; done = d/'done.json'
     if done.exists() and not force:
         res = load_json(done)
-        if fingerprint is not None and res.get('fingerprint') is not None and plain_data(res['fingerprint']) != plain_data(fingerprint):
+        if fingerprint is not None and res.get('fingerprint') is not None and plain_data(res[
+            'fingerprint']) != plain_data(fingerprint):
             diff = fingerprint_diff(res['fingerprint'], fingerprint)
-            raise StageMismatch(f"{d} was made from other inputs than this run's ({len(diff)} differ: " + '; '.join(diff[:6])
-                                + ('; ...' if len(diff) > 6 else '') + "); use another output folder, or force=True (asc-train --force) to recompute")
+            raise StageMismatch(f"{d} was made from other inputs than this run's ({len(diff)} differ: " + '; '.join(
+                diff[:6])
+                                + ('; ...' if len(diff) > 6 else '') + "); use another output folder, or force=True "
+                                    "(asc-train --force) to recompute")
         log(f"[{name}] done before, skipped (remove {d} to run it again)")
         return res
     if is_main_process():   # several processes: rank 0 alone clears and writes the folder, the others wait for it
@@ -77,7 +84,8 @@ def run_stage(out, # the run's output folder
 # %% ../../nbs/37_pipeline.context.ipynb #a87ad837
 @dataclass
 class RunContext:
-    "What the stages of one run share: the checked configuration, what it resolves to (recipe, data, features, split), and the report so far"
+    """What the stages of one run share: the checked configuration, what it resolves to (recipe, data, features,
+    split), and the report so far"""
     cfg: RunConfig # the run's settings
     out: Path # the output folder
     recipe: Recipe # the recipe as this run trains it (epochs, seed, overrides applied)
@@ -92,8 +100,10 @@ class RunContext:
     test_meta: pd.DataFrame = None # eval clips with a true label (None: no truth)
     split: object = None # the validation `Split` of the labeled clips
     dls: object = None # the labeled clips' loaders (stage 1 and the reference)
-    folds: list|None = None # `--cv K`: the K `Split`s of the labeled clips (every training stage trains one model per fold); None: one split
-    fit_kw: dict = field(default_factory=dict) # precision, compile, extra callbacks, logger, eval cities for `fit_recipe`
+    # `--cv K`: the K `Split`s of the labeled clips (every training stage trains one model per fold); None: one split
+    folds: list|None = None
+    # precision, compile, extra callbacks, logger, eval cities for `fit_recipe`
+    fit_kw: dict = field(default_factory=dict)
     fp: dict = field(default_factory=dict) # what every stage's result depends on (`fingerprint` adds the stage's own)
     reference: dict|None = None # the hard-sample reference model: name, path (atmaja2025)
     model: object = None # the model stage 1 starts from (pre-trained or the official checkpoint), None: a fresh one
@@ -104,7 +114,8 @@ class RunContext:
     features_dir: Path|None = None # the feature cache folder (a teacher's embeddings go beside it)
     pseudo: pd.DataFrame|None = None # the accepted pseudo-labels of the current round
     pseudo_report: dict|None = None # the last round's pseudo-label figures
-    rounds: list = field(default_factory=list) # one entry per pseudo-label round: teacher, accepted, accuracy, retrained
+    # one entry per pseudo-label round: teacher, accepted, accuracy, retrained
+    rounds: list = field(default_factory=list)
     pretrain: list = field(default_factory=list) # [(dataset name, folder)] for stage 0
     report: dict = field(default_factory=dict) # the run's report, filled by the stages
     t0: float = field(default_factory=time.time) # when the run started
@@ -120,58 +131,80 @@ class RunContext:
     @property
     def drop(self) -> dict:
         "City and time dropout of the training loaders (none when metadata is off)"
-        return dict(city_dropout=self.recipe.city_dropout, time_dropout=self.recipe.time_dropout) if self.metadata else {}
-    def fingerprint(self,
-                    stage:str, # the stage's name
-                    **extra, # what else this stage's result depends on
-                   ) -> dict:
-        "A stage's fingerprint: the run's (`fp`) with the stage's name and its own inputs"
-        return dict(self.fp, stage=stage, **extra)
-    def loaders(self,
+        if not self.metadata: return {}
+        return dict(city_dropout=self.recipe.city_dropout, time_dropout=self.recipe.time_dropout)
+
+# %% ../../nbs/37_pipeline.context.ipynb #e3c14997
+@patch
+def fingerprint(self:RunContext,
+                stage:str, # the stage's name
+                **extra, # what else this stage's result depends on
+               ) -> dict:
+    "A stage's fingerprint: the run's (`fp`) with the stage's name and its own inputs"
+    return dict(self.fp, stage=stage, **extra)
+
+# %% ../../nbs/37_pipeline.context.ipynb #4a52eb56
+@patch
+def loaders(self:RunContext,
+            pseudo=None, # accepted pseudo-labels to train on beside the labeled clips
+           ):
+    "Training and validation loaders on this run's split (labeled clips, and pseudo-labeled ones if given)"
+    return asc_dataloaders(self.dev, self.cache, self.split, bs=self.recipe.bs, pseudo=pseudo, seed=self.recipe.seed,
+                           device=self.device, **self.drop)
+
+# %% ../../nbs/37_pipeline.context.ipynb #250ced9f
+@patch
+def train(self:RunContext,
+          d, # the stage's folder
+          recipe:Recipe, # what to train
+          dls, # its loaders
+          model, # the model to start from (None: a fresh one)
+          stage:str, # 'train' or 'retrain' (which augmentations apply)
+          name:str, # the stage's name
+          reference=None, # the hard-sample reference (atmaja2025), None: none
+          **fit, # more `fit_recipe` settings for this model (e.g. keep='last', epochs=)
+         ) -> dict:
+    "Train one model in folder `d` and return its stage's figures (`stage_train` with this run's settings)"
+    return stage_train(d, recipe, dls, model, stage, name, self.test_meta, self.seen, self.metadata, self.progress,
+                       self.cfg.aggregate,
+                        self.epoch_log, self.cfg.deterministic, reference, self.device, dict(self.fit_kw, **fit))
+
+# %% ../../nbs/37_pipeline.context.ipynb #4c2e0d79
+@patch
+def fold_loaders(self:RunContext,
+                 i:int, # the fold
+                 # accepted pseudo-labels (those sharing a recording with the fold's validation clips stay out)
+                 pseudo=None,
+                ):
+    "Training and validation loaders of fold `i` of `folds`"
+    return asc_dataloaders(self.dev, self.cache, self.folds[i], bs=self.recipe.bs, pseudo=pseudo, seed=self.recipe.seed,
+                           device=self.device, **self.drop)
+
+# %% ../../nbs/37_pipeline.context.ipynb #21ebc68e
+@patch
+def train_stage(self:RunContext,
+                d, # the stage's folder
+                recipe:Recipe, # what to train
+                stage:str, # 'train' or 'retrain'
+                name:str, # the stage's name
+                # `start(i) -> model` to start fold i from (i None: the one model of a single split); None: fresh models
+                start=None,
                 pseudo=None, # accepted pseudo-labels to train on beside the labeled clips
-               ):
-        "Training and validation loaders on this run's split (labeled clips, and pseudo-labeled ones if given)"
-        return asc_dataloaders(self.dev, self.cache, self.split, bs=self.recipe.bs, pseudo=pseudo, seed=self.recipe.seed,
-                               device=self.device, **self.drop)
-    def train(self,
-              d, # the stage's folder
-              recipe:Recipe, # what to train
-              dls, # its loaders
-              model, # the model to start from (None: a fresh one)
-              stage:str, # 'train' or 'retrain' (which augmentations apply)
-              name:str, # the stage's name
-              reference=None, # the hard-sample reference (atmaja2025), None: none
-              **fit, # more `fit_recipe` settings for this model (e.g. keep='last', epochs=)
-             ) -> dict:
-        "Train one model in folder `d` and return its stage's figures (`stage_train` with this run's settings)"
-        return stage_train(d, recipe, dls, model, stage, name, self.test_meta, self.seen, self.metadata, self.progress, self.cfg.aggregate,
-                            self.epoch_log, self.cfg.deterministic, reference, self.device, dict(self.fit_kw, **fit))
-    def fold_loaders(self,
-                     i:int, # the fold
-                     pseudo=None, # accepted pseudo-labels (those sharing a recording with the fold's validation clips stay out)
-                    ):
-        "Training and validation loaders of fold `i` of `folds`"
-        return asc_dataloaders(self.dev, self.cache, self.folds[i], bs=self.recipe.bs, pseudo=pseudo, seed=self.recipe.seed,
-                               device=self.device, **self.drop)
-    def train_stage(self,
-                    d, # the stage's folder
-                    recipe:Recipe, # what to train
-                    stage:str, # 'train' or 'retrain'
-                    name:str, # the stage's name
-                    start=None, # `start(i) -> model` to start fold i from (i None: the one model of a single split); None: fresh models
-                    pseudo=None, # accepted pseudo-labels to train on beside the labeled clips
-                    reference=None, # the hard-sample reference (atmaja2025)
-                   ) -> dict:
-        "A training stage: one model on the run's split, or with `folds` one per fold (d/fold0, ...) and their ensemble (`train_folds`)"
-        if not self.folds:
-            dls = self.dls if pseudo is None else self.loaders(pseudo)
-            return self.train(d, recipe, dls, None if start is None else start(None), stage, name, reference)
-        from asc_nbdev.pipeline.folds import train_folds   # (folds imports this module)
-        return train_folds(self, d, recipe, stage, name, start, pseudo, reference)
+                reference=None, # the hard-sample reference (atmaja2025)
+               ) -> dict:
+    """A training stage: one model on the run's split, or with `folds` one per fold (d/fold0, ...) and their
+    ensemble (`train_folds`)"""
+    if not self.folds:
+        dls = self.dls if pseudo is None else self.loaders(pseudo)
+        return self.train(d, recipe, dls, None if start is None else start(None), stage, name, reference)
+    from asc_nbdev.pipeline.folds import train_folds   # (folds imports this module)
+    return train_folds(self, d, recipe, stage, name, start, pseudo, reference)
 
 # %% ../../nbs/37_pipeline.context.ipynb #fc986e58
 class Stage:
-    "One step of the pipeline: `name` (its folder), `run(ctx, d)` (the work, in folder `d`, returning its figures), `fingerprint(ctx)` (what its result depends on), `record(ctx, res)` (what it adds to the report, also when it was done before)"
+    """One step of the pipeline: `name` (its folder), `run(ctx, d)` (the work, in folder `d`, returning its
+    figures), `fingerprint(ctx)` (what its result depends on), `record(ctx, res)` (what it adds to the report, also
+    when it was done before)"""
     name = 'stage'; resumable = True; always = False
     def start(self,
               ctx:RunContext, # the run
@@ -201,23 +234,27 @@ class Stage:
 def walk_stages(ctx:RunContext, # the run
                 stages:list, # the `Stage`s, in order
                ) -> dict:
-    "Run each stage once (resumed from its done.json when made from the same inputs, `run_stage`); a stage whose `start` is False skips the rest but the `always` ones; returns the report"
+    """Run each stage once (resumed from its done.json when made from the same inputs, `run_stage`); a stage whose
+    `start` is False skips the rest but the `always` ones; returns the report"""
     stopped = False
     for st in stages:
         if stopped and not st.always: continue
         if not st.start(ctx): stopped = True; continue
-        res = (run_stage(ctx.out, st.name, lambda d, st=st: st.run(ctx, d), force=ctx.cfg.force, log=ctx.log, fingerprint=st.fingerprint(ctx))
+        res = (run_stage(ctx.out, st.name, lambda d, st=st: st.run(ctx, d), force=ctx.cfg.force, log=ctx.log,
+                         fingerprint=st.fingerprint(ctx))
                if st.resumable else st.run(ctx, ctx.out))
         st.record(ctx, res)
     return ctx.report
+
+# %% ../../nbs/37_pipeline.context.ipynb #ae61f6a4
+def trained_stages(rep:dict, # a run's report (`report.json`)
+                  ) -> list:
+    "The records of the stages that trained a candidate final model (not pre-training, the reference or a student)"
+    return [s for s in rep['stages'] if s.get('role') not in ('reference', 'student', 'teacher', 'pretrain') and s[
+        'name'] != 'stage0_pretrain']
 
 # %% ../../nbs/37_pipeline.context.ipynb #6e950cc9
 def kept_stage(ctx:RunContext, # the run, its trained stages recorded
               ) -> dict:
     "The record of the trained stage with the best validation figure (out of fold with `--cv`; ties: the later one)"
     return max(reversed(trained_stages(ctx.report)), key=lambda s: s[ctx.recipe.monitor])
-
-# %% ../../nbs/37_pipeline.context.ipynb #ae61f6a4
-def trained_stages(rep:dict) -> list:
-    "The records of the stages that trained a candidate final model (not pre-training, the reference or a student)"
-    return [s for s in rep['stages'] if s.get('role') not in ('reference', 'student', 'teacher', 'pretrain') and s['name'] != 'stage0_pretrain']

@@ -32,7 +32,8 @@ __all__ = ['student_recipe', 'distill_targets', 'soft_target_loaders', 'Distill'
 # %% ../../nbs/41_pipeline.distill.ipynb #243bc7ab
 def student_recipe(ctx:RunContext, # the run
                   ) -> Recipe:
-    "The `--distill` student's recipe: `--student`'s (quick as the run is) or the run's, with the run's seed, dropouts, clip length and distillation settings; no hard-sample weights"
+    """The `--distill` student's recipe: `--student`'s (quick as the run is) or the run's, with the run's seed,
+    dropouts, clip length and distillation settings; no hard-sample weights"""
     r, cfg = ctx.recipe, ctx.cfg
     s = r if cfg.student is None else load_recipe(cfg.student, quick=cfg.quick or cfg.demo).replace(
         seed=r.seed, city_dropout=r.city_dropout, time_dropout=r.time_dropout, clip_seconds=r.clip_seconds,
@@ -44,7 +45,8 @@ def student_recipe(ctx:RunContext, # the run
 def distill_targets(probs:np.ndarray, # (clips, classes) the teacher's probabilities for the dev clips
                     labels:np.ndarray, # each clip's class index, -1 for unlabeled
                     temperature:float=2.0, # softening: p^(1/T), renormalised (1: as they are)
-                    hard_weight:float=0.5, # a labeled clip's target: this much of its one-hot label, the rest the softened teacher
+                    # a labeled clip's target: this much of its one-hot label, the rest the softened teacher
+                    hard_weight:float=0.5,
                    ) -> np.ndarray:
     "The student's soft targets: the teacher's softened probabilities, mixed with the true label on labeled clips"
     p = np.clip(np.asarray(probs, np.float64), 1e-12, 1) ** (1 / temperature); p /= p.sum(1, keepdims=True)
@@ -55,49 +57,64 @@ def distill_targets(probs:np.ndarray, # (clips, classes) the teacher's probabili
 # %% ../../nbs/41_pipeline.distill.ipynb #1311512f
 def soft_target_loaders(ctx:RunContext, # the run
                         recipe:Recipe, # the model's recipe (batch size, seed)
-                        targets:np.ndarray, # (dev clips, classes) soft targets in `ctx.dev`'s order; a row of NaN: not trained on
-                        split=None, # a `Split` of the labeled clips: its validation clips are held out (hard labels), and with them
-                                    # every clip of their recordings; None: the labeled clips, though in training, are the 'validation'
+                        # (dev clips, classes) soft targets in `ctx.dev`'s order; a row of NaN: not trained on
+                        targets:np.ndarray,
+                        # a `Split` of the labeled clips: its validation clips are held out (hard labels), and with them
+                        split=None,
+                                    # every clip of their recordings; None: the labeled clips, though in training, are
+                                    # the 'validation'
                        ):
-    "Loaders of dev clips with soft targets (a teacher's, distillation's): training on every row of `targets`, validation on `split`"
+    """Loaders of dev clips with soft targets (a teacher's, distillation's): training on every row of `targets`,
+    validation on `split`"""
     from asc_nbdev.data.loaders import meta_arrays, pin_memory_for
     dev, cache, W = ctx.dev, ctx.cache, process_count()
     names, city, tf, hours = meta_arrays(dev); rows = cache.rows(names)
     labels = dev.label.to_numpy(); lab = np.flatnonzero(labels >= 0); use = np.isfinite(targets).all(1)
     va, dropped = (lab, 0) if split is None else (lab[split.valid], 0)
-    if split is not None:   # clips of one recording share sound and label: none of the validation recordings' clips trains
+    # clips of one recording share sound and label: none of the validation recordings' clips trains
+    if split is not None:
         group = 'location' if split.strategy == 'city' else 'recording' if 'recording' in dev else 'session'
         near = dev[group].isin(set(dev[group].iloc[va])).to_numpy()
         dropped = int((use & near & (labels < 0)).sum()); use &= ~near
     tr = np.flatnonzero(use)
     mean, std = band_stats(cache.features, rows[tr])
-    itr = ASCItems(cache.features, rows[tr], city[tr], tf[tr], np.asarray(targets, np.float32)[tr], None, names[tr], hours[tr])
-    iva = ASCItems(cache.features, rows[va], city[va], tf[va], np.eye(N_CLASSES, dtype=np.float32)[labels[va]], None, names[va], hours[va])
-    if recipe.bs % W: raise ValueError(f"the batch size {recipe.bs} does not split into {W} processes; use a multiple of {W}")
+    itr = ASCItems(cache.features, rows[tr], city[tr], tf[tr], np.asarray(targets, np.float32)[tr], None, names[tr],
+                   hours[tr])
+    iva = ASCItems(cache.features, rows[va], city[va], tf[va], np.eye(N_CLASSES, dtype=np.float32)[labels[va]], None,
+                   names[va], hours[va])
+    if recipe.bs % W: raise ValueError(f"the batch size {recipe.bs} does not split into {W} processes; use a "
+                                       f"multiple of {W}")
     bs, dev_ = recipe.bs // W, ctx.device
-    dtr = ASCDataLoader(itr, bs=bs, shuffle=True, drop_last=len(itr) > recipe.bs, mean=mean, std=std, seed=recipe.seed, device=dev_, pin_memory=pin_memory_for(dev_), **ctx.drop)
-    dls = ASCDataLoaders(dtr, ASCDataLoader(iva, bs=bs * 2, mean=mean, std=std, device=dev_, pin_memory=pin_memory_for(dev_)), device=dev_)
+    dtr = ASCDataLoader(itr, bs=bs, shuffle=True, drop_last=len(itr) > recipe.bs, mean=mean, std=std, seed=recipe.seed,
+                        device=dev_, pin_memory=pin_memory_for(dev_), **ctx.drop)
+    dls = ASCDataLoaders(dtr, ASCDataLoader(iva, bs=bs * 2, mean=mean, std=std, device=dev_, pin_memory=pin_memory_for(
+        dev_)), device=dev_)
     dls.split = split if split is not None else Split(np.arange(len(lab)), np.arange(len(lab)), 'none', recipe.seed,
                                                       dict(note='distillation: the labeled clips are in training'))
     dls.stats, dls.cache, dls.dropped, dls.n_inp = (mean, std), cache, {'pseudo_in_validation': dropped}, 3
-    dls.train_meta = dev.iloc[tr[labels[tr] >= 0]].reset_index(drop=True); dls.valid_meta = dev.iloc[va].reset_index(drop=True)
+    dls.train_meta = dev.iloc[tr[labels[tr] >= 0]].reset_index(drop=True); dls.valid_meta = dev.iloc[va].reset_index(
+        drop=True)
     return dls
 
 # %% ../../nbs/41_pipeline.distill.ipynb #b38e4b6d
 class Distill(Stage):
-    "`--distill` (with `--cv`): one student trained on the kept stage's fold ensemble's soft targets over every labeled and unlabeled dev clip; it becomes OUT/model.pt"
+    """`--distill` (with `--cv`): one student trained on the kept stage's fold ensemble's soft targets over every
+    labeled and unlabeled dev clip; it becomes OUT/model.pt"""
     name, always = 'stage4_distill', True   # also after a round that accepted no pseudo-label
     def start(self,
               ctx:RunContext, # the run
              ):
         self.teacher = kept_stage(ctx)
-        ctx.log(f"[{self.name}] {student_recipe(ctx).name} learns from {self.teacher['name']}'s {self.teacher.get('models', 1)}-model ensemble "
-                f"(out of fold {ctx.recipe.monitor} {self.teacher[ctx.recipe.monitor]:.3f}) on {len(ctx.dev)} dev clips")
+        ctx.log(f"[{self.name}] {student_recipe(ctx).name} learns from {self.teacher['name']}'s "
+                f"{self.teacher.get('models', 1)}-model ensemble "
+                f"(out of fold {ctx.recipe.monitor} {self.teacher[ctx.recipe.monitor]:.3f}) on "
+                f"{len(ctx.dev)} dev clips")
         return True
     def fingerprint(self,
                     ctx:RunContext, # the run
                    ):
-        return ctx.fingerprint(self.name, teacher=self.teacher['name'], student=student_recipe(ctx).to_dict(), aggregate=ctx.cfg.aggregate)
+        return ctx.fingerprint(self.name, teacher=self.teacher['name'], student=student_recipe(ctx).to_dict(),
+                               aggregate=ctx.cfg.aggregate)
     def run(self,
             ctx:RunContext, # the run
             d:Path, # the stage's folder
@@ -106,16 +123,21 @@ class Distill(Stage):
         ens, info = load_asc_model(ctx.out/t['name']/'model.pt')
         probs = aggregate_probs(predict_probs(ens, model_loader(ctx.cache, ctx.dev, info)), ctx.dev, ctx.cfg.aggregate)
         targets = distill_targets(probs, ctx.dev.label.to_numpy(), r.distill_temperature, r.distill_hard_weight)
-        # no held-out clip is left to stop on: as many epochs as the teacher's folds needed (their median best epoch), all run, the last kept
+        # no held-out clip is left to stop on: as many epochs as the teacher's folds needed (their median best epoch),
+        # all run, the last kept
         pf = (t.get('oof') or {}).get('per_fold') or [dict(best_epoch=t['best_epoch'])]
-        epochs = int(min(r.epochs, max(1, np.median([max(f['best_epoch'], f.get('audio_best_epoch', 0)) + 1 for f in pf]))))
-        res = ctx.train(d, r, soft_target_loaders(ctx, r, targets), None, 'retrain', self.name, None, keep='last', epochs=epochs)
+        epochs = int(min(r.epochs, max(1, np.median([max(f['best_epoch'], f.get('audio_best_epoch',
+            0)) + 1 for f in pf]))))
+        res = ctx.train(d, r, soft_target_loaders(ctx, r, targets), None, 'retrain', self.name, None, keep='last',
+                        epochs=epochs)
         est = t.get('oof') or {}
         return dict(res, split='none', role='student', teacher=t['name'], teacher_models=t.get('models', 1),
                     accuracy_fit=res['accuracy'], balanced_accuracy_fit=res['balanced_accuracy'],
-                    accuracy=est.get('accuracy', t['accuracy']), balanced_accuracy=est.get('balanced_accuracy', t['balanced_accuracy']),
+                    accuracy=est.get('accuracy', t['accuracy']), balanced_accuracy=est.get('balanced_accuracy',
+                        t['balanced_accuracy']),
                     estimate="the teacher's out-of-fold figures (the student has no held-out clip)", epochs=epochs,
-                    temperature=r.distill_temperature, hard_weight=r.distill_hard_weight, student_recipe=r.name, n_train=len(ctx.dev))
+                    temperature=r.distill_temperature, hard_weight=r.distill_hard_weight, student_recipe=r.name,
+                        n_train=len(ctx.dev))
     def record(self,
                ctx:RunContext, # the run
                res:dict, # what `run` returned

@@ -1,4 +1,4 @@
-"""`--ssl fixmatch`: a training stage that uses unlabeled clips in every batch: the model's prediction of a weakly augmented view is the target of a strongly augmented one, where it is confident enough by class-adaptive thresholds.
+"""`--ssl fixmatch`: unlabeled clips in every batch, a weak view's confident prediction the strong view's target.
 
 Docs: https://asc-nbdev.github.io/asc_nbdev/pipeline.fixmatch.html.md"""
 
@@ -29,7 +29,8 @@ def strong_view(x:torch.Tensor, # (batch, 1, frames, mels) normalised log-mel
                 eq_db:float=6.0, # largest equaliser boost or cut, dB
                 generator=None, # a `torch.Generator`, or None
                ) -> torch.Tensor:
-    "FixMatch's strong augmentation of a normalised log-mel batch: time shift, SpecAugment, random gain and a smooth random equaliser"
+    """FixMatch's strong augmentation of a normalised log-mel batch: time shift, SpecAugment, random gain and a
+    smooth random equaliser"""
     B, _, T, M = x.shape; g = generator
     s = torch.ones(M) if std is None else torch.as_tensor(std, dtype=torch.float32)
     x = time_roll(x, 0.1, 0.3, generator=g)
@@ -48,7 +49,8 @@ def weak_view(x:torch.Tensor, # (batch, 1, frames, mels)
 
 # %% ../../nbs/44_pipeline.fixmatch.ipynb #6e9d0eb7
 class FreeMatchThresholds:
-    "Self-adaptive class thresholds (FreeMatch): tau_c = tau * p_c / max(p), tau and p the running mean confidence and class probabilities"
+    """Self-adaptive class thresholds (FreeMatch): tau_c = tau * p_c / max(p), tau and p the running mean confidence
+    and class probabilities"""
     def __init__(self, n_classes:int=N_CLASSES, # number of classes
                  momentum:float=0.99, # the running means' momentum per step
                 ):
@@ -56,7 +58,8 @@ class FreeMatchThresholds:
     def thresholds(self) -> torch.Tensor: return self.tau * self.p / self.p.max()
     def __call__(self, probs:torch.Tensor, # (batch, classes) the weak view's probabilities
                 ) -> torch.Tensor:
-        "Update the running means with `probs`; returns the mask (batch,) of clips whose confidence passes their class's threshold"
+        """Update the running means with `probs`; returns the mask (batch,) of clips whose confidence passes
+        their class's threshold"""
         probs = probs.detach().float().cpu(); m = self.momentum
         self.tau = m * self.tau + (1 - m) * float(probs.max(1).values.mean())
         self.p = m * self.p + (1 - m) * probs.mean(0)
@@ -67,14 +70,16 @@ class FreeMatchThresholds:
 class FixMatch(Callback):
     "Add FixMatch's unlabeled loss to every training batch (`after_loss`); `history` holds each epoch's mask counts"
     order = 65
-    def __init__(self, udl, # a loader of unlabeled clips: (x, city, time, truth) batches (truth -1 where unknown; counted, never trained on)
+    def __init__(self,
+                 udl, # unlabeled clips: (x, city, time, truth) batches (truth -1: unknown; counted, not trained on)
                  weight:float=1.0, # the unlabeled loss's weight after the ramp
                  rampup:int=5, # epochs over which the weight rises linearly from 0
                  momentum:float=0.99, # the thresholds' running means' momentum per step
                  seed:int=0, # the augmentations' draws
                  log=None, # a function given one line per epoch (None: none)
                 ):
-        self.udl, self.weight, self.rampup, self.momentum, self.log, self.seed = udl, weight, rampup, momentum, log, seed
+        self.udl, self.weight, self.rampup, self.momentum = udl, weight, rampup, momentum
+        self.log, self.seed = log, seed
         self.history = []
     def before_fit(self):
         self.thr, self.g = FreeMatchThresholds(N_CLASSES, self.momentum), torch.Generator().manual_seed(self.seed)
@@ -82,7 +87,8 @@ class FixMatch(Callback):
         self.std = None if self.udl.std is None else torch.as_tensor(self.udl.std)
     def before_epoch(self): self.n = self.passed = self.right = self.known = 0; self.wsum = 0.
     def _predict_weak(self, x, c, t):
-        "The weak view's probabilities, the model in eval mode (batch norm as at prediction), each module's mode restored"
+        """The weak view's probabilities, the model in eval mode (batch norm as at prediction), each module's
+        mode restored"""
         modes = {m: m.training for m in self.model.modules()}
         self.model.eval()
         with torch.no_grad(): p = F.softmax(self.model(weak_view(x, self.g), c, t).float(), -1)
@@ -102,11 +108,13 @@ class FixMatch(Callback):
         self.known += int(known.sum()); self.right += int((target.cpu()[known] == tr[known]).sum())
     def after_epoch(self):
         th = self.thr.thresholds()
-        h = dict(epoch=self.epoch, unlabeled=self.n, passed=self.passed, share=self.passed / max(1, self.n), tau=self.thr.tau,
+        h = dict(epoch=self.epoch, unlabeled=self.n, passed=self.passed, share=self.passed / max(1, self.n),
+                 tau=self.thr.tau,
                  threshold_min=float(th.min()), threshold_max=float(th.max()),
                  accuracy=self.right / self.known if self.known else float('nan'))
         self.history.append(h)
-        if self.log: self.log(f"[fixmatch] epoch {self.epoch + 1}: {self.passed} of {self.n} unlabeled clips passed the mask "
+        if self.log: self.log(f"[fixmatch] epoch {self.epoch + 1}: {self.passed} of {self.n} unlabeled clips "
+                              f"passed the mask "
                               f"(thresholds {h['threshold_min']:.2f}-{h['threshold_max']:.2f})"
                               + (f", their targets {h['accuracy']:.3f} right (against truth)" if self.known else ''))
 
@@ -115,25 +123,29 @@ def unlabeled_loader(ctx:RunContext, # the run
                      split, # the `Split` whose validation recordings' clips stay out
                      dls, # the labeled training loaders (their normalisation and batch size)
                     ) -> ASCDataLoader:
-    "A shuffled loader of the unlabeled dev clips outside `split`'s validation recordings, `fixmatch_mu` x the batch size, with their truth for counting"
+    """A shuffled loader of the unlabeled dev clips outside `split`'s validation recordings, `fixmatch_mu` x the
+    batch size, with their truth for counting"""
     from asc_nbdev.data.loaders import meta_arrays
     dev, r = ctx.dev, ctx.recipe
     lab = dev[dev.label >= 0].reset_index(drop=True); va = lab.iloc[split.valid]
     group = 'location' if split.strategy == 'city' else 'recording' if 'recording' in dev else 'session'
     unl = dev[(dev.label < 0) & ~dev[group].isin(set(va[group]))].reset_index(drop=True)
-    if not len(unl): raise ValueError("--ssl fixmatch: no unlabeled clip outside the validation recordings to learn from")
+    if not len(unl): raise ValueError("--ssl fixmatch: no unlabeled clip outside the validation recordings "
+                                      "to learn from")
     truth = np.full(len(unl), -1)
     if ctx.truth is not None:
         t = ctx.truth.set_index('filename')['scene_label']
         truth = np.array([class_index(t[n]) if n in t.index and t[n] in CLASSES else -1 for n in unl.filename])
     names, city, tf, hours = meta_arrays(unl)
     it = ASCItems(ctx.cache.features, ctx.cache.rows(names), city, tf, truth, None, names, hours)
-    return ASCDataLoader(it, bs=min(len(unl), r.fixmatch_mu * r.bs), shuffle=True, drop_last=len(unl) > r.fixmatch_mu * r.bs,
+    return ASCDataLoader(it, bs=min(len(unl), r.fixmatch_mu * r.bs), shuffle=True, drop_last=len(
+        unl) > r.fixmatch_mu * r.bs,
                          mean=dls.train.mean, std=dls.train.std, seed=r.seed + 1, device=ctx.device, **ctx.drop)
 
 # %% ../../nbs/44_pipeline.fixmatch.ipynb #4ea3567e
 class FixMatchStage(Stage):
-    "`--ssl fixmatch`: train on from stage 1's model with the unlabeled clips in every batch (FixMatch, FreeMatch thresholds)"
+    """`--ssl fixmatch`: train on from stage 1's model with the unlabeled clips in every batch (FixMatch, FreeMatch
+    thresholds)"""
     name = 'stage2_fixmatch'
     def start(self,
               ctx:RunContext, # the run
@@ -141,7 +153,8 @@ class FixMatchStage(Stage):
         if len(ctx.unlabeled) == 0: ctx.log(f'[{self.name}] no unlabeled clips: nothing to learn from'); return False
         self.teacher = ctx.last
         r = ctx.recipe
-        ctx.log(f"[{self.name}] FixMatch on from {self.teacher.name}: {r.fixmatch_mu} unlabeled clips per labeled one in every batch, "
+        ctx.log(f"[{self.name}] FixMatch on from {self.teacher.name}: {r.fixmatch_mu} unlabeled clips per labeled one "
+                f"in every batch, "
                 f"weight {r.fixmatch_weight:g} after {r.fixmatch_rampup} epochs")
         return True
     def fingerprint(self,
@@ -149,15 +162,18 @@ class FixMatchStage(Stage):
                    ):
         r = ctx.recipe
         return ctx.fingerprint(self.name, start=self.teacher.name,
-                               fixmatch={k: getattr(r, k) for k in ('fixmatch_mu', 'fixmatch_weight', 'fixmatch_rampup', 'fixmatch_ema')})
+                               fixmatch={k: getattr(r, k) for k in ('fixmatch_mu', 'fixmatch_weight', 'fixmatch_rampup',
+                                                                    'fixmatch_ema')})
     def _fit(self, ctx, d, dls, split, start, name):
         r = ctx.recipe
-        fm = FixMatch(unlabeled_loader(ctx, split, dls), r.fixmatch_weight, r.fixmatch_rampup, r.fixmatch_ema, r.seed, ctx.epoch_log)
+        fm = FixMatch(unlabeled_loader(ctx, split, dls), r.fixmatch_weight, r.fixmatch_rampup, r.fixmatch_ema, r.seed,
+                      ctx.epoch_log)
         res = ctx.train(d, r, dls, start, 'train', name, ctx.reference, cbs=list(ctx.fit_kw.get('cbs') or []) + [fm])
         if is_main_process():
             with atomic_write(d/'fixmatch.csv', 'w') as f: pd.DataFrame(fm.history).to_csv(f, index=False)
         last = fm.history[-1] if fm.history else {}
-        return dict(res, fixmatch=dict(passed_last=last.get('share'), accuracy_last=last.get('accuracy'), epochs=len(fm.history)))
+        return dict(res, fixmatch=dict(passed_last=last.get('share'), accuracy_last=last.get('accuracy'), epochs=len(
+            fm.history)))
     def run(self,
             ctx:RunContext, # the run
             d:Path, # the stage's folder
@@ -166,15 +182,18 @@ class FixMatchStage(Stage):
         if not ctx.folds: return self._fit(ctx, d, ctx.dls, ctx.split, start(None), self.name)
         r, made = ctx.recipe, {}
         def cbs(i, dls):   # fold i: the unlabeled clips outside its validation recordings, its own model's targets
-            made[i] = FixMatch(unlabeled_loader(ctx, ctx.folds[i], dls), r.fixmatch_weight, r.fixmatch_rampup, r.fixmatch_ema, r.seed, ctx.epoch_log)
+            made[i] = FixMatch(unlabeled_loader(ctx, ctx.folds[i], dls), r.fixmatch_weight, r.fixmatch_rampup,
+                               r.fixmatch_ema, r.seed, ctx.epoch_log)
             return [made[i]]
         res = train_folds(ctx, d, r, 'train', self.name, start, reference=ctx.reference, cbs=cbs)
         if is_main_process():
             for i, fm in made.items():
-                with atomic_write(d/f'fold{i}'/'fixmatch.csv', 'w') as f: pd.DataFrame(fm.history).to_csv(f, index=False)
+                with atomic_write(d/f'fold{i}'/'fixmatch.csv', 'w') as f: pd.DataFrame(fm.history).to_csv(f,
+                    index=False)
         last = [fm.history[-1] for fm in made.values() if fm.history]
         return dict(res, fixmatch=dict(passed_last=float(np.mean([h['share'] for h in last])) if last else None,
-                                       accuracy_last=float(np.nanmean([h['accuracy'] for h in last])) if last else None))
+                                       accuracy_last=float(np.nanmean([h['accuracy'] for h in last])) if last
+                                           else None))
     def record(self,
                ctx:RunContext, # the run
                res:dict, # what `run` returned

@@ -27,15 +27,17 @@ from .train import evaluate_test
 from .train import save_figure
 
 # %% auto #0
-__all__ = ['grouped_folds', 'oof_figures', 'train_folds', 'plot_fold_figures']
+__all__ = ['grouped_folds', 'oof_figures', 'plot_fold_figures', 'train_folds']
 
 # %% ../../nbs/36_pipeline.folds.ipynb #00a23490
-def grouped_folds(df:pd.DataFrame, # metadata (`read_meta`): its labeled rows are split, positions as `asc_dataloaders` counts them
+def grouped_folds(df:pd.DataFrame, # metadata (`read_meta`): its labeled rows are split (`asc_dataloaders`' positions)
                   k:int=5, # number of folds
-                  split:str='recording', # what a fold holds out whole: 'recording', 'session', 'city' (location) or 'random' (clips)
+                  # what a fold holds out whole: 'recording', 'session', 'city' (location) or 'random' (clips)
+                  split:str='recording',
                   seed:int=1234, # random state of the fold assignment
                  ) -> list:
-    "K `Split`s of the labeled rows in which every group (recording by default) is validation exactly once, stratified by class"
+    """K `Split`s of the labeled rows in which every group (recording by default) is validation exactly once,
+    stratified by class"""
     from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold, KFold
     from asc_nbdev.data.metadata import Split
     if split not in SPLITS: raise ValueError(f"unknown split {split!r}; expected one of {list(SPLITS)}")
@@ -43,14 +45,17 @@ def grouped_folds(df:pd.DataFrame, # metadata (`read_meta`): its labeled rows ar
     lab = df[df['label'] >= 0].reset_index(drop=True); y = lab['label'].to_numpy(); X = np.zeros(len(lab))
     col = dict(recording='recording', session='session', city='location', random=None)[split]
     with warnings.catch_warnings():
-        warnings.simplefilter('ignore', UserWarning)   # "the least populated class has only n members": expected with few recordings
+        # "the least populated class has only n members": expected with few recordings
+        warnings.simplefilter('ignore', UserWarning)
         if col is None:
             if len(lab) < k: raise ValueError(f"{k} folds need at least {k} labeled clips, found {len(lab)}")
-            cv = StratifiedKFold(k, shuffle=True, random_state=seed) if np.bincount(y).max() >= k else KFold(k, shuffle=True, random_state=seed)
+            cv = StratifiedKFold(k, shuffle=True, random_state=seed) if np.bincount(y).max() >= k else KFold(k,
+                shuffle=True, random_state=seed)
             parts = list(cv.split(X, y))
         else:
             g = lab[col].astype(str).to_numpy(); ng = len(set(g))
-            if ng < k: raise ValueError(f"{k} folds over {col}s need at least {k} {col}s among the labeled clips, found {ng}")
+            if ng < k: raise ValueError(f"{k} folds over {col}s need at least {k} {col}s among the labeled "
+                                        f"clips, found {ng}")
             parts = list(StratifiedGroupKFold(k, shuffle=True, random_state=seed).split(X, y, g))
     out = []
     for i, (a, b) in enumerate(parts):
@@ -61,10 +66,11 @@ def grouped_folds(df:pd.DataFrame, # metadata (`read_meta`): its labeled rows ar
     return out
 
 # %% ../../nbs/36_pipeline.folds.ipynb #4ed47e27
-def oof_figures(oof:pd.DataFrame, # one row per labeled clip: its out-of-fold probabilities (class columns), `label`, `unseen_city`
+def oof_figures(oof:pd.DataFrame, # per labeled clip: out-of-fold probabilities (class columns), `label`, `unseen_city`
                 per_fold:list, # each fold's figures (dicts), kept as they are
                ) -> dict:
-    "Out-of-fold figures of a stage: accuracy and balanced accuracy over every labeled clip, seen and unseen cities apart, each fold's"
+    """Out-of-fold figures of a stage: accuracy and balanced accuracy over every labeled clip, seen and unseen
+    cities apart, each fold's"""
     P, y = oof[list(CLASSES)].to_numpy(), oof['label'].to_numpy(); ok = P.argmax(1) == y
     out = dict(accuracy=float(ok.mean()), balanced_accuracy=balanced_accuracy(y, P.argmax(1)), n=int(len(oof)))
     unseen = oof['unseen_city'].to_numpy(bool)
@@ -72,6 +78,54 @@ def oof_figures(oof:pd.DataFrame, # one row per labeled clip: its out-of-fold pr
     if unseen.any(): out.update(unseen_cities_accuracy=float(ok[unseen].mean()), n_unseen=int(unseen.sum()))
     out['per_fold'] = per_fold
     return out
+
+# %% ../../nbs/36_pipeline.folds.ipynb #d3ea9298
+def plot_fold_figures(rec:dict, # a `--cv` stage's record (report.json `stages[i]`): `oof` figures, `test` with truth
+                      ax=None, # matplotlib axes to draw on; None: a new figure
+                      figsize=(6, 2.8), # figure size when a new figure is made
+                     ):
+    """Each fold's validation accuracy (the figure one split would have shown) beside the out-of-fold accuracy, and
+    the test accuracy of each fold model and of their ensemble"""
+    import matplotlib.pyplot as plt
+    if ax is None: _, ax = plt.subplots(figsize=figsize)
+    pf, o = rec['oof']['per_fold'], rec['oof']
+    x = np.arange(1, len(pf) + 1)
+    ax.scatter(x, [f['accuracy'] for f in pf], s=[12 + f['n_valid'] for f in pf], color='tab:blue',
+               label="fold's validation accuracy (size: its clips)")
+    ax.axhline(o['accuracy'], color='tab:blue', ls='--', lw=1.2, label=f"out of fold, {o['n']} clips: "
+               f"{o['accuracy']:.3f}")
+    if all('test_accuracy' in f for f in pf):
+        ax.scatter(x, [f['test_accuracy'] for f in pf], marker='x', color='tab:red',
+                   label='fold model on the test clips')
+    if rec.get('test'): ax.axhline(rec['test']['accuracy'], color='tab:red', lw=1.2, label=f"ensemble on the test "
+                                   f"clips: {rec['test']['accuracy']:.3f}")
+    ax.set_xticks(x); ax.set_xlabel('fold'); ax.set_ylabel('accuracy'); ax.set_ylim(0, 1.02)
+    ax.set_title(f"{rec['name']}: {len(pf)} fold models", fontsize=9); ax.legend(fontsize=7, loc='lower right')
+    plt.tight_layout()
+    return ax.figure
+
+# %% ../../nbs/36_pipeline.folds.ipynb #624ff110
+def _folds_record(ctx:RunContext, # the run
+                  name:str, # the stage's name
+                  K:int, # the number of folds
+                  o:dict, # the out-of-fold figures (`oof_figures`)
+                  folds:list, # each fold model's record, as `ctx.train` returned it
+                  test:dict|None, # the fold ensemble's test figures, or None
+                 ) -> dict:
+    "The record of a `--cv` stage: its out-of-fold figures, the fold models' means and the ensemble's test figures"
+    res = dict(name=name, split=ctx.split.strategy, cv=K, models=K, accuracy=o['accuracy'],
+               balanced_accuracy=o['balanced_accuracy'], city_accuracy=float(np.mean([r['city_accuracy']
+                   for r in folds])),
+               n_train=int(round(np.mean([r['n_train'] for r in folds]))), n_valid=o['n'], epochs_run=int(sum(r[
+                   'epochs_run'] for r in folds)),
+               best_epoch=int(np.median([r['best_epoch'] for r in folds])), monitor=folds[0]['monitor'], oof=o,
+                   **({'test': test} if test else {}))
+    if 'n_pseudo' in folds[0]:
+        res.update(n_labeled=o['n'], n_pseudo=int(round(np.mean([r['n_pseudo'] for r in folds]))), pseudo_dropped=int(
+            sum(r['pseudo_dropped'] for r in folds)))
+    if 'hard_samples' in folds[0]: res['hard_samples'] = dict(folds[0]['hard_samples'], per_fold=[r['hard_samples'][
+        'hard'] for r in folds])
+    return res
 
 # %% ../../nbs/36_pipeline.folds.ipynb #8bfe0bd2
 def train_folds(ctx:RunContext, # the run (`folds` set)
@@ -85,29 +139,39 @@ def train_folds(ctx:RunContext, # the run (`folds` set)
                 loaders=None, # `loaders(i) -> dls` of fold i (None: `ctx.fold_loaders(i, pseudo)`)
                 cbs=None, # `cbs(i, dls) -> [callback, ...]`: extra fastai callbacks of fold i's training (None: none)
                ) -> dict:
-    "Train one model per fold of `ctx.folds`; the stage's figures out of fold over every labeled clip; its model the `FoldEnsemble` of them"
+    """Train one model per fold of `ctx.folds`; the stage's figures out of fold over every labeled clip; its model
+    the `FoldEnsemble` of them"""
     K, parts, per_fold, folds = len(ctx.folds), [], [], []
     for i in range(K):
         dls = ctx.fold_loaders(i, pseudo[i] if isinstance(pseudo, list) else pseudo) if loaders is None else loaders(i)
-        ref = reference   # a reference trained per fold (--cv): fold i is weighted by its fold-i model, which never saw fold i's validation clips
-        if reference is not None and reference.get('folds'): ref = dict(reference, path=Path(reference['path']).parent/f'fold{i}'/'model.pt', oof=None)
-        ctx.log(f"[{name}] fold {i + 1} of {K}: {len(dls.train.items)} training clips, {len(dls.valid.items)} validation clips"
+        # a reference trained per fold (--cv): fold i is weighted by its fold-i model, which never saw fold i's
+        # validation clips
+        ref = reference
+        if reference is not None and reference.get('folds'): ref = dict(reference, path=Path(reference[
+            'path']).parent/f'fold{i}'/'model.pt', oof=None)
+        ctx.log(f"[{name}] fold {i + 1} of {K}: {len(dls.train.items)} training clips, {len(dls.valid.items)} "
+                f"validation clips"
                 f" ({ctx.folds[i].info.get('valid_groups', '?')} {ctx.folds[i].info.get('group') or 'clip'}s)")
         extra = {} if cbs is None else dict(cbs=list(ctx.fit_kw.get('cbs') or []) + list(cbs(i, dls)))
-        r = ctx.train(d/f'fold{i}', recipe, dls, None if start is None else start(i), stage, f'{name}-fold{i}', ref, **extra)
+        r = ctx.train(d/f'fold{i}', recipe, dls, None if start is None else start(i), stage, f'{name}-fold{i}', ref,
+                      **extra)
         process_barrier()   # several processes: rank 0 wrote the fold's validation probabilities
         vp = pd.read_csv(d/f'fold{i}'/'valid_probs.csv', dtype={'filename': str})
         vp['fold'] = i; vp['unseen_city'] = ~np.isin(dls.valid.items.city, np.unique(dls.train.items.city))
         parts.append(vp); folds.append(r)
-        per_fold.append(dict(fold=i, accuracy=r['accuracy'], balanced_accuracy=r['balanced_accuracy'], n_train=r['n_train'], n_valid=r['n_valid'],
-                             epochs_run=r['epochs_run'], best_epoch=r['best_epoch'], **({'audio_best_epoch': r['audio_best_epoch']} if 'audio_best_epoch' in r else {}),
+        per_fold.append(dict(fold=i, accuracy=r['accuracy'], balanced_accuracy=r['balanced_accuracy'], n_train=r[
+            'n_train'], n_valid=r['n_valid'],
+                             epochs_run=r['epochs_run'], best_epoch=r['best_epoch'], **({'audio_best_epoch': r[
+                                 'audio_best_epoch']} if 'audio_best_epoch' in r else {}),
                              **({'test_accuracy': r['test']['accuracy']} if 'test' in r else {}),
-                             **({'n_pseudo': r['n_pseudo'], 'pseudo_dropped': r['pseudo_dropped']} if 'n_pseudo' in r else {})))
+                             **({'n_pseudo': r['n_pseudo'], 'pseudo_dropped': r['pseudo_dropped']} if 'n_pseudo' in r
+                                else {})))
     oof = pd.concat(parts, ignore_index=True)
     if is_main_process():
         with atomic_write(d/'oof_probs.csv', 'w') as f: oof.to_csv(f, index=False, float_format='%.5f')
         P, y = oof[list(CLASSES)].to_numpy(), oof['label'].to_numpy()
-        save_figure(plot_confusion(P.argmax(1), y, title=f'{name}: out of fold ({K} folds, {len(oof)} labeled clips)').figure, d/'confusion.png')
+        save_figure(plot_confusion(P.argmax(1), y, title=f'{name}: out of fold ({K} folds, {len(oof)} '
+                                                         f'labeled clips)').figure, d/'confusion.png')
         save_figure(plot_confidence(P, y, title=f'{name}: out-of-fold confidence').figure, d/'confidence.png')
     ms = [load_asc_model(d/f'fold{i}'/'model.pt') for i in range(K)]
     ens = FoldEnsemble([m for m, _ in ms], [(info['stats']['mean'], info['stats']['std']) for _, info in ms]).eval()
@@ -115,34 +179,9 @@ def train_folds(ctx:RunContext, # the run (`folds` set)
         save_asc_model(ens, d/'model.pt', recipe, ens.input_stats, extra=dict(cv=K, split=ctx.split.strategy))
         save_json(recipe.to_dict(), d/'recipe.json')
     st = dict(stats=dict(mean=ens.input_stats[0].tolist(), std=ens.input_stats[1].tolist()))
-    test = evaluate_test(ens, SimpleNamespace(test_dl=lambda meta: model_loader(ctx.cache, meta, st)), ctx.test_meta, ctx.seen, ctx.cfg.aggregate)
+    test = evaluate_test(ens, SimpleNamespace(test_dl=lambda meta: model_loader(ctx.cache, meta, st)), ctx.test_meta,
+                         ctx.seen, ctx.cfg.aggregate)
     o = oof_figures(oof, per_fold)
-    if is_main_process(): save_figure(plot_fold_figures(dict(name=name, oof=o, **({'test': test} if test else {}))), d/'folds.png')
-    res = dict(name=name, split=ctx.split.strategy, cv=K, models=K, accuracy=o['accuracy'],
-               balanced_accuracy=o['balanced_accuracy'], city_accuracy=float(np.mean([r['city_accuracy'] for r in folds])),
-               n_train=int(round(np.mean([r['n_train'] for r in folds]))), n_valid=o['n'], epochs_run=int(sum(r['epochs_run'] for r in folds)),
-               best_epoch=int(np.median([r['best_epoch'] for r in folds])), monitor=folds[0]['monitor'], oof=o, **({'test': test} if test else {}))
-    if 'n_pseudo' in folds[0]:
-        res.update(n_labeled=o['n'], n_pseudo=int(round(np.mean([r['n_pseudo'] for r in folds]))), pseudo_dropped=int(sum(r['pseudo_dropped'] for r in folds)))
-    if 'hard_samples' in folds[0]: res['hard_samples'] = dict(folds[0]['hard_samples'], per_fold=[r['hard_samples']['hard'] for r in folds])
-    return res
-
-# %% ../../nbs/36_pipeline.folds.ipynb #d3ea9298
-def plot_fold_figures(rec:dict, # a `--cv` stage's record (report.json `stages[i]`): its `oof` figures, `test` if truth existed
-                      ax=None, # matplotlib axes to draw on; None: a new figure
-                      figsize=(6, 2.8), # figure size when a new figure is made
-                     ):
-    "Each fold's validation accuracy (the figure one split would have shown) beside the out-of-fold accuracy, and the test accuracy of each fold model and of their ensemble"
-    import matplotlib.pyplot as plt
-    if ax is None: _, ax = plt.subplots(figsize=figsize)
-    pf, o = rec['oof']['per_fold'], rec['oof']
-    x = np.arange(1, len(pf) + 1)
-    ax.scatter(x, [f['accuracy'] for f in pf], s=[12 + f['n_valid'] for f in pf], color='tab:blue', label="fold's validation accuracy (size: its clips)")
-    ax.axhline(o['accuracy'], color='tab:blue', ls='--', lw=1.2, label=f"out of fold, {o['n']} clips: {o['accuracy']:.3f}")
-    if all('test_accuracy' in f for f in pf):
-        ax.scatter(x, [f['test_accuracy'] for f in pf], marker='x', color='tab:red', label='fold model on the test clips')
-    if rec.get('test'): ax.axhline(rec['test']['accuracy'], color='tab:red', lw=1.2, label=f"ensemble on the test clips: {rec['test']['accuracy']:.3f}")
-    ax.set_xticks(x); ax.set_xlabel('fold'); ax.set_ylabel('accuracy'); ax.set_ylim(0, 1.02)
-    ax.set_title(f"{rec['name']}: {len(pf)} fold models", fontsize=9); ax.legend(fontsize=7, loc='lower right')
-    plt.tight_layout()
-    return ax.figure
+    if is_main_process(): save_figure(plot_fold_figures(dict(name=name, oof=o, **({'test': test} if test else {}))),
+                                      d/'folds.png')
+    return _folds_record(ctx, name, K, o, folds, test)

@@ -37,7 +37,8 @@ def pretrain_stage(d, # the stage folder (model.pt, features/, audio links)
                    clip_seconds=None, # clip length of the features (None: 10 s, the challenge's)
                    progress:bool=True, # show progress bars
                   ) -> dict:
-    "Stage 0: pre-train `recipe`'s model (audio only) on the external datasets `specs`, labels mapped by the recipe's table; saves `d/model.pt`"
+    """Stage 0: pre-train `recipe`'s model (audio only) on the external datasets `specs`, labels mapped by the
+    recipe's table; saves `d/model.pt`"""
     from asc_nbdev.audio.cache import build_feature_cache
     from asc_nbdev.data.loaders import asc_dataloaders
     from asc_nbdev.train.fit import fit_recipe
@@ -60,14 +61,16 @@ def pretrain_stage(d, # the stage folder (model.pt, features/, audio links)
     process_barrier()   # every process has loaded the best weights before rank 0 removes the checkpoints
     if is_main_process(): import shutil; shutil.rmtree(d/'models', ignore_errors=True)
     counts = {c: int(v) for c, v in df.scene_label.value_counts().items()}
-    return dict(name='stage0_pretrain', split='random', accuracy=s['accuracy'], balanced_accuracy=s['balanced_accuracy'],
+    return dict(name='stage0_pretrain', split='random', accuracy=s['accuracy'], balanced_accuracy=s[
+        'balanced_accuracy'],
                 n_train=len(dls.train.items), n_valid=len(dls.valid.items), epochs_run=s['epochs_run'],
                 datasets=[n for n, _ in specs], class_counts=counts, dropped=df.attrs['dropped'],
                 label_mapping=df.attrs['mapping'], label_maps=df.attrs['label_maps'])
 
 # %% ../../nbs/39_pipeline.pretrain.ipynb #32e3fce0
 class Pretrain(Stage):
-    "Stage 0: pre-train on external data (TAU 2020, CochlScene); stage 1 starts from its body with the recipe's own head"
+    """Stage 0: pre-train on external data (TAU 2020, CochlScene); stage 1 starts from its body with the recipe's
+    own head"""
     name = 'stage0_pretrain'
     def run(self,
             ctx:RunContext, # the run
@@ -82,5 +85,6 @@ class Pretrain(Stage):
               ):
         super().record(ctx, res)
         pre, _ = load_asc_model(ctx.out/self.name/'model.pt')   # audio only, the external datasets' classes
-        ctx.model = make_model(ctx.recipe, metadata=ctx.metadata)   # the recipe's own head for the 10 challenge classes (its audio fallback too) ...
+        # the recipe's own head for the 10 challenge classes (its audio fallback too) ...
+        ctx.model = make_model(ctx.recipe, metadata=ctx.metadata)
         ctx.model.body.load_state_dict(pre.body.state_dict())   # ... on the pre-trained body

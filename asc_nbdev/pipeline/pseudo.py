@@ -1,4 +1,4 @@
-"""Label the unlabeled clips with a trained model: confident hard labels, soft labels (li2025) or every argmax (the official baseline), optionally agreeing within recording sessions, capped or balanced per class, with a report and, where truth exists, their accuracy.
+"""Label the unlabeled clips with a trained model: hard, soft or every-argmax pseudo-labels, with a report.
 
 Docs: https://asc-nbdev.github.io/asc_nbdev/pipeline.pseudo.html.md"""
 
@@ -19,6 +19,7 @@ from ..predict.core import aggregate_probs
 from ..predict.core import model_loader
 from ..train.learner import predict_probs
 from pathlib import Path
+from fastcore.basics import patch
 
 # %% auto #0
 __all__ = ['PSEUDO_MODES', 'pseudo_label', 'carried_labels', 'pseudo_report', 'plot_pseudo_confidence', 'PseudoLabel', 'Retrain']
@@ -26,23 +27,66 @@ __all__ = ['PSEUDO_MODES', 'pseudo_label', 'carried_labels', 'pseudo_report', 'p
 # %% ../../nbs/40_pipeline.pseudo.ipynb #b6129ce2
 PSEUDO_MODES = ('argmax', 'threshold', 'soft', 'top', 'carried')
 
+# %% ../../nbs/40_pipeline.pseudo.ipynb #2a0ebe83
+def _session_agreement(probs, meta, labeled, out, pred, reason):
+    """Session agreement: each session's label is the sum of its clips' probabilities (and its labeled clips' votes);
+    a clip whose prediction differs gets the reason 'disagrees with session'; `out` gains `session_label`"""
+    if 'session' not in meta: raise ValueError("session agreement needs a 'session' column in the metadata")
+    votes = pd.DataFrame(probs, columns=range(probs.shape[1])).assign(session=meta['session'].to_numpy())
+    if labeled is not None and len(labeled):
+        lab = labeled[labeled['label'] >= 0]
+        votes = pd.concat([votes, pd.DataFrame(np.eye(probs.shape[1])[lab['label'].to_numpy()]).assign(session=lab[
+            'session'].to_numpy())])
+    sess_label = votes.groupby('session').sum().to_numpy().argmax(1)
+    sess_label = pd.Series(sess_label, index=votes.groupby('session').sum().index)
+    agree = sess_label.reindex(out['session']).to_numpy() == pred
+    reason[(reason == '') & ~agree] = 'disagrees with session'
+    out['session_label'] = sess_label.reindex(out['session']).to_numpy()
+
+# %% ../../nbs/40_pipeline.pseudo.ipynb #188958ff
+def _class_caps(probs, pred, conf, ok, reason, balance, max_per_class):
+    "Class caps: accepted clips over their class's cap (the least confident) get the reason 'class cap', `ok` False"
+    caps = {}
+    if balance and ok.any():
+        counts = np.bincount(pred[ok], minlength=probs.shape[1]); present = counts[counts > 0]
+        cap = int(present.min()); caps = {k: cap for k in range(probs.shape[1])}
+    if max_per_class is not None: caps = {k: min(caps.get(k, max_per_class), max_per_class) for k in range(probs.shape[
+        1])}
+    for k, cap in caps.items():
+        idx = np.flatnonzero(ok & (pred == k))
+        if len(idx) > cap:
+            drop = idx[np.argsort(-conf[idx])][cap:]
+            reason[drop] = 'class cap'; ok[drop] = False
+
+# %% ../../nbs/40_pipeline.pseudo.ipynb #d3555d4e
 def pseudo_label(probs:np.ndarray, # (clips, classes) probabilities for the unlabeled clips
                  meta:pd.DataFrame, # their metadata rows (filename, session, ...), same order
-                 mode:str='threshold', # one of `PSEUDO_MODES`; 'threshold' and 'soft' reject clips below `threshold`; 'top' keeps the most confident `share` of each predicted class
+                 # one of `PSEUDO_MODES`; 'threshold' and 'soft' reject clips below `threshold`; 'top' keeps the most
+                 # confident `share` of each predicted class
+                 mode:str='threshold',
                  threshold:float=0.9, # smallest confidence accepted in 'threshold' and 'soft' modes; 0: no threshold
-                 session_agreement:bool=False, # reject clips whose prediction differs from their session's summed vote (needs a 'session' column)
+                 # reject clips whose prediction differs from their session's summed vote (needs a 'session' column)
+                 session_agreement:bool=False,
                  labeled:pd.DataFrame|None=None, # labeled clips (session, label) that vote in session agreement
-                 max_per_class:int|None=None, # at most this many accepted clips per class, the most confident kept; None: no cap
+                 # at most this many accepted clips per class, the most confident kept; None: no cap
+                 max_per_class:int|None=None,
                  balance:bool=False, # cap every class at the count of the rarest accepted class
-                 share:float=0.5, # 'top': the share of each predicted class's clips accepted (the most confident; at least one clip per predicted class)
-                 carried:np.ndarray|None=None, # the label each clip's session or recording carries (`carried_labels`; -1: none): it replaces the model's, always accepted; 'carried' mode keeps these clips alone
+                 # 'top': the share of each predicted class's clips accepted (the most confident; at least one clip per
+                 # predicted class)
+                 share:float=0.5,
+                 # the label each clip's session or recording carries (`carried_labels`; -1: none): it replaces the
+                 # model's, always accepted; 'carried' mode keeps these clips alone
+                 carried:np.ndarray|None=None,
                 ) -> pd.DataFrame:
     "A frame of every unlabeled clip: prediction, confidence, whether accepted and why not; class columns for soft"
-    if mode not in PSEUDO_MODES: raise ValueError(f"unknown pseudo-label mode {mode!r}; expected one of {list(PSEUDO_MODES)}")
-    if mode == 'carried' and carried is None: raise ValueError("the 'carried' mode labels clips by their sessions: give `carried` (`carried_labels`)")
+    if mode not in PSEUDO_MODES: raise ValueError(f"unknown pseudo-label mode {mode!r}; expected one of "
+                                                  f"{list(PSEUDO_MODES)}")
+    if mode == 'carried' and carried is None: raise ValueError("the 'carried' mode labels clips by their sessions: "
+                                                               "give `carried` (`carried_labels`)")
     probs = np.asarray(probs, dtype=np.float32)
     if len(probs) != len(meta): raise ValueError(f"{len(probs)} predictions for {len(meta)} clips")
-    if carried is not None:   # a clip whose session (or recording) carries a label: that label, as sure as the labeled clips
+    # a clip whose session (or recording) carries a label: that label, as sure as the labeled clips
+    if carried is not None:
         c = np.asarray(carried); has = c >= 0
         if len(c) != len(probs): raise ValueError(f"{len(c)} carried labels for {len(probs)} clips")
         probs = probs.copy(); probs[has] = np.eye(probs.shape[1], dtype=np.float32)[c[has]]
@@ -59,29 +103,10 @@ def pseudo_label(probs:np.ndarray, # (clips, classes) probabilities for the unla
         for k in np.unique(pred):
             idx = np.flatnonzero(pred == k); keep = max(1, int(np.ceil(share * len(idx))))
             reason[idx[np.argsort(-conf[idx], kind='stable')][keep:]] = 'not in top share'
-    if session_agreement:
-        if 'session' not in meta: raise ValueError("session agreement needs a 'session' column in the metadata")
-        votes = pd.DataFrame(probs, columns=range(probs.shape[1])).assign(session=meta['session'].to_numpy())
-        if labeled is not None and len(labeled):
-            lab = labeled[labeled['label'] >= 0]
-            votes = pd.concat([votes, pd.DataFrame(np.eye(probs.shape[1])[lab['label'].to_numpy()]).assign(session=lab['session'].to_numpy())])
-        sess_label = votes.groupby('session').sum().to_numpy().argmax(1)
-        sess_label = pd.Series(sess_label, index=votes.groupby('session').sum().index)
-        agree = sess_label.reindex(out['session']).to_numpy() == pred
-        reason[(reason == '') & ~agree] = 'disagrees with session'
-        out['session_label'] = sess_label.reindex(out['session']).to_numpy()
+    if session_agreement: _session_agreement(probs, meta, labeled, out, pred, reason)
     if carried is not None: reason[has] = ''   # a carried label is accepted whatever the other rules say
     ok = reason == ''
-    caps = {}
-    if balance and ok.any():
-        counts = np.bincount(pred[ok], minlength=probs.shape[1]); present = counts[counts > 0]
-        cap = int(present.min()); caps = {k: cap for k in range(probs.shape[1])}
-    if max_per_class is not None: caps = {k: min(caps.get(k, max_per_class), max_per_class) for k in range(probs.shape[1])}
-    for k, cap in caps.items():
-        idx = np.flatnonzero(ok & (pred == k))
-        if len(idx) > cap:
-            drop = idx[np.argsort(-conf[idx])][cap:]
-            reason[drop] = 'class cap'; ok[drop] = False
+    _class_caps(probs, pred, conf, ok, reason, balance, max_per_class)
     out['accepted'] = ok; out['reason'] = reason
     if mode == 'soft':
         for k, c in enumerate(CLASSES[:probs.shape[1]]): out[c] = probs[:, k]
@@ -89,11 +114,14 @@ def pseudo_label(probs:np.ndarray, # (clips, classes) probabilities for the unla
 
 # %% ../../nbs/40_pipeline.pseudo.ipynb #93f024d0
 def carried_labels(unlabeled:pd.DataFrame, # the unlabeled clips' metadata (`session`, `recording`)
-                   labeled:pd.DataFrame, # the labeled clips that may lend their labels (`label` >= 0): the training ones
+                   # the labeled clips that may lend their labels (`label` >= 0): the training ones
+                   labeled:pd.DataFrame,
                    by:str='session', # 'session' or 'recording': the group whose labeled clips lend their label
                   ) -> np.ndarray:
-    "The label each unlabeled clip's session (or recording) carries: its labeled clips' one label when they agree, else -1"
-    if by not in ('session', 'recording'): raise ValueError(f"labels are carried by 'session' or 'recording', got {by!r}")
+    """The label each unlabeled clip's session (or recording) carries: its labeled clips' one label when they agree,
+    else -1"""
+    if by not in ('session', 'recording'): raise ValueError(f"labels are carried by 'session' or "
+                                                            f"'recording', got {by!r}")
     for d, what in ((unlabeled, 'unlabeled'), (labeled, 'labeled')):
         if by not in d: raise ValueError(f"the {what} clips' metadata has no {by!r} column (read it with `read_meta`)")
     lab = labeled[labeled['label'] >= 0]
@@ -103,7 +131,8 @@ def carried_labels(unlabeled:pd.DataFrame, # the unlabeled clips' metadata (`ses
 
 # %% ../../nbs/40_pipeline.pseudo.ipynb #b889b114
 def pseudo_report(pl:pd.DataFrame, # the frame `pseudo_label` returns
-                  truth:pd.DataFrame|None=None, # true labels (filename, scene_label) of the pseudo-labeled clips; None: no accuracy
+                  # true labels (filename, scene_label) of the pseudo-labeled clips; None: no accuracy
+                  truth:pd.DataFrame|None=None,
                  ) -> dict:
     "How many clips were accepted (per class), and their accuracy against `truth` (filename, scene_label) if given"
     acc = pl[pl.accepted]
@@ -111,8 +140,10 @@ def pseudo_report(pl:pd.DataFrame, # the frame `pseudo_label` returns
                per_class={c: int((acc.scene_label == c).sum()) for c in CLASSES},
                rejected={k: int(v) for k, v in pl.reason[~pl.accepted].value_counts().items()})
     if truth is not None:
-        t = pl.merge(truth[['filename', 'scene_label']].rename(columns={'scene_label': 'true'}), on='filename', how='left')
-        if t['true'].isna().any(): raise ValueError(f"truth has no label for {int(t['true'].isna().sum())} pseudo-labeled clips")
+        t = pl.merge(truth[['filename', 'scene_label']].rename(columns={'scene_label': 'true'}), on='filename',
+                     how='left')
+        if t['true'].isna().any(): raise ValueError(f"truth has no label for {int(t['true'].isna().sum())} "
+                                                    f"pseudo-labeled clips")
         ok = t.accepted.to_numpy(); hit = (t.scene_label == t.true).to_numpy()
         rep['accuracy'] = float(hit[ok].mean()) if ok.any() else float('nan')
         rep['accuracy_all'] = float(hit.mean())
@@ -135,14 +166,16 @@ def plot_pseudo_confidence(pl:pd.DataFrame, # the frame `pseudo_label` returns
     import matplotlib.pyplot as plt
     if ax is None: _, ax = plt.subplots(figsize=figsize)
     ax.hist([pl.confidence[pl.accepted], pl.confidence[~pl.accepted]], bins=bins, range=(0, 1), stacked=True,
-            color=['tab:green', 'tab:gray'], label=[f'accepted ({pl.accepted.sum()})', f'rejected ({(~pl.accepted).sum()})'])
+            color=['tab:green', 'tab:gray'], label=[f'accepted ({pl.accepted.sum()})',
+                                                    f'rejected ({(~pl.accepted).sum()})'])
     ax.set_xlabel('confidence'); ax.set_ylabel('clips'); ax.legend(fontsize=8); ax.set_title(title, fontsize=9)
     plt.tight_layout()
     return ax
 
 # %% ../../nbs/40_pipeline.pseudo.ipynb #50eaced1
 class PseudoLabel(Stage):
-    "Stage 2, round r: the last trained stage (with `--cv`, its fold ensemble) labels the unlabeled clips (aggregated per session or recording); the recipe's rule accepts some"
+    """Stage 2, round r: the last trained stage (with `--cv`, its fold ensemble) labels the unlabeled clips
+    (aggregated per session or recording); the recipe's rule accepts some"""
     def __init__(self,
                  round:int, # the round (1, 2, ...)
                 ): self.round, self.name = round, f'stage2_pseudo_r{round}'
@@ -158,14 +191,17 @@ class PseudoLabel(Stage):
     def label(self,
               ctx:RunContext, # the run
               model_file:Path, # the teacher model that labels
-              lenders:pd.DataFrame, # the labeled clips it trained on: they vote (session agreement) and lend labels (`carry_labels`)
+              # the labeled clips it trained on: they vote (session agreement) and lend labels (`carry_labels`)
+              lenders:pd.DataFrame,
              ) -> tuple:
         "The teacher's (aggregated) probabilities of the unlabeled clips and the recipe's pseudo-labels of them"
         r, unl = ctx.recipe, ctx.unlabeled
         m, minfo = load_asc_model(model_file)
-        probs = aggregate_probs(predict_probs(m, model_loader(ctx.cache, unl, minfo)), unl, ctx.cfg.aggregate)   # normalised as that model was trained
+        # normalised as that model was trained
+        probs = aggregate_probs(predict_probs(m, model_loader(ctx.cache, unl, minfo)), unl, ctx.cfg.aggregate)
         carried = None if r.carry_labels == 'off' else carried_labels(unl, lenders, r.carry_labels)
-        return probs, pseudo_label(probs, unl, r.pseudo, r.pseudo_threshold, r.session_agreement, labeled=lenders, share=r.pseudo_share, carried=carried)
+        return probs, pseudo_label(probs, unl, r.pseudo, r.pseudo_threshold, r.session_agreement, labeled=lenders,
+                                   share=r.pseudo_share, carried=carried)
     def run(self,
             ctx:RunContext, # the run
             d:Path, # the stage's folder
@@ -175,36 +211,47 @@ class PseudoLabel(Stage):
         probs, pl = self.label(ctx, self.teacher/'model.pt', lab if ctx.folds else lab.iloc[ctx.split.train])
         with atomic_write(d/'pseudo_labels.csv', 'w') as f: pl.to_csv(f, index=False)
         fold_acc = []
-        for i, sp in enumerate(ctx.folds or []):   # what fold i retrains on: its own model's labels, lent by its own training clips
+        # what fold i retrains on: its own model's labels, lent by its own training clips
+        for i, sp in enumerate(ctx.folds or []):
             _, pli = self.label(ctx, self.teacher/f'fold{i}'/'model.pt', lab.iloc[sp.train])
             with atomic_write(d/f'pseudo_labels_fold{i}.csv', 'w') as f: pli.to_csv(f, index=False)
             fold_acc.append(pseudo_report(pli, ctx.truth).get('accuracy'))
-        with atomic_write(d/'teacher_probs.csv', 'w') as f:   # every unlabeled clip's (aggregated) teacher probabilities: other rules can be tried on them
-            pd.DataFrame(probs, columns=CLASSES).assign(filename=unl.filename.to_numpy()).to_csv(f, index=False, float_format='%.5f')
-        if is_main_process(): save_figure(plot_pseudo_confidence(pl, title=f'pseudo-labels round {self.round}').figure, d/'confidence.png')
+        # every unlabeled clip's (aggregated) teacher probabilities: other rules can be tried on them
+        with atomic_write(d/'teacher_probs.csv', 'w') as f:
+            pd.DataFrame(probs, columns=CLASSES).assign(filename=unl.filename.to_numpy()).to_csv(f, index=False,
+                float_format='%.5f')
+        if is_main_process(): save_figure(plot_pseudo_confidence(pl, title=f'pseudo-labels round {self.round}').figure,
+                                          d/'confidence.png')
         rep = pseudo_report(pl, ctx.truth); rep['name'] = self.name
         if fold_acc and fold_acc[0] is not None: rep['per_fold_accuracy'] = fold_acc
         rep['mean_confidence'] = float(pl.confidence.mean()) if len(pl) else float('nan')
-        rep['mean_confidence_accepted'] = float(pl.confidence[pl.accepted].mean()) if pl.accepted.any() else float('nan')
+        rep['mean_confidence_accepted'] = float(pl.confidence[pl.accepted].mean()) if pl.accepted.any() else float(
+            'nan')
         return rep
-    def record(self,
-               ctx:RunContext, # the run
-               rep:dict, # what `run` returned
-              ):
-        ctx.pseudo_report = rep
-        def accepted(f):
-            pl = pd.read_csv(f, dtype={'filename': str}); pl = pl[pl.accepted].reset_index(drop=True)
-            return pl[['filename', 'label']] if ctx.recipe.pseudo != 'soft' else pl[['filename'] + list(CLASSES)]
-        ctx.pseudo = (accepted(ctx.out/self.name/'pseudo_labels.csv') if not ctx.folds else   # --cv: one frame per fold
-                      [accepted(ctx.out/self.name/f'pseudo_labels_fold{i}.csv') for i in range(len(ctx.folds))])
-        teacher = next(s for s in ctx.report['stages'] if s['name'] == self.teacher.name)
-        ctx.rounds.append(dict(round=self.round, teacher=self.teacher.name, teacher_valid_accuracy=teacher['accuracy'],
-            **{k: rep.get(k) for k in ('accepted', 'total', 'mean_confidence', 'mean_confidence_accepted', 'accuracy', 'carried',
-                                       'accuracy_carried', 'per_fold_accuracy') if k in rep or k in ('accepted', 'total', 'accuracy')}))
-        ctx.log(f"[{self.name}] {rep['accepted']} of {rep['total']} clips accepted" + (f", {rep['carried']} of them by the labels their {ctx.recipe.carry_labels}s carry" if rep.get('carried') else '') + " (mean confidence "
-                f"{rep.get('mean_confidence_accepted', float('nan')):.3f}); teacher {self.teacher.name}, "
-                + ('out-of-fold' if ctx.folds else 'validation') + f" accuracy {teacher['accuracy']:.3f}; per class: "
-                + ', '.join(f"{c} {n}" for c, n in rep['per_class'].items() if n))
+
+# %% ../../nbs/40_pipeline.pseudo.ipynb #6aa9d01b
+@patch
+def record(self:PseudoLabel,
+           ctx:RunContext, # the run
+           rep:dict, # what `run` returned
+          ):
+    ctx.pseudo_report = rep
+    def accepted(f):
+        pl = pd.read_csv(f, dtype={'filename': str}); pl = pl[pl.accepted].reset_index(drop=True)
+        return pl[['filename', 'label']] if ctx.recipe.pseudo != 'soft' else pl[['filename'] + list(CLASSES)]
+    ctx.pseudo = (accepted(ctx.out/self.name/'pseudo_labels.csv') if not ctx.folds else   # --cv: one frame per fold
+                  [accepted(ctx.out/self.name/f'pseudo_labels_fold{i}.csv') for i in range(len(ctx.folds))])
+    teacher = next(s for s in ctx.report['stages'] if s['name'] == self.teacher.name)
+    ctx.rounds.append(dict(round=self.round, teacher=self.teacher.name, teacher_valid_accuracy=teacher['accuracy'],
+        **{k: rep.get(k) for k in ('accepted', 'total', 'mean_confidence', 'mean_confidence_accepted', 'accuracy',
+                                   'carried',
+                                   'accuracy_carried', 'per_fold_accuracy') if k in rep or k in ('accepted', 'total',
+                                       'accuracy')}))
+    ctx.log(f"[{self.name}] {rep['accepted']} of {rep['total']} clips accepted" + (f", {rep['carried']} of them by the "
+        f"labels their {ctx.recipe.carry_labels}s carry" if rep.get('carried') else '') + " (mean confidence "
+            f"{rep.get('mean_confidence_accepted', float('nan')):.3f}); teacher {self.teacher.name}, "
+            + ('out-of-fold' if ctx.folds else 'validation') + f" accuracy {teacher['accuracy']:.3f}; per class: "
+            + ', '.join(f"{c} {n}" for c, n in rep['per_class'].items() if n))
 
 # %% ../../nbs/40_pipeline.pseudo.ipynb #0e6d841b
 class Retrain(TrainedStage):
@@ -218,13 +265,16 @@ class Retrain(TrainedStage):
         done = ctx.rounds[-1]
         n = [len(p) for p in ctx.pseudo] if isinstance(ctx.pseudo, list) else [len(ctx.pseudo)]
         if max(n) == 0:
-            ctx.log(f"[{self.name}] no pseudo-labels accepted: retraining skipped (it would train on the labeled clips alone again)")
+            ctx.log(f"[{self.name}] no pseudo-labels accepted: retraining skipped (it would train on the labeled clips "
+                    f"alone again)")
             done['retrained'] = False; return False
         done['retrained'] = True
         self.teacher = ctx.last
-        ctx.log(f"[{self.name}] on the labeled and {n[0] if len(n) == 1 else f'{min(n)} to {max(n)}'} pseudo-labeled clips, validation: "
+        ctx.log(f"[{self.name}] on the labeled and {n[0] if len(n) == 1 else f'{min(n)} to {max(n)}'} pseudo-labeled "
+                f"clips, validation: "
                 + (f"{ctx.split.strategy} split" if not ctx.folds else
-                   f"out of fold ({len(ctx.folds)} fold models, each from the teacher's model of its fold and on that model's labels)"))
+                   f"out of fold ({len(ctx.folds)} fold models, each from the teacher's model of its fold and on that "
+                   f"model's labels)"))
         return True
     def fingerprint(self,
                     ctx:RunContext, # the run

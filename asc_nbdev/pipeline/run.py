@@ -1,4 +1,4 @@
-"""The stages as objects: (0) pre-training, (1) supervised training, (2) pseudo-labeling, (3) retraining, repeatable, then the final model and submission; each resumable from its saved artifacts, walked from a run configuration.
+"""A run from its configuration: its data, its plan of stages, `run_pipeline`, and repeats over seeds and folds.
 
 Docs: https://asc-nbdev.github.io/asc_nbdev/pipeline.run.html.md"""
 
@@ -55,7 +55,7 @@ def run_data(cfg:RunConfig, # the run's settings
     return dict(audio=cfg.audio, meta=cfg.meta, eval_meta=cfg.eval_meta, truth=cfg.truth)
 
 # %% ../../nbs/45_pipeline.run.ipynb #b0289188
-def make_demo_data(cfg:RunConfig, # the run's settings: with `demo`, the dataset is made under OUT/data (n_clips, data_seed or seed)
+def make_demo_data(cfg:RunConfig, # with `demo`, the data are made in OUT/data (`n_clips`; `data_seed`, else `seed`)
                   ) -> None:
     "Make the synthetic demo dataset of a `demo` run once (rank 0; other processes wait for it); nothing otherwise"
     if not cfg.demo: return
@@ -64,28 +64,37 @@ def make_demo_data(cfg:RunConfig, # the run's settings: with `demo`, the dataset
     if not (data/'truth.csv').exists() and is_main_process():
         kw = dict(preset='demo')
         if cfg.n_clips: kw['n_clips'] = cfg.n_clips
-        if cfg.data_seed is not None or cfg.seed is not None: kw['seed'] = cfg.data_seed if cfg.data_seed is not None else cfg.seed
+        if cfg.data_seed is not None or cfg.seed is not None: kw[
+            'seed'] = cfg.data_seed if cfg.data_seed is not None else cfg.seed
         make_synthetic(data, progress=sys.stdout.isatty(), **kw)
     if process_count() > 1: init_processes(cfg.device); process_barrier()   # the others wait for rank 0's data
 
 # %% ../../nbs/45_pipeline.run.ipynb #8249b1b4
 def _run_recipe(cfg:RunConfig, res, log) -> tuple:
-    "The recipe as this run trains it, and the model stage 1 starts from (the official checkpoint's), from the checked settings"
+    """The recipe as this run trains it, and the model stage 1 starts from (the official checkpoint's), from the
+    checked settings"""
     recipe = res.recipe
-    if cfg.epochs: recipe = recipe.replace(epochs=cfg.epochs, pretrain_epochs=min(recipe.pretrain_epochs, cfg.epochs) if recipe.pretrain_epochs else 0)
+    if cfg.epochs: recipe = recipe.replace(epochs=cfg.epochs, pretrain_epochs=min(recipe.pretrain_epochs, cfg.epochs)
+        if recipe.pretrain_epochs else 0)
     if recipe.freeze_blocks and not res.pretrain:
-        log(f"recipe {recipe.name} freezes {recipe.freeze_blocks} low-level block(s) after pre-training; no pre-training here, so nothing is frozen")
+        log(f"recipe {recipe.name} freezes {recipe.freeze_blocks} low-level block(s) after pre-training; no "
+            f"pre-training here, so nothing is frozen")
         recipe = recipe.replace(freeze_blocks=0)
     model = None
-    if res.init_official is not None:   # the official checkpoint's sizes decide the architecture; its classifier is not used
+    # the official checkpoint's sizes decide the architecture; its classifier is not used
+    if res.init_official is not None:
         from asc_nbdev.models.se_trans import load_official_se_trans, official_model_kwargs
-        if recipe.model != 'se_trans': raise ValueError(f"--init official=... starts an SE-Trans; recipe {recipe.name} trains {recipe.model}")
+        if recipe.model != 'se_trans': raise ValueError(f"--init official=... starts an SE-Trans; recipe {recipe.name} "
+                                                        f"trains {recipe.model}")
         arch = {k: v for k, v in official_model_kwargs(res.init_official).items() if k not in ('n_classes', 'metadata')}
         recipe = recipe.replace(model_kwargs={**recipe.model_kwargs, **arch})
-        model = load_official_se_trans(res.init_official, make_model(recipe, metadata=not cfg.no_metadata), fc=False, context=None)
-    if cfg.log in ('tensorboard', 'wandb') and importlib.util.find_spec(cfg.log) is None:   # say so now, not after the first stage
+        model = load_official_se_trans(res.init_official, make_model(recipe, metadata=not cfg.no_metadata), fc=False,
+                                       context=None)
+    # say so now, not after the first stage
+    if cfg.log in ('tensorboard', 'wandb') and importlib.util.find_spec(cfg.log) is None:
         extra = dict(tensorboard='log', wandb='wandb')[cfg.log]
-        raise ImportError(f"--log {cfg.log} needs the {cfg.log} package: pip install 'asc-nbdev[{extra}]' (or pip install {cfg.log})")
+        raise ImportError(f"--log {cfg.log} needs the {cfg.log} package: pip install 'asc-nbdev[{extra}]' (or pip "
+                          f"install {cfg.log})")
     if cfg.reference_model is not None and not Path(cfg.reference_model).is_file():
         raise FileNotFoundError(f"reference model file not found: {cfg.reference_model}")
     return recipe, model
@@ -97,18 +106,23 @@ def _read_data(ctx:RunContext, features_dir) -> None:
     dev = read_meta(D['meta']); ev = read_meta(D['eval_meta']) if D['eval_meta'] else None
     names = list(dev.filename) + ([] if ev is None else list(ev.filename))
     ctx.log(f"[features] {len(names)} clips from {D['audio']}")
-    ctx.cache = cache = build_feature_cache(D['audio'], names, features_dir, clip_seconds=ctx.recipe.clip_seconds, on_error=ctx.cfg.on_error,
+    ctx.cache = cache = build_feature_cache(D['audio'], names, features_dir, clip_seconds=ctx.recipe.clip_seconds,
+                                            on_error=ctx.cfg.on_error,
                                             device=str(ctx.device), progress=ctx.progress)
     missing = [n for n in names if n not in cache]
-    if missing: ctx.log(f"[features] {len(missing)} clips have no features (listed in {Path(features_dir)/'skipped.csv'}) and are left out")
+    if missing: ctx.log(f"[features] {len(missing)} clips have no features (listed in "
+                        f"{Path(features_dir)/'skipped.csv'}) and are left out")
     ctx.dev, ctx.ev = dev[dev.filename.isin(set(cache.index.index))].reset_index(drop=True), ev
     ctx.truth = tr = None if D['truth'] is None else pd.read_csv(D['truth'], dtype=str, keep_default_na=False)
     if tr is not None and ev is not None:
-        t = ev.merge(tr[['filename', 'scene_label']].rename(columns={'scene_label': 'true'}), on='filename', how='inner')
+        t = ev.merge(tr[['filename', 'scene_label']].rename(columns={'scene_label': 'true'}), on='filename',
+                     how='inner')
         t = t[t.filename.isin(set(cache.index.index))]
         t['label'] = [class_index(c) for c in t['true']]; ctx.test_meta = t.reset_index(drop=True)
-    ctx.report['data'] = dict(dev_clips=len(ctx.dev), labeled=int((ctx.dev.label >= 0).sum()), eval_clips=0 if ev is None else len(ev),
-                              skipped=len(missing), **{k: None if v is None else str(Path(v).resolve()) for k, v in D.items()})
+    ctx.report['data'] = dict(dev_clips=len(ctx.dev), labeled=int((ctx.dev.label >= 0).sum()), eval_clips=0
+                              if ev is None else len(ev),
+                              skipped=len(missing), **{k: None if v is None else str(Path(v).resolve()) for k,
+                                                       v in D.items()})
 
 # %% ../../nbs/45_pipeline.run.ipynb #e468bb7e
 def _choose_split(ctx:RunContext, fold, split_seed) -> None:
@@ -116,36 +130,49 @@ def _choose_split(ctx:RunContext, fold, split_seed) -> None:
     cfg, r = ctx.cfg, ctx.recipe
     ss = r.seed if split_seed is None else split_seed   # the split's seed; the training seed stays the recipe's
     if fold is not None: the_split = grouped_folds(ctx.dev, fold[1], cfg.split, ss)[fold[0]]
-    elif split_seed is not None: the_split = make_split(ctx.dev[ctx.dev.label >= 0].reset_index(drop=True), cfg.split, valid_pct=r.valid_pct, seed=ss)
+    elif split_seed is not None: the_split = make_split(ctx.dev[ctx.dev.label >= 0].reset_index(drop=True), cfg.split,
+                                                        valid_pct=r.valid_pct, seed=ss)
     else: the_split = cfg.split
-    ctx.dls = asc_dataloaders(ctx.dev, ctx.cache, the_split, bs=r.bs, seed=r.seed, device=ctx.device, valid_pct=r.valid_pct, **ctx.drop)
+    ctx.dls = asc_dataloaders(ctx.dev, ctx.cache, the_split, bs=r.bs, seed=r.seed, device=ctx.device,
+                              valid_pct=r.valid_pct, **ctx.drop)
     ctx.split = sp = ctx.dls.split
     if split_seed is not None or fold is not None: ctx.report.update(seed=r.seed, split_seed=sp.seed)
     if fold is not None:
         ctx.report['fold'] = dict(fold=fold[0], folds=fold[1], valid_groups=sp.info.get('valid_groups'))
-        ctx.log(f"[split] fold {fold[0] + 1} of {fold[1]} over {sp.info.get('group') or 'clips'}: {len(sp.train)} training, {len(sp.valid)} validation clips")
-    if cfg.cv:   # --cv K: every training stage trains one model per fold; no clip is validated twice, every labeled clip once
+        ctx.log(f"[split] fold {fold[0] + 1} of {fold[1]} over {sp.info.get('group') or 'clips'}: {len(sp.train)} "
+                f"training, {len(sp.valid)} validation clips")
+    # --cv K: every training stage trains one model per fold; no clip is validated twice, every labeled clip once
+    if cfg.cv:
         ctx.folds = grouped_folds(ctx.dev, cfg.cv, cfg.split, ss)
         lab = ctx.dev[ctx.dev.label >= 0].reset_index(drop=True)
-        ctx.log(f"[split] --cv {cfg.cv}: {len(lab)} labeled clips in {cfg.cv} folds over {ctx.folds[0].info.get('group') or 'clip'}s, "
-                f"{min(len(f.valid) for f in ctx.folds)} to {max(len(f.valid) for f in ctx.folds)} validation clips each")
+        ctx.log(f"[split] --cv {cfg.cv}: {len(lab)} labeled clips in {cfg.cv} folds over "
+                f"{ctx.folds[0].info.get('group') or 'clip'}s, "
+                f"{min(len(f.valid) for f in ctx.folds)} to {max(len(f.valid) for f in ctx.folds)} "
+                f"validation clips each")
         for f in ctx.folds:
             missing = sorted(set(lab.label) - set(lab.label.iloc[f.train]))
-            if missing: ctx.log(f"[split] fold {f.info['fold'] + 1}: no training clip of {', '.join(CLASSES[k] for k in missing)} (all its {f.info.get('group') or 'clip'}s are in this fold's validation)")
+            if missing: ctx.log(f"[split] fold {f.info['fold'] + 1}: no training clip of "
+                                f"{', '.join(CLASSES[k] for k in missing)} (all its {f.info.get('group') or 'clip'}s "
+                                f"are in this fold's validation)")
         ctx.report['cv'] = dict(folds=cfg.cv, group=ctx.folds[0].info.get('group'), seed=ss,
-                                valid=[int(len(f.valid)) for f in ctx.folds], valid_groups=[f.info.get('valid_groups') for f in ctx.folds])
+                                valid=[int(len(f.valid)) for f in ctx.folds], valid_groups=[f.info.get('valid_groups')
+                                    for f in ctx.folds])
 
 # %% ../../nbs/45_pipeline.run.ipynb #0c59a467
 def _run_fingerprint(ctx:RunContext, res, fold) -> dict:
-    "What every stage's result depends on: the resolved recipe and settings of the configuration, the data files, the features, the split"
+    """What every stage's result depends on: the resolved recipe and settings of the configuration, the data files,
+    the features, the split"""
     cfg, sp = ctx.cfg, ctx.split
-    fp = dict(version=__version__, recipe=ctx.recipe.to_dict(), split=sp.strategy, split_seed=sp.seed, valid_pct=ctx.recipe.valid_pct,
-              metadata=ctx.metadata, features=ctx.cache.params, audio=Path(ctx.data['audio']).name, meta=_file(ctx.data['meta']),
+    fp = dict(version=__version__, recipe=ctx.recipe.to_dict(), split=sp.strategy, split_seed=sp.seed,
+              valid_pct=ctx.recipe.valid_pct,
+              metadata=ctx.metadata, features=ctx.cache.params, audio=Path(ctx.data['audio']).name, meta=_file(ctx.data[
+                  'meta']),
               pretrain=[list(p) for p in res.pretrain], valid=len(sp.valid), train=len(sp.train),
               init=_file(res.init_official), precision=ctx.fit_kw['precision'])
     if fold is not None: fp['fold'] = list(fold)
     if cfg.cv: fp['cv'] = cfg.cv
-    if ctx.reference is not None: fp['reference'] = _file(cfg.reference_model) if cfg.reference_model is not None else REFERENCE_STAGE
+    if ctx.reference is not None:
+        fp['reference'] = _file(cfg.reference_model) if cfg.reference_model is not None else REFERENCE_STAGE
     return fp
 
 # %% ../../nbs/45_pipeline.run.ipynb #381f9713
@@ -154,34 +181,42 @@ def open_run(cfg:RunConfig, # the run's settings
              log=print, # function that prints a line of progress
              progress:bool=True, # progress bars
              epoch_lines:bool=False, # one `log` line per epoch (for logs and terminals without progress bars)
-             fold:tuple|None=None, # (i, k): validate on fold i of `grouped_folds(k)` over the split's groups instead of one split
+             # (i, k): validate on fold i of `grouped_folds(k)` over the split's groups instead of one split
+             fold:tuple|None=None,
              split_seed:int|None=None, # seed of the validation split (or folds); None: the recipe's seed
              features_dir=None, # the feature cache folder (default OUT/features); repeated runs share one
             ) -> RunContext:
     "Check `cfg`, open its output folder and read its data: the `RunContext` that the stages share"
     res = cfg.check()
-    if init_processes(cfg.device) and not is_main_process():   # several processes (notebook 23): rank 0 alone prints and shows progress
+    # several processes (notebook 23): rank 0 alone prints and shows progress
+    if init_processes(cfg.device) and not is_main_process():
         log, progress = (lambda *a, **k: None), False
     out = Path(cfg.out); out.mkdir(parents=True, exist_ok=True)
     probe = out/f'.asc-write-probe-{os.getpid()}'
     try: probe.touch(); probe.unlink()   # fail now, not after hours of training
     except OSError as e: raise PermissionError(f"cannot write the output folder {out}: {e.strerror}") from None
-    if fold is not None and not (len(fold) == 2 and 0 <= fold[0] < fold[1]): raise ValueError(f"fold takes (i, k) with 0 <= i < k, got {fold!r}")
+    if fold is not None and not (len(fold) == 2 and 0 <= fold[0] < fold[1]): raise ValueError(f"fold takes (i, k) with "
+        f"0 <= i < k, got {fold!r}")
     recipe, model = _run_recipe(cfg, res, log)
     ctx = RunContext(cfg, out, recipe, log, progress, log if epoch_lines else None, run_data(cfg), model=model)
     ctx.report = dict(recipe=recipe.name, split=cfg.split, metadata=ctx.metadata, aggregate=cfg.aggregate,
-                      rounds=0 if cfg.teacher or cfg.ssl != 'none' else recipe.rounds if cfg.rounds is None else cfg.rounds, stages=[])
+                      rounds=0 if cfg.teacher or cfg.ssl != 'none' else recipe.rounds if cfg.rounds is None
+                          else cfg.rounds, stages=[])
     if cfg.teacher:   # a teacher that cannot be loaded is said now, not after the features
         from asc_nbdev.teachers.core import load_teacher
         ctx.teacher_model = load_teacher(cfg.teacher)
     ctx.features_dir = out/'features' if features_dir is None else Path(features_dir)
     _read_data(ctx, ctx.features_dir)
-    ctx.fit_kw = dict(precision=resolve_precision(cfg.precision, ctx.device), compile=cfg.compile, cbs=list(cbs or []), log_to=cfg.log,
-                      eval_cities=None if ctx.ev is None else ctx.ev.location.tolist())   # their share outside a stage's training cities weights its kept epoch
-    save_json(recipe.to_dict(), out/'recipe.json')   # the exact recipe of this run (asc-train --recipe OUT/recipe.json repeats it)
+    ctx.fit_kw = dict(precision=resolve_precision(cfg.precision, ctx.device), compile=cfg.compile, cbs=list(cbs or []),
+                      log_to=cfg.log,
+                      # their share outside a stage's training cities weights its kept epoch
+                      eval_cities=None if ctx.ev is None else ctx.ev.location.tolist())
+    # the exact recipe of this run (asc-train --recipe OUT/recipe.json repeats it)
+    save_json(recipe.to_dict(), out/'recipe.json')
     _choose_split(ctx, fold, split_seed)
     if recipe.hard_samples:   # atmaja2025: the reference whose confidence weights the hard samples
-        ctx.reference = (dict(name=Path(cfg.reference_model).name, path=Path(cfg.reference_model)) if cfg.reference_model is not None
+        ctx.reference = (dict(name=Path(cfg.reference_model).name, path=Path(cfg.reference_model))
+                              if cfg.reference_model is not None
                          else dict(name=REFERENCE_STAGE, path=out/REFERENCE_STAGE/'model.pt', folds=bool(cfg.cv)))
     ctx.fp = _run_fingerprint(ctx, res, fold)
     if cfg.reference_model is not None and ctx.reference is not None:
@@ -192,7 +227,9 @@ def open_run(cfg:RunConfig, # the run's settings
 # %% ../../nbs/45_pipeline.run.ipynb #1e0a0203
 def pipeline_stages(ctx:RunContext, # the run (its configuration decides the stages)
                    ) -> list:
-    "The stages of a run: pre-training if asked, the `--teacher` stage, the hard-sample reference if the recipe needs one, stage 1, the pseudo-label and retrain rounds (or the teacher's student), the `--distill` student, the final model"
+    """The stages of a run: pre-training if asked, the `--teacher` stage, the hard-sample reference if the recipe
+    needs one, stage 1, the pseudo-label and retrain rounds (or the teacher's student), the `--distill` student, the
+    final model"""
     rounds = ctx.report['rounds']
     semi = [s for r in range(1, rounds + 1) for s in (PseudoLabel(r), Retrain(r))]
     first = []
@@ -205,22 +242,26 @@ def pipeline_stages(ctx:RunContext, # the run (its configuration decides the sta
     if ctx.cfg.teacher:   # the teacher's student takes the place of the offline pseudo-label rounds
         from asc_nbdev.pipeline.teacher import TeacherStage, StudentStage
         first, semi = first + [TeacherStage()], [StudentStage()]
-    return ([Pretrain()] if ctx.pretrain else []) + first + ([Reference()] if ctx.recipe.hard_samples and ctx.cfg.reference_model is None else []) \
+    return ([Pretrain()] if ctx.pretrain else []) + first + ([Reference()] if ctx.recipe.hard_samples
+                                                             and ctx.cfg.reference_model is None else []) \
            + [Train()] + semi + ([Distill()] if ctx.cfg.distill else []) + [Final()]
 
 # %% ../../nbs/45_pipeline.run.ipynb #b9dfd33c
 def _need_config(config, fn:str) -> RunConfig:
     "`config` if it is a `RunConfig`, else a `TypeError` saying how to make one"
     if isinstance(config, RunConfig): return config
-    raise TypeError(f"{fn} takes a RunConfig, e.g. {fn}(RunConfig(audio='data/audio', meta='data/dev.csv', recipe='li2025', out='runs/x')), "
+    raise TypeError(f"{fn} takes a RunConfig, e.g. {fn}(RunConfig(audio='data/audio', meta='data/dev.csv', "
+                    f"recipe='li2025', out='runs/x')), "
                     f"got {type(config).__name__}")
 
+# %% ../../nbs/45_pipeline.run.ipynb #c92501b9
 def run_pipeline(config:RunConfig, # the run's settings
                  cbs=None, # extra fastai callbacks for every training stage (the same objects each stage)
                  log=print, # function that prints a line of progress, e.g. `print`
                  progress:bool=True, # show progress bars
                  epoch_lines:bool=False, # one `log` line per epoch (for logs and terminals without progress bars)
-                 stages=None, # `stages(ctx) -> [Stage, ...]` to walk instead of `pipeline_stages` (e.g. with a stage of your own)
+                 # `stages(ctx) -> [Stage, ...]` to walk instead of `pipeline_stages` (e.g. with a stage of your own)
+                 stages=None,
                  repeat:dict|None=None, # set by `run_repeats`: fold (i, k), split_seed, features_dir
                 ) -> dict:
     "Run the semi-supervised pipeline of `config`; returns the report (also written to OUT/report.json)"
@@ -230,6 +271,39 @@ def run_pipeline(config:RunConfig, # the run's settings
         ctx = open_run(cfg, cbs, log, progress, epoch_lines, **(repeat or {}))
         return walk_stages(ctx, (stages or pipeline_stages)(ctx))
 
+# %% ../../nbs/45_pipeline.run.ipynb #23109cdf
+def _run_repeats(cfg, log, progress, epoch_lines, cbs):
+    t0 = time.time(); out = Path(cfg.out); out.mkdir(parents=True, exist_ok=True)
+    make_demo_data(cfg)
+    recipe = cfg.check().recipe; seeds, folds = cfg.seeds or 1, cfg.folds
+    base = recipe.seed
+    plan = [(f'fold{k}' + (f'-seed{i}' if seeds > 1 else ''), base + i, (k, folds)) for k in range(folds)
+        for i in range(seeds)] if folds \
+           else [(f'seed{i}', base + i, None) for i in range(seeds)]
+    data = {k: None if v is None else str(v) for k, v in run_data(cfg).items()}
+    runs = {}
+    for j, (name, s, fold) in enumerate(plan):
+        log(f"=== run {j + 1} of {len(plan)}: {name} (training seed {s}" + (f", fold {fold[0] + 1} of {fold[1]}" if fold
+            else '')
+            + f", validation split seed {base}) -> {out/name}")
+        sub = cfg.replace(out=str(out/name), recipe=recipe.replace(seed=s), demo=False, seed=None, set=None,
+                          city_dropout=None, time_dropout=None,
+                          # the run's resolved recipe, with this run's seed
+                          seeds=None, folds=None, n_clips=None, data_seed=None, **data)
+        rep = run_pipeline(sub, cbs=cbs, log=log, progress=progress, epoch_lines=epoch_lines,
+                           repeat=dict(fold=fold, split_seed=base, features_dir=out/'features'))
+        runs[name] = dict(rep, path=name)
+    first = next(iter(runs.values()))
+    kept = {}
+    for r in runs.values(): kept[r.get('kept')] = kept.get(r.get('kept'), 0) + 1
+    report = dict(recipe=first['recipe'], split=first['split'], metadata=first['metadata'], aggregate=first[
+        'aggregate'], rounds=first['rounds'],
+                  seeds=[base + i for i in range(seeds)], folds=folds, split_seed=base, data=first.get('data'),
+                  runs=runs, summary=summarize_runs(runs.values()), kept=kept, seconds=round(time.time() - t0, 1))
+    save_json(report, out/'report.json')
+    log(format_report(report))
+    return report
+
 # %% ../../nbs/45_pipeline.run.ipynb #692012fe
 def run_repeats(config:RunConfig, # the run's settings, with `seeds` and/or `folds`
                 log=print, # function that prints a line of progress, e.g. `print`
@@ -237,37 +311,10 @@ def run_repeats(config:RunConfig, # the run's settings, with `seeds` and/or `fol
                 epoch_lines:bool=False, # one `log` line per epoch
                 cbs=None, # extra fastai callbacks for every training stage
                ) -> dict:
-    "Repeat `run_pipeline` over seeds and/or grouped folds (OUT/seed0..., OUT/fold0..., OUT/fold0-seed0...); returns the report with `runs` and `summary`"
+    """Repeat `run_pipeline` over seeds and/or grouped folds (OUT/seed0..., OUT/fold0..., OUT/fold0-seed0...);
+    returns the report with `runs` and `summary`"""
     cfg = _need_config(config, 'run_repeats')
     with lock_folder(cfg.out, 'run folder', log): return _run_repeats(cfg, log, progress, epoch_lines, cbs)
-
-# %% ../../nbs/45_pipeline.run.ipynb #23109cdf
-def _run_repeats(cfg, log, progress, epoch_lines, cbs):
-    t0 = time.time(); out = Path(cfg.out); out.mkdir(parents=True, exist_ok=True)
-    make_demo_data(cfg)
-    recipe = cfg.check().recipe; seeds, folds = cfg.seeds or 1, cfg.folds
-    base = recipe.seed
-    plan = [(f'fold{k}' + (f'-seed{i}' if seeds > 1 else ''), base + i, (k, folds)) for k in range(folds) for i in range(seeds)] if folds \
-           else [(f'seed{i}', base + i, None) for i in range(seeds)]
-    data = {k: None if v is None else str(v) for k, v in run_data(cfg).items()}
-    runs = {}
-    for j, (name, s, fold) in enumerate(plan):
-        log(f"=== run {j + 1} of {len(plan)}: {name} (training seed {s}" + (f", fold {fold[0] + 1} of {fold[1]}" if fold else '')
-            + f", validation split seed {base}) -> {out/name}")
-        sub = cfg.replace(out=str(out/name), recipe=recipe.replace(seed=s), demo=False, seed=None, set=None, city_dropout=None, time_dropout=None,
-                          seeds=None, folds=None, n_clips=None, data_seed=None, **data)   # the run's resolved recipe, with this run's seed
-        rep = run_pipeline(sub, cbs=cbs, log=log, progress=progress, epoch_lines=epoch_lines,
-                           repeat=dict(fold=fold, split_seed=base, features_dir=out/'features'))
-        runs[name] = dict(rep, path=name)
-    first = next(iter(runs.values()))
-    kept = {}
-    for r in runs.values(): kept[r.get('kept')] = kept.get(r.get('kept'), 0) + 1
-    report = dict(recipe=first['recipe'], split=first['split'], metadata=first['metadata'], aggregate=first['aggregate'], rounds=first['rounds'],
-                  seeds=[base + i for i in range(seeds)], folds=folds, split_seed=base, data=first.get('data'),
-                  runs=runs, summary=summarize_runs(runs.values()), kept=kept, seconds=round(time.time() - t0, 1))
-    save_json(report, out/'report.json')
-    log(format_report(report))
-    return report
 
 # %% ../../nbs/45_pipeline.run.ipynb #d0396462
 RUN_CONFIG = 'run.json'   # the run's configuration in its output folder (`asc-train --config OUT/run.json` repeats it)
@@ -275,19 +322,24 @@ RUN_CONFIG = 'run.json'   # the run's configuration in its output folder (`asc-t
 def run_config(cfg:RunConfig, # the run's settings (`RunConfig`), e.g. from `parse_config`
                progress:bool|None=None, # progress bars (None: on a terminal; else one line per epoch)
               ) -> dict|None:
-    "Run what `asc-train` runs for `cfg`: check it, save it as OUT/run.json, make the demo data, start the processes or run the pipeline (or its repeats)"
+    """Run what `asc-train` runs for `cfg`: check it, save it as OUT/run.json, make the demo data, start the
+    processes or run the pipeline (or its repeats)"""
     cfg.check(); out = Path(cfg.out)
     with lock_folder(out, 'run folder'):   # before anything is written: a second run on the folder stops here
-        if is_main_process() and not os.environ.get('ASC_RUN_CONFIG_SAVED'):   # the launcher's processes run the file it wrote
+        # the launcher's processes run the file it wrote
+        if is_main_process() and not os.environ.get('ASC_RUN_CONFIG_SAVED'):
             cfg.save(out/RUN_CONFIG)
         make_demo_data(cfg)
-        if cfg.processes > 1:   # start the processes (torchrun), each running OUT/run.json without --processes; notebook 23
+        # start the processes (torchrun), each running OUT/run.json without --processes; notebook 23
+        if cfg.processes > 1:
             from asc_nbdev.train.distributed import launch_processes
             os.environ['ASC_RUN_CONFIG_SAVED'] = '1'
             try:
-                with lend_locks(out): rc = launch_processes(cfg.processes, ['--config', str(out/RUN_CONFIG), '--processes', '1'], cfg.device)
+                with lend_locks(out): rc = launch_processes(cfg.processes, ['--config', str(out/RUN_CONFIG),
+                    '--processes', '1'], cfg.device)
             finally: os.environ.pop('ASC_RUN_CONFIG_SAVED', None)
-            if rc: raise RuntimeError(f"{cfg.processes} processes: at least one failed (exit status {rc}); its error is printed above")
+            if rc: raise RuntimeError(f"{cfg.processes} processes: at least one failed (exit status {rc}); its error "
+                                      f"is printed above")
             return None
         bars = sys.stdout.isatty() if progress is None else progress   # bars on a terminal, else a line per epoch
         if cfg.seeds is not None or cfg.folds is not None: return run_repeats(cfg, progress=bars, epoch_lines=not bars)

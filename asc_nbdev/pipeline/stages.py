@@ -35,7 +35,8 @@ __all__ = ['Reference', 'TrainedStage', 'Train', 'Final']
 
 # %% ../../nbs/38_pipeline.stages.ipynb #18a6e70b
 class Reference(Stage):
-    "atmaja2025: the hard-sample reference, the official baseline trained on the labeled clips; its confidence weights stage 1's clips"
+    """atmaja2025: the hard-sample reference, the official baseline trained on the labeled clips; its confidence
+    weights stage 1's clips"""
     name = REFERENCE_STAGE
     def recipe(self,
                ctx:RunContext, # the run
@@ -44,7 +45,8 @@ class Reference(Stage):
     def start(self,
               ctx:RunContext, # the run
              ):
-        ctx.log(f"[{self.name}] {self.recipe(ctx).name} (the hard-sample reference, atmaja2025) on {len(ctx.dls.train.items)} labeled clips")
+        ctx.log(f"[{self.name}] {self.recipe(ctx).name} (the hard-sample reference, atmaja2025) on "
+                f"{len(ctx.dls.train.items)} labeled clips")
         return True
     def fingerprint(self,
                     ctx:RunContext, # the run
@@ -54,7 +56,8 @@ class Reference(Stage):
             ctx:RunContext, # the run
             d:Path, # the stage's folder
            ):
-        # loaders of its own: stage 1's then shuffle and drop out as in a run without the reference (its audio step as a metadata-off run's)
+        # loaders of its own: stage 1's then shuffle and drop out as in a run without the reference (its audio step as a
+        # metadata-off run's)
         if not ctx.folds: return ctx.train(d, self.recipe(ctx), ctx.loaders(), None, 'train', self.name)
         return ctx.train_stage(d, self.recipe(ctx), 'train', self.name)
     def record(self,
@@ -81,19 +84,50 @@ class Train(TrainedStage):
     def start(self,
               ctx:RunContext, # the run
              ):
-        ctx.log(f"[{self.name}] {ctx.recipe.name} on {len(ctx.dls.train.items)} labeled clips, validation: {ctx.split.strategy} split ({len(ctx.dls.valid.items)} clips)" if not ctx.folds
-                else f"[{self.name}] {ctx.recipe.name}: {len(ctx.folds)} fold models on the {len(ctx.folds[0].train) + len(ctx.folds[0].valid)} labeled clips, each validated on its fold")
+        ctx.log(f"[{self.name}] {ctx.recipe.name} on {len(ctx.dls.train.items)} labeled clips, validation: "
+                f"{ctx.split.strategy} split ({len(ctx.dls.valid.items)} clips)" if not ctx.folds
+                else f"[{self.name}] {ctx.recipe.name}: {len(ctx.folds)} fold models on the "
+                     f"{len(ctx.folds[0].train) + len(ctx.folds[0].valid)} labeled clips, each validated on its fold")
         return True
     def run(self,
             ctx:RunContext, # the run
             d:Path, # the stage's folder
            ):
-        start = None if ctx.model is None else (lambda i: copy.deepcopy(ctx.model))   # each fold from its own copy of the starting model
+        # each fold from its own copy of the starting model
+        start = None if ctx.model is None else (lambda i: copy.deepcopy(ctx.model))
         return ctx.train_stage(d, ctx.recipe, 'train', self.name, start, reference=ctx.reference)
+
+# %% ../../nbs/38_pipeline.stages.ipynb #b16caf78
+def _final_submission(ctx:RunContext, # the run (`ctx.ev` set)
+                      final, # the final model
+                      info:dict, # its file's info (`load_asc_model`)
+                      rep:dict, # the run's report: gains 'submission' (and 'tta' with `--tta` and test clips)
+                     ):
+    "Predict the eval clips (the teacher's with `--submit teacher`) into OUT/submission.csv and OUT/eval_probs.csv"
+    evk = ctx.ev[ctx.ev.filename.isin(set(ctx.cache.index.index))].reset_index(drop=True)
+    # `--submit teacher`: its own predictions; OUT/model.pt stays the recipe's model
+    if ctx.cfg.submit == 'teacher':
+        raw = pd.read_csv(ctx.teacher/'probs.csv', dtype={'filename': str}).set_index('filename').loc[
+            evk.filename, list(CLASSES)]
+        raw = raw.to_numpy(np.float32)
+    # batch norm adapted to the eval clips (`tta_probs`); the model file is not changed
+    elif ctx.cfg.tta != 'none':
+        raw = tta_probs(final, ctx.cache, evk, info, ctx.cfg.tta, device=ctx.device, log=ctx.log)
+        if ctx.test_meta is not None and len(ctx.test_meta):
+            pos = pd.Series(np.arange(len(evk)), index=evk.filename.to_numpy())
+            rep['tta'] = dict(mode=ctx.cfg.tta, test=eval_figures(raw[pos.loc[
+                ctx.test_meta.filename].to_numpy()], ctx.test_meta,
+                                                                  ctx.seen, ctx.cfg.aggregate))
+    else: raw = predict_probs(final, model_loader(ctx.cache, evk, info))
+    probs = aggregate_probs(raw, evk, ctx.cfg.aggregate)
+    write_submission(evk, probs, ctx.out/'submission.csv', ctx.out/'eval_probs.csv')
+    rep['submission'] = dict(path=str(ctx.out/'submission.csv'), rows=len(evk), skipped=len(ctx.ev) - len(evk),
+                             source='teacher' if ctx.cfg.submit == 'teacher' else 'model')
 
 # %% ../../nbs/38_pipeline.stages.ipynb #7ebbb24e
 class Final(Stage):
-    "The final model: the trained stage with the best validation figure (out of fold with `--cv`; ties: the later one), or its `--distill` student, as OUT/model.pt, and the eval clips' submission"
+    """The final model: the trained stage with the best validation figure (out of fold with `--cv`; ties: the later
+    one), or its `--distill` student, as OUT/model.pt, and the eval clips' submission"""
     name, resumable, always = 'final', False, True
     def run(self,
             ctx:RunContext, # the run
@@ -109,37 +143,30 @@ class Final(Stage):
         src = ctx.out/kept['name'] if ctx.student is None else ctx.student
         final, info = load_asc_model(src/'model.pt')
         stats = (info['stats']['mean'], info['stats']['std'])   # the statistics the kept stage trained with
-        save_asc_model(final, ctx.out/'model.pt', recipe if ctx.student is None else student_recipe(ctx), stats, ctx.cache.params,
-                       extra=dict(split=ctx.split.strategy, stage=src.name, **({'cv': len(ctx.folds)} if ctx.folds else {})))
+        save_asc_model(final, ctx.out/'model.pt', recipe if ctx.student is None else student_recipe(ctx), stats,
+                       ctx.cache.params,
+                       extra=dict(split=ctx.split.strategy, stage=src.name, **({'cv': len(ctx.folds)} if ctx.folds
+                           else {})))
         if ctx.pseudo_report is not None:
-            rep['pseudo_labels'] = {k: ctx.pseudo_report[k] for k in ('accepted', 'total', 'accuracy', 'per_class') if k in ctx.pseudo_report}
+            rep['pseudo_labels'] = {k: ctx.pseudo_report[k] for k in ('accepted', 'total', 'accuracy', 'per_class')
+                                                                      if k in ctx.pseudo_report}
         if ctx.rounds: rep['pseudo_rounds'] = ctx.rounds
-        rep['estimate'] = dict(source=f"out of fold over {kept['oof']['n']} labeled clips ({len(ctx.folds)} folds)" if ctx.folds
+        rep['estimate'] = dict(source=f"out of fold over {kept['oof']['n']} labeled clips ({len(ctx.folds)} folds)"
+                               if ctx.folds
                                else f"{ctx.split.strategy} validation split ({kept.get('n_valid')} clips)",
                                **{k: kept[k] for k in ('accuracy', 'balanced_accuracy')},
-                               **{k: kept['oof'][k] for k in ('seen_cities_accuracy', 'unseen_cities_accuracy') if k in kept.get('oof', {})})
+                               **{k: kept['oof'][k] for k in ('seen_cities_accuracy', 'unseen_cities_accuracy')
+                                                              if k in kept.get('oof', {})})
         final_rec = kept if ctx.student is None else next(s for s in rep['stages'] if s.get('role') == 'student')
-        rep['final_model'] = dict(stage=src.name, models=len(final) if isinstance(final, FoldEnsemble) else 1, params=count_params(final),
-                                  kind='fold ensemble' if isinstance(final, FoldEnsemble) else ('distilled student' if ctx.student is not None else 'single model'))
+        rep['final_model'] = dict(stage=src.name, models=len(final) if isinstance(final, FoldEnsemble) else 1,
+                                  params=count_params(final),
+                                  kind='fold ensemble' if isinstance(final, FoldEnsemble) else ('distilled student'
+                                      if ctx.student is not None else 'single model'))
         if ctx.student is not None:
-            rep['distill'] = {k: final_rec[k] for k in ('teacher', 'teacher_models', 'student_recipe', 'epochs', 'temperature', 'hard_weight', 'accuracy_fit') if k in final_rec}
+            rep['distill'] = {k: final_rec[k] for k in ('teacher', 'teacher_models', 'student_recipe', 'epochs',
+                                                        'temperature', 'hard_weight', 'accuracy_fit') if k in final_rec}
         if 'test' in final_rec: rep['test'] = {k: final_rec['test'][k] for k in final_rec['test'] if k != 'per_city'}
-        if ctx.ev is not None:
-            evk = ctx.ev[ctx.ev.filename.isin(set(ctx.cache.index.index))].reset_index(drop=True)
-            if ctx.cfg.submit == 'teacher':   # `--submit teacher`: its own predictions; OUT/model.pt stays the recipe's model
-                raw = pd.read_csv(ctx.teacher/'probs.csv', dtype={'filename': str}).set_index('filename').loc[evk.filename, list(CLASSES)]
-                raw = raw.to_numpy(np.float32)
-            elif ctx.cfg.tta != 'none':   # batch norm adapted to the eval clips (`tta_probs`); the model file is not changed
-                raw = tta_probs(final, ctx.cache, evk, info, ctx.cfg.tta, device=ctx.device, log=ctx.log)
-                if ctx.test_meta is not None and len(ctx.test_meta):
-                    pos = pd.Series(np.arange(len(evk)), index=evk.filename.to_numpy())
-                    rep['tta'] = dict(mode=ctx.cfg.tta, test=eval_figures(raw[pos.loc[ctx.test_meta.filename].to_numpy()], ctx.test_meta,
-                                                                          ctx.seen, ctx.cfg.aggregate))
-            else: raw = predict_probs(final, model_loader(ctx.cache, evk, info))
-            probs = aggregate_probs(raw, evk, ctx.cfg.aggregate)
-            write_submission(evk, probs, ctx.out/'submission.csv', ctx.out/'eval_probs.csv')
-            rep['submission'] = dict(path=str(ctx.out/'submission.csv'), rows=len(evk), skipped=len(ctx.ev) - len(evk),
-                                     source='teacher' if ctx.cfg.submit == 'teacher' else 'model')
+        if ctx.ev is not None: _final_submission(ctx, final, info, rep)
         return rep
     def record(self,
                ctx:RunContext, # the run

@@ -1,4 +1,4 @@
-"""`--teacher`: a head on a pretrained model's embeddings of the labeled clips (out of fold with `--cv`) labels every clip; the recipe's own small model learns from those labels, and stays the deployed model.
+"""`--teacher`: a pretrained model's embeddings label every clip; the recipe's small model learns from them.
 
 Docs: https://asc-nbdev.github.io/asc_nbdev/pipeline.teacher.html.md"""
 
@@ -62,11 +62,15 @@ def head_probs(est, # a fitted head (`fit_head`)
     return p
 
 # %% ../../nbs/42_pipeline.teacher.ipynb #0b70e01d
-def embedding_dir(ctx:RunContext, teacher) -> Path:
+def embedding_dir(ctx:RunContext, # the run (its feature cache's folder)
+                  teacher, # the loaded `Teacher` (its name)
+                 ) -> Path:
+    "The folder of `teacher`'s embedding cache, beside the run's feature cache"
     return ctx.features_dir.parent/('embeddings_' + re.sub(r'[^A-Za-z0-9_.-]+', '-', teacher.name))
 
 # %% ../../nbs/42_pipeline.teacher.ipynb #eb643d2a
-def teacher_clips(ctx:RunContext) -> pd.DataFrame:
+def teacher_clips(ctx:RunContext, # the run: its dev and eval metadata and feature cache
+                 ) -> pd.DataFrame:
     "Every clip a teacher labels: the dev clips with features, then the eval clips with features"
     ev = [] if ctx.ev is None else [ctx.ev[ctx.ev.filename.isin(set(ctx.cache.index.index))]]
     return pd.concat([ctx.dev] + ev, ignore_index=True)
@@ -89,26 +93,35 @@ def teach(ctx:RunContext, # the run
         tr, va = lab[sp.train], lab[sp.valid]; cities = np.unique(ctx.dev.city.to_numpy()[tr])
         X = head_inputs(emb, clips, cities, metadata)
         P = head_probs(fit_head(X[tr], labels[tr], kind, ctx.recipe.seed + i), X)
-        with atomic_write(d/f'fold{i}_probs.csv', 'w') as f: _frame(P, clips.filename).to_csv(f, index=False, float_format='%.5f')
+        with atomic_write(d/f'fold{i}_probs.csv', 'w') as f: _frame(P, clips.filename).to_csv(f, index=False,
+            float_format='%.5f')
         P_mean += P / len(parts)
-        v = _frame(P[va], clips.filename.iloc[va]).assign(label=labels[va], fold=i, unseen_city=~np.isin(ctx.dev.city.to_numpy()[va], cities))
+        v = _frame(P[va], clips.filename.iloc[va]).assign(label=labels[va], fold=i, unseen_city=~np.isin(
+            ctx.dev.city.to_numpy()[va], cities))
         oof.append(v); ok = P[va].argmax(1) == labels[va]
         per_fold.append(dict(fold=i, accuracy=float(ok.mean()), n_train=int(len(tr)), n_valid=int(len(va))))
     oof = pd.concat(oof, ignore_index=True)
     o = oof_figures(oof, per_fold)
     P_t = P_mean.copy(); pos = clips.reset_index().set_index('filename')['index']
-    P_t[pos.loc[oof.filename].to_numpy()] = oof[CLASSES].to_numpy()   # a labeled clip: the head that did not train on it
+    # a labeled clip: the head that did not train on it
+    P_t[pos.loc[oof.filename].to_numpy()] = oof[CLASSES].to_numpy()
     held = np.zeros(len(clips), bool); held[pos.loc[oof.filename].to_numpy()] = True
-    with atomic_write(d/'probs.csv', 'w') as f: _frame(P_t, clips.filename).assign(held_out=held).to_csv(f, index=False, float_format='%.5f')
-    with atomic_write(d/('oof_probs.csv' if ctx.folds else 'valid_probs.csv'), 'w') as f: oof.to_csv(f, index=False, float_format='%.5f')
-    res = dict(name='teacher', role='teacher', split=ctx.split.strategy, accuracy=o['accuracy'], balanced_accuracy=o['balanced_accuracy'],
+    with atomic_write(d/'probs.csv', 'w') as f: _frame(P_t, clips.filename).assign(held_out=held).to_csv(f, index=False,
+        float_format='%.5f')
+    with atomic_write(d/('oof_probs.csv' if ctx.folds else 'valid_probs.csv'), 'w') as f: oof.to_csv(f, index=False,
+        float_format='%.5f')
+    res = dict(name='teacher', role='teacher', split=ctx.split.strategy, accuracy=o['accuracy'], balanced_accuracy=o[
+        'balanced_accuracy'],
                n_train=int(round(np.mean([p['n_train'] for p in per_fold]))), n_valid=o['n'],
-               **({'cv': len(parts), 'models': len(parts), 'oof': o} if ctx.folds else {'valid': {k: v for k, v in o.items() if k != 'per_fold'}}))
+               **({'cv': len(parts), 'models': len(parts), 'oof': o} if ctx.folds else {'valid': {k: v for k,
+                   v in o.items() if k != 'per_fold'}}))
     if ctx.test_meta is not None and len(ctx.test_meta):
-        res['test'] = eval_figures(P_t[pos.loc[ctx.test_meta.filename].to_numpy()], ctx.test_meta, ctx.seen, ctx.cfg.aggregate)
+        res['test'] = eval_figures(P_t[pos.loc[ctx.test_meta.filename].to_numpy()], ctx.test_meta, ctx.seen,
+                                   ctx.cfg.aggregate)
     unl = ctx.dev[ctx.dev.label < 0]
     if len(unl):
-        Pu = P_t[pos.loc[unl.filename].to_numpy()]; res['unlabeled'] = dict(n=int(len(unl)), mean_confidence=float(Pu.max(1).mean()))
+        Pu = P_t[pos.loc[unl.filename].to_numpy()]; res['unlabeled'] = dict(n=int(len(unl)), mean_confidence=float(
+            Pu.max(1).mean()))
         if ctx.truth is not None and unl.filename.isin(set(ctx.truth.filename)).all():
             true = ctx.truth.set_index('filename').loc[unl.filename, 'scene_label'].map(class_index).to_numpy()
             res['unlabeled']['accuracy'] = float((Pu.argmax(1) == true).mean())
@@ -116,14 +129,16 @@ def teach(ctx:RunContext, # the run
 
 # %% ../../nbs/42_pipeline.teacher.ipynb #ff1eaf13
 class TeacherStage(Stage):
-    "`--teacher`: the teacher's embeddings of every clip, a head per fold (or on the split), the teacher's probabilities"
+    """`--teacher`: the teacher's embeddings of every clip, a head per fold (or on the split), the teacher's
+    probabilities"""
     name = 'teacher'
     def start(self,
               ctx:RunContext, # the run
              ):
         self.teacher = ctx.teacher_model or load_teacher(ctx.cfg.teacher)
         t = self.teacher
-        ctx.log(f"[teacher] {t.spec}: {t.params / 1e6:.2f} M parameters, {t.dim}-d embeddings of {t.sample_rate} Hz audio; "
+        ctx.log(f"[teacher] {t.spec}: {t.params / 1e6:.2f} M parameters, {t.dim}-d embeddings of "
+                f"{t.sample_rate} Hz audio; "
                 f"a {ctx.cfg.teacher_head} head" + (' with city and time' if ctx.cfg.teacher_metadata else '')
                 + (f", one per fold of --cv {len(ctx.folds)}" if ctx.folds else f" on the {ctx.split.strategy} split"))
         return True
@@ -139,11 +154,13 @@ class TeacherStage(Stage):
         res = None
         if is_main_process():   # one process embeds and fits; the others read its files
             clips = teacher_clips(ctx)
-            ec = build_embedding_cache(self.teacher, ctx.data['audio'], clips.filename, embedding_dir(ctx, self.teacher),
+            ec = build_embedding_cache(self.teacher, ctx.data['audio'], clips.filename, embedding_dir(ctx,
+                self.teacher),
                                        device=ctx.device, progress=ctx.progress, log=ctx.log)
             res = teach(ctx, d, ec.get(clips.filename), ctx.cfg.teacher_head, ctx.cfg.teacher_metadata)
             t = self.teacher
-            res['teacher'] = dict(spec=t.spec if t.path is None else t.name, dim=t.dim, params=t.params, sample_rate=t.sample_rate,
+            res['teacher'] = dict(spec=t.spec if t.path is None else t.name, dim=t.dim, params=t.params,
+                                  sample_rate=t.sample_rate,
                                   head=ctx.cfg.teacher_head, metadata=ctx.cfg.teacher_metadata, embeddings=str(ec.out))
         return broadcast_object(res)
     def record(self,
@@ -151,9 +168,11 @@ class TeacherStage(Stage):
                res:dict, # what `run` returned
               ):
         ctx.report['stages'].append(res); ctx.teacher = ctx.out/self.name
-        ctx.report['teacher'] = dict(res['teacher'], accuracy=res['accuracy'], balanced_accuracy=res['balanced_accuracy'],
+        ctx.report['teacher'] = dict(res['teacher'], accuracy=res['accuracy'], balanced_accuracy=res[
+            'balanced_accuracy'],
                                      **({'test_accuracy': res['test']['accuracy']} if 'test' in res else {}),
-                                     **({'unlabeled_accuracy': res['unlabeled']['accuracy']} if 'accuracy' in res.get('unlabeled', {}) else {}))
+                                     **({'unlabeled_accuracy': res['unlabeled']['accuracy']} if 'accuracy' in res.get(
+                                         'unlabeled', {}) else {}))
         u = res.get('unlabeled', {})
         ctx.log(f"[teacher] {'out-of-fold' if ctx.folds else 'validation'} accuracy {res['accuracy']:.3f}"
                 + (f", test {res['test']['accuracy']:.3f}" if 'test' in res else '')
@@ -161,7 +180,8 @@ class TeacherStage(Stage):
 
 # %% ../../nbs/42_pipeline.teacher.ipynb #7ed2df58
 def _aligned(path, names) -> np.ndarray:
-    return pd.read_csv(path, dtype={'filename': str}).set_index('filename').loc[list(names), CLASSES].to_numpy(np.float64)
+    return pd.read_csv(path, dtype={'filename': str}).set_index('filename').loc[list(names), CLASSES].to_numpy(
+        np.float64)
 
 # %% ../../nbs/42_pipeline.teacher.ipynb #cff8afe6
 class StudentStage(Stage):
@@ -175,13 +195,16 @@ class StudentStage(Stage):
     def start(self,
               ctx:RunContext, # the run
              ):
-        ctx.log(f"[{self.name}] {self.recipe(ctx).name} learns from the teacher's soft labels of {len(ctx.dev)} dev clips"
-                + (f" ({len(ctx.folds)} fold students, each from its fold's head, then the deployed one)" if ctx.folds else ''))
+        ctx.log(f"[{self.name}] {self.recipe(ctx).name} learns from the teacher's soft labels of "
+                f"{len(ctx.dev)} dev clips"
+                + (f" ({len(ctx.folds)} fold students, each from its fold's head, then the deployed one)" if ctx.folds
+                   else ''))
         return True
     def fingerprint(self,
                     ctx:RunContext, # the run
                    ):
-        return ctx.fingerprint(self.name, teacher=load_json(ctx.teacher/'done.json').get('fingerprint'), student=self.recipe(ctx).to_dict())
+        return ctx.fingerprint(self.name, teacher=load_json(ctx.teacher/'done.json').get('fingerprint'),
+                               student=self.recipe(ctx).to_dict())
     def run(self,
             ctx:RunContext, # the run
             d:Path, # the stage's folder
@@ -194,13 +217,16 @@ class StudentStage(Stage):
         res = train_folds(ctx, d, r, 'retrain', self.name, loaders=lambda i: soft_target_loaders(
             ctx, r, target(_aligned(ctx.teacher/f'fold{i}_probs.csv', names)), ctx.folds[i]))
         pf = res['oof']['per_fold']   # no clip is held out from the deployed student: the fold students' epochs
-        epochs = int(min(r.epochs, max(1, np.median([max(f['best_epoch'], f.get('audio_best_epoch', 0)) + 1 for f in pf]))))
-        dep = ctx.train(d/'deployed', r, soft_target_loaders(ctx, r, target(_aligned(ctx.teacher/'probs.csv', names))), None, 'retrain',
+        epochs = int(min(r.epochs, max(1, np.median([max(f['best_epoch'], f.get('audio_best_epoch',
+            0)) + 1 for f in pf]))))
+        dep = ctx.train(d/'deployed', r, soft_target_loaders(ctx, r, target(_aligned(ctx.teacher/'probs.csv', names))),
+                        None, 'retrain',
                         f'{self.name}-deployed', keep='last', epochs=epochs)
         if is_main_process():
             with atomic_path(d/'model.pt') as tmp: shutil.copyfile(d/'deployed'/'model.pt', tmp)
         process_barrier()
-        return dict(res, role='taught', teacher='teacher', models=1, deployed=dict(epochs=epochs, accuracy_fit=dep['accuracy']),
+        return dict(res, role='taught', teacher='teacher', models=1, deployed=dict(epochs=epochs, accuracy_fit=dep[
+            'accuracy']),
                     **({'test': dep['test'], 'fold_students_test': res['test']} if 'test' in dep else {}))
     def record(self,
                ctx:RunContext, # the run

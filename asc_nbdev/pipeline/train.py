@@ -27,7 +27,7 @@ from ..report.plots import plot_history, plot_confusion, plot_confidence
 from ..report.plots import file_backend
 
 # %% auto #0
-__all__ = ['REFERENCE_STAGE', 'evaluate_test', 'eval_figures', 'has_audio_model', 'save_figure', 'stage_loggers', 'audio_only',
+__all__ = ['REFERENCE_STAGE', 'eval_figures', 'evaluate_test', 'has_audio_model', 'save_figure', 'stage_loggers', 'audio_only',
            'stage_train', 'reference_recipe']
 
 # %% ../../nbs/35_pipeline.train.ipynb #2cc2ea5a
@@ -37,24 +37,15 @@ def _score(probs, targ, city=None) -> dict:
     if city is not None: out['per_city'] = per_city_accuracy(pred, targ, city)
     return out
 
-# %% ../../nbs/35_pipeline.train.ipynb #fa184a18
-def evaluate_test(model, # the model to score
-                  dls, # `asc_dataloaders` whose `test_dl` loads the test clips, normalised like training
-                  test_meta:pd.DataFrame|None, # metadata rows of the test clips with `label` (from truth); None or empty: no test, returns None
-                  seen_cities=(), # cities of the training data
-                  aggregate:str=DEFAULT_AGGREGATE, # the aggregation of the main figures; every mode is reported under `aggregates`
-                 ) -> dict|None:
-    "Accuracy of `model` on the test clips (metadata rows with `label` from truth), seen and unseen cities apart, per aggregation"
-    if test_meta is None or len(test_meta) == 0: return None
-    return eval_figures(predict_probs(model, dls.test_dl(test_meta)), test_meta, seen_cities, aggregate)
-
 # %% ../../nbs/35_pipeline.train.ipynb #a7c3fbc1
 def eval_figures(raw:np.ndarray, # (clips, classes) probabilities of the test clips, in `test_meta`'s order
                  test_meta:pd.DataFrame, # metadata rows of the test clips with `label` (from truth)
                  seen_cities=(), # cities of the training data
-                 aggregate:str=DEFAULT_AGGREGATE, # the aggregation of the main figures; every mode is reported under `aggregates`
+                 # the aggregation of the main figures; every mode is reported under `aggregates`
+                 aggregate:str=DEFAULT_AGGREGATE,
                 ) -> dict:
-    "The test figures of probabilities `raw`: accuracy, balanced accuracy, per city, seen and unseen cities apart, per aggregation"
+    """The test figures of probabilities `raw`: accuracy, balanced accuracy, per city, seen and unseen cities apart,
+    per aggregation"""
     t = test_meta['label'].to_numpy(); seen = test_meta['location'].isin(set(seen_cities)).to_numpy()
     modes = {}
     for how in AGGREGATES:
@@ -65,22 +56,41 @@ def eval_figures(raw:np.ndarray, # (clips, classes) probabilities of the test cl
         if (~seen).any(): m['unseen_cities_accuracy'] = float(ok[~seen].mean())
         modes[how] = m
     res = dict(modes[aggregate if aggregate in modes else 'none'], aggregate=aggregate)
-    res['aggregates'] = {k: {x: v[x] for x in ('accuracy', 'balanced_accuracy', 'seen_cities_accuracy', 'unseen_cities_accuracy') if x in v}
+    res['aggregates'] = {k: {x: v[x] for x in ('accuracy', 'balanced_accuracy', 'seen_cities_accuracy',
+                                               'unseen_cities_accuracy') if x in v}
                          for k, v in modes.items()}
     return res
+
+# %% ../../nbs/35_pipeline.train.ipynb #fa184a18
+def evaluate_test(model, # the model to score
+                  dls, # `asc_dataloaders` whose `test_dl` loads the test clips, normalised like training
+                  # metadata rows of the test clips with `label` (from truth); None or empty: no test, returns None
+                  test_meta:pd.DataFrame|None,
+                  seen_cities=(), # cities of the training data
+                  # the aggregation of the main figures; every mode is reported under `aggregates`
+                  aggregate:str=DEFAULT_AGGREGATE,
+                 ) -> dict|None:
+    """Accuracy of `model` on the test clips (metadata rows with `label` from truth), seen and unseen cities apart,
+    per aggregation"""
+    if test_meta is None or len(test_meta) == 0: return None
+    return eval_figures(predict_probs(model, dls.test_dl(test_meta)), test_meta, seen_cities, aggregate)
 
 # %% ../../nbs/35_pipeline.train.ipynb #df1b342b
 def _save_stage_plots(d, learn, summary, dls, title):
     file_backend()   # Agg in a script; a notebook keeps its inline figures
     import matplotlib.pyplot as plt
-    probs = predict_probs(learn.model, dls.valid)   # every process takes part (a share each); rank 0 alone draws and writes
+    # every process takes part (a share each); rank 0 alone draws and writes
+    probs = predict_probs(learn.model, dls.valid)
     if not is_main_process(): return probs
     h = history_frame(learn)   # history.csv: written each epoch by fastai's CSVLogger
     fig = plot_history(h, title=title, best=summary.get('best_epoch')); save_figure(fig, d/'curves.png')
-    if (d/'audio'/'history.csv').exists():   # `audio_first`: the audio-only model's step, then the fusion's (curves.png)
+    # `audio_first`: the audio-only model's step, then the fusion's (curves.png)
+    if (d/'audio'/'history.csv').exists():
         ha = pd.read_csv(d/'audio'/'history.csv').drop(columns=['epoch', 'time'], errors='ignore')
-        save_figure(plot_history(ha, title=f'{title}: audio-only step', best=summary.get('audio_best_epoch')), d/'curves_audio.png')
-    ax = plot_confusion(probs.argmax(1), dls.valid_meta['label'].to_numpy(), title=f'{title}: validation ({dls.split.strategy} split)')
+        save_figure(plot_history(ha, title=f'{title}: audio-only step', best=summary.get('audio_best_epoch')),
+                    d/'curves_audio.png')
+    ax = plot_confusion(probs.argmax(1), dls.valid_meta['label'].to_numpy(),
+                        title=f'{title}: validation ({dls.split.strategy} split)')
     save_figure(ax.figure, d/'confusion.png')
     ax = plot_confidence(probs, dls.valid_meta['label'].to_numpy(), title=f'{title}: validation confidence')
     save_figure(ax.figure, d/'confidence.png')
@@ -90,12 +100,16 @@ def _save_stage_plots(d, learn, summary, dls, title):
     return probs
 
 # %% ../../nbs/35_pipeline.train.ipynb #67876aa3
-def has_audio_model(model) -> bool:
+def has_audio_model(model, # a zoo model
+                   ) -> bool:
     "Whether `model` holds a whole audio-only model (`audio_first`: its head's audio classifier is an audio-only head)"
     return type(getattr(getattr(model, 'head', None), 'audio_fc', None)).__name__ == 'FusionHead'
 
 # %% ../../nbs/35_pipeline.train.ipynb #d3613ee7
-def save_figure(fig, path):
+def save_figure(fig, # a matplotlib figure (closed after)
+                path, # the PNG file to write (atomically)
+               ):
+    "Save `fig` as a PNG at `path`, atomically, and close it"
     import matplotlib.pyplot as plt
     with atomic_path(path) as tmp: fig.savefig(tmp, dpi=80, format='png', bbox_inches='tight')
     plt.close(fig)
@@ -111,19 +125,22 @@ def stage_loggers(log_to:str|None, # one of `LOGGERS` (None: 'none')
     if log_to in (None, 'none'): return []
     if log_to == 'tensorboard':
         try: from fastai.callback.tensorboard import TensorBoardCallback
-        except ImportError: raise ImportError("--log tensorboard needs the tensorboard package: pip install 'asc-nbdev[log]' (or pip install tensorboard)") from None
+        except ImportError: raise ImportError("--log tensorboard needs the tensorboard package: pip install "
+                                              "'asc-nbdev[log]' (or pip install tensorboard)") from None
         return [TensorBoardCallback(log_dir=str(Path(d)/'tensorboard'), trace_model=False, log_preds=False)]
     if log_to == 'wandb':
         try:
             import wandb
             from fastai.callback.wandb import WandbCallback
-        except ImportError: raise ImportError("--log wandb needs the wandb package: pip install 'asc-nbdev[wandb]' (or pip install wandb; then wandb login, or WANDB_MODE=offline)") from None
+        except ImportError: raise ImportError("--log wandb needs the wandb package: pip install 'asc-nbdev[wandb]' (or "
+                                              "pip install wandb; then wandb login, or WANDB_MODE=offline)") from None
         wandb.init(project='asc_nbdev', name=name, group=Path(d).parent.name, reinit=True)
         return [WandbCallback(log_preds=False, log_model=False)]
     raise ValueError(f"unknown logger {log_to!r}; expected one of {list(LOGGERS)}")
 
 # %% ../../nbs/35_pipeline.train.ipynb #4f914ded
-def audio_only(model):
+def audio_only(model, # a zoo model or a `FoldEnsemble`
+              ):
     "The audio-only model inside `model` (a fold ensemble: of each member), or `model` itself if it holds none"
     if isinstance(model, FoldEnsemble):
         if not all(has_audio_model(m) for m in model.members): return model
@@ -132,29 +149,53 @@ def audio_only(model):
 
 # %% ../../nbs/35_pipeline.train.ipynb #ccb26887
 def _hard_weights(d, recipe, dls, reference, device=None, audio:bool=False) -> dict:
-    "atmaja2025: weight the training clips of `dls` by the reference model's confidence (`audio`: its audio-only model's); writes hard_samples.csv/.png into `d`"
+    """atmaja2025: weight the training clips of `dls` by the reference model's confidence (`audio`: its audio-only
+    model's); writes hard_samples.csv/.png into `d`"""
     from asc_nbdev.train.hard_samples import hard_sample_summary, plot_hard_samples
     m, info = load_asc_model(reference['path'])
-    if audio: m = audio_only(m)   # an audio-first stage: its audio step then weighs its clips exactly as a metadata-off run
+    # an audio-first stage: its audio step then weighs its clips exactly as a metadata-off run
+    if audio: m = audio_only(m)
     st = info.get('stats') or {}
     hs = weight_hard_samples(dls, m, recipe.hard_threshold, device=device, stats=(st.get('mean'), st.get('std')))
     n = len(hs['confidence'])
     with atomic_write(d/'hard_samples.csv', 'w') as f:
-        pd.DataFrame({'filename': hs['names'] if hs['names'] is not None else np.arange(n), 'confidence': hs['confidence'],
-                      'weight': hs['weights'], 'hard': hs['hard'], 'pseudo': np.arange(n) >= len(dls.train_meta)}).to_csv(f, index=False)
-    if is_main_process(): save_figure(plot_hard_samples(hs, title=f"hard samples: confidence of {reference['name']}"), d/'hard_samples.png')
-    return dict(hard_sample_summary(hs), reference=reference['name'] + (f" ({Path(reference['path']).parent.name})" if reference.get('folds') else ''))
+        pd.DataFrame({'filename': hs['names'] if hs['names'] is not None else np.arange(n), 'confidence': hs[
+            'confidence'],
+                      'weight': hs['weights'], 'hard': hs['hard'], 'pseudo': np.arange(n) >= len(
+                          dls.train_meta)}).to_csv(f, index=False)
+    if is_main_process(): save_figure(plot_hard_samples(hs, title=f"hard samples: confidence of {reference['name']}"),
+                                      d/'hard_samples.png')
+    return dict(hard_sample_summary(hs), reference=reference['name'] + (f" ({Path(reference['path']).parent.name})"
+        if reference.get('folds') else ''))
 
 # %% ../../nbs/35_pipeline.train.ipynb #e0edbe19
-def stage_train(d, recipe, dls, model, stage, title, truth_meta, seen, metadata, progress, aggregate=DEFAULT_AGGREGATE, epoch_log=None,
-                 deterministic=False, reference=None, device=None, fit_kw=None):
+def stage_train(d, # the stage's folder: model.pt, recipe.json, plots
+                recipe, # the stage's recipe
+                dls, # its loaders (`asc_dataloaders`)
+                model, # the model to train, or None: the recipe's new model
+                stage, # 'pretrain', 'train' or 'retrain' (which stages augment: `augment_stages`)
+                title, # the stage's name in the report, plots and logs
+                truth_meta, # the eval clips with their true labels (None: no test figures)
+                seen, # the cities of the training clips (test figures split seen / unseen)
+                metadata, # fuse city and time
+                progress, # show progress bars
+                aggregate=DEFAULT_AGGREGATE, # how test predictions are averaged (`AGGREGATES`)
+                epoch_log=None, # function printing one line per epoch, or None
+                deterministic=False, # deterministic kernels
+                reference=None, # the hard-sample reference model (recipes with `hard_samples`)
+                device=None, # where to train
+                fit_kw=None, # further `fit_recipe` arguments (`log_to`: a stage logger; `cbs`)
+               ):
+    "Train one stage: fit, save its model file, recipe and plots, and return its record (validation and test figures)"
     hs = None
     if recipe.hard_samples:   # atmaja2025: weight every training clip by the reference model's confidence, then train
-        if reference is None: raise ValueError(f"recipe {recipe.name} weights hard samples: it needs a reference model (run_pipeline trains one, or give reference_model)")
+        if reference is None: raise ValueError(f"recipe {recipe.name} weights hard samples: it needs a reference model "
+                                               f"(run_pipeline trains one, or give reference_model)")
         hs = _hard_weights(d, recipe, dls, reference, device, audio=metadata and recipe.audio_first)
     kw = dict(fit_kw or {}); log_to = kw.pop('log_to', None)
     kw['cbs'] = list(kw.get('cbs') or []) + (stage_loggers(log_to, d, title) if is_main_process() else [])
-    learn, s = fit_recipe(recipe, dls, model=model, stage=stage, metadata=metadata, path=d, progress=progress, fname=title, epoch_log=epoch_log,
+    learn, s = fit_recipe(recipe, dls, model=model, stage=stage, metadata=metadata, path=d, progress=progress,
+                          fname=title, epoch_log=epoch_log,
                           deterministic=deterministic, **kw)
     if log_to == 'wandb' and is_main_process():
         import wandb; wandb.finish()   # one wandb run per stage
@@ -162,18 +203,22 @@ def stage_train(d, recipe, dls, model, stage, title, truth_meta, seen, metadata,
     save_asc_model(learn.model, d/'model.pt', recipe, dls.stats)
     save_json(recipe.to_dict(), d/'recipe.json')
     probs = _save_stage_plots(d, learn, s, dls, title)
-    # the figures of the saved model as it predicts (fp32, eval mode): under mixed precision the epoch's metric can differ slightly
+    # the figures of the saved model as it predicts (fp32, eval mode): under mixed precision the epoch's metric can
+    # differ slightly
     lab = dls.valid_meta['label'].to_numpy(); pred = probs.argmax(1)
     s = dict(s, accuracy=float((pred == lab).mean()), balanced_accuracy=balanced_accuracy(lab, pred))
-    for m in (d/'models', d/'audio'/'models'):   # fastai's best-epoch checkpoints (of the audio step too, `audio_first`): no longer needed
+    # fastai's best-epoch checkpoints (of the audio step too, `audio_first`): no longer needed
+    for m in (d/'models', d/'audio'/'models'):
         if is_main_process() and m.exists(): shutil.rmtree(m)
     test = evaluate_test(learn.model, dls, truth_meta, seen, aggregate)
     n_lab = len(dls.train_meta)
     return dict(name=title, split=dls.split.strategy, accuracy=s['accuracy'],
                 balanced_accuracy=s['balanced_accuracy'], city_accuracy=s['city_accuracy'],
                 n_train=len(dls.train.items), n_valid=len(dls.valid.items), epochs_run=s['epochs_run'],
-                best_epoch=s['best_epoch'], monitor=s['monitor'], **({'unseen_weight': s['unseen_weight']} if s['unseen_weight'] else {}),
-                **{k: s[k] for k in ('mixed_accuracy', 'mixed_balanced_accuracy', 'audio_accuracy', 'audio_balanced_accuracy',
+                best_epoch=s['best_epoch'], monitor=s['monitor'], **({'unseen_weight': s['unseen_weight']} if s[
+                    'unseen_weight'] else {}),
+                **{k: s[k] for k in ('mixed_accuracy', 'mixed_balanced_accuracy', 'audio_accuracy',
+                                     'audio_balanced_accuracy',
                                            'audio_epochs_run', 'audio_best_epoch') if k in s},
                 **({'test': test} if test else {}),
                 **({'n_labeled': n_lab, 'n_pseudo': len(dls.train.items) - n_lab,
@@ -184,8 +229,10 @@ def stage_train(d, recipe, dls, model, stage, title, truth_meta, seen, metadata,
 def reference_recipe(recipe:Recipe, # the run's recipe (a hard-sample one, atmaja2025)
                      epochs:int|None=None, # the run's epoch override, if any
                     ) -> Recipe:
-    "The reference model's recipe: the official baseline (its quick variant for a quick run), with the run's seed, dropout and clip length"
+    """The reference model's recipe: the official baseline (its quick variant for a quick run), with the run's seed,
+    dropout and clip length"""
     r = get_recipe('baseline', quick=recipe.name.endswith('-quick'))
-    r = r.replace(name=r.name + '-reference', seed=recipe.seed, city_dropout=recipe.city_dropout, time_dropout=recipe.time_dropout,
+    r = r.replace(name=r.name + '-reference', seed=recipe.seed, city_dropout=recipe.city_dropout,
+                  time_dropout=recipe.time_dropout,
                   clip_seconds=recipe.clip_seconds, valid_pct=recipe.valid_pct)
     return r.replace(epochs=epochs) if epochs else r

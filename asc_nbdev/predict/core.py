@@ -1,4 +1,4 @@
-"""Predicting with a model file: a loader normalised as the model trained, averaging over a session or recording, the official submission format, a metadata CSV's clips (`predict_files`) or audio files by name (`predict`).
+"""Predict with a model file: a metadata CSV's clips or audio files by name, averaged per session or recording.
 
 Docs: https://asc-nbdev.github.io/asc_nbdev/predict.core.html.md"""
 
@@ -37,9 +37,11 @@ def model_loader(cache, # a `FeatureCache` holding the clips
 # %% ../../nbs/46_predict.core.ipynb #db331814
 def aggregate_probs(probs:np.ndarray, # (clips, classes) class probabilities
                     meta:pd.DataFrame, # the clips' metadata (`read_meta`): `session` and `recording` columns
-                    how:str=DEFAULT_AGGREGATE, # 'none', 'session' (clips sharing location and record_time) or 'recording'
+                    # 'none', 'session' (clips sharing location and record_time) or 'recording'
+                    how:str=DEFAULT_AGGREGATE,
                    ) -> np.ndarray:
-    "Average class probabilities over the clips of one session or recording (metadata only, no labels); 'none' returns them as they are"
+    """Average class probabilities over the clips of one session or recording (metadata only, no labels); 'none'
+    returns them as they are"""
     if how not in AGGREGATES: raise ValueError(f"aggregate must be one of {list(AGGREGATES)}, not {how!r}")
     probs = np.asarray(probs, np.float32)
     if len(probs) != len(meta): raise ValueError(f"{len(probs)} rows of probabilities for {len(meta)} clips")
@@ -62,5 +64,6 @@ def write_submission(meta:pd.DataFrame, # metadata rows of the predicted clips (
     with atomic_write(path, 'w', encoding='utf-8') as f: sub.to_csv(f, index=False)
     if probs_path is not None:
         with atomic_write(probs_path, 'w', encoding='utf-8') as f:
-            pd.concat([sub[['filename']], pd.DataFrame(probs, columns=CLASSES)], axis=1).to_csv(f, index=False, float_format='%.5f')
+            pd.concat([sub[['filename']], pd.DataFrame(probs, columns=CLASSES)], axis=1).to_csv(f, index=False,
+                float_format='%.5f')
     return sub

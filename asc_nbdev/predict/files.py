@@ -24,66 +24,8 @@ from .tta import tta_probs
 from .core import model_loader, aggregate_probs, write_submission
 
 # %% auto #0
-__all__ = ['predict_files', 'predict', 'unused_audio_message', 'audio_seconds', 'audio_windows', 'predict_windows',
-           'file_summary', 'plot_timeline']
-
-# %% ../../nbs/48_predict.files.ipynb #17807007
-def predict_files(model_path, # a model file saved by `save_asc_model`, e.g. RUN_DIR/model.pt
-                  meta, # metadata CSV of the clips to predict
-                  audio, # folder of their audio files, FILENAME.wav
-                  out_csv, # submission CSV to write (filename, location, record_time, scene_label)
-                  probs_csv=None, # also write class probabilities here; None: not
-                  device=None, # device for features and prediction ('cpu', 'cuda', ...); None: the best available
-                  on_error:str='raise', # audio that cannot be read: 'raise', or 'skip' (listed in STEM_skipped.csv beside `out_csv`)
-                  features_dir=None, # feature cache folder to build or reuse; None: a temporary one, removed afterwards
-                  batch_size:int=64, # clips per prediction batch
-                  progress:bool=True, # show a progress bar while computing features
-                  log=print, # function that prints a line of progress, e.g. `print`
-                  aggregate:str=DEFAULT_AGGREGATE, # average over each 'session' or 'recording' of `meta`, or 'none'
-                  tta:str='none', # test-time adaptation (`TTA_MODES`): 'bn' re-estimates batch-norm statistics on these clips, 'bn-city' per city
-                 ) -> pd.DataFrame:
-    "Predict the clips of metadata CSV `meta` with a saved model into a submission CSV"
-    import tempfile
-    if aggregate not in AGGREGATES: raise ValueError(f"unknown aggregate {aggregate!r}; expected one of {list(AGGREGATES)}")
-    if tta not in TTA_MODES: raise ValueError(f"unknown test-time adaptation {tta!r}; expected one of {list(TTA_MODES)}")
-    model, info = load_asc_model(model_path)
-    df = read_meta(meta, on_bad_time='mask')
-    unknown = sorted(set(df.location[df.city == UNKNOWN_CITY]))
-    if unknown: log(f"cities outside the vocabulary (predicted with the unknown-city input): {unknown}")
-    kc = info.get('known_cities')
-    untrained = sorted(set(df.location[df.city != UNKNOWN_CITY]) - set(kc)) if kc is not None else []
-    if untrained: log(f"cities the model never trained on (predicted as the unknown city): {untrained}")
-    fp = _model_features(info, model_path)
-    st = (info.get('stats') or {}).get('mean')
-    n_mels = fp.get('n_mels', 64)
-    if st is not None and len(st) != n_mels:
-        raise ValueError(f"{model_path}: its normalisation statistics have {len(st)} mel bands, the features {n_mels}")
-    out_dir = Path(out_csv).resolve().parent
-    try: out_dir.mkdir(parents=True, exist_ok=True); (out_dir/'.asc-write-probe').touch(); (out_dir/'.asc-write-probe').unlink()
-    except OSError as e: raise PermissionError(f"cannot write {out_csv}: {e.strerror}") from None
-    tmp = None
-    if features_dir is None: tmp = features_dir = tempfile.mkdtemp(prefix='asc-predict-')
-    try:
-        cache = build_feature_cache(audio, df.filename, features_dir, clip_seconds=fp.get('clip_seconds'), on_error=on_error,
-                                    device=str(pick_device(device)), progress=progress)
-        keep = df.filename.isin(set(cache.index.index)).to_numpy()
-        if (~keep).any():
-            log(f"{(~keep).sum()} clips could not be read and are not predicted:")
-            for n, p in zip(cache.skipped.filename, cache.skipped.problem): log(f"  {n}: {p}")
-            sk = Path(out_csv).with_name(Path(out_csv).stem + '_skipped.csv')
-            with atomic_write(sk, 'w') as f: cache.skipped.to_csv(f, index=False)
-            log(f"the list is in {sk}")
-        dk = df[keep].reset_index(drop=True)
-        crop = [n for n in cache.manifest.get('cropped', []) if n in set(dk.filename)]
-        if crop and cache.clip_seconds:   # never cut silently: how much of which clips was not used
-            clip = cache.clip_seconds
-            log(unused_audio_message([(Path(audio)/f'{n}.wav', audio_seconds(Path(audio)/f'{n}.wav')) for n in crop], clip))
-        raw = (predict_probs(model, model_loader(cache, dk, info, batch_size), device=device) if tta == 'none' else
-               tta_probs(model, cache, dk, info, tta, batch_size=batch_size, device=device, log=log))
-        probs = aggregate_probs(raw, dk, aggregate)
-    finally:
-        if tmp is not None: shutil.rmtree(tmp, ignore_errors=True)
-    return write_submission(dk, probs, out_csv, probs_csv)
+__all__ = ['unused_audio_message', 'audio_seconds', 'audio_windows', 'predict_windows', 'file_summary', 'plot_timeline',
+           'predict', 'predict_files']
 
 # %% ../../nbs/48_predict.files.ipynb #8c80a945
 def _model_features(info:dict, name) -> dict:
@@ -106,7 +48,8 @@ def _per_file(v, n:int, what:str) -> list:
 
 # %% ../../nbs/48_predict.files.ipynb #2eb1a299
 def _inputs(model, files, city, time) -> tuple:
-    "The model, its info and feature parameters, the audio paths (folders expanded) and one city and time per file, checked"
+    """The model, its info and feature parameters, the audio paths (folders expanded) and one city and time per
+    file, checked"""
     from asc_nbdev.audio.io import AUDIO_EXTENSIONS
     name = model if isinstance(model, (str, Path)) else 'the model'
     m, info = load_asc_model(model) if isinstance(model, (str, Path)) else model
@@ -141,56 +84,13 @@ class _Runner:
         with torch.inference_mode():
             x = self.fe(torch.from_numpy(np.stack(waves)).to(self.dev)).to(self.cast).float()
             if self.mean is not None: x = (x - self.mean) / self.std
-            p = self.m(x[:, None], torch.tensor(cidx, device=self.dev), torch.from_numpy(np.asarray(tf, np.float32)).to(self.dev))
+            p = self.m(x[:, None], torch.tensor(cidx, device=self.dev), torch.from_numpy(np.asarray(tf, np.float32)).to(
+                self.dev))
             return F.softmax(p.float(), -1).cpu().numpy()
 
 # %% ../../nbs/48_predict.files.ipynb #213cc1b1
 def _city_used(m, cidx, city):
     return 'not used' if not m.metadata else 'unknown' if cidx not in set(m.known_cities or []) else city
-
-# %% ../../nbs/48_predict.files.ipynb #c2a57753
-def predict(model, # a model file saved by asc-train (`save_asc_model`), or `(model, info)` from `load_asc_model`
-            files, # an audio file, a folder (its .wav, .flac and .ogg files), or a list of them
-            city=None, # the recording city (one for all files, or a list); None or a name outside the model's cities: unknown
-            time=None, # the recording time 'YYYY-MM-DD HH:MM:SS' (one, or a list); None: no time
-            device=None, # where to compute ('auto' / None: a GPU when there is one)
-            on_error:str='raise', # unreadable audio: 'raise', or 'skip' (the file's row says why, no label)
-            batch_size:int=16, # clips (with `window`: windows) read and predicted at a time
-            progress:bool=False, # a progress bar over the batches
-            window:float|None=None, # seconds: predict every file window by window (`predict_windows`); None: one row per file, its first clip length
-            hop:float|None=None, # with `window`: seconds between window starts (default: the window, no overlap)
-            log=print, # function that prints a line: files longer than the model's clip say how much was not used
-           ) -> pd.DataFrame:
-    "Scene labels and class probabilities of audio files, without a metadata CSV or a feature cache"
-    from asc_nbdev.audio.io import load_audio
-    if window is not None: return predict_windows(model, files, city, time, window, hop, device, on_error, batch_size, progress)
-    if on_error not in ('raise', 'skip'): raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
-    m, info, fp, files, cities, times = _inputs(model, files, city, time)
-    run = _Runner(m, info, fp, device); clip = fp.get('clip_seconds')
-    cidx = [UNKNOWN_CITY if c is None else city_index(c) for c in cities]
-    tf = time_features(['' if t is None else t for t in times], on_missing='zero')   # no time: zeros, as time dropout trains
-    probs, errors, long = {}, {}, []
-    starts = range(0, len(files), batch_size)
-    for k in (progress_bar(starts, leave=False) if progress else starts):   # (display=False still prints a bar)
-        wav = {}
-        for i in range(k, min(k + batch_size, len(files))):
-            try:
-                wav[i] = load_audio(files[i], sr=run.fe.sr, duration=clip)[0]
-                if clip and (s := audio_seconds(files[i])) > clip + 1e-3: long.append((files[i], s))
-            except AudioError as e:
-                if on_error == 'raise': raise
-                errors[i] = str(e)
-        by_len = {}
-        for i, y in wav.items(): by_len.setdefault(len(y), []).append(i)   # clips of one length go through together
-        for idx in by_len.values(): probs.update(zip(idx, run([wav[i] for i in idx], [cidx[i] for i in idx], tf[idx])))
-    if long: log(unused_audio_message(long, clip))
-    out = []
-    for i, f in enumerate(files):
-        r = dict(filename=str(f), city=cities[i], time=times[i], city_used=_city_used(m, cidx[i], cities[i]))
-        if i in probs: r.update(scene_label=CLASSES[int(probs[i].argmax())], confidence=float(probs[i].max()), **dict(zip(CLASSES, probs[i].tolist())), error='')
-        else: r.update(scene_label=None, confidence=np.nan, **{c: np.nan for c in CLASSES}, error=errors[i])
-        out.append(r)
-    return pd.DataFrame(out)
 
 # %% ../../nbs/48_predict.files.ipynb #ed2ef23d
 def unused_audio_message(long:list, # [(file, seconds)] of the files longer than the clip
@@ -198,9 +98,12 @@ def unused_audio_message(long:list, # [(file, seconds)] of the files longer than
                         ) -> str:
     "What a prediction of the first `clip` seconds left out, and how to use the rest (`--window`)"
     unused = sum(s - clip for _, s in long)
-    ex = '; '.join(f"{Path(f).name}: {s:.1f} s, {s - clip:.1f} s unused" for f, s in long[:3]) + ('; ...' if len(long) > 3 else '')
-    return (f"{len(long)} file(s) are longer than the model's {clip:g} s clips: only their first {clip:g} s were predicted, "
-            f"{unused:.1f} s of audio were not used ({ex}); predict them window by window: asc-predict --window {clip:g} FILE... "
+    ex = '; '.join(f"{Path(f).name}: {s:.1f} s, {s - clip:.1f} s unused" for f, s in long[:3]) + ('; ...' if len(
+        long) > 3 else '')
+    return (f"{len(long)} file(s) are longer than the model's {clip:g} s clips: only their first {clip:g} s "
+            f"were predicted, "
+            f"{unused:.1f} s of audio were not used ({ex}); predict them window by window: asc-predict --window "
+            f"{clip:g} FILE... "
             f"(predict(..., window={clip:g}))")
 
 # %% ../../nbs/48_predict.files.ipynb #e9d456b2
@@ -209,13 +112,16 @@ def _check_audio(path) -> tuple:
     import soundfile as sf
     from asc_nbdev.audio.io import wav_truncation
     path = Path(path)
-    if not path.is_file(): raise AudioError(path, 'missing: no such file' if not path.exists() else 'not a file', 'missing')
+    if not path.is_file(): raise AudioError(path, 'missing: no such file' if not path.exists() else 'not a file',
+                                            'missing')
     if (size := path.stat().st_size) == 0: raise AudioError(path, 'zero-length file (0 bytes)', 'empty')
     try:
         with sf.SoundFile(path) as f: sr, frames, ch, fmt = f.samplerate, f.frames, f.channels, f.format
-    except Exception as e: raise AudioError(path, f'not a readable audio file ({type(e).__name__}: {str(e).strip()})', 'unreadable') from None
+    except Exception as e: raise AudioError(path, f'not a readable audio file ({type(e).__name__}: {str(e).strip()})',
+                                            'unreadable') from None
     trunc = wav_truncation(path, size) if fmt in ('WAV', 'WAVEX') else None
-    if trunc is not None: raise AudioError(path, f'truncated: the header declares {trunc[0]} frames, the file holds {frames} ({size} bytes of {trunc[1]})', 'truncated')
+    if trunc is not None: raise AudioError(path, f'truncated: the header declares {trunc[0]} frames, the file holds '
+                                                 f'{frames} ({size} bytes of {trunc[1]})', 'truncated')
     if frames == 0: raise AudioError(path, 'zero-length audio (the file holds no samples)', 'empty')
     return sr, frames, ch
 
@@ -232,17 +138,20 @@ def audio_windows(path, # an audio file soundfile reads
                   hop:float|None=None, # seconds between window starts (default: `window`)
                   block:float=60., # seconds read and decoded at a time: memory holds about one block and one window
                  ):
-    "Yield `(start, end, padded, samples)` for each window of a file (mono float32 at `sr`); the last partial window is zero-padded (as training pads) and flagged; nothing is left out"
+    """Yield `(start, end, padded, samples)` for each window of a file (mono float32 at `sr`); the last partial
+    window is zero-padded (as training pads) and flagged; nothing is left out"""
     import soundfile as sf
     hop = window if hop is None else hop
-    if window <= 0 or hop <= 0: raise ValueError(f"window and hop must be positive seconds, got window={window}, hop={hop}")
+    if window <= 0 or hop <= 0: raise ValueError(f"window and hop must be positive seconds, got "
+                                                 f"window={window}, hop={hop}")
     sr_in, frames, ch = _check_audio(path)
     W, H = int(round(window * sr)), max(1, int(round(hop * sr)))
     rs = None
     if sr_in != sr:
         import soxr
         rs = soxr.ResampleStream(sr_in, sr, 1, dtype='float32', quality='HQ')
-    buf, b0, start, covered, done = np.zeros(0, np.float32), 0, 0, 0, False   # buf holds samples b0 .. b0+len(buf) at `sr`
+    # buf holds samples b0 .. b0+len(buf) at `sr`
+    buf, b0, start, covered, done = np.zeros(0, np.float32), 0, 0, 0, False
     with sf.SoundFile(path) as f:
         while True:
             if start > b0: buf, b0 = buf[start - b0:], start
@@ -263,7 +172,9 @@ def audio_windows(path, # an audio file soundfile reads
 def predict_windows(model, # a model file saved by asc-train, or `(model, info)` from `load_asc_model`
                     files, # an audio file, a folder, or a list of them
                     city=None, # the recording city (one, or one per file)
-                    time=None, # the recording start 'YYYY-MM-DD HH:MM:SS' (one, or one per file); each window's time is it plus the window's start
+                    # the recording start 'YYYY-MM-DD HH:MM:SS' (one, or one per file); each window's time is it plus
+                    # the window's start
+                    time=None,
                     window:float|None=None, # window length, seconds (default: the model's clip length)
                     hop:float|None=None, # seconds between window starts (default: the window)
                     device=None, # where to compute
@@ -271,19 +182,22 @@ def predict_windows(model, # a model file saved by asc-train, or `(model, info)`
                     batch_size:int=64, # windows predicted at a time, across files
                     progress:bool=False, # a progress bar over the files
                    ) -> pd.DataFrame:
-    "One row per window of every file: filename, start, end (seconds), padded, the window's time, scene label, confidence and probabilities"
+    """One row per window of every file: filename, start, end (seconds), padded, the window's time, scene label,
+    confidence and probabilities"""
     if on_error not in ('raise', 'skip'): raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
     m, info, fp, files, cities, times = _inputs(model, files, city, time)
     if window is None: window = fp.get('clip_seconds')
     if window is None: raise ValueError("the model file does not say its clip length: give window= (seconds)")
-    if window <= 0 or (hop is not None and hop <= 0): raise ValueError(f"window and hop must be positive seconds, got window={window}, hop={hop}")
+    if window <= 0 or (hop is not None and hop <= 0): raise ValueError(f"window and hop must be positive seconds, got "
+        f"window={window}, hop={hop}")
     run = _Runner(m, info, fp, device)
     rows, batch = [], []
     def flush():
         if not batch: return
         p = run([b[1] for b in batch], [b[2] for b in batch], time_features([b[3] for b in batch], on_missing='zero'))
         for (r, _, _, _), q in zip(batch, p):
-            r.update(scene_label=CLASSES[int(q.argmax())], confidence=float(q.max()), **dict(zip(CLASSES, q.tolist())), error=''); rows.append(r)
+            r.update(scene_label=CLASSES[int(q.argmax())], confidence=float(q.max()), **dict(zip(CLASSES, q.tolist())),
+                     error=''); rows.append(r)
         batch.clear()
     for i in (progress_bar(range(len(files)), leave=False) if progress else range(len(files))):
         c = UNKNOWN_CITY if cities[i] is None else city_index(cities[i])
@@ -296,24 +210,30 @@ def predict_windows(model, # a model file saved by asc-train, or `(model, info)`
                 if len(batch) >= batch_size: flush()
         except AudioError as e:
             if on_error == 'raise': raise
-            flush(); rows.append(dict(base, start=np.nan, end=np.nan, padded=False, time=times[i], scene_label=None, confidence=np.nan,
+            flush(); rows.append(dict(base, start=np.nan, end=np.nan, padded=False, time=times[i], scene_label=None,
+                                      confidence=np.nan,
                                       **{k: np.nan for k in CLASSES}, error=str(e)))
     flush()
-    cols = ['filename', 'start', 'end', 'padded', 'city', 'time', 'city_used', 'scene_label', 'confidence'] + list(CLASSES) + ['error']
+    cols = ['filename', 'start', 'end', 'padded', 'city', 'time', 'city_used', 'scene_label', 'confidence'] + list(
+        CLASSES) + ['error']
     out = pd.DataFrame(rows, columns=cols)
     order = {str(f): k for k, f in enumerate(files)}
-    return out.sort_values(['filename', 'start'], key=lambda s: s.map(order) if s.name == 'filename' else s, kind='stable').reset_index(drop=True)
+    return out.sort_values(['filename', 'start'], key=lambda s: s.map(order) if s.name == 'filename' else s,
+                           kind='stable').reset_index(drop=True)
 
 # %% ../../nbs/48_predict.files.ipynb #7a442e22
 def file_summary(win:pd.DataFrame, # the frame `predict_windows` returns
                 ) -> pd.DataFrame:
-    "One row per file: its windows' probabilities averaged (as `--aggregate` averages a session), the most likely scene, the seconds covered"
+    """One row per file: its windows' probabilities averaged (as `--aggregate` averages a session), the most likely
+    scene, the seconds covered"""
     ok = win[win.error == '']
     g = ok.groupby('filename', sort=False)
     out = g[list(CLASSES)].mean()
     P = out.to_numpy()
-    out.insert(0, 'windows', g.size()); out.insert(1, 'seconds', g['end'].max()); out.insert(2, 'padded_windows', g['padded'].sum().astype(int))
-    out.insert(3, 'scene_label', [CLASSES[k] for k in P.argmax(1)] if len(P) else []); out.insert(4, 'confidence', P.max(1) if len(P) else [])
+    out.insert(0, 'windows', g.size()); out.insert(1, 'seconds', g['end'].max()); out.insert(2, 'padded_windows',
+        g['padded'].sum().astype(int))
+    out.insert(3, 'scene_label', [CLASSES[k] for k in P.argmax(1)] if len(P) else []); out.insert(4, 'confidence',
+        P.max(1) if len(P) else [])
     out = out.reset_index()
     bad = win[win.error != ''][['filename', 'error']]
     return pd.concat([out.assign(error=''), bad], ignore_index=True) if len(bad) else out.assign(error='')
@@ -324,7 +244,8 @@ def plot_timeline(pred:pd.DataFrame, # the frame `predict_windows` returns
                   figsize=(9, 3.6), # matplotlib figure size
                   title:str|None=None, # figure title (default: the file's name)
                  ):
-    "Scene over time for one file: the probabilities of every class per window as a heat map, the top class and its confidence below"
+    """Scene over time for one file: the probabilities of every class per window as a heat map, the top class and
+    its confidence below"""
     import matplotlib.pyplot as plt
     w = pred[pred.error == '']
     if filename is None and len(w): filename = w.filename.iloc[0]
@@ -334,13 +255,147 @@ def plot_timeline(pred:pd.DataFrame, # the frame `predict_windows` returns
     fig, (a, b) = plt.subplots(2, 1, figsize=figsize, sharex=True, gridspec_kw=dict(height_ratios=[3, 1.2]))
     edges = np.append(s, e[-1])   # overlapping windows (hop < window) are drawn a hop wide
     a.pcolormesh(edges, np.arange(len(CLASSES) + 1), P, cmap='viridis', vmin=0, vmax=1, shading='flat')
-    a.set_yticks(np.arange(len(CLASSES)) + .5, CLASSES, fontsize=7); a.set_title(title or Path(str(filename)).name, fontsize=9)
+    a.set_yticks(np.arange(len(CLASSES)) + .5, CLASSES, fontsize=7); a.set_title(title or Path(str(filename)).name,
+        fontsize=9)
     top = w[list(CLASSES)].to_numpy().argmax(1)
     cmap = plt.get_cmap('tab10')
     for k in range(len(w)):
-        b.bar(s[k], w.confidence.iloc[k], width=e[k] - s[k], align='edge', color=cmap(top[k] % 10), alpha=.5 if w.padded.iloc[k] else 1)
+        b.bar(s[k], w.confidence.iloc[k], width=e[k] - s[k], align='edge', color=cmap(top[k] % 10),
+              alpha=.5 if w.padded.iloc[k] else 1)
     runs = np.flatnonzero(np.r_[True, top[1:] != top[:-1]])
     for r in runs: b.text(s[r], 1.02, CLASSES[top[r]], fontsize=7, va='bottom')
     b.set_ylim(0, 1.3); b.set_ylabel('confidence', fontsize=8); b.set_xlabel('seconds')
     plt.tight_layout()
     return fig
+
+# %% ../../nbs/48_predict.files.ipynb #c2a57753
+def predict(model, # a model file saved by asc-train (`save_asc_model`), or `(model, info)` from `load_asc_model`
+            files, # an audio file, a folder (its .wav, .flac and .ogg files), or a list of them
+            # the recording city (one for all files, or a list); None or a name outside the model's cities: unknown
+            city=None,
+            time=None, # the recording time 'YYYY-MM-DD HH:MM:SS' (one, or a list); None: no time
+            device=None, # where to compute ('auto' / None: a GPU when there is one)
+            on_error:str='raise', # unreadable audio: 'raise', or 'skip' (the file's row says why, no label)
+            batch_size:int=16, # clips (with `window`: windows) read and predicted at a time
+            progress:bool=False, # a progress bar over the batches
+            # seconds: predict every file window by window (`predict_windows`); None: one row per file, its first clip
+            # length
+            window:float|None=None,
+            hop:float|None=None, # with `window`: seconds between window starts (default: the window, no overlap)
+            log=print, # function that prints a line: files longer than the model's clip say how much was not used
+           ) -> pd.DataFrame:
+    "Scene labels and class probabilities of audio files, without a metadata CSV or a feature cache"
+    from asc_nbdev.audio.io import load_audio
+    if window is not None: return predict_windows(model, files, city, time, window, hop, device, on_error, batch_size,
+                                                  progress)
+    if on_error not in ('raise', 'skip'): raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+    m, info, fp, files, cities, times = _inputs(model, files, city, time)
+    run = _Runner(m, info, fp, device); clip = fp.get('clip_seconds')
+    cidx = [UNKNOWN_CITY if c is None else city_index(c) for c in cities]
+    # no time: zeros, as time dropout trains
+    tf = time_features(['' if t is None else t for t in times], on_missing='zero')
+    probs, errors, long = {}, {}, []
+    starts = range(0, len(files), batch_size)
+    for k in (progress_bar(starts, leave=False) if progress else starts):   # (display=False still prints a bar)
+        wav = {}
+        for i in range(k, min(k + batch_size, len(files))):
+            try:
+                wav[i] = load_audio(files[i], sr=run.fe.sr, duration=clip)[0]
+                if clip and (s := audio_seconds(files[i])) > clip + 1e-3: long.append((files[i], s))
+            except AudioError as e:
+                if on_error == 'raise': raise
+                errors[i] = str(e)
+        by_len = {}
+        for i, y in wav.items(): by_len.setdefault(len(y), []).append(i)   # clips of one length go through together
+        for idx in by_len.values(): probs.update(zip(idx, run([wav[i] for i in idx], [cidx[i] for i in idx], tf[idx])))
+    if long: log(unused_audio_message(long, clip))
+    out = []
+    for i, f in enumerate(files):
+        r = dict(filename=str(f), city=cities[i], time=times[i], city_used=_city_used(m, cidx[i], cities[i]))
+        if i in probs: r.update(scene_label=CLASSES[int(probs[i].argmax())], confidence=float(probs[i].max()), **dict(
+            zip(CLASSES, probs[i].tolist())), error='')
+        else: r.update(scene_label=None, confidence=np.nan, **{c: np.nan for c in CLASSES}, error=errors[i])
+        out.append(r)
+    return pd.DataFrame(out)
+
+# %% ../../nbs/48_predict.files.ipynb #b4b0e224
+def _log_cities(df:pd.DataFrame, # the metadata of the clips to predict (`read_meta`)
+                info:dict, # the model file's info (`load_asc_model`)
+                log=print, # function that prints a line
+               ):
+    "Log the cities predicted as the unknown city: outside the vocabulary, or never trained on by the model"
+    unknown = sorted(set(df.location[df.city == UNKNOWN_CITY]))
+    if unknown: log(f"cities outside the vocabulary (predicted with the unknown-city input): {unknown}")
+    kc = info.get('known_cities')
+    untrained = sorted(set(df.location[df.city != UNKNOWN_CITY]) - set(kc)) if kc is not None else []
+    if untrained: log(f"cities the model never trained on (predicted as the unknown city): {untrained}")
+
+# %% ../../nbs/48_predict.files.ipynb #b727d77e
+def _log_skipped(cache, # the feature cache (`build_feature_cache`), its unreadable clips in `cache.skipped`
+                 keep:np.ndarray, # which clips of the metadata the cache holds
+                 out_csv, # the submission CSV: the list goes beside it, as STEM_skipped.csv
+                 log=print, # function that prints a line
+                ):
+    "Log the clips that could not be read, and write their list beside `out_csv`"
+    log(f"{(~keep).sum()} clips could not be read and are not predicted:")
+    for n, p in zip(cache.skipped.filename, cache.skipped.problem): log(f"  {n}: {p}")
+    sk = Path(out_csv).with_name(Path(out_csv).stem + '_skipped.csv')
+    with atomic_write(sk, 'w') as f: cache.skipped.to_csv(f, index=False)
+    log(f"the list is in {sk}")
+
+# %% ../../nbs/48_predict.files.ipynb #17807007
+def predict_files(model_path, # a model file saved by `save_asc_model`, e.g. RUN_DIR/model.pt
+                  meta, # metadata CSV of the clips to predict
+                  audio, # folder of their audio files, FILENAME.wav
+                  out_csv, # submission CSV to write (filename, location, record_time, scene_label)
+                  probs_csv=None, # also write class probabilities here; None: not
+                  device=None, # device for features and prediction ('cpu', 'cuda', ...); None: the best available
+                  # audio that cannot be read: 'raise', or 'skip' (listed in STEM_skipped.csv beside `out_csv`)
+                  on_error:str='raise',
+                  features_dir=None, # feature cache folder to build or reuse; None: a temporary one, removed afterwards
+                  batch_size:int=64, # clips per prediction batch
+                  progress:bool=True, # show a progress bar while computing features
+                  log=print, # function that prints a line of progress, e.g. `print`
+                  aggregate:str=DEFAULT_AGGREGATE, # average over each 'session' or 'recording' of `meta`, or 'none'
+                  # test-time adaptation (`TTA_MODES`): 'bn' re-estimates batch-norm statistics on these clips,
+                  # 'bn-city' per city
+                  tta:str='none',
+                 ) -> pd.DataFrame:
+    "Predict the clips of metadata CSV `meta` with a saved model into a submission CSV"
+    import tempfile
+    if aggregate not in AGGREGATES: raise ValueError(f"unknown aggregate {aggregate!r}; expected one of "
+                                                     f"{list(AGGREGATES)}")
+    if tta not in TTA_MODES: raise ValueError(f"unknown test-time adaptation {tta!r}; expected one of "
+                                              f"{list(TTA_MODES)}")
+    model, info = load_asc_model(model_path)
+    df = read_meta(meta, on_bad_time='mask')
+    _log_cities(df, info, log)
+    fp = _model_features(info, model_path)
+    st = (info.get('stats') or {}).get('mean')
+    n_mels = fp.get('n_mels', 64)
+    if st is not None and len(st) != n_mels:
+        raise ValueError(f"{model_path}: its normalisation statistics have {len(st)} mel bands, the features {n_mels}")
+    out_dir = Path(out_csv).resolve().parent
+    try: out_dir.mkdir(parents=True, exist_ok=True); (out_dir/'.asc-write-probe').touch(); (
+        out_dir/'.asc-write-probe').unlink()
+    except OSError as e: raise PermissionError(f"cannot write {out_csv}: {e.strerror}") from None
+    tmp = None
+    if features_dir is None: tmp = features_dir = tempfile.mkdtemp(prefix='asc-predict-')
+    try:
+        cache = build_feature_cache(audio, df.filename, features_dir, clip_seconds=fp.get('clip_seconds'),
+                                    on_error=on_error,
+                                    device=str(pick_device(device)), progress=progress)
+        keep = df.filename.isin(set(cache.index.index)).to_numpy()
+        if (~keep).any(): _log_skipped(cache, keep, out_csv, log)
+        dk = df[keep].reset_index(drop=True)
+        crop = [n for n in cache.manifest.get('cropped', []) if n in set(dk.filename)]
+        if crop and cache.clip_seconds:   # never cut silently: how much of which clips was not used
+            clip = cache.clip_seconds
+            log(unused_audio_message([(Path(audio)/f'{n}.wav', audio_seconds(Path(audio)/f'{n}.wav')) for n in crop],
+                                     clip))
+        raw = (predict_probs(model, model_loader(cache, dk, info, batch_size), device=device) if tta == 'none' else
+               tta_probs(model, cache, dk, info, tta, batch_size=batch_size, device=device, log=log))
+        probs = aggregate_probs(raw, dk, aggregate)
+    finally:
+        if tmp is not None: shutil.rmtree(tmp, ignore_errors=True)
+    return write_submission(dk, probs, out_csv, probs_csv)

@@ -27,13 +27,15 @@ def adapt_batchnorm(model, # a model (a zoo model or a `FoldEnsemble`)
                     dl, # a loader of the clips to adapt to (batches start with x, city, time)
                     device=None, # where to compute (None: the best available)
                    ):
-    "A copy of `model` whose batch-norm statistics are the plain averages over the clips of `dl`; its weights and `model` stay as they are"
+    """A copy of `model` whose batch-norm statistics are the plain averages over the clips of `dl`; its weights and
+    `model` stay as they are"""
     import copy, torch.nn as nn
     m = copy.deepcopy(model); dev = pick_device(device) if device is None or isinstance(device, str) else device
     bns = [b for b in m.modules() if isinstance(b, nn.modules.batchnorm._BatchNorm) and b.track_running_stats]
     m.to(dev).eval()
     if not bns: return m
-    for b in bns: b.reset_running_stats(); b.momentum = None; b.train()   # momentum None: a cumulative average over the batches
+    # momentum None: a cumulative average over the batches
+    for b in bns: b.reset_running_stats(); b.momentum = None; b.train()
     with torch.no_grad():
         for b in dl: m(*[t.to(dev) for t in b[:3]])
     return m.eval()
@@ -58,6 +60,8 @@ def tta_probs(model, # the model (`load_asc_model`)
     big = {c: ix for c, ix in groups.items() if len(ix) >= min_clips}
     rest = np.setdiff1d(np.arange(len(meta)), np.concatenate(list(big.values())) if big else [])
     if len(rest): out[rest] = predict_probs(allm, dl(meta.iloc[rest]), device=device)
-    for c, ix in big.items(): out[ix] = predict_probs(adapt_batchnorm(model, dl(meta.iloc[ix]), device), dl(meta.iloc[ix]), device=device)
-    log(f"[tta] batch norm adapted to {len(meta)} clips" + (f", per city for {len(big)} cities of at least {min_clips} clips" if how == 'bn-city' else ''))
+    for c, ix in big.items(): out[ix] = predict_probs(adapt_batchnorm(model, dl(meta.iloc[ix]), device), dl(meta.iloc[
+        ix]), device=device)
+    log(f"[tta] batch norm adapted to {len(meta)} clips" + (f", per city for {len(big)} cities of at least "
+                                                            f"{min_clips} clips" if how == 'bn-city' else ''))
     return out

@@ -1,4 +1,4 @@
-"""Turn a finished pipeline run into a report: accuracy per stage and split, confusion matrix, per-class precision/recall/F1, accuracy per city (seen and unseen apart) and hour, confidence of right and wrong predictions, pseudo-label statistics, metadata on/off, and the leakage table; `asc-report`.
+"""A finished run's figures: per stage and split, per class, city and hour, confidence, pseudo-labels; `asc-report`.
 
 Docs: https://asc-nbdev.github.io/asc_nbdev/report.evaluate.html.md"""
 
@@ -45,7 +45,8 @@ def find_data(run_dir, # a run folder
               report:dict|None=None, # its report.json (paths recorded under 'data', if any)
               **given, # meta, eval_meta, truth, audio: paths given by the caller (None: look for them)
              ) -> dict:
-    "Paths of the data a run used: given, else recorded in `report['data']`, else in `RUN_DIR/data`; None where not found"
+    """Paths of the data a run used: given, else recorded in `report['data']`, else in `RUN_DIR/data`; None where
+    not found"""
     run_dir, rec, out = Path(run_dir), (report or {}).get('data') or {}, {}
     for k, fn in DATA_FILES.items():
         p = given.get(k)
@@ -98,7 +99,8 @@ def load_run(run_dir, # a folder made by `asc-train` / `run_pipeline`
     if not rp.is_file():
         started = sorted(p.name for p in run.glob('stage*') if p.is_dir())
         raise RunError(f"{run} is not a finished run: report.json is missing" +
-                       (f" (stage folders found: {', '.join(started)}; the run is unfinished or still running)" if started
+                       (f" (stage folders found: {', '.join(started)}; the run is unfinished or still running)"
+                        if started
                         else " (asc-train / run_pipeline write it when every stage is done)"))
     try: rep = load_json(rp)
     except ValueError as e: raise RunError(f"{rp}: not readable JSON ({e})") from None
@@ -107,23 +109,29 @@ def load_run(run_dir, # a folder made by `asc-train` / `run_pipeline`
     valid, pseudo = {}, {}
     for s in rep['stages']:
         if s['name'].startswith('stage0'): continue   # pre-training: other classes and data
-        if s.get('role') == 'student': continue   # --distill: its labeled clips were in its training, no validation figure of its own
+        # --distill: its labeled clips were in its training, no validation figure of its own
+        if s.get('role') == 'student': continue
         f = 'oof_probs.csv' if s.get('cv') else 'valid_probs.csv'   # --cv: every labeled clip, predicted out of fold
-        valid[s['name']] = _read_probs(_need(run/s['name']/f, run, f"{'out-of-fold' if s.get('cv') else 'validation'} predictions of {s['name']}"), run)
+        valid[s['name']] = _read_probs(_need(run/s['name']/f, run, f"{'out-of-fold' if s.get('cv') else 'validation'} "
+                                                                   f"predictions of {s['name']}"), run)
         if m := re.fullmatch(r'stage3_retrain_r(\d+)', s['name']):
             d = run/f'stage2_pseudo_r{m[1]}'
-            pl = pd.read_csv(_need(d/'pseudo_labels.csv', run, f'pseudo-labels of round {m[1]}'), dtype={'filename': str},
+            pl = pd.read_csv(_need(d/'pseudo_labels.csv', run, f'pseudo-labels of round {m[1]}'), dtype={
+                'filename': str},
                              keep_default_na=False)
             pseudo[int(m[1])] = (load_json(_need(d/'done.json', run, f'results of pseudo-label round {m[1]}')), pl)
-    ep = _read_probs(_need(run/'eval_probs.csv', run, 'class probabilities of the eval clips'), run) if 'submission' in rep else None
+    ep = _read_probs(_need(run/'eval_probs.csv', run, 'class probabilities of the eval clips'),
+                     run) if 'submission' in rep else None
     data = find_data(run, rep, meta=meta, eval_meta=eval_meta, truth=truth, audio=audio)
     rd = RunData(run, rep, data, valid, pseudo, ep)
     if data['meta'] is not None: rd.dev = read_meta(data['meta'], on_bad_time='mask')
-    else: rd.notes.append('no dev metadata found (give --meta): no per-city or per-hour validation accuracy, no leakage table')
+    else: rd.notes.append('no dev metadata found (give --meta): no per-city or per-hour validation accuracy, no '
+                          'leakage table')
     if data['eval_meta'] is not None: rd.ev = read_meta(data['eval_meta'], on_bad_time='mask')
     if data['truth'] is not None:
         t = pd.read_csv(data['truth'], dtype=str, keep_default_na=False, encoding='utf-8-sig')
-        if not {'filename', 'scene_label'} <= set(t): raise RunError(f"{data['truth']}: a truth file needs columns filename, scene_label")
+        if not {'filename', 'scene_label'} <= set(t): raise RunError(f"{data['truth']}: a truth file needs columns "
+                                                                     f"filename, scene_label")
         rd.truth = t.set_index('filename')['scene_label']
     elif ep is not None: rd.notes.append('no truth file found (give --truth): the eval part is not scored')
     return rd
@@ -131,7 +139,8 @@ def load_run(run_dir, # a folder made by `asc-train` / `run_pipeline`
 # %% ../../nbs/51_report.evaluate.ipynb #631a72ce
 def prediction_frame(probs:pd.DataFrame, # `filename` and one probability column per class
                      labels, # the true class index of each row
-                     meta:pd.DataFrame|None=None, # metadata (`read_meta`) holding every filename: adds location, hour, seen
+                     # metadata (`read_meta`) holding every filename: adds location, hour, seen
+                     meta:pd.DataFrame|None=None,
                      seen_cities=None, # cities of the training data: `seen` is True for these
                      source:str='predictions', # named in errors
                     ) -> pd.DataFrame:
@@ -144,7 +153,8 @@ def prediction_frame(probs:pd.DataFrame, # `filename` and one probability column
         m = meta.set_index('filename').reindex(df['filename'])
         if m['location'].isna().any():
             miss = list(df['filename'][m['location'].isna().to_numpy()])
-            raise RunError(f"{len(miss)} clips of {source} are not in the metadata, e.g. {miss[:3]}: is it the metadata the run used?")
+            raise RunError(f"{len(miss)} clips of {source} are not in the metadata, e.g. {miss[:3]}: is it the "
+                           f"metadata the run used?")
         df['location'] = m['location'].to_numpy()
         if seen_cities is not None: df['seen'] = df['location'].isin(set(seen_cities)).to_numpy()
         df['hour'] = pd.to_datetime(m['record_time']).dt.hour.to_numpy(dtype=float, na_value=np.nan)
@@ -155,12 +165,14 @@ def class_metrics(pred, # predicted class indices
                   targ, # true class indices
                   classes=CLASSES, # class names, in index order: the rows of the table
                  ) -> pd.DataFrame:
-    "Per-class precision, recall, F1 and support (true clips), sklearn's `precision_recall_fscore_support`; NaN where undefined"
+    """Per-class precision, recall, F1 and support (true clips), sklearn's `precision_recall_fscore_support`; NaN
+    where undefined"""
     from sklearn.metrics import precision_recall_fscore_support
     import warnings
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')   # undefined figures are NaN here, on purpose
-        prec, rec, f1, sup = precision_recall_fscore_support(np.asarray(targ), np.asarray(pred), labels=np.arange(len(classes)), zero_division=np.nan)
+        prec, rec, f1, sup = precision_recall_fscore_support(np.asarray(targ), np.asarray(pred), labels=np.arange(len(
+            classes)), zero_division=np.nan)
     f1 = np.where(sup == 0, np.nan, np.where(rec > 0, f1, 0.))   # a class never found: F1 0; a class absent: undefined
     return pd.DataFrame({'precision': prec, 'recall': rec, 'f1': f1, 'support': sup.astype(int)},
                         index=pd.Index(classes, name='class'))
@@ -194,7 +206,10 @@ def stage_table(report:dict, # a run's report.json, as a dict
     "Every stage's numbers from a run's report.json, one row per (stage, split)"
     rows = []
     for s in report['stages']:
-        rows.append(dict(stage=s['name'], split=("the teacher's out-of-fold figure (a student has no held-out clip)" if s.get('role') == 'student' else valid_split(s.get('split', report['split'])) + (f", out of fold ({s['cv']} folds)" if s.get('cv') else '')), n=s.get('n_valid'),
+        rows.append(dict(stage=s['name'], split=("the teacher's out-of-fold figure (a student has no held-out clip)"
+                                                 if s.get('role') == 'student' else valid_split(s.get('split', report[
+                                                     'split'])) + (f", out of fold ({s['cv']} folds)" if s.get(
+                                                         'cv') else '')), n=s.get('n_valid'),
                          accuracy=s.get('accuracy'), balanced_accuracy=s.get('balanced_accuracy'),
                          city_accuracy=s.get('city_accuracy'), n_train=s.get('n_train'), epochs_run=s.get('epochs_run'),
                          best_epoch=s.get('best_epoch'), seconds=s.get('seconds')))
@@ -202,7 +217,8 @@ def stage_table(report:dict, # a run's report.json, as a dict
             rows.append(dict(stage=s['name'], split=TEST_SPLIT, n=t.get('n'), accuracy=t.get('accuracy'),
                              balanced_accuracy=t.get('balanced_accuracy'),
                              city_accuracy=float(np.mean(list(t['per_city'].values()))) if t.get('per_city') else None,
-                             seen_cities_accuracy=t.get('seen_cities_accuracy'), unseen_cities_accuracy=t.get('unseen_cities_accuracy')))
+                             seen_cities_accuracy=t.get('seen_cities_accuracy'), unseen_cities_accuracy=t.get(
+                                 'unseen_cities_accuracy')))
     cols = ['stage', 'split', 'n', 'accuracy', 'balanced_accuracy', 'city_accuracy', 'seen_cities_accuracy',
             'unseen_cities_accuracy', 'n_train', 'epochs_run', 'best_epoch', 'seconds']
     df = pd.DataFrame(rows).reindex(columns=cols)
@@ -213,21 +229,26 @@ def stage_table(report:dict, # a run's report.json, as a dict
 def pseudo_tables(rounds:dict, # round -> (done.json, pseudo_labels.csv frame)
                   truth:pd.Series|None=None, # filename -> true scene label
                  ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    "Per round: clips, accepted, confidence and accuracy against truth; per class and round: accepted, their accuracy, true clips"
+    """Per round: clips, accepted, confidence and accuracy against truth; per class and round: accepted, their
+    accuracy, true clips"""
     rows, per_class = [], []
     for r, (done, pl) in sorted(rounds.items()):
-        acc = pl['accepted'].astype(str).str.lower().isin(['true', '1']).to_numpy() if pl['accepted'].dtype == object else pl['accepted'].to_numpy(bool)
-        row = dict(round=r, clips=len(pl), accepted=int(acc.sum()), accepted_share=float(acc.mean()) if len(pl) else np.nan,
+        acc = pl['accepted'].astype(str).str.lower().isin(['true', '1']).to_numpy() if pl[
+            'accepted'].dtype == object else pl['accepted'].to_numpy(bool)
+        row = dict(round=r, clips=len(pl), accepted=int(acc.sum()), accepted_share=float(acc.mean()) if len(
+            pl) else np.nan,
                    mean_confidence_accepted=float(pl['confidence'][acc].mean()) if acc.any() else np.nan,
                    mean_confidence_rejected=float(pl['confidence'][~acc].mean()) if (~acc).any() else np.nan)
         for k, v in (done.get('rejected') or {}).items(): row[f'rejected: {k}'] = int(v)
         hit = None
         if truth is not None:
             tl = truth.reindex(pl['filename'])
-            if tl.isna().any(): raise RunError(f"truth has no label for {int(tl.isna().sum())} pseudo-labeled clips of round {r}, e.g. {list(pl['filename'][tl.isna().to_numpy()][:3])}")
+            if tl.isna().any(): raise RunError(f"truth has no label for {int(tl.isna().sum())} pseudo-labeled clips of "
+                                               f"round {r}, e.g. {list(pl['filename'][tl.isna().to_numpy()][:3])}")
             hit = (pl['scene_label'].to_numpy() == tl.to_numpy())
             row.update(accuracy_accepted=float(hit[acc].mean()) if acc.any() else np.nan,
-                       accuracy_rejected=float(hit[~acc].mean()) if (~acc).any() else np.nan, accuracy_all=float(hit.mean()))
+                       accuracy_rejected=float(hit[~acc].mean()) if (~acc).any() else np.nan, accuracy_all=float(
+                           hit.mean()))
         rows.append(row)
         for c in CLASSES:
             m = acc & (pl['scene_label'] == c).to_numpy()
@@ -248,7 +269,8 @@ def find_siblings(run_dir, # a finished run folder
         try: o = load_json(p/'report.json')
         except ValueError: continue
         if 'stages' not in o: continue   # a repeated run's folder (asc-train --seeds/--folds)
-        if o.get('metadata') != rep.get('metadata') and all(o.get(k) == rep.get(k) for k in ('recipe', 'split', 'rounds', 'data')):
+        if o.get('metadata') != rep.get('metadata') and all(o.get(k) == rep.get(k) for k in ('recipe', 'split',
+            'rounds', 'data')):
             out.append(p)
     return out
 

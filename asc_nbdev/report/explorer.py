@@ -1,4 +1,4 @@
-"""Pick a clip by class, city, hour, prediction and confidence; listen to it, see its log-mel spectrogram, its metadata, the model's class probabilities and its true or pseudo label. On a run folder or on the synthetic data alone.
+"""Pick a clip by class, city, hour, prediction and confidence; hear it, see it and what the model said.
 
 Docs: https://asc-nbdev.github.io/asc_nbdev/report.explorer.html.md"""
 
@@ -32,7 +32,8 @@ def clip_table(dev:pd.DataFrame|None=None, # dev metadata (`read_meta`)
         d = dev.copy()
         lab = d['label'] >= 0
         if valid_names is None: d['part'] = np.where(lab, 'labeled', 'unlabeled')
-        else: d['part'] = np.where(d['filename'].isin(set(valid_names)), 'validation', np.where(lab, 'train', 'unlabeled'))
+        else: d['part'] = np.where(d['filename'].isin(set(valid_names)), 'validation', np.where(lab, 'train',
+            'unlabeled'))
         parts.append(d)
     if ev is not None: parts.append(ev.assign(part='eval'))
     if not parts: raise ValueError('no metadata: give a dev or an eval metadata frame')
@@ -53,7 +54,8 @@ def clip_table(dev:pd.DataFrame|None=None, # dev metadata (`read_meta`)
         df.loc[has, 'pseudo_label'] = p['scene_label'].to_numpy()[has]
         df.loc[has, 'pseudo_accepted'] = acc[has]
         df.loc[has, 'pseudo_confidence'] = p['confidence'].to_numpy(float)[has]
-    cols = ['filename', 'part', 'location', 'record_time', 'hour', 'session', 'city', 'time_ok', 'label', 'label_source',
+    cols = ['filename', 'part', 'location', 'record_time', 'hour', 'session', 'city', 'time_ok', 'label',
+            'label_source',
             'pseudo_label', 'pseudo_accepted', 'pseudo_confidence']
     return df[cols]
 
@@ -95,6 +97,29 @@ def resynthesize(logmel:np.ndarray, # (frames, n_mels) log-mel dB, as in a featu
     with torch.no_grad(): y = gl(S).numpy()
     return (0.5 * y / max(float(np.abs(y).max()), 1e-9)).astype(np.float32)
 
+# %% ../../nbs/53_report.explorer.ipynb #2fff69f7
+def _data_folder(data_dir, meta, eval_meta, truth, audio) -> tuple:
+    "A data folder's (or the given) files, dev and eval metadata and truth: (paths, dev, ev, tr)"
+    if data_dir is None and meta is None and eval_meta is None:
+        raise ValueError('give a run folder (run_dir), a data folder (data_dir) or metadata CSVs '
+                         '(meta=, eval_meta=)')
+    given = dict(meta=meta, eval_meta=eval_meta, truth=truth, audio=audio)
+    paths = {}
+    for k, fn in DATA_FILES.items():
+        p = given[k] if given[k] is not None else (None if data_dir is None else Path(data_dir)/fn)
+        if given[k] is not None and not Path(p).exists(): raise FileNotFoundError(
+            f"{k.replace('_', ' ')} not found: {p}")
+        paths[k] = Path(p) if p is not None and Path(p).exists() else None
+    if paths['meta'] is None and paths['eval_meta'] is None:
+        raise FileNotFoundError(f"{data_dir}: neither {DATA_FILES['meta']} nor {DATA_FILES['eval_meta']} found")
+    dev = read_meta(paths['meta'], on_bad_time='mask') if paths['meta'] else None
+    ev = read_meta(paths['eval_meta'], on_bad_time='mask') if paths['eval_meta'] else None
+    tr = None
+    if paths['truth'] is not None:
+        tr = pd.read_csv(paths['truth'], dtype=str, keep_default_na=False, encoding='utf-8-sig').set_index(
+            'filename')['scene_label']
+    return paths, dev, ev, tr
+
 # %% ../../nbs/53_report.explorer.ipynb #41c18fe4
 _ANY = 'any'
 
@@ -106,7 +131,8 @@ class ClipExplorer:
                  eval_meta=None, # evaluation metadata CSV; None: the one in the run or data folder
                  truth=None, # truth CSV (filename, scene_label); None: the one in the run or data folder
                  audio=None, # folder of the audio files; None: the one in the run or data folder
-                 predict:bool=True, # run: predict every clip with RUN_DIR/model.pt (False: use the run's probability CSVs)
+                 # run: predict every clip with RUN_DIR/model.pt (False: use the run's probability CSVs)
+                 predict:bool=True,
                  n_iter:int=16, # Griffin-Lim iterations of a resynthesis
                 ):
         self.run = None; self.n_iter = n_iter; self.cache = None; self.prob_source = None
@@ -115,29 +141,17 @@ class ClipExplorer:
             self.run = load_run(run_dir, meta=meta, eval_meta=eval_meta, truth=truth, audio=audio)
             paths = self.run.data
             if paths['meta'] is None and paths['eval_meta'] is None:
-                raise RunError(f"{run_dir}: the run's metadata was not found (in report.json or RUN_DIR/data): give meta= (and eval_meta=)")
+                raise RunError(f"{run_dir}: the run's metadata was not found (in report.json or RUN_DIR/data): give "
+                               f"meta= (and eval_meta=)")
             dev, ev, tr = self.run.dev, self.run.ev, self.run.truth
-            last = self.run.report.get('kept') if self.run.report.get('kept') in self.run.valid else next(reversed(self.run.valid), None)   # the stage model.pt holds
+            # the stage model.pt holds
+            last = self.run.report.get('kept') if self.run.report.get('kept') in self.run.valid else next(reversed(
+                self.run.valid), None)
             valid_names = [] if last is None else list(self.run.valid[last]['filename'])
             if self.run.pseudo: pseudo = self.run.pseudo[max(self.run.pseudo)][1]
             from asc_nbdev.audio.cache import FeatureCache
             if (Path(run_dir)/'features'/'manifest.json').is_file(): self.cache = FeatureCache(Path(run_dir)/'features')
-        else:
-            if data_dir is None and meta is None and eval_meta is None:
-                raise ValueError('give a run folder (run_dir), a data folder (data_dir) or metadata CSVs (meta=, eval_meta=)')
-            given = dict(meta=meta, eval_meta=eval_meta, truth=truth, audio=audio)
-            paths = {}
-            for k, fn in DATA_FILES.items():
-                p = given[k] if given[k] is not None else (None if data_dir is None else Path(data_dir)/fn)
-                if given[k] is not None and not Path(p).exists(): raise FileNotFoundError(f"{k.replace('_', ' ')} not found: {p}")
-                paths[k] = Path(p) if p is not None and Path(p).exists() else None
-            if paths['meta'] is None and paths['eval_meta'] is None:
-                raise FileNotFoundError(f"{data_dir}: neither {DATA_FILES['meta']} nor {DATA_FILES['eval_meta']} found")
-            dev = read_meta(paths['meta'], on_bad_time='mask') if paths['meta'] else None
-            ev = read_meta(paths['eval_meta'], on_bad_time='mask') if paths['eval_meta'] else None
-            tr = None
-            if paths['truth'] is not None:
-                tr = pd.read_csv(paths['truth'], dtype=str, keep_default_na=False, encoding='utf-8-sig').set_index('filename')['scene_label']
+        else: paths, dev, ev, tr = _data_folder(data_dir, meta, eval_meta, truth, audio)
         self.paths = paths
         self.clips = clip_table(dev, ev, tr, valid_names, pseudo)
         self.probs = np.full((len(self.clips), N_CLASSES), np.nan, np.float32)
@@ -146,29 +160,36 @@ class ClipExplorer:
         self.clips['pred'] = [CLASSES[i] if h else None for i, h in zip(np.nan_to_num(P).argmax(1), has)]
         self.clips['confidence'] = np.where(has, np.nan_to_num(P).max(1), np.nan)
         ok = has & self.clips['label'].notna().to_numpy()
-        self.clips['correct'] = pd.array(np.where(ok, self.clips['pred'] == self.clips['label'], False), dtype='boolean')
+        self.clips['correct'] = pd.array(np.where(ok, self.clips['pred'] == self.clips['label'], False),
+                                         dtype='boolean')
         self.clips.loc[~ok, 'correct'] = pd.NA
         self._logmel = None
         self._build()
 
-    def _predictions(self, predict):
-        run, rows = self.run, pd.Series(np.arange(len(self.clips)), index=self.clips['filename'])
-        if predict and self.cache is not None and (run.path/'model.pt').is_file():
-            have = self.clips['filename'].isin(set(self.cache.index.index)).to_numpy()
-            meta = pd.concat([m for m in (run.dev, run.ev) if m is not None]).set_index('filename').loc[self.clips['filename'][have]].reset_index()
-            self.probs[have] = predict_clips(run.path/'model.pt', self.cache, meta)
-            self.prob_source = 'model.pt (the final model), every clip'
-            return
-        srcs = []
-        if run.valid:
-            last = run.report.get('kept') if run.report.get('kept') in run.valid else next(reversed(run.valid)); v = run.valid[last]
-            self.probs[rows.reindex(v['filename']).dropna().astype(int).to_numpy()] = v[CLASSES].to_numpy(np.float32)[v['filename'].isin(rows.index).to_numpy()]
-            srcs.append(f'{last}/valid_probs.csv (validation clips)')
-        if run.eval_probs is not None:
-            e = run.eval_probs
-            self.probs[rows.reindex(e['filename']).dropna().astype(int).to_numpy()] = e[CLASSES].to_numpy(np.float32)[e['filename'].isin(rows.index).to_numpy()]
-            srcs.append('eval_probs.csv (eval clips)')
-        self.prob_source = ', '.join(srcs) or None
+# %% ../../nbs/53_report.explorer.ipynb #655aa599
+@patch
+def _predictions(self:ClipExplorer, predict):
+    run, rows = self.run, pd.Series(np.arange(len(self.clips)), index=self.clips['filename'])
+    if predict and self.cache is not None and (run.path/'model.pt').is_file():
+        have = self.clips['filename'].isin(set(self.cache.index.index)).to_numpy()
+        meta = pd.concat([m for m in (run.dev, run.ev) if m is not None]).set_index('filename').loc[self.clips[
+            'filename'][have]].reset_index()
+        self.probs[have] = predict_clips(run.path/'model.pt', self.cache, meta)
+        self.prob_source = 'model.pt (the final model), every clip'
+        return
+    srcs = []
+    if run.valid:
+        last = run.report.get('kept') if run.report.get('kept') in run.valid else next(reversed(
+            run.valid)); v = run.valid[last]
+        self.probs[rows.reindex(v['filename']).dropna().astype(int).to_numpy()] = v[CLASSES].to_numpy(np.float32)[v[
+            'filename'].isin(rows.index).to_numpy()]
+        srcs.append(f'{last}/valid_probs.csv (validation clips)')
+    if run.eval_probs is not None:
+        e = run.eval_probs
+        self.probs[rows.reindex(e['filename']).dropna().astype(int).to_numpy()] = e[CLASSES].to_numpy(np.float32)[e[
+            'filename'].isin(rows.index).to_numpy()]
+        srcs.append('eval_probs.csv (eval clips)')
+    self.prob_source = ', '.join(srcs) or None
 
 # %% ../../nbs/53_report.explorer.ipynb #890f1c98
 @patch
@@ -180,12 +201,15 @@ def _build(self:ClipExplorer):
     present = [k for k in CLASSES if (c['label'] == k).any()]
     self.w_class = W.Dropdown(options=opt(present), description='class', layout=lay, style=st)
     self.w_city = W.Dropdown(options=opt(sorted(c['location'].unique())), description='city', layout=lay, style=st)
-    self.w_part = W.Dropdown(options=opt([p for p in ('train', 'validation', 'labeled', 'unlabeled', 'eval') if (c['part'] == p).any()]),
+    self.w_part = W.Dropdown(options=opt([p for p in ('train', 'validation', 'labeled', 'unlabeled', 'eval') if (c[
+        'part'] == p).any()]),
                              description='part', layout=lay, style=st)
     self.w_hours = W.IntRangeSlider(value=(0, 23), min=0, max=23, description='hour', layout=lay, style=st)
     self.w_pred = W.Dropdown(options=opt(CLASSES), description='predicted', disabled=not has_pred, layout=lay, style=st)
-    self.w_outcome = W.Dropdown(options=[_ANY, 'correct', 'wrong'], description='outcome', disabled=not has_pred, layout=lay, style=st)
-    self.w_conf = W.FloatRangeSlider(value=(0., 1.), min=0., max=1., step=0.05, description='confidence', disabled=not has_pred,
+    self.w_outcome = W.Dropdown(options=[_ANY, 'correct', 'wrong'], description='outcome', disabled=not has_pred,
+                                layout=lay, style=st)
+    self.w_conf = W.FloatRangeSlider(value=(0., 1.), min=0., max=1., step=0.05, description='confidence',
+                                     disabled=not has_pred,
                                      layout=lay, style=st)
     self.w_clip = W.Dropdown(description='clip', layout=W.Layout(width='520px'), style=st)
     self.w_count = W.HTML()
@@ -199,26 +223,11 @@ def _build(self:ClipExplorer):
     self.widget = W.VBox([W.HBox([filters, W.VBox([self.w_count, self.w_clip, self.info])]), self.out])
     self._on_filter()
 
-# %% ../../nbs/53_report.explorer.ipynb #ede0695a
-@patch(as_prop=True)
-def filtered(self:ClipExplorer) -> pd.DataFrame:
-    "The clips passing every filter"
-    c, m = self.clips, np.ones(len(self.clips), bool)
-    if self.w_class.value != _ANY: m &= (c['label'] == self.w_class.value).to_numpy()
-    if self.w_city.value != _ANY: m &= (c['location'] == self.w_city.value).to_numpy()
-    if self.w_part.value != _ANY: m &= (c['part'] == self.w_part.value).to_numpy()
-    lo, hi = self.w_hours.value
-    if (lo, hi) != (0, 23): m &= c['hour'].between(lo, hi).to_numpy()
-    if self.w_pred.value != _ANY: m &= (c['pred'] == self.w_pred.value).to_numpy()
-    if self.w_outcome.value != _ANY: m &= (c['correct'] == (self.w_outcome.value == 'correct')).fillna(False).to_numpy(bool)
-    lo, hi = self.w_conf.value
-    if (lo, hi) != (0., 1.): m &= c['confidence'].between(lo, hi).to_numpy()
-    return c[m]
-
 # %% ../../nbs/53_report.explorer.ipynb #86452226
 def _clip_label(r):
     h = '?' if np.isnan(r.hour) else f'{int(r.hour):02d}h'
-    return f"{r.filename} | {r.label or '?'} | {r.location} | {h}" + ('' if r.pred is None else f' | pred {r.pred} {r.confidence:.2f}')
+    return f"{r.filename} | {r.label or '?'} | {r.location} | {h}" + ('' if r.pred is None else f' | pred {r.pred} '
+                                                                      f'{r.confidence:.2f}')
 
 # %% ../../nbs/53_report.explorer.ipynb #dc2224cc
 @patch
@@ -242,6 +251,33 @@ def _on_clip(self:ClipExplorer, change=None):
     self.info.value = self._info_html(cur)
     if self._live: self._render()
 
+# %% ../../nbs/53_report.explorer.ipynb #b0f66097
+@patch
+def _wav(self:ClipExplorer, fn):
+    a = self.paths.get('audio')
+    p = None if a is None else Path(a)/f'{fn}.wav'
+    return p if p is not None and p.is_file() else None
+
+# %% ../../nbs/53_report.explorer.ipynb #87f1dc36
+@patch
+def _sources(self:ClipExplorer, fn):
+    wav, cached = self._wav(fn), self.cache is not None and fn in self.cache
+    spec = 'feature cache' if cached else ('computed from the audio file' if wav else None)
+    aud = str(wav) if wav else ('resynthesised from the log-mel spectrogram (the audio file is missing)' if cached
+                                else None)
+    return aud, spec
+
+# %% ../../nbs/53_report.explorer.ipynb #0a3a5606
+@patch
+def _info_html(self:ClipExplorer, cur):
+    if cur is None: return '<i>no clip passes the filters</i>'
+    keys = ['filename', 'part', 'location', 'record_time', 'session', 'label', 'label_source', 'pseudo_label',
+            'pseudo_accepted',
+            'pred', 'confidence', 'correct', 'audio_source', 'spectrogram_source', 'prob_source']
+    fmt = lambda v: f'{v:.3f}' if isinstance(v, float) else ('–' if v is None else str(v))
+    rows = ''.join(f'<tr><td><b>{k}</b></td><td>{_html.escape(fmt(cur[k]))}</td></tr>' for k in keys if k in cur)
+    return f'<table style="font-size:0.85em">{rows}</table>'
+
 # %% ../../nbs/53_report.explorer.ipynb #ad4d7415
 @patch(as_prop=True)
 def current(self:ClipExplorer) -> dict|None:
@@ -256,7 +292,8 @@ def current(self:ClipExplorer) -> dict|None:
         if isinstance(v, np.generic): v = v.item()                     # plain Python numbers and bools
         return None if isinstance(v, float) and np.isnan(v) else v
     d = dict(filename=fn, part=r['part'], location=r['location'], city_known=bool(r['city'] != UNKNOWN_CITY),
-             record_time=None if pd.isna(r['record_time']) else str(r['record_time']), hour=None if np.isnan(r['hour']) else int(r['hour']),
+             record_time=None if pd.isna(r['record_time']) else str(r['record_time']), hour=None if np.isnan(r['hour'])
+                 else int(r['hour']),
              session=r['session'], label=val(r['label']), label_source=val(r['label_source']),
              pseudo_label=val(r['pseudo_label']), pseudo_accepted=val(r['pseudo_accepted']),
              pseudo_confidence=val(r['pseudo_confidence']), pred=val(r['pred']), confidence=val(r['confidence']),
@@ -266,27 +303,30 @@ def current(self:ClipExplorer) -> dict|None:
     d['audio_source'], d['spectrogram_source'] = self._sources(fn)
     return d
 
-# %% ../../nbs/53_report.explorer.ipynb #b0f66097
-@patch
-def _wav(self:ClipExplorer, fn):
-    a = self.paths.get('audio')
-    p = None if a is None else Path(a)/f'{fn}.wav'
-    return p if p is not None and p.is_file() else None
-
-# %% ../../nbs/53_report.explorer.ipynb #87f1dc36
-@patch
-def _sources(self:ClipExplorer, fn):
-    wav, cached = self._wav(fn), self.cache is not None and fn in self.cache
-    spec = 'feature cache' if cached else ('computed from the audio file' if wav else None)
-    aud = str(wav) if wav else ('resynthesised from the log-mel spectrogram (the audio file is missing)' if cached else None)
-    return aud, spec
+# %% ../../nbs/53_report.explorer.ipynb #ede0695a
+@patch(as_prop=True)
+def filtered(self:ClipExplorer) -> pd.DataFrame:
+    "The clips passing every filter"
+    c, m = self.clips, np.ones(len(self.clips), bool)
+    if self.w_class.value != _ANY: m &= (c['label'] == self.w_class.value).to_numpy()
+    if self.w_city.value != _ANY: m &= (c['location'] == self.w_city.value).to_numpy()
+    if self.w_part.value != _ANY: m &= (c['part'] == self.w_part.value).to_numpy()
+    lo, hi = self.w_hours.value
+    if (lo, hi) != (0, 23): m &= c['hour'].between(lo, hi).to_numpy()
+    if self.w_pred.value != _ANY: m &= (c['pred'] == self.w_pred.value).to_numpy()
+    if self.w_outcome.value != _ANY: m &= (c['correct'] == (self.w_outcome.value == 'correct')).fillna(False).to_numpy(
+        bool)
+    lo, hi = self.w_conf.value
+    if (lo, hi) != (0., 1.): m &= c['confidence'].between(lo, hi).to_numpy()
+    return c[m]
 
 # %% ../../nbs/53_report.explorer.ipynb #aa22e6c2
 @patch
 def spectrogram(self:ClipExplorer,
                 fn:str|None=None, # file name of a clip; None: the shown one
                ) -> np.ndarray|None:
-    "Log-mel spectrogram (frames, mels) of clip `fn` (default: the shown one): from the feature cache, or computed from its audio"
+    """Log-mel spectrogram (frames, mels) of clip `fn` (default: the shown one): from the feature cache, or computed
+    from its audio"""
     fn = fn or self.w_clip.value
     if fn is None: return None
     if self.cache is not None and fn in self.cache: return np.asarray(self.cache[fn], np.float32)
@@ -310,7 +350,8 @@ def audio(self:ClipExplorer,
     if (wav := self._wav(fn)) is not None: return Audio(filename=str(wav))
     if self.cache is not None and fn in self.cache:
         p = self.cache.params
-        return Audio(data=resynthesize(np.asarray(self.cache[fn], np.float32), p['sr'], p['n_fft'], p['win_length'], p['hop_length'],
+        return Audio(data=resynthesize(np.asarray(self.cache[fn], np.float32), p['sr'], p['n_fft'], p['win_length'],
+                                       p['hop_length'],
                                        p['fmin'], p['fmax'], n_iter=self.n_iter), rate=p['sr'])
     return None
 
@@ -318,7 +359,8 @@ def audio(self:ClipExplorer,
 @patch
 def figure(self:ClipExplorer,
            figsize=(9, 2.8), # matplotlib figure size
-           dpi:float|None=100, # its resolution (the panel's default, whatever a notebook set in `rcParams`); None: `rcParams`
+           # its resolution (the panel's default, whatever a notebook set in `rcParams`); None: `rcParams`
+           dpi:float|None=100,
           ):
     "A matplotlib figure of the shown clip: log-mel spectrogram and class probabilities"
     import matplotlib.pyplot as plt
@@ -330,30 +372,23 @@ def figure(self:ClipExplorer,
     S = self.spectrogram(cur['filename'])
     if S is None: a.text(0.5, 0.5, 'no audio and no features for this clip', ha='center'); a.axis('off')
     else:
-        hop, sr = (self.cache.params['hop_length'], self.cache.params['sr']) if self.cache is not None else (882, SAMPLE_RATE)
+        hop, sr = (self.cache.params['hop_length'], self.cache.params['sr']) if self.cache is not None else (882,
+            SAMPLE_RATE)
         im = a.imshow(S.T, origin='lower', aspect='auto', cmap='magma', extent=(0, len(S) * hop / sr, 0, S.shape[1]))
         a.set_xlabel('seconds'); a.set_ylabel('mel band'); fig.colorbar(im, ax=a, pad=0.01, label='dB')
     a.set_title(f"{cur['filename']} | {cur['location']} | {cur['record_time'] or 'no time'}", fontsize=8)
-    if cur['probs'] is None: b.text(0.5, 0.5, 'no model probabilities', ha='center', va='center'); b.set_xticks([]); b.set_yticks([])
+    if cur['probs'] is None: b.text(0.5, 0.5, 'no model probabilities', ha='center', va='center'); b.set_xticks(
+        []); b.set_yticks([])
     else:
         pr = np.array([cur['probs'][k] for k in CLASSES])
         col = ['tab:green' if k == cur['label'] else ('tab:red' if k == cur['pred'] else 'tab:gray') for k in CLASSES]
         b.barh(range(N_CLASSES), pr, color=col); b.set_yticks(range(N_CLASSES)); b.set_yticklabels(CLASSES, fontsize=7)
         b.invert_yaxis(); b.set_xlim(0, 1); b.set_xlabel('probability')
     lab = cur['label'] or (f"pseudo {cur['pseudo_label']}" if cur['pseudo_label'] else '?')
-    b.set_title(f"label {lab}" + (f" | predicted {cur['pred']} ({cur['confidence']:.2f})" if cur['pred'] else ''), fontsize=8)
+    b.set_title(f"label {lab}" + (f" | predicted {cur['pred']} ({cur['confidence']:.2f})" if cur['pred'] else ''),
+                fontsize=8)
     plt.tight_layout()
     return fig
-
-# %% ../../nbs/53_report.explorer.ipynb #0a3a5606
-@patch
-def _info_html(self:ClipExplorer, cur):
-    if cur is None: return '<i>no clip passes the filters</i>'
-    keys = ['filename', 'part', 'location', 'record_time', 'session', 'label', 'label_source', 'pseudo_label', 'pseudo_accepted',
-            'pred', 'confidence', 'correct', 'audio_source', 'spectrogram_source', 'prob_source']
-    fmt = lambda v: f'{v:.3f}' if isinstance(v, float) else ('–' if v is None else str(v))
-    rows = ''.join(f'<tr><td><b>{k}</b></td><td>{_html.escape(fmt(cur[k]))}</td></tr>' for k in keys if k in cur)
-    return f'<table style="font-size:0.85em">{rows}</table>'
 
 # %% ../../nbs/53_report.explorer.ipynb #6b8abf6e
 @patch
@@ -365,7 +400,8 @@ def _render(self:ClipExplorer):
         cur = self.current
         if cur is None: return
         fig = self.figure(); display(fig); plt.close(fig)
-        if cur['audio_source'] and not cur['audio_source'].endswith('.wav'): display(HTML(f"<i>{cur['audio_source']}</i>"))
+        if cur['audio_source'] and not cur['audio_source'].endswith('.wav'): display(HTML(
+            f"<i>{cur['audio_source']}</i>"))
         a = self.audio()
         if a is not None: display(a)
 
@@ -389,5 +425,7 @@ def select(self:ClipExplorer,
 # %% ../../nbs/53_report.explorer.ipynb #534f95c4
 @patch
 def __repr__(self:ClipExplorer):
-    src = f'run {self.run.path}' if self.run is not None else f"data {self.paths.get('meta') or self.paths.get('eval_meta')}"
-    return f"ClipExplorer({src}: {len(self.clips)} clips, {len(self.filtered)} pass the filters, showing {self.w_clip.value!r})"
+    src = (f'run {self.run.path}' if self.run is not None
+           else f"data {self.paths.get('meta') or self.paths.get('eval_meta')}")
+    return (f"ClipExplorer({src}: {len(self.clips)} clips, {len(self.filtered)} pass the filters, "
+            f"showing {self.w_clip.value!r})")

@@ -77,13 +77,15 @@ def plot_confidence(probs, # (clips, classes) probabilities
     if ax is None: _, ax = plt.subplots(figsize=figsize)
     ax.hist([conf[ok], conf[~ok]], bins=bins, range=(0, 1), stacked=True, color=['tab:green', 'tab:red'],
             label=[f'correct ({ok.sum()})', f'wrong ({(~ok).sum()})'])
-    ax.set_xlabel('confidence (max softmax)'); ax.set_ylabel('clips'); ax.legend(fontsize=8); ax.set_title(title, fontsize=9)
+    ax.set_xlabel('confidence (max softmax)'); ax.set_ylabel('clips'); ax.legend(fontsize=8); ax.set_title(title,
+        fontsize=9)
     plt.tight_layout()
     return ax
 
 # %% ../../nbs/49_report.plots.ipynb #8344ccdc
 def file_backend() -> str:
-    "Use matplotlib's Agg backend in a script or worker process; inside IPython keep the notebook's backend. Returns the backend"
+    """Use matplotlib's Agg backend in a script or worker process; inside IPython keep the notebook's backend.
+    Returns the backend"""
     import sys, matplotlib
     ip = sys.modules.get('IPython')
     if ip is None or getattr(ip, 'get_ipython', lambda: None)() is None: matplotlib.use('Agg', force=False)

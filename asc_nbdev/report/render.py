@@ -50,96 +50,125 @@ def _jsonable(o):
 # %% ../../nbs/52_report.render.ipynb #3cafb338
 def _table_json(df:pd.DataFrame) -> dict: return _jsonable(df.to_dict(orient='index'))
 
+# %% ../../nbs/52_report.render.ipynb #20b7f235
+def _model_table(path:Path) -> pd.DataFrame|None:
+    "The final model's complexity (RUN/model.pt), one row; None when the run has no model.pt"
+    if (path/'model.pt').is_file():   # the final model's complexity, as DCASE Task 1 reports it
+        from asc_nbdev.models.files import load_asc_model
+        from asc_nbdev.models.complexity import model_complexity
+        m, minfo = load_asc_model(path/'model.pt')
+        cx = model_complexity(m, seconds=(minfo.get('features') or {}).get('clip_seconds') or 10.0)
+        kind = f"fold ensemble of {len(m)} {m.members[0].arch}" if minfo['arch'] == 'ensemble' else minfo['arch']
+        return pd.DataFrame([dict(model=kind, **{k: cx[k] for k in ('params_M', 'macs_M', 'seconds',
+            'size_fp32_KiB', 'size_fp16_KiB', 'size_int8_KiB')})]).set_index('model')
+
+# %% ../../nbs/52_report.render.ipynb #e2446b20
+def _compare_tables(path:Path, rep:dict, compare:dict|None) -> tuple:
+    "This run beside the other runs (`compare_runs`) and the keys that differ besides metadata; None, [] without"
+    res, differs = None, []
+    if compare:
+        cols = {}
+        for k, r in [(path, rep), *compare.items()]:
+            k = Path(k).resolve()
+            name = k.name if not any(c[0] == k.name for c in cols) else f'{k.parent.name}/{k.name}'
+            while any(c[0] == name for c in cols): name += "'"
+            cols[(name, str(k))] = r
+        res = compare_runs({f"{n} (metadata {'on' if r['metadata'] else 'off'})": r for (n, _), r in cols.items()})
+        keys = ('recipe', 'split', 'rounds', 'data')
+        differs = sorted({k for r in compare.values() for k in keys if r.get(k) != rep.get(k)})
+    return res, differs
+
 # %% ../../nbs/52_report.render.ipynb #71dfc7b7
 class RunReport:
     "What `asc-report` shows about a finished run: tables and numbers (each naming its split) and figures"
-    def __init__(self,
-                 run:RunData, # a finished run, from `load_run`
-                 compare:dict|None=None, # report.json dicts of other runs to compare with, by folder; None: no comparison
+    def __init__(self, run:RunData, # a finished run, from `load_run`
+                 # report.json dicts of other runs to compare with, by folder; None: no comparison
+                 compare:dict|None=None,
                 ):
         self.run, self.path, rep = run, run.path, run.report
         self.notes = list(run.notes)
         self.info = dict(run=str(run.path), recipe=rep['recipe'], metadata=bool(rep['metadata']), split=rep['split'],
-                         rounds=rep.get('rounds'), **{f'data_{k}': v for k, v in (rep.get('data') or {}).items() if not isinstance(v, str)},
+                         rounds=rep.get('rounds'), **{f'data_{k}': v for k, v in (rep.get('data') or {}).items()
+                             if not isinstance(v, str)},
                          **{f'{k}_path': (None if v is None else str(v)) for k, v in run.data.items()})
         self.stages = stage_table(rep)
-        self.model = None
-        if (run.path/'model.pt').is_file():   # the final model's complexity, as DCASE Task 1 reports it
-            from asc_nbdev.models.files import load_asc_model
-            from asc_nbdev.models.complexity import model_complexity
-            m, minfo = load_asc_model(run.path/'model.pt')
-            cx = model_complexity(m, seconds=(minfo.get('features') or {}).get('clip_seconds') or 10.0)
-            kind = f"fold ensemble of {len(m)} {m.members[0].arch}" if minfo['arch'] == 'ensemble' else minfo['arch']
-            self.model = pd.DataFrame([dict(model=kind, **{k: cx[k] for k in ('params_M', 'macs_M', 'seconds', 'size_fp32_KiB', 'size_fp16_KiB', 'size_int8_KiB')})]).set_index('model')
+        self.model = _model_table(run.path)
         self.splits = {}
-        final = rep.get('kept') if rep.get('kept') in run.valid else next(reversed(run.valid), None)   # the stage model.pt holds
+        # the stage model.pt holds
+        final = rep.get('kept') if rep.get('kept') in run.valid else next(reversed(run.valid), None)
         dev = run.dev
         if final is not None:
             vp = run.valid[final]
             seen = None
             if 'unseen_city' in vp and dev is not None:   # --cv: a city is seen where its fold trained on it
-                seen = set(dev.set_index('filename').reindex(vp['filename'][~vp['unseen_city'].astype(bool)])['location'])
+                seen = set(dev.set_index('filename').reindex(vp['filename'][~vp['unseen_city'].astype(bool)])[
+                    'location'])
             elif dev is not None: seen = set(dev['location'][~dev['filename'].isin(set(vp['filename']))])
             cv = rep.get('cv')
             self._add_split(valid_split(rep['split']) + (f", out of fold ({cv['folds']} folds)" if cv else ''), final,
-                            prediction_frame(vp, vp['label'], dev, seen, f"{final}/{'oof_probs' if cv else 'valid_probs'}.csv"), vp)
+                            prediction_frame(vp, vp['label'], dev, seen,
+                                             f"{final}/{'oof_probs' if cv else 'valid_probs'}.csv"), vp)
         if run.eval_probs is not None and run.truth is not None:
             ep = run.eval_probs; tl = run.truth.reindex(ep['filename'])
             if tl.isna().any():
-                self.notes.append(f"truth has no label for {int(tl.isna().sum())} of {len(ep)} eval clips: they are left out of the test numbers")
+                self.notes.append(f"truth has no label for {int(tl.isna().sum())} of {len(ep)} eval clips: they are "
+                                  f"left out of the test numbers")
                 ep = ep[tl.notna().to_numpy()].reset_index(drop=True); tl = tl.dropna()
             lab = np.array([class_index(c) for c in tl])
             seen = None if dev is None else set(dev['location'])
-            if run.ev is None: self.notes.append('no eval metadata found (give --eval-meta): no per-city or per-hour test accuracy')
-            self._add_split(TEST_SPLIT, 'final model (model.pt)', prediction_frame(ep, lab, run.ev, seen, 'eval_probs.csv'), ep)
+            if run.ev is None: self.notes.append('no eval metadata found (give --eval-meta): no per-city or per-hour '
+                                                 'test accuracy')
+            self._add_split(TEST_SPLIT, 'final model (model.pt)', prediction_frame(ep, lab, run.ev, seen,
+                'eval_probs.csv'), ep)
         self.pseudo, self.pseudo_classes = pseudo_tables(run.pseudo, run.truth)
-        if len(self.pseudo) and run.truth is None: self.notes.append('no truth file: pseudo-label accuracy is not known')
-        self.compare, self.compare_differs = None, []
-        if compare:
-            cols = {}
-            for k, r in [(self.path, rep), *compare.items()]:
-                k = Path(k).resolve(); name = k.name if not any(c[0] == k.name for c in cols) else f'{k.parent.name}/{k.name}'
-                while any(c[0] == name for c in cols): name += "'"
-                cols[(name, str(k))] = r
-            self.compare = compare_runs({f"{n} (metadata {'on' if r['metadata'] else 'off'})": r for (n, _), r in cols.items()})
-            keys = ('recipe', 'split', 'rounds', 'data')
-            self.compare_differs = sorted({k for r in compare.values() for k in keys if r.get(k) != rep.get(k)})
+        if len(self.pseudo) and run.truth is None: self.notes.append('no truth file: pseudo-label accuracy '
+                                                                     'is not known')
+        self.compare, self.compare_differs = _compare_tables(self.path, rep, compare)
         self.leakage = None
         if dev is not None and (dev['label'] >= 0).any():
             rj = self.path/(final or '')/'recipe.json'
             r = load_json(rj) if final and rj.is_file() else {}
             self.leakage = leakage_table(dev, valid_pct=r.get('valid_pct', 0.2), seed=r.get('seed', 1234))
-            self.leakage.index = [valid_split(s) + (' (used by this run)' if s == rep['split'] else '') for s in self.leakage.index]
+            self.leakage.index = [valid_split(s) + (' (used by this run)' if s == rep['split'] else '')
+                                                    for s in self.leakage.index]
             self.leakage.index.name = 'split'
 
-    def _add_split(self, name, source, df, probs):
-        d = dict(source=source, frame=df, probs=probs[CLASSES].to_numpy(np.float32), summary=split_summary(df),
-                 classes=class_metrics(df['pred'], df['label']))
-        if 'location' in df:
-            c = accuracy_by(df, 'location')
-            if 'seen' in df: c['seen'] = df.groupby('location')['seen'].first()
-            d['cities'] = c.sort_values(['seen', 'n'] if 'seen' in c else ['n'], ascending=False)
-            h = accuracy_by(df, 'hour'); h.index = h.index.astype(int); d['hours'] = h
-        self.splits[name] = d
+# %% ../../nbs/52_report.render.ipynb #6b6ad091
+@patch
+def _add_split(self:RunReport, name, source, df, probs):
+    d = dict(source=source, frame=df, probs=probs[CLASSES].to_numpy(np.float32), summary=split_summary(df),
+             classes=class_metrics(df['pred'], df['label']))
+    if 'location' in df:
+        c = accuracy_by(df, 'location')
+        if 'seen' in df: c['seen'] = df.groupby('location')['seen'].first()
+        d['cities'] = c.sort_values(['seen', 'n'] if 'seen' in c else ['n'], ascending=False)
+        h = accuracy_by(df, 'hour'); h.index = h.index.astype(int); d['hours'] = h
+    self.splits[name] = d
 
-    def summary(self) -> dict:
-        "The report's numbers as JSON-ready data, keyed by the split they came from"
-        out = dict(info=self.info, notes=self.notes,
-                   stages=_jsonable(self.stages.astype(object).where(self.stages.notna(), None).to_dict(orient='records')),
-                   splits={k: dict(source=v['source'], **v['summary'], per_class=_table_json(v['classes']),
-                                   **({'per_city': _table_json(v['cities']), 'per_hour': _table_json(v['hours'])} if 'cities' in v else {}))
-                           for k, v in self.splits.items()})
-        if len(self.pseudo):
-            out[f'pseudo_labels, {PSEUDO_SPLIT}'] = _table_json(self.pseudo)
-            out[f'pseudo_labels_per_class, {PSEUDO_SPLIT}'] = _table_json(_wide_rounds(self.pseudo_classes))
-        if self.compare is not None: out['compare'] = _table_json(self.compare)
-        if self.leakage is not None: out['leakage'] = _table_json(self.leakage)
-        if self.model is not None: out['model'] = _table_json(self.model)
-        return _jsonable(out)
+# %% ../../nbs/52_report.render.ipynb #f616e5f0
+@patch
+def summary(self:RunReport) -> dict:
+    "The report's numbers as JSON-ready data, keyed by the split they came from"
+    out = dict(info=self.info, notes=self.notes,
+               stages=_jsonable(self.stages.astype(object).where(self.stages.notna(), None).to_dict(orient='records')),
+               splits={k: dict(source=v['source'], **v['summary'], per_class=_table_json(v['classes']),
+                               **({'per_city': _table_json(v['cities']), 'per_hour': _table_json(v['hours'])}
+                                   if 'cities' in v else {}))
+                       for k, v in self.splits.items()})
+    if len(self.pseudo):
+        out[f'pseudo_labels, {PSEUDO_SPLIT}'] = _table_json(self.pseudo)
+        out[f'pseudo_labels_per_class, {PSEUDO_SPLIT}'] = _table_json(_wide_rounds(self.pseudo_classes))
+    if self.compare is not None: out['compare'] = _table_json(self.compare)
+    if self.leakage is not None: out['leakage'] = _table_json(self.leakage)
+    if self.model is not None: out['model'] = _table_json(self.model)
+    return _jsonable(out)
 
-    def __repr__(self):
-        return (f"RunReport({str(self.path)!r}: {self.info['recipe']}, metadata {'on' if self.info['metadata'] else 'off'}, "
-                f"splits {list(self.splits)})")
+# %% ../../nbs/52_report.render.ipynb #378b5558
+@patch
+def __repr__(self:RunReport):
+    return (f"RunReport({str(self.path)!r}: {self.info['recipe']}, metadata "
+            f"{'on' if self.info['metadata'] else 'off'}, "
+            f"splits {list(self.splits)})")
 
 # %% ../../nbs/52_report.render.ipynb #b0327d47
 def evaluate_run(run_dir, # a finished run folder (`asc-train`, `run_pipeline`)
@@ -165,7 +194,8 @@ def plot_stages(stages:pd.DataFrame, # `stage_table`
     "Accuracy and balanced accuracy of every stage, one bar per split"
     import matplotlib.pyplot as plt
     fig, axs = plt.subplots(1, 2, figsize=figsize, sharey=True)
-    piv = {k: stages.pivot(index='stage', columns='split', values=k).reindex(stages['stage'].unique()) for k in ('accuracy', 'balanced_accuracy')}
+    piv = {k: stages.pivot(index='stage', columns='split', values=k).reindex(stages['stage'].unique()) for k in (
+        'accuracy', 'balanced_accuracy')}
     for ax, (k, p) in zip(axs, piv.items()):
         p.astype(float).plot.bar(ax=ax, rot=0, legend=False, width=0.75)
         ax.set_title(k.replace('_', ' '), fontsize=9); ax.set_xlabel(''); ax.set_ylim(0, 1); ax.tick_params(labelsize=7)
@@ -185,13 +215,17 @@ def plot_city_hour(df:pd.DataFrame, # a `prediction_frame` with location (and se
     seen = df.groupby('location')['seen'].first().reindex(c.index) if 'seen' in df else pd.Series(True, index=c.index)
     c = c.assign(seen=seen).sort_values(['seen', 'n'], ascending=False)
     a.bar(range(len(c)), c['accuracy'], color=np.where(c['seen'], 'tab:blue', 'tab:orange'))
-    for i, (n, v) in enumerate(zip(c['n'], c['accuracy'])): a.text(i, min(v, 0.9) + 0.02, str(n), ha='center', fontsize=6)
+    for i, (n, v) in enumerate(zip(c['n'], c['accuracy'])): a.text(i, min(v, 0.9) + 0.02, str(n), ha='center',
+                                                                   fontsize=6)
     a.set_xticks(range(len(c))); a.set_xticklabels(c.index, rotation=45, ha='right', fontsize=7)
-    a.set_ylim(0, 1); a.set_ylabel('accuracy'); a.set_title(f'{title}: per city (blue seen, orange unseen; clips on top)'.strip(': '), fontsize=8)
+    a.set_ylim(0, 1); a.set_ylabel('accuracy'); a.set_title(f'{title}: per city (blue seen, orange unseen; '
+                                                            f'clips on top)'.strip(': '), fontsize=8)
     h = accuracy_by(df, 'hour')
     b.bar(h.index.astype(int), h['accuracy'], color='tab:gray')
-    for x, n, v in zip(h.index.astype(int), h['n'], h['accuracy']): b.text(x, min(v, 0.9) + 0.02, str(n), ha='center', fontsize=6)
-    b.set_xlim(-0.5, 23.5); b.set_ylim(0, 1); b.set_xlabel('hour of day'); b.set_title(f'{title}: per hour (clips on top)'.strip(': '), fontsize=8)
+    for x, n, v in zip(h.index.astype(int), h['n'], h['accuracy']): b.text(x, min(v, 0.9) + 0.02, str(n), ha='center',
+        fontsize=6)
+    b.set_xlim(-0.5, 23.5); b.set_ylim(0, 1); b.set_xlabel('hour of day'); b.set_title(
+        f'{title}: per hour (clips on top)'.strip(': '), fontsize=8)
     b.tick_params(labelsize=7)
     plt.tight_layout()
     return fig
@@ -205,19 +239,26 @@ def figures(self:RunReport) -> dict:
     "Every figure of the report: file name -> (matplotlib figure, caption naming the split)"
     import matplotlib.pyplot as plt
     out = {}
-    if len(self.stages): out['stages.png'] = (plot_stages(self.stages), 'Accuracy and balanced accuracy per stage and split')
+    if len(self.stages): out['stages.png'] = (plot_stages(self.stages), 'Accuracy and balanced accuracy per '
+                                              'stage and split')
     for name, d in self.splits.items():
         s, df = _slug(name), d['frame']
         ax = plot_confusion(df['pred'], df['label'], title=f"{d['source']}, {name}, row-normalised", figsize=(5, 4.2))
-        out[f'confusion_{s}.png'] = (ax.figure, f"Normalised confusion matrix, {d['source']}, {name} (rows: true class; recall on the diagonal)")
+        out[f'confusion_{s}.png'] = (ax.figure, f"Normalised confusion matrix, {d['source']}, {name} (rows: true "
+                                                f"class; recall on the diagonal)")
         ax = plot_confidence(d['probs'], df['label'], title=f'confidence, {name}', figsize=(5, 2.4))
-        out[f'confidence_{s}.png'] = (ax.figure, f"Confidence (max softmax) of correct and wrong predictions, {d['source']}, {name}")
+        out[f'confidence_{s}.png'] = (ax.figure, f"Confidence (max softmax) of correct and wrong predictions, "
+                                                 f"{d['source']}, {name}")
         if 'cities' in d:
-            out[f'city_hour_{s}.png'] = (plot_city_hour(df, name), f"Accuracy per city and per hour of day, {d['source']}, {name}")
+            out[f'city_hour_{s}.png'] = (plot_city_hour(df, name), f"Accuracy per city and per hour of day, "
+                                                                   f"{d['source']}, {name}")
     for r, (_, pl) in sorted(self.run.pseudo.items()):
-        pl = pl.assign(accepted=pl['accepted'].astype(str).str.lower().isin(['true', '1']) if pl['accepted'].dtype == object else pl['accepted'])
-        ax = plot_pseudo_confidence(pl, title=f'pseudo-label confidence, round {r} (unlabeled dev clips)', figsize=(5, 2.4))
-        out[f'pseudo_r{r}.png'] = (ax.figure, f'Confidence of accepted and rejected pseudo-labels, round {r}, unlabeled dev clips')
+        pl = pl.assign(accepted=pl['accepted'].astype(str).str.lower().isin(['true', '1']) if pl[
+            'accepted'].dtype == object else pl['accepted'])
+        ax = plot_pseudo_confidence(pl, title=f'pseudo-label confidence, round {r} (unlabeled dev clips)', figsize=(5,
+            2.4))
+        out[f'pseudo_r{r}.png'] = (ax.figure, f'Confidence of accepted and rejected pseudo-labels, round {r}, '
+                                              f'unlabeled dev clips')
     return out
 
 # %% ../../nbs/52_report.render.ipynb #ee0d8b69
@@ -244,9 +285,11 @@ def md_table(df:pd.DataFrame, # the table
 # %% ../../nbs/52_report.render.ipynb #85953756
 def _html_table(df, index=True, digits=3):
     head = ([str(n) if n is not None else '' for n in df.index.names] if index else []) + [str(c) for c in df.columns]
-    rows = ''.join('<tr>' + ''.join(f'<td>{_html.escape(_fmt(v, digits))}</td>' for v in [*((list(i) if isinstance(i, tuple) else [i]) if index else []), *r]) + '</tr>'
+    rows = ''.join('<tr>' + ''.join(f'<td>{_html.escape(_fmt(v, digits))}</td>' for v in [*((list(i) if isinstance(i,
+        tuple) else [i]) if index else []), *r]) + '</tr>'
                    for i, r in zip(df.index, df.itertuples(index=False)))
-    return '<table><thead><tr>' + ''.join(f'<th>{_html.escape(h)}</th>' for h in head) + f'</tr></thead><tbody>{rows}</tbody></table>'
+    return '<table><thead><tr>' + ''.join(f'<th>{_html.escape(h)}</th>'
+                                          for h in head) + f'</tr></thead><tbody>{rows}</tbody></table>'
 
 # %% ../../nbs/52_report.render.ipynb #4f05e4c0
 def _wide_rounds(pc):
@@ -254,6 +297,29 @@ def _wide_rounds(pc):
     w = pc.unstack('round')
     w.columns = [f'{a}, round {r}' for a, r in w.columns]
     return w.reindex(CLASSES).rename_axis('class')
+
+# %% ../../nbs/52_report.render.ipynb #34572cbf
+def _split_blocks(B:list, fig, name:str, d:dict):
+    "Append one split's blocks to `B`: its figures, per-class table, per-city and per-hour tables (`fig` adds a figure)"
+    s = _slug(name); sm = d['summary']
+    B += [('h', 2, f"{name}: {d['source']}"),
+          ('p', f"{sm['n']} clips: accuracy **{sm['accuracy']:.3f}**, balanced accuracy "
+                f"**{sm['balanced_accuracy']:.3f}**, "
+                f"macro F1 {sm['macro_f1']:.3f}" + (f", seen cities {sm['seen_cities_accuracy']:.3f} "
+                                                    f"({sm['seen_cities_n']} clips)" if 'seen_cities_accuracy' in sm
+                                                        else '')
+                + (f", unseen cities {sm['unseen_cities_accuracy']:.3f} ({sm['unseen_cities_n']} clips)"
+                   if 'unseen_cities_accuracy' in sm else '')
+                + f" ({name}).")]
+    fig(f'confusion_{s}.png')
+    B.append(('table', d['classes'], f'Per-class precision, recall, F1 and support, {name}'))
+    if 'cities' in d:
+        B += [('table', d['cities'], f'Accuracy per city, {name} (seen: the city occurs in the training data)'),
+              ('table', pd.DataFrame({h: [int(r.n), r.accuracy] for h, r in d['hours'].iterrows()}, index=['clips',
+                  'accuracy'],
+                                     dtype=object).rename_axis('hour'), f'Accuracy per hour of day, {name}')]
+        fig(f'city_hour_{s}.png')
+    fig(f'confidence_{s}.png')
 
 # %% ../../nbs/52_report.render.ipynb #197303b5
 @patch
@@ -265,36 +331,31 @@ def blocks(self:RunReport,
     figures = figures or {}
     fig = lambda name: B.append(('img', name, figures[name][1])) if name in figures else None
     B += [('h', 1, f"Run report: {self.path.name}"),
-          ('p', f"Recipe **{i['recipe']}**, city/time metadata **{'on' if i['metadata'] else 'off'}**, validation on the "
-                f"**{i['split']}** split, {i['rounds']} pseudo-label round(s). Data: {i.get('data_dev_clips', '?')} dev clips "
-                f"({i.get('data_labeled', '?')} labeled), {i.get('data_eval_clips', '?')} eval clips. Every number below names "
-                f"its split: *{valid_split(i['split'])}* = labeled dev clips held out by that split; *{TEST_SPLIT}* = the eval "
-                f"clips scored against the truth file; *{PSEUDO_SPLIT}* = pseudo-labels scored against the truth file.")]
+          ('p', f"Recipe **{i['recipe']}**, city/time metadata **{'on' if i['metadata'] else 'off'}**, "
+                f"validation on the "
+                f"**{i['split']}** split, {i['rounds']} pseudo-label round(s). Data: "
+                f"{i.get('data_dev_clips', '?')} dev clips "
+                f"({i.get('data_labeled', '?')} labeled), {i.get('data_eval_clips', '?')} eval clips. Every number "
+                f"below names "
+                f"its split: *{valid_split(i['split'])}* = labeled dev clips held out by that split; "
+                f"*{TEST_SPLIT}* = the eval "
+                f"clips scored against the truth file; *{PSEUDO_SPLIT}* = pseudo-labels scored against "
+                f"the truth file.")]
     if i['split'] == 'random':
-        B.append(('p', 'Note: the random split leaks recording sessions between training and validation, so its validation '
+        B.append(('p', 'Note: the random split leaks recording sessions between training and validation, so '
+                       'its validation '
                        'numbers are optimistic (see the leakage table).'))
     for n in self.notes: B.append(('p', f'Not reported: {n}.'))
     B += [('h', 2, 'Accuracy per stage and split'), ('table', self.stages.set_index(['stage', 'split']),
-           'From report.json: each stage\'s best epoch on the validation split; test numbers from each stage\'s model.')]
+           'From report.json: each stage\'s best epoch on the validation split; test numbers from each '
+           'stage\'s model.')]
     fig('stages.png')
     if self.model is not None:
-        B += [('h', 2, 'The final model'), ('table', self.model, "model.pt: parameters (millions), multiply-accumulates per clip of the "
-               "model's length (millions; model_complexity) and the weights' size in fp32 / fp16 / int8 (KiB), as DCASE Task 1 reports them")]
-    for name, d in self.splits.items():
-        s = _slug(name); sm = d['summary']
-        B += [('h', 2, f"{name}: {d['source']}"),
-              ('p', f"{sm['n']} clips: accuracy **{sm['accuracy']:.3f}**, balanced accuracy **{sm['balanced_accuracy']:.3f}**, "
-                    f"macro F1 {sm['macro_f1']:.3f}" + (f", seen cities {sm['seen_cities_accuracy']:.3f} ({sm['seen_cities_n']} clips)" if 'seen_cities_accuracy' in sm else '')
-                    + (f", unseen cities {sm['unseen_cities_accuracy']:.3f} ({sm['unseen_cities_n']} clips)" if 'unseen_cities_accuracy' in sm else '')
-                    + f" ({name}).")]
-        fig(f'confusion_{s}.png')
-        B.append(('table', d['classes'], f'Per-class precision, recall, F1 and support, {name}'))
-        if 'cities' in d:
-            B += [('table', d['cities'], f'Accuracy per city, {name} (seen: the city occurs in the training data)'),
-                  ('table', pd.DataFrame({h: [int(r.n), r.accuracy] for h, r in d['hours'].iterrows()}, index=['clips', 'accuracy'],
-                                         dtype=object).rename_axis('hour'), f'Accuracy per hour of day, {name}')]
-            fig(f'city_hour_{s}.png')
-        fig(f'confidence_{s}.png')
+        B += [('h', 2, 'The final model'), ('table', self.model, "model.pt: parameters (millions), "
+                                                                 "multiply-accumulates per clip of the "
+               "model's length (millions; model_complexity) and the weights' size in fp32 / fp16 / int8 (KiB), as "
+               "DCASE Task 1 reports them")]
+    for name, d in self.splits.items(): _split_blocks(B, fig, name, d)
     if len(self.pseudo):
         B += [('h', 2, 'Pseudo-labels per round'),
               ('table', self.pseudo, f'Pseudo-labels per round; accuracy against truth, {PSEUDO_SPLIT}'),
@@ -307,12 +368,16 @@ def blocks(self:RunReport,
         B.append(('table', self.compare, 'This run beside the other(s); each row names its split. ' +
                   (f"Careful: the runs differ in more than metadata on/off ({', '.join(d)} differ)" if d else
                    'Same recipe, split, rounds and data: only city/time fusion differs')))
-    else: B.append(('p', 'No run with the other metadata setting was found beside this one (give one with --compare DIR).'))
+    else: B.append(('p', 'No run with the other metadata setting was found beside this one (give one with '
+                         '--compare DIR).'))
     if self.leakage is not None:
         B += [('h', 2, 'Leakage: what metadata alone gets'),
-              ('table', self.leakage, 'Accuracy of metadata-only lookups on the validation part of each split strategy, labeled dev '
-               'clips (leakage_table): session = majority of the same session, nearest = the nearest labeled session of the same '
-               'location in time, day = majority of the same location and day (each falls back to the city, then the global majority)')]
+              ('table', self.leakage, 'Accuracy of metadata-only lookups on the validation part of each split '
+                                      'strategy, labeled dev '
+               'clips (leakage_table): session = majority of the same session, nearest = the nearest labeled session '
+               'of the same '
+               'location in time, day = majority of the same location and day (each falls back to the city, then the '
+               'global majority)')]
     return B
 
 # %% ../../nbs/52_report.render.ipynb #ed2b7350
@@ -330,22 +395,27 @@ def to_markdown(self:RunReport,
     return '\n\n'.join(out) + '\n'
 
 # %% ../../nbs/52_report.render.ipynb #8711a568
-_CSS = ('body{font-family:sans-serif;max-width:62em;margin:2em auto;padding:0 1em}table{border-collapse:collapse;font-size:.85em;margin:.5em 0 1.5em}'
-        'td,th{border:1px solid #ccc;padding:.2em .5em;text-align:right}th{background:#f4f4f4}caption,.cap{font-style:italic;color:#444}img{max-width:100%}')
+_CSS = ('body{font-family:sans-serif;max-width:62em;margin:2em auto;padding:0 '
+        '1em}table{border-collapse:collapse;font-size:.85em;margin:.5em 0 1.5em}'
+        'td,th{border:1px solid #ccc;padding:.2em '
+        '.5em;text-align:right}th{background:#f4f4f4}caption,.cap{font-style:italic;color:#444}img{max-width:100%}')
 
 @patch
 def to_html(self:RunReport,
             figures=None, # file name -> (figure, caption), as from `RunReport.figures`; None: no figures
            ) -> str:
     "The report as a standalone HTML page, figures referenced by file name"
-    md = lambda s: re.sub(r'\*(.+?)\*', r'<em>\1</em>', re.sub(r'\*\*(.+?)\*\*', r'<b>\1</b>', _html.escape(s, quote=False)))
+    md = lambda s: re.sub(r'\*(.+?)\*', r'<em>\1</em>', re.sub(r'\*\*(.+?)\*\*', r'<b>\1</b>', _html.escape(s,
+        quote=False)))
     out = []
     for b in self.blocks(figures):
         if b[0] == 'h': out.append(f'<h{b[1]}>{_html.escape(b[2])}</h{b[1]}>')
         elif b[0] == 'p': out.append(f'<p>{md(b[1])}</p>')
         elif b[0] == 'table': out.append(f'<p class="cap">{_html.escape(b[2])}</p>' + _html_table(b[1]))
-        else: out.append(f'<figure><img src="{_html.escape(b[1])}" alt="{_html.escape(b[2])}"><figcaption class="cap">{_html.escape(b[2])}</figcaption></figure>')
-    return (f'<!DOCTYPE html><html><head><meta charset="utf-8"><title>Run report: {_html.escape(self.path.name)}</title>'
+        else: out.append(f'<figure><img src="{_html.escape(b[1])}" alt="{_html.escape(b[2])}"><figcaption '
+                         f'class="cap">{_html.escape(b[2])}</figcaption></figure>')
+    return (f'<!DOCTYPE html><html><head><meta charset="utf-8"><title>Run report: '
+            f'{_html.escape(self.path.name)}</title>'
             f'<style>{_CSS}</style></head><body>\n' + '\n'.join(out) + '\n</body></html>\n')
 
 # %% ../../nbs/52_report.render.ipynb #8fcfdf97
@@ -387,8 +457,10 @@ def is_repeated(report:dict, # a report.json, as a dict
 def repeats_table(report:dict, # a repeated run's report.json, as a dict (`run_repeats`)
                  ) -> pd.DataFrame:
     "A repeated run's `summary`: one row per figure with its split, mean, sample std and number of runs"
-    if not is_repeated(report): raise RunError("not a repeated run: report.json has no 'runs' and 'summary' (asc-train --seeds/--folds make one)")
-    rows = [dict(figure=k, split=_figure_split(k, report), mean=v['mean'], std=np.nan if v['std'] is None else v['std'], n=v['n'])
+    if not is_repeated(report): raise RunError("not a repeated run: report.json has no 'runs' and 'summary' (asc-train "
+                                               "--seeds/--folds make one)")
+    rows = [dict(figure=k, split=_figure_split(k, report), mean=v['mean'], std=np.nan if v['std'] is None else v['std'],
+                 n=v['n'])
             for k, v in report['summary'].items()]
     df = pd.DataFrame(rows).set_index('figure'); df['n'] = df['n'].astype(int)
     return df
@@ -402,8 +474,10 @@ def runs_table(report:dict, # a repeated run's report.json, as a dict (`run_repe
         kept = next((s for s in r['stages'] if s['name'] == r.get('kept')), {})
         t = r.get('test') or {}
         rows.append(dict(run=name, seed=r.get('seed'), fold=(r.get('fold') or {}).get('fold'), kept=r.get('kept'),
-                         n_valid=kept.get('n_valid'), accuracy=kept.get('accuracy'), balanced_accuracy=kept.get('balanced_accuracy'),
-                         test_accuracy=t.get('accuracy'), test_balanced_accuracy=t.get('balanced_accuracy'), seconds=r.get('seconds')))
+                         n_valid=kept.get('n_valid'), accuracy=kept.get('accuracy'), balanced_accuracy=kept.get(
+                             'balanced_accuracy'),
+                         test_accuracy=t.get('accuracy'), test_balanced_accuracy=t.get('balanced_accuracy'),
+                             seconds=r.get('seconds')))
     df = pd.DataFrame(rows).set_index('run')
     return df.dropna(axis=1, how='all')
 
@@ -419,14 +493,21 @@ def save_repeats(run_dir, # a folder made by `asc-train --seeds/--folds` (`run_r
     S, R = repeats_table(rep), runs_table(rep)
     how = (f"{rep['folds']} grouped folds of the {rep['split']} split" if rep.get('folds') else '') + \
           (' x ' if rep.get('folds') and len(rep['seeds']) > 1 else '') + \
-          (f"training seeds {', '.join(map(str, rep['seeds']))}" if len(rep['seeds']) > 1 or not rep.get('folds') else '')
+          (f"training seeds {', '.join(map(str, rep['seeds']))}" if len(rep['seeds']) > 1 or not rep.get('folds')
+              else '')
     B = [('h', 1, f"Repeated run: {run.name}"),
-         ('p', f"Recipe **{rep['recipe']}**, city/time metadata **{'on' if rep['metadata'] else 'off'}**, validation on the "
-               f"**{rep['split']}** split, {rep['rounds']} pseudo-label round(s); {len(rep['runs'])} runs ({how}; validation split seed "
-               f"{rep['split_seed']}). Mean and sample standard deviation over the runs; n = runs that have the figure. The final "
-               f"model of each run is the stage with the best validation figure: " + ', '.join(f"{k} in {v}" for k, v in rep['kept'].items()) + '.'),
-         ('h', 2, 'Summary'), ('table', S, 'figure: the kept model\'s (accuracy, test.*), or STAGE.figure, pseudo_rROUND.figure'),
-         ('h', 2, 'Runs'), ('table', R, 'Each run\'s final (kept) model; each sub-folder is a run that asc-report reports in full')]
+         ('p', f"Recipe **{rep['recipe']}**, city/time metadata **{'on' if rep['metadata'] else 'off'}**, "
+               f"validation on the "
+               f"**{rep['split']}** split, {rep['rounds']} pseudo-label round(s); {len(rep['runs'])} runs ({how}; "
+               f"validation split seed "
+               f"{rep['split_seed']}). Mean and sample standard deviation over the runs; n = runs that have the "
+               f"figure. The final "
+               f"model of each run is the stage with the best validation figure: " + ', '.join(f"{k} in {v}" for k,
+                   v in rep['kept'].items()) + '.'),
+         ('h', 2, 'Summary'), ('table', S, 'figure: the kept model\'s (accuracy, test.*), or STAGE.figure, '
+                                           'pseudo_rROUND.figure'),
+         ('h', 2, 'Runs'), ('table', R, 'Each run\'s final (kept) model; each sub-folder is a run that asc-report '
+                                        'reports in full')]
     md = []
     for b in B:
         if b[0] == 'h': md.append('#' * b[1] + ' ' + b[2])
@@ -437,10 +518,12 @@ def save_repeats(run_dir, # a folder made by `asc-train --seeds/--folds` (`run_r
         body = []
         for b in B:
             if b[0] == 'h': body.append(f'<h{b[1]}>{_html.escape(b[2])}</h{b[1]}>')
-            elif b[0] == 'p': body.append('<p>' + re.sub(r'\*\*(.+?)\*\*', r'<b>\1</b>', _html.escape(b[1], quote=False)) + '</p>')
+            elif b[0] == 'p': body.append('<p>' + re.sub(r'\*\*(.+?)\*\*', r'<b>\1</b>', _html.escape(b[1],
+                quote=False)) + '</p>')
             else: body.append(f'<p class="cap">{_html.escape(b[2])}</p>' + _html_table(b[1]))
         with atomic_write(out/'index.html', 'w', encoding='utf-8') as f:
-            f.write(f'<!DOCTYPE html><html><head><meta charset="utf-8"><title>Repeated run: {_html.escape(run.name)}</title>'
+            f.write(f'<!DOCTYPE html><html><head><meta charset="utf-8"><title>Repeated run: '
+                    f'{_html.escape(run.name)}</title>'
                     f'<style>{_CSS}</style></head><body>\n' + '\n'.join(body) + '\n</body></html>\n')
     save_json(_jsonable(dict(summary=_table_json(S), runs=_table_json(R), kept=rep['kept'])), out/'summary.json')
     return out/'index.md'

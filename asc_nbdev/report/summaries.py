@@ -1,4 +1,4 @@
-"""A run's report as text (`format_report`), its headline figures (`run_figures`), and their mean and spread over repeated runs (`summarize_runs`).
+"""A run's report as text, its headline figures, and their mean and spread over repeated runs.
 
 Docs: https://asc-nbdev.github.io/asc_nbdev/report.summaries.html.md"""
 
@@ -17,7 +17,8 @@ __all__ = ['run_figures', 'summarize_runs', 'format_repeats', 'format_report']
 # %% ../../nbs/50_report.summaries.ipynb #fa1062b3
 def run_figures(rep:dict, # one run's report (`run_pipeline`)
                ) -> dict:
-    "Every figure of one run's report, flat (`name -> value`): the kept model's, each stage's (validation and test), each round's"
+    """Every figure of one run's report, flat (`name -> value`): the kept model's, each stage's (validation and
+    test), each round's"""
     f, num = {}, lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v == v
     kept = next((s for s in rep.get('stages', []) if s['name'] == rep.get('kept')), None)
     if kept is not None: f.update(accuracy=kept['accuracy'], balanced_accuracy=kept['balanced_accuracy'])
@@ -40,11 +41,13 @@ def run_figures(rep:dict, # one run's report (`run_pipeline`)
 # %% ../../nbs/50_report.summaries.ipynb #4f4b8e09
 def summarize_runs(reports, # reports of the runs (`run_pipeline`)
                   ) -> dict:
-    "figure -> {mean, std, n} over the runs' reports (std: the sample standard deviation, n - 1; None for one run); a figure counts the runs that have it"
+    """figure -> {mean, std, n} over the runs' reports (std: the sample standard deviation, n - 1; None for one
+    run); a figure counts the runs that have it"""
     vals = {}
     for rep in reports:
         for k, v in run_figures(rep).items(): vals.setdefault(k, []).append(float(v))
-    return {k: dict(mean=float(np.mean(v)), std=float(np.std(v, ddof=1)) if len(v) > 1 else None, n=len(v)) for k, v in vals.items()}
+    return {k: dict(mean=float(np.mean(v)), std=float(np.std(v, ddof=1)) if len(v) > 1 else None, n=len(v)) for k,
+            v in vals.items()}
 
 # %% ../../nbs/50_report.summaries.ipynb #f5747995
 def _pm(d, k, digits=3):
@@ -56,84 +59,129 @@ def _pm(d, k, digits=3):
 # %% ../../nbs/50_report.summaries.ipynb #039a8946
 def format_repeats(rep:dict, # a repeated run's report (`run_repeats`)
                   ) -> str:
-    "The table of a repeated run (`run_repeats`): mean ± std over the runs of each stage's figures, the kept stage, the pseudo-labels"
+    """The table of a repeated run (`run_repeats`): mean ± std over the runs of each stage's figures, the kept
+    stage, the pseudo-labels"""
     S, runs = rep['summary'], rep['runs']
     stages = list(dict.fromkeys(s['name'] for r in runs.values() for s in r['stages']))
-    rows = [dict(stage=st, n=S.get(f'{st}.accuracy', {}).get('n', 0), accuracy=_pm(S, f'{st}.accuracy'), balanced_accuracy=_pm(S, f'{st}.balanced_accuracy'),
-                 test_accuracy=_pm(S, f'{st}.test.accuracy'), test_balanced_accuracy=_pm(S, f'{st}.test.balanced_accuracy'),
+    rows = [dict(stage=st, n=S.get(f'{st}.accuracy', {}).get('n', 0), accuracy=_pm(S, f'{st}.accuracy'),
+                 balanced_accuracy=_pm(S, f'{st}.balanced_accuracy'),
+                 test_accuracy=_pm(S, f'{st}.test.accuracy'), test_balanced_accuracy=_pm(S,
+                     f'{st}.test.balanced_accuracy'),
                  seconds=_pm(S, f'{st}.seconds', 0)) for st in stages]
-    rows.append(dict(stage='final (kept)', n=S.get('accuracy', {}).get('n', 0), accuracy=_pm(S, 'accuracy'), balanced_accuracy=_pm(S, 'balanced_accuracy'),
-                     test_accuracy=_pm(S, 'test.accuracy'), test_balanced_accuracy=_pm(S, 'test.balanced_accuracy'), seconds=_pm(S, 'seconds', 0)))
+    rows.append(dict(stage='final (kept)', n=S.get('accuracy', {}).get('n', 0), accuracy=_pm(S, 'accuracy'),
+                     balanced_accuracy=_pm(S, 'balanced_accuracy'),
+                     test_accuracy=_pm(S, 'test.accuracy'), test_balanced_accuracy=_pm(S, 'test.balanced_accuracy'),
+                         seconds=_pm(S, 'seconds', 0)))
     df = pd.DataFrame(rows)
-    if df[['test_accuracy', 'test_balanced_accuracy']].eq('-').all().all(): df = df.drop(columns=['test_accuracy', 'test_balanced_accuracy'])
+    if df[['test_accuracy', 'test_balanced_accuracy']].eq('-').all().all(): df = df.drop(columns=['test_accuracy',
+        'test_balanced_accuracy'])
     how = (f"{len(runs)} runs: " + (f"{rep['folds']} grouped folds" if rep.get('folds') else '')
-           + (', ' if rep.get('folds') and len(rep['seeds']) > 1 else '') + (f"training seeds {rep['seeds']}" if len(rep['seeds']) > 1 or not rep.get('folds') else '')
+           + (', ' if rep.get('folds') and len(rep['seeds']) > 1 else '') + (f"training seeds {rep['seeds']}" if len(
+               rep['seeds']) > 1 or not rep.get('folds') else '')
            + f", validation split seed {rep['split_seed']}")
-    lines = [f"recipe {rep['recipe']}, metadata {'on' if rep['metadata'] else 'off'}, validation on the {rep['split']} split; {how}; "
+    lines = [f"recipe {rep['recipe']}, metadata {'on' if rep['metadata'] else 'off'}, validation on the {rep['split']} "
+             f"split; {how}; "
              "mean ± std (sample std over runs; n runs; seconds: stage time)", df.to_string(index=False)]
-    lines.append('final model kept by validation: ' + ', '.join(f"{k} in {v} of {len(runs)} runs" for k, v in rep['kept'].items()))
+    lines.append('final model kept by validation: ' + ', '.join(f"{k} in {v} of {len(runs)} runs" for k, v in rep[
+        'kept'].items()))
     for r in sorted({int(k.split('.')[0][8:]) for k in S if k.startswith('pseudo_r')}):
         lines.append(f"round {r}: {_pm(S, f'pseudo_r{r}.accepted', 1)} pseudo-labels accepted"
-                     + (f", accuracy {_pm(S, f'pseudo_r{r}.accuracy')} (against truth)" if f'pseudo_r{r}.accuracy' in S else ''))
-    if 'test.unseen_cities_accuracy' in S: lines.append(f"final test accuracy on unseen cities {_pm(S, 'test.unseen_cities_accuracy')}")
+                     + (f", accuracy {_pm(S, f'pseudo_r{r}.accuracy')} (against truth)" if f'pseudo_r{r}.accuracy' in S
+                        else ''))
+    if 'test.unseen_cities_accuracy' in S: lines.append(f"final test accuracy on unseen cities "
+                                                        f"{_pm(S, 'test.unseen_cities_accuracy')}")
     return '\n'.join(lines)
+
+# %% ../../nbs/50_report.summaries.ipynb #ba67cf85
+def _round_line(pr:dict, rep:dict) -> str:
+    "`format_report`'s line on one pseudo-label round"
+    mc, acc, ac = pr['mean_confidence_accepted'], pr.get('accuracy'), pr.get('accuracy_carried')
+    line = (f"round {pr['round']}: {pr['accepted']} of {pr['total']} pseudo-labels accepted, mean confidence "
+            f"{mc if mc == mc else float('nan'):.3f}")
+    if acc is not None and acc == acc: line += f", accuracy {acc:.3f} (against truth)"
+    if pr.get('carried'):
+        line += f"; {pr['carried']} carried by their sessions" + (f" ({ac:.3f} right)" if ac == ac and ac is not None
+                                                                  else '')
+    how = 'out of fold' if rep.get('cv') else 'validation'
+    line += f"; teacher {pr['teacher']} ({how} {pr['teacher_valid_accuracy']:.3f})"
+    return line + ('' if pr.get('retrained', True) else '; retraining skipped')
+
+# %% ../../nbs/50_report.summaries.ipynb #0f9c7452
+def _teacher_line(t:dict, rep:dict) -> str:
+    "`format_report`'s line on a pretrained teacher (`--teacher`) and the model it taught"
+    fm = rep.get('final_model') or {}
+    line = (f"teacher {t['spec']} ({t['params'] / 1e6:.2f} M parameters, {t['dim']}-d embeddings, {t['head']} head"
+            + (' with city and time' if t.get('metadata') else '')
+            + f"): {'out-of-fold' if rep.get('cv') else 'validation'} accuracy {t['accuracy']:.3f}")
+    if 'test_accuracy' in t: line += f", test {t['test_accuracy']:.3f}"
+    if 'unlabeled_accuracy' in t: line += f", unlabeled clips {t['unlabeled_accuracy']:.3f} (against truth)"
+    if 'params' in fm: line += f"; the deployed model has {fm['params'] / 1e6:.2f} M"
+    if (rep.get('submission') or {}).get('source') == 'teacher': line += "; the submission is the teacher's"
+    return line
+
+# %% ../../nbs/50_report.summaries.ipynb #a6ccc56c
+def _stages_frame(rep:dict) -> pd.DataFrame:
+    "The results table of a run's report: one row per stage (split, figures, clips, seconds)"
+    rows = []
+    for s in rep['stages']:
+        t = s.get('test') or {}
+        rows.append(dict(stage=s['name'], split=s.get('split', '-') + (f", {s['cv']} folds, out of fold" if s.get(
+            'cv') else ''), accuracy=s.get('accuracy'), balanced_accuracy=s.get('balanced_accuracy'),
+                         test_accuracy=t.get('accuracy'), n_train=s.get('n_train'), n_valid=s.get('n_valid'),
+                             seconds=s.get('seconds')))
+    return pd.DataFrame(rows)
 
 # %% ../../nbs/50_report.summaries.ipynb #05f79cf5
 def format_report(rep:dict, # a run's report (`run_pipeline`) or a repeated run's (`run_repeats`)
                  ) -> str:
-    "The results table: stage, split, accuracy, balanced accuracy (and test accuracy where truth exists); mean ± std for a repeated run"
+    """The results table: stage, split, accuracy, balanced accuracy (and test accuracy where truth exists); mean ±
+    std for a repeated run"""
     if 'runs' in rep and 'summary' in rep: return format_repeats(rep)
-    rows = []
-    for s in rep['stages']:
-        t = s.get('test') or {}
-        rows.append(dict(stage=s['name'], split=s.get('split', '-') + (f", {s['cv']} folds, out of fold" if s.get('cv') else ''), accuracy=s.get('accuracy'), balanced_accuracy=s.get('balanced_accuracy'),
-                         test_accuracy=t.get('accuracy'), n_train=s.get('n_train'), n_valid=s.get('n_valid'), seconds=s.get('seconds')))
-    df = pd.DataFrame(rows)
-    lines = [f"recipe {rep['recipe']}, metadata {'on' if rep['metadata'] else 'off'}, validation on the {rep['split']} split"
+    df = _stages_frame(rep)
+    lines = [f"recipe {rep['recipe']}, metadata {'on' if rep['metadata'] else 'off'}, validation on the "
+             f"{rep['split']} split"
              + (f" (fold {rep['fold']['fold'] + 1} of {rep['fold']['folds']})" if rep.get('fold') else '')
              + (f", predictions averaged per {rep['aggregate']}" if rep.get('aggregate', 'none') != 'none' else ''),
              df.to_string(index=False, float_format=lambda v: f'{v:.3f}')]
     for s in rep['stages']:
         if h := s.get('hard_samples'):
-            lines.append(f"{s['name']}: {h['hard']} of {h['n']} training clips hard (confidence of {h['reference']} < {h['threshold']}), "
+            lines.append(f"{s['name']}: {h['hard']} of {h['n']} training clips hard (confidence of {h['reference']} < "
+                         f"{h['threshold']}), "
                          f"weights {h['weight_min']:.2f} to {h['weight_max']:.2f} (mean 1)")
-    for pr in rep.get('pseudo_rounds', []):
-        lines.append(f"round {pr['round']}: {pr['accepted']} of {pr['total']} pseudo-labels accepted, mean confidence "
-                     f"{pr['mean_confidence_accepted'] if pr['mean_confidence_accepted'] == pr['mean_confidence_accepted'] else float('nan'):.3f}"
-                     + (f", accuracy {pr['accuracy']:.3f} (against truth)" if pr.get('accuracy') is not None and pr['accuracy'] == pr['accuracy'] else '')
-                     + (f"; {pr['carried']} carried by their sessions" + (f" ({pr['accuracy_carried']:.3f} right)" if pr.get('accuracy_carried') == pr.get('accuracy_carried') and pr.get('accuracy_carried') is not None else '') if pr.get('carried') else '')
-                     + f"; teacher {pr['teacher']} ({'out of fold' if rep.get('cv') else 'validation'} {pr['teacher_valid_accuracy']:.3f})" + ('' if pr.get('retrained', True) else '; retraining skipped'))
+    lines += [_round_line(pr, rep) for pr in rep.get('pseudo_rounds', [])]
     if rep.get('cv'):
         cv = rep['cv']
-        lines.append(f"--cv {cv['folds']}: every training stage trained {cv['folds']} models, one per fold of the labeled {cv.get('group') or 'clip'}s "
-                     f"({min(cv['valid'])} to {max(cv['valid'])} validation clips each); accuracy = out of fold over every labeled clip")
+        lines.append(f"--cv {cv['folds']}: every training stage trained {cv['folds']} models, one per fold of the "
+                     f"labeled {cv.get('group') or 'clip'}s "
+                     f"({min(cv['valid'])} to {max(cv['valid'])} validation clips each); accuracy = out of fold over "
+                     f"every labeled clip")
     if rep.get('kept'):
         fm = rep.get('final_model') or {}
         how = 'out-of-fold' if rep.get('cv') else 'validation'
-        lines.append(f"final model: {rep['kept']} (the best {how} figure)" + (f", its {fm['models']}-model fold ensemble" if fm.get('kind') == 'fold ensemble' else ''))
-    if t := rep.get('teacher'):
-        fm = rep.get('final_model') or {}
-        lines.append(f"teacher {t['spec']} ({t['params'] / 1e6:.2f} M parameters, {t['dim']}-d embeddings, {t['head']} head"
-                     + (' with city and time' if t.get('metadata') else '') + f"): {'out-of-fold' if rep.get('cv') else 'validation'} accuracy {t['accuracy']:.3f}"
-                     + (f", test {t['test_accuracy']:.3f}" if 'test_accuracy' in t else '')
-                     + (f", unlabeled clips {t['unlabeled_accuracy']:.3f} (against truth)" if 'unlabeled_accuracy' in t else '')
-                     + (f"; the deployed model has {fm['params'] / 1e6:.2f} M" if 'params' in fm else '')
-                     + ("; the submission is the teacher's" if (rep.get('submission') or {}).get('source') == 'teacher' else ''))
+        lines.append(f"final model: {rep['kept']} (the best {how} figure)" + (f", its {fm['models']}-model "
+            f"fold ensemble" if fm.get('kind') == 'fold ensemble' else ''))
+    if t := rep.get('teacher'): lines.append(_teacher_line(t, rep))
     if d := rep.get('distill'):
-        lines.append(f"distilled: {d['student_recipe']} trained {d['epochs']} epoch{'s' if d['epochs'] != 1 else ''} on the soft targets of {d['teacher']}'s {d['teacher_models']} models "
-                     f"(temperature {d['temperature']}, true-label weight {d['hard_weight']}); OUT/model.pt is that one student")
+        lines.append(f"distilled: {d['student_recipe']} trained {d['epochs']} epoch{'s' if d['epochs'] != 1 else ''} "
+                     f"on the soft targets of {d['teacher']}'s {d['teacher_models']} models "
+                     f"(temperature {d['temperature']}, true-label weight {d['hard_weight']}); OUT/model.pt is "
+                     f"that one student")
     if e := rep.get('estimate'):
-        lines.append(f"estimate ({e['source']}): accuracy {e['accuracy']:.3f}, balanced accuracy {e['balanced_accuracy']:.3f}"
+        lines.append(f"estimate ({e['source']}): accuracy {e['accuracy']:.3f}, balanced accuracy "
+                     f"{e['balanced_accuracy']:.3f}"
                      + (f", unseen cities {e['unseen_cities_accuracy']:.3f}" if 'unseen_cities_accuracy' in e else ''))
     if rep.get('pseudo_labels'):
         p = rep['pseudo_labels']
-        lines.append(f"pseudo-labels: {p['accepted']} of {p['total']} accepted" + (f", accuracy {p['accuracy']:.3f} (against truth)" if p.get('accuracy') is not None else ''))
+        lines.append(f"pseudo-labels: {p['accepted']} of {p['total']} accepted" + (f", accuracy {p['accuracy']:.3f} "
+            f"(against truth)" if p.get('accuracy') is not None else ''))
     if (tt := rep.get('tta')) and tt.get('test'):
         t = tt['test']
         lines.append(f"with test-time adaptation ({tt['mode']}): test accuracy {t['accuracy']:.3f}"
-                     + (f", unseen cities {t['unseen_cities_accuracy']:.3f}" if 'unseen_cities_accuracy' in t else '') + " (the submission's)")
+                     + (f", unseen cities {t['unseen_cities_accuracy']:.3f}" if 'unseen_cities_accuracy' in t
+                        else '') + " (the submission's)")
     if rep.get('test'):
         t = rep['test']
-        lines.append(f"test (held-out eval clips scored against truth): accuracy {t['accuracy']:.3f}, balanced accuracy {t['balanced_accuracy']:.3f}"
+        lines.append(f"test (held-out eval clips scored against truth): accuracy {t['accuracy']:.3f}, balanced "
+                     f"accuracy {t['balanced_accuracy']:.3f}"
                      + (f", unseen cities {t['unseen_cities_accuracy']:.3f}" if 'unseen_cities_accuracy' in t else ''))
     return '\n'.join(lines)

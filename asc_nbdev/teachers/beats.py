@@ -1,4 +1,4 @@
-"""BEATs (iter3+, AudioSet 2M, 16 kHz) as a frozen embedding function, loading an official checkpoint such as `BEATs_iter3_plus_AS2M.pt`, whose `cfg` decides the architecture.
+"""BEATs (iter3+, AudioSet 2M, 16 kHz) as a teacher, from an official checkpoint whose `cfg` sets the model.
 
 Docs: https://asc-nbdev.github.io/asc_nbdev/teachers.beats.html.md"""
 

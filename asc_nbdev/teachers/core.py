@@ -1,4 +1,4 @@
-"""The teacher contract (a module mapping waveforms at its own rate to clip embeddings), the named adapters of public checkpoints, a user's own factory, and the checks that say what is wrong with either.
+"""The teacher contract: a frozen module mapping waveforms at its own rate to clip embeddings, and its checks.
 
 Docs: https://asc-nbdev.github.io/asc_nbdev/teachers.core.html.md"""
 
@@ -19,15 +19,19 @@ class TeacherError(ValueError):
     "A teacher that cannot be used: its spec, its factory, its checkpoint or its output; the message says which"
 
 # %% ../../nbs/23_teachers.core.ipynb #27b37362
-TEACHERS = {   # name -> the adapter (module:function taking the checkpoint's path), its sample rate and where the file is published
+# name -> the adapter (module:function taking the checkpoint's path), its sample rate and where the file is published
+TEACHERS = {
     'panns_cnn14': dict(factory='asc_nbdev.teachers.panns:cnn14_teacher', sample_rate=32_000,
-                        file='Cnn14_mAP=0.431.pth', project='PANNs (github.com/qiuqiangkong/audioset_tagging_cnn; Zenodo record 3987831)'),
+                        file='Cnn14_mAP=0.431.pth', project='PANNs (github.com/qiuqiangkong/audioset_tagging_cnn; '
+                                                            'Zenodo record 3987831)'),
     'efficientat_mn10': dict(factory='asc_nbdev.teachers.efficientat:mn10_teacher', sample_rate=32_000,
-                             file='mn10_as_mAP_471.pt', project='EfficientAT (github.com/fschmid56/EfficientAT, release v0.0.1)'),
+                             file='mn10_as_mAP_471.pt', project='EfficientAT (github.com/fschmid56/EfficientAT, '
+                                                                'release v0.0.1)'),
     'beats': dict(factory='asc_nbdev.teachers.beats:beats_teacher', sample_rate=16_000,
                   file='BEATs_iter3_plus_AS2M.pt', project='BEATs (github.com/microsoft/unilm, beats/README.md)'),
     'passt': dict(factory='asc_nbdev.teachers.passt:passt_teacher', sample_rate=32_000,
-                  file='passt-s-f128-p16-s10-ap.476-swa.pt', project='PaSST (github.com/kkoutini/PaSST releases; the hear21passt package)'),
+                  file='passt-s-f128-p16-s10-ap.476-swa.pt', project='PaSST (github.com/kkoutini/PaSST releases; the '
+                                                                     'hear21passt package)'),
 }
 
 # %% ../../nbs/23_teachers.core.ipynb #adeab7d0
@@ -39,12 +43,14 @@ def _file_id(p) -> dict|None:
 # %% ../../nbs/23_teachers.core.ipynb #b6a61185
 @dataclass
 class Teacher:
-    "A pretrained audio model as a frozen embedding function: `module` maps (batch, samples) waveforms at `sample_rate` to (batch, dim)"
+    """A pretrained audio model as a frozen embedding function: `module` maps (batch, samples) waveforms at
+    `sample_rate` to (batch, dim)"""
     module: nn.Module # the embedding function (eval mode, frozen)
     sample_rate: int # the rate its waveforms are read at (the library resamples)
     spec: str # how it was given: NAME=PATH or package.module:function
     dim: int # the embedding size (found by `check_teacher`)
-    window_seconds: float|None = None # the longest input it takes; longer clips are windowed and their embeddings averaged
+    # the longest input it takes; longer clips are windowed and their embeddings averaged
+    window_seconds: float|None = None
     path: str|None = None # the checkpoint file of a named adapter (None: a user's factory)
     @property
     def name(self) -> str:
@@ -56,7 +62,8 @@ class Teacher:
         return sum(p.numel() for p in self.module.parameters())
     def fingerprint(self) -> dict:
         "What its embeddings depend on: the spec, the checkpoint file (size, time), the rate, the window and the size"
-        return dict(spec=self.spec if self.path is None else self.name, file=None if self.path is None else _file_id(self.path),
+        return dict(spec=self.spec if self.path is None else self.name, file=None if self.path is None else _file_id(
+            self.path),
                     sample_rate=self.sample_rate, window_seconds=self.window_seconds, dim=self.dim, params=self.params)
 
 # %% ../../nbs/23_teachers.core.ipynb #f92464c1
@@ -65,11 +72,14 @@ def check_teacher(module, # what a factory returned as the module
                   spec:str='teacher', # named in errors
                   seconds:float=1.0, # length of the probe clips
                  ) -> int:
-    "Check the contract on a probe batch of 2 noise clips: an `nn.Module` mapping (batch, samples) to finite (batch, dim); returns dim"
+    """Check the contract on a probe batch of 2 noise clips: an `nn.Module` mapping (batch, samples) to finite
+    (batch, dim); returns dim"""
     if not isinstance(module, nn.Module):
-        raise TeacherError(f"teacher {spec}: the factory must return (module, sample_rate) with a torch.nn.Module, got {type(module).__name__}")
+        raise TeacherError(f"teacher {spec}: the factory must return (module, sample_rate) with a torch.nn.Module, got "
+                           f"{type(module).__name__}")
     if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, np.integer)) or sample_rate <= 0:
-        raise TeacherError(f"teacher {spec}: the sample rate must be a positive whole number of Hz, got {sample_rate!r}")
+        raise TeacherError(f"teacher {spec}: the sample rate must be a positive whole number of Hz, got "
+                           f"{sample_rate!r}")
     win = getattr(module, 'window_seconds', None)
     n = int(round(sample_rate * (min(seconds, win) if win else seconds)))
     x = torch.randn(2, n, generator=torch.Generator().manual_seed(0)) * 0.1
@@ -77,13 +87,16 @@ def check_teacher(module, # what a factory returned as the module
     try:
         with torch.inference_mode(): y = module.eval()(x.to(dev))
     except Exception as e:
-        raise TeacherError(f"teacher {spec}: its module failed on a (2, {n}) waveform batch: {type(e).__name__}: {e}") from None
+        raise TeacherError(f"teacher {spec}: its module failed on a (2, {n}) waveform batch: "
+                           f"{type(e).__name__}: {e}") from None
     if not isinstance(y, torch.Tensor):
-        raise TeacherError(f"teacher {spec}: its module returned {type(y).__name__} for a (2, {n}) waveform batch; a teacher returns a (batch, dim) tensor")
+        raise TeacherError(f"teacher {spec}: its module returned {type(y).__name__} for a (2, {n}) waveform batch; a "
+                           f"teacher returns a (batch, dim) tensor")
     if y.ndim != 2 or y.shape[0] != 2:
         raise TeacherError(f"teacher {spec}: its module returned shape {tuple(y.shape)} for a (2, {n}) waveform batch; "
                            "a teacher maps (batch, samples) to (batch, dim) (pool over time inside the module)")
-    if not torch.isfinite(y).all(): raise TeacherError(f"teacher {spec}: its module returned NaN or inf on a noise batch")
+    if not torch.isfinite(y).all(): raise TeacherError(f"teacher {spec}: its module returned NaN or inf on "
+                                                       f"a noise batch")
     return int(y.shape[1])
 
 # %% ../../nbs/23_teachers.core.ipynb #86de5710
@@ -95,32 +108,41 @@ def _factory(ref:str, spec:str):
     if os.getcwd() not in sys.path and '' not in sys.path: sys.path.insert(0, os.getcwd())
     try: m = importlib.import_module(mod)
     except ImportError as e:
-        raise TeacherError(f"teacher {spec!r}: cannot import {mod!r} (from the current directory {os.getcwd()} or the Python path): {e}") from None
-    if not callable(f := getattr(m, fn, None)): raise TeacherError(f"teacher {spec!r}: module {mod!r} has no function {fn!r}")
+        raise TeacherError(f"teacher {spec!r}: cannot import {mod!r} (from the current directory {os.getcwd()} or the "
+                           f"Python path): {e}") from None
+    if not callable(f := getattr(m, fn, None)): raise TeacherError(f"teacher {spec!r}: module {mod!r} has no "
+                                                                   f"function {fn!r}")
     return f
 
 # %% ../../nbs/23_teachers.core.ipynb #b8da9439
-def load_teacher(spec:str, # NAME=PATH (a name of `TEACHERS` and the official checkpoint file) or package.module:function
+def load_teacher(spec:str, # NAME=PATH (a name of `TEACHERS`, the official checkpoint) or package.module:function
                  device=None, # where the module runs (a name or torch.device); None: it stays where the factory put it
                 ) -> Teacher:
-    "The `Teacher` of `spec`: a named adapter loading its official checkpoint, or a user's factory; checked on a probe batch"
+    """The `Teacher` of `spec`: a named adapter loading its official checkpoint, or a user's factory; checked on a
+    probe batch"""
     if not isinstance(spec, str) or not spec.strip():
-        raise TeacherError(f"a teacher is given as NAME=PATH (NAME one of {list(TEACHERS)}) or package.module:function, got {spec!r}")
+        raise TeacherError(f"a teacher is given as NAME=PATH (NAME one of {list(TEACHERS)}) or "
+                           f"package.module:function, got {spec!r}")
     spec = spec.strip(); path = None
     if '=' in spec:
         name, _, path = spec.partition('=')
         if name not in TEACHERS:
-            raise TeacherError(f"teacher {spec!r}: unknown adapter {name!r}; the adapters are {list(TEACHERS)} (or give package.module:function)")
-        if not path: raise TeacherError(f"teacher {spec!r}: give the checkpoint file after '=', e.g. {name}={TEACHERS[name]['file']}")
+            raise TeacherError(f"teacher {spec!r}: unknown adapter {name!r}; the adapters are {list(TEACHERS)} (or "
+                               f"give package.module:function)")
+        if not path: raise TeacherError(f"teacher {spec!r}: give the checkpoint file after '=', e.g. "
+                                        f"{name}={TEACHERS[name]['file']}")
         if not Path(path).is_file():
-            raise TeacherError(f"teacher {spec!r}: checkpoint file not found: {path} (download {TEACHERS[name]['file']} from {TEACHERS[name]['project']})")
+            raise TeacherError(f"teacher {spec!r}: checkpoint file not found: {path} (download "
+                               f"{TEACHERS[name]['file']} from {TEACHERS[name]['project']})")
         make = _factory(TEACHERS[name]['factory'], spec); args = (path,)
     elif ':' in spec: make, args = _factory(spec, spec), ()
     else:
-        raise TeacherError(f"teacher {spec!r}: give NAME=PATH (NAME one of {list(TEACHERS)}) or package.module:function")
+        raise TeacherError(f"teacher {spec!r}: give NAME=PATH (NAME one of {list(TEACHERS)}) or "
+                           f"package.module:function")
     try: out = make(*args)
     except TeacherError: raise
-    except Exception as e: raise TeacherError(f"teacher {spec!r}: its factory failed: {type(e).__name__}: {e}") from None
+    except Exception as e: raise TeacherError(f"teacher {spec!r}: its factory failed: "
+                                              f"{type(e).__name__}: {e}") from None
     if not (isinstance(out, tuple) and len(out) == 2):
         raise TeacherError(f"teacher {spec!r}: the factory must return (module, sample_rate), got {type(out).__name__}")
     module, sr = out

@@ -1,4 +1,4 @@
-"""EfficientAT's MobileNetV3 `mn10_as` (AudioSet, 32 kHz) as a frozen embedding function, loading the official checkpoint `mn10_as_mAP_471.pt`.
+"""EfficientAT's MobileNetV3 `mn10_as` (AudioSet, 32 kHz) as a teacher, from its official checkpoint.
 
 Docs: https://asc-nbdev.github.io/asc_nbdev/teachers.efficientat.html.md"""
 

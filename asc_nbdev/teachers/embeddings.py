@@ -1,4 +1,4 @@
-"""Every clip's embedding by a teacher, computed once from the audio at the teacher's rate (longer clips windowed and pooled), cached on disk and resumable like the feature cache, on the GPU when there is one.
+"""Every clip's embedding by a teacher, computed once from the audio and cached on disk, resumable.
 
 Docs: https://asc-nbdev.github.io/asc_nbdev/teachers.embeddings.html.md"""
 
@@ -23,7 +23,8 @@ __all__ = ['EMBEDDING_CACHE_VERSION', 'teacher_segments', 'embed_waves', 'Embedd
 def teacher_segments(n:int, # the clip's length in samples
                      window:int|None, # the teacher's window in samples (None: no limit)
                     ) -> list:
-    "(start, end) of the pieces a teacher embeds: the whole clip, or windows of `window` samples, the last ending at the clip's end"
+    """(start, end) of the pieces a teacher embeds: the whole clip, or windows of `window` samples, the last ending
+    at the clip's end"""
     if not window or n <= window: return [(0, n)]
     starts = list(range(0, n - window + 1, window))
     if starts[-1] + window < n: starts.append(n - window)
@@ -64,7 +65,9 @@ class EmbeddingCache:
         self.index = pd.Series(ix['row'].to_numpy(), index=ix['filename'].to_numpy())
     def __len__(self): return len(self.index)
     def __contains__(self, name): return name in self.index.index
-    def __repr__(self): return f"EmbeddingCache({self.out}, {len(self)} clips x {self.embeddings.shape[1]}, {self.manifest['teacher']['spec']})"
+    def __repr__(self):
+        return (f"EmbeddingCache({self.out}, {len(self)} clips x {self.embeddings.shape[1]}, "
+                f"{self.manifest['teacher']['spec']})")
     @property
     def dim(self) -> int: return int(self.embeddings.shape[1])
     def get(self, names, # clip names (the CSV's `filename`)
@@ -82,13 +85,15 @@ def _stat(p) -> list|None:
 
 # %% ../../nbs/28_teachers.embeddings.ipynb #96211ff0
 def _plan_rows(out, names, stats, fp) -> tuple:
-    "Rows already known: from a finished cache of this teacher (files unchanged), and from an interrupted build of this very plan"
+    """Rows already known: from a finished cache of this teacher (files unchanged), and from an interrupted build of
+    this very plan"""
     known, partial = {}, out/'.embeddings.partial.npy'
     try:
         old = EmbeddingCache(out)
         if old.manifest['teacher'] == fp and old.manifest.get('version') == EMBEDDING_CACHE_VERSION:
             for r, (n, st) in enumerate(zip(names, stats)):
-                if old.manifest["files"].get(n) == st: known[r] = np.array(old.embeddings[old.index[n]])   # copies: the files are replaced
+                # copies: the files are replaced
+                if old.manifest["files"].get(n) == st: known[r] = np.array(old.embeddings[old.index[n]])
     except (OSError, ValueError, KeyError): pass
     plan = dict(teacher=fp, names=names, stats=stats, version=EMBEDDING_CACHE_VERSION)
     resumed = []
@@ -112,7 +117,8 @@ def build_embedding_cache(teacher:Teacher, # the teacher (`load_teacher`)
                          ) -> EmbeddingCache:
     "Embed every clip of `filenames` with `teacher` into the cache folder `out`, reusing and resuming what is there"
     t0, out, names = time.time(), Path(out), [str(n) for n in filenames]
-    if len(set(names)) != len(names): raise ValueError(f"filenames listed more than once: {pd.Index(names)[pd.Index(names).duplicated()][:5].tolist()}")
+    if len(set(names)) != len(names): raise ValueError(f"filenames listed more than once: "
+                                                       f"{pd.Index(names)[pd.Index(names).duplicated()][:5].tolist()}")
     paths = [find_audio(audio_dir, n) for n in names]; stats = [_stat(p) for p in paths]
     fp = json.loads(json.dumps(teacher.fingerprint()))
     with lock_folder(out, 'embedding cache folder', log=log):
@@ -135,9 +141,12 @@ def build_embedding_cache(teacher:Teacher, # the teacher (`load_teacher`)
                 prog.write(''.join(f'{r}\n' for r in b)); prog.flush()
         del mm
         part.replace(out/'embeddings.npy')
-        with atomic_write(out/'index.csv', 'w') as f: pd.DataFrame(dict(filename=names, row=range(len(names)))).to_csv(f, index=False)
-        save_json(dict(version=EMBEDDING_CACHE_VERSION, teacher=fp, files=dict(zip(names, stats)), clips=len(names)), out/'manifest.json')
+        with atomic_write(out/'index.csv', 'w') as f: pd.DataFrame(dict(filename=names, row=range(len(names)))).to_csv(
+            f, index=False)
+        save_json(dict(version=EMBEDDING_CACHE_VERSION, teacher=fp, files=dict(zip(names, stats)), clips=len(names)),
+                  out/'manifest.json')
         for f in ('.embeddings.progress', '.embeddings.plan.json'): (out/f).unlink(missing_ok=True)
-        log(f"[embeddings] {out}: {len(todo)} clips embedded by {teacher.name} ({teacher.dim} values each) on {dev.type}, "
+        log(f"[embeddings] {out}: {len(todo)} clips embedded by {teacher.name} ({teacher.dim} values each) on "
+            f"{dev.type}, "
             f"{len(known) - n_resumed} reused, {n_resumed} resumed, in {time.time() - t0:.1f} s")
         return EmbeddingCache(out)

@@ -1,4 +1,4 @@
-"""PANNs' CNN14 (AudioSet, 32 kHz) as a frozen embedding function, loading the official checkpoint `Cnn14_mAP=0.431.pth`; and the checkpoint helpers every adapter uses: a safe reader, strict loading whose errors name the keys, random weights in an official format.
+"""PANNs' CNN14 (AudioSet, 32 kHz) as a teacher, and the checkpoint helpers every adapter uses.
 
 Docs: https://asc-nbdev.github.io/asc_nbdev/teachers.panns.html.md"""
 

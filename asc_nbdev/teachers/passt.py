@@ -1,4 +1,4 @@
-"""PaSST-S (AudioSet, 32 kHz, 10 s windows) as a frozen embedding function, through its public package `hear21passt` (the optional extra `passt`), loading the official checkpoint `passt-s-f128-p16-s10-ap.476-swa.pt` from a local file.
+"""PaSST-S (AudioSet, 32 kHz) as a teacher, through its authors' package `hear21passt`.
 
 Docs: https://asc-nbdev.github.io/asc_nbdev/teachers.passt.html.md"""
 

@@ -1,4 +1,4 @@
-"""Data-parallel training on several GPUs, nodes or CPU processes through Hugging Face Accelerate and fastai: `asc-train --processes N`.
+"""Data-parallel training on several GPUs, nodes or CPU processes: `asc-train --processes N`.
 
 Docs: https://asc-nbdev.github.io/asc_nbdev/train.distributed.html.md"""
 
@@ -23,12 +23,14 @@ def _round_up(n:int, k:int) -> int: return -(-n // k) * k
 
 # %% ../../nbs/33_train.distributed.ipynb #da22b4be
 class ShardedDL(DistributedDL):
-    "fastai's `DistributedDL` where process `r` loads slice `r` of each global batch (the wrapped loader's `bs` x processes clips)"
+    """fastai's `DistributedDL` where process `r` loads slice `r` of each global batch (the wrapped loader's `bs` x
+    processes clips)"""
     def _broadcast(self,
                    t, # a list of ints (the epoch's clip order)
                    rank:int, # the rank that sends it
                   ):
-        "Rank `rank`'s list on every process (on the CPU for gloo, on this process's GPU for NCCL); unchanged without a process group"
+        """Rank `rank`'s list on every process (on the CPU for gloo, on this process's GPU for NCCL); unchanged
+        without a process group"""
         import torch.distributed as dist
         if not processes_joined() or self.world_size == 1: return list(t)
         t = torch.tensor(t, dtype=torch.long)
@@ -61,7 +63,8 @@ class ShardedDL(DistributedDL):
                   cpu:bool=True, # move them to the CPU
                   gather:bool=True, # gather every process's part (in the one-process order, padding dropped)
                  ):
-        "Detach `b`; with `gather`, batch tensors become the whole global batch and scalars (losses) their mean over processes"
+        """Detach `b`; with `gather`, batch tensors become the whole global batch and scalars (losses) their
+        mean over processes"""
         from fastai.torch_core import to_detach, apply
         import torch.distributed as dist
         b = to_detach(b, cpu, False)
@@ -79,7 +82,8 @@ class ShardedDL(DistributedDL):
 
 # %% ../../nbs/33_train.distributed.ipynb #99589124
 class _SumOverProcesses(torch.autograd.Function):
-    "Sum of a tensor over every process; its gradient is the sum of the processes' gradients (each process's loss counts)"
+    """Sum of a tensor over every process; its gradient is the sum of the processes' gradients (each process's loss
+    counts)"""
     @staticmethod
     def forward(ctx, x, group):
         import torch.distributed as dist
@@ -91,7 +95,8 @@ class _SumOverProcesses(torch.autograd.Function):
 
 # %% ../../nbs/33_train.distributed.ipynb #aa0c2825
 class ProcessBatchNorm(nn.modules.batchnorm._BatchNorm):
-    "Batch norm whose training statistics are those of the global batch over every process (any device, e.g. gloo on CPUs)"
+    """Batch norm whose training statistics are those of the global batch over every process (any device, e.g. gloo
+    on CPUs)"""
     group = None   # the process group to reduce over; None: the default group
     def _check_input_dim(self, x):
         if x.dim() < 2: raise ValueError(f"ProcessBatchNorm expects (batch, channels, ...) input, got {x.dim()}-D")
@@ -102,11 +107,13 @@ class ProcessBatchNorm(nn.modules.batchnorm._BatchNorm):
             return super().forward(x)
         C, dims, W, r = x.shape[1], [0] + list(range(2, x.dim())), process_count(), process_rank()
         xf = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x; n = x.numel() // C
-        # each process's count, mean and variance (two-pass: precise), gathered through a sum that gradients flow back through,
+        # each process's count, mean and variance (two-pass: precise), gathered through a sum that gradients flow back
+        # through,
         # then combined as one batch's: mean = sum(n_i m_i) / N, var = sum(n_i (v_i + (m_i - mean)^2)) / N
         m_i = xf.mean(dims); v_i = xf.var(dims, unbiased=False)
         mine = torch.cat([torch.full((1,), float(n), device=x.device, dtype=xf.dtype), m_i, v_i])
-        slots = torch.zeros(W, 2 * C + 1, device=x.device, dtype=xf.dtype).index_copy(0, torch.tensor([r], device=x.device), mine[None])
+        slots = torch.zeros(W, 2 * C + 1, device=x.device, dtype=xf.dtype).index_copy(0, torch.tensor([r],
+            device=x.device), mine[None])
         st = _SumOverProcesses.apply(slots, self.group)
         ns, ms, vs = st[:, :1], st[:, 1:C + 1], st[:, C + 1:]
         N = ns.sum(); mean = (ns * ms).sum(0) / N; var = (ns * (vs + (ms - mean) ** 2)).sum(0) / N
@@ -129,7 +136,8 @@ def swap_batchnorm(model:nn.Module, # the model whose batch-norm layers to repla
     swapped = []
     for parent in list(model.modules()):
         for name, child in list(parent.named_children()):
-            if isinstance(child, nn.modules.batchnorm._BatchNorm) and not isinstance(child, (ProcessBatchNorm, nn.SyncBatchNorm)):
+            if isinstance(child, nn.modules.batchnorm._BatchNorm) and not isinstance(child, (ProcessBatchNorm,
+                nn.SyncBatchNorm)):
                 new = make(child); setattr(parent, name, new); swapped.append((parent, name, child))
     def restore():
         for parent, name, child in swapped: setattr(parent, name, child)
@@ -159,7 +167,8 @@ def sync_batchnorm(bn:nn.modules.batchnorm._BatchNorm, # a batch-norm layer
 
 # %% ../../nbs/33_train.distributed.ipynb #d507aa09
 class ASCDistributedTrainer(DistributedTrainer):
-    "fastai's `DistributedTrainer` with `ShardedDL` loaders and batch norm over the global batch (`ProcessBatchNorm` on CPUs)"
+    """fastai's `DistributedTrainer` with `ShardedDL` loaders and batch norm over the global batch
+    (`ProcessBatchNorm` on CPUs)"""
     def __init__(self, **kwargs, # passed to Accelerate's `Accelerator`, e.g. `cpu=True`
                 ):
         super().__init__(sync_bn=False, **kwargs); self._restore = None
@@ -168,7 +177,8 @@ class ASCDistributedTrainer(DistributedTrainer):
         on_gpu = next(self.model.parameters()).is_cuda
         # batch norm reduces in its own group: its collectives never interleave with DistributedDataParallel's
         group = dist.new_group(backend='nccl' if on_gpu else 'gloo')
-        self._restore = swap_batchnorm(self.model, lambda bn: (sync_batchnorm if on_gpu else process_batchnorm)(bn, group))
+        self._restore = swap_batchnorm(self.model, lambda bn: (sync_batchnorm if on_gpu else process_batchnorm)(bn,
+            group))
         super().before_fit()
     def _wrap_dl(self, dl): return dl if isinstance(dl, ShardedDL) else ShardedDL(dl, device=self.learn.model.device)
     def after_fit(self):
@@ -188,8 +198,10 @@ def launch_command(n:int, # processes
                   ) -> list:
     "The torchrun command line that runs `command` with `args` in `n` processes on this machine"
     import shutil
-    if shutil.which(command) is None: raise FileNotFoundError(f"{command} is not on PATH; install the package (pip install -e .) so that its commands exist")
-    return [sys.executable, '-m', 'torch.distributed.run', '--standalone', f'--nproc_per_node={n}', '--no-python', command, *map(str, args)]
+    if shutil.which(command) is None: raise FileNotFoundError(f"{command} is not on PATH; install the package (pip "
+                                                              f"install -e .) so that its commands exist")
+    return [sys.executable, '-m', 'torch.distributed.run', '--standalone', f'--nproc_per_node={n}', '--no-python',
+            command, *map(str, args)]
 
 # %% ../../nbs/33_train.distributed.ipynb #8a7a7211
 def launch_processes(n:int, # processes (at least 2)
@@ -197,14 +209,16 @@ def launch_processes(n:int, # processes (at least 2)
                      device=None, # 'cpu' or a GPU: decides gloo/NCCL and checks there are `n` GPUs
                      command:str='asc-train', # the console script each process runs
                     ) -> int:
-    "Run `command` with `args` in `n` processes (torchrun) and wait; returns the exit status (0: every process succeeded)"
+    """Run `command` with `args` in `n` processes (torchrun) and wait; returns the exit status (0: every process
+    succeeded)"""
     import importlib.util
     if n < 2: raise ValueError(f"launch_processes needs at least 2 processes, got {n}")
     if importlib.util.find_spec('accelerate') is None:
         raise ImportError("--processes needs Hugging Face Accelerate: pip install 'asc-nbdev[distributed]'")
     dev = pick_device(device); env = dict(os.environ)
     if dev.type == 'cuda' and n > torch.cuda.device_count():
-        raise ValueError(f"--processes {n} on {torch.cuda.device_count()} GPU(s): one process per GPU; use --device cpu for CPU processes")
+        raise ValueError(f"--processes {n} on {torch.cuda.device_count()} GPU(s): one process per GPU; use --device "
+                         f"cpu for CPU processes")
     if dev.type == 'mps': raise ValueError("--processes does not run on Apple MPS; use --device cpu")
     if dev.type == 'cpu':
         env['ACCELERATE_USE_CPU'] = 'true'

@@ -29,7 +29,8 @@ __all__ = ['PRECISIONS', 'recipe_callbacks', 'recipe_opt_func', 'EpochLines', 'r
 
 # %% ../../nbs/31_train.fit.ipynb #49c18cd4
 def recipe_callbacks(recipe:Recipe, # the recipe whose augmentations to apply
-                     stage:str='train', # 'pretrain', 'train' or 'retrain'; no callbacks for a stage outside `recipe.augment_stages`
+                     # 'pretrain', 'train' or 'retrain'; no callbacks for a stage outside `recipe.augment_stages`
+                     stage:str='train',
                     ) -> list:
     "Augmentation callbacks of `recipe` for `stage` ('pretrain', 'train' or 'retrain')"
     if stage not in recipe.augment_stages: return []
@@ -46,13 +47,15 @@ def recipe_opt_func(recipe:Recipe, # the recipe whose `optimizer` settings (over
     from functools import partial
     from fastai.optimizer import Adam
     o = {**PAPER_ADAM, **(recipe.optimizer or {})}
-    if o['name'] != 'adam': raise ValueError(f"recipe {recipe.name}: optimizer {o['name']!r} is not supported; use 'adam'")
+    if o['name'] != 'adam': raise ValueError(f"recipe {recipe.name}: optimizer {o['name']!r} is not "
+                                             f"supported; use 'adam'")
     (b1, b2), eps, wd = o['betas'], o['eps'], o['weight_decay']
     return partial(Adam, mom=b1, sqr_mom=b2, eps=eps, wd=wd, decouple_wd=False)
 
 # %% ../../nbs/31_train.fit.ipynb #94825a6a
 class EpochLines(Callback):
-    "One plain line per epoch through `log` (for logs, `nohup`, CI and notebooks' `!asc-train`, where progress bars are not shown)"
+    """One plain line per epoch through `log` (for logs, `nohup`, CI and notebooks' `!asc-train`, where progress
+    bars are not shown)"""
     order = 70   # after the recorder has the epoch's metrics
     def __init__(self, stage:str='train', # the stage, shown in brackets
                  log=print, # where lines go
@@ -60,8 +63,10 @@ class EpochLines(Callback):
                 ): self.stage, self.log, self.out = stage, log, out or sys.stdout
     def after_epoch(self):
         r = self.learn.recorder; vals = r.log[1:-1] if len(r.log) > 2 else []
-        kv = ' '.join(f"{n} {v:.4f}" if isinstance(v, float) else f"{n} {v}" for n, v in zip(r.metric_names[1:-1], vals))
-        with contextlib.redirect_stdout(self.out): self.log(f"[{self.stage}] epoch {self.epoch + 1}/{self.n_epoch} {kv}")
+        kv = ' '.join(f"{n} {v:.4f}" if isinstance(v, float) else f"{n} {v}" for n, v in zip(r.metric_names[1:-1],
+            vals))
+        with contextlib.redirect_stdout(self.out): self.log(
+            f"[{self.stage}] epoch {self.epoch + 1}/{self.n_epoch} {kv}")
 
 # %% ../../nbs/31_train.fit.ipynb #a73b7687
 PRECISIONS = ('auto', 'fp32', 'bf16', 'fp16')
@@ -69,13 +74,17 @@ PRECISIONS = ('auto', 'fp32', 'bf16', 'fp16')
 def resolve_precision(precision:str='auto', # one of `PRECISIONS`
                       device=None, # where training runs (a torch.device or name; None: the best available)
                      ) -> str:
-    "The precision to train in. 'auto' is fp32 everywhere: measured on an H100 (bench/gpu.md), bf16 trained these small models no faster and less accurately"
+    """The precision to train in. 'auto' is fp32 everywhere: measured on an H100 (bench/gpu.md), bf16 trained these
+    small models no faster and less accurately"""
     if precision not in PRECISIONS: raise ValueError(f"precision must be one of {list(PRECISIONS)}, not {precision!r}")
     dev = pick_device(device) if device is None or isinstance(device, str) else torch.device(device)
     if precision == 'auto': return 'fp32'
-    if precision == 'fp16' and dev.type == 'cpu': raise ValueError("fp16 training needs a GPU; use bf16 or fp32 on the CPU")
-    if precision == 'bf16' and dev.type != 'cuda':   # fastai's MixedPrecision autocasts on CUDA only; elsewhere it would silently stay fp32
-        warnings.warn(f"bf16 mixed precision needs a CUDA GPU (fastai autocasts on CUDA only); training on {dev.type} in fp32")
+    if precision == 'fp16' and dev.type == 'cpu': raise ValueError("fp16 training needs a GPU; use bf16 or "
+                                                                   "fp32 on the CPU")
+    # fastai's MixedPrecision autocasts on CUDA only; elsewhere it would silently stay fp32
+    if precision == 'bf16' and dev.type != 'cuda':
+        warnings.warn(f"bf16 mixed precision needs a CUDA GPU (fastai autocasts on CUDA only); training on "
+                      f"{dev.type} in fp32")
         return 'fp32'
     return precision
 
@@ -84,17 +93,20 @@ def unseen_weight(recipe:Recipe, # its `unseen_weight` (None: from `eval_cities`
                   model, # the model to train, with its known cities set (`set_known_cities`)
                   eval_cities=None, # city names or indices of the clips the model will predict (None: not known)
                  ) -> float:
-    "Weight of the audio classifier in the monitored validation figure: 0 for a model without one, else the recipe's or the unseen share of `eval_cities`"
+    """Weight of the audio classifier in the monitored validation figure: 0 for a model without one, else the
+    recipe's or the unseen share of `eval_cities`"""
     if getattr(getattr(model, 'head', None), 'audio_fc', None) is None: return 0.
     if recipe.unseen_weight is not None: return float(recipe.unseen_weight)
     if eval_cities is None or not len(eval_cities): return 0.
     known = set(model.known_cities or [])
-    idx = [int(c) if isinstance(c, (int, np.integer)) else city_index(c) for c in eval_cities]   # names; None/NaN: unknown
+    # names; None/NaN: unknown
+    idx = [int(c) if isinstance(c, (int, np.integer)) else city_index(c) for c in eval_cities]
     return round(float(np.mean([i not in known for i in idx])), 4)
 
 # %% ../../nbs/31_train.fit.ipynb #a39c7410
 class FrozenEval(Callback):
-    "Keep `modules` in eval mode while the rest of the model trains: an already-trained, frozen part keeps its batch-norm statistics and runs without dropout, as at prediction"
+    """Keep `modules` in eval mode while the rest of the model trains: an already-trained, frozen part keeps its
+    batch-norm statistics and runs without dropout, as at prediction"""
     order = 1   # after fastai's TrainEvalCallback has put the whole model in training mode
     def __init__(self, modules, # the frozen modules (their parameters should not require gradients)
                 ): self.modules = list(modules)
@@ -102,14 +114,17 @@ class FrozenEval(Callback):
         for m in self.modules: m.eval()
 
 # %% ../../nbs/31_train.fit.ipynb #d3f4d76e
-def audio_model(model, # a model whose head's audio classifier is a whole audio-only head (`make_model` of a recipe with `audio_first`)
+def audio_model(model, # a model whose head's audio classifier is a whole audio-only head (`audio_first` recipes)
                ):
-    "The audio-only model inside `model`: its body and its head's audio classifier, shared (training one trains the other)"
+    """The audio-only model inside `model`: its body and its head's audio classifier, shared (training one trains
+    the other)"""
     afc = getattr(getattr(model, 'head', None), 'audio_fc', None)
     if not isinstance(afc, FusionHead):
-        raise ValueError(f"{type(model).__name__}: audio_first needs a model whose audio classifier is an audio-only head "
+        raise ValueError(f"{type(model).__name__}: audio_first needs a model whose audio classifier is an "
+                         f"audio-only head "
                          "(make_model with the recipe, or a FusionHead built with audio_head=True)")
-    return copy.deepcopy(model, memo={id(model.body): model.body, id(model.head): afc})   # a copy of the wrapper, the same modules
+    # a copy of the wrapper, the same modules
+    return copy.deepcopy(model, memo={id(model.body): model.body, id(model.head): afc})
 
 # %% ../../nbs/31_train.fit.ipynb #c3e1d29a
 def fit_recipe(recipe:Recipe, # the system's settings
@@ -117,23 +132,32 @@ def fit_recipe(recipe:Recipe, # the system's settings
                model=None, # a model to train further (default: a new one of the recipe's architecture)
                stage:str='train', # 'pretrain', 'train' or 'retrain': which stages augment (`augment_stages`)
                metadata:bool=True, # city/time fusion on (a new model only; the known cities are set either way)
-               path='.', # folder of fastai's best-epoch checkpoint and `history.csv` (written each epoch); `audio_first`: the audio step's in path/audio
+               # folder of fastai's best-epoch checkpoint and `history.csv` (written each epoch); `audio_first`: the
+               # audio step's in path/audio
+               path='.',
                fname:str|None=None, # checkpoint name (default: recipe and stage)
                cbs=None, # extra fastai callbacks
                progress:bool=True, # progress bars (False: quiet, see `epoch_log`)
                epochs:int|None=None, # override the recipe's epoch limit
                epoch_log=None, # a function given one line per epoch, e.g. `print` when not on a terminal
                deterministic:bool=False, # deterministic kernels (slower; a GPU run then repeats exactly)
-               precision:str='fp32', # 'fp32', 'bf16', 'fp16' (fastai's mixed precision on a GPU), or 'auto' (`resolve_precision`)
-               compile:bool=False, # compile the model's forward with `torch.compile` (in place: saved weights keep their names)
-               eval_cities=None, # city names (or indices) of the clips the model will predict: their share outside the training cities weights the monitored figure (`unseen_weight`)
-               keep:str='best', # 'best': early stopping and the best validation epoch; 'last': every epoch runs and the last is kept (a student whose validation clips are in its training, `--distill`)
+               # 'fp32', 'bf16', 'fp16' (fastai's mixed precision on a GPU), or 'auto' (`resolve_precision`)
+               precision:str='fp32',
+               # compile the model's forward with `torch.compile` (in place: saved weights keep their names)
+               compile:bool=False,
+               # city names (or indices) of the clips the model will predict: their share outside the training cities
+               # weights the monitored figure (`unseen_weight`)
+               eval_cities=None,
+               # 'best': early stopping and the best validation epoch; 'last': every epoch runs and the last is kept (a
+               # student whose validation clips are in its training, `--distill`)
+               keep:str='best',
               ):
     "Train `recipe` on `dls` (a model is made unless given); returns `(learner, summary dict)`"
     from asc_nbdev.models.zoo import freeze_blocks
     label, fname = (stage if fname is None else fname), fname or f'{recipe.name}-{stage}'   # label: the epoch lines'
     if keep not in ('best', 'last'): raise ValueError(f"keep must be 'best' or 'last', got {keep!r}")
-    run = dict(stage=stage, label=label, cbs=cbs, progress=progress, epochs=epochs, epoch_log=epoch_log, precision=precision, compile=compile, keep=keep)
+    run = dict(stage=stage, label=label, cbs=cbs, progress=progress, epochs=epochs, epoch_log=epoch_log,
+               precision=precision, compile=compile, keep=keep)
     if metadata and recipe.audio_first and stage != 'pretrain':
         return _fit_audio_first(recipe, dls, model, path, fname, deterministic, eval_cities, run)
     seed_everything(recipe.seed, deterministic)
@@ -143,16 +167,20 @@ def fit_recipe(recipe:Recipe, # the system's settings
     if metadata: model.set_known_cities(np.unique(dls.train.items.city))   # every other city is the unknown city
     w, monitor, extra = unseen_weight(recipe, model, eval_cities), recipe.monitor, []
     if w:   # the audio classifier's role counts in the kept epoch (AudioMixAccuracy, notebook 12)
-        extra = [AudioMixAccuracy(w, recipe.monitor)] + ([AudioMixAccuracy(1.0, recipe.monitor)] if w < 1 else []); monitor = extra[0].name
-    learn, s = _fit(recipe, dls, model, path, fname, monitor, extra, aux=getattr(model.head, 'audio_fc', None) is not None, **run)
+        extra = [AudioMixAccuracy(w, recipe.monitor)] + ([AudioMixAccuracy(1.0, recipe.monitor)] if w < 1
+                                                         else []); monitor = extra[0].name
+    learn, s = _fit(recipe, dls, model, path, fname, monitor, extra, aux=getattr(model.head, 'audio_fc',
+        None) is not None, **run)
     return learn, dict(s, unseen_weight=w)
 
 # %% ../../nbs/31_train.fit.ipynb #051867f2
 def _fit_audio_first(recipe, dls, model, path, fname, deterministic, eval_cities, run):
     "`audio_first`: the audio-only model as a run with metadata off trains it, then the fusion on its frozen body"
-    # step 1: a new model's audio part is made and trained exactly as `fit_recipe(..., metadata=False)` would (same seed, same batches)
+    # step 1: a new model's audio part is made and trained exactly as `fit_recipe(..., metadata=False)` would (same
+    # seed, same batches)
     am = None if model is None else audio_model(model)
-    la, sa = fit_recipe(recipe, dls, am, metadata=False, path=Path(path)/'audio', fname=f'{fname}-audio', deterministic=deterministic,
+    la, sa = fit_recipe(recipe, dls, am, metadata=False, path=Path(path)/'audio', fname=f'{fname}-audio',
+                        deterministic=deterministic,
                         **{k: v for k, v in run.items() if k != 'label'})
     am = la.model
     seed_everything(recipe.seed, deterministic)
@@ -161,7 +189,8 @@ def _fit_audio_first(recipe, dls, model, path, fname, deterministic, eval_cities
         model.body, model.head.audio_fc = am.body, am.head   # the trained audio-only model, as it is
     model.set_known_cities(np.unique(dls.train.items.city))
     w = unseen_weight(recipe, model, eval_cities)
-    # step 2: the context encoder, fusion and fused classifier learn on the frozen audio model (eval mode: its batch norm as at prediction)
+    # step 2: the context encoder, fusion and fused classifier learn on the frozen audio model (eval mode: its batch
+    # norm as at prediction)
     frozen = [model.body, model.head.audio_fc]
     was = [(p, p.requires_grad) for m in frozen for p in m.parameters()]
     for p, _ in was: p.requires_grad_(False)
@@ -177,14 +206,19 @@ def _fit_audio_first(recipe, dls, model, path, fname, deterministic, eval_cities
                        **{f'mixed_{m}': round((1 - w) * s[m] + w * sa[m], 6)})
 
 # %% ../../nbs/31_train.fit.ipynb #ab94b96e
-def _fit(recipe, dls, model, path, fname, monitor, extra, aux, stage, label, cbs, progress, epochs, epoch_log, precision, compile, keep='best'):
+def _fit(recipe, dls, model, path, fname, monitor, extra, aux, stage, label, cbs, progress, epochs, epoch_log,
+         precision, compile, keep='best'):
     "One training run of `model` on `dls`, keeping the epoch of the best `monitor`"
     Path(path).mkdir(parents=True, exist_ok=True)
-    multi, main = init_processes(dls.device), is_main_process()   # several processes (asc-train --processes N): notebook 23
+    # several processes (asc-train --processes N): notebook 23
+    multi, main = init_processes(dls.device), is_main_process()
     if not main: progress, epoch_log = False, None                # rank 0 alone shows progress and writes the history
-    learn = asc_learner(dls, model, lr=recipe.lr, loss_func=ASCLoss(recipe.smoothing), step=recipe.step, gamma=recipe.gamma,
-                        monitor=monitor, patience=recipe.patience if keep == 'best' else None, save_best=keep == 'best', fname=fname, metrics=extra,
-                        cbs=recipe_callbacks(recipe, stage) + ([CSVLogger('history.csv')] if main else []) + list(cbs or [])
+    learn = asc_learner(dls, model, lr=recipe.lr, loss_func=ASCLoss(recipe.smoothing), step=recipe.step,
+                        gamma=recipe.gamma,
+                        monitor=monitor, patience=recipe.patience if keep == 'best' else None, save_best=keep == 'best',
+                            fname=fname, metrics=extra,
+                        cbs=recipe_callbacks(recipe, stage) + ([CSVLogger('history.csv')] if main else []) + list(
+                            cbs or [])
                             + ([AudioFallbackLoss(recipe.fallback_weight)] if aux else [])
                             + ([EpochLines(label, epoch_log)] if epoch_log else []),
                         path=path, opt_func=recipe_opt_func(recipe))
@@ -195,7 +229,8 @@ def _fit(recipe, dls, model, path, fname, monitor, extra, aux, stage, label, cbs
     if prec == 'bf16': learn.to_bf16()
     elif prec == 'fp16': learn.to_fp16()
     if not progress: learn.remove_cb(ProgressCallback)
-    if compile: model.compile()   # nn.Module.compile: the state dict keeps its keys, so save_asc_model/load_asc_model are unchanged
+    # nn.Module.compile: the state dict keeps its keys, so save_asc_model/load_asc_model are unchanged
+    if compile: model.compile()
     t0 = time.time(); n = epochs or recipe.epochs
     quiet = contextlib.redirect_stdout(io.StringIO()) if not progress else contextlib.nullcontext()
     with quiet, (learn.no_logging() if not progress else contextlib.nullcontext()):
@@ -205,7 +240,11 @@ def _fit(recipe, dls, model, path, fname, monitor, extra, aux, stage, label, cbs
         from asc_nbdev.train.distributed import ASCDistributedTrainer
         learn.remove_cbs([c for c in learn.cbs if isinstance(c, ASCDistributedTrainer)])
         runs = gather_objects((len(h), h[monitor].round(6).tolist()))   # gathered metrics: every process stopped alike
-        if any(r != runs[0] for r in runs): raise RuntimeError(f"the processes disagree on the epochs or the validation {monitor}: {runs}")
-    best = len(h) - 1 if keep == 'last' else int(h[monitor].to_numpy().argmin() if monitor.endswith('loss') else h[monitor].to_numpy().argmax())
-    return learn, dict(stage=stage, epochs_run=len(h), best_epoch=best, seconds=round(time.time() - t0, 1), monitor=monitor,
-                       **{k: float(h[k].iloc[best]) for k in ('accuracy', 'balanced_accuracy', 'city_accuracy', *[m.name for m in extra])})
+        if any(r != runs[0] for r in runs): raise RuntimeError(f"the processes disagree on the epochs or the "
+                                                               f"validation {monitor}: {runs}")
+    best = len(h) - 1 if keep == 'last' else int(h[monitor].to_numpy().argmin() if monitor.endswith('loss') else h[
+        monitor].to_numpy().argmax())
+    return learn, dict(stage=stage, epochs_run=len(h), best_epoch=best, seconds=round(time.time() - t0, 1),
+                       monitor=monitor,
+                       **{k: float(h[k].iloc[best]) for k in ('accuracy', 'balanced_accuracy', 'city_accuracy',
+                                                              *[m.name for m in extra])})

@@ -1,4 +1,4 @@
-"""atmaja2025's hard-sample identification: a reference model (the pretrained SE-Trans baseline) gives each training clip a confidence = maximum softmax probability, weight = 1 / (confidence + 1e-8) normalised to mean 1, and "hard" below 0.7.
+"""atmaja2025's hard samples: a reference model's confidence weights each training clip.
 
 Docs: https://asc-nbdev.github.io/asc_nbdev/train.hard_samples.html.md"""
 
@@ -38,15 +38,20 @@ def hard_mask(conf:np.ndarray, # confidence of each clip (`confidence`)
 
 # %% ../../nbs/32_train.hard_samples.ipynb #76e6c3a4
 def weight_hard_samples(dls, # `asc_dataloaders`: its training clips get the weights
-                        model, # the reference model whose confidence decides (atmaja2025: the pretrained SE-Trans baseline)
+                        # the reference model whose confidence decides (atmaja2025: the pretrained SE-Trans baseline)
+                        model,
                         threshold:float=0.7, # clips below this confidence are "hard"
                         device=None, # device to predict on (`pick_device`); None: the best available
                         stats=None, # (mean, std) per mel band the reference was trained with; None: those of `dls`
-                        known:dict|None=None, # filename -> confidence already known (e.g. the reference's out-of-fold confidence, `asc-train --cv`): the model predicts only the other clips
+                        # filename -> confidence already known (e.g. the reference's out-of-fold confidence, `asc-train
+                        # --cv`): the model predicts only the other clips
+                        known:dict|None=None,
                        ) -> dict:
-    "Attach atmaja2025's hard-sample weights, from `model`'s confidence, to the training clips of `dls`; returns confidences and weights"
+    """Attach atmaja2025's hard-sample weights, from `model`'s confidence, to the training clips of `dls`; returns
+    confidences and weights"""
     tr = dls.train
-    kw = {} if stats is None or stats[0] is None else dict(mean=np.asarray(stats[0], np.float32), std=np.asarray(stats[1], np.float32))
+    kw = {} if stats is None or stats[0] is None else dict(mean=np.asarray(stats[0], np.float32), std=np.asarray(stats[
+        1], np.float32))
     names = None if tr.items.names is None else np.asarray(tr.items.names)
     conf = np.full(len(tr.items), np.nan, np.float64)
     if known and names is not None: conf = np.array([known.get(n, np.nan) for n in names], np.float64)
@@ -69,9 +74,11 @@ def hard_sample_summary(res:dict, # the dict `weight_hard_samples` returns
     "How many training clips are hard and how the weights spread: counts, confidence and weight ranges"
     c, w, h = (np.asarray(res[k]) for k in ('confidence', 'weights', 'hard'))
     q = lambda a, p: float(np.quantile(a, p)) if len(a) else float('nan')
-    return dict(n=int(len(c)), hard=int(h.sum()), hard_frac=float(h.mean()) if len(c) else float('nan'), threshold=float(res['threshold']),
+    return dict(n=int(len(c)), hard=int(h.sum()), hard_frac=float(h.mean()) if len(c) else float('nan'),
+                threshold=float(res['threshold']),
                 confidence_min=q(c, 0), confidence_median=q(c, .5), confidence_max=q(c, 1),
-                weight_min=q(w, 0), weight_median=q(w, .5), weight_max=q(w, 1), weight_mean=float(w.mean()) if len(w) else float('nan'),
+                weight_min=q(w, 0), weight_median=q(w, .5), weight_max=q(w, 1), weight_mean=float(w.mean()) if len(
+                    w) else float('nan'),
                 weight_max_over_min=float(w.max() / w.min()) if len(w) else float('nan'))
 
 # %% ../../nbs/32_train.hard_samples.ipynb #b6ec2b23
@@ -86,7 +93,8 @@ def plot_hard_samples(res:dict, # the dict `weight_hard_samples` returns
     fig, (a, b) = plt.subplots(1, 2, figsize=figsize)
     a.hist(conf[~res['hard']], bins=bins, range=(0, 1), color='tab:blue', label='easy')
     a.hist(conf[res['hard']], bins=bins, range=(0, 1), color='tab:red', label=f'hard (< {t})')
-    a.axvline(t, color='k', ls='--', lw=1); a.set_xlabel('confidence (max softmax)'); a.set_ylabel('clips'); a.legend(fontsize=8)
+    a.axvline(t, color='k', ls='--', lw=1); a.set_xlabel('confidence (max softmax)'); a.set_ylabel('clips'); a.legend(
+        fontsize=8)
     a.set_title(f"{int(res['hard'].sum())} of {len(conf)} training clips are hard", fontsize=9)
     o = np.argsort(conf)
     b.plot(conf[o], w[o], '.', ms=3); b.axvline(t, color='k', ls='--', lw=1)

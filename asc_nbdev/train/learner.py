@@ -1,4 +1,4 @@
-"""Losses (hard, soft, smoothed, weighted), metrics computed afresh each epoch, the papers' step decay, early stopping with best-model restore, and the fastai `Learner` that ties them to a model.
+"""Losses, metrics, the papers' step decay, early stopping, and the fastai `Learner` that ties them to a model.
 
 Docs: https://asc-nbdev.github.io/asc_nbdev/train.learner.html.md"""
 
@@ -26,9 +26,11 @@ __all__ = ['ASCLoss', 'cross_entropy', 'label_smoothing_ce', 'balanced_accuracy'
 class ASCLoss(nn.Module):
     "Cross-entropy for hard or soft targets, with optional label smoothing and per-sample weights"
     def __init__(self, smoothing:float=0., # label smoothing alpha (atmaja2025: 0.1)
-                 reduction:str='mean', # 'mean' or 'sum' over the batch, or 'none': per-sample losses (fastai's get_preds sets it)
+                 # 'mean' or 'sum' over the batch, or 'none': per-sample losses (fastai's get_preds sets it)
+                 reduction:str='mean',
                 ):
-        if reduction not in ('mean', 'sum', 'none'): raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+        if reduction not in ('mean', 'sum', 'none'): raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got "
+                                                                      f"{reduction!r}")
         super().__init__(); store_attr()
     def forward(self,
                 pred:torch.Tensor, # logits (batch, classes)
@@ -73,7 +75,9 @@ class _Accum(Metric):
     def _cat(self): return torch.cat(self.p).numpy(), torch.cat(self.t).numpy(), torch.cat(self.c).numpy()
 
 # %% ../../nbs/29_train.learner.ipynb #417f144b
-def balanced_accuracy(targ, pred) -> float:
+def balanced_accuracy(targ, # true class indices
+                      pred, # predicted class indices
+                     ) -> float:
     "sklearn's `balanced_accuracy_score` (mean recall of the classes present in `targ`); NaN for no clips"
     from sklearn.metrics import balanced_accuracy_score
     import warnings
@@ -144,7 +148,9 @@ def asc_learner(dls, # `DataLoaders` from `asc_dataloaders`
                 loss_func=None, # default `ASCLoss()`
                 step:int=2, # epochs between learning-rate decays (`StepDecay`)
                 gamma:float=0.9, # factor of each learning-rate decay
-                monitor:str='accuracy', # metric watched by early stopping and best-epoch saving (higher is better; a name ending in 'loss', e.g. 'valid_loss': lower)
+                # metric watched by early stopping and best-epoch saving (higher is better; a name ending in 'loss',
+                # e.g. 'valid_loss': lower)
+                monitor:str='accuracy',
                 patience:int|None=10, # epochs without improvement before early stopping; None: off
                 save_best:bool=True, # keep and restore the best epoch's weights
                 fname:str='best', # file name of the best weights in `path/model_dir`
@@ -163,15 +169,18 @@ def asc_learner(dls, # `DataLoaders` from `asc_dataloaders`
         except ImportError: splitter = lambda m: [list(m.parameters())]
     cb = [StepDecay(step, gamma)]
     comp = np.less if monitor.endswith('loss') else np.greater
-    if patience is not None: cb.append(EarlyStoppingCallback(monitor=monitor, comp=comp, patience=patience, reset_on_fit=True))
+    if patience is not None: cb.append(EarlyStoppingCallback(monitor=monitor, comp=comp, patience=patience,
+                                                             reset_on_fit=True))
     if save_best: cb.append(SaveModelCallback(monitor=monitor, comp=comp, fname=fname, reset_on_fit=True))
-    learn = Learner(dls, model, loss_func=loss_func or ASCLoss(), opt_func=opt_func, lr=lr, metrics=asc_metrics() + list(metrics or []),
+    learn = Learner(dls, model, loss_func=loss_func or ASCLoss(), opt_func=opt_func, lr=lr,
+                    metrics=asc_metrics() + list(metrics or []),
                     cbs=cb + list(cbs or []), path=path, model_dir=model_dir, splitter=splitter, **kwargs)
     return learn
 
 # %% ../../nbs/29_train.learner.ipynb #62a95109
 def _head(model):
-    "The model's `FusionHead` (None if it has none); under DistributedDataParallel (several processes) the model is wrapped"
+    """The model's `FusionHead` (None if it has none); under DistributedDataParallel (several processes) the model
+    is wrapped"""
     return getattr(getattr(model, 'module', model), 'head', None)
 
 # %% ../../nbs/29_train.learner.ipynb #9b7e90c5
@@ -193,12 +202,14 @@ class AudioFallbackLoss(Callback):
 
 # %% ../../nbs/29_train.learner.ipynb #57b42186
 class AudioMixAccuracy(_Accum):
-    "`(1 - w)` x the fused prediction's accuracy + `w` x that of the head's audio classifier (`audio_fc`) on the same clips"
-    def __init__(self, w:float=0.5, # weight of the audio classifier (the expected share of clips in cities not trained on)
+    """`(1 - w)` x the fused prediction's accuracy + `w` x that of the head's audio classifier (`audio_fc`) on the
+    same clips"""
+    def __init__(self, w:float=0.5, # weight of the audio classifier (expected share of clips in cities not trained on)
                  kind:str='accuracy', # 'accuracy' or 'balanced_accuracy'
                  name:str|None=None, # the logged name (default: 'mixed_' + kind, or 'audio_' + kind for w = 1)
                 ):
-        if kind not in ('accuracy', 'balanced_accuracy'): raise ValueError(f"kind must be 'accuracy' or 'balanced_accuracy', got {kind!r}")
+        if kind not in ('accuracy', 'balanced_accuracy'): raise ValueError(f"kind must be 'accuracy' or "
+            f"'balanced_accuracy', got {kind!r}")
         if not 0 <= w <= 1: raise ValueError(f"w must be in [0, 1], got {w}")
         self.w, self.kind, self._name = float(w), kind, name or (('audio_' if w == 1 else 'mixed_') + kind)
     def reset(self): super().reset(); self.a = []
@@ -206,28 +217,18 @@ class AudioMixAccuracy(_Accum):
                   ):
         super().accumulate(learn)
         la = getattr(_head(learn.model), 'last_audio', None)
-        if la is None: raise ValueError("AudioMixAccuracy needs a head with an audio classifier (FusionHead with audio_fallback)")
+        if la is None: raise ValueError("AudioMixAccuracy needs a head with an audio classifier (FusionHead with "
+                                        "audio_fallback)")
         det = getattr(learn, 'to_detach', None) or (lambda b: b.detach().cpu())
         self.a.append(det(la.argmax(-1)))
     @property
     def value(self):
         p, t, _ = self._cat(); a = torch.cat(self.a).numpy()
-        f = (lambda x: float((x == t).mean()) if len(t) else float('nan')) if self.kind == 'accuracy' else (lambda x: balanced_accuracy(t, x))
+        f = (lambda x: float((x == t).mean()) if len(t) else float('nan')) if self.kind == 'accuracy' else (
+            lambda x: balanced_accuracy(t, x))
         return (1 - self.w) * f(p) + self.w * f(a) if self.w < 1 else f(a)
     @property
     def name(self): return self._name
-
-# %% ../../nbs/29_train.learner.ipynb #fded7578
-def predict_probs(model:nn.Module, # a model taking (x, city, time)
-                  dl, # a loader whose batches start with x, city, time
-                  device=None, # device to predict on: a name, a `torch.device`, or None for the best available (`pick_device`)
-                 ) -> np.ndarray:
-    "Softmax probabilities of `model` on every batch of `dl` (inputs are the first three tensors); in a multi-process run each process predicts a share"
-    if processes_joined() and hasattr(getattr(dl, 'items', None), 'subset'):
-        n, r, W = len(dl.items), process_rank(), process_count()   # this process's contiguous share, then every share in order
-        part = _predict(model, dl.new(items=dl.items.subset(np.arange(r * n // W, (r + 1) * n // W)), shuffle=False), device)
-        return np.concatenate(gather_objects(part))
-    return _predict(model, dl, device)
 
 # %% ../../nbs/29_train.learner.ipynb #a6d962fc
 def _predict(model, dl, device=None) -> np.ndarray:
@@ -236,6 +237,22 @@ def _predict(model, dl, device=None) -> np.ndarray:
     with torch.inference_mode():
         for b in dl: out.append(F.softmax(model(*[t.to(device) for t in b[:3]]).float(), -1).cpu())
     return torch.cat(out).numpy() if out else np.zeros((0, N_CLASSES), np.float32)
+
+# %% ../../nbs/29_train.learner.ipynb #fded7578
+def predict_probs(model:nn.Module, # a model taking (x, city, time)
+                  dl, # a loader whose batches start with x, city, time
+                  # device to predict on: a name, a `torch.device`, or None for the best available (`pick_device`)
+                  device=None,
+                 ) -> np.ndarray:
+    """Softmax probabilities of `model` on every batch of `dl` (inputs are the first three tensors); in a
+    multi-process run each process predicts a share"""
+    if processes_joined() and hasattr(getattr(dl, 'items', None), 'subset'):
+        # this process's contiguous share, then every share in order
+        n, r, W = len(dl.items), process_rank(), process_count()
+        part = _predict(model, dl.new(items=dl.items.subset(np.arange(r * n // W, (r + 1) * n // W)), shuffle=False),
+                        device)
+        return np.concatenate(gather_objects(part))
+    return _predict(model, dl, device)
 
 # %% ../../nbs/29_train.learner.ipynb #eb1c102a
 def history_frame(learn:Learner, # a fitted `Learner`

@@ -1,4 +1,4 @@
-"""One object per system, holding its architecture and every training setting of its paper: printable, overridable field by field, with a quick CPU variant; and `fit_recipe`, which trains one.
+"""One object per system with its architecture and every training setting of its paper; `fit_recipe` trains one.
 
 Docs: https://asc-nbdev.github.io/asc_nbdev/train.recipes.html.md"""
 
@@ -18,7 +18,7 @@ from ..models.fusion import fallback_mode
 from fastai.callback.progress import ProgressCallback, CSVLogger
 from fastai.callback.core import Callback
 from fastcore.basics import store_attr
-
+from fastcore.basics import patch
 
 # %% auto #0
 __all__ = ['QUICK_MODEL_KWARGS', 'PAPER_ADAM', 'CITY_DROPOUT', 'TIME_DROPOUT', 'AUDIO_FALLBACK', 'RECIPES', 'Recipe',
@@ -32,12 +32,16 @@ QUICK_MODEL_KWARGS = {  # narrower models for the quick CPU variant (same archit
     'fcnn': dict(channels=(36, 72, 144)),
 }
 
-PAPER_ADAM = dict(name='adam', betas=(0.9, 0.999), eps=1e-8, weight_decay=0.)   # torch.optim.Adam's defaults (fastai's differ)
+# torch.optim.Adam's defaults (fastai's differ)
+PAPER_ADAM = dict(name='adam', betas=(0.9, 0.999), eps=1e-8, weight_decay=0.)
 
 CITY_DROPOUT, TIME_DROPOUT = 0.5, 0.3   # defaults of every recipe, chosen by measurement: bench/metadata.md
 
-AUDIO_FALLBACK = 'off'   # clips of cities not trained on: 'off' (the papers), 'audio' or 'mix' (FusionHead); every recipe uses 'audio' with audio_first: bench/metadata_unseen.md
+# clips of cities not trained on: 'off' (the papers), 'audio' or 'mix' (FusionHead); every recipe uses 'audio' with
+# audio_first: bench/metadata_unseen.md
+AUDIO_FALLBACK = 'off'
 
+# %% ../../nbs/30_train.recipes.ipynb #2811fcf8
 @dataclass
 class Recipe:
     "Architecture and training settings of one system"
@@ -46,7 +50,8 @@ class Recipe:
     model: str # a `create_model` name
     model_kwargs: dict = field(default_factory=dict) # settings of the model (`create_model`)
     lr: float = 1e-4 # Adam's initial learning rate
-    optimizer: dict = field(default_factory=lambda: dict(PAPER_ADAM)) # `torch.optim.Adam`'s settings, as every paper and the baseline use them
+    # `torch.optim.Adam`'s settings, as every paper and the baseline use them
+    optimizer: dict = field(default_factory=lambda: dict(PAPER_ADAM))
     bs: int = 64 # batch size
     epochs: int = 20 # upper limit; early stopping decides
     patience: int = 10 # epochs without improvement of `monitor`
@@ -63,69 +68,109 @@ class Recipe:
     mixup_alpha: float|tuple|None = None # Beta alpha or a range, None: off
     mixup_p: float|tuple = 1.0 # probability (or range) of mixing a batch
     augment_stages: tuple = ('pretrain', 'train', 'retrain') # stages whose training batches are augmented
-    pseudo: str = 'argmax' # 'argmax' (all clips), 'threshold' (confident hard labels), 'soft', or 'top' (the most confident `pseudo_share` of each predicted class)
+    # 'argmax' (all clips), 'threshold' (confident hard labels), 'soft', or 'top' (the most confident `pseudo_share` of
+    # each predicted class)
+    pseudo: str = 'argmax'
     pseudo_threshold: float = 0. # smallest confidence of an accepted pseudo-label ('threshold', 'soft'); 0: none
     pseudo_share: float = 0.5 # 'top': share of each predicted class's unlabeled clips accepted
     session_agreement: bool = False # keep a pseudo-label only if its session agrees
     rounds: int = 1 # pseudo-label + retrain rounds
     pretrain_epochs: int = 0 # stage 0 on external data (0: no pre-training)
     freeze_blocks: int = 0 # low-level blocks frozen after pre-training (li2025)
-    city_dropout: float = CITY_DROPOUT # rate of training clips whose city is replaced by the unknown city (trains that row)
+    # rate of training clips whose city is replaced by the unknown city (trains that row)
+    city_dropout: float = CITY_DROPOUT
     time_dropout: float = TIME_DROPOUT # rate of training clips whose time is replaced by 'no time' (zeros)
-    audio_fallback: str = AUDIO_FALLBACK # clips of cities the model was not trained on: 'audio' (audio alone), 'mix' (audio and fused averaged) or 'off' (`FusionHead`)
+    # clips of cities the model was not trained on: 'audio' (audio alone), 'mix' (audio and fused averaged) or 'off'
+    # (`FusionHead`)
+    audio_fallback: str = AUDIO_FALLBACK
     fallback_weight: float = 1.0 # weight of the audio-only classifier's auxiliary loss (`AudioFallbackLoss`)
-    isolate_audio: bool = False # the fused classifier's gradient stops at the audio vector, so the body learns as an audio-only model's (needs audio_fallback; `FusionHead`)
-    audio_first: bool = False # two steps: the audio-only model first (as a run with metadata off trains it, its own kept epoch), then city/time fusion on its frozen body; clips of cities not trained on get exactly that audio model's prediction (needs audio_fallback 'audio' or 'mix')
-    fusion_monitor: str|None = 'valid_loss' # `audio_first`'s second step: the validation figure that keeps its epoch, 'valid_loss' (lower is better) or None for `monitor`: kept by accuracy, the fusion's epoch comes early, its probabilities still far from sure (bench/fusion_confidence.md)
-    unseen_weight: float|None = None # models with an audio fallback: weight of the audio classifier's validation figure in the monitored one (`AudioMixAccuracy`); None: the share of eval clips in cities not trained on, when known (`run_pipeline`), else 0
+    # the fused classifier's gradient stops at the audio vector, so the body learns as an audio-only model's (needs
+    # audio_fallback; `FusionHead`)
+    isolate_audio: bool = False
+    # two steps: the audio-only model first (as a run with metadata off trains it, its own kept epoch), then city/time
+    # fusion on its frozen body; clips of cities not trained on get exactly that audio model's prediction (needs
+    # audio_fallback 'audio' or 'mix')
+    audio_first: bool = False
+    # `audio_first`'s second step: the validation figure that keeps its epoch, 'valid_loss' (lower is better) or None
+    # for `monitor`: kept by accuracy, the fusion's epoch comes early, its probabilities still far from sure
+    # (bench/fusion_confidence.md)
+    fusion_monitor: str|None = 'valid_loss'
+    # models with an audio fallback: weight of the audio classifier's validation figure in the monitored one
+    # (`AudioMixAccuracy`); None: the share of eval clips in cities not trained on, when known (`run_pipeline`), else 0
+    unseen_weight: float|None = None
     clip_seconds: float|None = None # None: the data's own length
-    distill_temperature: float = 2.0 # `--distill`: the ensemble teacher's probabilities are softened as p^(1/T), renormalised
-    distill_hard_weight: float = 0.5 # `--distill`: weight of a labeled clip's true label in its target (the rest: the teacher's soft target)
-    carry_labels: str = 'off' # pseudo-labels: an unlabeled clip takes the label its session's ('session') or recording's ('recording') labeled training clips agree on, in place of the model's; 'off': the model's alone, as the papers (bench/semi_supervised.md, bench/demo_carried.md)
-    ssl_epochs: int = 30 # `--ssl-pretrain`: epochs of self-supervised pre-training (BYOL-A) of the body on the dev clips
+    # `--distill`: the ensemble teacher's probabilities are softened as p^(1/T), renormalised
+    distill_temperature: float = 2.0
+    # `--distill`: weight of a labeled clip's true label in its target (the rest: the teacher's soft target)
+    distill_hard_weight: float = 0.5
+    # pseudo-labels: an unlabeled clip takes the label its session's ('session') or recording's ('recording') labeled
+    # training clips agree on, in place of the model's; 'off': the model's alone, as the papers
+    # (bench/semi_supervised.md, bench/demo_carried.md)
+    carry_labels: str = 'off'
+    # `--ssl-pretrain`: epochs of self-supervised pre-training (BYOL-A) of the body on the dev clips
+    ssl_epochs: int = 30
     ssl_lr: float = 1e-3 # `--ssl-pretrain`: its learning rate (Adam)
-    ssl_ema: float = 0.99 # `--ssl-pretrain`: momentum of the target network (an exponential moving average of the online one)
+    # `--ssl-pretrain`: momentum of the target network (an exponential moving average of the online one)
+    ssl_ema: float = 0.99
     ssl_dim: int = 128 # `--ssl-pretrain`: size of the projection (and prediction) the two views are compared in
     fixmatch_mu: int = 2 # `--ssl fixmatch`: unlabeled clips per labeled clip in every batch
-    fixmatch_weight: float = 1.0 # `--ssl fixmatch`: weight of the unlabeled loss (reached after `fixmatch_rampup` epochs)
+    # `--ssl fixmatch`: weight of the unlabeled loss (reached after `fixmatch_rampup` epochs)
+    fixmatch_weight: float = 1.0
     fixmatch_rampup: int = 5 # `--ssl fixmatch`: epochs over which the unlabeled loss's weight rises linearly from 0
-    fixmatch_ema: float = 0.99 # `--ssl fixmatch`: momentum per step of the self-adaptive (FreeMatch) thresholds' running means: a time constant of 100 steps, a fraction of a run here as FreeMatch's 0.999 is of its 2^20 steps
+    # `--ssl fixmatch`: momentum per step of the self-adaptive (FreeMatch) thresholds' running means: a time constant of
+    # 100 steps, a fraction of a run here as FreeMatch's 0.999 is of its 2^20 steps
+    fixmatch_ema: float = 0.99
     notes: str = '' # free text about the settings
 
-    def replace(self,
-                **kwargs, # fields to change and their new values
-               ) -> 'Recipe':
-        "A copy with some fields changed; unknown fields are an error"
-        bad = [k for k in kwargs if k not in {f.name for f in dataclasses.fields(self)}]
-        if bad: raise TypeError(f"Recipe has no field(s) {bad}; fields: {[f.name for f in dataclasses.fields(self)]}")
-        return dataclasses.replace(copy.deepcopy(self), **kwargs)
-    def to_dict(self) -> dict: return asdict(self)
-    @classmethod
-    def from_dict(cls,
-                  d:dict, # a dict from `to_dict` or a recipe JSON (lists become tuples)
-                 ) -> 'Recipe':
-        d = dict(d); d.pop('split', None)   # a field of 0.1 that nothing read
-        for k in ('time_roll', 'augment_stages'):
-            if isinstance(d.get(k), list): d[k] = tuple(d[k])
-        for k in ('mixup_alpha', 'mixup_p'):
-            if isinstance(d.get(k), list): d[k] = tuple(d[k])
-        if isinstance(d.get('optimizer'), dict): d['optimizer'] = {k: tuple(v) if isinstance(v, list) else v for k, v in d['optimizer'].items()}
-        return cls(**d)
-    def quick(self,
-              epochs:int=20, # epoch limit, at most the recipe's
-              patience:int=8, # early-stopping patience, at most the recipe's
-              lr:float|None=None, # learning rate; None: the recipe's, at least 3e-3
-              bs:int=16, # batch size
-             ) -> 'Recipe':
-        "The CPU variant for notebooks, tests and the demo: few epochs, small batches, a higher rate, a narrower model"
-        return self.replace(name=self.name + '-quick', epochs=min(epochs, self.epochs), patience=min(patience, self.patience), bs=bs,
-                            lr=lr or max(self.lr, 3e-3), pretrain_epochs=min(self.pretrain_epochs, 3), ssl_epochs=min(self.ssl_epochs, 10),
-                            model_kwargs={**self.model_kwargs, **QUICK_MODEL_KWARGS.get(self.model, {})})
     def __str__(self):
         w = max(len(f.name) for f in dataclasses.fields(self))
         return '\n'.join(f"{f.name:<{w}}  {getattr(self, f.name)!r}" for f in dataclasses.fields(self))
     def _repr_markdown_(self):
-        return '| field | value |\n|---|---|\n' + '\n'.join(f"| {f.name} | `{getattr(self, f.name)!r}` |" for f in dataclasses.fields(self))
+        return '| field | value |\n|---|---|\n' + '\n'.join(f"| {f.name} | `{getattr(self, f.name)!r}` |"
+                                                            for f in dataclasses.fields(self))
+
+# %% ../../nbs/30_train.recipes.ipynb #11b1a61a
+@patch
+def replace(self:Recipe,
+            **kwargs, # fields to change and their new values
+           ) -> 'Recipe':
+    "A copy with some fields changed; unknown fields are an error"
+    bad = [k for k in kwargs if k not in {f.name for f in dataclasses.fields(self)}]
+    if bad: raise TypeError(f"Recipe has no field(s) {bad}; fields: {[f.name for f in dataclasses.fields(self)]}")
+    return dataclasses.replace(copy.deepcopy(self), **kwargs)
+
+# %% ../../nbs/30_train.recipes.ipynb #9342ec78
+@patch
+def to_dict(self:Recipe) -> dict: return asdict(self)
+
+# %% ../../nbs/30_train.recipes.ipynb #5bfe4736
+@patch(cls_method=True)
+def from_dict(cls:Recipe,
+              d:dict, # a dict from `to_dict` or a recipe JSON (lists become tuples)
+             ) -> 'Recipe':
+    d = dict(d); d.pop('split', None)   # a field of 0.1 that nothing read
+    for k in ('time_roll', 'augment_stages'):
+        if isinstance(d.get(k), list): d[k] = tuple(d[k])
+    for k in ('mixup_alpha', 'mixup_p'):
+        if isinstance(d.get(k), list): d[k] = tuple(d[k])
+    if isinstance(d.get('optimizer'), dict): d['optimizer'] = {k: tuple(v) if isinstance(v, list) else v for k, v in d[
+        'optimizer'].items()}
+    return cls(**d)
+
+# %% ../../nbs/30_train.recipes.ipynb #9425a7b5
+@patch
+def quick(self:Recipe,
+          epochs:int=20, # epoch limit, at most the recipe's
+          patience:int=8, # early-stopping patience, at most the recipe's
+          lr:float|None=None, # learning rate; None: the recipe's, at least 3e-3
+          bs:int=16, # batch size
+         ) -> 'Recipe':
+    "The CPU variant for notebooks, tests and the demo: few epochs, small batches, a higher rate, a narrower model"
+    return self.replace(name=self.name + '-quick', epochs=min(epochs, self.epochs), patience=min(patience,
+        self.patience), bs=bs,
+                        lr=lr or max(self.lr, 3e-3), pretrain_epochs=min(self.pretrain_epochs, 3), ssl_epochs=min(
+                            self.ssl_epochs, 10),
+                        model_kwargs={**self.model_kwargs, **QUICK_MODEL_KWARGS.get(self.model, {})})
 
 # %% ../../nbs/30_train.recipes.ipynb #6caea594
 RECIPES = {
@@ -133,16 +178,21 @@ RECIPES = {
         'baseline', 'official APSIPA ASC 2025 baseline code', 'se_trans', lr=1e-4, epochs=20, patience=10,
         monitor='balanced_accuracy', pseudo='argmax', audio_fallback='audio', audio_first=True,
         notes='macro accuracy as the monitored metric; pseudo-labels: argmax of every unlabeled clip, then retrain; '
-              'beyond the baseline code: the audio-only model is trained first and the city/time fusion on its frozen body '
-              '(audio_first), so clips of cities not trained on get exactly the audio-only prediction: bench/metadata_unseen.md'),
+              'beyond the baseline code: the audio-only model is trained first and the city/time fusion on its '
+              'frozen body '
+              '(audio_first), so clips of cities not trained on get exactly the audio-only prediction: '
+              'bench/metadata_unseen.md'),
     'yang2025': Recipe(
         'yang2025', 'Yang et al., APSIPA ASC 2025', 'resnet_attention', lr=5e-4, epochs=1000, patience=20,
-        spec_augment=dict(n_time_masks=2, time_width=20, n_freq_masks=2, freq_width=8), time_roll=(0.1, 0.3), mixup_alpha=1.0, mixup_p=1.0,
+        spec_augment=dict(n_time_masks=2, time_width=20, n_freq_masks=2, freq_width=8), time_roll=(0.1, 0.3),
+            mixup_alpha=1.0, mixup_p=1.0,
         pseudo='threshold', pseudo_threshold=0.9, pretrain_epochs=1000, audio_fallback='audio', audio_first=True,
         notes='SpecAugment (time shifting, frequency and time masking): widths and shift range not given in the paper; '
-              'beyond the paper: the audio-only model trained first, the fusion on its frozen body (audio_first), so clips of '
+              'beyond the paper: the audio-only model trained first, the fusion on its frozen body (audio_first), '
+              'so clips of '
               'cities not trained on get exactly the audio-only prediction (bench/metadata_unseen.md); '
-              'the pseudo-label confidence threshold (0.9) is not given; pre-training runs under the same early stopping '
+              'the pseudo-label confidence threshold (0.9) is not given; pre-training runs under the same '
+              'early stopping '
               '(up to 1000 epochs, patience 20)'),
     'li2025': Recipe(
         'li2025', 'Li et al., MobileASCNet', 'mobileascnet', model_kwargs=dict(fusion='gated'),
@@ -150,18 +200,24 @@ RECIPES = {
         spec_augment=dict(n_time_masks=2, time_width=20, n_freq_masks=2, freq_width=8), time_roll=(0.1, 0.3),
         mixup_alpha=(0.6, 0.8), mixup_p=(0.3, 0.8), augment_stages=('train', 'retrain'),
         pseudo='soft', pretrain_epochs=100, freeze_blocks=0, audio_fallback='audio', audio_first=True,
-        notes='augmentation only when fine-tuning on CAS; gated fusion (the best of Table 3); the audio-only model trained first, '
-              'the fusion then on its frozen body, so clips of cities not trained on get exactly the audio-only prediction (this '
+        notes='augmentation only when fine-tuning on CAS; gated fusion (the best of Table 3); the audio-only model '
+              'trained first, '
+              'the fusion then on its frozen body, so clips of cities not trained on get exactly the audio-only '
+              'prediction (this '
               'library\'s, bench/metadata_unseen.md); set freeze_blocks=1 '
-              'for the "Pretrained + Freeze" variant; SpecAugment widths not given; pre-training under the same early stopping '
+              'for the "Pretrained + Freeze" variant; SpecAugment widths not given; pre-training under the same '
+              'early stopping '
               '(up to 100 epochs, patience 10)'),
     'atmaja2025': Recipe(
         'atmaja2025', 'Atmaja et al.', 'fcnn', lr=1e-4, epochs=20, patience=10,
         monitor='balanced_accuracy', smoothing=0.1, hard_samples=True, hard_threshold=0.7, pseudo='argmax',
         audio_fallback='audio', audio_first=True,
-        notes='optimiser settings follow the baseline pipeline the paper builds on (not stated otherwise); beyond the paper: '
-              'the audio-only model trained first (its hard-sample weights from the reference\'s audio-only model), the fusion '
-              'on its frozen body (audio_first), so clips of cities not trained on get exactly the audio-only prediction '
+        notes='optimiser settings follow the baseline pipeline the paper builds on (not stated otherwise); '
+              'beyond the paper: '
+              'the audio-only model trained first (its hard-sample weights from the reference\'s audio-only '
+              'model), the fusion '
+              'on its frozen body (audio_first), so clips of cities not trained on get exactly the '
+              'audio-only prediction '
               '(bench/metadata_unseen.md)'),
 }
 
@@ -201,7 +257,8 @@ def _parse_value(key, text, cur):
 def apply_overrides(recipe:Recipe, # the recipe to change (a copy is returned)
                     overrides, # 'field=value' strings, e.g. ['lr=3e-4', 'bs=32', 'time_roll=[0.1, 0.2]']
                    ) -> Recipe:
-    "A copy of `recipe` with fields set from `field=value` text (command-line `--set`), checked: a clear error naming the valid fields"
+    """A copy of `recipe` with fields set from `field=value` text (command-line `--set`), checked: a clear error
+    naming the valid fields"""
     names = [f.name for f in dataclasses.fields(recipe)]; kw = {}
     for o in overrides or []:
         if '=' not in o: raise ValueError(f"--set takes FIELD=VALUE, got {o!r}")
@@ -211,31 +268,45 @@ def apply_overrides(recipe:Recipe, # the recipe to change (a copy is returned)
     r = recipe.replace(**kw)
     for k in ('lr', 'city_dropout', 'time_dropout', 'valid_pct', 'smoothing', 'pseudo_threshold', 'gamma'):
         v = getattr(r, k)
-        if not isinstance(v, (int, float)) or v < 0 or (k != 'lr' and k != 'gamma' and v >= 1) or (k == 'lr' and v == 0):
+        if not isinstance(v, (int, float)) or v < 0 or (k != 'lr' and k != 'gamma' and v >= 1) or (k == 'lr'
+            and v == 0):
             raise ValueError(f"{k} = {v!r} is out of range")
     for k in ('bs', 'epochs', 'patience', 'step'):
         if getattr(r, k) < 1: raise ValueError(f"{k} must be at least 1, got {getattr(r, k)}")
-    if r.pseudo not in ('argmax', 'threshold', 'soft', 'top', 'carried'): raise ValueError(f"pseudo must be 'argmax', 'threshold', 'soft', 'top' or 'carried', got {r.pseudo!r}")
-    if r.carry_labels not in ('off', 'session', 'recording'): raise ValueError(f"carry_labels must be 'off', 'session' or 'recording', got {r.carry_labels!r}")
-    if r.pseudo == 'carried' and r.carry_labels == 'off': raise ValueError("pseudo 'carried' keeps the labels sessions carry: set carry_labels to 'session' or 'recording'")
+    if r.pseudo not in ('argmax', 'threshold', 'soft', 'top', 'carried'): raise ValueError(f"pseudo must be 'argmax', "
+        f"'threshold', 'soft', 'top' or 'carried', got {r.pseudo!r}")
+    if r.carry_labels not in ('off', 'session', 'recording'): raise ValueError(f"carry_labels must be 'off', 'session' "
+        f"or 'recording', got {r.carry_labels!r}")
+    if r.pseudo == 'carried' and r.carry_labels == 'off': raise ValueError("pseudo 'carried' keeps the labels sessions "
+        "carry: set carry_labels to 'session' or 'recording'")
     for k in ('ssl_epochs', 'ssl_dim', 'fixmatch_mu'):
-        if not (isinstance(getattr(r, k), int) and getattr(r, k) >= 1): raise ValueError(f"{k} must be a whole number of at least 1, got {getattr(r, k)!r}")
+        if not (isinstance(getattr(r, k), int) and getattr(r, k) >= 1): raise ValueError(f"{k} must be a whole number "
+            f"of at least 1, got {getattr(r, k)!r}")
     for k in ('ssl_ema', 'fixmatch_ema'):
-        if not (isinstance(getattr(r, k), (int, float)) and 0 <= getattr(r, k) < 1): raise ValueError(f"{k} = {getattr(r, k)!r} is out of range; it takes a momentum in [0, 1)")
-    if not (isinstance(r.fixmatch_weight, (int, float)) and r.fixmatch_weight >= 0): raise ValueError(f"fixmatch_weight = {r.fixmatch_weight!r} must be 0 or more")
-    if not (isinstance(r.pseudo_share, (int, float)) and 0 < r.pseudo_share <= 1): raise ValueError(f"pseudo_share = {r.pseudo_share!r} is out of range; it takes a share in (0, 1]")
-    if not (isinstance(r.distill_hard_weight, (int, float)) and 0 <= r.distill_hard_weight <= 1): raise ValueError(f"distill_hard_weight = {r.distill_hard_weight!r} is out of range; it takes a weight in [0, 1]")
-    if not (isinstance(r.distill_temperature, (int, float)) and r.distill_temperature > 0): raise ValueError(f"distill_temperature = {r.distill_temperature!r} must be positive")
-    if r.monitor not in ('accuracy', 'balanced_accuracy'): raise ValueError(f"monitor must be 'accuracy' or 'balanced_accuracy', got {r.monitor!r}")
+        if not (isinstance(getattr(r, k), (int, float)) and 0 <= getattr(r, k) < 1): raise ValueError(
+            f"{k} = {getattr(r, k)!r} is out of range; it takes a momentum in [0, 1)")
+    if not (isinstance(r.fixmatch_weight, (int, float)) and r.fixmatch_weight >= 0): raise ValueError(
+        f"fixmatch_weight = {r.fixmatch_weight!r} must be 0 or more")
+    if not (isinstance(r.pseudo_share, (int, float)) and 0 < r.pseudo_share <= 1): raise ValueError(
+        f"pseudo_share = {r.pseudo_share!r} is out of range; it takes a share in (0, 1]")
+    if not (isinstance(r.distill_hard_weight, (int, float)) and 0 <= r.distill_hard_weight <= 1): raise ValueError(
+        f"distill_hard_weight = {r.distill_hard_weight!r} is out of range; it takes a weight in [0, 1]")
+    if not (isinstance(r.distill_temperature, (int, float)) and r.distill_temperature > 0): raise ValueError(
+        f"distill_temperature = {r.distill_temperature!r} must be positive")
+    if r.monitor not in ('accuracy', 'balanced_accuracy'): raise ValueError(f"monitor must be 'accuracy' or "
+        f"'balanced_accuracy', got {r.monitor!r}")
     fallback_mode(r.audio_fallback)   # 'off', 'audio' or 'mix', else a clear error
     if r.unseen_weight is not None and not (isinstance(r.unseen_weight, (int, float)) and 0 <= r.unseen_weight <= 1):
         raise ValueError(f"unseen_weight = {r.unseen_weight!r} is out of range; it takes a number in [0, 1] or null")
     if r.fusion_monitor not in (None, 'valid_loss', 'accuracy', 'balanced_accuracy'):
-        raise ValueError(f"fusion_monitor must be 'valid_loss', 'accuracy', 'balanced_accuracy' or null (the recipe's monitor), got {r.fusion_monitor!r}")
+        raise ValueError(f"fusion_monitor must be 'valid_loss', 'accuracy', 'balanced_accuracy' or null (the recipe's "
+                         f"monitor), got {r.fusion_monitor!r}")
     if r.audio_first and fallback_mode(r.audio_fallback) not in ('audio', 'mix'):
-        raise ValueError(f"audio_first gives clips of cities not trained on the audio-only model's prediction: set audio_fallback to audio or mix, not {r.audio_fallback!r}")
+        raise ValueError(f"audio_first gives clips of cities not trained on the audio-only model's prediction: set "
+                         f"audio_fallback to audio or mix, not {r.audio_fallback!r}")
     if r.isolate_audio and fallback_mode(r.audio_fallback) == 'off':
-        raise ValueError("isolate_audio trains the audio body through the audio-only classifier alone: set audio_fallback (audio, time or mix) too")
+        raise ValueError("isolate_audio trains the audio body through the audio-only classifier alone: set "
+                         "audio_fallback (audio, time or mix) too")
     return r
 
 # %% ../../nbs/30_train.recipes.ipynb #972c5fb5
@@ -269,5 +340,6 @@ def make_model(recipe:Recipe, # the recipe whose `model` and `model_kwargs` to b
     mode = fallback_mode(recipe.audio_fallback)
     if metadata and mode != 'off': kw.setdefault('audio_fallback', mode)
     if metadata and recipe.isolate_audio: kw.setdefault('isolate_audio', True)
-    if metadata and recipe.audio_first: kw.setdefault('audio_head', True)   # the audio-only model trained first goes there (`fit_recipe`)
+    # the audio-only model trained first goes there (`fit_recipe`)
+    if metadata and recipe.audio_first: kw.setdefault('audio_head', True)
     return create_model(recipe.model, n_classes=n_classes, metadata=metadata, **kw)

@@ -1,4 +1,4 @@
-"Lines and parameters of the pipeline's entry points, and the places an option is named, in package trees: python bench/refactor_counts.py OLD_TREE asc_nbdev (OLD_TREE: `git archive 6eee5ec asc_nbdev | tar x -C /tmp/old`)"
+"Lines and parameters of the pipeline's entry points, and the places an option is named, in package trees: python tools/refactor_counts.py OLD_TREE asc_nbdev (OLD_TREE: `git archive 6eee5ec asc_nbdev | tar x -C /tmp/old`)"
 import ast, pathlib, re, sys
 def funcs(root):
     out = {}
