@@ -41,7 +41,6 @@ from .train.learner import *
 from .train.recipes import *
 from .train.fit import *
 from .train.hard_samples import *
-from .train.distributed import *
 from .pipeline.config import *
 from .pipeline.train import *
 from .pipeline.folds import *
@@ -70,7 +69,7 @@ _modules = ['core', 'files', 'processes', 'data.metadata', 'data.synth_plan', 'd
             'models.fusion', 'models.se_trans', 'models.resnet', 'models.mobileascnet', 'models.fcnn', 'models.zoo',
             'models.files', 'models.complexity', 'models.export', 'models.testing', 'teachers.core',
             'teachers.panns', 'teachers.efficientat', 'teachers.beats', 'teachers.embeddings', 'train.learner',
-            'train.recipes', 'train.fit', 'train.hard_samples', 'train.distributed', 'pipeline.config',
+            'train.recipes', 'train.fit', 'train.hard_samples', 'pipeline.config',
             'pipeline.train', 'pipeline.folds', 'pipeline.context', 'pipeline.stages', 'pipeline.pretrain',
             'pipeline.pseudo', 'pipeline.distill', 'pipeline.teacher', 'pipeline.byol', 'pipeline.fixmatch',
             'pipeline.run', 'predict.core', 'predict.tta', 'predict.files', 'report.plots', 'report.summaries',
