@@ -10,35 +10,68 @@ __all__ = []
 # %% ../nbs/99_all.ipynb #5401c936
 import importlib
 from .core import *
-from .locks import *
+from .files import *
+from .processes import *
 from .data.metadata import *
+from .data.synth_plan import *
+from .data.synth_sound import *
 from .data.synthetic import *
-from .features import *
+from .data.external import *
+from .audio.io import *
+from .audio.logmel import *
+from .audio.cache import *
 from .data.loaders import *
-from .augment import *
+from .data.augment import *
 from .models.fusion import *
 from .models.se_trans import *
 from .models.resnet import *
 from .models.mobileascnet import *
 from .models.fcnn import *
 from .models.zoo import *
+from .models.files import *
+from .models.complexity import *
+from .models.export import *
+from .models.testing import *
+from .teachers.core import *
 from .teachers.panns import *
 from .teachers.efficientat import *
 from .teachers.beats import *
-from .learner import *
-from .recipes import *
-from .hard_samples import *
-from .plots import *
-from .pseudo import *
-from .external import *
-from .config import *
-from .pipeline import *
-from .predict import *
-from .summaries import *
+from .teachers.embeddings import *
+from .train.learner import *
+from .train.recipes import *
+from .train.fit import *
+from .train.hard_samples import *
+from .pipeline.config import *
+from .pipeline.train import *
+from .pipeline.folds import *
+from .pipeline.context import *
+from .pipeline.stages import *
+from .pipeline.pretrain import *
+from .pipeline.pseudo import *
+from .pipeline.distill import *
+from .pipeline.teacher import *
+from .pipeline.byol import *
+from .pipeline.fixmatch import *
+from .pipeline.run import *
+from .predict.core import *
+from .predict.tta import *
+from .predict.files import *
+from .report.plots import *
+from .report.summaries import *
+from .report.evaluate import *
+from .report.render import *
+from .report.explorer import *
 from .cli import *
-from .evaluate import *
-from .explorer import *
 
 # %% ../nbs/99_all.ipynb #abf7409e
-_modules = ['core', 'locks', 'data.metadata', 'data.synthetic', 'features', 'data.loaders', 'augment', 'models.fusion', 'models.se_trans', 'models.resnet', 'models.mobileascnet', 'models.fcnn', 'models.zoo', 'teachers.panns', 'teachers.efficientat', 'teachers.beats', 'learner', 'recipes', 'hard_samples', 'plots', 'pseudo', 'external', 'config', 'pipeline', 'predict', 'summaries', 'cli', 'evaluate', 'explorer']
+_modules = ['core', 'files', 'processes', 'data.metadata', 'data.synth_plan', 'data.synth_sound', 'data.synthetic',
+            'data.external', 'audio.io', 'audio.logmel', 'audio.cache', 'data.loaders', 'data.augment',
+            'models.fusion', 'models.se_trans', 'models.resnet', 'models.mobileascnet', 'models.fcnn', 'models.zoo',
+            'models.files', 'models.complexity', 'models.export', 'models.testing', 'teachers.core',
+            'teachers.panns', 'teachers.efficientat', 'teachers.beats', 'teachers.embeddings', 'train.learner',
+            'train.recipes', 'train.fit', 'train.hard_samples', 'pipeline.config',
+            'pipeline.train', 'pipeline.folds', 'pipeline.context', 'pipeline.stages', 'pipeline.pretrain',
+            'pipeline.pseudo', 'pipeline.distill', 'pipeline.teacher', 'pipeline.byol', 'pipeline.fixmatch',
+            'pipeline.run', 'predict.core', 'predict.tta', 'predict.files', 'report.plots', 'report.summaries',
+            'report.evaluate', 'report.render', 'report.explorer', 'cli']
 __all__ = [n for m in _modules for n in importlib.import_module(f'asc_nbdev.{m}').__all__]

@@ -9,31 +9,35 @@ from __future__ import annotations
 import os, json, random, tempfile, contextlib, warnings
 from pathlib import Path
 import numpy as np
-# fastai (2.8) still calls `torch.jit.script`, which torch 2.14 deprecates with a FutureWarning at import: not ours to act on
+# fastai (2.8) still calls `torch.jit.script`, which torch 2.14 deprecates with a FutureWarning at import: not ours to
+# act on
 warnings.filterwarnings('ignore', message=r'`torch\.jit\.script` is deprecated', category=FutureWarning)
 
 # %% auto #0
 __all__ = ['CLASSES', 'CITIES', 'N_CLASSES', 'UNKNOWN_CITY', 'N_CITY_TOKENS', 'N_TIME_FEATURES', 'SAMPLE_RATE', 'CLIP_SECONDS',
-           'class_index', 'city_index', 'is_known_city', 'seed_everything', 'expect', 'pick_device', 'process_rank',
-           'process_count', 'is_main_process', 'processes_joined', 'init_processes', 'own_writes', 'process_barrier',
-           'gather_objects', 'broadcast_object', 'atomic_write', 'atomic_path', 'save_json', 'load_json',
-           'file_backend']
+           'class_index', 'city_index', 'is_known_city', 'seed_everything', 'expect']
 
-# %% ../nbs/00_core.ipynb #985be1c2
+# %% ../nbs/00_core.ipynb #3ed7e1c3
 CLASSES = ['Bus', 'Airport', 'Metro', 'Restaurant', 'Shopping mall', 'Public square',
            'Urban park', 'Traffic street', 'Construction site', 'Bar']
+
 CITIES = ["Xi'an", 'Xianyang', 'Changchun', 'Jinan', 'Hefei', 'Sanya', 'Nanning', 'Haikou',
           'Guilin', 'Guangzhou', 'Chongqing', 'Shenyang', 'Beijing', 'Baishan', 'Taiyuan',
           'Tianjin', 'Nanchang', 'Shanghai', 'Luoyang', 'Liupanshui', 'Shangrao', 'Dandong']
+
 N_CLASSES = len(CLASSES)
+
 UNKNOWN_CITY = len(CITIES)      # explicit index for a city outside the vocabulary
+
 N_CITY_TOKENS = len(CITIES) + 1 # rows of a city embedding: the known cities + unknown
+
 N_TIME_FEATURES = 8             # sin/cos of hour, month, weekday, minute
 
 _CLASS2IDX = {c: i for i, c in enumerate(CLASSES)}
+
 _CITY2IDX = {c: i for i, c in enumerate(CITIES)}
 
-# %% ../nbs/00_core.ipynb #0becb7af
+# %% ../nbs/00_core.ipynb #1d4306be
 def class_index(label:str, # a scene label, one of `CLASSES`
                ) -> int:
     "Index of scene `label` in the official class order; a clear `KeyError` for a label outside the vocabulary"
@@ -41,21 +45,24 @@ def class_index(label:str, # a scene label, one of `CLASSES`
     except (KeyError, TypeError):
         raise KeyError(f"unknown scene label {label!r}; expected one of {CLASSES}") from None
 
+# %% ../nbs/00_core.ipynb #89f38a7a
 def city_index(city:str, # a city name; anything else (unknown, missing) maps to `UNKNOWN_CITY`
               ) -> int:
     "Index of `city` in the official city order, or `UNKNOWN_CITY` for a city outside the vocabulary"
     return _CITY2IDX.get(city, UNKNOWN_CITY) if isinstance(city, str) else UNKNOWN_CITY
 
+# %% ../nbs/00_core.ipynb #f67bcf4e
 def is_known_city(city:str, # a city name, or anything else (NaN, None) for a missing one
                  ) -> bool:
     "Whether `city` is one of the 22 cities of the challenge vocabulary"
     return isinstance(city, str) and city in _CITY2IDX
 
-# %% ../nbs/00_core.ipynb #c9f78866
+# %% ../nbs/00_core.ipynb #f9bd4a9b
 SAMPLE_RATE = 44_100  # Hz, the CAS 2023 format
+
 CLIP_SECONDS = 10.0   # seconds per clip in CAS 2023
 
-# %% ../nbs/00_core.ipynb #37193ab3
+# %% ../nbs/00_core.ipynb #4def168c
 def seed_everything(seed:int=1234, # the seed of the papers' 8:2 split and training
                     deterministic:bool=False, # also ask PyTorch for deterministic kernels (slower)
                    ) -> int:
@@ -67,13 +74,14 @@ def seed_everything(seed:int=1234, # the seed of the papers' 8:2 split and train
         torch.manual_seed(seed)
         if torch.cuda.is_available(): torch.cuda.manual_seed_all(seed)
         if deterministic:   # cuDNN's fastest convolutions and CUDA's atomic adds differ from run to run on a GPU
-            os.environ.setdefault('CUBLAS_WORKSPACE_CONFIG', ':4096:8')   # cuBLAS needs it for repeatable matrix products
+            # cuBLAS needs it for repeatable matrix products
+            os.environ.setdefault('CUBLAS_WORKSPACE_CONFIG', ':4096:8')
             torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
             torch.use_deterministic_algorithms(True, warn_only=True)   # warn where an op has no deterministic kernel
     except ImportError: pass
     return seed
 
-# %% ../nbs/00_core.ipynb #3e5c0a12
+# %% ../nbs/00_core.ipynb #f68da48a
 _OPS = {'>': lambda a, b: a > b, '>=': lambda a, b: a >= b, '<': lambda a, b: a < b, '<=': lambda a, b: a <= b}
 
 def expect(value:float, # the figure, e.g. a validation accuracy
@@ -90,152 +98,3 @@ def expect(value:float, # the figure, e.g. a validation accuracy
     if not ok: raise AssertionError(f"FAILED {line}")
     if not quiet: print(line)
     return margin
-
-# %% ../nbs/00_core.ipynb #57578ace
-def pick_device(device:str|None=None, # 'cpu', 'cuda', 'cuda:1', 'mps' or a `torch.device`; None or 'auto': CUDA, then MPS, then CPU
-               ) -> 'torch.device':
-    "The `torch.device` for `device` ('cpu', 'cuda', 'cuda:1', 'mps'), or the best available when `None`/'auto'; in a multi-process run 'cuda' is this process's GPU"
-    import torch
-    if device in (None, 'auto'):
-        if torch.cuda.is_available(): device = 'cuda'
-        elif getattr(torch.backends, 'mps', None) is not None and torch.backends.mps.is_available(): return torch.device('mps')
-        else: return torch.device('cpu')
-    dev = torch.device(device)
-    if dev.type == 'cuda' and not torch.cuda.is_available():
-        raise RuntimeError(f"device {device!r} was asked for, but PyTorch sees no CUDA GPU on this machine; use --device cpu")
-    if dev.type == 'cuda' and dev.index is None and process_count() > 1:   # torchrun / accelerate launch: one GPU per process
-        dev = torch.device('cuda', int(os.environ.get('LOCAL_RANK', 0)) % torch.cuda.device_count())
-    return dev
-
-# %% ../nbs/00_core.ipynb #a1d0c002
-def process_rank() -> int:
-    "This process's rank in a multi-process run (torchrun / accelerate launch set `RANK`); 0 in a plain run"
-    return int(os.environ.get('RANK', 0))
-
-def process_count() -> int:
-    "Number of processes of this run (`WORLD_SIZE`); 1 in a plain run"
-    return int(os.environ.get('WORLD_SIZE', 1))
-
-def is_main_process() -> bool:
-    "True in the process that writes files and prints: rank 0, or the only one"
-    return process_rank() == 0
-
-def processes_joined() -> bool:
-    "True when this run has several processes and their process group is up (`init_processes`): collectives work"
-    import torch.distributed as dist
-    return process_count() > 1 and dist.is_available() and dist.is_initialized()
-
-def _group():
-    "torch.distributed when the processes are joined, else None"
-    import torch.distributed as dist
-    return dist if processes_joined() else None
-
-def init_processes(device=None, # the run's device: 'cpu' gives a gloo group, a GPU an NCCL group (one GPU per process)
-                  ) -> bool:
-    "Join the process group of a multi-process run through Hugging Face Accelerate; False (nothing done) in a plain run"
-    if process_count() <= 1: return False
-    if _group() is not None: return True
-    try: from accelerate import PartialState
-    except ImportError:
-        raise ImportError("a run with several processes needs Hugging Face Accelerate: pip install 'asc-nbdev[distributed]'") from None
-    cpu = pick_device(device).type == 'cpu'
-    if cpu: os.environ['ACCELERATE_USE_CPU'] = 'true'   # gloo, and Accelerate keeps the model on the CPU
-    PartialState(cpu=cpu)
-    return True
-
-import contextvars
-_own_writes = contextvars.ContextVar('asc_own_writes', default=False)
-
-@contextlib.contextmanager
-def own_writes():
-    "Inside, this process writes its files even when it is not rank 0 (files that are its own, e.g. its share of a feature cache)"
-    tok = _own_writes.set(True)
-    try: yield
-    finally: _own_writes.reset(tok)
-
-def _writes() -> bool: return is_main_process() or _own_writes.get()
-
-def process_barrier():
-    "Wait until every process of the run gets here (nothing in a plain run)"
-    if (d := _group()) is not None: d.barrier()
-
-def gather_objects(obj, # any picklable object, e.g. this process's share of predictions
-                  ) -> list:
-    "Every process's `obj`, in rank order, on every process; `[obj]` in a plain run"
-    if (d := _group()) is None: return [obj]
-    out = [None] * process_count(); d.all_gather_object(out, obj)
-    return out
-
-def broadcast_object(obj, # rank 0's object is sent; the others' are ignored
-                     src:int=0, # the rank whose object everyone gets
-                    ):
-    "Rank `src`'s `obj` on every process; `obj` itself in a plain run"
-    if (d := _group()) is None: return obj
-    box = [obj]; d.broadcast_object_list(box, src); return box[0]
-
-# %% ../nbs/00_core.ipynb #b5770b19
-@contextlib.contextmanager
-def atomic_write(path, # the final file
-                 mode:str='wb', # file mode for writing ('w' for text)
-                 **kwargs, # passed to `open`, e.g. `encoding='utf-8'`
-                ):
-    "Open a temporary file beside `path`; on success rename it to `path`, on error remove it (other processes than rank 0: a scratch file)"
-    path = Path(path)
-    if not _writes():   # several processes: rank 0 writes; the others' copy goes to a scratch folder, removed at once
-        with tempfile.TemporaryDirectory() as td, open(Path(td)/path.name, mode, **kwargs) as f: yield f
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
-    os.close(fd)
-    try:
-        with open(tmp, mode, **kwargs) as f: yield f
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError): os.unlink(tmp)
-        raise
-
-@contextlib.contextmanager
-def atomic_path(path, # the final file; its suffix is kept on the temporary name
-               ):
-    "Yield a temporary path beside `path` for a writer that wants a file name; rename on success (other processes than rank 0: a scratch path)"
-    path = Path(path)
-    if not _writes():
-        with tempfile.TemporaryDirectory() as td: yield Path(td)/f'{path.stem}.tmp{path.suffix}'
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.stem}.', suffix=f'.tmp{path.suffix}')
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError): os.unlink(tmp)
-        raise
-
-def save_json(obj, # JSON-serialisable data; NumPy scalars and arrays are converted
-              path, # the JSON file to write
-              indent:int=2, # indentation of the JSON text
-             ):
-    "Write `obj` as JSON to `path` atomically"
-    with atomic_write(path, 'w', encoding='utf-8') as f: json.dump(obj, f, indent=indent, default=_json_default)
-    return Path(path)
-
-def load_json(path, # the JSON file to read
-             ):
-    "Read a JSON file"
-    with open(path, encoding='utf-8') as f: return json.load(f)
-
-def _json_default(o):
-    if isinstance(o, (np.integer,)): return int(o)
-    if isinstance(o, (np.floating,)): return float(o)
-    if isinstance(o, np.ndarray): return o.tolist()
-    if isinstance(o, Path): return str(o)
-    raise TypeError(f'{type(o).__name__} is not JSON serialisable')
-
-# %% ../nbs/00_core.ipynb #adc35e71
-def file_backend() -> str:
-    "Use matplotlib's Agg backend in a script or worker process; inside IPython keep the notebook's backend. Returns the backend"
-    import sys, matplotlib
-    ip = sys.modules.get('IPython')
-    if ip is None or getattr(ip, 'get_ipython', lambda: None)() is None: matplotlib.use('Agg', force=False)
-    return matplotlib.get_backend()

@@ -22,10 +22,11 @@ from fastai.callback.core import Callback
 from asc_nbdev.core import CLASSES, class_index
 from asc_nbdev.data.synthetic import make_synthetic
 from asc_nbdev.data.metadata import read_meta
-from asc_nbdev.features import build_feature_cache
+from asc_nbdev.audio.cache import build_feature_cache
 from asc_nbdev.data.loaders import asc_dataloaders
-from asc_nbdev.recipes import get_recipe, fit_recipe
-from asc_nbdev.learner import predict_probs
+from asc_nbdev.train.recipes import get_recipe
+from asc_nbdev.train.fit import fit_recipe
+from asc_nbdev.train.learner import predict_probs
 
 class CPUAutocast(Callback):
     "Forward pass and loss under torch.autocast('cpu', bfloat16), as fastai's MixedPrecision does on CUDA"

@@ -44,10 +44,11 @@ from fastai.callback.core import Callback
 from asc_nbdev.core import class_index
 from asc_nbdev.data.synthetic import make_synthetic
 from asc_nbdev.data.metadata import read_meta
-from asc_nbdev.features import build_feature_cache
+from asc_nbdev.audio.cache import build_feature_cache
 from asc_nbdev.data.loaders import asc_dataloaders
-from asc_nbdev.recipes import get_recipe, fit_recipe, make_model
-from asc_nbdev.learner import predict_probs
+from asc_nbdev.train.recipes import get_recipe, make_model
+from asc_nbdev.train.fit import fit_recipe
+from asc_nbdev.train.learner import predict_probs
 sys.path.insert(0, str(Path(__file__).parent))
 from bf16 import CPUAutocast   # bench/bf16.py: forward and loss under torch.autocast('cpu', bfloat16)
 

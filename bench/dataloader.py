@@ -92,7 +92,7 @@ def meta_all_labeled(seed:int=0):
 def build_cache(folder:Path, dtype:str, names, chunk:int=256, seed:int=0):
     "A feature cache of random data of `dtype` for `names`, in the layout FeatureCache reads"
     import numpy as np, pandas as pd
-    from asc_nbdev.core import save_json
+    from asc_nbdev.files import save_json
     man = dict(format='asc_nbdev feature cache', shape=[len(names), FRAMES, MELS],
                params=dict(dtype=dtype, clip_seconds=10.0, n_mels=MELS, sample_rate=44100, note='random data (bench/dataloader.py)'))
     if (folder/'manifest.json').is_file() and json.loads((folder/'manifest.json').read_text()) == man:
@@ -115,7 +115,7 @@ def build_cache(folder:Path, dtype:str, names, chunk:int=256, seed:int=0):
 def child_loader(dtype:str, epochs:int):
     "Open the cache, build the DataLoaders, iterate `epochs` training epochs + one validation pass; print JSON"
     import numpy as np, torch
-    from asc_nbdev.features import FeatureCache
+    from asc_nbdev.audio.cache import FeatureCache
     from asc_nbdev.data.loaders import asc_dataloaders
     torch.set_num_threads(1)
     res = dict(dtype=dtype, mem_after_imports=proc_mem())
@@ -164,7 +164,7 @@ def child_raw(dtype:str, method:str, reps:int=3):
     path = WORK/dtype/'features.npy'
     f = np.load(path, mmap_mode='r'); rb, off = f[0].nbytes, f.offset
     if method == 'read_rows':
-        from asc_nbdev.features import open_features, read_rows
+        from asc_nbdev.audio.cache import open_features, read_rows
         f = open_features(path)
     fd = os.open(path, os.O_RDONLY)
     rows = np.random.default_rng(0).permutation(len(f))
@@ -362,7 +362,7 @@ def main():
         L += ['- None of this matters against a CPU training step (ratios above); it would only start to matter if a GPU '
               'step of MobileASCNet took about 5 x the loader time per batch or less, which this CPU-only machine could not '
               'measure.', '']
-        from asc_nbdev.core import atomic_write
+        from asc_nbdev.files import atomic_write
         with atomic_write(ROOT/a.out if not Path(a.out).is_absolute() else Path(a.out), 'w') as f: f.write('\n'.join(L))
         print(f'wrote {a.out}')
     if not a.keep:

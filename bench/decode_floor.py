@@ -35,7 +35,7 @@ def evict(paths):
 
 def _decode_share(paths):
     "Read and decode `paths` into one reused buffer, as the cache's decoding does; nothing else"
-    from asc_nbdev.features import load_audio
+    from asc_nbdev.audio.io import load_audio
     buf = np.empty(int(SR*SECONDS), np.float32)
     for p in paths: load_audio(p, duration=SECONDS, out=buf)
     return len(paths)
@@ -52,7 +52,7 @@ def floor_rate(paths, procs, cold, ctx):
 _k = [0]
 def extract_rate(folder, names, out, cold, **kw):
     "Clips/s of a fresh `build_feature_cache` (a new folder each run)"
-    from asc_nbdev.features import build_feature_cache
+    from asc_nbdev.audio.cache import build_feature_cache
     _k[0] += 1
     if cold: evict([folder/f'{n}.wav' for n in names])
     t0 = time.perf_counter()
@@ -61,11 +61,12 @@ def extract_rate(folder, names, out, cold, **kw):
 
 def transform_ms(device, n=16):
     "ms per clip of LogMel alone on decoded clips (batch of `n`; CPU: one thread, a clip at a time, as the cache computes)"
-    from asc_nbdev.features import LogMel, _torch_threads
+    from asc_nbdev.audio.logmel import LogMel
+    from asc_nbdev.processes import torch_threads
     m = LogMel().to(device); x = torch.randn(n, int(SR*SECONDS), device=device)
     sync = torch.cuda.synchronize if device == 'cuda' else (lambda: None)
     run = (lambda: m(x)) if device == 'cuda' else (lambda: [m(c) for c in x])
-    with torch.inference_mode(), _torch_threads(1 if device == 'cpu' else None):   # as the cache: one thread on the CPU
+    with torch.inference_mode(), torch_threads(1 if device == 'cpu' else None):   # as the cache: one thread on the CPU
         run(); sync(); best = float('inf')
         for _ in range(3):
             t0 = time.perf_counter(); run(); sync(); best = min(best, time.perf_counter() - t0)

@@ -16,7 +16,7 @@ def load_avg(): return '/'.join(f'{v:.2f}' for v in os.getloadavg())
 
 def summarize(runs):
     "figure -> {mean, std, n} over runs: the library's `summarize_runs` (sample std), as asc-train --seeds reports it"
-    from asc_nbdev.summaries import summarize_runs
+    from asc_nbdev.report.summaries import summarize_runs
     return summarize_runs(runs)
 
 def markdown(d) -> str:

@@ -38,7 +38,7 @@ def baseline(folder, names):
 _runs = [0]
 def ours(folder, names, out, **kw):
     "A fresh cache (a new folder each time, so deleting the last one is not timed)"
-    from asc_nbdev.features import build_feature_cache
+    from asc_nbdev.audio.cache import build_feature_cache
     _runs[0] += 1; out = Path(f'{out}{_runs[0]}')
     return build_feature_cache(folder, names, out, clip_seconds=SECONDS, progress=False, verbose=False, **kw)
 
@@ -109,7 +109,7 @@ def main():
             bs, cg = max(g.items(), key=lambda kv: kv[1])
             print(f'(c) library GPU ({torch.cuda.get_device_name()}, batch {bs}, 4 workers): {cg:7.1f} clips/s   c/a = {cg/a:.1f}x')
             x = torch.randn(64, int(SR*SECONDS), device='cuda')
-            from asc_nbdev.features import LogMel
+            from asc_nbdev.audio.logmel import LogMel
             m = LogMel().cuda()
             with torch.inference_mode():
                 m(x); torch.cuda.synchronize(); t0 = time.perf_counter()
@@ -117,7 +117,7 @@ def main():
                 torch.cuda.synchronize()
             print(f'    LogMel alone on the GPU (batch 64, no decoding)  : {5*64/(time.perf_counter()-t0):7.1f} clips/s')
         else: print('(c) library GPU: skipped (no CUDA GPU on this machine)')
-        from asc_nbdev.features import LogMel
+        from asc_nbdev.audio.logmel import LogMel
         x, m = torch.randn(16, int(SR*SECONDS)), LogMel()
         for th in (1, 2):
             torch.set_num_threads(th)

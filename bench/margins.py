@@ -53,8 +53,7 @@ def pseudo_acc(meta, cache, truth, seed, root):
 def pipeline_figs(D, seed, root):
     "18_pipeline: the demo pipeline's pseudo-label accuracy and the test accuracy change of retraining"
     with contextlib.redirect_stdout(io.StringIO()):
-        rep = run_pipeline(root/f'run{seed}', D/'audio', D/'dev_metadata.csv', get_recipe('li2025', quick=True, seed=seed),
-                           eval_meta=D/'eval_metadata.csv', truth=D/'truth.csv', progress=False, log=lambda *a: None)
+        rep = run_pipeline(RunConfig(out=root/f'run{seed}', audio=D/'audio', meta=D/'dev_metadata.csv', recipe=get_recipe('li2025', quick=True, seed=seed), eval_meta=D/'eval_metadata.csv', truth=D/'truth.csv'), progress=False, log=lambda *a: None)
     s1, s3 = rep['stages'][0], rep['stages'][-1]
     return rep['pseudo_labels']['accuracy'], s3['test']['accuracy'] - s1['test']['accuracy']
 

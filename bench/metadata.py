@@ -36,8 +36,7 @@ def run(D, root, recipe, seed, metadata, rounds, city_dropout=None, time_dropout
     out = root/f'{recipe}-{seed}-{metadata}-{r.city_dropout}-{r.time_dropout}-{fallback}'
     label = {True: 'on', 'audio': 'on', False: 'off', 'off': 'off'}.get(fallback, fallback)   # 'on' = the audio fallback (the name of the first files)
     with contextlib.redirect_stdout(io.StringIO()):
-        rep = run_pipeline(out, D/'audio', D/'dev_metadata.csv', r, eval_meta=D/'eval_metadata.csv', truth=D/'truth.csv',
-                           split='recording', rounds=rounds, metadata=metadata, progress=False, log=lambda *a: None)
+        rep = run_pipeline(RunConfig(out=out, audio=D/'audio', meta=D/'dev_metadata.csv', recipe=r, eval_meta=D/'eval_metadata.csv', truth=D/'truth.csv', split='recording', rounds=rounds, no_metadata=not (metadata)), progress=False, log=lambda *a: None)
     shutil.rmtree(out, ignore_errors=True)
     s = rep['stages'][-1]
     mon = s.get('monitor', '')   # the kept epoch scored both roles (AudioMixAccuracy): not the first files' runs

@@ -27,7 +27,7 @@ from pathlib import Path
 import torch, torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 from torch.nn.attention import sdpa_kernel, SDPBackend
-from asc_nbdev.core import atomic_write
+from asc_nbdev.files import atomic_write
 from asc_nbdev.models.zoo import MODELS, create_model, count_params
 
 FRAMES, N_MELS, BATCHES, TRAIN_BS = 500, 64, (1, 16), 64

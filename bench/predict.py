@@ -15,7 +15,7 @@ from pathlib import Path
 CHILD = r'''
 import json, resource, sys, time
 import torch
-from asc_nbdev.predict import predict
+from asc_nbdev.predict.files import predict
 model, wav, device, window = sys.argv[1:5]
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 t0 = time.time(); w = predict(model, wav, window=float(window), device=device, batch_size=32)
@@ -39,9 +39,10 @@ def main():
     ap.add_argument('--out', default=str(Path(__file__).with_name('predict.md')))
     a = ap.parse_args()
     import numpy as np, torch
-    from asc_nbdev.recipes import get_recipe, make_model
-    from asc_nbdev.models.zoo import save_asc_model
-    from asc_nbdev.features import LogMel, FEATURE_CACHE_VERSION
+    from asc_nbdev.train.recipes import get_recipe, make_model
+    from asc_nbdev.models.files import save_asc_model
+    from asc_nbdev.audio.logmel import LogMel
+    from asc_nbdev.audio.cache import FEATURE_CACHE_VERSION
     work = Path(a.work); work.mkdir(parents=True, exist_ok=True)
     wav = work/'long.wav'; t0 = time.time(); make_long(wav, a.minutes); made = time.time() - t0
     rows = []

@@ -19,9 +19,11 @@ import argparse, json, platform, resource, shutil, sys, tempfile, time
 from pathlib import Path
 import pandas as pd, torch
 from asc_nbdev.data.synthetic import make_synthetic
-from asc_nbdev.recipes import get_recipe
-from asc_nbdev.core import load_json
-from asc_nbdev.pipeline import run_repeats, REFERENCE_STAGE
+from asc_nbdev.train.recipes import get_recipe
+from asc_nbdev.files import load_json
+from asc_nbdev.pipeline.run import run_repeats
+from asc_nbdev.pipeline.config import RunConfig
+from asc_nbdev.pipeline.train import REFERENCE_STAGE
 
 def load_avg(): return '/'.join(f'{v:.1f}' for v in os.getloadavg())
 def cpu_s():
@@ -92,8 +94,7 @@ if __name__ == '__main__':
         t0, c0, l0 = time.time(), cpu_s(), load_avg()
         print(f"[{time.strftime('%H:%M:%S')}] {name}: {args.seeds} seeds (load {l0})", flush=True)
         started = time.strftime('%Y-%m-%d %H:%M')
-        rep = run_repeats(work/name, D/'audio', D/'dev_metadata.csv', get_recipe(name, quick=True), seeds=args.seeds,
-                          eval_meta=D/'eval_metadata.csv', truth=D/'truth.csv', progress=False, log=log)
+        rep = run_repeats(RunConfig(out=work/name, audio=D/'audio', meta=D/'dev_metadata.csv', recipe=get_recipe(name, quick=True), seeds=args.seeds, eval_meta=D/'eval_metadata.csv', truth=D/'truth.csv'), progress=False, log=log)
         stage_s = sum(st['seconds'] for r in rep['runs'].values() for st in r['stages']) + sum(
             load_json(work/name/n/f"stage2_pseudo_r{pr['round']}"/'done.json')['seconds'] for n, r in rep['runs'].items() for pr in r.get('pseudo_rounds', []))
         res['recipes'][name] = dict(report=rep, wall_s=time.time() - t0, cpu_s=cpu_s() - c0, load_start=l0, load_end=load_avg(),

@@ -24,13 +24,14 @@ import argparse, json, platform, shutil, sys, time
 from pathlib import Path
 import numpy as np, pandas as pd, torch
 from fastai.callback.core import Callback
-from asc_nbdev.config import RunConfig
-from asc_nbdev.core import load_json
+from asc_nbdev.pipeline.config import RunConfig
+from asc_nbdev.files import load_json
 from asc_nbdev.data.metadata import read_meta, cas2023_metadata
 from asc_nbdev.data.synthetic import make_synthetic
-from asc_nbdev.features import build_feature_cache
-from asc_nbdev.pipeline import run_pipeline, pipeline_stages, Stage
-from asc_nbdev.recipes import get_recipe
+from asc_nbdev.audio.cache import build_feature_cache
+from asc_nbdev.pipeline.run import run_pipeline, pipeline_stages
+from asc_nbdev.pipeline.context import Stage
+from asc_nbdev.train.recipes import get_recipe
 
 RECIPES = ['baseline', 'yang2025', 'li2025', 'atmaja2025']
 GPU = torch.cuda.is_available()

@@ -1,10 +1,18 @@
-"""Hashes of synthetic plans, a demo dataset and feature caches (built, reused from a source, with a skip, up to date).
-Run in two checkouts, `python bench/same_bytes.py DIR > a.json`, and diff the outputs: a refactor that changes no bytes gives none."""
-import hashlib, json, shutil, sys
+"""Hashes of synthetic plans, a demo dataset, feature caches (built, reused from a source, with a skip, up to date) and
+tiny training runs through `asc-train` (li2025 and atmaja2025, a fold run, a distilled run): the submission, the model's
+tensors and the report's figures. Run in two checkouts, `PYTHONPATH=CHECKOUT python bench/same_bytes.py DIR > a.json`,
+and diff the outputs: a refactor that changes no bytes gives none. (Model files are compared by their tensors, not their
+bytes: a pickled file names the module its classes live in.)"""
+import hashlib, json, os, shutil, subprocess, sys
 from pathlib import Path
-import pandas as pd
-from asc_nbdev.data.synthetic import synth_plan, make_synthetic
-from asc_nbdev.features import build_feature_cache
+import pandas as pd, torch
+try:   # the package layout of issue 38
+    from asc_nbdev.data.synth_plan import synth_plan
+    from asc_nbdev.data.synthetic import make_synthetic
+    from asc_nbdev.audio.cache import build_feature_cache
+except ImportError:   # the layout before it
+    from asc_nbdev.data.synthetic import synth_plan, make_synthetic
+    from asc_nbdev.features import build_feature_cache
 
 work = Path(sys.argv[1] if len(sys.argv) > 1 else 'bench/_work/same_bytes'); shutil.rmtree(work, ignore_errors=True)
 sha = lambda b: hashlib.sha256(b).hexdigest()
@@ -21,4 +29,27 @@ for i, (name, ns, kw) in enumerate(runs):
     c = build_feature_cache(d/'audio', ns, work/name, progress=False, verbose=False, **kw)
     out[f'cache run {i} report'] = {k: v for k, v in c.report.items() if k != 'seconds'}
     out[f'cache run {i} files'] = {f: sha((work/name/f).read_bytes()) for f in ('features.npy', 'index.csv', 'skipped.csv')}
+
+def tensors(f):
+    "sha256 of every tensor of a model file, by name"
+    sd = torch.load(f, map_location='cpu', weights_only=False)
+    sd = sd.get('state_dict', sd) if isinstance(sd, dict) else sd.state_dict()
+    return sha(b''.join(k.encode() + v.numpy().tobytes() for k, v in sorted(sd.items()) if torch.is_tensor(v)))
+
+def figures(x):
+    "a report's numbers and words, without its times and paths"
+    if isinstance(x, dict): return {k: figures(v) for k, v in x.items() if not any(w in k for w in ('second', 'time', 'path', 'out', 'dir', 'file', 'host', 'version', 'started', 'finished'))}
+    if isinstance(x, list): return [figures(v) for v in x]
+    if isinstance(x, str): return x.replace(str(work), 'WORK')   # the folder the script was given
+    return round(x, 6) if isinstance(x, float) else x
+
+env = dict(os.environ, OMP_NUM_THREADS='1')
+base = ['--audio', str(d/'audio'), '--meta', str(d/'dev_metadata.csv'), '--eval-meta', str(d/'eval_metadata.csv'), '--epochs', '2', '--seed', '5']
+for name, args in [('li2025', ['--recipe', 'li2025', '--rounds', '1', '--quick']), ('atmaja2025', ['--recipe', 'atmaja2025', '--rounds', '0', '--quick']),
+                   ('li2025_cv', ['--recipe', 'li2025', '--rounds', '0', '--cv', '2', '--quick']), ('li2025_distill', ['--recipe', 'li2025', '--rounds', '0', '--cv', '2', '--distill', '--quick'])]:
+    o = work/'runs'/name
+    subprocess.run(['asc-train', *base, *args, '--out', str(o)], check=True, env=env, capture_output=True)
+    out[f'run {name} submission'] = sha((o/'submission.csv').read_bytes())
+    out[f'run {name} model tensors'] = tensors(o/'model.pt')
+    out[f'run {name} report'] = figures(json.loads((o/'report.json').read_text()))
 print(json.dumps(out, indent=1, sort_keys=True))

@@ -33,14 +33,17 @@ for _v in ('OMP_NUM_THREADS', 'OPENBLAS_NUM_THREADS', 'MKL_NUM_THREADS'): os.env
 import argparse, platform, shutil, time, tempfile
 from pathlib import Path
 import numpy as np, pandas as pd, torch
-from asc_nbdev.core import CLASSES, load_json, save_json
-from asc_nbdev.config import RunConfig
+from asc_nbdev.core import CLASSES
+from asc_nbdev.files import load_json, save_json
+from asc_nbdev.pipeline.config import RunConfig
 from asc_nbdev.data.synthetic import make_synthetic
 from asc_nbdev.data.metadata import read_meta
-from asc_nbdev.features import load_feature_cache
-from asc_nbdev.models.zoo import load_asc_model
-from asc_nbdev.predict import tta_probs, aggregate_probs
-from asc_nbdev.pipeline import run_pipeline, eval_figures
+from asc_nbdev.audio.cache import load_feature_cache
+from asc_nbdev.models.files import load_asc_model
+from asc_nbdev.predict.tta import tta_probs
+from asc_nbdev.predict.core import aggregate_probs
+from asc_nbdev.pipeline.run import run_pipeline
+from asc_nbdev.pipeline.train import eval_figures
 
 DATA = dict(preset='quick', n_clips=500, duration=1.0, sr=16000, labeled_frac=0.3)   # = bench/small_data.py's
 METHODS = {'offline': dict(set=['carry_labels=off']), 'carried': dict(set=['carry_labels=session']), 'carried only': dict(set=['carry_labels=session', 'pseudo=carried']),

@@ -26,12 +26,13 @@ for _v in ('OMP_NUM_THREADS', 'OPENBLAS_NUM_THREADS', 'MKL_NUM_THREADS'): os.env
 import argparse, json, platform, shutil, sys, time
 from pathlib import Path
 import numpy as np, pandas as pd, torch
-from asc_nbdev.core import CLASSES, load_json, save_json
-from asc_nbdev.config import RunConfig
+from asc_nbdev.core import CLASSES
+from asc_nbdev.files import load_json, save_json
+from asc_nbdev.pipeline.config import RunConfig
 from asc_nbdev.data.synthetic import make_synthetic
 from asc_nbdev.data.metadata import read_meta
-from asc_nbdev.pipeline import run_pipeline
-from asc_nbdev.pseudo import pseudo_label, pseudo_report
+from asc_nbdev.pipeline.run import run_pipeline
+from asc_nbdev.pipeline.pseudo import pseudo_label, pseudo_report
 
 DATA = dict(preset='quick', n_clips=500, duration=1.0, sr=16000, labeled_frac=0.3)
 RULES = {'argmax': dict(mode='argmax'), 'threshold 0.9': dict(mode='threshold', threshold=0.9),

@@ -21,7 +21,8 @@ try:
     import torch; torch.set_num_threads(1)
 except ImportError: pass
 from asc_nbdev.core import CLASSES
-from asc_nbdev.data.synthetic import make_synthetic, synth_baselines, session_params, render_clip, _SessionSound
+from asc_nbdev.data.synthetic import make_synthetic, synth_baselines
+from asc_nbdev.data.synth_sound import session_params, render_clip, SessionSound
 
 def per_class(reps=3, duration=10., sr=44100):
     "median seconds to render one clip of each class (a new session every repetition)"
@@ -29,7 +30,7 @@ def per_class(reps=3, duration=10., sr=44100):
     for i, c in enumerate(CLASSES):
         ts = []
         for r in range(reps + 1):   # the first one warms caches up and is not counted
-            ss = _SessionSound(session_params(r, i, c, 'Beijing', 8. + r), n, sr)
+            ss = SessionSound(session_params(r, i, c, 'Beijing', 8. + r), n, sr)
             t0 = time.perf_counter(); render_clip(ss, np.random.default_rng(r)); ts.append(time.perf_counter() - t0)
         out[c] = float(np.median(ts[1:]))
     return out

@@ -30,8 +30,8 @@ class SyntheticTeacher(nn.Module):
 
 def make(path=None):
     "The teacher factory: (module, sample_rate); the model file is ASC_BENCH_TEACHER or bench/runs/synthetic_teacher.pt"
-    from asc_nbdev.models.zoo import load_asc_model
-    from asc_nbdev.features import LogMel
+    from asc_nbdev.models.files import load_asc_model
+    from asc_nbdev.audio.logmel import LogMel
     p = Path(path or os.environ.get('ASC_BENCH_TEACHER', DEFAULT))
     if not p.is_file(): raise FileNotFoundError(f"{p}: train it first with python bench/synthetic_teacher.py")
     m, info = load_asc_model(p)
@@ -41,13 +41,16 @@ def make(path=None):
     return SyntheticTeacher(m.body, fe, info['stats']['mean'], info['stats']['std']).eval(), f['sr']
 
 def pretrain(out, work=None, epochs=30):
-    from asc_nbdev.core import class_index, save_json
+    from asc_nbdev.core import class_index
+    from asc_nbdev.files import save_json
     from asc_nbdev.data.synthetic import make_synthetic
     from asc_nbdev.data.metadata import read_meta
-    from asc_nbdev.features import build_feature_cache
+    from asc_nbdev.audio.cache import build_feature_cache
     from asc_nbdev.data.loaders import asc_dataloaders
-    from asc_nbdev.recipes import get_recipe, fit_recipe
-    from asc_nbdev.models.zoo import save_asc_model, count_params
+    from asc_nbdev.train.recipes import get_recipe
+    from asc_nbdev.train.fit import fit_recipe
+    from asc_nbdev.models.files import save_asc_model
+    from asc_nbdev.models.zoo import count_params
     work = Path(work or out.parent/'synthetic_teacher_work'); t0 = time.time()
     if not (work/'data'/'truth.csv').exists(): make_synthetic(work/'data', progress=False, **DATA)
     meta = read_meta(work/'data'/'dev_metadata.csv')

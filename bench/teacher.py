@@ -26,13 +26,14 @@ from pathlib import Path
 import numpy as np, pandas as pd, torch
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from asc_nbdev.core import CLASSES, load_json, save_json
-from asc_nbdev.config import RunConfig
+from asc_nbdev.core import CLASSES
+from asc_nbdev.files import load_json, save_json
+from asc_nbdev.pipeline.config import RunConfig
 from asc_nbdev.data.synthetic import make_synthetic
-from asc_nbdev.pipeline import run_pipeline, open_run
+from asc_nbdev.pipeline.run import run_pipeline, open_run
 from asc_nbdev.teachers.core import load_teacher
 from asc_nbdev.teachers.embeddings import EmbeddingCache
-from asc_nbdev.teachers.stage import teach, _clips, _embedding_dir
+from asc_nbdev.pipeline.teacher import teach, teacher_clips, embedding_dir
 import synthetic_teacher
 
 DATA = dict(preset='quick', n_clips=500, duration=1.0, sr=16000, labeled_frac=0.3)   # = bench/small_data.py's
@@ -83,11 +84,11 @@ def head_variants(work, recipe, seed):
     "The head's variants on the teacher run's embeddings and split (no student trained): validation and test figures"
     cfg = cfg_of(work, recipe, seed, 'teacher'); out = []
     ctx = open_run(cfg.replace(out=str(Path(cfg.out).parent/'heads')), log=lambda *a: None, progress=False, features_dir=Path(cfg.out)/'features')
-    ec = EmbeddingCache(_embedding_dir(ctx, ctx.teacher_model))   # the teacher run's (its features folder, so its embeddings)
+    ec = EmbeddingCache(embedding_dir(ctx, ctx.teacher_model))   # the teacher run's (its features folder, so its embeddings)
     for kind in ('logreg', 'mlp'):
         for md in (False, True):
             with tempfile.TemporaryDirectory() as d:
-                r = teach(ctx, Path(d), ec.get(_clips(ctx).filename), kind, md)
+                r = teach(ctx, Path(d), ec.get(teacher_clips(ctx).filename), kind, md)
             out.append(dict(recipe=recipe, seed=seed, model=f"head {kind}{' + city/time' if md else ''}", valid=r['accuracy'], **test_of(r),
                             taught=r.get('unlabeled', {}).get('accuracy')))
     return out

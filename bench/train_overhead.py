@@ -35,10 +35,11 @@ from pathlib import Path
 import numpy as np, pandas as pd, torch, torch.nn as nn
 from fastai.callback.core import Callback
 from fastai.callback.progress import ProgressCallback
-from asc_nbdev.core import CLASSES, N_CLASSES, atomic_write
+from asc_nbdev.core import CLASSES, N_CLASSES
+from asc_nbdev.files import atomic_write
 from asc_nbdev.data.metadata import read_meta, make_split
 from asc_nbdev.data.loaders import asc_dataloaders
-from asc_nbdev.learner import asc_learner, ASCLoss
+from asc_nbdev.train.learner import asc_learner, ASCLoss
 from asc_nbdev.models.zoo import create_model, count_params
 
 ROOT = Path(__file__).resolve().parents[1]

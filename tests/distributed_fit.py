@@ -4,7 +4,7 @@ that a step depends only on the clips of the global batch; city/time dropout is 
 import sys, json, torch, numpy as np
 from pathlib import Path
 from asc_nbdev.all import *
-from asc_nbdev.distributed import swap_batchnorm, process_batchnorm
+from asc_nbdev.train.distributed import swap_batchnorm, process_batchnorm
 
 cache_dir, out = Path(sys.argv[1]), Path(sys.argv[2])
 W, main = process_count(), is_main_process()

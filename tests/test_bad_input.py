@@ -130,7 +130,7 @@ CSV = csv_cases()
 # ---------------------------------------------------------------- the driver: many command runs in one process
 _DRIVER = '''
 import contextlib, importlib, io, json, sys, traceback
-ENTRY = {'asc-features': ('asc_nbdev.features', 'asc_features'), 'asc-predict': ('asc_nbdev.cli', 'asc_predict'),
+ENTRY = {'asc-features': ('asc_nbdev.cli', 'asc_features'), 'asc-predict': ('asc_nbdev.cli', 'asc_predict'),
          'asc-train': ('asc_nbdev.cli', 'asc_train')}
 runs_file, results_file = sys.argv[1:3]
 runs, results = json.load(open(runs_file)), {}
@@ -250,7 +250,7 @@ def driven(work, corpus, model, bad_models):
 # ---------------------------------------------------------------- audio: every case through every command
 def test_audio_features_skip_lists_every_bad_file(work, corpus):
     "asc-features --on-error skip over the whole corpus: every good file in the cache, right; every bad one listed with its problem"
-    from asc_nbdev.features import FeatureCache
+    from asc_nbdev.audio.cache import FeatureCache
     audio, csv = corpus
     r = run_cli('asc-features', audio, csv, work/'skip_cache', '--on-error', 'skip', '--dtype', 'float32', check=False)
     assert r.returncode == 0, r.stderr
@@ -268,7 +268,8 @@ def test_audio_features_skip_lists_every_bad_file(work, corpus):
     # and the librosa log-mel give, in the bins that carry signal: the tones leave most bins far below the peak, where
     # only FFT rounding is left and builds of the FFT libraries differ (notebook 03, "Where rounding lives")
     import librosa
-    from asc_nbdev.features import logmel_librosa, find_audio, assert_logmel_close
+    from asc_nbdev.audio.logmel import logmel_librosa, assert_logmel_close
+    from asc_nbdev.audio.io import find_audio
     man = json.loads((work/'skip_cache'/'manifest.json').read_text())
     for name in OK:
         flags = AUDIO[name][1][1]
@@ -363,7 +364,7 @@ def test_csv(driven, work, name):
         if w == 'ok':
             assert r['rc'] == 0, (cmd, r['stderr'][-2000:])
             if cmd == 'features':
-                from asc_nbdev.features import FeatureCache
+                from asc_nbdev.audio.cache import FeatureCache
                 c = FeatureCache(work/'driven'/name/'cache'); assert len(c) == 3
             if cmd == 'predict':
                 sub = pd.read_csv(work/'driven'/name/'sub.csv', keep_default_na=False)

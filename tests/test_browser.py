@@ -20,7 +20,7 @@ broken'''
 
 def _explorer_copy(dst:Path) -> str:
     "A copy of the explorer notebook (its own small synthetic data and run) with the broken explorer's cell at the end"
-    nb = json.loads((ROOT/'nbs'/'20_explorer.ipynb').read_text())
+    nb = json.loads((ROOT/'nbs'/'53_report.explorer.ipynb').read_text())
     nb['cells'].append({'cell_type': 'code', 'execution_count': None, 'id': 'brokenexplorer', 'metadata': {}, 'outputs': [],
                         'source': BROKEN_CELL.splitlines(keepends=True)})
     nb['metadata']['kernelspec'] = {'display_name': 'Python 3 (ipykernel)', 'language': 'python', 'name': 'python3'}
@@ -64,8 +64,9 @@ CITY = 'Gotham <span id="injected">&</span>'    # a city name holding HTML, as a
 def report(tmp_path_factory):
     "A tiny run whose eval part has a city named with HTML, and its asc-report --html"
     from asc_nbdev.data.synthetic import make_synthetic
-    from asc_nbdev.pipeline import run_pipeline
-    from asc_nbdev.recipes import get_recipe
+    from asc_nbdev.pipeline.run import run_pipeline
+    from asc_nbdev.pipeline.config import RunConfig
+    from asc_nbdev.train.recipes import get_recipe
     from conftest import run_cli
     run = tmp_path_factory.mktemp('report')/'run'; D = run/'data'
     make_synthetic(D, preset='tiny', n_clips=160, labeled_frac=0.5, progress=False)
@@ -73,8 +74,7 @@ def report(tmp_path_factory):
     city = ev['location'].iloc[0]
     ev.loc[ev['location'] == city, 'location'] = CITY
     ev.to_csv(D/'eval_metadata.csv', index=False)
-    run_pipeline(run, D/'audio', D/'dev_metadata.csv', get_recipe('li2025', quick=True, epochs=2), eval_meta=D/'eval_metadata.csv',
-                 truth=D/'truth.csv', progress=False, log=lambda *a: None)
+    run_pipeline(RunConfig(out=run, audio=D/'audio', meta=D/'dev_metadata.csv', recipe=get_recipe('li2025', quick=True, epochs=2), eval_meta=D/'eval_metadata.csv', truth=D/'truth.csv'), progress=False, log=lambda *a: None)
     run_cli('asc-report', run, '--html', timeout=300)
     return run/'report'
 

@@ -113,7 +113,7 @@ def test_distill_targets():
 
 def test_fold_training_targets_ignore_their_validation_labels(tmp_path, monkeypatch):
     "With --cv, what fold 0 trains on (pseudo-labels, the labels its sessions carry, hard-sample weights) does not change when fold 0's validation labels do"
-    import asc_nbdev.pipeline as P
+    import asc_nbdev.pipeline.run as P   # where the run calls grouped_folds
     make_synthetic(tmp_path/'data', preset='tiny', n_clips=120, seed=0, progress=False)
     real, fixed = P.grouped_folds, {}
     def same_folds(df, k, split, seed):   # the folds depend on the labels (stratified): the same folds for both runs

@@ -40,7 +40,7 @@ def test_walk_finds_the_api():
     names = {n for n, _ in _targets()}
     assert len(names) > 250, len(names)   # 284 when written
     assert {'asc_nbdev.data.loaders.band_stats', 'asc_nbdev.data.loaders.ASCDataLoader', 'asc_nbdev.models.fusion.ASCModel.forward',
-            'asc_nbdev.evaluate.RunReport.save', 'asc_nbdev.recipes.Recipe.replace'} <= names
+            'asc_nbdev.report.render.RunReport.save', 'asc_nbdev.train.recipes.Recipe.replace'} <= names
 
 def test_every_parameter_has_a_docment():
     miss = undocumented()

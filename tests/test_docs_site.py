@@ -149,7 +149,7 @@ def test_pages_in_a_browser(proc, driver, tmp_path):
         check_entries(page, browser_entries(driver, f), want); n += len(want)
     assert n > 250, n
     # the check fails on a broken page: one entry's table removed, another's signature removed
-    page = 'explorer.html'
+    page = 'report.explorer.html'
     html = pages[page].read_text()
     i = html.index('id="clip_table"'); j = html.index('<table>', i); k = html.index('</table>', j) + len('</table>')
     (tmp_path/'no-table.html').write_text(html[:j] + html[k:])

@@ -3,20 +3,22 @@ import json, shutil, subprocess, sys
 from pathlib import Path
 import numpy as np, pandas as pd, pytest
 from asc_nbdev.core import *
+from asc_nbdev.processes import *
+from asc_nbdev.files import *
 from asc_nbdev.data.metadata import read_meta
+from asc_nbdev.pipeline.config import RunConfig
 
 
 @pytest.fixture(scope='module')
 def runs(tmp_path_factory):
     "A tiny run laid out as `asc-train --demo` does (data in RUN/data), and a metadata-off sibling; a few seconds"
     from asc_nbdev.data.synthetic import make_synthetic
-    from asc_nbdev.pipeline import run_pipeline
-    from asc_nbdev.recipes import get_recipe
+    from asc_nbdev.pipeline.run import run_pipeline
+    from asc_nbdev.train.recipes import get_recipe
     root = tmp_path_factory.mktemp('eval'); run, off = root/'run', root/'run-off'
     D = run/'data'
     make_synthetic(D, preset='tiny', n_clips=160, labeled_frac=0.5, progress=False)
-    run_pipeline(run, D/'audio', D/'dev_metadata.csv', get_recipe('li2025', quick=True, epochs=2), eval_meta=D/'eval_metadata.csv',
-                 truth=D/'truth.csv', progress=False, log=lambda *a: None)
+    run_pipeline(RunConfig(out=run, audio=D/'audio', meta=D/'dev_metadata.csv', recipe=get_recipe('li2025', quick=True, epochs=2), eval_meta=D/'eval_metadata.csv', truth=D/'truth.csv'), progress=False, log=lambda *a: None)
     # the sibling: only its report.json is read, so a copy with metadata off and other numbers stands in for a second training
     rj = json.loads((run/'report.json').read_text())
     rj['metadata'] = False
@@ -135,7 +137,7 @@ def test_pseudo_and_compare(report, runs):
 
 
 def test_python_api(runs):
-    from asc_nbdev.evaluate import evaluate_run
+    from asc_nbdev.report.render import evaluate_run
     run, off = runs
     rep = evaluate_run(run, compare=[off], siblings=False)
     assert list(rep.splits) == [VALID, TEST] and rep.compare.shape[1] == 3 and rep.notes == []

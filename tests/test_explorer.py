@@ -3,7 +3,10 @@ import shutil
 from pathlib import Path
 import numpy as np, pandas as pd, pytest
 from asc_nbdev.core import *
+from asc_nbdev.processes import *
+from asc_nbdev.files import *
 from asc_nbdev.data.metadata import read_meta
+from asc_nbdev.pipeline.config import RunConfig
 
 
 @pytest.fixture(scope='module')
@@ -16,13 +19,12 @@ def data(tmp_path_factory):
 
 @pytest.fixture(scope='module')
 def run(data):
-    from asc_nbdev.pipeline import run_pipeline
-    from asc_nbdev.recipes import get_recipe
+    from asc_nbdev.pipeline.run import run_pipeline
+    from asc_nbdev.train.recipes import get_recipe
     out = data.parent/'run'
-    run_pipeline(out, data/'audio', data/'dev_metadata.csv', get_recipe('li2025', quick=True, epochs=2), eval_meta=data/'eval_metadata.csv',
-                 truth=data/'truth.csv', progress=False, log=lambda *a: None, aggregate='none')   # per-clip probabilities, as the explorer shows
+    run_pipeline(RunConfig(out=out, audio=data/'audio', meta=data/'dev_metadata.csv', recipe=get_recipe('li2025', quick=True, epochs=2), eval_meta=data/'eval_metadata.csv', truth=data/'truth.csv', aggregate='none'), progress=False, log=lambda *a: None)   # per-clip probabilities, as the explorer shows
     # forget where the data lie (report.json records it), so these tests see a run whose data must be given
-    from asc_nbdev.core import load_json, save_json
+    from asc_nbdev.files import load_json, save_json
     rj = load_json(out/'report.json')
     for k in ('audio', 'meta', 'eval_meta', 'truth'): rj['data'][k] = None
     save_json(rj, out/'report.json')
@@ -33,7 +35,7 @@ def paths(D): return dict(meta=D/'dev_metadata.csv', eval_meta=D/'eval_metadata.
 
 
 def test_data_only(data):
-    from asc_nbdev.explorer import ClipExplorer
+    from asc_nbdev.report.explorer import ClipExplorer
     ex = ClipExplorer(data_dir=data)
     dev, ev = read_meta(data/'dev_metadata.csv'), read_meta(data/'eval_metadata.csv')
     assert len(ex.clips) == len(ex.filtered) == len(dev) + len(ev)
@@ -73,7 +75,7 @@ def test_data_only(data):
 
 
 def test_run(run, data):
-    from asc_nbdev.explorer import ClipExplorer
+    from asc_nbdev.report.explorer import ClipExplorer
     ex = ClipExplorer(run, **paths(data))
     assert ex.prob_source.startswith('model.pt') and ex.clips.pred.notna().all()
     assert not ex.w_pred.disabled
@@ -110,7 +112,7 @@ def test_run(run, data):
 
 def test_run_probability_csvs(run, data):
     "Without the model: probabilities from valid_probs.csv and eval_probs.csv only"
-    from asc_nbdev.explorer import ClipExplorer
+    from asc_nbdev.report.explorer import ClipExplorer
     ex = ClipExplorer(run, predict=False, **paths(data))
     has = ex.clips.set_index('part').pred.notna().groupby(level=0).all()
     assert has['validation'] and has['eval'] and not ex.clips[ex.clips.part == 'train'].pred.notna().any()
@@ -119,7 +121,7 @@ def test_run_probability_csvs(run, data):
 
 
 def test_missing_audio_resynthesised(run, data, tmp_path):
-    from asc_nbdev.explorer import ClipExplorer
+    from asc_nbdev.report.explorer import ClipExplorer
     ex = ClipExplorer(run, meta=data/'dev_metadata.csv', eval_meta=data/'eval_metadata.csv', audio=tmp_path)
     cur = ex.current
     assert cur['audio_source'].startswith('resynthesised') and cur['spectrogram_source'] == 'feature cache'
@@ -132,8 +134,8 @@ def test_missing_audio_resynthesised(run, data, tmp_path):
 
 
 def test_bad_input(tmp_path, run):
-    from asc_nbdev.explorer import ClipExplorer
-    from asc_nbdev.evaluate import RunError
+    from asc_nbdev.report.explorer import ClipExplorer
+    from asc_nbdev.report.evaluate import RunError
     with pytest.raises(ValueError, match='give a run folder'): ClipExplorer()
     with pytest.raises(RunError, match='report.json is missing'): ClipExplorer(tmp_path)
     with pytest.raises(FileNotFoundError, match='dev_metadata.csv'): ClipExplorer(data_dir=tmp_path)

@@ -2,9 +2,9 @@
 import numpy as np, pytest, torch
 from conftest import run_cli
 from asc_nbdev.core import CLASSES, UNKNOWN_CITY, N_CITY_TOKENS
-from asc_nbdev.recipes import get_recipe, make_model
-from asc_nbdev.pipeline import save_asc_model, load_asc_model
-from asc_nbdev.models.zoo import export_onnx, onnx_metadata, check_onnx, ONNX_INPUTS
+from asc_nbdev.train.recipes import get_recipe, make_model
+from asc_nbdev.models.files import save_asc_model, load_asc_model
+from asc_nbdev.models.export import export_onnx, onnx_metadata, check_onnx, ONNX_INPUTS
 
 ort = pytest.importorskip('onnxruntime')
 RECIPES = {'baseline': 'dynamo', 'yang2025': 'dynamo', 'li2025': 'torchscript', 'atmaja2025': 'dynamo'}

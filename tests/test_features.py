@@ -2,9 +2,11 @@
 import json, os, shutil, signal, subprocess, sys, textwrap
 from pathlib import Path
 import numpy as np, pandas as pd, pytest, soundfile as sf, torch
-from asc_nbdev.features import (AudioError, load_audio, logmel_librosa, assert_logmel_close, LogMel, build_feature_cache, load_feature_cache,
-                                FeatureCache, median_duration, asc_features)
-from asc_nbdev.locks import LOCK_FILE
+from asc_nbdev.audio.io import AudioError, load_audio, median_duration
+from asc_nbdev.audio.logmel import logmel_librosa, assert_logmel_close, LogMel
+from asc_nbdev.audio.cache import build_feature_cache, load_feature_cache, FeatureCache
+from asc_nbdev.cli import asc_features
+from asc_nbdev.files import LOCK_FILE
 
 SR = 44_100
 REAL_WAV = Path(__file__).parent/'data'/'acoustic_scene.wav'   # a real recording (dcase_util, MIT; see data/SOURCE.md)
@@ -310,7 +312,7 @@ def test_cache_resume_after_sigkill(folder, tmp_path):
     script = tmp_path/'killme.py'
     script.write_text(textwrap.dedent(f'''
         import os, signal
-        from asc_nbdev.features import build_feature_cache
+        from asc_nbdev.audio.cache import build_feature_cache
         def hook(b, n):
             if b == 3: os.kill(os.getpid(), signal.SIGKILL)
         build_feature_cache({str(d)!r}, {more!r}, {str(tmp_path/'killed')!r}, batch_size=2, progress=False, after_batch=hook)
@@ -369,7 +371,7 @@ def test_cli_arguments():
 
 # ---------------------------------------------------------------- FLAC/OGG lookup, truncated WAV files
 def test_find_audio_and_formats(tmp_path):
-    from asc_nbdev.features import find_audio, AUDIO_EXTENSIONS
+    from asc_nbdev.audio.io import find_audio, AUDIO_EXTENSIONS
     assert AUDIO_EXTENSIONS == ('.wav', '.flac', '.ogg')
     y = clip(0.5, SR, 3)
     sf.write(tmp_path/'a.flac', y, SR, subtype='PCM_16'); sf.write(tmp_path/'a.ogg', y, SR, format='OGG', subtype='VORBIS')
@@ -414,8 +416,8 @@ def _mapped_kb(name):
 
 @pytest.mark.parametrize('dtype', ['float16', 'float32'])
 def test_read_rows(tmp_path, dtype, monkeypatch):
-    from asc_nbdev.features import read_rows, open_features
-    import asc_nbdev.features as F
+    from asc_nbdev.audio.cache import read_rows, open_features
+    import asc_nbdev.audio.cache as F
     a = np.random.default_rng(0).standard_normal((300, 9, 5)).astype(dtype)
     np.save(tmp_path/'f.npy', a); m = open_features(tmp_path/'f.npy')
     assert isinstance(m, np.memmap) and not m.flags.writeable and m.shape == a.shape

@@ -97,7 +97,7 @@ def test_killed_in_training_and_pseudo_labeling_finishes_the_same(tmp_path):
     assert r.p.returncode == -signal.SIGKILL and (out/'stage1_train'/'done.json').exists()
     log = ''.join(r.lines)
     assert 'up to date, nothing to compute' in log   # the feature cache was finished in run 1: nothing recomputed
-    assert f'taking over from process {killed} on' in log   # the killed run's lock (asc_nbdev.locks): taken over, said
+    assert f'taking over from process {killed} on' in log   # the killed run's lock (asc_nbdev.files): taken over, said
 
     # 3. re-run: stage 1 skipped, pseudo-labeling again from the start; killed in the middle of retraining
     r = Run(out)

@@ -1,9 +1,9 @@
-"A run folder belongs to one process (group) at a time: a second run on it refuses at once and names the owner (asc_nbdev.locks)."
+"A run folder belongs to one process (group) at a time: a second run on it refuses at once and names the owner (asc_nbdev.files)."
 import json, os, subprocess, sys, time
 from pathlib import Path
 import pandas as pd, pytest
 from conftest import run_cli
-from asc_nbdev.locks import lock_folder, folder_owner, OWNER_FILE
+from asc_nbdev.files import lock_folder, folder_owner, OWNER_FILE
 
 ARGS = ['--demo', '--recipe', 'li2025', '--epochs', '1', '--n-clips', '240', '--rounds', '1']
 
@@ -38,7 +38,7 @@ def test_second_run_on_one_folder_refuses_and_the_first_finishes_unchanged(tmp_p
 
 def _hold(folder):
     "A process that holds `folder` until killed"
-    p = subprocess.Popen([sys.executable, '-c', f"from asc_nbdev.locks import *\nimport time\nwith lock_folder({str(folder)!r}):\n"
+    p = subprocess.Popen([sys.executable, '-c', f"from asc_nbdev.files import *\nimport time\nwith lock_folder({str(folder)!r}):\n"
                           "    print('held', flush=True); time.sleep(300)"], stdout=subprocess.PIPE, text=True)
     assert p.stdout.readline().strip() == 'held'
     return p

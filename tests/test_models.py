@@ -2,9 +2,8 @@
 import json, pytest, torch
 from asc_nbdev.core import UNKNOWN_CITY, N_CITY_TOKENS
 from asc_nbdev.models.fusion import FusionHead, GatedFusion, ConcatFusion
-from asc_nbdev.testing import check_asc_model
-from asc_nbdev.models.zoo import (MODELS, create_model, asc_splitter, replace_head, freeze_blocks, unfreeze,
-                                  count_params, param_table)
+from asc_nbdev.models.testing import check_asc_model
+from asc_nbdev.models.zoo import MODELS, create_model, asc_splitter, replace_head, freeze_blocks, unfreeze, count_params, param_table
 
 NAMES = list(MODELS)
 
@@ -159,8 +158,7 @@ def test_fusion_head_audio_only_ignores_metadata():
 
 # --- the official baseline's SE-Trans checkpoint (models/baseline.py of JishengBai/APSIPA2025GC-ASC) ---
 import torch.nn as nn, torch.nn.functional as F
-from asc_nbdev.models.se_trans import (SETrans, load_official_se_trans, official_se_trans_keys, official_model_kwargs,
-                                       OfficialCheckpointError)
+from asc_nbdev.models.se_trans import SETrans, load_official_se_trans, official_se_trans_keys, official_model_kwargs, OfficialCheckpointError
 
 class _OfficialSEBlock(nn.Module):
     "The official SqueezeExcitation's layout (conv1, conv2, bn1, bn2, se1.fc, se2.fc) and computation (floor-mode average pooling)"
@@ -238,7 +236,7 @@ def test_official_checkpoint_gives_same_outputs(tmp_path, n_layers):
 
 def test_official_into_recipe_model_without_fc():
     "The baseline's remove_fc=True / strict=False: an audio-only 8-class checkpoint into the recipe's 10-class model"
-    from asc_nbdev.recipes import get_recipe, make_model
+    from asc_nbdev.train.recipes import get_recipe, make_model
     off = _official(n_classes=8, metadata=False)
     m = make_model(get_recipe('baseline'))
     fc, ctx = m.head.fc.weight.detach().clone(), m.head.fusion.linear.weight.detach().clone()
@@ -292,7 +290,7 @@ def test_asc_train_init_official(tmp_path):
     "`asc-train --recipe baseline --init official=PATH`: stage 1 starts from the official checkpoint's body (its sizes, not the quick ones)"
     import json
     from conftest import run_cli
-    from asc_nbdev.pipeline import load_asc_model
+    from asc_nbdev.models.files import load_asc_model
     off = _official(); p = tmp_path/'SE-Trans_pretrained_model.pth'
     torch.save({'epoch': 3, 'model_state_dict': off.state_dict()}, p)
     out = tmp_path/'run'
@@ -308,7 +306,8 @@ def test_asc_train_init_official(tmp_path):
 
 def test_audio_head_reset_and_audio_model():
     "A model made for audio-first training: its audio classifier is an audio-only head; reset_head keeps it one; audio_model shares its modules"
-    from asc_nbdev.recipes import get_recipe, make_model, audio_model
+    from asc_nbdev.train.recipes import get_recipe, make_model
+    from asc_nbdev.train.fit import audio_model
     m = make_model(get_recipe('li2025', quick=True))
     assert type(m.head.audio_fc).__name__ == 'FusionHead'
     m.reset_head(7, fc_only=True).eval().set_known_cities([0])

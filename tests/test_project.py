@@ -102,3 +102,23 @@ def test_no_script_hides_a_standard_module():
     import sys
     clash = [str(p.relative_to(ROOT)) for d in ('bench', 'tools') for p in (ROOT/d).glob('*.py') if p.stem in sys.stdlib_module_names]
     assert clash == [], f"these scripts hide the standard module of their name from the scripts beside them; rename them: {clash}"
+
+def test_readme_python_calls_fit_the_api():
+    """Every call in README's Python examples to a name of `asc_nbdev.all` binds to that name's signature (issue 38 removed
+    `run_pipeline`'s older positional form, which README still showed)"""
+    import ast, inspect
+    import asc_nbdev.all as A
+    blocks = re.findall(r'```python\n(.*?)\n```', (ROOT/'README.md').read_text(), flags=re.S)
+    assert blocks
+    checked, bad = 0, []
+    for b in blocks:
+        for n in ast.walk(ast.parse(b)):
+            if not (isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id in A.__all__): continue
+            f = getattr(A, n.func.id)
+            if not callable(f): continue
+            try: sig = inspect.signature(f)
+            except (TypeError, ValueError): continue
+            try: sig.bind(*[None] * len(n.args), **{k.arg: None for k in n.keywords if k.arg})
+            except TypeError as e: bad.append(f'{ast.unparse(n)[:100]}: {e}')
+            checked += 1
+    assert checked >= 3 and not bad, bad

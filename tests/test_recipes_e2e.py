@@ -17,9 +17,10 @@ def data(tmp_path_factory):
     make_synthetic(d, preset='tiny', n_clips=240, progress=False)
     return d
 
-def _run(data, out, recipe, **kw):
-    kw = dict(dict(eval_meta=data/'eval_metadata.csv', truth=data/'truth.csv', epochs=EPOCHS, progress=False, log=lambda *a: None), **kw)
-    return run_pipeline(out, data/'audio', data/'dev_metadata.csv', recipe, **kw)
+def _run(data, out, recipe, cbs=None, log_to='none', **kw):
+    cfg = RunConfig(out=out, audio=data/'audio', meta=data/'dev_metadata.csv', recipe=recipe, **dict(dict(eval_meta=data/'eval_metadata.csv',
+                    truth=data/'truth.csv', epochs=EPOCHS, log=log_to), **kw))
+    return run_pipeline(cfg, cbs=cbs, progress=False, log=lambda *a: None)
 
 def _dev(out, data):
     "The dev metadata as the run saw it (clips with features)"
@@ -172,8 +173,7 @@ def test_seeds_cli_and_report(data, tmp_path):
 
 def test_grouped_folds(data, tmp_path):
     "run_repeats(folds=3): every labeled clip is validation exactly once, never in a recording that also trains"
-    rep = run_repeats(tmp_path/'f', data/'audio', data/'dev_metadata.csv', get_recipe('li2025', quick=True), folds=3, rounds=0,
-                      epochs=EPOCHS, progress=False, log=lambda *a: None)
+    rep = run_repeats(RunConfig(out=tmp_path/'f', audio=data/'audio', meta=data/'dev_metadata.csv', recipe=get_recipe('li2025', quick=True), folds=3, rounds=0, epochs=EPOCHS), progress=False, log=lambda *a: None)
     assert list(rep['runs']) == ['fold0', 'fold1', 'fold2'] and rep['summary']['accuracy']['n'] == 3
     dev, _ = _dev(tmp_path/'f'/'fold0', data)
     lab = dev[dev.label >= 0]; seen = []

@@ -3,8 +3,8 @@ import hashlib, json, re, subprocess, sys
 from pathlib import Path
 import numpy as np, pandas as pd, pytest, soundfile as sf
 from asc_nbdev.core import CLASSES, CITIES
-from asc_nbdev.data.synthetic import (make_synthetic, synth_summary, synth_baselines, synth_settings, synth_plan,
-                                      twin_labels, twin_plan, DEV_CITIES, UNSEEN_CITIES, _chain_recordings, _real_meta)
+from asc_nbdev.data.synthetic import make_synthetic, synth_summary, synth_baselines, synth_settings
+from asc_nbdev.data.synth_plan import synth_plan, twin_labels, twin_plan, DEV_CITIES, UNSEEN_CITIES, chain_recordings, _real_meta
 
 HEADER = b'filename,location,record_time,scene_label\n'
 
@@ -84,7 +84,7 @@ def test_recordings(quick):
     "Sessions are consecutive 10-minute chunks of recordings: one scene, one city, one day; chaining finds them"
     dev, ev, truth = read(quick / 'dev_metadata.csv'), read(quick / 'eval_metadata.csv'), read(quick / 'truth.csv')
     d = dev.assign(true=dev.filename.map(truth.set_index('filename').scene_label), t=pd.to_datetime(dev.record_time))
-    d['rec'] = _chain_recordings(d.location, d.t)
+    d['rec'] = chain_recordings(d.location, d.t)
     ses = d.drop_duplicates(['location', 't']).sort_values(['rec', 't'])
     steps = ses.groupby('rec').t.diff().dropna()
     assert (steps == pd.Timedelta(minutes=10)).all()                            # consecutive sessions: exactly 10 min apart
@@ -128,7 +128,7 @@ def test_eval_overlap(preset):
     if preset == 'cas': assert n > 100 and set(ev.location) - set(dev.location) == set(UNSEEN_CITIES)
 
 def test_drift_within_recording():
-    from asc_nbdev.data.synthetic import session_params
+    from asc_nbdev.data.synth_sound import session_params
     walk = [session_params(3, 0, 'Bus', 'Hefei', 8., recording=5, k=k) for k in range(8)]
     others = [session_params(3, 0, 'Bus', 'Hefei', 8., recording=r) for r in range(6, 30)]
     step = np.mean(np.abs(np.diff([p['gain'] for p in walk])))

@@ -5,7 +5,7 @@ from types import SimpleNamespace
 import numpy as np, pandas as pd, pytest
 from conftest import run_cli
 from asc_nbdev.all import *
-from asc_nbdev.teachers.stage import teach
+from asc_nbdev.pipeline.teacher import teach
 
 FACTORY = '''
 import torch, torch.nn as nn, torchaudio

@@ -19,8 +19,8 @@ def test_loss_by_hand():
     assert torch.isclose(ASCLoss()(pred, torch.tensor([[0.2, 0.8, 0.]])), -(0.2 * logp[0] + 0.8 * logp[1]))
 
 def test_step_decay_and_metrics_reset():
-    from asc_nbdev.learner import _balanced_accuracy
-    assert _balanced_accuracy([0, 1, 1, 1], [0, 0, 1, 1]) == pytest.approx((1 + 2 / 3) / 2)   # (targ, pred), as sklearn's
+    from asc_nbdev.train.learner import balanced_accuracy
+    assert balanced_accuracy([0, 1, 1, 1], [0, 0, 1, 1]) == pytest.approx((1 + 2 / 3) / 2)   # (targ, pred), as sklearn's
     class O:
         def __init__(s): s.hypers = [{'lr': 1.0}]
     cb = StepDecay(2, 0.9); cb.learn = type('L', (), {'opt': O(), 'epoch': 0})()
@@ -73,7 +73,7 @@ def test_asc_train_with_pretraining(tmp_path):
     rep = json.loads((out/'report.json').read_text())
     assert [s['name'] for s in rep['stages']] == ['stage0_pretrain', 'stage1_train']
     s0 = rep['stages'][0]
-    assert s0['split'] == 'random' and s0['datasets'] == ['tau2020', 'cochlscene'] and s0['n_train'] + s0['n_valid'] == 29   # li2025: no stations (seed 002, Table 1)
+    assert s0['split'] == 'random' and s0['datasets'] == ['tau2020', 'cochlscene'] and s0['n_train'] + s0['n_valid'] == 29   # li2025: no stations (li2025, Table 1)
     m, info = load_asc_model(out/'stage0_pretrain'/'model.pt')
     assert info['hparams']['metadata'] is False           # pre-trained on audio only; the head is replaced for stage 1
     m1, _ = load_asc_model(out/'model.pt'); assert m1.metadata is True

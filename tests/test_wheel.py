@@ -52,7 +52,7 @@ def test_wheel_contents(wheel):
 
 def _tutorial_head() -> tuple[str, int]:
     "The tutorial's code cells before its training section, as one script (and how many cells)"
-    cells = json.loads((ROOT/'nbs'/'21_tutorial.ipynb').read_text())['cells']
+    cells = json.loads((ROOT/'nbs'/'90_tutorial.ipynb').read_text())['cells']
     end = next(i for i, c in enumerate(cells) if c['cell_type'] == 'markdown' and ''.join(c['source']).startswith('## 3.'))
     code = [''.join(c['source']) for c in cells[:end] if c['cell_type'] == 'code']
     assert any('pip' in c and 'install' in c for c in code), "the tutorial's install cell was not found"
