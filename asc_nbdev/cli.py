@@ -152,8 +152,8 @@ def asc_predict(*files:str, # audio files or folders to predict without a metada
                 tta:Annotated[str, dict(choices=['none', 'bn', 'bn-city'])]='none',
                ):
     "Predict scene labels with a trained model file: the clips of a metadata CSV, or audio files given by name"
-    if files: return _predict_named(files, model, city, time, meta, audio, out, device, on_error, window, hop,
-                                    plot, tta)
+    if files: return _predict_named(files, model, city, time, meta, audio, out, device,
+                                    on_error, window, hop, plot, tta)
     if window is not None or hop is not None or plot: _fail("asc-predict: error: --window, --hop and --plot predict "
                                                             "audio files given by name: asc-predict --model M "
                                                             "--window 5 FILE...")
@@ -231,15 +231,15 @@ def asc_features(audio_dir:str, # folder with the audio files: FILENAME.wav, els
     from asc_nbdev.data.metadata import read_meta
     try:
         names = read_meta(csv, on_bad_time='mask')['filename'].tolist()
-        return build_feature_cache(audio_dir, names, out, clip_seconds=clip_seconds, device=device,
-                                   batch_size=batch_size,
+        return build_feature_cache(audio_dir, names, out, clip_seconds=clip_seconds,
+                                   device=device, batch_size=batch_size,
                                    workers=workers, decoders=decoders, dtype=dtype, on_error=on_error,
                                        progress=not quiet, verbose=not quiet)
     # (OSError: a folder that cannot be written, a full disk)
     except (AudioError, ValueError, OSError, RuntimeError) as e:
         if not is_cli(): raise
-        hint = '\n(use --on-error skip to leave bad files out and list them in OUT/skipped.csv)' if isinstance(e,
-            AudioError) else ''
+        hint = ('\n(use --on-error skip to leave bad files out and list them in OUT/skipped.csv)'
+                if isinstance(e, AudioError) else '')
         # 2, as asc-train and asc-predict
         print(f'asc-features: error: {e}{hint}', file=sys.stderr); raise SystemExit(2)
 
@@ -290,8 +290,8 @@ def asc_report(run_dir:str, # a finished run folder (made by asc-train)
         print('kept: ' + ', '.join(f"{k} in {v} of {len(rj['runs'])} runs" for k, v in rj['kept'].items()))
         return
     try:
-        rep = evaluate_run(run_dir, compare=compare, siblings=not no_siblings, meta=meta, eval_meta=eval_meta,
-                           truth=truth)
+        rep = evaluate_run(run_dir, compare=compare, siblings=not no_siblings, meta=meta,
+                           eval_meta=eval_meta, truth=truth)
         p = rep.save(out, html=html)
     except (RunError, MetadataError, FileNotFoundError, ValueError, KeyError) as e:
         _fail(f"asc-report: error: {e}")

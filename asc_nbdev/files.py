@@ -127,8 +127,8 @@ def _covered(key:str) -> bool:
 # %% ../nbs/01_files.ipynb #3dbe5b06
 def _me(what:str) -> dict:
     return dict(pid=os.getpid(), host=socket.gethostname(), started=time.strftime('%Y-%m-%d %H:%M:%S'),
-                command=' '.join([Path(sys.argv[0]).name] + sys.argv[1:])[:300] if sys.argv and sys.argv[0] else '',
-                    what=what)
+                command=' '.join([Path(sys.argv[0]).name] + sys.argv[1:])[:300] if sys.argv
+                and sys.argv[0] else '', what=what)
 
 # %% ../nbs/01_files.ipynb #f490b18a
 @contextlib.contextmanager

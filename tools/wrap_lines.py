@@ -85,7 +85,8 @@ def _break_line(lines, toks, r):
     cands = []
     row = [(t, d, o) for t, d, o in toks if t.start[0] == r + 1 and t.end[0] == r + 1]
     for k, (t, d, o) in enumerate(row):
-        ind = (o[1] + 1 if o and o[0] == r + 1 and o[1] + 1 <= 70 else base + 4) if d else None
+        # the rest aligns with its bracket when that opened on this line, else with this line (a sibling)
+        ind = ((o[1] + 1 if o[1] + 1 <= 70 else base + 4) if o and o[0] == r + 1 else base) if d else None
         if d >= 1 and t.type == tokenize.STRING and len(line) > W:
             sp = _split_string(t, line, W)
             if sp:
@@ -95,12 +96,17 @@ def _break_line(lines, toks, r):
         if nxt is None or nxt.type in (tokenize.COMMENT, tokenize.NL, tokenize.NEWLINE): continue
         if t.type == tokenize.OP and t.string == ',' and d >= 1: cands.append((t.end[1], nxt.start[1], ind, None, 0))
         elif t.type == tokenize.OP and t.string in OPEN and nxt.string not in CLOSE:
-            cands.append((t.end[1], nxt.start[1], base + 4, None, 5))
+            cands.append((t.end[1], nxt.start[1], base + 4, None, 40))
         if d >= 1 and nxt.type == tokenize.NAME and nxt.string in ('and', 'or', 'if', 'else', 'for'):
             cands.append((t.end[1], nxt.start[1], ind, None, 10))
     fits = [c for c in cands if c[0] <= W and c[0] > base + 10]
     if not fits: return None
-    end, start, ind, sp, _ = max(fits, key=lambda c: c[0] - c[4])   # the rightmost break, strings and keywords last
+    # the rightmost break, strings and keywords last, shallow brackets first, never a stub of a few characters
+    depth_of = {t.end[1]: d for t, d, _ in row}
+    def score(c):
+        rest = len(line) - (c[1] if c[1] is not None else c[0])
+        return c[0] - c[4] - 12 * max(0, depth_of.get(c[0], 1) - 1) - (60 if rest < 25 else 0)
+    end, start, ind, sp, _ = max(fits, key=score)
     if sp:
         t, a, b = sp
         first, rest = line[:t.start[1]] + a, ' ' * ind + b + line[t.end[1]:]
@@ -129,9 +135,85 @@ def _wrap_docstring(lines, src, r):
     return None
 
 
+def _pieces(body, first, rest, f):
+    "split a string literal's `body` into pieces of at most `first`, then `rest` characters, at spaces (outside braces)"
+    out, cur = [], ''
+    words, depth, start = [], 0, 0
+    i = 0
+    while i < len(body):   # the split points: after a space outside an f-string's braces, not escaped
+        ch = body[i]
+        if f and body[i:i + 2] in ('{{', '}}'): i += 2; continue
+        if f and ch == '{': depth += 1
+        elif f and ch == '}': depth -= 1
+        elif ch == ' ' and depth == 0 and (i == 0 or body[i - 1] != '\\'): words.append(body[start:i + 1]); start = i + 1
+        i += 1
+    words.append(body[start:])
+    for w in words:
+        width = first if not out else rest
+        if cur and len(cur) + len(w) > width: out.append(cur); cur = w
+        else: cur += w
+    return out + [cur]
+
+
+def _reflow(lines, toks):
+    "the first ragged run of adjacent string literals (one per line) re-wrapped evenly; None when there is none"
+    strs = [(t, d) for t, d, _ in toks if t.type == tokenize.STRING]
+    runs, cur = [], []
+    for t, d, _ in toks:
+        if t.type == tokenize.STRING and d >= 1 and t.start[0] == t.end[0]:
+            if cur and t.start[0] == cur[-1].start[0] + 1 and lines[t.start[0] - 1][:t.start[1]].strip() == '' \
+                    and lines[cur[-1].end[0] - 1][cur[-1].end[1]:].strip() == '':
+                cur.append(t); continue
+            if len(cur) > 1: runs.append(cur)
+            cur = [t]
+        elif t.type in (tokenize.NL, tokenize.COMMENT) and cur and t.type == tokenize.NL: continue
+        else:
+            if len(cur) > 1: runs.append(cur)
+            cur = []
+    for run in runs:
+        q = [next(i for i, ch in enumerate(t.string) if ch in '\'"') for t in run]
+        pre, quote = run[0].string[:q[0]], run[0].string[q[0]]
+        if any(t.string[:k] != pre or t.string[k] != quote or t.string[k:k + 3] in ('"""', "'''") for t, k in zip(run, q)):
+            continue
+        if 'b' in pre.lower(): continue
+        body = ''.join(t.string[k + 1:-1] for t, k in zip(run, q))
+        r0, c0 = run[0].start; rk = run[-1].end[0]
+        head, tail = lines[r0 - 1][:c0], lines[rk - 1][run[-1].end[1]:]
+        ind = c0 if c0 <= 70 else len(lines[r0 - 1]) - len(lines[r0 - 1].lstrip()) + 4
+        extra = len(pre) + 2
+        ps = _pieces(body, W - c0 - extra, W - ind - extra, 'f' in pre.lower())
+        if len(ind * ' ' + pre + quote + ps[-1] + quote + tail) > W: ps.append('') if False else None
+        if len(ps) >= len(run) or any(not x for x in ps): continue
+        new = [head + pre + quote + ps[0] + quote] + [' ' * ind + pre + quote + x + quote for x in ps[1:]]
+        new[-1] += tail
+        if any(len(l) > W for l in new): continue
+        return lines[:r0 - 1] + new + lines[rk:]
+    return None
+
+
+def _join_stubs(lines):
+    "continuation lines of a few characters (a break's leftover, e.g. `fontsize=6)`) joined back onto the line before"
+    toks = _tokens('\n'.join(lines)); depth_at = {}
+    for t, d, _ in toks: depth_at.setdefault(t.start[0], d)
+    coms = {t.start[0] for t, _, _ in toks if t.type == tokenize.COMMENT}
+    out = []
+    for i, l in enumerate(lines):
+        s = l.strip()
+        if (out and s and len(s) < 25 and depth_at.get(i + 1, 0) >= 1 and i not in coms and not s.startswith('#')
+                and not out[-1].rstrip().endswith(('(', '[', '{')) and s[0] not in '\'"' and s[:2] not in ('f"', "f'")
+                and len(out[-1].rstrip()) + 1 + len(s) > W):   # a line that was too long, broken just before its end
+            out[-1] = out[-1].rstrip() + ('' if s[0] in ')]}' or out[-1].rstrip()[-1] in '=([{.' else ' ') + s
+        else: out.append(l)
+    return out
+
+
 def wrap_source(src):
     "`src` with its long lines wrapped, and the lines it could not wrap"
     tree, lines, left = _norm_tree(src), src.split('\n'), []
+    joined = _join_stubs(lines)
+    try:
+        if _norm_tree('\n'.join(joined)) == tree: lines = joined
+    except SyntaxError: pass
     for _ in range(2000):
         longs = [i for i, l in enumerate(lines) if len(l) > W and i not in left]
         if not longs: break
@@ -146,6 +228,15 @@ def wrap_source(src):
             except SyntaxError: ok = False
             if ok: lines = new; break
         else: left.append(r)
+    for _ in range(500):   # then ragged runs of string literals, re-wrapped evenly (fewer lines, same text)
+        cur = '\n'.join(lines)
+        try: new = _reflow(lines, _tokens(cur))
+        except (tokenize.TokenError, SyntaxError, StopIteration, IndexError): new = None
+        if new is None: break
+        try: ok = _norm_tree('\n'.join(new)) == tree
+        except SyntaxError: ok = False
+        if not ok: break
+        lines = new
     return '\n'.join(lines), [lines[i] for i in left]
 
 
@@ -155,7 +246,6 @@ def wrap_notebook(path):
     for c in nb['cells']:
         src = ''.join(c['source'])
         if c['cell_type'] != 'code' or not src.lstrip().startswith('#| export'): continue
-        if not any(len(l) > W for l in src.split('\n')): continue
         new, lf = wrap_source(src); left += lf
         c['source'] = [l + '\n' for l in new.split('\n')[:-1]] + [new.split('\n')[-1]]
         c['source'] = [s for s in c['source'] if s]

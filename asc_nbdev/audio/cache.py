@@ -59,8 +59,8 @@ def open_features(path, # a .npy file, e.g. a feature cache's features.npy
     try:
         v = np.lib.format.read_magic(f)
         if v not in ((1, 0), (2, 0)): f.close(); return np.load(path, mmap_mode='r')
-        shape, fortran, dtype = (np.lib.format.read_array_header_1_0 if v == (1,
-            0) else np.lib.format.read_array_header_2_0)(f)
+        read_header = np.lib.format.read_array_header_1_0 if v == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, fortran, dtype = read_header(f)
         m = np.memmap(f, dtype=dtype, mode='r', offset=f.tell(), shape=shape, order='F' if fortran else 'C')
     except BaseException: f.close(); raise
     m._asc_file = f               # the map and these reads see one and the same file
@@ -143,8 +143,8 @@ class FeatureCache:
         # a read-only memmap, its file held open for `read_rows`
         self.features = open_features(self.path/'features.npy')
         idx = pd.read_csv(self.path/'index.csv', dtype={'filename': str}, keep_default_na=False)
-        self.index = pd.Series(idx['row'].to_numpy(np.int64), index=pd.Index(idx['filename'], name='filename'),
-                               name='row')
+        self.index = pd.Series(idx['row'].to_numpy(np.int64), index=pd.Index(idx['filename'],
+            name='filename'), name='row')
         sk = self.path/'skipped.csv'
         self.skipped = (pd.read_csv(sk, dtype=str, keep_default_na=False) if sk.is_file()
                         else pd.DataFrame({'filename': pd.Series(dtype=str), 'problem': pd.Series(dtype=str)}))
@@ -254,8 +254,8 @@ def _decoded_procs(jobs, paths, sr, seconds, decoders:int, pin:bool):
     ahead of use"""
     # (no pickling of this module's classes, also from a notebook)
     fork = 'fork' in torch.multiprocessing.get_all_start_methods()
-    dl = torch.utils.data.DataLoader(_DecodeBatches(jobs, paths, sr, seconds), batch_size=None, num_workers=decoders,
-                                     pin_memory=pin,
+    dl = torch.utils.data.DataLoader(_DecodeBatches(jobs, paths, sr, seconds), batch_size=None,
+                                     num_workers=decoders, pin_memory=pin,
                                      prefetch_factor=2, multiprocessing_context='fork' if fork else None)
     it = iter(dl)
     try: yield from it
@@ -314,8 +314,8 @@ def _up_to_date(p, names, t0) -> bool:
         reuse)] == list(old.index.index)
             and {names[r] for r in old_skip} == set(om['skipped'])): return False
     old.report = dict(clips=len(old), computed=0, reused=len(old), resumed=0, skipped=len(old_skip),
-                      padded=len(om['padded']), cropped=len(om['cropped']), seconds=round(time.time()-t0, 2),
-                          up_to_date=True)
+                      padded=len(om['padded']), cropped=len(om['cropped']),
+                      seconds=round(time.time()-t0, 2), up_to_date=True)
     return True
 
 # %% ../../nbs/10_audio.cache.ipynb #55bfd253
@@ -362,8 +362,8 @@ def _copy_rows(p, mm, names, stats, done, skipped, log) -> int:
     """Copy the rows of unchanged files from the old cache and the other sources, and carry their verdicts on
     unchanged bad files"""
     n = 0
-    opad = set().union(*(c.manifest.get('padded', []) for c in p.srcs)); ocrop = set().union(*(c.manifest.get('cropped',
-        []) for c in p.srcs))
+    opad = set().union(*(c.manifest.get('padded', []) for c in p.srcs)); ocrop = set().union(*(c.manifest.get(
+        'cropped', []) for c in p.srcs))
     copy = [r for r in sorted(p.reuse) if r not in done]
     for i in range(0, len(copy), 256):
         for k, src in enumerate(p.srcs):
@@ -378,8 +378,7 @@ def _copy_rows(p, mm, names, stats, done, skipped, log) -> int:
 
 # %% ../../nbs/10_audio.cache.ipynb #52652926
 def _compute_rows(p, mm, paths, stats, done, skipped, log, sr, dtype, device, batch_size, workers, on_error, progress,
-                  after_batch,
-                  decoders=0) -> int:
+                  after_batch, decoders=0) -> int:
     "Decode and compute every row not done yet, batch by batch, logging each batch; returns the rows computed"
     todo = [r for r in range(len(paths)) if r not in done and r not in skipped]
     jobs = [todo[i:i+batch_size] for i in range(0, len(todo), batch_size)]
@@ -463,18 +462,18 @@ def _build_sharded(audio_dir, names, out, clip_seconds, kw, progress, verbose, a
     merges them into OUT"""
     import shutil
     init_processes(kw['device']); main, r, W = is_main_process(), process_rank(), process_count()
-    cur = build_feature_cache(audio_dir, names, out, clip_seconds=clip_seconds, progress=False, verbose=verbose,
-                              shard=False,
+    cur = build_feature_cache(audio_dir, names, out, clip_seconds=clip_seconds, progress=False,
+                              verbose=verbose, shard=False,
                               only_if_current=True, **kw) if main else None
     if broadcast_object(cur is not None): return cur if main else FeatureCache(out)
-    if clip_seconds is None: clip_seconds = broadcast_object(median_duration([find_audio(audio_dir, n) for n in names])
-        if main else None)
+    if clip_seconds is None:
+        clip_seconds = broadcast_object(median_duration([find_audio(audio_dir, n) for n in names]) if main else None)
     part = Path(out)/'.shards'/f'{r}-of-{W}'
     err = None
     try:
         with own_writes():   # each process writes its own share
-            build_feature_cache(audio_dir, names[r::W], part, clip_seconds=clip_seconds, progress=progress and main,
-                                verbose=False,
+            build_feature_cache(audio_dir, names[r::W], part, clip_seconds=clip_seconds,
+                                progress=progress and main, verbose=False,
                                 after_batch=after_batch if main else None, sources=[out], shard=False, **kw)
     except Exception as e: err = e
     errs = gather_objects(None if err is None else f'{type(err).__name__}: {err}')
@@ -484,8 +483,8 @@ def _build_sharded(audio_dir, names, out, clip_seconds, kw, progress, verbose, a
         raise RuntimeError(f"feature extraction failed in process {k} of {W}: {errs[k]}")
     cache = None
     if main:   # every row is copied from the shares: nothing is computed again
-        cache = build_feature_cache(audio_dir, names, out, clip_seconds=clip_seconds, progress=False, verbose=verbose,
-                                    shard=False,
+        cache = build_feature_cache(audio_dir, names, out, clip_seconds=clip_seconds, progress=False,
+                                    verbose=verbose, shard=False,
                                     sources=[Path(out)/'.shards'/f'{i}-of-{W}' for i in range(W)], **kw)
         shutil.rmtree(Path(out)/'.shards', ignore_errors=True)
     process_barrier()

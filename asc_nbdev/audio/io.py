@@ -86,8 +86,8 @@ def scratch_array(name:str, # which buffer of this thread (one per use)
                  ) -> np.ndarray:
     "A reusable per-thread NumPy buffer: fresh multi-megabyte arrays cost page faults, a third of the time here"
     n, buf = int(np.prod(shape)), getattr(_tls, name, None)
-    if buf is None or buf.size < n or buf.dtype != np.dtype(dtype): buf = np.empty(max(n, 1), dtype); setattr(_tls,
-        name, buf)
+    if buf is None or buf.size < n or buf.dtype != np.dtype(dtype):
+        buf = np.empty(max(n, 1), dtype); setattr(_tls, name, buf)
     return buf[:n].reshape(shape)
 
 # %% ../../nbs/08_audio.io.ipynb #790906bb
@@ -137,8 +137,8 @@ def load_audio(path, # an audio file soundfile can read (wav, flac, ogg, ...)
             trunc = wav_truncation(path, size) if fmt in ('WAV', 'WAVEX') else None   # a cut-off download, say
             # integer samples at the target rate: read them raw into a scratch buffer, then scale (and mix) into the
             # output: bit-identical to soundfile's float32 read + mean, and about 5x faster
-            fast = subtype in _INT_READ and sr in (None, sr_in) and (channels == 1 or channels == 2
-                                                                     and subtype != 'PCM_32')
+            fast = subtype in _INT_READ and sr in (None, sr_in) and (channels == 1
+                                                                     or channels == 2 and subtype != 'PCM_32')
             if trunc is not None: x = None
             elif fast:
                 rd, scale, width = _INT_READ[subtype]

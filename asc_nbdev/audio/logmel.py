@@ -114,8 +114,8 @@ class LogMel(nn.Module):
         # periodic Hann, zero-padded to n_fft at the centre (librosa's pad_center)
         lpad = (n_fft - win_length)//2
         win = nn.functional.pad(torch.hann_window(win_length, periodic=True), (lpad, n_fft - win_length - lpad))
-        fb = torchaudio.functional.melscale_fbanks(n_fft//2 + 1, self.fmin, fmax, n_mels, sr, norm='slaney',
-                                                   mel_scale='slaney')
+        fb = torchaudio.functional.melscale_fbanks(n_fft//2 + 1, self.fmin, fmax, n_mels, sr,
+                                                   norm='slaney', mel_scale='slaney')
         self.register_buffer('window', win, persistent=False)
         self.register_buffer('fb', fb, persistent=False)   # (n_fft//2 + 1, n_mels)
         # on the CPU: the filterbank in blocks of 16 bands, each with only the FFT bins it touches (4x fewer flops)

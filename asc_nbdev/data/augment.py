@@ -23,8 +23,8 @@ def _band_mask(B, L, n, width, exact, device, g):
     "Boolean (B, L) mask of `n` random bands of at most `width` (exactly `width` if `exact`) along a length-L axis"
     if n <= 0 or width <= 0: return torch.zeros(B, L, dtype=torch.bool, device=device)
     width = min(int(width), L)
-    w = torch.full((B, n), width, device=device) if exact else torch.randint(0, width + 1, (B, n), device=device,
-        generator=g)
+    w = torch.full((B, n), width, device=device) if exact else torch.randint(0, width + 1, (B, n),
+        device=device, generator=g)
     start = (torch.rand((B, n), device=device, generator=g) * (L - w + 1)).long()
     pos = torch.arange(L, device=device).view(1, 1, L)
     return ((pos >= start[..., None]) & (pos < (start + w)[..., None])).any(1)
@@ -94,8 +94,8 @@ def mixup(x:torch.Tensor, # a batch, e.g. (batch, 1, frames, n_mels)
     if torch.rand((), generator=g) >= _draw(p, g): return x, ys, w, None, None
     a = _draw(alpha, g)
     lam = torch.distributions.Beta(a, a).sample((B,)) if g is None else \
-          torch.tensor(np.random.default_rng(int(torch.randint(0, 2**31, (), generator=g))).beta(a, a, B),
-                       dtype=torch.float)
+          torch.tensor(np.random.default_rng(int(torch.randint(0, 2**31, (), generator=g))).beta(a,
+              a, B), dtype=torch.float)
     lam = torch.maximum(lam, 1 - lam).to(x.device)
     perm = torch.randperm(B, generator=g).to(x.device)
     xl = lam.view(B, *([1] * (x.dim() - 1)))

@@ -100,9 +100,8 @@ def external_label_map(recipe, # a `Recipe` or recipe name; None: the default ta
     m = dict(table['cochlscene'])
     if own and m.get('Cafe') != 'Bar':
         raise ExternalDataError(f"the dataset name 'cochlscene_bar' asks for CochlScene's Cafe -> Bar, but recipe "
-                                f"{base} maps the external "
-                                f"labels itself ({EXTERNAL_MAP_SOURCES[base]}) and drops Cafe; pass 'cochlscene' (the "
-                                f"recipe decides the mapping)")
+                                f"{base} maps the external labels itself ({EXTERNAL_MAP_SOURCES[base]}) and drops "
+                                f"Cafe; pass 'cochlscene' (the recipe decides the mapping)")
     m['Cafe'] = 'Bar'
     return m
 
@@ -112,8 +111,8 @@ def mapping_table(recipe=None, # a `Recipe` or recipe name; None: the default ta
     "The recipe's harmonization as a table: one row per challenge class, the source classes of each dataset"
     maps = {'TAU 2020 Mobile': external_label_map(recipe, 'tau2020'), 'CochlScene': external_label_map(recipe,
         'cochlscene')}
-    t = pd.DataFrame([{'challenge': c, **{n: ', '.join(k for k, v in m.items() if v == c) or '-' for n,
-                                          m in maps.items()}}
+    t = pd.DataFrame([{'challenge': c, **{n: ', '.join(k for k, v in m.items() if v == c) or '-'
+                                          for n, m in maps.items()}}
                       for c in CLASSES]).set_index('challenge')
     t.attrs['table'] = external_map_name(recipe)
     return t
@@ -171,8 +170,8 @@ def fake_cochlscene(root, # the folder to write (created)
             d = root/s/lab; d.mkdir(parents=True, exist_ok=True)
             for i in range(n_per_class if s == 'Train' else 1):
                 n = int(seconds * sr * (0.9 if i % 2 else 1.1))
-                sf.write(d/f'{lab}_{s.lower()}_{i:04d}.wav', _scene_audio(k, n, sr, rng, channels=2), sr,
-                         subtype='PCM_16')
+                sf.write(d/f'{lab}_{s.lower()}_{i:04d}.wav', _scene_audio(k, n, sr, rng,
+                    channels=2), sr, subtype='PCM_16')
     return root
 
 # %% ../../nbs/07_data.external.ipynb #f3063018

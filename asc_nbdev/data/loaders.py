@@ -182,8 +182,8 @@ class ASCDataLoader(DataLoader):
             **kwargs,
            ):
         "A copy with other items or settings (fastai's `new`)"
-        kw = dict(bs=self.bs, shuffle=self.shuffle, drop_last=self.drop_last, mean=self.mean, std=self.std,
-                  prefetch=self.prefetch,
+        kw = dict(bs=self.bs, shuffle=self.shuffle, drop_last=self.drop_last, mean=self.mean,
+                  std=self.std, prefetch=self.prefetch,
                   city_dropout=self.city_dropout, time_dropout=self.time_dropout, device=self.device,
                       pin_memory=self.pin_memory)
         kw.update(kwargs)
@@ -202,8 +202,8 @@ def band_stats(features, # a (clips, frames, n_mels) array or memmap, e.g. a fea
         r = rows[i:i + chunk]
         if raw is None or len(raw) != len(r):   # buffers reused from chunk to chunk
             raw = np.empty((len(r),) + tuple(features.shape[1:]), features.dtype)
-            x32 = raw if raw.dtype == np.float32 else np.empty(raw.shape, np.float32); sq = np.empty(raw.shape,
-                np.float32)
+            x32 = raw if raw.dtype == np.float32 else np.empty(raw.shape,
+                                                               np.float32); sq = np.empty(raw.shape, np.float32)
         read_rows(features, r, out=raw)
         # torch's cast: several times NumPy's for float16
         if x32 is not raw: torch.from_numpy(x32).copy_(torch.from_numpy(raw))
@@ -306,8 +306,8 @@ def _pseudo_clips(pseudo, meta, lab, va, sp, dropped):
     ps = pseudo.copy()
     group = 'recording' if 'recording' in meta else 'session'   # clips of one recording share sound and label
     if group not in ps or 'location' not in ps:
-        ps = ps.drop(columns=[c for c in ('session', 'recording', 'location', 'record_time', 'city', 'time_ok')
-                                          if c in ps]).merge(
+        ps = ps.drop(columns=[c for c in ('session', 'recording', 'location', 'record_time', 'city',
+                                          'time_ok') if c in ps]).merge(
             meta[['filename', 'location', 'record_time', 'city', 'session', 'time_ok'] + (['recording']
                 if group == 'recording' else [])],
             on='filename', how='left')
@@ -362,10 +362,9 @@ def asc_dataloaders(meta:pd.DataFrame, # metadata from `read_meta`; its labeled 
     sp = split if isinstance(split, Split) else make_split(lab, split, valid_pct=valid_pct, seed=seed)
     tr, va = lab.iloc[sp.train], lab.iloc[sp.valid]
     if len(va) == 0 or len(tr) == 0:
-        raise ValueError(f"the {sp.strategy} split of {len(lab)} labeled clips ({lab['session'].nunique()} "
-                         f"sessions) left "
-                         f"{len(tr)} for training and {len(va)} for validation; use more labeled clips, another split "
-                         f"or valid_pct")
+        raise ValueError(f"the {sp.strategy} split of {len(lab)} labeled clips ({lab['session'].nunique()} sessions) "
+                         f"left {len(tr)} for training and {len(va)} for validation; use more labeled clips, another "
+                         f"split or valid_pct")
     if soft is None: soft = pseudo is not None and all(c in pseudo for c in CLASSES)
     ytr = tr['label'].to_numpy(); yva = va['label'].to_numpy()
     if soft: ytr = np.eye(N_CLASSES, dtype=np.float32)[ytr]
@@ -386,8 +385,8 @@ def asc_dataloaders(meta:pd.DataFrame, # metadata from `read_meta`; its labeled 
     itr = ASCItems(cache.features, rows_tr, city, tf, ytr, wtr, names, hours)
     vn, vc, vtf, vh = meta_arrays(va)
     yv = np.eye(N_CLASSES, dtype=np.float32)[yva] if soft else yva
-    iva = ASCItems(cache.features, cache.rows(vn), vc, vtf, yv, None if wtr is None else np.ones(len(va), np.float32),
-                   vn, vh)
+    iva = ASCItems(cache.features, cache.rows(vn), vc, vtf, yv, None if wtr is None
+                   else np.ones(len(va), np.float32), vn, vh)
     dls = _make_loaders(itr, iva, bs, mean, std, city_dropout, time_dropout, seed, device)
     dls.split, dls.stats, dls.cache, dls.dropped, dls.n_inp = sp, (mean, std), cache, dropped, 3
     dls.train_meta = tr.reset_index(drop=True); dls.valid_meta = va.reset_index(drop=True)

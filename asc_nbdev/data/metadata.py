@@ -104,8 +104,8 @@ def read_meta(path, # a CAS-format metadata CSV (or a gzip of one, `.csv.gz`)
         import gzip
         raw = gzip.decompress(raw)
     if not raw.decode('utf-8-sig', errors='replace').strip(): raise MetadataError(f"{path}: the file is empty")
-    try: df = pd.read_csv(io.BytesIO(raw), encoding='utf-8-sig', dtype=str, keep_default_na=False,
-                          skipinitialspace=True)
+    try: df = pd.read_csv(io.BytesIO(raw), encoding='utf-8-sig', dtype=str,
+                          keep_default_na=False, skipinitialspace=True)
     except (pd.errors.ParserError, UnicodeDecodeError) as e: raise MetadataError(f"{path}: not a readable "
         f"CSV file ({e})") from None
     df.columns = [str(c).strip() for c in df.columns]
@@ -369,20 +369,20 @@ def leakage_table(df:pd.DataFrame, # metadata from `read_meta`; only its labeled
             try: sp = make_split(lab, s, valid_pct=valid_pct, seed=sd)
             except ValueError as e: rows.append(dict(split=s, seed=sd, note=str(e))); continue
             r = [lookup_accuracy(lab, sp, lk) for lk in lookups]
-            rows.append(dict(split=s, seed=sd, n_valid=r[0]['n_valid'], **{lk: x['accuracy'] for lk, x in zip(lookups,
-                r)}))
+            rows.append(dict(split=s, seed=sd, n_valid=r[0]['n_valid'],
+                             **{lk: x['accuracy'] for lk, x in zip(lookups, r)}))
     R = pd.DataFrame(rows).reindex(columns=['split', 'seed', 'n_valid', 'note'] + lookups)
     T = R.groupby('split', sort=False)[lookups + ['n_valid']].mean().reindex(list(strategies))
     T['best'] = T[lookups].max(axis=1)
     if len(seeds) > 1:  # spread over seeds of the best lookup
-        T['best_sd'] = [R.loc[R.split == s, T.loc[s, lookups].astype(float).idxmax()].std() if T.loc[s,
-            lookups].notna().any()
+        T['best_sd'] = [R.loc[R.split == s, T.loc[s, lookups].astype(float).idxmax()].std()
+            if T.loc[s, lookups].notna().any()
                         else float('nan') for s in T.index]
     T['n_valid'] = T['n_valid'].round().astype('Int64')
     if R['note'].notna().any(): T['note'] = R.groupby('split', sort=False)['note'].first().reindex(T.index)
     T.attrs['seeds'] = list(seeds)
-    return T[lookups + ['best'] + (['best_sd'] if len(seeds) > 1 else []) + ['n_valid'] + (['note'] if 'note' in T
-        else [])]
+    return T[lookups + ['best'] + (['best_sd'] if len(seeds) > 1 else []) + ['n_valid'] + (
+        ['note'] if 'note' in T else [])]
 
 # %% ../../nbs/03_data.metadata.ipynb #313c203d
 def dev_eval_overlap(dev:pd.DataFrame, # the dev metadata (`read_meta`)
@@ -486,8 +486,8 @@ def format_summary(s:dict, # the dict `summarize_meta` returns
     "Human-readable text of `summarize_meta`'s result (and of the `overlap` that `asc-meta --eval` adds)"
     lines = [f"rows: {s['rows']}  labeled: {s['labeled']}  unlabeled: {s['unlabeled']}  sessions: {s['sessions']}"
              + (f"  recordings: {s['recordings']}" if 'recordings' in s else ''),
-             f"cities ({len(s['cities'])}): " + ', '.join(f"{k} {v}" + (' [UNKNOWN]' if k in s['unknown_cities']
-                 else '')
+             f"cities ({len(s['cities'])}): " + ', '.join(f"{k} {v}" + (' [UNKNOWN]'
+                 if k in s['unknown_cities'] else '')
                                                     for k, v in s['cities'].items())]
     if s.get('bad_times'): lines.append(f"unparseable record_time: {s['bad_times']} rows")
     if s['label_counts']: lines += ['label counts:'] + [f"  {k:<18} {v}" for k, v in s['label_counts'].items()]

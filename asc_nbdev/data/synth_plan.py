@@ -91,8 +91,8 @@ def _class_cities(rng, k=(1, 3)):
     w = np.array(DEV_CITY_WEIGHTS); out = {}
     for j, c in enumerate(rng.permutation(N_CLASSES)):
         first = j if j < len(DEV_CITIES) else int(rng.choice(len(w), p=w / w.sum()))   # one class per city first
-        rest = np.array([i for i in range(len(w)) if i != first]); n = min(int(rng.integers(k[0], k[1] + 1)) - 1,
-            len(rest))
+        rest = np.array([i for i in range(len(w)) if i != first])
+        n = min(int(rng.integers(k[0], k[1] + 1)) - 1, len(rest))
         extra = rng.choice(rest, n, replace=False, p=w[rest] / w[rest].sum()) if n > 0 else []
         out[CLASSES[c]] = [DEV_CITIES[first]] + [DEV_CITIES[i] for i in extra]
     return {c: out[c] for c in CLASSES}
@@ -117,8 +117,8 @@ class _Planner:
                 self.busy.setdefault(city, []).append((a, b)); return t0
     def session(self, r, k, split, size, kind):
         t = r['start'] + k * self.step
-        self.sessions.append(dict(session=len(self.sessions), recording=r['recording'], k=k, split=split, size=size,
-                                  label=r['label'],
+        self.sessions.append(dict(session=len(self.sessions), recording=r['recording'], k=k, split=split,
+                                  size=size, label=r['label'],
                                   city=r['city'], time=t, hour=t.hour + t.minute / 60 + t.second / 3600, kind=kind))
     def record(self, split, sizes, lab, city, kind):
         r = dict(recording=len(self.recs), label=int(lab), city=city, n=len(sizes), split=split,
@@ -237,8 +237,8 @@ def synth_plan(n_clips:int=400, # clips in all, dev + eval
     cities = _class_cities(rng, cities_per_class)
     pl = _Planner(rng)
     _plan_dev(pl, n_dev, cities, session_size, recording_size)
-    if n_eval: _plan_eval(pl, n_eval, cities, session_size, recording_size, eval_session_size, eval_same, eval_near,
-                          eval_unseen)
+    if n_eval: _plan_eval(pl, n_eval, cities, session_size, recording_size, eval_session_size,
+                          eval_same, eval_near, eval_unseen)
     rows = []
     for d in pl.sessions:
         for _ in range(d['size']):
@@ -295,8 +295,8 @@ def twin_plan(seed:int=0, # draws hidden labels, session colouring and clip even
     df['recording'] = chain_recordings(df.location, t, gap)
     ses = df[['location']].assign(t=t).drop_duplicates().sort_values(['location', 't'])
     ses['session'] = np.arange(len(ses)); ses['k'] = ses.groupby(chain_recordings(ses.location, ses.t, gap)).cumcount()
-    df = df.merge(ses.rename(columns={'t': '_t'}), left_on=['location', t.rename('_t')], right_on=['location', '_t'],
-                  how='left')
+    df = df.merge(ses.rename(columns={'t': '_t'}), left_on=['location', t.rename('_t')],
+                  right_on=['location', '_t'], how='left')
     dk = set(zip(df.location[df.split == 'dev'], df._t[df.split == 'dev']))
     drec = set(df.recording[df.split == 'dev'])
     df['kind'] = np.select([df.split == 'dev', [(l, x) in dk for l, x in zip(df.location, df._t)], df.recording.isin(

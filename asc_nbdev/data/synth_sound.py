@@ -73,8 +73,8 @@ class _Layer:
         else: self.x[p:] += sig[:M - p]; self.x[:e - M] += sig[M - p:]
     def ctrl_interp(self, c, crate):
         "Control signal `c` (sampled at `crate` Hz, circular) interpolated to the layer's rate"
-        n = len(c); return np.interp(np.arange(self.M) * (crate / self.rate), np.arange(n + 1), np.append(c,
-            c[0])).astype(_F32)
+        n = len(c); return np.interp(np.arange(self.M) * (crate / self.rate), np.arange(n + 1),
+                                     np.append(c, c[0])).astype(_F32)
 
 # %% ../../nbs/05_data.synth_sound.ipynb #2df891b7
 class _Mix:
@@ -144,10 +144,10 @@ def city_character(city:str, # a city name; every city outside `CITIES` shares o
     "The fixed acoustic character of `city` (the same in every dataset): mains hum, babble pitch, traffic..."
     i = CITIES.index(city) if city in CITIES else len(CITIES)
     r = np.random.default_rng(np.random.SeedSequence(20230618, spawn_key=(i,)))
-    return dict(hum_db=float(r.uniform(-72, -48)), hum_harm=tuple(r.uniform(0, 1, 6) * np.array([1, .8, .6, .5, .3,
-        .2])),
-                pitch=float(r.uniform(0.86, 1.16)), car_mix=tuple(r.dirichlet([2, 2, 1])), horn=float(r.uniform(0.2,
-                    1.8)),
+    return dict(hum_db=float(r.uniform(-72, -48)), hum_harm=tuple(r.uniform(0, 1,
+        6) * np.array([1, .8, .6, .5, .3, .2])),
+                pitch=float(r.uniform(0.86, 1.16)), car_mix=tuple(r.dirichlet([2, 2, 1])),
+                horn=float(r.uniform(0.2, 1.8)),
                 tilt=float(r.normal(0, 0.35)), bird=float(r.uniform(0.8, 1.25)))
 
 # %% ../../nbs/05_data.synth_sound.ipynb #ddbbc8d7
@@ -213,25 +213,26 @@ def session_params(seed:int, # the dataset's seed
                   ) -> dict:
     """What the clips of one session share: scene, city character, activity, device, room, bed (drifting slowly
     along a recording)"""
-    r = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(1, session) if recording is None else (4,
-        recording)))
+    r = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(1,
+                                                                      session) if recording is None else (4,
+                                                                          recording)))
     tilt, bumps, lvl, hicut = SCENE_BEDS[cls]; cc = city_character(city)
     (r0, r1), (w0, w1) = SCENE_ROOMS[cls]
     logu = lambda a, b: float(np.exp(r.uniform(np.log(a), np.log(b))))
     eq_tilt = r.normal(0, 0.6); eq_b = [(logu(150, 9000), r.normal(0, 2.5), r.uniform(.4, 1.5)) for _ in range(3)]
-    lowcut, highcut, gain, rt60, wet = r.uniform(20, 160), r.uniform(7000, 20000), r.normal(0, 3.), r.uniform(r0,
-        r1), r.uniform(w0, w1)
-    bed_tilt = tilt + cc['tilt'] + r.normal(0, 0.6); bed_b = [(logu(60, 12000), r.normal(0, 2.5), r.uniform(.3,
-        1.2)) for _ in range(3)]
+    lowcut, highcut, gain, rt60, wet = (r.uniform(20, 160), r.uniform(7000, 20000), r.normal(0, 3.),
+                                        r.uniform(r0, r1), r.uniform(w0, w1))
+    bed_tilt = tilt + cc['tilt'] + r.normal(0, 0.6); bed_b = [(logu(60, 12000), r.normal(0, 2.5),
+                                                               r.uniform(.3, 1.2)) for _ in range(3)]
     level, s = lvl + r.normal(0, 2.5), int(r.integers(2 ** 31))
     z = _drift(seed, recording, k) if recording is not None else np.zeros(len(_DRIFT))
-    bump = lambda b, o: tuple((float(f * 2 ** z[o + i]), float(g + z[o + 3 + i]), float(w)) for i, (f, g,
-        w) in enumerate(b))
+    bump = lambda b, o: tuple((float(f * 2 ** z[o + i]), float(g + z[o + 3 + i]), float(w)) for i,
+                              (f, g, w) in enumerate(b))
     return dict(cls=cls, city=city, hour=hour, act=scene_activity(cls, hour), cc=cc,
                 eq=(float(eq_tilt + z[0]), bump(eq_b, 1), float(lowcut * 2 ** z[7]), float(highcut * 2 ** z[8]), 1),
                 gain=float(gain + z[9]), rt60=float(rt60 * np.exp(z[10])), wet=float(wet + z[11]),
-                bed=(float(bed_tilt + z[12]), tuple(bumps) + bump(bed_b, 13), 20, hicut, 1), level=float(level + z[19]),
-                    seed=s)
+                bed=(float(bed_tilt + z[12]), tuple(bumps) + bump(bed_b, 13), 20, hicut, 1),
+                level=float(level + z[19]), seed=s)
 
 # %% ../../nbs/05_data.synth_sound.ipynb #0d26f003
 class SessionSound:
@@ -290,8 +291,8 @@ def _chime(mix, rng, notes, db, t, name='chime', decay=0.8, step=0.45):
     "A public-address chime: bell tones one after the other"
     lay = mix.layer(name, 5000, (0., (), 200), True)
     for i, f in enumerate(notes):
-        y = _partials([f, 2 * f, 3 * f, 4.2 * f], [1, .4, .2, .1], [decay, decay * .6, decay * .4, decay * .3],
-                      decay * 3, lay.rate)
+        y = _partials([f, 2 * f, 3 * f, 4.2 * f], [1, .4, .2, .1], [decay, decay * .6, decay * .4,
+                                                                    decay * .3], decay * 3, lay.rate)
         lay.add(_norm(y, db), t + i * step)
 
 # %% ../../nbs/05_data.synth_sound.ipynb #e17eb57b
@@ -361,8 +362,8 @@ def _horns(mix, rng, n, db):
     lay = mix.layer('horn', 4000, (-1, ((1500, 4, 1.),), 250), True)
     for _ in range(n):
         f0 = rng.uniform(330, 520); d = rng.uniform(.15, .8); t = _t(d, lay.rate); ph = _F32(2 * np.pi * f0) * t
-        y = (_harmonic(ph, (1, .8, .6, .5, .4, .3, .2), f0, lay.rate) + _harmonic(ph * _F32(1.26), (.8, .6, .5, .4, .3),
-            f0 * 1.26, lay.rate))
+        y = (_harmonic(ph, (1, .8, .6, .5, .4, .3, .2), f0, lay.rate)
+             + _harmonic(ph * _F32(1.26), (.8, .6, .5, .4, .3), f0 * 1.26, lay.rate))
         y *= np.minimum(1, np.minimum(t, d - t) / _F32(.02))
         t0 = rng.uniform(0, mix.dur); lay.add(_norm(y, db + rng.normal(0, 3)), t0)
         if rng.random() < .4: lay.add(_norm(y, db + rng.normal(0, 3)), t0 + d + rng.uniform(.1, .3))
@@ -400,8 +401,8 @@ def _birds(mix, rng, n, db, sp):
     "`n` bird calls from the session's 1-3 species (the city shifts their pitch): series of frequency sweeps"
     lay = mix.layer('birds', 9000, (0., (), 1500), False)
     r = np.random.default_rng(sp['seed'] + 11); pf = sp['cc']['bird']
-    species = [(r.uniform(2000, 4500) * pf, r.uniform(.6, 2.), r.uniform(.03, .12), int(r.integers(2,
-        8))) for _ in range(int(r.integers(1, 4)))]
+    species = [(r.uniform(2000, 4500) * pf, r.uniform(.6, 2.), r.uniform(.03, .12), int(r.integers(2, 8)))
+               for _ in range(int(r.integers(1, 4)))]
     for _ in range(n):
         f1, ratio, d, k = species[rng.integers(len(species))]
         t0 = rng.uniform(0, mix.dur); lvl = db + rng.normal(0, 5)
@@ -414,8 +415,8 @@ def _hammer(mix, rng, n, db):
     "`n` series of hammer blows at a steady pace: metallic partials and a thud"
     lay = mix.layer('hammer', 8000, (0., (), 150), True)
     for _ in range(n):
-        f = rng.uniform(600, 1600); k = int(rng.integers(3, 12)); per = rng.uniform(.3, .7); t0 = rng.uniform(0,
-            mix.dur)
+        f = rng.uniform(600, 1600); k = int(rng.integers(3, 12)); per = rng.uniform(.3, .7)
+        t0 = rng.uniform(0, mix.dur)
         for j in range(k):
             y = _partials([f, f * 2.71, f * 5.1, f * .5], [1, .6, .3, .6], [.08, .05, .03, .04], .4, lay.rate)
             m = int(.01 * lay.rate); y[:m] += _burst(rng, .01, lay.rate, .003)[:m]
@@ -452,8 +453,8 @@ def _hum(mix, cc, db):
 def _beeps(mix, rng, t0, n, f, db, on=.2, off=.2, name='beep'):
     "Door-closing or reversing beeps"
     lay = mix.layer(name, 4000, (0., (), 300), True)
-    t = _t(on, lay.rate); y = _norm(np.sin(_F32(2 * np.pi * f) * t) * np.minimum(1, np.minimum(t, on - t) / _F32(.005)),
-                                    db)
+    t = _t(on, lay.rate)
+    y = _norm(np.sin(_F32(2 * np.pi * f) * t) * np.minimum(1, np.minimum(t, on - t) / _F32(.005)), db)
     for j in range(n): lay.add(y, t0 + j * (on + off))
 
 # %% ../../nbs/05_data.synth_sound.ipynb #d64aa67a
@@ -479,8 +480,8 @@ def _vehicle(s, cls):
     if cls == 'Bus':
         amps = tuple(np.exp(-np.arange(14) / r.uniform(3, 6)) * r.uniform(.3, 1, 14))
         _engine(mix, rng, r.uniform(26, 42), L0 + 6 + r.normal(0, 2), amps)
-        if rng.random() < .3: mix.layer('hiss', 9000, (0., (), 2500), True).add(_norm(_burst(rng, 1., mix.sr, .3),
-            L0 + 2), rng.uniform(0, dur))
+        if rng.random() < .3: mix.layer('hiss', 9000, (0., (), 2500), True).add(
+            _norm(_burst(rng, 1., mix.sr, .3), L0 + 2), rng.uniform(0, dur))
         _clinks(mix, rng, _pois(rng, 4, dur), L0 - 6)   # body rattles
         announce([659, 523], .3, L0 + 2, pa=.6, decay=.6)
     else:
@@ -493,8 +494,8 @@ def _vehicle(s, cls):
         cl = mix.layer('clack', 5000, (-2, ((800, 5, 1.),), 150), False)
         per, gap = r.uniform(.5, 1.1), r.uniform(.08, .16); t0 = rng.uniform(0, per)
         for j in range(int(dur / per) + 1):
-            for dt in (0, gap): cl.add(_norm(_burst(rng, .05, cl.rate, .008), L0 + 8 + rng.normal(0, 2)),
-                                       t0 + j * per + dt)
+            for dt in (0, gap): cl.add(_norm(_burst(rng, .05, cl.rate, .008),
+                                             L0 + 8 + rng.normal(0, 2)), t0 + j * per + dt)
         if rng.random() < .3 * dur / 10: _beeps(mix, rng, rng.uniform(0, dur), 3, r.uniform(900, 2000), L0 + 2)
         announce([784, 659], .3, L0 + 2, pa=.6, decay=.6)
     _rumble(mix, rng, L0 + 5 + r.normal(0, 2), fc=r.uniform(80, 200))
@@ -520,8 +521,8 @@ def _hall(s, cls):
         if fj * 1.05 < 0.45 * jl.rate: y += 2 * np.sin(2 * np.pi * np.cumsum(fj * (1 + .05 * t / d)) / jl.rate).astype(
             _F32)
         jl.add(_norm(y * np.sin(np.pi * t / _F32(d)) ** 2, L0 + 6 + rng.normal(0, 3)), rng.uniform(0, dur) - d / 2)
-    if r.random() < (.35 if air else 1.): _music(mix, rng, sp, L0 - 1 + r.normal(0, 3), beats=0 if r.random() < .85
-                                                 else .3, bright=1)
+    if r.random() < (.35 if air else 1.): _music(mix, rng, sp, L0 - 1 + r.normal(0, 3),
+                                                 beats=0 if r.random() < .85 else .3, bright=1)
 
 # %% ../../nbs/05_data.synth_sound.ipynb #d0fb2ddd
 def _dining(s, cls):
@@ -542,8 +543,8 @@ def _outdoors(s, cls):
     _rumble(mix, rng, L0 + (6 if street else 4) + r.normal(0, 2))
     _passbys(mix, rng, _pois(rng, 10 if street else 4, dur, a), L0 + (2 if street else -2), cc)
     _horns(mix, rng, _pois(rng, (1.2 if street else .4) * cc['horn'], dur, a), L0 + (8 if street else 2))
-    _babble(mix, rng, int(rng.integers(0, 3) if street else rng.integers(2, 7) * a), L0 + (-3 if street else 2), P,
-            wet=False, talk=.5)
+    _babble(mix, rng, int(rng.integers(0, 3) if street else rng.integers(2, 7) * a),
+            L0 + (-3 if street else 2), P, wet=False, talk=.5)
     _footsteps(mix, rng, _pois(rng, 2 if street else 6, dur, a), L0 + 12)
     if not street:
         if r.random() < .5: _wind(mix, rng, L0 + 4 + r.normal(0, 3))

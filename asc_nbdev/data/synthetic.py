@@ -54,8 +54,8 @@ def metadata_structure(dev, # dev metadata: filename, location, record_time, sce
     return dict(sessions={'dev': len(Ds), 'dev_labeled': len(Ls), 'eval': len(Es)},
                 recordings={'dev': int(dev.rec.nunique()), 'dev_labeled': int(dev.rec[dev.scene_label != ''].nunique()),
                             'eval': int(ev.rec.nunique()), 'eval_shared_with_dev': int(shared.nunique())},
-                ten_minute_steps=round(float((steps == pd.Timedelta(minutes=SESSION_MINUTES)).mean()), 3) if len(steps)
-                    else None,
+                ten_minute_steps=round(float((steps == pd.Timedelta(minutes=SESSION_MINUTES)).mean()),
+                                       3) if len(steps) else None,
                 overlap={'eval_sessions': len(Es), 'same_session': len(same), 'near_labeled': len(near(Es, Ls)),
                          'near_dev': len(near(Es, Ds)), 'unseen_sessions': int(Es.location.isin(set(ev.location[
                              unseen])).sum()),
@@ -67,8 +67,8 @@ def metadata_structure(dev, # dev metadata: filename, location, record_time, sce
 # %% ../../nbs/06_data.synthetic.ipynb #de9f345c
 SYNTH_VERSION = 2   # bump when the sound recipes or the plan change, so that old folders are not reused
 
-SYNTH_DEFAULTS = dict(labeled_frac=0.2, eval_frac=0.15, seed=0, session_size=(2, 8), recording_size=(2, 6),
-                      eval_session_size=None,
+SYNTH_DEFAULTS = dict(labeled_frac=0.2, eval_frac=0.15, seed=0, session_size=(2, 8), recording_size=(2,
+    6), eval_session_size=None,
                       cities_per_class=(1, 3), eval_same=0.37, eval_near=0.055, eval_unseen=0.325)
 
 SYNTH_PRESETS = {
@@ -145,8 +145,7 @@ def synth_settings(preset:str='default', # one of `SYNTH_PRESETS`
     n_dev = n - round(n * ef)
     if math.floor(s['labeled_frac'] * n_dev) < N_CLASSES:
         raise ValueError(f"labeled_frac={s['labeled_frac']:g} labels only {math.floor(s['labeled_frac'] * n_dev)} of "
-                         f"{n_dev} dev "
-                         f"clips; every class needs a labeled clip: raise labeled_frac to >= "
+                         f"{n_dev} dev clips; every class needs a labeled clip: raise labeled_frac to >= "
                          f"{N_CLASSES / n_dev:.3g} or n_clips")
     return s
 
@@ -186,8 +185,8 @@ def synth_summary(out, # a dataset folder made by `make_synthetic`
                          'eval': counts(ev.filename)},
                 class_cities=st['class_cities'], recordings_per_class=st['recordings_per_class'],
                 labeled_recordings_per_class=st['labeled_recordings_per_class'],
-                duration=round(info.frames / info.samplerate, 4) if info else None, sr=info.samplerate if info
-                    else None,
+                duration=round(info.frames / info.samplerate, 4) if info else None,
+                sr=info.samplerate if info else None,
                 missing_audio=len(missing))
 
 # %% ../../nbs/06_data.synthetic.ipynb #9146e5a9
@@ -204,9 +203,8 @@ def format_synth_summary(s:dict, # the dict `synth_summary` (or `make_synthetic`
              f"{len(s['cities']['dev'])} cities; "
              f"{s['labeled']} labeled ({s['labeled_frac']:.1%}), {s['unlabeled']} unlabeled",
              f"  eval     {s['eval']} clips, {s['sessions']['eval']} sessions in {r['eval']} recordings "
-             f"({r['eval_shared_with_dev']} shared "
-             f"with dev), {len(s['cities']['eval'])} cities, {len(s['cities']['unseen'])} unseen in dev: "
-             f"{', '.join(s['cities']['unseen'])}",
+             f"({r['eval_shared_with_dev']} shared with dev), {len(s['cities']['eval'])} cities, "
+             f"{len(s['cities']['unseen'])} unseen in dev: {', '.join(s['cities']['unseen'])}",
              f"  overlap  eval sessions equal to a dev session {pct('same_session')}, within {RECORDING_GAP} min of a "
              f"labeled one "
              f"{pct('near_labeled')}, in unseen cities {pct('unseen_sessions')} ({o['unseen_clips']} clips)",
@@ -243,8 +241,8 @@ def _settings_plan(s:dict) -> pd.DataFrame:
     rng = np.random.default_rng(np.random.SeedSequence(s['seed'], spawn_key=(7,)))
     # dev and eval in proportion
     n_ev = min(max(1, round(s['n_clips'] * (plan.split == 'eval').mean())), s['n_clips'] - 1)
-    keep = [rng.choice(np.flatnonzero(plan.split == p), n, replace=False) for p, n in (('dev', s['n_clips'] - n_ev),
-        ('eval', n_ev))]
+    keep = [rng.choice(np.flatnonzero(plan.split == p), n, replace=False) for p,
+            n in (('dev', s['n_clips'] - n_ev), ('eval', n_ev))]
     return plan.iloc[np.sort(np.concatenate(keep))].reset_index(drop=True)
 
 # %% ../../nbs/06_data.synthetic.ipynb #58a130d3
@@ -288,8 +286,8 @@ def make_synthetic(out, # output folder: audio/, dev_metadata.csv, eval_metadata
     s = synth_settings(preset, n_clips=n_clips, duration=duration, sr=sr, labeled_frac=labeled_frac,
                        eval_frac=eval_frac, seed=seed,
                        session_size=session_size, recording_size=recording_size, eval_session_size=eval_session_size,
-                       cities_per_class=cities_per_class, eval_same=eval_same, eval_near=eval_near,
-                           eval_unseen=eval_unseen)
+                       cities_per_class=cities_per_class, eval_same=eval_same,
+                       eval_near=eval_near, eval_unseen=eval_unseen)
     out = Path(out); audio = out / 'audio'; marker = out / 'synth.json'; t0 = time.perf_counter()
     params = _json_params(s)
     old = load_json(marker) if marker.exists() else None
@@ -338,8 +336,8 @@ def logmel_means(paths, # wav files
             y, sr = sf.read(str(p), dtype='float32')
             if y.ndim > 1: y = y.mean(1)
             if sr not in basis: basis[sr] = librosa.filters.mel(sr=sr, n_fft=2048, n_mels=n_mels, fmin=50, fmax=sr / 2)
-            S = np.abs(librosa.stft(y, n_fft=2048, hop_length=882, win_length=1764, window='hann', center=True,
-                                    pad_mode='constant'))
+            S = np.abs(librosa.stft(y, n_fft=2048, hop_length=882, win_length=1764, window='hann',
+                                    center=True, pad_mode='constant'))
             feats.append(librosa.power_to_db(basis[sr] @ S).mean(1))
     return np.stack(feats).astype(np.float32)
 

@@ -39,8 +39,8 @@ def model_complexity(model:nn.Module, # a zoo model (or any taking x, city, time
         with FlopCounterMode(display=False) as fc, torch.no_grad(): model(x, c, t)
     finally: model.train(was)
     n = count_params(model)
-    return dict(params=n, params_M=round(n / 1e6, 3), macs_M=round(fc.get_total_flops() / 2 / 1e6, 1), seconds=seconds,
-                frames=frames,
+    return dict(params=n, params_M=round(n / 1e6, 3), macs_M=round(fc.get_total_flops() / 2 / 1e6, 1),
+                seconds=seconds, frames=frames,
                 size_fp32_KiB=round(n * 4 / 1024, 1), size_fp16_KiB=round(n * 2 / 1024, 1), size_int8_KiB=round(
                     n / 1024, 1))
 

@@ -51,8 +51,8 @@ def check_onnx(path, # the .onnx file
     model = model.eval()
     for b in batches:
         for f in frames:
-            x, city = torch.randn(b, 1, f, model.n_mels, generator=g), torch.randint(0, N_CITY_TOKENS, (b,),
-                generator=g)
+            x, city = torch.randn(b, 1, f, model.n_mels, generator=g), torch.randint(0,
+                N_CITY_TOKENS, (b,), generator=g)
             time = torch.randn(b, N_TIME_FEATURES, generator=g)
             with torch.no_grad(): ref = model(x, city, time).numpy()
             feed = {k: v.numpy() for k, v in zip(ONNX_INPUTS, (x, city, time)) if k in names}
@@ -99,10 +99,10 @@ def export_onnx(model_file, # a model file saved by `save_asc_model` (e.g. a run
         warnings.simplefilter('ignore')   # the exporters' own deprecation and tracer notices
         if kind == 'dynamo':
             b, f = torch.export.Dim('batch', min=1), torch.export.Dim('frames', min=1)
-            prog = torch.onnx.export(model, args, input_names=list(ONNX_INPUTS), output_names=['logits'],
-                                     opset_version=opset,
-                                     dynamic_shapes=({0: b, 2: f}, {0: b}, {0: b}), dynamo=True, external_data=False,
-                                         verbose=False)
+            prog = torch.onnx.export(model, args, input_names=list(ONNX_INPUTS),
+                                     output_names=['logits'], opset_version=opset,
+                                     dynamic_shapes=({0: b, 2: f}, {0: b}, {0: b}), dynamo=True,
+                                     external_data=False, verbose=False)
             prog.save(str(tmp), external_data=False)
         else:
             torch.onnx.export(model, args, str(tmp), input_names=list(ONNX_INPUTS), output_names=['logits'],

@@ -93,7 +93,7 @@ class FCNN(ASCModel):
                  **head_kw, # further `FusionHead` settings
                 ):
         hp = model_args(locals())   # every argument above, for `hparams`
-        body = FCNNBody(n_mels, channels, n_convs, stem_stride, block_dropout, emb_dim, pool, nhead, dim_feedforward,
-                        n_layers, dropout)
+        body = FCNNBody(n_mels, channels, n_convs, stem_stride, block_dropout, emb_dim, pool, nhead,
+                        dim_feedforward, n_layers, dropout)
         super().__init__(body, body.out_dim, n_classes, n_mels, metadata, hparams=hp, fusion=fusion,
                          fusion_dim=fusion_dim, city_dim=city_dim, time_dim=time_dim, **head_kw)

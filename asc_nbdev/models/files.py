@@ -27,8 +27,8 @@ def _member_affine(stats:list, input_stats:tuple|None, n:int|None) -> tuple[list
     for s in stats:   # member input = (x * s0 + m0 - m_i) / s_i  for an input x normalised with (m0, s0)
         m0, s0 = input_stats if input_stats is not None else (np.zeros(n or 1, np.float32), np.ones(
             n or 1, np.float32))
-        mi, si = (np.zeros_like(m0), np.ones_like(s0)) if s is None or s[0] is None else (np.asarray(s[0],
-            np.float32), np.asarray(s[1], np.float32))
+        mi, si = ((np.zeros_like(m0), np.ones_like(s0)) if s is None or s[0] is None
+                  else (np.asarray(s[0], np.float32), np.asarray(s[1], np.float32)))
         scale.append(s0 / si); shift.append((m0 - mi) / si)
     return scale, shift
 
@@ -53,8 +53,8 @@ class FoldEnsemble(nn.Module):
         if input_stats is None and n is not None:
             ok = [s for s in stats if s is not None and s[0] is not None]
             input_stats = (np.mean([s[0] for s in ok], 0), np.mean([s[1] for s in ok], 0))
-        self.input_stats = None if input_stats is None or input_stats[0] is None else tuple(np.asarray(v, np.float32)
-            for v in input_stats)
+        self.input_stats = (None if input_stats is None or input_stats[0] is None
+                            else tuple(np.asarray(v, np.float32) for v in input_stats))
         scale, shift = _member_affine(stats, self.input_stats, n)
         self.register_buffer('scale', torch.tensor(np.stack(scale), dtype=torch.float32))
         self.register_buffer('shift', torch.tensor(np.stack(shift), dtype=torch.float32))

@@ -43,9 +43,8 @@ def check_meta(city, # (batch,) int64 city indices
     if city is None or time is None:
         raise ValueError(f"{name} was built with metadata=True and needs `city` (batch,) and `time` (batch, {n_time}), "
                          f"got city={'None' if city is None else 'a tensor'} and "
-                         f"time={'None' if time is None else 'a tensor'}; "
-                         f"build it with metadata=False for audio only, or pass UNKNOWN_CITY={UNKNOWN_CITY} for "
-                         f"unknown cities")
+                         f"time={'None' if time is None else 'a tensor'}; build it with metadata=False for audio only, "
+                         f"or pass UNKNOWN_CITY={UNKNOWN_CITY} for unknown cities")
     if not torch.is_tensor(city) or not torch.is_tensor(time): raise TypeError(f"{name}: city and time must be "
         f"torch tensors")
     if city.ndim == 2 and city.shape[1] == 1: city = city[:, 0]
@@ -276,9 +275,8 @@ class FusionHead(nn.Module):
                              else nn.Linear(d_fb, n_classes))
         if isolate_audio and metadata and self.audio_fc is None:
             raise ValueError(f"{name}: isolate_audio trains the audio body through the audio-only classifier alone; it "
-                             f"needs audio_fallback "
-                             f"('audio', 'time' or 'mix') and a city input, got audio_fallback={audio_fallback!r}, "
-                             f"use_city={use_city}")
+                             f"needs audio_fallback ('audio', 'time' or 'mix') and a city input, got "
+                             f"audio_fallback={audio_fallback!r}, use_city={use_city}")
         self.isolate = bool(isolate_audio and self.audio_fc is not None)
         self.last_audio = None
 

@@ -40,8 +40,8 @@ class ResDSBlock(nn.Module):
         super().__init__()
         if pool_type not in ('max', 'avg'): raise ValueError(f"pool_type must be 'max' or 'avg', not {pool_type!r}")
         self.conv1, self.conv2 = DSConv(c_in, c_out), DSConv(c_out, c_out, act=False)
-        self.shortcut = nn.Identity() if c_in == c_out else nn.Sequential(nn.Conv2d(c_in, c_out, 1, bias=False),
-            nn.BatchNorm2d(c_out))
+        self.shortcut = nn.Identity() if c_in == c_out else nn.Sequential(nn.Conv2d(c_in, c_out, 1,
+            bias=False), nn.BatchNorm2d(c_out))
         self.pool = (nn.MaxPool2d if pool_type == 'max' else nn.AvgPool2d)(pool, ceil_mode=True)
 
     def forward(self,
@@ -51,8 +51,8 @@ class ResDSBlock(nn.Module):
     def conv_bn_pairs(self) -> list:
         "Each conv with the BatchNorm that follows it"
         c1, c2, sc = self.conv1, self.conv2, self.shortcut
-        return [(c1[0], c1[1]), (c1[3], c1[4]), (c2[0], c2[1]), (c2[3], c2[4])] + ([] if isinstance(sc, nn.Identity)
-            else [(sc[0], sc[1])])
+        return [(c1[0], c1[1]), (c1[3], c1[4]), (c2[0], c2[1]), (c2[3], c2[4])] + ([] if isinstance(sc,
+            nn.Identity) else [(sc[0], sc[1])])
 
     def forward_folded(self, x, # channels-last input
                        wb:dict, # conv -> (weight, bias) with its BatchNorm folded in (`fold_bn`)
@@ -63,8 +63,8 @@ class ResDSBlock(nn.Module):
         y = conv_folded(x, c1[0], *wb[c1[0]], relu=True, fused=fused)
         y = conv_folded(y, c1[3], *wb[c1[3]], relu=len(c1) > 5, fused=fused)
         y = conv_folded(y, c2[0], *wb[c2[0]], relu=True, fused=fused)
-        s = x if isinstance(self.shortcut, nn.Identity) else conv_folded(x, self.shortcut[0], *wb[self.shortcut[0]],
-            fused=fused)
+        s = x if isinstance(self.shortcut, nn.Identity) else conv_folded(x, self.shortcut[0],
+            *wb[self.shortcut[0]], fused=fused)
         return self.pool(conv_folded(y, c2[3], *wb[c2[3]], relu=True, add=s, fused=fused))
 
 # %% ../../nbs/16_models.mobileascnet.ipynb #a2c44271
@@ -97,10 +97,10 @@ def conv_folded(x, # input (channels-last)
     pad = conv.padding if padding is None else padding
     if fused:
         g = (list(pad), list(conv.stride), list(conv.dilation), conv.groups)
-        if add is None: return torch.ops.mkldnn._convolution_pointwise(x, weight, bias, *g, 'relu' if relu else 'none',
-            [], None)
-        return torch.ops.mkldnn._convolution_pointwise.binary(x, add, weight, bias, *g, 'add', None, 'relu' if relu
-                                                              else None, [], None)
+        if add is None: return torch.ops.mkldnn._convolution_pointwise(x, weight, bias, *g,
+            'relu' if relu else 'none', [], None)
+        return torch.ops.mkldnn._convolution_pointwise.binary(x, add, weight, bias, *g, 'add', None,
+                                                              'relu' if relu else None, [], None)
     y = F.conv2d(x, weight, bias, conv.stride, pad, conv.dilation, conv.groups)
     if add is not None: y = y.add_(add)
     return F.relu_(y) if relu else y
@@ -122,8 +122,8 @@ class MobileASCNetBody(nn.Module):
                  bidirectional:bool=False, # bidirectional GRU (output size doubles)
                 ):
         super().__init__()
-        stem = nn.Sequential(nn.Conv2d(1, stem_channels, 3, padding=1, bias=False), nn.BatchNorm2d(stem_channels),
-                             nn.ReLU(inplace=True))
+        stem = nn.Sequential(nn.Conv2d(1, stem_channels, 3, padding=1, bias=False),
+                             nn.BatchNorm2d(stem_channels), nn.ReLU(inplace=True))
         res, c, f = [], stem_channels, n_mels
         for co, p in zip(channels, pools): res.append(ResDSBlock(c, co, p, pool_type)); c, f = co, -(-f // p[1])
         self.blocks = nn.ModuleList([stem] + res)
@@ -244,9 +244,9 @@ class MobileASCNet(ASCModel):
         if fusion not in ('gated', 'early', 'concat'): raise ValueError(f"MobileASCNet fusion must be 'gated' or "
             f"'early', not {fusion!r}")
         hp = model_args(locals())   # every argument above, for `hparams`
-        body = MobileASCNetBody(n_mels, channels, stem_channels, pools, pool_type, gru_hidden, gru_layers,
-                                bidirectional)
-        super().__init__(body, body.out_dim, n_classes, n_mels, metadata, hparams=hp, fusion=fusion,
-                         fusion_dim=fusion_dim,
-                         city_dim=city_dim, time_dim=time_dim, time_hidden=time_hidden, hidden=hidden, dropout=dropout,
-                             **head_kw)
+        body = MobileASCNetBody(n_mels, channels, stem_channels, pools, pool_type, gru_hidden,
+                                gru_layers, bidirectional)
+        super().__init__(body, body.out_dim, n_classes, n_mels, metadata, hparams=hp,
+                         fusion=fusion, fusion_dim=fusion_dim,
+                         city_dim=city_dim, time_dim=time_dim, time_hidden=time_hidden, hidden=hidden,
+                         dropout=dropout, **head_kw)

@@ -21,8 +21,8 @@ class ChannelAttention(nn.Module):
                 ):
         super().__init__()
         h = max(channels // reduction, 1)
-        self.mlp = nn.Sequential(nn.Conv2d(channels, h, 1, bias=False), nn.ReLU(inplace=True), nn.Conv2d(h, channels, 1,
-            bias=False))
+        self.mlp = nn.Sequential(nn.Conv2d(channels, h, 1, bias=False), nn.ReLU(inplace=True), nn.Conv2d(h,
+            channels, 1, bias=False))
     def forward(self,
                 x, # feature maps (batch, channels, frames, frequency)
                ):
@@ -87,8 +87,8 @@ class ResNetAttentionBody(nn.Module):
                 ):
         super().__init__()
         c0 = channels[0]
-        stem = nn.Sequential(nn.Conv2d(1, c0, 7, stem_stride, 3, bias=False), nn.BatchNorm2d(c0), nn.ReLU(inplace=True),
-                             nn.MaxPool2d(3, 2, 1))
+        stem = nn.Sequential(nn.Conv2d(1, c0, 7, stem_stride, 3, bias=False), nn.BatchNorm2d(c0),
+                             nn.ReLU(inplace=True), nn.MaxPool2d(3, 2, 1))
         res, c = [], c0
         for co in channels: res.append(AttnResBlock(c, co, 2, reduction, sa_kernel)); c = co
         self.blocks = nn.ModuleList([stem] + res)

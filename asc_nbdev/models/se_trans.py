@@ -98,8 +98,8 @@ class SETransBody(nn.Module):
                 ):
         super().__init__()
         c1, c2 = channels
-        self.blocks = nn.ModuleList([nn.Sequential(MelNorm(n_mels), SqueezeExcitation(1, c1, reduction,
-            pool_type=pool_type)),
+        self.blocks = nn.ModuleList([nn.Sequential(MelNorm(n_mels), SqueezeExcitation(1, c1,
+            reduction, pool_type=pool_type)),
                                      SqueezeExcitation(c1, c2, reduction, pool_type=pool_type)])
         self.pool = TimePool(n_steps)
         layer = nn.TransformerEncoderLayer(c2, nhead, dim_feedforward, dropout, batch_first=True)

@@ -26,8 +26,8 @@ __all__ = ['MODELS', 'MODEL_INFO', 'create_model', 'asc_splitter', 'count_params
 MODELS = {'se_trans': SETrans, 'resnet_attention': ResNetAttention, 'mobileascnet': MobileASCNet, 'fcnn': FCNN}
 
 MODEL_INFO = {
-    'se_trans': dict(recipe='baseline', source='official baseline (SE-Trans)', paper_params='0.44 M (li2025, Table 3)',
-                     paper_m=0.44),
+    'se_trans': dict(recipe='baseline', source='official baseline (SE-Trans)',
+                     paper_params='0.44 M (li2025, Table 3)', paper_m=0.44),
     'resnet_attention': dict(recipe='yang2025', source='Yang et al.', paper_params='not given', paper_m=None),
     'mobileascnet': dict(recipe='li2025', source='Li et al.', paper_params='0.37 M (li2025, Table 3)', paper_m=0.37),
     'fcnn': dict(recipe='atmaja2025', source='Atmaja et al.', paper_params='not given', paper_m=None),

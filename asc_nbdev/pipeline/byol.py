@@ -56,8 +56,8 @@ def random_resize_crop(x:torch.Tensor, # (batch, 1, frames, mels)
 
 # %% ../../nbs/43_pipeline.byol.ipynb #051d75e2
 def _mlp(d_in:int, d_out:int, hidden:int=256) -> nn.Sequential:
-    return nn.Sequential(nn.Linear(d_in, hidden), nn.BatchNorm1d(hidden), nn.ReLU(inplace=True), nn.Linear(hidden,
-        d_out))
+    return nn.Sequential(nn.Linear(d_in, hidden), nn.BatchNorm1d(hidden), nn.ReLU(inplace=True),
+                         nn.Linear(hidden, d_out))
 
 # %% ../../nbs/43_pipeline.byol.ipynb #4245be67
 class BYOL(nn.Module):
@@ -119,8 +119,8 @@ def byol_pretrain(recipe, # the recipe: its model's body and its `ssl_*` setting
     model = model if model is not None else make_model(recipe, metadata=False)
     rows = cache.rows(names); mean, std = band_stats(cache.features, rows)
     perm = np.random.default_rng(recipe.seed).permutation(len(names)); nv = max(2, len(names) // 10)
-    item = lambda ix: ASCItems(cache.features, rows[ix], np.full(len(ix), UNKNOWN_CITY), np.zeros((len(ix),
-        N_TIME_FEATURES)),
+    item = lambda ix: ASCItems(cache.features, rows[ix], np.full(len(ix), UNKNOWN_CITY),
+                               np.zeros((len(ix), N_TIME_FEATURES)),
                                # a dummy target: fastai computes a loss only with one
                                y=np.zeros(len(ix), np.int64), names=names[ix])
     bs, dev = min(recipe.bs, max(2, len(perm) - nv)), pick_device(device)
@@ -131,13 +131,13 @@ def byol_pretrain(recipe, # the recipe: its model's body and its `ssl_*` setting
     d = model.body(torch.zeros(2, 1, cache.features.shape[1], cache.features.shape[2])).shape[1]
     byol = BYOL(model.body, d, recipe.ssl_dim, recipe.seed)
     cbs = [TargetEMA(recipe.ssl_ema)] + ([EpochLines('ssl', epoch_log)] if epoch_log else [])
-    learn = Learner(dls, byol, loss_func=lambda loss, *_: loss, opt_func=Adam, lr=recipe.ssl_lr, cbs=cbs, path=path,
-                    metrics=[])
+    learn = Learner(dls, byol, loss_func=lambda loss, *_: loss, opt_func=Adam, lr=recipe.ssl_lr,
+                    cbs=cbs, path=path, metrics=[])
     if not progress:
         from fastai.callback.progress import ProgressCallback
         learn.remove_cb(ProgressCallback)
-    with (learn.no_logging() if not progress else contextlib.nullcontext()): learn.fit_one_cycle(recipe.ssl_epochs,
-        recipe.ssl_lr)
+    with (learn.no_logging() if not progress else contextlib.nullcontext()): learn.fit_one_cycle(
+        recipe.ssl_epochs, recipe.ssl_lr)
     h = pd.DataFrame([list(v) for v in learn.recorder.values], columns=['train_loss', 'valid_loss']).rename_axis(
         'epoch')
     return model, h, round(time.time() - t0, 1)
@@ -175,8 +175,8 @@ class SSLPretrain(Stage):
         res = None
         if is_main_process():   # one process learns; the others wait for its model file
             start = None if ctx.model is None else copy.deepcopy(ctx.model)
-            m, h, secs = byol_pretrain(ctx.recipe, ctx.cache, self.clips(ctx), d, start, ctx.device, ctx.progress,
-                                       ctx.epoch_log)
+            m, h, secs = byol_pretrain(ctx.recipe, ctx.cache, self.clips(ctx), d, start, ctx.device,
+                                       ctx.progress, ctx.epoch_log)
             save_asc_model(m, d/'model.pt', ctx.recipe)
             with atomic_write(d/'history.csv', 'w') as f: h.to_csv(f)
             res = dict(name=self.name, role='pretrain', method='BYOL-A', clips=len(self.clips(ctx)),

@@ -226,8 +226,8 @@ def _config_recipe(cfg:RunConfig, # the configuration to check
                   ) -> Recipe:
     "The run's recipe: `cfg.recipe` loaded, with its seed, `--set` overrides and dropouts checked and applied"
     try:
-        r = Recipe.from_dict(cfg.recipe) if isinstance(cfg.recipe, dict) else load_recipe(cfg.recipe, quick=cfg.quick
-            or cfg.demo)
+        r = Recipe.from_dict(cfg.recipe) if isinstance(cfg.recipe, dict) else load_recipe(cfg.recipe,
+            quick=cfg.quick or cfg.demo)
         if cfg.seed is not None: r = r.replace(seed=cfg.seed)
     except KeyError as e: raise ConfigError('recipe', f": {e.args[0]}") from None
     except (ValueError, TypeError, FileNotFoundError) as e: raise ConfigError('recipe', f": {e}") from None
@@ -248,8 +248,8 @@ def check_config(cfg:RunConfig, # the configuration to check
     pairs"""
     _check_types(cfg)
     r = _config_recipe(cfg)
-    for k, lo in (('seeds', 1), ('folds', 2), ('cv', 2), ('processes', 1), ('rounds', 0), ('epochs', 1), ('n_clips',
-        1)):
+    for k, lo in (('seeds', 1), ('folds', 2), ('cv', 2), ('processes', 1), ('rounds', 0),
+                  ('epochs', 1), ('n_clips', 1)):
         v = getattr(cfg, k)
         if v is not None and v < lo: raise ConfigError(k, f"must be at least {lo}, got {v}")
     if cfg.cv and cfg.folds: raise ConfigError('cv', f"{cfg.cv} trains fold models inside one run, and --folds "

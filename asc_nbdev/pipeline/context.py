@@ -165,8 +165,8 @@ def train(self:RunContext,
           **fit, # more `fit_recipe` settings for this model (e.g. keep='last', epochs=)
          ) -> dict:
     "Train one model in folder `d` and return its stage's figures (`stage_train` with this run's settings)"
-    return stage_train(d, recipe, dls, model, stage, name, self.test_meta, self.seen, self.metadata, self.progress,
-                       self.cfg.aggregate,
+    return stage_train(d, recipe, dls, model, stage, name, self.test_meta, self.seen, self.metadata,
+                       self.progress, self.cfg.aggregate,
                         self.epoch_log, self.cfg.deterministic, reference, self.device, dict(self.fit_kw, **fit))
 
 # %% ../../nbs/37_pipeline.context.ipynb #4c2e0d79

@@ -78,10 +78,10 @@ def soft_target_loaders(ctx:RunContext, # the run
         dropped = int((use & near & (labels < 0)).sum()); use &= ~near
     tr = np.flatnonzero(use)
     mean, std = band_stats(cache.features, rows[tr])
-    itr = ASCItems(cache.features, rows[tr], city[tr], tf[tr], np.asarray(targets, np.float32)[tr], None, names[tr],
-                   hours[tr])
-    iva = ASCItems(cache.features, rows[va], city[va], tf[va], np.eye(N_CLASSES, dtype=np.float32)[labels[va]], None,
-                   names[va], hours[va])
+    itr = ASCItems(cache.features, rows[tr], city[tr], tf[tr], np.asarray(targets, np.float32)[tr],
+                   None, names[tr], hours[tr])
+    iva = ASCItems(cache.features, rows[va], city[va], tf[va], np.eye(N_CLASSES, dtype=np.float32)[labels[va]],
+                   None, names[va], hours[va])
     if recipe.bs % W: raise ValueError(f"the batch size {recipe.bs} does not split into {W} processes; use a "
                                        f"multiple of {W}")
     bs, dev_ = recipe.bs // W, ctx.device
@@ -106,9 +106,8 @@ class Distill(Stage):
              ):
         self.teacher = kept_stage(ctx)
         ctx.log(f"[{self.name}] {student_recipe(ctx).name} learns from {self.teacher['name']}'s "
-                f"{self.teacher.get('models', 1)}-model ensemble "
-                f"(out of fold {ctx.recipe.monitor} {self.teacher[ctx.recipe.monitor]:.3f}) on "
-                f"{len(ctx.dev)} dev clips")
+                f"{self.teacher.get('models', 1)}-model ensemble (out of fold {ctx.recipe.monitor} "
+                f"{self.teacher[ctx.recipe.monitor]:.3f}) on {len(ctx.dev)} dev clips")
         return True
     def fingerprint(self,
                     ctx:RunContext, # the run
@@ -126,18 +125,18 @@ class Distill(Stage):
         # no held-out clip is left to stop on: as many epochs as the teacher's folds needed (their median best epoch),
         # all run, the last kept
         pf = (t.get('oof') or {}).get('per_fold') or [dict(best_epoch=t['best_epoch'])]
-        epochs = int(min(r.epochs, max(1, np.median([max(f['best_epoch'], f.get('audio_best_epoch',
-            0)) + 1 for f in pf]))))
-        res = ctx.train(d, r, soft_target_loaders(ctx, r, targets), None, 'retrain', self.name, None, keep='last',
-                        epochs=epochs)
+        epochs = int(min(r.epochs,
+                         max(1, np.median([max(f['best_epoch'], f.get('audio_best_epoch', 0)) + 1 for f in pf]))))
+        res = ctx.train(d, r, soft_target_loaders(ctx, r, targets), None, 'retrain', self.name, None,
+                        keep='last', epochs=epochs)
         est = t.get('oof') or {}
         return dict(res, split='none', role='student', teacher=t['name'], teacher_models=t.get('models', 1),
                     accuracy_fit=res['accuracy'], balanced_accuracy_fit=res['balanced_accuracy'],
-                    accuracy=est.get('accuracy', t['accuracy']), balanced_accuracy=est.get('balanced_accuracy',
-                        t['balanced_accuracy']),
+                    accuracy=est.get('accuracy', t['accuracy']),
+                    balanced_accuracy=est.get('balanced_accuracy', t['balanced_accuracy']),
                     estimate="the teacher's out-of-fold figures (the student has no held-out clip)", epochs=epochs,
-                    temperature=r.distill_temperature, hard_weight=r.distill_hard_weight, student_recipe=r.name,
-                        n_train=len(ctx.dev))
+                    temperature=r.distill_temperature, hard_weight=r.distill_hard_weight,
+                    student_recipe=r.name, n_train=len(ctx.dev))
     def record(self,
                ctx:RunContext, # the run
                res:dict, # what `run` returned

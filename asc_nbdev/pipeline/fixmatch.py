@@ -108,14 +108,13 @@ class FixMatch(Callback):
         self.known += int(known.sum()); self.right += int((target.cpu()[known] == tr[known]).sum())
     def after_epoch(self):
         th = self.thr.thresholds()
-        h = dict(epoch=self.epoch, unlabeled=self.n, passed=self.passed, share=self.passed / max(1, self.n),
-                 tau=self.thr.tau,
+        h = dict(epoch=self.epoch, unlabeled=self.n, passed=self.passed, share=self.passed / max(1,
+            self.n), tau=self.thr.tau,
                  threshold_min=float(th.min()), threshold_max=float(th.max()),
                  accuracy=self.right / self.known if self.known else float('nan'))
         self.history.append(h)
-        if self.log: self.log(f"[fixmatch] epoch {self.epoch + 1}: {self.passed} of {self.n} unlabeled clips "
-                              f"passed the mask "
-                              f"(thresholds {h['threshold_min']:.2f}-{h['threshold_max']:.2f})"
+        if self.log: self.log(f"[fixmatch] epoch {self.epoch + 1}: {self.passed} of {self.n} unlabeled clips passed "
+                              f"the mask (thresholds {h['threshold_min']:.2f}-{h['threshold_max']:.2f})"
                               + (f", their targets {h['accuracy']:.3f} right (against truth)" if self.known else ''))
 
 # %% ../../nbs/44_pipeline.fixmatch.ipynb #d05b4559
@@ -154,8 +153,7 @@ class FixMatchStage(Stage):
         self.teacher = ctx.last
         r = ctx.recipe
         ctx.log(f"[{self.name}] FixMatch on from {self.teacher.name}: {r.fixmatch_mu} unlabeled clips per labeled one "
-                f"in every batch, "
-                f"weight {r.fixmatch_weight:g} after {r.fixmatch_rampup} epochs")
+                f"in every batch, weight {r.fixmatch_weight:g} after {r.fixmatch_rampup} epochs")
         return True
     def fingerprint(self,
                     ctx:RunContext, # the run
@@ -166,8 +164,8 @@ class FixMatchStage(Stage):
                                                                     'fixmatch_ema')})
     def _fit(self, ctx, d, dls, split, start, name):
         r = ctx.recipe
-        fm = FixMatch(unlabeled_loader(ctx, split, dls), r.fixmatch_weight, r.fixmatch_rampup, r.fixmatch_ema, r.seed,
-                      ctx.epoch_log)
+        fm = FixMatch(unlabeled_loader(ctx, split, dls), r.fixmatch_weight, r.fixmatch_rampup,
+                      r.fixmatch_ema, r.seed, ctx.epoch_log)
         res = ctx.train(d, r, dls, start, 'train', name, ctx.reference, cbs=list(ctx.fit_kw.get('cbs') or []) + [fm])
         if is_main_process():
             with atomic_write(d/'fixmatch.csv', 'w') as f: pd.DataFrame(fm.history).to_csv(f, index=False)
@@ -188,12 +186,12 @@ class FixMatchStage(Stage):
         res = train_folds(ctx, d, r, 'train', self.name, start, reference=ctx.reference, cbs=cbs)
         if is_main_process():
             for i, fm in made.items():
-                with atomic_write(d/f'fold{i}'/'fixmatch.csv', 'w') as f: pd.DataFrame(fm.history).to_csv(f,
-                    index=False)
+                with atomic_write(d/f'fold{i}'/'fixmatch.csv',
+                                  'w') as f: pd.DataFrame(fm.history).to_csv(f, index=False)
         last = [fm.history[-1] for fm in made.values() if fm.history]
         return dict(res, fixmatch=dict(passed_last=float(np.mean([h['share'] for h in last])) if last else None,
                                        accuracy_last=float(np.nanmean([h['accuracy'] for h in last])) if last
-                                           else None))
+                                       else None))
     def record(self,
                ctx:RunContext, # the run
                res:dict, # what `run` returned

@@ -114,8 +114,8 @@ def _folds_record(ctx:RunContext, # the run
                  ) -> dict:
     "The record of a `--cv` stage: its out-of-fold figures, the fold models' means and the ensemble's test figures"
     res = dict(name=name, split=ctx.split.strategy, cv=K, models=K, accuracy=o['accuracy'],
-               balanced_accuracy=o['balanced_accuracy'], city_accuracy=float(np.mean([r['city_accuracy']
-                   for r in folds])),
+               balanced_accuracy=o['balanced_accuracy'],
+               city_accuracy=float(np.mean([r['city_accuracy'] for r in folds])),
                n_train=int(round(np.mean([r['n_train'] for r in folds]))), n_valid=o['n'], epochs_run=int(sum(r[
                    'epochs_run'] for r in folds)),
                best_epoch=int(np.median([r['best_epoch'] for r in folds])), monitor=folds[0]['monitor'], oof=o,
@@ -153,8 +153,8 @@ def train_folds(ctx:RunContext, # the run (`folds` set)
                 f"validation clips"
                 f" ({ctx.folds[i].info.get('valid_groups', '?')} {ctx.folds[i].info.get('group') or 'clip'}s)")
         extra = {} if cbs is None else dict(cbs=list(ctx.fit_kw.get('cbs') or []) + list(cbs(i, dls)))
-        r = ctx.train(d/f'fold{i}', recipe, dls, None if start is None else start(i), stage, f'{name}-fold{i}', ref,
-                      **extra)
+        r = ctx.train(d/f'fold{i}', recipe, dls, None if start is None else start(i), stage,
+                      f'{name}-fold{i}', ref, **extra)
         process_barrier()   # several processes: rank 0 wrote the fold's validation probabilities
         vp = pd.read_csv(d/f'fold{i}'/'valid_probs.csv', dtype={'filename': str})
         vp['fold'] = i; vp['unseen_city'] = ~np.isin(dls.valid.items.city, np.unique(dls.train.items.city))
@@ -164,8 +164,8 @@ def train_folds(ctx:RunContext, # the run (`folds` set)
                              epochs_run=r['epochs_run'], best_epoch=r['best_epoch'], **({'audio_best_epoch': r[
                                  'audio_best_epoch']} if 'audio_best_epoch' in r else {}),
                              **({'test_accuracy': r['test']['accuracy']} if 'test' in r else {}),
-                             **({'n_pseudo': r['n_pseudo'], 'pseudo_dropped': r['pseudo_dropped']} if 'n_pseudo' in r
-                                else {})))
+                             **({'n_pseudo': r['n_pseudo'], 'pseudo_dropped': r['pseudo_dropped']}
+                                 if 'n_pseudo' in r else {})))
     oof = pd.concat(parts, ignore_index=True)
     if is_main_process():
         with atomic_write(d/'oof_probs.csv', 'w') as f: oof.to_csv(f, index=False, float_format='%.5f')
@@ -182,6 +182,6 @@ def train_folds(ctx:RunContext, # the run (`folds` set)
     test = evaluate_test(ens, SimpleNamespace(test_dl=lambda meta: model_loader(ctx.cache, meta, st)), ctx.test_meta,
                          ctx.seen, ctx.cfg.aggregate)
     o = oof_figures(oof, per_fold)
-    if is_main_process(): save_figure(plot_fold_figures(dict(name=name, oof=o, **({'test': test} if test else {}))),
-                                      d/'folds.png')
+    if is_main_process(): save_figure(plot_fold_figures(dict(name=name, oof=o, **({'test': test} if test
+        else {}))), d/'folds.png')
     return _folds_record(ctx, name, K, o, folds, test)

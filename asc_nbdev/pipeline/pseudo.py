@@ -140,8 +140,8 @@ def pseudo_report(pl:pd.DataFrame, # the frame `pseudo_label` returns
                per_class={c: int((acc.scene_label == c).sum()) for c in CLASSES},
                rejected={k: int(v) for k, v in pl.reason[~pl.accepted].value_counts().items()})
     if truth is not None:
-        t = pl.merge(truth[['filename', 'scene_label']].rename(columns={'scene_label': 'true'}), on='filename',
-                     how='left')
+        t = pl.merge(truth[['filename', 'scene_label']].rename(columns={'scene_label': 'true'}),
+                     on='filename', how='left')
         if t['true'].isna().any(): raise ValueError(f"truth has no label for {int(t['true'].isna().sum())} "
                                                     f"pseudo-labeled clips")
         ok = t.accepted.to_numpy(); hit = (t.scene_label == t.true).to_numpy()
@@ -218,10 +218,10 @@ class PseudoLabel(Stage):
             fold_acc.append(pseudo_report(pli, ctx.truth).get('accuracy'))
         # every unlabeled clip's (aggregated) teacher probabilities: other rules can be tried on them
         with atomic_write(d/'teacher_probs.csv', 'w') as f:
-            pd.DataFrame(probs, columns=CLASSES).assign(filename=unl.filename.to_numpy()).to_csv(f, index=False,
-                float_format='%.5f')
-        if is_main_process(): save_figure(plot_pseudo_confidence(pl, title=f'pseudo-labels round {self.round}').figure,
-                                          d/'confidence.png')
+            pd.DataFrame(probs, columns=CLASSES).assign(filename=unl.filename.to_numpy()).to_csv(f,
+                index=False, float_format='%.5f')
+        if is_main_process(): save_figure(plot_pseudo_confidence(pl, title=f'pseudo-labels round '
+                                                                 f'{self.round}').figure, d/'confidence.png')
         rep = pseudo_report(pl, ctx.truth); rep['name'] = self.name
         if fold_acc and fold_acc[0] is not None: rep['per_fold_accuracy'] = fold_acc
         rep['mean_confidence'] = float(pl.confidence.mean()) if len(pl) else float('nan')

@@ -88,8 +88,9 @@ def _run_recipe(cfg:RunConfig, res, log) -> tuple:
                                                         f"trains {recipe.model}")
         arch = {k: v for k, v in official_model_kwargs(res.init_official).items() if k not in ('n_classes', 'metadata')}
         recipe = recipe.replace(model_kwargs={**recipe.model_kwargs, **arch})
-        model = load_official_se_trans(res.init_official, make_model(recipe, metadata=not cfg.no_metadata), fc=False,
-                                       context=None)
+        model = load_official_se_trans(res.init_official, make_model(recipe,
+                                                                     metadata=not cfg.no_metadata), fc=False,
+                                                                     context=None)
     # say so now, not after the first stage
     if cfg.log in ('tensorboard', 'wandb') and importlib.util.find_spec(cfg.log) is None:
         extra = dict(tensorboard='log', wandb='wandb')[cfg.log]
@@ -115,14 +116,14 @@ def _read_data(ctx:RunContext, features_dir) -> None:
     ctx.dev, ctx.ev = dev[dev.filename.isin(set(cache.index.index))].reset_index(drop=True), ev
     ctx.truth = tr = None if D['truth'] is None else pd.read_csv(D['truth'], dtype=str, keep_default_na=False)
     if tr is not None and ev is not None:
-        t = ev.merge(tr[['filename', 'scene_label']].rename(columns={'scene_label': 'true'}), on='filename',
-                     how='inner')
+        t = ev.merge(tr[['filename', 'scene_label']].rename(columns={'scene_label': 'true'}),
+                     on='filename', how='inner')
         t = t[t.filename.isin(set(cache.index.index))]
         t['label'] = [class_index(c) for c in t['true']]; ctx.test_meta = t.reset_index(drop=True)
     ctx.report['data'] = dict(dev_clips=len(ctx.dev), labeled=int((ctx.dev.label >= 0).sum()), eval_clips=0
                               if ev is None else len(ev),
-                              skipped=len(missing), **{k: None if v is None else str(Path(v).resolve()) for k,
-                                                       v in D.items()})
+                              skipped=len(missing), **{k: None if v is None
+                                                       else str(Path(v).resolve()) for k, v in D.items()})
 
 # %% ../../nbs/45_pipeline.run.ipynb #e468bb7e
 def _choose_split(ctx:RunContext, fold, split_seed) -> None:
@@ -146,17 +147,16 @@ def _choose_split(ctx:RunContext, fold, split_seed) -> None:
         ctx.folds = grouped_folds(ctx.dev, cfg.cv, cfg.split, ss)
         lab = ctx.dev[ctx.dev.label >= 0].reset_index(drop=True)
         ctx.log(f"[split] --cv {cfg.cv}: {len(lab)} labeled clips in {cfg.cv} folds over "
-                f"{ctx.folds[0].info.get('group') or 'clip'}s, "
-                f"{min(len(f.valid) for f in ctx.folds)} to {max(len(f.valid) for f in ctx.folds)} "
-                f"validation clips each")
+                f"{ctx.folds[0].info.get('group') or 'clip'}s, {min(len(f.valid) for f in ctx.folds)} to "
+                f"{max(len(f.valid) for f in ctx.folds)} validation clips each")
         for f in ctx.folds:
             missing = sorted(set(lab.label) - set(lab.label.iloc[f.train]))
             if missing: ctx.log(f"[split] fold {f.info['fold'] + 1}: no training clip of "
                                 f"{', '.join(CLASSES[k] for k in missing)} (all its {f.info.get('group') or 'clip'}s "
                                 f"are in this fold's validation)")
         ctx.report['cv'] = dict(folds=cfg.cv, group=ctx.folds[0].info.get('group'), seed=ss,
-                                valid=[int(len(f.valid)) for f in ctx.folds], valid_groups=[f.info.get('valid_groups')
-                                    for f in ctx.folds])
+                                valid=[int(len(f.valid)) for f in ctx.folds],
+                                valid_groups=[f.info.get('valid_groups') for f in ctx.folds])
 
 # %% ../../nbs/45_pipeline.run.ipynb #0c59a467
 def _run_fingerprint(ctx:RunContext, res, fold) -> dict:
@@ -207,8 +207,8 @@ def open_run(cfg:RunConfig, # the run's settings
         ctx.teacher_model = load_teacher(cfg.teacher)
     ctx.features_dir = out/'features' if features_dir is None else Path(features_dir)
     _read_data(ctx, ctx.features_dir)
-    ctx.fit_kw = dict(precision=resolve_precision(cfg.precision, ctx.device), compile=cfg.compile, cbs=list(cbs or []),
-                      log_to=cfg.log,
+    ctx.fit_kw = dict(precision=resolve_precision(cfg.precision, ctx.device), compile=cfg.compile,
+                      cbs=list(cbs or []), log_to=cfg.log,
                       # their share outside a stage's training cities weights its kept epoch
                       eval_cities=None if ctx.ev is None else ctx.ev.location.tolist())
     # the exact recipe of this run (asc-train --recipe OUT/recipe.json repeats it)
@@ -251,8 +251,7 @@ def _need_config(config, fn:str) -> RunConfig:
     "`config` if it is a `RunConfig`, else a `TypeError` saying how to make one"
     if isinstance(config, RunConfig): return config
     raise TypeError(f"{fn} takes a RunConfig, e.g. {fn}(RunConfig(audio='data/audio', meta='data/dev.csv', "
-                    f"recipe='li2025', out='runs/x')), "
-                    f"got {type(config).__name__}")
+                    f"recipe='li2025', out='runs/x')), got {type(config).__name__}")
 
 # %% ../../nbs/45_pipeline.run.ipynb #c92501b9
 def run_pipeline(config:RunConfig, # the run's settings
@@ -283,8 +282,8 @@ def _run_repeats(cfg, log, progress, epoch_lines, cbs):
     data = {k: None if v is None else str(v) for k, v in run_data(cfg).items()}
     runs = {}
     for j, (name, s, fold) in enumerate(plan):
-        log(f"=== run {j + 1} of {len(plan)}: {name} (training seed {s}" + (f", fold {fold[0] + 1} of {fold[1]}" if fold
-            else '')
+        log(f"=== run {j + 1} of {len(plan)}: {name} (training seed {s}" + (f", fold {fold[0] + 1} "
+            f"of {fold[1]}" if fold else '')
             + f", validation split seed {base}) -> {out/name}")
         sub = cfg.replace(out=str(out/name), recipe=recipe.replace(seed=s), demo=False, seed=None, set=None,
                           city_dropout=None, time_dropout=None,

@@ -143,16 +143,16 @@ class Final(Stage):
         src = ctx.out/kept['name'] if ctx.student is None else ctx.student
         final, info = load_asc_model(src/'model.pt')
         stats = (info['stats']['mean'], info['stats']['std'])   # the statistics the kept stage trained with
-        save_asc_model(final, ctx.out/'model.pt', recipe if ctx.student is None else student_recipe(ctx), stats,
-                       ctx.cache.params,
-                       extra=dict(split=ctx.split.strategy, stage=src.name, **({'cv': len(ctx.folds)} if ctx.folds
-                           else {})))
+        save_asc_model(final, ctx.out/'model.pt', recipe if ctx.student is None
+                       else student_recipe(ctx), stats, ctx.cache.params,
+                       extra=dict(split=ctx.split.strategy, stage=src.name,
+                                  **({'cv': len(ctx.folds)} if ctx.folds else {})))
         if ctx.pseudo_report is not None:
             rep['pseudo_labels'] = {k: ctx.pseudo_report[k] for k in ('accepted', 'total', 'accuracy', 'per_class')
                                                                       if k in ctx.pseudo_report}
         if ctx.rounds: rep['pseudo_rounds'] = ctx.rounds
-        rep['estimate'] = dict(source=f"out of fold over {kept['oof']['n']} labeled clips ({len(ctx.folds)} folds)"
-                               if ctx.folds
+        rep['estimate'] = dict(source=f"out of fold over {kept['oof']['n']} labeled clips "
+                                      f"({len(ctx.folds)} folds)" if ctx.folds
                                else f"{ctx.split.strategy} validation split ({kept.get('n_valid')} clips)",
                                **{k: kept[k] for k in ('accuracy', 'balanced_accuracy')},
                                **{k: kept['oof'][k] for k in ('seen_cities_accuracy', 'unseen_cities_accuracy')

@@ -93,8 +93,8 @@ def teach(ctx:RunContext, # the run
         tr, va = lab[sp.train], lab[sp.valid]; cities = np.unique(ctx.dev.city.to_numpy()[tr])
         X = head_inputs(emb, clips, cities, metadata)
         P = head_probs(fit_head(X[tr], labels[tr], kind, ctx.recipe.seed + i), X)
-        with atomic_write(d/f'fold{i}_probs.csv', 'w') as f: _frame(P, clips.filename).to_csv(f, index=False,
-            float_format='%.5f')
+        with atomic_write(d/f'fold{i}_probs.csv', 'w') as f: _frame(P, clips.filename).to_csv(f,
+            index=False, float_format='%.5f')
         P_mean += P / len(parts)
         v = _frame(P[va], clips.filename.iloc[va]).assign(label=labels[va], fold=i, unseen_city=~np.isin(
             ctx.dev.city.to_numpy()[va], cities))
@@ -106,18 +106,18 @@ def teach(ctx:RunContext, # the run
     # a labeled clip: the head that did not train on it
     P_t[pos.loc[oof.filename].to_numpy()] = oof[CLASSES].to_numpy()
     held = np.zeros(len(clips), bool); held[pos.loc[oof.filename].to_numpy()] = True
-    with atomic_write(d/'probs.csv', 'w') as f: _frame(P_t, clips.filename).assign(held_out=held).to_csv(f, index=False,
-        float_format='%.5f')
-    with atomic_write(d/('oof_probs.csv' if ctx.folds else 'valid_probs.csv'), 'w') as f: oof.to_csv(f, index=False,
-        float_format='%.5f')
+    with atomic_write(d/'probs.csv', 'w') as f: _frame(P_t, clips.filename).assign(held_out=held).to_csv(f,
+        index=False, float_format='%.5f')
+    with atomic_write(d/('oof_probs.csv' if ctx.folds else 'valid_probs.csv'), 'w') as f: oof.to_csv(f,
+        index=False, float_format='%.5f')
     res = dict(name='teacher', role='teacher', split=ctx.split.strategy, accuracy=o['accuracy'], balanced_accuracy=o[
         'balanced_accuracy'],
                n_train=int(round(np.mean([p['n_train'] for p in per_fold]))), n_valid=o['n'],
                **({'cv': len(parts), 'models': len(parts), 'oof': o} if ctx.folds else {'valid': {k: v for k,
                    v in o.items() if k != 'per_fold'}}))
     if ctx.test_meta is not None and len(ctx.test_meta):
-        res['test'] = eval_figures(P_t[pos.loc[ctx.test_meta.filename].to_numpy()], ctx.test_meta, ctx.seen,
-                                   ctx.cfg.aggregate)
+        res['test'] = eval_figures(P_t[pos.loc[ctx.test_meta.filename].to_numpy()], ctx.test_meta,
+                                   ctx.seen, ctx.cfg.aggregate)
     unl = ctx.dev[ctx.dev.label < 0]
     if len(unl):
         Pu = P_t[pos.loc[unl.filename].to_numpy()]; res['unlabeled'] = dict(n=int(len(unl)), mean_confidence=float(
@@ -137,9 +137,8 @@ class TeacherStage(Stage):
              ):
         self.teacher = ctx.teacher_model or load_teacher(ctx.cfg.teacher)
         t = self.teacher
-        ctx.log(f"[teacher] {t.spec}: {t.params / 1e6:.2f} M parameters, {t.dim}-d embeddings of "
-                f"{t.sample_rate} Hz audio; "
-                f"a {ctx.cfg.teacher_head} head" + (' with city and time' if ctx.cfg.teacher_metadata else '')
+        ctx.log(f"[teacher] {t.spec}: {t.params / 1e6:.2f} M parameters, {t.dim}-d embeddings of {t.sample_rate} Hz "
+                f"audio; a {ctx.cfg.teacher_head} head" + (' with city and time' if ctx.cfg.teacher_metadata else '')
                 + (f", one per fold of --cv {len(ctx.folds)}" if ctx.folds else f" on the {ctx.split.strategy} split"))
         return True
     def fingerprint(self,
@@ -154,8 +153,8 @@ class TeacherStage(Stage):
         res = None
         if is_main_process():   # one process embeds and fits; the others read its files
             clips = teacher_clips(ctx)
-            ec = build_embedding_cache(self.teacher, ctx.data['audio'], clips.filename, embedding_dir(ctx,
-                self.teacher),
+            ec = build_embedding_cache(self.teacher, ctx.data['audio'], clips.filename,
+                                       embedding_dir(ctx, self.teacher),
                                        device=ctx.device, progress=ctx.progress, log=ctx.log)
             res = teach(ctx, d, ec.get(clips.filename), ctx.cfg.teacher_head, ctx.cfg.teacher_metadata)
             t = self.teacher
@@ -197,8 +196,8 @@ class StudentStage(Stage):
              ):
         ctx.log(f"[{self.name}] {self.recipe(ctx).name} learns from the teacher's soft labels of "
                 f"{len(ctx.dev)} dev clips"
-                + (f" ({len(ctx.folds)} fold students, each from its fold's head, then the deployed one)" if ctx.folds
-                   else ''))
+                + (f" ({len(ctx.folds)} fold students, each from its fold's head, then the "
+                   f"deployed one)" if ctx.folds else ''))
         return True
     def fingerprint(self,
                     ctx:RunContext, # the run
@@ -217,10 +216,10 @@ class StudentStage(Stage):
         res = train_folds(ctx, d, r, 'retrain', self.name, loaders=lambda i: soft_target_loaders(
             ctx, r, target(_aligned(ctx.teacher/f'fold{i}_probs.csv', names)), ctx.folds[i]))
         pf = res['oof']['per_fold']   # no clip is held out from the deployed student: the fold students' epochs
-        epochs = int(min(r.epochs, max(1, np.median([max(f['best_epoch'], f.get('audio_best_epoch',
-            0)) + 1 for f in pf]))))
-        dep = ctx.train(d/'deployed', r, soft_target_loaders(ctx, r, target(_aligned(ctx.teacher/'probs.csv', names))),
-                        None, 'retrain',
+        epochs = int(min(r.epochs,
+                         max(1, np.median([max(f['best_epoch'], f.get('audio_best_epoch', 0)) + 1 for f in pf]))))
+        dep = ctx.train(d/'deployed', r, soft_target_loaders(ctx, r, target(_aligned(ctx.teacher/'probs.csv',
+            names))), None, 'retrain',
                         f'{self.name}-deployed', keep='last', epochs=epochs)
         if is_main_process():
             with atomic_path(d/'model.pt') as tmp: shutil.copyfile(d/'deployed'/'model.pt', tmp)

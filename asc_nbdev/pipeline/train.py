@@ -87,8 +87,8 @@ def _save_stage_plots(d, learn, summary, dls, title):
     # `audio_first`: the audio-only model's step, then the fusion's (curves.png)
     if (d/'audio'/'history.csv').exists():
         ha = pd.read_csv(d/'audio'/'history.csv').drop(columns=['epoch', 'time'], errors='ignore')
-        save_figure(plot_history(ha, title=f'{title}: audio-only step', best=summary.get('audio_best_epoch')),
-                    d/'curves_audio.png')
+        save_figure(plot_history(ha, title=f'{title}: audio-only step',
+                                 best=summary.get('audio_best_epoch')), d/'curves_audio.png')
     ax = plot_confusion(probs.argmax(1), dls.valid_meta['label'].to_numpy(),
                         title=f'{title}: validation ({dls.split.strategy} split)')
     save_figure(ax.figure, d/'confusion.png')
@@ -163,8 +163,8 @@ def _hard_weights(d, recipe, dls, reference, device=None, audio:bool=False) -> d
             'confidence'],
                       'weight': hs['weights'], 'hard': hs['hard'], 'pseudo': np.arange(n) >= len(
                           dls.train_meta)}).to_csv(f, index=False)
-    if is_main_process(): save_figure(plot_hard_samples(hs, title=f"hard samples: confidence of {reference['name']}"),
-                                      d/'hard_samples.png')
+    if is_main_process(): save_figure(plot_hard_samples(hs, title=f"hard samples: confidence of "
+                                                                  f"{reference['name']}"), d/'hard_samples.png')
     return dict(hard_sample_summary(hs), reference=reference['name'] + (f" ({Path(reference['path']).parent.name})"
         if reference.get('folds') else ''))
 

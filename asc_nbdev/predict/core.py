@@ -64,6 +64,6 @@ def write_submission(meta:pd.DataFrame, # metadata rows of the predicted clips (
     with atomic_write(path, 'w', encoding='utf-8') as f: sub.to_csv(f, index=False)
     if probs_path is not None:
         with atomic_write(probs_path, 'w', encoding='utf-8') as f:
-            pd.concat([sub[['filename']], pd.DataFrame(probs, columns=CLASSES)], axis=1).to_csv(f, index=False,
-                float_format='%.5f')
+            pd.concat([sub[['filename']], pd.DataFrame(probs, columns=CLASSES)], axis=1).to_csv(f,
+                index=False, float_format='%.5f')
     return sub

@@ -100,11 +100,9 @@ def unused_audio_message(long:list, # [(file, seconds)] of the files longer than
     unused = sum(s - clip for _, s in long)
     ex = '; '.join(f"{Path(f).name}: {s:.1f} s, {s - clip:.1f} s unused" for f, s in long[:3]) + ('; ...' if len(
         long) > 3 else '')
-    return (f"{len(long)} file(s) are longer than the model's {clip:g} s clips: only their first {clip:g} s "
-            f"were predicted, "
-            f"{unused:.1f} s of audio were not used ({ex}); predict them window by window: asc-predict --window "
-            f"{clip:g} FILE... "
-            f"(predict(..., window={clip:g}))")
+    return (f"{len(long)} file(s) are longer than the model's {clip:g} s clips: only their first {clip:g} s were "
+            f"predicted, {unused:.1f} s of audio were not used ({ex}); predict them window by window: asc-predict "
+            f"--window {clip:g} FILE... (predict(..., window={clip:g}))")
 
 # %% ../../nbs/48_predict.files.ipynb #e9d456b2
 def _check_audio(path) -> tuple:
@@ -210,8 +208,8 @@ def predict_windows(model, # a model file saved by asc-train, or `(model, info)`
                 if len(batch) >= batch_size: flush()
         except AudioError as e:
             if on_error == 'raise': raise
-            flush(); rows.append(dict(base, start=np.nan, end=np.nan, padded=False, time=times[i], scene_label=None,
-                                      confidence=np.nan,
+            flush(); rows.append(dict(base, start=np.nan, end=np.nan, padded=False, time=times[i],
+                                      scene_label=None, confidence=np.nan,
                                       **{k: np.nan for k in CLASSES}, error=str(e)))
     flush()
     cols = ['filename', 'start', 'end', 'padded', 'city', 'time', 'city_used', 'scene_label', 'confidence'] + list(
@@ -255,8 +253,8 @@ def plot_timeline(pred:pd.DataFrame, # the frame `predict_windows` returns
     fig, (a, b) = plt.subplots(2, 1, figsize=figsize, sharex=True, gridspec_kw=dict(height_ratios=[3, 1.2]))
     edges = np.append(s, e[-1])   # overlapping windows (hop < window) are drawn a hop wide
     a.pcolormesh(edges, np.arange(len(CLASSES) + 1), P, cmap='viridis', vmin=0, vmax=1, shading='flat')
-    a.set_yticks(np.arange(len(CLASSES)) + .5, CLASSES, fontsize=7); a.set_title(title or Path(str(filename)).name,
-        fontsize=9)
+    a.set_yticks(np.arange(len(CLASSES)) + .5, CLASSES, fontsize=7); a.set_title(title
+        or Path(str(filename)).name, fontsize=9)
     top = w[list(CLASSES)].to_numpy().argmax(1)
     cmap = plt.get_cmap('tab10')
     for k in range(len(w)):
@@ -286,8 +284,8 @@ def predict(model, # a model file saved by asc-train (`save_asc_model`), or `(mo
            ) -> pd.DataFrame:
     "Scene labels and class probabilities of audio files, without a metadata CSV or a feature cache"
     from asc_nbdev.audio.io import load_audio
-    if window is not None: return predict_windows(model, files, city, time, window, hop, device, on_error, batch_size,
-                                                  progress)
+    if window is not None: return predict_windows(model, files, city, time, window, hop, device,
+                                                  on_error, batch_size, progress)
     if on_error not in ('raise', 'skip'): raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
     m, info, fp, files, cities, times = _inputs(model, files, city, time)
     run = _Runner(m, info, fp, device); clip = fp.get('clip_seconds')
@@ -382,8 +380,8 @@ def predict_files(model_path, # a model file saved by `save_asc_model`, e.g. RUN
     tmp = None
     if features_dir is None: tmp = features_dir = tempfile.mkdtemp(prefix='asc-predict-')
     try:
-        cache = build_feature_cache(audio, df.filename, features_dir, clip_seconds=fp.get('clip_seconds'),
-                                    on_error=on_error,
+        cache = build_feature_cache(audio, df.filename, features_dir,
+                                    clip_seconds=fp.get('clip_seconds'), on_error=on_error,
                                     device=str(pick_device(device)), progress=progress)
         keep = df.filename.isin(set(cache.index.index)).to_numpy()
         if (~keep).any(): _log_skipped(cache, keep, out_csv, log)

@@ -99,8 +99,8 @@ def load_run(run_dir, # a folder made by `asc-train` / `run_pipeline`
     if not rp.is_file():
         started = sorted(p.name for p in run.glob('stage*') if p.is_dir())
         raise RunError(f"{run} is not a finished run: report.json is missing" +
-                       (f" (stage folders found: {', '.join(started)}; the run is unfinished or still running)"
-                        if started
+                       (f" (stage folders found: {', '.join(started)}; the run is unfinished or "
+                        f"still running)" if started
                         else " (asc-train / run_pipeline write it when every stage is done)"))
     try: rep = load_json(rp)
     except ValueError as e: raise RunError(f"{rp}: not readable JSON ({e})") from None

@@ -101,8 +101,7 @@ def resynthesize(logmel:np.ndarray, # (frames, n_mels) log-mel dB, as in a featu
 def _data_folder(data_dir, meta, eval_meta, truth, audio) -> tuple:
     "A data folder's (or the given) files, dev and eval metadata and truth: (paths, dev, ev, tr)"
     if data_dir is None and meta is None and eval_meta is None:
-        raise ValueError('give a run folder (run_dir), a data folder (data_dir) or metadata CSVs '
-                         '(meta=, eval_meta=)')
+        raise ValueError('give a run folder (run_dir), a data folder (data_dir) or metadata CSVs (meta=, eval_meta=)')
     given = dict(meta=meta, eval_meta=eval_meta, truth=truth, audio=audio)
     paths = {}
     for k, fn in DATA_FILES.items():
@@ -206,11 +205,10 @@ def _build(self:ClipExplorer):
                              description='part', layout=lay, style=st)
     self.w_hours = W.IntRangeSlider(value=(0, 23), min=0, max=23, description='hour', layout=lay, style=st)
     self.w_pred = W.Dropdown(options=opt(CLASSES), description='predicted', disabled=not has_pred, layout=lay, style=st)
-    self.w_outcome = W.Dropdown(options=[_ANY, 'correct', 'wrong'], description='outcome', disabled=not has_pred,
-                                layout=lay, style=st)
+    self.w_outcome = W.Dropdown(options=[_ANY, 'correct', 'wrong'], description='outcome',
+                                disabled=not has_pred, layout=lay, style=st)
     self.w_conf = W.FloatRangeSlider(value=(0., 1.), min=0., max=1., step=0.05, description='confidence',
-                                     disabled=not has_pred,
-                                     layout=lay, style=st)
+                                     disabled=not has_pred, layout=lay, style=st)
     self.w_clip = W.Dropdown(description='clip', layout=W.Layout(width='520px'), style=st)
     self.w_count = W.HTML()
     self.info = W.HTML()
@@ -263,8 +261,8 @@ def _wav(self:ClipExplorer, fn):
 def _sources(self:ClipExplorer, fn):
     wav, cached = self._wav(fn), self.cache is not None and fn in self.cache
     spec = 'feature cache' if cached else ('computed from the audio file' if wav else None)
-    aud = str(wav) if wav else ('resynthesised from the log-mel spectrogram (the audio file is missing)' if cached
-                                else None)
+    aud = str(wav) if wav else ('resynthesised from the log-mel spectrogram (the audio '
+                                'file is missing)' if cached else None)
     return aud, spec
 
 # %% ../../nbs/53_report.explorer.ipynb #0a3a5606
@@ -292,8 +290,8 @@ def current(self:ClipExplorer) -> dict|None:
         if isinstance(v, np.generic): v = v.item()                     # plain Python numbers and bools
         return None if isinstance(v, float) and np.isnan(v) else v
     d = dict(filename=fn, part=r['part'], location=r['location'], city_known=bool(r['city'] != UNKNOWN_CITY),
-             record_time=None if pd.isna(r['record_time']) else str(r['record_time']), hour=None if np.isnan(r['hour'])
-                 else int(r['hour']),
+             record_time=None if pd.isna(r['record_time']) else str(r['record_time']),
+             hour=None if np.isnan(r['hour']) else int(r['hour']),
              session=r['session'], label=val(r['label']), label_source=val(r['label_source']),
              pseudo_label=val(r['pseudo_label']), pseudo_accepted=val(r['pseudo_accepted']),
              pseudo_confidence=val(r['pseudo_confidence']), pred=val(r['pred']), confidence=val(r['confidence']),
@@ -350,8 +348,8 @@ def audio(self:ClipExplorer,
     if (wav := self._wav(fn)) is not None: return Audio(filename=str(wav))
     if self.cache is not None and fn in self.cache:
         p = self.cache.params
-        return Audio(data=resynthesize(np.asarray(self.cache[fn], np.float32), p['sr'], p['n_fft'], p['win_length'],
-                                       p['hop_length'],
+        return Audio(data=resynthesize(np.asarray(self.cache[fn], np.float32), p['sr'], p['n_fft'],
+                                       p['win_length'], p['hop_length'],
                                        p['fmin'], p['fmax'], n_iter=self.n_iter), rate=p['sr'])
     return None
 
@@ -372,8 +370,8 @@ def figure(self:ClipExplorer,
     S = self.spectrogram(cur['filename'])
     if S is None: a.text(0.5, 0.5, 'no audio and no features for this clip', ha='center'); a.axis('off')
     else:
-        hop, sr = (self.cache.params['hop_length'], self.cache.params['sr']) if self.cache is not None else (882,
-            SAMPLE_RATE)
+        hop, sr = ((self.cache.params['hop_length'], self.cache.params['sr'])
+                    if self.cache is not None else (882, SAMPLE_RATE))
         im = a.imshow(S.T, origin='lower', aspect='auto', cmap='magma', extent=(0, len(S) * hop / sr, 0, S.shape[1]))
         a.set_xlabel('seconds'); a.set_ylabel('mel band'); fig.colorbar(im, ax=a, pad=0.01, label='dB')
     a.set_title(f"{cur['filename']} | {cur['location']} | {cur['record_time'] or 'no time'}", fontsize=8)
@@ -385,8 +383,8 @@ def figure(self:ClipExplorer,
         b.barh(range(N_CLASSES), pr, color=col); b.set_yticks(range(N_CLASSES)); b.set_yticklabels(CLASSES, fontsize=7)
         b.invert_yaxis(); b.set_xlim(0, 1); b.set_xlabel('probability')
     lab = cur['label'] or (f"pseudo {cur['pseudo_label']}" if cur['pseudo_label'] else '?')
-    b.set_title(f"label {lab}" + (f" | predicted {cur['pred']} ({cur['confidence']:.2f})" if cur['pred'] else ''),
-                fontsize=8)
+    b.set_title(f"label {lab}" + (f" | predicted {cur['pred']} ({cur['confidence']:.2f})"
+                                  if cur['pred'] else ''), fontsize=8)
     plt.tight_layout()
     return fig
 

@@ -167,8 +167,7 @@ def summary(self:RunReport) -> dict:
 @patch
 def __repr__(self:RunReport):
     return (f"RunReport({str(self.path)!r}: {self.info['recipe']}, metadata "
-            f"{'on' if self.info['metadata'] else 'off'}, "
-            f"splits {list(self.splits)})")
+            f"{'on' if self.info['metadata'] else 'off'}, splits {list(self.splits)})")
 
 # %% ../../nbs/52_report.render.ipynb #b0327d47
 def evaluate_run(run_dir, # a finished run folder (`asc-train`, `run_pipeline`)
@@ -215,15 +214,15 @@ def plot_city_hour(df:pd.DataFrame, # a `prediction_frame` with location (and se
     seen = df.groupby('location')['seen'].first().reindex(c.index) if 'seen' in df else pd.Series(True, index=c.index)
     c = c.assign(seen=seen).sort_values(['seen', 'n'], ascending=False)
     a.bar(range(len(c)), c['accuracy'], color=np.where(c['seen'], 'tab:blue', 'tab:orange'))
-    for i, (n, v) in enumerate(zip(c['n'], c['accuracy'])): a.text(i, min(v, 0.9) + 0.02, str(n), ha='center',
-                                                                   fontsize=6)
+    for i, (n, v) in enumerate(zip(c['n'], c['accuracy'])): a.text(i, min(v, 0.9) + 0.02,
+                                                                   str(n), ha='center', fontsize=6)
     a.set_xticks(range(len(c))); a.set_xticklabels(c.index, rotation=45, ha='right', fontsize=7)
     a.set_ylim(0, 1); a.set_ylabel('accuracy'); a.set_title(f'{title}: per city (blue seen, orange unseen; '
                                                             f'clips on top)'.strip(': '), fontsize=8)
     h = accuracy_by(df, 'hour')
     b.bar(h.index.astype(int), h['accuracy'], color='tab:gray')
-    for x, n, v in zip(h.index.astype(int), h['n'], h['accuracy']): b.text(x, min(v, 0.9) + 0.02, str(n), ha='center',
-        fontsize=6)
+    for x, n, v in zip(h.index.astype(int), h['n'], h['accuracy']): b.text(x, min(v, 0.9) + 0.02,
+        str(n), ha='center', fontsize=6)
     b.set_xlim(-0.5, 23.5); b.set_ylim(0, 1); b.set_xlabel('hour of day'); b.set_title(
         f'{title}: per hour (clips on top)'.strip(': '), fontsize=8)
     b.tick_params(labelsize=7)
@@ -255,8 +254,8 @@ def figures(self:RunReport) -> dict:
     for r, (_, pl) in sorted(self.run.pseudo.items()):
         pl = pl.assign(accepted=pl['accepted'].astype(str).str.lower().isin(['true', '1']) if pl[
             'accepted'].dtype == object else pl['accepted'])
-        ax = plot_pseudo_confidence(pl, title=f'pseudo-label confidence, round {r} (unlabeled dev clips)', figsize=(5,
-            2.4))
+        ax = plot_pseudo_confidence(pl, title=f'pseudo-label confidence, round {r} '
+                                              f'(unlabeled dev clips)', figsize=(5, 2.4))
         out[f'pseudo_r{r}.png'] = (ax.figure, f'Confidence of accepted and rejected pseudo-labels, round {r}, '
                                               f'unlabeled dev clips')
     return out
@@ -306,8 +305,8 @@ def _split_blocks(B:list, fig, name:str, d:dict):
           ('p', f"{sm['n']} clips: accuracy **{sm['accuracy']:.3f}**, balanced accuracy "
                 f"**{sm['balanced_accuracy']:.3f}**, "
                 f"macro F1 {sm['macro_f1']:.3f}" + (f", seen cities {sm['seen_cities_accuracy']:.3f} "
-                                                    f"({sm['seen_cities_n']} clips)" if 'seen_cities_accuracy' in sm
-                                                        else '')
+                                                    f"({sm['seen_cities_n']} clips)"
+                                                    if 'seen_cities_accuracy' in sm else '')
                 + (f", unseen cities {sm['unseen_cities_accuracy']:.3f} ({sm['unseen_cities_n']} clips)"
                    if 'unseen_cities_accuracy' in sm else '')
                 + f" ({name}).")]
@@ -342,9 +341,8 @@ def blocks(self:RunReport,
                 f"clips scored against the truth file; *{PSEUDO_SPLIT}* = pseudo-labels scored against "
                 f"the truth file.")]
     if i['split'] == 'random':
-        B.append(('p', 'Note: the random split leaks recording sessions between training and validation, so '
-                       'its validation '
-                       'numbers are optimistic (see the leakage table).'))
+        B.append(('p', 'Note: the random split leaks recording sessions between training and validation, so its '
+                       'validation numbers are optimistic (see the leakage table).'))
     for n in self.notes: B.append(('p', f'Not reported: {n}.'))
     B += [('h', 2, 'Accuracy per stage and split'), ('table', self.stages.set_index(['stage', 'split']),
            'From report.json: each stage\'s best epoch on the validation split; test numbers from each '
@@ -373,11 +371,10 @@ def blocks(self:RunReport,
     if self.leakage is not None:
         B += [('h', 2, 'Leakage: what metadata alone gets'),
               ('table', self.leakage, 'Accuracy of metadata-only lookups on the validation part of each split '
-                                      'strategy, labeled dev '
-               'clips (leakage_table): session = majority of the same session, nearest = the nearest labeled session '
-               'of the same '
-               'location in time, day = majority of the same location and day (each falls back to the city, then the '
-               'global majority)')]
+                                      'strategy, labeled dev clips (leakage_table): session = majority of the same '
+                                      'session, nearest = the nearest labeled session of the same location in time, '
+                                      'day = majority of the same location and day (each falls back to the city, then '
+                                      'the global majority)')]
     return B
 
 # %% ../../nbs/52_report.render.ipynb #ed2b7350
@@ -405,8 +402,8 @@ def to_html(self:RunReport,
             figures=None, # file name -> (figure, caption), as from `RunReport.figures`; None: no figures
            ) -> str:
     "The report as a standalone HTML page, figures referenced by file name"
-    md = lambda s: re.sub(r'\*(.+?)\*', r'<em>\1</em>', re.sub(r'\*\*(.+?)\*\*', r'<b>\1</b>', _html.escape(s,
-        quote=False)))
+    md = lambda s: re.sub(r'\*(.+?)\*', r'<em>\1</em>', re.sub(r'\*\*(.+?)\*\*', r'<b>\1</b>',
+                                                               _html.escape(s, quote=False)))
     out = []
     for b in self.blocks(figures):
         if b[0] == 'h': out.append(f'<h{b[1]}>{_html.escape(b[2])}</h{b[1]}>')
@@ -459,8 +456,8 @@ def repeats_table(report:dict, # a repeated run's report.json, as a dict (`run_r
     "A repeated run's `summary`: one row per figure with its split, mean, sample std and number of runs"
     if not is_repeated(report): raise RunError("not a repeated run: report.json has no 'runs' and 'summary' (asc-train "
                                                "--seeds/--folds make one)")
-    rows = [dict(figure=k, split=_figure_split(k, report), mean=v['mean'], std=np.nan if v['std'] is None else v['std'],
-                 n=v['n'])
+    rows = [dict(figure=k, split=_figure_split(k, report), mean=v['mean'], std=np.nan
+                 if v['std'] is None else v['std'], n=v['n'])
             for k, v in report['summary'].items()]
     df = pd.DataFrame(rows).set_index('figure'); df['n'] = df['n'].astype(int)
     return df
@@ -493,16 +490,14 @@ def save_repeats(run_dir, # a folder made by `asc-train --seeds/--folds` (`run_r
     S, R = repeats_table(rep), runs_table(rep)
     how = (f"{rep['folds']} grouped folds of the {rep['split']} split" if rep.get('folds') else '') + \
           (' x ' if rep.get('folds') and len(rep['seeds']) > 1 else '') + \
-          (f"training seeds {', '.join(map(str, rep['seeds']))}" if len(rep['seeds']) > 1 or not rep.get('folds')
-              else '')
+          (f"training seeds {', '.join(map(str, rep['seeds']))}" if len(rep['seeds']) > 1
+           or not rep.get('folds') else '')
     B = [('h', 1, f"Repeated run: {run.name}"),
-         ('p', f"Recipe **{rep['recipe']}**, city/time metadata **{'on' if rep['metadata'] else 'off'}**, "
-               f"validation on the "
-               f"**{rep['split']}** split, {rep['rounds']} pseudo-label round(s); {len(rep['runs'])} runs ({how}; "
-               f"validation split seed "
-               f"{rep['split_seed']}). Mean and sample standard deviation over the runs; n = runs that have the "
-               f"figure. The final "
-               f"model of each run is the stage with the best validation figure: " + ', '.join(f"{k} in {v}" for k,
+         ('p', f"Recipe **{rep['recipe']}**, city/time metadata **{'on' if rep['metadata'] else 'off'}**, validation "
+               f"on the **{rep['split']}** split, {rep['rounds']} pseudo-label round(s); {len(rep['runs'])} runs "
+               f"({how}; validation split seed {rep['split_seed']}). Mean and sample standard deviation over the runs; "
+               f"n = runs that have the figure. The final model of each run is the stage with the best validation "
+               f"figure: " + ', '.join(f"{k} in {v}" for k,
                    v in rep['kept'].items()) + '.'),
          ('h', 2, 'Summary'), ('table', S, 'figure: the kept model\'s (accuracy, test.*), or STAGE.figure, '
                                            'pseudo_rROUND.figure'),
@@ -518,8 +513,8 @@ def save_repeats(run_dir, # a folder made by `asc-train --seeds/--folds` (`run_r
         body = []
         for b in B:
             if b[0] == 'h': body.append(f'<h{b[1]}>{_html.escape(b[2])}</h{b[1]}>')
-            elif b[0] == 'p': body.append('<p>' + re.sub(r'\*\*(.+?)\*\*', r'<b>\1</b>', _html.escape(b[1],
-                quote=False)) + '</p>')
+            elif b[0] == 'p': body.append('<p>' + re.sub(r'\*\*(.+?)\*\*', r'<b>\1</b>',
+                                                         _html.escape(b[1], quote=False)) + '</p>')
             else: body.append(f'<p class="cap">{_html.escape(b[2])}</p>' + _html_table(b[1]))
         with atomic_write(out/'index.html', 'w', encoding='utf-8') as f:
             f.write(f'<!DOCTYPE html><html><head><meta charset="utf-8"><title>Repeated run: '

@@ -46,8 +46,8 @@ def summarize_runs(reports, # reports of the runs (`run_pipeline`)
     vals = {}
     for rep in reports:
         for k, v in run_figures(rep).items(): vals.setdefault(k, []).append(float(v))
-    return {k: dict(mean=float(np.mean(v)), std=float(np.std(v, ddof=1)) if len(v) > 1 else None, n=len(v)) for k,
-            v in vals.items()}
+    return {k: dict(mean=float(np.mean(v)), std=float(np.std(v, ddof=1)) if len(v) > 1 else None,
+                    n=len(v)) for k, v in vals.items()}
 
 # %% ../../nbs/50_report.summaries.ipynb #f5747995
 def _pm(d, k, digits=3):
@@ -86,8 +86,8 @@ def format_repeats(rep:dict, # a repeated run's report (`run_repeats`)
         'kept'].items()))
     for r in sorted({int(k.split('.')[0][8:]) for k in S if k.startswith('pseudo_r')}):
         lines.append(f"round {r}: {_pm(S, f'pseudo_r{r}.accepted', 1)} pseudo-labels accepted"
-                     + (f", accuracy {_pm(S, f'pseudo_r{r}.accuracy')} (against truth)" if f'pseudo_r{r}.accuracy' in S
-                        else ''))
+                     + (f", accuracy {_pm(S, f'pseudo_r{r}.accuracy')} (against truth)"
+                        if f'pseudo_r{r}.accuracy' in S else ''))
     if 'test.unseen_cities_accuracy' in S: lines.append(f"final test accuracy on unseen cities "
                                                         f"{_pm(S, 'test.unseen_cities_accuracy')}")
     return '\n'.join(lines)
@@ -100,8 +100,8 @@ def _round_line(pr:dict, rep:dict) -> str:
             f"{mc if mc == mc else float('nan'):.3f}")
     if acc is not None and acc == acc: line += f", accuracy {acc:.3f} (against truth)"
     if pr.get('carried'):
-        line += f"; {pr['carried']} carried by their sessions" + (f" ({ac:.3f} right)" if ac == ac and ac is not None
-                                                                  else '')
+        line += f"; {pr['carried']} carried by their sessions" + (f" ({ac:.3f} right)" if ac == ac
+                                                                  and ac is not None else '')
     how = 'out of fold' if rep.get('cv') else 'validation'
     line += f"; teacher {pr['teacher']} ({how} {pr['teacher_valid_accuracy']:.3f})"
     return line + ('' if pr.get('retrained', True) else '; retraining skipped')
@@ -146,15 +146,13 @@ def format_report(rep:dict, # a run's report (`run_pipeline`) or a repeated run'
     for s in rep['stages']:
         if h := s.get('hard_samples'):
             lines.append(f"{s['name']}: {h['hard']} of {h['n']} training clips hard (confidence of {h['reference']} < "
-                         f"{h['threshold']}), "
-                         f"weights {h['weight_min']:.2f} to {h['weight_max']:.2f} (mean 1)")
+                         f"{h['threshold']}), weights {h['weight_min']:.2f} to {h['weight_max']:.2f} (mean 1)")
     lines += [_round_line(pr, rep) for pr in rep.get('pseudo_rounds', [])]
     if rep.get('cv'):
         cv = rep['cv']
         lines.append(f"--cv {cv['folds']}: every training stage trained {cv['folds']} models, one per fold of the "
-                     f"labeled {cv.get('group') or 'clip'}s "
-                     f"({min(cv['valid'])} to {max(cv['valid'])} validation clips each); accuracy = out of fold over "
-                     f"every labeled clip")
+                     f"labeled {cv.get('group') or 'clip'}s ({min(cv['valid'])} to {max(cv['valid'])} validation clips "
+                     f"each); accuracy = out of fold over every labeled clip")
     if rep.get('kept'):
         fm = rep.get('final_model') or {}
         how = 'out-of-fold' if rep.get('cv') else 'validation'
@@ -163,9 +161,8 @@ def format_report(rep:dict, # a run's report (`run_pipeline`) or a repeated run'
     if t := rep.get('teacher'): lines.append(_teacher_line(t, rep))
     if d := rep.get('distill'):
         lines.append(f"distilled: {d['student_recipe']} trained {d['epochs']} epoch{'s' if d['epochs'] != 1 else ''} "
-                     f"on the soft targets of {d['teacher']}'s {d['teacher_models']} models "
-                     f"(temperature {d['temperature']}, true-label weight {d['hard_weight']}); OUT/model.pt is "
-                     f"that one student")
+                     f"on the soft targets of {d['teacher']}'s {d['teacher_models']} models (temperature "
+                     f"{d['temperature']}, true-label weight {d['hard_weight']}); OUT/model.pt is that one student")
     if e := rep.get('estimate'):
         lines.append(f"estimate ({e['source']}): accuracy {e['accuracy']:.3f}, balanced accuracy "
                      f"{e['balanced_accuracy']:.3f}"

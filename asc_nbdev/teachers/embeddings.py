@@ -143,10 +143,9 @@ def build_embedding_cache(teacher:Teacher, # the teacher (`load_teacher`)
         part.replace(out/'embeddings.npy')
         with atomic_write(out/'index.csv', 'w') as f: pd.DataFrame(dict(filename=names, row=range(len(names)))).to_csv(
             f, index=False)
-        save_json(dict(version=EMBEDDING_CACHE_VERSION, teacher=fp, files=dict(zip(names, stats)), clips=len(names)),
-                  out/'manifest.json')
+        save_json(dict(version=EMBEDDING_CACHE_VERSION, teacher=fp, files=dict(zip(names, stats)),
+                       clips=len(names)), out/'manifest.json')
         for f in ('.embeddings.progress', '.embeddings.plan.json'): (out/f).unlink(missing_ok=True)
         log(f"[embeddings] {out}: {len(todo)} clips embedded by {teacher.name} ({teacher.dim} values each) on "
-            f"{dev.type}, "
-            f"{len(known) - n_resumed} reused, {n_resumed} resumed, in {time.time() - t0:.1f} s")
+            f"{dev.type}, {len(known) - n_resumed} reused, {n_resumed} resumed, in {time.time() - t0:.1f} s")
         return EmbeddingCache(out)

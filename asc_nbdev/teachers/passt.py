@@ -59,8 +59,8 @@ def passt_model() -> PaSSTEmbedding:
         warnings.simplefilter('ignore')
         net = passt.get_model(arch=PASST_ARCH, pretrained=False, fstride=10, tstride=10, input_fdim=128, input_tdim=998)
         mel = preprocess.AugmentMelSTFT(n_mels=128, sr=32_000, win_length=800, hopsize=320, n_fft=1024, freqm=48,
-                                        timem=192, htk=False, fmin=0.0, fmax=None, norm=1, fmin_aug_range=10,
-                                        fmax_aug_range=2000)
+                                        timem=192, htk=False, fmin=0.0, fmax=None, norm=1,
+                                        fmin_aug_range=10, fmax_aug_range=2000)
     passt.first_RUN = False   # the package's flag for printing shapes on the first forward
     return PaSSTEmbedding(mel, net).eval()
 

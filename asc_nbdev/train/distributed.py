@@ -136,8 +136,8 @@ def swap_batchnorm(model:nn.Module, # the model whose batch-norm layers to repla
     swapped = []
     for parent in list(model.modules()):
         for name, child in list(parent.named_children()):
-            if isinstance(child, nn.modules.batchnorm._BatchNorm) and not isinstance(child, (ProcessBatchNorm,
-                nn.SyncBatchNorm)):
+            if isinstance(child, nn.modules.batchnorm._BatchNorm) and not isinstance(child,
+                (ProcessBatchNorm, nn.SyncBatchNorm)):
                 new = make(child); setattr(parent, name, new); swapped.append((parent, name, child))
     def restore():
         for parent, name, child in swapped: setattr(parent, name, child)
@@ -177,8 +177,8 @@ class ASCDistributedTrainer(DistributedTrainer):
         on_gpu = next(self.model.parameters()).is_cuda
         # batch norm reduces in its own group: its collectives never interleave with DistributedDataParallel's
         group = dist.new_group(backend='nccl' if on_gpu else 'gloo')
-        self._restore = swap_batchnorm(self.model, lambda bn: (sync_batchnorm if on_gpu else process_batchnorm)(bn,
-            group))
+        self._restore = swap_batchnorm(self.model, lambda bn: (sync_batchnorm if on_gpu
+                                                               else process_batchnorm)(bn, group))
         super().before_fit()
     def _wrap_dl(self, dl): return dl if isinstance(dl, ShardedDL) else ShardedDL(dl, device=self.learn.model.device)
     def after_fit(self):

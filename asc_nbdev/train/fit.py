@@ -63,8 +63,8 @@ class EpochLines(Callback):
                 ): self.stage, self.log, self.out = stage, log, out or sys.stdout
     def after_epoch(self):
         r = self.learn.recorder; vals = r.log[1:-1] if len(r.log) > 2 else []
-        kv = ' '.join(f"{n} {v:.4f}" if isinstance(v, float) else f"{n} {v}" for n, v in zip(r.metric_names[1:-1],
-            vals))
+        kv = ' '.join(f"{n} {v:.4f}" if isinstance(v, float) else f"{n} {v}" for n,
+                      v in zip(r.metric_names[1:-1], vals))
         with contextlib.redirect_stdout(self.out): self.log(
             f"[{self.stage}] epoch {self.epoch + 1}/{self.n_epoch} {kv}")
 
@@ -169,8 +169,8 @@ def fit_recipe(recipe:Recipe, # the system's settings
     if w:   # the audio classifier's role counts in the kept epoch (AudioMixAccuracy, notebook 12)
         extra = [AudioMixAccuracy(w, recipe.monitor)] + ([AudioMixAccuracy(1.0, recipe.monitor)] if w < 1
                                                          else []); monitor = extra[0].name
-    learn, s = _fit(recipe, dls, model, path, fname, monitor, extra, aux=getattr(model.head, 'audio_fc',
-        None) is not None, **run)
+    learn, s = _fit(recipe, dls, model, path, fname, monitor, extra,
+                    aux=getattr(model.head, 'audio_fc', None) is not None, **run)
     return learn, dict(s, unseen_weight=w)
 
 # %% ../../nbs/31_train.fit.ipynb #051867f2
@@ -213,8 +213,8 @@ def _fit(recipe, dls, model, path, fname, monitor, extra, aux, stage, label, cbs
     # several processes (asc-train --processes N): notebook 23
     multi, main = init_processes(dls.device), is_main_process()
     if not main: progress, epoch_log = False, None                # rank 0 alone shows progress and writes the history
-    learn = asc_learner(dls, model, lr=recipe.lr, loss_func=ASCLoss(recipe.smoothing), step=recipe.step,
-                        gamma=recipe.gamma,
+    learn = asc_learner(dls, model, lr=recipe.lr, loss_func=ASCLoss(recipe.smoothing),
+                        step=recipe.step, gamma=recipe.gamma,
                         monitor=monitor, patience=recipe.patience if keep == 'best' else None, save_best=keep == 'best',
                             fname=fname, metrics=extra,
                         cbs=recipe_callbacks(recipe, stage) + ([CSVLogger('history.csv')] if main else []) + list(
@@ -244,7 +244,7 @@ def _fit(recipe, dls, model, path, fname, monitor, extra, aux, stage, label, cbs
                                                                f"validation {monitor}: {runs}")
     best = len(h) - 1 if keep == 'last' else int(h[monitor].to_numpy().argmin() if monitor.endswith('loss') else h[
         monitor].to_numpy().argmax())
-    return learn, dict(stage=stage, epochs_run=len(h), best_epoch=best, seconds=round(time.time() - t0, 1),
-                       monitor=monitor,
+    return learn, dict(stage=stage, epochs_run=len(h), best_epoch=best,
+                       seconds=round(time.time() - t0, 1), monitor=monitor,
                        **{k: float(h[k].iloc[best]) for k in ('accuracy', 'balanced_accuracy', 'city_accuracy',
                                                               *[m.name for m in extra])})

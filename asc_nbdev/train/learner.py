@@ -169,8 +169,8 @@ def asc_learner(dls, # `DataLoaders` from `asc_dataloaders`
         except ImportError: splitter = lambda m: [list(m.parameters())]
     cb = [StepDecay(step, gamma)]
     comp = np.less if monitor.endswith('loss') else np.greater
-    if patience is not None: cb.append(EarlyStoppingCallback(monitor=monitor, comp=comp, patience=patience,
-                                                             reset_on_fit=True))
+    if patience is not None: cb.append(EarlyStoppingCallback(monitor=monitor, comp=comp,
+                                                             patience=patience, reset_on_fit=True))
     if save_best: cb.append(SaveModelCallback(monitor=monitor, comp=comp, fname=fname, reset_on_fit=True))
     learn = Learner(dls, model, loss_func=loss_func or ASCLoss(), opt_func=opt_func, lr=lr,
                     metrics=asc_metrics() + list(metrics or []),

@@ -166,8 +166,8 @@ def quick(self:Recipe,
           bs:int=16, # batch size
          ) -> 'Recipe':
     "The CPU variant for notebooks, tests and the demo: few epochs, small batches, a higher rate, a narrower model"
-    return self.replace(name=self.name + '-quick', epochs=min(epochs, self.epochs), patience=min(patience,
-        self.patience), bs=bs,
+    return self.replace(name=self.name + '-quick', epochs=min(epochs, self.epochs),
+                        patience=min(patience, self.patience), bs=bs,
                         lr=lr or max(self.lr, 3e-3), pretrain_epochs=min(self.pretrain_epochs, 3), ssl_epochs=min(
                             self.ssl_epochs, 10),
                         model_kwargs={**self.model_kwargs, **QUICK_MODEL_KWARGS.get(self.model, {})})
@@ -178,21 +178,18 @@ RECIPES = {
         'baseline', 'official APSIPA ASC 2025 baseline code', 'se_trans', lr=1e-4, epochs=20, patience=10,
         monitor='balanced_accuracy', pseudo='argmax', audio_fallback='audio', audio_first=True,
         notes='macro accuracy as the monitored metric; pseudo-labels: argmax of every unlabeled clip, then retrain; '
-              'beyond the baseline code: the audio-only model is trained first and the city/time fusion on its '
-              'frozen body '
-              '(audio_first), so clips of cities not trained on get exactly the audio-only prediction: '
+              'beyond the baseline code: the audio-only model is trained first and the city/time fusion on its frozen '
+              'body (audio_first), so clips of cities not trained on get exactly the audio-only prediction: '
               'bench/metadata_unseen.md'),
     'yang2025': Recipe(
         'yang2025', 'Yang et al., APSIPA ASC 2025', 'resnet_attention', lr=5e-4, epochs=1000, patience=20,
         spec_augment=dict(n_time_masks=2, time_width=20, n_freq_masks=2, freq_width=8), time_roll=(0.1, 0.3),
-            mixup_alpha=1.0, mixup_p=1.0,
+        mixup_alpha=1.0, mixup_p=1.0,
         pseudo='threshold', pseudo_threshold=0.9, pretrain_epochs=1000, audio_fallback='audio', audio_first=True,
         notes='SpecAugment (time shifting, frequency and time masking): widths and shift range not given in the paper; '
-              'beyond the paper: the audio-only model trained first, the fusion on its frozen body (audio_first), '
-              'so clips of '
-              'cities not trained on get exactly the audio-only prediction (bench/metadata_unseen.md); '
-              'the pseudo-label confidence threshold (0.9) is not given; pre-training runs under the same '
-              'early stopping '
+              'beyond the paper: the audio-only model trained first, the fusion on its frozen body (audio_first), so '
+              'clips of cities not trained on get exactly the audio-only prediction (bench/metadata_unseen.md); the '
+              'pseudo-label confidence threshold (0.9) is not given; pre-training runs under the same early stopping '
               '(up to 1000 epochs, patience 20)'),
     'li2025': Recipe(
         'li2025', 'Li et al., MobileASCNet', 'mobileascnet', model_kwargs=dict(fusion='gated'),
@@ -201,24 +198,18 @@ RECIPES = {
         mixup_alpha=(0.6, 0.8), mixup_p=(0.3, 0.8), augment_stages=('train', 'retrain'),
         pseudo='soft', pretrain_epochs=100, freeze_blocks=0, audio_fallback='audio', audio_first=True,
         notes='augmentation only when fine-tuning on CAS; gated fusion (the best of Table 3); the audio-only model '
-              'trained first, '
-              'the fusion then on its frozen body, so clips of cities not trained on get exactly the audio-only '
-              'prediction (this '
-              'library\'s, bench/metadata_unseen.md); set freeze_blocks=1 '
-              'for the "Pretrained + Freeze" variant; SpecAugment widths not given; pre-training under the same '
-              'early stopping '
+              'trained first, the fusion then on its frozen body, so clips of cities not trained on get exactly the '
+              'audio-only prediction (this library\'s, bench/metadata_unseen.md); set freeze_blocks=1 for the '
+              '"Pretrained + Freeze" variant; SpecAugment widths not given; pre-training under the same early stopping '
               '(up to 100 epochs, patience 10)'),
     'atmaja2025': Recipe(
         'atmaja2025', 'Atmaja et al.', 'fcnn', lr=1e-4, epochs=20, patience=10,
         monitor='balanced_accuracy', smoothing=0.1, hard_samples=True, hard_threshold=0.7, pseudo='argmax',
         audio_fallback='audio', audio_first=True,
-        notes='optimiser settings follow the baseline pipeline the paper builds on (not stated otherwise); '
-              'beyond the paper: '
-              'the audio-only model trained first (its hard-sample weights from the reference\'s audio-only '
-              'model), the fusion '
-              'on its frozen body (audio_first), so clips of cities not trained on get exactly the '
-              'audio-only prediction '
-              '(bench/metadata_unseen.md)'),
+        notes='optimiser settings follow the baseline pipeline the paper builds on (not stated otherwise); beyond the '
+              'paper: the audio-only model trained first (its hard-sample weights from the reference\'s audio-only '
+              'model), the fusion on its frozen body (audio_first), so clips of cities not trained on get exactly the '
+              'audio-only prediction (bench/metadata_unseen.md)'),
 }
 
 def get_recipe(name:str, # a key of `RECIPES`
@@ -268,8 +259,8 @@ def apply_overrides(recipe:Recipe, # the recipe to change (a copy is returned)
     r = recipe.replace(**kw)
     for k in ('lr', 'city_dropout', 'time_dropout', 'valid_pct', 'smoothing', 'pseudo_threshold', 'gamma'):
         v = getattr(r, k)
-        if not isinstance(v, (int, float)) or v < 0 or (k != 'lr' and k != 'gamma' and v >= 1) or (k == 'lr'
-            and v == 0):
+        if (not isinstance(v, (int, float)) or v < 0 or (k != 'lr' and k != 'gamma' and v >= 1)
+                or (k == 'lr' and v == 0)):
             raise ValueError(f"{k} = {v!r} is out of range")
     for k in ('bs', 'epochs', 'patience', 'step'):
         if getattr(r, k) < 1: raise ValueError(f"{k} must be at least 1, got {getattr(r, k)}")
