@@ -1,6 +1,7 @@
 """The house rules of the notebooks and the package (DESIGN.md, issue 38), counted by `tools/layout_counts.py`:
-export cells of at most 60 lines (a dataclass of settings excepted: one line per field) and one definition each, each public definition followed by a sentence and a check,
-modules of at most 600 lines, lines of at most 120 characters, no private name imported from another module."""
+export cells of at most 60 lines (a dataclass of settings excepted: one line per field) and one definition each, each
+public definition followed by a sentence and a check, modules of at most 600 lines, lines of at most 120 characters,
+no private name imported from another module."""
 import importlib.util
 from pathlib import Path
 

@@ -1,5 +1,6 @@
-"""The house rules of DESIGN.md, counted: export cells by size and by definitions, module sizes, lines over 120 characters,
-private names imported across modules. `python tools/layout_counts.py [ROOT]` prints them (tests/test_layout.py enforces them)."""
+"""The house rules of DESIGN.md, counted: export cells by size and by definitions, module sizes, lines over 120
+characters, private names imported across modules, public definitions without a sentence and a check.
+`python tools/layout_counts.py [ROOT]` prints them; tests/test_layout.py enforces them."""
 import ast, json, re, sys
 from pathlib import Path
 
@@ -10,7 +11,8 @@ def export_cells(root):
         for c in json.loads(p.read_text())['cells']:
             s = ''.join(c['source'])
             if c['cell_type'] != 'code' or not s.lstrip().startswith('#| export'): continue
-            try: defs = sum(isinstance(n, (ast.FunctionDef, ast.ClassDef, ast.AsyncFunctionDef)) for n in ast.parse(s).body)
+            try: defs = sum(isinstance(n, (ast.FunctionDef, ast.ClassDef, ast.AsyncFunctionDef))
+                            for n in ast.parse(s).body)
             except SyntaxError: defs = -1
             out.append((p.name, c.get('id'), len(s.splitlines()), defs))
     return out
@@ -79,15 +81,18 @@ if __name__ == '__main__':
     root = Path(sys.argv[1] if len(sys.argv) > 1 else '.')
     ec = export_cells(root); sizes = [n for *_, n, _ in ec]
     mods = modules(root)
+    n_lines = {str(p.relative_to(root)): len(s.splitlines()) for p, s in mods.items()}
     print(f"export cells: {len(ec)}; over 60 lines: {sum(s > 60 for s in sizes)}; over 100: {sum(s > 100 for s in sizes)}; "
-          f"largest {max(sizes)}; median {sorted(sizes)[len(sizes) // 2]} lines; with more than one definition: {sum(d > 1 for *_, d in ec)}")
-    print(f"modules: {len(mods)}; over 600 lines: {[str(p.relative_to(root)) for p, s in mods.items() if len(s.splitlines()) > 600]}; "
-          f"largest {max(len(s.splitlines()) for s in mods.values())} lines; package lines {sum(len(s.splitlines()) for s in mods.values())}")
+          f"largest {max(sizes)}; median {sorted(sizes)[len(sizes) // 2]} lines; "
+          f"with more than one definition: {sum(d > 1 for *_, d in ec)}")
+    print(f"modules: {len(mods)}; over 600 lines: {[m for m, n in n_lines.items() if n > 600]}; "
+          f"largest {max(n_lines.values())} lines; package lines {sum(n_lines.values())}")
     print(f"lines over 120 characters: {sum(len(l) > 120 for s in mods.values() for l in s.splitlines())}, "
           f"{len(long_lines(root))} without nbdev's generated `__all__` lists")
     big = [(nb, i, n) for nb, i, n, _ in ec if n > 60]
     print(f"export cells over 60 lines: {big}; of them settings dataclasses: "
           f"{[(nb, i, n) for nb, i, n in big if settings_dataclass(root, nb, i)]}")
-    print(f"private names imported across modules: {len(private_imports(root))} {private_imports(root)[:10]}")
+    pi = private_imports(root)
+    print(f"private names imported across modules: {len(pi)} {pi[:10]}")
     un = unexplained(root)
     print(f"public definitions not followed by a sentence and a check: {len(un)} {un[:10]}")

@@ -1,11 +1,14 @@
 """Wrap the export cells' lines to at most 120 characters, without changing what the code does (issue 38).
 
 `python tools/wrap_lines.py nbs/*.ipynb` rewrites, in each `#| export` cell:
-1. a comment line too long: wrapped onto several; a trailing comment that makes its line too long: moved onto comment lines just above the line (fastcore's docments
-   read comment lines above a parameter as its docment; argparse's help joins them into one paragraph);
+0. a continuation line of a few characters (an earlier break's leftover) joined back onto the line before;
+1. a comment line too long: wrapped onto several; a trailing comment that makes its line too long: moved onto comment
+   lines just above the line (fastcore's docments read comment lines above a parameter as its docment; argparse's help
+   joins them into one paragraph), except on a `def` line, where it is the first parameter's docment;
 2. a line inside brackets: broken after a comma or an opening bracket, or before `and`/`or`/`if`/`else`/`for`, or inside
    a string literal (split into two adjacent literals, which Python joins at compile time);
-3. a one-line docstring: made a triple-quoted paragraph wrapped at 120 characters.
+3. a one-line docstring: made a triple-quoted paragraph wrapped at 120 characters;
+4. a ragged run of adjacent string literals (one per line): re-wrapped evenly.
 Every change is checked: the cell's syntax tree must be the same as before (docstrings compared with their whitespace
 collapsed), else the change is undone and the line reported. Lines it cannot wrap are printed for a hand to fix.
 """
@@ -51,23 +54,29 @@ def _move_comment(lines, toks, r):
     return lines[:r] + [' ' * ind + '# ' + w for w in wrapped] + [code] + lines[r + 1:]
 
 
+def _split_points(body, f):
+    "positions just after each space of a string literal's `body` where it may be split (outside an f-string's braces)"
+    out, depth, i = [], 0, 0
+    while i < len(body):
+        ch = body[i]
+        if f and body[i:i + 2] in ('{{', '}}'): i += 2; continue
+        if f and ch == '{': depth += 1
+        elif f and ch == '}': depth -= 1
+        elif ch == ' ' and depth == 0 and (i == 0 or body[i - 1] != '\\'): out.append(i + 1)
+        i += 1
+    return out
+
+
 def _split_string(t, line, limit):
     "split the string token `t` (on one line) so that its first part ends by column `limit`: (first, rest) or None"
     s = t.string; q = next(i for i, ch in enumerate(s) if ch in '\'"'); pre, quote = s[:q], s[q]
     if s[q:q + 3] in ('"""', "'''") or 'b' in pre.lower(): return None
-    body = s[q + 1:-1]; f = 'f' in pre.lower()
-    best, depth, i = None, 0, 0
-    while i < len(body):
-        ch = body[i]
-        if f and ch in '{}' and body[i:i + 2] in ('{{', '}}'): i += 2; continue
-        if f and ch == '{': depth += 1
-        elif f and ch == '}': depth -= 1
-        elif ch == ' ' and depth == 0 and (i == 0 or body[i - 1] != '\\'):
-            end = t.start[1] + len(pre) + 1 + i + 1 + 1   # the first part with its space and closing quote
-            if end <= limit and len(body) - i > 12: best = i + 1
-        i += 1
-    if not best or best < 8: return None
-    return pre + quote + body[:best] + quote, pre + quote + body[best:] + quote
+    body = s[q + 1:-1]
+    # the first part with its closing quote ends by `limit`, and the rest is not a stub
+    fit = [k for k in _split_points(body, 'f' in pre.lower()) if t.start[1] + len(pre) + 1 + k + 1 <= limit
+           and len(body) - k >= 12]
+    if not fit or fit[-1] < 8: return None
+    return pre + quote + body[:fit[-1]] + quote, pre + quote + body[fit[-1]:] + quote
 
 
 def _wrap_comment(lines, r):
@@ -131,24 +140,16 @@ def _wrap_docstring(lines, src, r):
                                    break_long_words=False, break_on_hyphens=False)
                 ws[-1] += '"""'
                 if len(ws[-1]) > W: ws[-1:] = [ws[-1][:-3], ' ' * ind + '"""']
-                return lines[:r] + ws + [line[e.end_col_offset:]] * bool(line[e.end_col_offset:].strip()) + lines[r + 1:]
+                after = line[e.end_col_offset:]   # code after the docstring on its line, if any
+                return lines[:r] + ws + [after] * bool(after.strip()) + lines[r + 1:]
     return None
 
 
 def _pieces(body, first, rest, f):
     "split a string literal's `body` into pieces of at most `first`, then `rest` characters, at spaces (outside braces)"
+    cuts = [0] + _split_points(body, f) + [len(body)]
     out, cur = [], ''
-    words, depth, start = [], 0, 0
-    i = 0
-    while i < len(body):   # the split points: after a space outside an f-string's braces, not escaped
-        ch = body[i]
-        if f and body[i:i + 2] in ('{{', '}}'): i += 2; continue
-        if f and ch == '{': depth += 1
-        elif f and ch == '}': depth -= 1
-        elif ch == ' ' and depth == 0 and (i == 0 or body[i - 1] != '\\'): words.append(body[start:i + 1]); start = i + 1
-        i += 1
-    words.append(body[start:])
-    for w in words:
+    for w in (body[a:b] for a, b in zip(cuts, cuts[1:])):
         width = first if not out else rest
         if cur and len(cur) + len(w) > width: out.append(cur); cur = w
         else: cur += w
@@ -157,7 +158,6 @@ def _pieces(body, first, rest, f):
 
 def _reflow(lines, toks):
     "the first ragged run of adjacent string literals (one per line) re-wrapped evenly; None when there is none"
-    strs = [(t, d) for t, d, _ in toks if t.type == tokenize.STRING]
     runs, cur = [], []
     for t, d, _ in toks:
         if t.type == tokenize.STRING and d >= 1 and t.start[0] == t.end[0]:
@@ -166,23 +166,21 @@ def _reflow(lines, toks):
                 cur.append(t); continue
             if len(cur) > 1: runs.append(cur)
             cur = [t]
-        elif t.type in (tokenize.NL, tokenize.COMMENT) and cur and t.type == tokenize.NL: continue
+        elif t.type == tokenize.NL and cur: continue
         else:
             if len(cur) > 1: runs.append(cur)
             cur = []
     for run in runs:
         q = [next(i for i, ch in enumerate(t.string) if ch in '\'"') for t in run]
         pre, quote = run[0].string[:q[0]], run[0].string[q[0]]
-        if any(t.string[:k] != pre or t.string[k] != quote or t.string[k:k + 3] in ('"""', "'''") for t, k in zip(run, q)):
-            continue
-        if 'b' in pre.lower(): continue
+        if 'b' in pre.lower() or any(t.string[:k] != pre or t.string[k] != quote or t.string[k:k + 3] in ('"""', "'''")
+                                     for t, k in zip(run, q)): continue
         body = ''.join(t.string[k + 1:-1] for t, k in zip(run, q))
         r0, c0 = run[0].start; rk = run[-1].end[0]
         head, tail = lines[r0 - 1][:c0], lines[rk - 1][run[-1].end[1]:]
         ind = c0 if c0 <= 70 else len(lines[r0 - 1]) - len(lines[r0 - 1].lstrip()) + 4
         extra = len(pre) + 2
         ps = _pieces(body, W - c0 - extra, W - ind - extra, 'f' in pre.lower())
-        if len(ind * ' ' + pre + quote + ps[-1] + quote + tail) > W: ps.append('') if False else None
         if len(ps) >= len(run) or any(not x for x in ps): continue
         new = [head + pre + quote + ps[0] + quote] + [' ' * ind + pre + quote + x + quote for x in ps[1:]]
         new[-1] += tail
@@ -195,11 +193,11 @@ def _join_stubs(lines):
     "continuation lines of a few characters (a break's leftover, e.g. `fontsize=6)`) joined back onto the line before"
     toks = _tokens('\n'.join(lines)); depth_at = {}
     for t, d, _ in toks: depth_at.setdefault(t.start[0], d)
-    coms = {t.start[0] for t, _, _ in toks if t.type == tokenize.COMMENT}
+    commented = {t.start[0] for t, _, _ in toks if t.type == tokenize.COMMENT}   # rows (1-based) with a comment
     out = []
     for i, l in enumerate(lines):
-        s = l.strip()
-        if (out and s and len(s) < 25 and depth_at.get(i + 1, 0) >= 1 and i not in coms and not s.startswith('#')
+        s = l.strip()   # line i is row i + 1; the line before it, row i, must end without a comment
+        if (out and s and len(s) < 25 and depth_at.get(i + 1, 0) >= 1 and i not in commented and not s.startswith('#')
                 and not out[-1].rstrip().endswith(('(', '[', '{')) and s[0] not in '\'"' and s[:2] not in ('f"', "f'")
                 and len(out[-1].rstrip()) + 1 + len(s) > W):   # a line that was too long, broken just before its end
             out[-1] = out[-1].rstrip() + ('' if s[0] in ')]}' or out[-1].rstrip()[-1] in '=([{.' else ' ') + s
@@ -219,8 +217,8 @@ def wrap_source(src):
         if not longs: break
         r = longs[0]; cur = '\n'.join(lines)
         toks = _tokens(cur)
-        for step in (lambda: _wrap_comment(lines, r), lambda: _move_comment(lines, toks, r), lambda: _break_line(lines, toks, r),
-                     lambda: _wrap_docstring(lines, cur, r)):
+        for step in (lambda: _wrap_comment(lines, r), lambda: _move_comment(lines, toks, r),
+                     lambda: _break_line(lines, toks, r), lambda: _wrap_docstring(lines, cur, r)):
             try: new = step()
             except (tokenize.TokenError, SyntaxError, StopIteration, IndexError): new = None
             if new is None: continue

@@ -326,7 +326,8 @@ def _pseudo_clips(pseudo, meta, lab, va, sp, dropped):
 # %% ../../nbs/11_data.loaders.ipynb #be7b7d1f
 def _make_loaders(itr, iva, bs, mean, std, city_dropout, time_dropout, seed, device) -> ASCDataLoaders:
     "The `ASCDataLoaders` of training items `itr` and validation items `iva`, global batch size `bs` split by process"
-    W = process_count()   # several processes (notebook 23): each loads its share of every global batch
+    # several processes (notebook `33_train.distributed`): each loads its share of every global batch
+    W = process_count()
     if bs % W: raise ValueError(f"the batch size {bs} does not split into {W} processes; use a multiple of {W}")
     bs //= W
     dtr = ASCDataLoader(itr, bs=bs, shuffle=True, drop_last=len(itr) > bs * W, mean=mean, std=std,

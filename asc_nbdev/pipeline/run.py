@@ -188,7 +188,7 @@ def open_run(cfg:RunConfig, # the run's settings
             ) -> RunContext:
     "Check `cfg`, open its output folder and read its data: the `RunContext` that the stages share"
     res = cfg.check()
-    # several processes (notebook 23): rank 0 alone prints and shows progress
+    # several processes (notebook `33_train.distributed`): rank 0 alone prints and shows progress
     if init_processes(cfg.device) and not is_main_process():
         log, progress = (lambda *a, **k: None), False
     out = Path(cfg.out); out.mkdir(parents=True, exist_ok=True)
@@ -329,7 +329,7 @@ def run_config(cfg:RunConfig, # the run's settings (`RunConfig`), e.g. from `par
         if is_main_process() and not os.environ.get('ASC_RUN_CONFIG_SAVED'):
             cfg.save(out/RUN_CONFIG)
         make_demo_data(cfg)
-        # start the processes (torchrun), each running OUT/run.json without --processes; notebook 23
+        # start the processes (torchrun), each running OUT/run.json without --processes; notebook `33_train.distributed`
         if cfg.processes > 1:
             from asc_nbdev.train.distributed import launch_processes
             os.environ['ASC_RUN_CONFIG_SAVED'] = '1'

@@ -166,7 +166,7 @@ def fit_recipe(recipe:Recipe, # the system's settings
     if recipe.freeze_blocks and stage != 'pretrain': freeze_blocks(model, recipe.freeze_blocks)
     if metadata: model.set_known_cities(np.unique(dls.train.items.city))   # every other city is the unknown city
     w, monitor, extra = unseen_weight(recipe, model, eval_cities), recipe.monitor, []
-    if w:   # the audio classifier's role counts in the kept epoch (AudioMixAccuracy, notebook 12)
+    if w:   # the audio classifier's role counts in the kept epoch (AudioMixAccuracy, notebook `29_train.learner`)
         extra = [AudioMixAccuracy(w, recipe.monitor)] + ([AudioMixAccuracy(1.0, recipe.monitor)] if w < 1
                                                          else []); monitor = extra[0].name
     learn, s = _fit(recipe, dls, model, path, fname, monitor, extra,
@@ -210,7 +210,7 @@ def _fit(recipe, dls, model, path, fname, monitor, extra, aux, stage, label, cbs
          precision, compile, keep='best'):
     "One training run of `model` on `dls`, keeping the epoch of the best `monitor`"
     Path(path).mkdir(parents=True, exist_ok=True)
-    # several processes (asc-train --processes N): notebook 23
+    # several processes (asc-train --processes N): notebook `33_train.distributed`
     multi, main = init_processes(dls.device), is_main_process()
     if not main: progress, epoch_log = False, None                # rank 0 alone shows progress and writes the history
     learn = asc_learner(dls, model, lr=recipe.lr, loss_func=ASCLoss(recipe.smoothing),
