@@ -6,7 +6,7 @@ Docs: https://asc-nbdev.github.io/asc_nbdev/files.html.md"""
 
 # %% ../nbs/01_files.ipynb #4ea71e89
 from __future__ import annotations
-import contextlib, json, os, socket, sys, time
+import contextlib, json, multiprocessing.util, os, shutil, socket, sys, time
 from pathlib import Path
 from filelock import FileLock, Timeout
 from .processes import is_main_process
@@ -15,8 +15,25 @@ import numpy as np
 import tempfile
 
 # %% auto #0
-__all__ = ['LOCK_FILE', 'OWNER_FILE', 'LENT_ENV', 'atomic_write', 'atomic_path', 'save_json', 'load_json', 'owner_text',
-           'FolderBusy', 'folder_owner', 'lock_folder', 'lend_locks']
+__all__ = ['LOCK_FILE', 'OWNER_FILE', 'LENT_ENV', 'scratch_dir', 'atomic_write', 'atomic_path', 'save_json', 'load_json',
+           'owner_text', 'FolderBusy', 'folder_owner', 'lock_folder', 'lend_locks']
+
+# %% ../nbs/01_files.ipynb #896d94e6
+def _remove_tree(path, # a folder to remove with everything in it
+                 ):
+    "Remove `path`, read-only folders inside it included; what still cannot be removed is left"
+    for d, _, _ in os.walk(path):
+        with contextlib.suppress(OSError): os.chmod(d, 0o700)
+    shutil.rmtree(path, ignore_errors=True)
+
+# %% ../nbs/01_files.ipynb #9b2f1b85
+def scratch_dir(prefix:str='asc-', # the start of the folder's name, to tell whose it is
+                ) -> Path:
+    "A new empty folder in the system's temporary folder, removed with all it holds when this Python process ends"
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    # multiprocessing's finalizers run at a normal exit and in pool workers (nbdev-test's), where atexit handlers do not
+    multiprocessing.util.Finalize(None, _remove_tree, args=(str(path),), exitpriority=0)
+    return path
 
 # %% ../nbs/01_files.ipynb #1f75a9d3
 @contextlib.contextmanager

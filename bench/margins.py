@@ -15,7 +15,7 @@ Usage: python bench/margins.py [--seeds 0 1 2 3 4] [--out bench/margins.md]
 """
 import os
 for _v in ('OMP_NUM_THREADS', 'OPENBLAS_NUM_THREADS', 'MKL_NUM_THREADS'): os.environ.setdefault(_v, '1')
-import argparse, io, contextlib, tempfile, time, platform
+import argparse, io, contextlib, time, platform
 from pathlib import Path
 import numpy as np, pandas as pd, torch
 from asc_nbdev.all import *
@@ -66,7 +66,7 @@ if __name__ == '__main__':
     torch.set_num_threads(1)
     if args.from_csv: rows, t0 = pd.read_csv(args.from_csv).to_dict('records'), time.time()
     else:
-        root = Path(tempfile.mkdtemp(prefix='asc-margins-')); D = root/'data'
+        root = scratch_dir('asc-margins-'); D = root/'data'
         make_synthetic(D, preset='demo', progress=False)
         meta = read_meta(D/'dev_metadata.csv'); truth = pd.read_csv(D/'truth.csv')
         cache = build_feature_cache(D/'audio', meta.filename, root/'features', progress=False, verbose=False)

@@ -15,7 +15,7 @@ Usage: python bench/metadata.py [--seeds 0 1 2] [--recipes li2025 baseline] [--p
 """
 import os
 for _v in ('OMP_NUM_THREADS', 'OPENBLAS_NUM_THREADS', 'MKL_NUM_THREADS'): os.environ.setdefault(_v, '1')
-import argparse, io, contextlib, tempfile, time, platform, shutil
+import argparse, io, contextlib, time, platform, shutil
 from pathlib import Path
 import numpy as np, pandas as pd, torch
 from asc_nbdev.all import *
@@ -76,7 +76,7 @@ if __name__ == '__main__':
     args = ap.parse_args()
     UNSEEN_WEIGHT = args.unseen_weight
     torch.set_num_threads(1)
-    root = Path(tempfile.mkdtemp(prefix='asc-bench-metadata-'))
+    root = scratch_dir('asc-bench-metadata-')   # removed when the script ends
     rows, t0 = [], time.time()
     if args.from_csv:
         df0 = pd.concat([pd.read_csv(f, dtype={'dropout': str, 'fallback': str}, keep_default_na=False) for f in args.from_csv])

@@ -1,5 +1,6 @@
 "README, CI and the notebooks stay in step."
 import os, re, subprocess, sys
+from pathlib import Path
 from conftest import ROOT
 
 def test_readme_in_step_with_index():
@@ -122,3 +123,26 @@ def test_readme_python_calls_fit_the_api():
             except TypeError as e: bad.append(f'{ast.unparse(n)[:100]}: {e}')
             checked += 1
     assert checked >= 3 and not bad, bad
+
+def test_notebooks_make_scratch_folders_that_go_away():
+    "A notebook's example folders come from `scratch_dir` (removed when the process ends), never from `tempfile.mkdtemp`"
+    import json
+    bad = [f"{p.name} cell {c.get('id')}" for p in sorted((ROOT/'nbs').glob('*.ipynb'))
+           for c in json.loads(p.read_text())['cells']
+           if c['cell_type'] == 'code' and 'mkdtemp(' in ''.join(c['source'])
+           and not ''.join(c['source']).startswith('#| export')]
+    assert not bad, f"cells that leave a temporary folder behind (use asc_nbdev.files.scratch_dir): {bad}"
+
+def test_nbdev_test_leaves_no_temporary_folders():
+    "Notebooks run by nbdev-test in worker processes (as CI runs them) leave nothing in the temporary folder"
+    import shutil, tempfile
+    # a short TMPDIR, not tmp_path: nbdev-test's process pool puts a socket there, and a socket's path has a 107-byte limit
+    tmp = Path(tempfile.mkdtemp(prefix='asc-nbt-'))
+    try:
+        env = dict(os.environ, TMPDIR=str(tmp), OMP_NUM_THREADS='1', MPLBACKEND='Agg')
+        r = subprocess.run(['nbdev-test', '--n-workers', '2', '--file-re', r'^0[01]_'], cwd=ROOT, env=env,
+                           capture_output=True, text=True, timeout=600)
+        assert r.returncode == 0, r.stderr[-3000:]
+        left = sorted(p.name for p in tmp.iterdir() if p.name != 'torchinductor_root')   # torch's own compile cache
+        assert left == [], f"left in TMPDIR: {left}"
+    finally: shutil.rmtree(tmp, ignore_errors=True)
