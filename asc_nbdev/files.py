@@ -18,21 +18,13 @@ import tempfile
 __all__ = ['LOCK_FILE', 'OWNER_FILE', 'LENT_ENV', 'scratch_dir', 'atomic_write', 'atomic_path', 'save_json', 'load_json',
            'owner_text', 'FolderBusy', 'folder_owner', 'lock_folder', 'lend_locks']
 
-# %% ../nbs/01_files.ipynb #896d94e6
-def _remove_tree(path, # a folder to remove with everything in it
-                 ):
-    "Remove `path`, read-only folders inside it included; what still cannot be removed is left"
-    for d, _, _ in os.walk(path):
-        with contextlib.suppress(OSError): os.chmod(d, 0o700)
-    shutil.rmtree(path, ignore_errors=True)
-
 # %% ../nbs/01_files.ipynb #9b2f1b85
 def scratch_dir(prefix:str='asc-', # the start of the folder's name, to tell whose it is
                 ) -> Path:
     "A new empty folder in the system's temporary folder, removed with all it holds when this Python process ends"
     path = Path(tempfile.mkdtemp(prefix=prefix))
     # multiprocessing's finalizers run at a normal exit and in pool workers (nbdev-test's), where atexit handlers do not
-    multiprocessing.util.Finalize(None, _remove_tree, args=(str(path),), exitpriority=0)
+    multiprocessing.util.Finalize(None, shutil.rmtree, args=(path,), kwargs=dict(ignore_errors=True), exitpriority=0)
     return path
 
 # %% ../nbs/01_files.ipynb #1f75a9d3
